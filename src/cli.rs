@@ -1,0 +1,81 @@
+//! Command line: `farmlb run`, `farmlb check-config`, `farmlb --version`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// The version line: crate version and the git revision it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("FARMLB_GIT_REV"), ")");
+
+#[derive(Debug, Parser)]
+#[command(name = "farmlb", version = VERSION, about = "DPDK userspace load balancer for server farms")]
+pub struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. `info`, `farmlb=debug`.
+    #[arg(long, global = true, env = "FARMLB_LOG", default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the EAL, bring the ports up and forward until stopped.
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Stop cleanly after this long (e.g. `2s`, `500ms`, `1m`).
+        #[arg(long, value_parser = parse_duration)]
+        run_for: Option<Duration>,
+        /// Write the final counters as JSON to this file when stopping.
+        #[arg(long)]
+        stats_out: Option<PathBuf>,
+    },
+    /// Validate a configuration file and exit (0: valid, 1: invalid).
+    CheckConfig {
+        /// Configuration file (TOML).
+        file: PathBuf,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration (e.g. 2s, 500ms): {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_arguments() {
+        let cli = Cli::try_parse_from([
+            "farmlb",
+            "run",
+            "--config",
+            "a.toml",
+            "--run-for",
+            "1500ms",
+            "--stats-out",
+            "s.json",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Run {
+                config,
+                run_for,
+                stats_out,
+            } => {
+                assert_eq!(config, PathBuf::from("a.toml"));
+                assert_eq!(run_for, Some(Duration::from_millis(1500)));
+                assert_eq!(stats_out, Some(PathBuf::from("s.json")));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(
+            Cli::try_parse_from(["farmlb", "run", "--config", "a.toml", "--run-for", "soon"])
+                .is_err()
+        );
+    }
+}

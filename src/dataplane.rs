@@ -1,0 +1,434 @@
+//! The worker burst loop (rx → core → tx) and the `farmlb run` lifecycle:
+//! start the EAL, create the mempool and ports, launch one worker per worker
+//! lcore, stop on SIGINT/SIGTERM or `--run-for`, write the final counters and
+//! release everything in order.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::dpdk::{self, DpdkError, Eal, EalArgs, LcoreId, Mbuf, MbufBurst, Mempool, Port, PortConfig, QueueId};
+use crate::packet::{Balancer, CoreSetup, Counters, DropReason, Io, NoBalancer, PortAddr, PortIdx, PortSetup, Processor};
+
+/// Frames per rx burst at most (the configured burst may be smaller).
+pub const MAX_BURST: usize = 256;
+/// Frames buffered per port before a tx burst is forced.
+const TX_BUFFER: usize = 64;
+/// How often the core's timers (neighbour retries and expiry) run.
+const POLL_INTERVAL: Duration = Duration::from_millis(1);
+
+/// Why `farmlb run` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Dpdk(#[from] DpdkError),
+    #[error("port '{port}' offers {queues} tx queue(s) but {workers} workers need one each; reduce the worker lcores")]
+    TooFewTxQueues { port: String, queues: u16, workers: usize },
+    #[error("the config lists {config} worker lcores but the EAL started {eal}")]
+    WorkerMismatch { config: usize, eal: usize },
+    #[error("cannot write stats to {path}: {source}")]
+    StatsOut { path: String, source: std::io::Error },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("worker {0} failed")]
+    Worker(usize),
+}
+
+/// Counters of one worker, kept by the worker itself (no sharing on the
+/// packet path) and reported when it stops.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WorkerStats {
+    pub worker: usize,
+    pub lcore: u32,
+    pub rx: u64,
+    pub tx: u64,
+    /// Frames the NIC's tx queue did not accept (freed).
+    pub tx_dropped: u64,
+    /// Frames for the kernel exception path while no tap is attached (freed).
+    pub exception_dropped: u64,
+    /// Rx bursts that returned at least one frame.
+    pub busy_polls: u64,
+    pub core: Counters,
+}
+
+/// Counters of one port from DPDK.
+#[derive(Clone, Debug, Serialize)]
+pub struct PortReport {
+    pub name: String,
+    pub driver: String,
+    #[serde(flatten)]
+    pub stats: dpdk::PortStats,
+}
+
+/// The `--stats-out` document.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatsReport {
+    pub version: &'static str,
+    pub uptime_secs: f64,
+    pub ports: Vec<PortReport>,
+    pub workers: Vec<WorkerStats>,
+    /// Drops by reason, summed over workers; every reason is present.
+    pub drops: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl StatsReport {
+    fn new(uptime: Duration, ports: Vec<PortReport>, workers: Vec<WorkerStats>) -> Self {
+        let mut total = Counters::default();
+        for w in &workers {
+            total.add(&w.core);
+        }
+        let drops = total.drops_by_reason().map(|(r, n)| (r.as_str(), n)).collect();
+        StatsReport {
+            version: crate::cli::VERSION,
+            uptime_secs: uptime.as_secs_f64(),
+            ports,
+            workers,
+            drops,
+        }
+    }
+}
+
+/// What the core needs to know about the ports, from the config and from
+/// what the devices reported.
+pub fn core_setup(cfg: &Config, ports: &[Port]) -> CoreSetup {
+    CoreSetup {
+        ports: cfg
+            .ports
+            .iter()
+            .zip(ports)
+            .map(|(pc, p)| PortSetup {
+                mac: p.mac(),
+                addrs: pc
+                    .addresses
+                    .iter()
+                    .map(|c| PortAddr { addr: c.addr, prefix_len: c.prefix_len })
+                    .collect(),
+                gateways: pc.gateways.clone(),
+                static_neighbours: pc.neighbours.clone(),
+                offload: p.offload(),
+                mtu: pc.mtu,
+            })
+            .collect(),
+        farm_addrs: cfg.farm_addrs(),
+    }
+}
+
+/// The core's view of the ports while a worker handles a burst.
+struct WorkerIo<'a> {
+    pool: &'a Mempool,
+    ports: &'a [Port],
+    tx_queue: QueueId,
+    tx: Vec<MbufBurst<TX_BUFFER>>,
+    stats: &'a mut WorkerStats,
+}
+
+impl WorkerIo<'_> {
+    fn flush(&mut self, port: usize) {
+        let burst = &mut self.tx[port];
+        if burst.is_empty() {
+            return;
+        }
+        let sent = self.ports[port].tx_burst(self.tx_queue, burst);
+        self.stats.tx += sent as u64;
+        // A full tx ring: drop what is left rather than stall the loop.
+        for m in burst.drain() {
+            self.stats.tx_dropped += 1;
+            drop(m);
+        }
+    }
+
+    fn flush_all(&mut self) {
+        for p in 0..self.tx.len() {
+            self.flush(p);
+        }
+    }
+}
+
+impl Io for WorkerIo<'_> {
+    type Frame = Mbuf;
+
+    #[inline]
+    fn alloc(&mut self) -> Option<Mbuf> {
+        self.pool.alloc()
+    }
+
+    #[inline]
+    fn transmit(&mut self, port: PortIdx, frame: Mbuf) {
+        let p = port as usize;
+        let Some(burst) = self.tx.get_mut(p) else {
+            self.stats.tx_dropped += 1;
+            return;
+        };
+        if let Err(frame) = burst.push(frame) {
+            self.flush(p);
+            if self.tx[p].push(frame).is_err() {
+                self.stats.tx_dropped += 1;
+            }
+        }
+    }
+
+    #[inline]
+    fn exception(&mut self, _port: PortIdx, frame: Mbuf) {
+        self.stats.exception_dropped += 1;
+        drop(frame);
+    }
+
+    #[inline]
+    fn free(&mut self, frame: Mbuf) {
+        drop(frame);
+    }
+}
+
+/// Everything one worker needs; moved onto its lcore.
+struct Worker {
+    index: usize,
+    lcore: u32,
+    burst: usize,
+    setup: CoreSetup,
+    /// (port index, rx queue) pairs this worker polls.
+    rx: Vec<(PortIdx, QueueId)>,
+    tx_queue: QueueId,
+    /// Send gratuitous ARP for the ports at start (worker 0 only).
+    announce: bool,
+}
+
+impl Worker {
+    fn run(self, pool: &Mempool, ports: &[Port], stop: &AtomicBool) -> WorkerStats {
+        let mut stats = WorkerStats {
+            worker: self.index,
+            lcore: self.lcore,
+            ..WorkerStats::default()
+        };
+        let mut core: Processor<Mbuf> = Processor::new(self.setup);
+        let mut balancer = NoBalancer;
+        let hz = dpdk::tsc_hz().max(1);
+        let t0 = dpdk::tsc_now();
+        let to_ns = |tsc: u64| ((tsc.wrapping_sub(t0)) as u128 * 1_000_000_000 / hz as u128) as u64;
+        let poll_ticks = (hz as u128 * POLL_INTERVAL.as_nanos() / 1_000_000_000) as u64;
+        let mut next_poll = t0;
+        let mut rx: MbufBurst<MAX_BURST> = MbufBurst::new();
+        let n_ports = ports.len();
+
+        {
+            let mut io = WorkerIo {
+                pool,
+                ports,
+                tx_queue: self.tx_queue,
+                tx: (0..n_ports).map(|_| MbufBurst::new()).collect(),
+                stats: &mut stats,
+            };
+            if self.announce {
+                for p in 0..n_ports {
+                    core.port_up(&mut io, p as PortIdx, 0);
+                }
+                io.flush_all();
+            }
+            while !stop.load(Ordering::Relaxed) {
+                let tsc = dpdk::tsc_now();
+                let now = to_ns(tsc);
+                for &(port, queue) in &self.rx {
+                    let n = ports[port as usize].rx_burst(queue, &mut rx, self.burst);
+                    if n == 0 {
+                        continue;
+                    }
+                    io.stats.busy_polls += 1;
+                    io.stats.rx += n as u64;
+                    rx.prefetch_all();
+                    for m in rx.drain() {
+                        process_one(&mut core, &mut io, &mut balancer, port, m, now);
+                    }
+                }
+                io.flush_all();
+                if tsc.wrapping_sub(next_poll) < u64::MAX / 2 {
+                    core.poll(&mut io, now);
+                    io.flush_all();
+                    next_poll = tsc.wrapping_add(poll_ticks);
+                }
+            }
+            io.flush_all();
+        }
+        stats.core = core.counters().clone();
+        stats
+    }
+}
+
+#[inline]
+fn process_one<I: Io<Frame = Mbuf>, B: Balancer>(
+    core: &mut Processor<Mbuf>,
+    io: &mut I,
+    balancer: &mut B,
+    port: PortIdx,
+    m: Mbuf,
+    now: u64,
+) {
+    if m.is_chained() {
+        // The core sees one contiguous segment; multi-segment frames only
+        // come from ports configured for jumbo frames beyond the mbuf size.
+        core.count_drop(DropReason::BadTotalLength);
+        io.free(m);
+        return;
+    }
+    core.process(io, balancer, port, m, now);
+}
+
+/// `farmlb run`: runs until SIGINT/SIGTERM or `run_for`, then writes the
+/// counters to `stats_out`.
+pub fn run(cfg: &Config, run_for: Option<Duration>, stats_out: Option<&Path>) -> Result<(), RunError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(RunError::Signals)?;
+    }
+
+    let eal_args = EalArgs {
+        lcores: cfg.eal.lcores.get_ref().clone(),
+        hugepages: cfg.eal.hugepages,
+        memory_mb: cfg.eal.memory_mb,
+        file_prefix: cfg.eal.file_prefix.clone(),
+        devices: cfg.ports.iter().map(|p| p.device.clone()).collect(),
+        extra: cfg.eal.args.clone(),
+    };
+    let eal = Eal::init(&eal_args)?;
+    let result = run_with_eal(&eal, cfg, run_for, stats_out, &stop);
+    drop(eal);
+    result
+}
+
+fn run_with_eal(
+    eal: &Eal,
+    cfg: &Config,
+    run_for: Option<Duration>,
+    stats_out: Option<&Path>,
+    stop: &Arc<AtomicBool>,
+) -> Result<(), RunError> {
+    let lcores = eal.worker_lcores();
+    if lcores.len() != cfg.worker_lcores.len() {
+        return Err(RunError::WorkerMismatch {
+            config: cfg.worker_lcores.len(),
+            eal: lcores.len(),
+        });
+    }
+    let n_workers = lcores.len();
+    let socket = eal.socket_id();
+    let pool = Arc::new(Mempool::new(
+        "farmlb_pool",
+        cfg.mempool.mbufs,
+        cfg.mempool.cache,
+        cfg.mempool.data_room,
+        socket,
+    )?);
+    let mut ports = Vec::with_capacity(cfg.ports.len());
+    for p in &cfg.ports {
+        let port = Port::start(
+            &PortConfig {
+                device: p.device.clone(),
+                queues: n_workers as u16,
+                rx_desc: cfg.rx_desc,
+                tx_desc: cfg.tx_desc,
+                mtu: Some(p.mtu),
+                mac: p.mac,
+                promiscuous: p.promiscuous,
+            },
+            &pool,
+            socket,
+        )?;
+        if (port.tx_queues() as usize) < n_workers {
+            return Err(RunError::TooFewTxQueues {
+                port: p.name.clone(),
+                queues: port.tx_queues(),
+                workers: n_workers,
+            });
+        }
+        ports.push(port);
+    }
+    let ports = Arc::new(ports);
+    let setup = core_setup(cfg, &ports);
+
+    let slots: Vec<Arc<Mutex<Option<WorkerStats>>>> = (0..n_workers).map(|_| Arc::new(Mutex::new(None))).collect();
+    let mut jobs: Vec<(LcoreId, Box<dyn FnOnce() -> i32 + Send>)> = Vec::new();
+    for (i, &lcore) in lcores.iter().enumerate() {
+        let rx = ports
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| (i as u16) < p.rx_queues())
+            .map(|(pi, _)| (pi as PortIdx, QueueId(i as u16)))
+            .collect();
+        let worker = Worker {
+            index: i,
+            lcore,
+            burst: cfg.burst as usize,
+            setup: setup.clone(),
+            rx,
+            tx_queue: QueueId(i as u16),
+            announce: i == 0,
+        };
+        let (pool, ports, stop, slot) = (Arc::clone(&pool), Arc::clone(&ports), Arc::clone(stop), Arc::clone(&slots[i]));
+        jobs.push((
+            LcoreId(lcore),
+            Box::new(move || {
+                let stats = worker.run(&pool, &ports, &stop);
+                if let Ok(mut s) = slot.lock() {
+                    *s = Some(stats);
+                }
+                0
+            }),
+        ));
+    }
+    let started = Instant::now();
+    let handle = match dpdk::launch_workers(jobs) {
+        Ok(h) => h,
+        Err(e) => {
+            stop.store(true, Ordering::SeqCst);
+            return Err(e.into());
+        }
+    };
+    tracing::info!(workers = n_workers, ports = ports.len(), "farmlb running");
+
+    while !stop.load(Ordering::Relaxed) {
+        if run_for.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let codes = handle.join();
+    let uptime = started.elapsed();
+    tracing::info!(uptime = ?uptime, "workers stopped");
+
+    let workers: Vec<WorkerStats> = slots
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.lock()
+                .ok()
+                .and_then(|mut g| g.take())
+                .unwrap_or_else(|| WorkerStats { worker: i, lcore: lcores[i], ..WorkerStats::default() })
+        })
+        .collect();
+    let port_reports = ports
+        .iter()
+        .map(|p| PortReport {
+            name: p.name().to_string(),
+            driver: p.driver().to_string(),
+            stats: p.stats(),
+        })
+        .collect();
+    let report = StatsReport::new(uptime, port_reports, workers);
+    if let Some(path) = stats_out {
+        let json = serde_json::to_string_pretty(&report).expect("stats serialise");
+        std::fs::write(path, json + "\n").map_err(|source| RunError::StatsOut {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    // Ports stop (and pcap files flush) before the pool and the EAL go.
+    drop(ports);
+    drop(pool);
+    if let Some(i) = codes.iter().position(|&c| c != 0) {
+        return Err(RunError::Worker(i));
+    }
+    Ok(())
+}

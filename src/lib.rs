@@ -1,0 +1,12 @@
+//! farmlb: a DPDK userspace load balancer for server farms.
+//!
+//! The pure core (`wire`, `packet`, `farm`, `flow`, `config`) has no DPDK types and
+//! builds with `--no-default-features`; the DPDK shell (`dpdk`, `dataplane`) is
+//! behind the default `dpdk` feature.
+
+pub mod cli;
+pub mod config;
+pub mod packet;
+
+#[cfg(feature = "dpdk")]
+pub mod dpdk;

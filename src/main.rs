@@ -1,0 +1,75 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use farmlb::cli::{Cli, Command};
+use farmlb::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    match cli.command {
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} ports, {} servers, {} farm units, {} sub-farm units, {} workers)",
+                    file.display(),
+                    c.ports.len(),
+                    c.servers.len(),
+                    c.farm_units.len(),
+                    c.sub_farm_units.len(),
+                    c.worker_lcores.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run {
+            config,
+            run_for,
+            stats_out,
+        } => {
+            let cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            run(cfg, run_for, stats_out)
+        }
+    }
+}
+
+#[cfg(feature = "dpdk")]
+fn run(
+    cfg: Config,
+    run_for: Option<std::time::Duration>,
+    stats_out: Option<std::path::PathBuf>,
+) -> ExitCode {
+    match farmlb::dataplane::run(&cfg, run_for, stats_out.as_deref()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn run(
+    _cfg: Config,
+    _run_for: Option<std::time::Duration>,
+    _stats_out: Option<std::path::PathBuf>,
+) -> ExitCode {
+    eprintln!("error: this farmlb was built without the `dpdk` feature; `run` needs it");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,242 @@
+//! The per-frame path of a worker: parse, classify, answer (ARP, ND, ICMP echo),
+//! rewrite (NAT) and choose the egress port and neighbour.
+//!
+//! This module is pure: no DPDK types, no clock (time comes in as `now`), no
+//! syscalls, no `unsafe`. The DPDK shell gives it frames through the [`Frame`]
+//! trait and receives results through [`Io`]; tests use `Vec<u8>` frames.
+
+use std::net::IpAddr;
+
+/// Index of a port in the configuration (the order of `[[port]]` tables).
+pub type PortIdx = u16;
+
+/// Monotonic time in nanoseconds, supplied by the caller.
+pub type Nanos = u64;
+
+/// Checksum offload capabilities of one port, detected by the shell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offload {
+    pub ipv4_cksum: bool,
+    pub tcp_cksum: bool,
+    pub udp_cksum: bool,
+}
+
+/// Which L4 checksum the port must compute on transmit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum L4Offload {
+    #[default]
+    None,
+    Tcp,
+    Udp,
+}
+
+/// What the core asks the port to compute on transmit (the mbuf's offload flags and
+/// header lengths). When `l4` is not `None` the core has already stored the
+/// pseudo-header checksum in the L4 checksum field, as the NICs require.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxOffload {
+    pub l2_len: u8,
+    pub l3_len: u16,
+    pub ipv4: bool,
+    pub ipv6: bool,
+    pub ip_cksum: bool,
+    pub l4: L4Offload,
+}
+
+/// A packet buffer the core reads, rewrites, grows and shrinks: an mbuf in the
+/// DPDK shell, a `Vec<u8>` in tests.
+pub trait Frame {
+    fn data(&self) -> &[u8];
+    fn data_mut(&mut self) -> &mut [u8];
+    /// Sets the frame's length keeping its start. Returns false (and changes
+    /// nothing) if `len` exceeds the buffer's capacity.
+    fn set_len(&mut self, len: usize) -> bool;
+    /// Records the checksums the port must compute when this frame is sent.
+    fn set_tx_offload(&mut self, req: TxOffload);
+}
+
+impl Frame for Vec<u8> {
+    fn data(&self) -> &[u8] {
+        self
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        self
+    }
+    fn set_len(&mut self, len: usize) -> bool {
+        if len > 16 * 1024 {
+            return false;
+        }
+        self.resize(len, 0);
+        true
+    }
+    fn set_tx_offload(&mut self, _req: TxOffload) {}
+}
+
+/// Where the core sends frames. Implemented by the worker loop (tx buffers per
+/// port, the exception tap, the mempool) and by test harnesses.
+pub trait Io {
+    type Frame: Frame;
+    /// A fresh empty frame for a frame the core generates (ARP request, ICMP
+    /// error, gratuitous ARP). `None` when the pool is empty.
+    fn alloc(&mut self) -> Option<Self::Frame>;
+    /// Queue `frame` for transmission on `port`.
+    fn transmit(&mut self, port: PortIdx, frame: Self::Frame);
+    /// Hand `frame`, received on `port`, to the kernel exception path.
+    fn exception(&mut self, port: PortIdx, frame: Self::Frame);
+    /// Release a frame the core dropped (it has already been counted).
+    fn free(&mut self, frame: Self::Frame);
+}
+
+/// One LB-owned address on a port, with its connected prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortAddr {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+/// What the core knows about a port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortSetup {
+    pub mac: [u8; 6],
+    pub addrs: Vec<PortAddr>,
+    /// Default gateways reached through this port.
+    pub gateways: Vec<IpAddr>,
+    /// Neighbours that never need resolving (tests, networks without ARP/ND).
+    pub static_neighbours: Vec<(IpAddr, [u8; 6])>,
+    pub offload: Offload,
+    pub mtu: u16,
+}
+
+/// Everything a worker's core needs at start-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoreSetup {
+    pub ports: Vec<PortSetup>,
+    /// Farm unit addresses (main and sub-farm): echo requests to them are answered.
+    pub farm_addrs: Vec<IpAddr>,
+}
+
+/// Why a frame was dropped. Every drop is counted under exactly one reason.
+/// Names (`as_str`) appear in the stats JSON and the metrics; never rename one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Shorter than the headers it claims to carry.
+    Truncated,
+    /// IPv4 IHL < 5 or past the frame, TCP data offset < 5 or past the segment.
+    BadHeaderLength,
+    /// IP total/payload length disagrees with the frame.
+    BadTotalLength,
+    BadChecksum,
+    /// IPv4 options present and the policy drops them.
+    IpOptions,
+    /// A fragment the fragment policy does not forward.
+    Fragment,
+    TtlExpired,
+    /// Addressed to no farm unit and not to the LB itself.
+    NoFarmUnit,
+    /// A non-SYN TCP segment (or ICMP error) with no flow.
+    NoFlow,
+    /// An L3/L4 protocol farmlb does not handle.
+    UnknownProtocol,
+    /// The frame waited for ARP/ND and the per-neighbour queue was full.
+    NeighbourQueueFull,
+    /// No route (no connected prefix, no gateway) to the destination.
+    NoRoute,
+    /// Not for us: another host's MAC, or an ARP/ND we do not answer.
+    NotForUs,
+    /// The flow table is full and nothing could be evicted.
+    FlowTableFull,
+    /// No healthy server for a new flow.
+    NoServer,
+    /// The mempool had no buffer for a generated frame.
+    NoBuffer,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 16] = [
+        DropReason::Truncated,
+        DropReason::BadHeaderLength,
+        DropReason::BadTotalLength,
+        DropReason::BadChecksum,
+        DropReason::IpOptions,
+        DropReason::Fragment,
+        DropReason::TtlExpired,
+        DropReason::NoFarmUnit,
+        DropReason::NoFlow,
+        DropReason::UnknownProtocol,
+        DropReason::NeighbourQueueFull,
+        DropReason::NoRoute,
+        DropReason::NotForUs,
+        DropReason::FlowTableFull,
+        DropReason::NoServer,
+        DropReason::NoBuffer,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::BadHeaderLength => "bad_header_length",
+            DropReason::BadTotalLength => "bad_total_length",
+            DropReason::BadChecksum => "bad_checksum",
+            DropReason::IpOptions => "ip_options",
+            DropReason::Fragment => "fragment",
+            DropReason::TtlExpired => "ttl_expired",
+            DropReason::NoFarmUnit => "no_farm_unit",
+            DropReason::NoFlow => "no_flow",
+            DropReason::UnknownProtocol => "unknown_protocol",
+            DropReason::NeighbourQueueFull => "neighbour_queue_full",
+            DropReason::NoRoute => "no_route",
+            DropReason::NotForUs => "not_for_us",
+            DropReason::FlowTableFull => "flow_table_full",
+            DropReason::NoServer => "no_server",
+            DropReason::NoBuffer => "no_buffer",
+        }
+    }
+}
+
+/// The transport 5-tuple of one packet, as seen on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// IP protocol number (6 TCP, 17 UDP).
+    pub proto: u8,
+    pub src: IpAddr,
+    pub src_port: u16,
+    pub dst: IpAddr,
+    pub dst_port: u16,
+}
+
+/// The addresses one packet of a flow leaves with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Nat {
+    pub src: IpAddr,
+    pub src_port: u16,
+    pub dst: IpAddr,
+    pub dst_port: u16,
+}
+
+/// The load-balancing decision for packets that are not addressed to the LB's
+/// own port addresses: implemented by the farm/flow layer, per worker.
+pub trait Balancer {
+    /// The rewrite for a TCP/UDP packet with `key` (client→server or
+    /// server→client), creating a flow for a new connection to a farm unit.
+    /// `tcp_flags` is the TCP flags byte (0 for UDP).
+    fn lookup(&mut self, key: &FlowKey, tcp_flags: u8, now: Nanos) -> Result<Nat, DropReason>;
+    /// The rewrite an existing flow would apply to a packet with `key`, without
+    /// creating or refreshing anything (used to translate ICMP errors).
+    fn peek(&self, key: &FlowKey) -> Option<Nat>;
+}
+
+/// A balancer with no farm units: every transit packet is dropped as
+/// `NoFarmUnit`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoBalancer;
+
+impl Balancer for NoBalancer {
+    fn lookup(&mut self, _key: &FlowKey, _tcp_flags: u8, _now: Nanos) -> Result<Nat, DropReason> {
+        Err(DropReason::NoFarmUnit)
+    }
+    fn peek(&self, _key: &FlowKey) -> Option<Nat> {
+        None
+    }
+}
