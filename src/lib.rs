@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod packet;
+pub mod wire;
 
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
