@@ -11,3 +11,5 @@ pub mod wire;
 
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+#[cfg(feature = "dpdk")]
+pub mod dataplane;

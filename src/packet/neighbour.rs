@@ -152,6 +152,7 @@ impl<F> Neighbours<F> {
     /// will likely answer it). Returns the frames that waited for it.
     pub fn learn(&mut self, port: PortIdx, addr: IpAddr, mac: [u8; 6], create: bool, now: Nanos) -> Option<Vec<F>> {
         let expires = now + self.timers.reachable;
+        let room = self.map.len() < self.timers.max_entries;
         match self.map.get_mut(&(port, addr)) {
             Some(e) => {
                 if e.state == State::Static {
@@ -166,7 +167,7 @@ impl<F> Neighbours<F> {
                     Some(std::mem::take(&mut e.held))
                 }
             }
-            None if create && self.map.len() < self.timers.max_entries => {
+            None if create && room => {
                 let e = Entry { mac, state: State::Reachable { expires }, used: false, held: Vec::new() };
                 self.map.insert((port, addr), e);
                 Some(Vec::new())

@@ -403,7 +403,7 @@ impl<F: Frame> Processor<F> {
             let mut eth = EthernetFrame::new_unchecked(&mut data[..]);
             eth.set_dst_addr(&repr.sender_hw);
             eth.set_src_addr(&my_mac);
-            reply.emit(&mut data[l2..l2 + ArpRepr::BUFFER_LEN]);
+            reply.emit(&mut data[l2..l2 + arp::BUFFER_LEN]);
             self.counters.arp_replies += 1;
             return Ok(Out::Reply(port));
         }
@@ -1008,7 +1008,7 @@ fn build_arp<F: Frame>(f: &mut F, op: u16, src_mac: &[u8; 6], src_ip: Ipv4Addr, 
     data.fill(0);
     ethernet::emit_header(data, dst_mac, src_mac, ethertype::ARP);
     let repr = ArpRepr { operation: op, sender_hw: *src_mac, sender_ip: src_ip, target_hw: *target_hw, target_ip };
-    repr.emit(&mut data[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ArpRepr::BUFFER_LEN]);
+    repr.emit(&mut data[ethernet::HEADER_LEN..ethernet::HEADER_LEN + arp::BUFFER_LEN]);
     true
 }
 
