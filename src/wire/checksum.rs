@@ -23,7 +23,7 @@
 //! `0x0000` to `0xFFFF`, and must not update a UDP-over-IPv4 checksum of `0`
 //! ("no checksum"): see [`crate::wire::udp`].
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Ones' complement sum of `data` as big-endian 16-bit words, not folded to 16
 /// bits. An odd trailing byte is padded with a zero byte on the right.
@@ -100,6 +100,32 @@ pub fn pseudo_header_v6(src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8, len: u3
     let mut acc = sum(&src.octets());
     acc = combine(acc, sum(&dst.octets()));
     combine(acc, (len >> 16) + (len & 0xffff) + u32::from(next_header))
+}
+
+/// The pseudo-header of the address family of `src` and `dst`.
+///
+/// Mixed families never occur in a real packet (a caller bug); they are summed as
+/// IPv6 with the IPv4 address v4-mapped, so the result is at least deterministic.
+pub fn pseudo_header(src: &IpAddr, dst: &IpAddr, proto: u8, len: u32) -> u32 {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => pseudo_header_v4(*s, *d, proto, len),
+        (IpAddr::V6(s), IpAddr::V6(d)) => pseudo_header_v6(s, d, proto, len),
+        (s, d) => pseudo_header_v6(&to_v6(s), &to_v6(d), proto, len),
+    }
+}
+
+fn to_v6(a: &IpAddr) -> Ipv6Addr {
+    match a {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => *a,
+    }
+}
+
+/// The checksum to store for an upper-layer message `data` (with its checksum
+/// field zeroed) under the given pseudo-header sum.
+#[inline]
+pub fn checksum_with(pseudo: u32, data: &[u8]) -> u16 {
+    !fold(combine(pseudo, sum(data)))
 }
 
 /// RFC 1624 eqn. 3: the new stored checksum after a 16-bit word of the covered

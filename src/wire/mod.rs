@@ -21,12 +21,20 @@ pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmpv4;
+pub mod icmpv6;
 pub mod ipv4;
+pub mod ipv6;
+pub mod tcp;
+pub mod udp;
 
 pub use arp::{ArpPacket, ArpRepr};
-pub use ethernet::{EtherType, EthernetFrame};
+pub use ethernet::{ethertype, EtherType, EthernetFrame};
 pub use icmpv4::Icmpv4Packet;
+pub use icmpv6::{Icmpv6Packet, Ndisc};
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
+pub use ipv6::{FragmentInfo, Ipv6Packet, Ipv6Repr, UpperLayer};
+pub use tcp::TcpPacket;
+pub use udp::UdpPacket;
 
 /// Why a buffer was rejected by a `new_checked` or a parser.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -114,3 +122,6 @@ pub(crate) fn get_ipv6(buf: &[u8], f: Field) -> std::net::Ipv6Addr {
     a.copy_from_slice(&buf[f]);
     std::net::Ipv6Addr::from(a)
 }
+
+#[cfg(test)]
+mod no_panic_tests;
