@@ -319,6 +319,32 @@ mod tests {
         assert!(p.verify_checksum(&s, &d));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// NAT of a UDP/IPv4 datagram with the incremental helpers gives what a
+        /// full `fill_checksum` gives, 0xffff cases included.
+        #[test]
+        fn incremental_nat_equals_fill(
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            old_dst in proptest::prelude::any::<u32>(), new_dst in proptest::prelude::any::<u32>(),
+            new_port in proptest::prelude::any::<u16>(),
+        ) {
+            let src = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+            let mut buf = [0u8; 48];
+            let n = HEADER_LEN + payload.len();
+            emit_header(&mut buf, 1000, 53, payload.len() as u16);
+            buf[HEADER_LEN..n].copy_from_slice(&payload);
+            let mut p = UdpPacket::new_checked(&mut buf[..n]).unwrap();
+            p.fill_checksum(&src, &IpAddr::V4(old_dst.into()));
+            let c = update_checksum32(p.checksum(), old_dst, new_dst);
+            let c = update_checksum(c, 53, new_port);
+            p.set_dst_port(new_port);
+            p.fill_checksum(&src, &IpAddr::V4(new_dst.into()));
+            proptest::prop_assert_eq!(c, p.checksum());
+        }
+    }
+
     #[test]
     fn malformed() {
         assert_eq!(
