@@ -10,6 +10,6 @@ pub mod packet;
 pub mod wire;
 
 #[cfg(feature = "dpdk")]
-pub mod dpdk;
-#[cfg(feature = "dpdk")]
 pub mod dataplane;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;

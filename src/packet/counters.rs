@@ -127,7 +127,10 @@ mod tests {
 
     #[test]
     fn add_sums_every_field() {
-        let mut a = Counters { forwarded: 1, ..Default::default() };
+        let mut a = Counters {
+            forwarded: 1,
+            ..Default::default()
+        };
         a.drop(DropReason::NoFlow);
         let mut b = a.clone();
         b.add(&a);

@@ -95,7 +95,12 @@ pub trait Io {
     fn free(&mut self, frame: Self::Frame);
     /// Hand `frame`, received on `port`, to `worker`, which owns its flow.
     /// Returns the frame back when the ring to that worker is full.
-    fn redirect(&mut self, _worker: usize, _port: PortIdx, frame: Self::Frame) -> Result<(), Self::Frame> {
+    fn redirect(
+        &mut self,
+        _worker: usize,
+        _port: PortIdx,
+        frame: Self::Frame,
+    ) -> Result<(), Self::Frame> {
         Err(frame)
     }
 }
@@ -249,7 +254,13 @@ pub trait Balancer {
     /// `tcp_flags` is the TCP flags byte (0 for UDP).
     /// `len` is the frame's length in bytes (for the per-unit and per-server
     /// byte counters).
-    fn lookup(&mut self, key: &FlowKey, tcp_flags: u8, len: u16, now: Nanos) -> Result<Nat, DropReason>;
+    fn lookup(
+        &mut self,
+        key: &FlowKey,
+        tcp_flags: u8,
+        len: u16,
+        now: Nanos,
+    ) -> Result<Nat, DropReason>;
     /// The rewrite an existing flow would apply to a packet with `key`, without
     /// creating or refreshing anything (used to translate ICMP errors).
     fn peek(&self, key: &FlowKey) -> Option<Nat>;
@@ -267,7 +278,13 @@ pub trait Balancer {
 pub struct NoBalancer;
 
 impl Balancer for NoBalancer {
-    fn lookup(&mut self, _key: &FlowKey, _tcp_flags: u8, _len: u16, _now: Nanos) -> Result<Nat, DropReason> {
+    fn lookup(
+        &mut self,
+        _key: &FlowKey,
+        _tcp_flags: u8,
+        _len: u16,
+        _now: Nanos,
+    ) -> Result<Nat, DropReason> {
         Err(DropReason::NoFarmUnit)
     }
     fn peek(&self, _key: &FlowKey) -> Option<Nat> {

@@ -46,9 +46,14 @@ impl Default for NeighbourTimers {
 enum State {
     /// Configured: never expires, never refreshed.
     Static,
-    Reachable { expires: Nanos },
+    Reachable {
+        expires: Nanos,
+    },
     /// Requested `sent` times; the next request (or giving up) at `next`.
-    Incomplete { sent: u8, next: Nanos },
+    Incomplete {
+        sent: u8,
+        next: Nanos,
+    },
 }
 
 struct Entry<F> {
@@ -85,7 +90,10 @@ pub struct Neighbours<F> {
 
 impl<F> Neighbours<F> {
     pub fn new(timers: NeighbourTimers) -> Self {
-        Neighbours { timers, map: HashMap::new() }
+        Neighbours {
+            timers,
+            map: HashMap::new(),
+        }
     }
 
     pub fn timers(&self) -> &NeighbourTimers {
@@ -94,7 +102,15 @@ impl<F> Neighbours<F> {
 
     /// Adds a configured entry that never expires.
     pub fn add_static(&mut self, port: PortIdx, addr: IpAddr, mac: [u8; 6]) {
-        self.map.insert((port, addr), Entry { mac, state: State::Static, used: false, held: Vec::new() });
+        self.map.insert(
+            (port, addr),
+            Entry {
+                mac,
+                state: State::Static,
+                used: false,
+                held: Vec::new(),
+            },
+        );
     }
 
     /// The MAC of a resolved neighbour, if any (no side effects).
@@ -116,8 +132,19 @@ impl<F> Neighbours<F> {
             }
             let mut held = Vec::with_capacity(t.queue_len);
             held.push(frame);
-            let state = State::Incomplete { sent: 1, next: now + t.retry };
-            self.map.insert((port, addr), Entry { mac: [0; 6], state, used: true, held });
+            let state = State::Incomplete {
+                sent: 1,
+                next: now + t.retry,
+            };
+            self.map.insert(
+                (port, addr),
+                Entry {
+                    mac: [0; 6],
+                    state,
+                    used: true,
+                    held,
+                },
+            );
             return Resolve::Held { request: true };
         }
         let Some(e) = self.map.get_mut(&(port, addr)) else {
@@ -131,7 +158,10 @@ impl<F> Neighbours<F> {
             }
             State::Reachable { .. } => {
                 // Expired: ask again, hold meanwhile.
-                e.state = State::Incomplete { sent: 1, next: now + t.retry };
+                e.state = State::Incomplete {
+                    sent: 1,
+                    next: now + t.retry,
+                };
                 e.used = true;
                 e.held.push(frame);
                 Resolve::Held { request: true }
@@ -150,7 +180,14 @@ impl<F> Neighbours<F> {
     /// Records that `addr` on `port` has `mac` (from an ARP/ND message). An
     /// unknown neighbour is added only when `create` (it asked for us, so we
     /// will likely answer it). Returns the frames that waited for it.
-    pub fn learn(&mut self, port: PortIdx, addr: IpAddr, mac: [u8; 6], create: bool, now: Nanos) -> Option<Vec<F>> {
+    pub fn learn(
+        &mut self,
+        port: PortIdx,
+        addr: IpAddr,
+        mac: [u8; 6],
+        create: bool,
+        now: Nanos,
+    ) -> Option<Vec<F>> {
         let expires = now + self.timers.reachable;
         let room = self.map.len() < self.timers.max_entries;
         match self.map.get_mut(&(port, addr)) {
@@ -168,7 +205,12 @@ impl<F> Neighbours<F> {
                 }
             }
             None if create && room => {
-                let e = Entry { mac, state: State::Reachable { expires }, used: false, held: Vec::new() };
+                let e = Entry {
+                    mac,
+                    state: State::Reachable { expires },
+                    used: false,
+                    held: Vec::new(),
+                };
                 self.map.insert((port, addr), e);
                 Some(Vec::new())
             }
@@ -203,7 +245,10 @@ impl<F> Neighbours<F> {
                     }
                     return false;
                 }
-                e.state = State::Incomplete { sent: sent + 1, next: now + t.retry };
+                e.state = State::Incomplete {
+                    sent: sent + 1,
+                    next: now + t.retry,
+                };
                 tasks.push(Task::Request { port, addr });
                 true
             }
@@ -228,14 +273,23 @@ mod tests {
     const MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
 
     fn table() -> Neighbours<u32> {
-        Neighbours::new(NeighbourTimers { queue_len: 2, ..Default::default() })
+        Neighbours::new(NeighbourTimers {
+            queue_len: 2,
+            ..Default::default()
+        })
     }
 
     #[test]
     fn holds_then_releases_on_learn() {
         let mut n = table();
-        assert!(matches!(n.resolve(0, A, 1, 0), Resolve::Held { request: true }));
-        assert!(matches!(n.resolve(0, A, 2, 10), Resolve::Held { request: false }));
+        assert!(matches!(
+            n.resolve(0, A, 1, 0),
+            Resolve::Held { request: true }
+        ));
+        assert!(matches!(
+            n.resolve(0, A, 2, 10),
+            Resolve::Held { request: false }
+        ));
         assert!(matches!(n.resolve(0, A, 3, 20), Resolve::Full(3)));
         assert_eq!(n.learn(0, A, MAC, false, 30), Some(vec![1, 2]));
         assert!(matches!(n.resolve(0, A, 4, 40), Resolve::Mac(MAC, 4)));
@@ -250,7 +304,10 @@ mod tests {
         assert!(tasks.is_empty());
         n.poll(SEC, &mut tasks);
         n.poll(2 * SEC, &mut tasks);
-        let requests = tasks.iter().filter(|t| matches!(t, Task::Request { .. })).count();
+        let requests = tasks
+            .iter()
+            .filter(|t| matches!(t, Task::Request { .. }))
+            .count();
         assert_eq!(requests, 2, "two retries after the first request");
         tasks.clear();
         n.poll(3 * SEC, &mut tasks);

@@ -48,7 +48,9 @@ use crate::wire::{protocol, Error as WireError};
 
 use super::neighbour::{NeighbourTimers, Neighbours, Resolve, Task};
 use super::rewrite::{self, L4};
-use super::{Balancer, CoreSetup, Counters, DropReason, FlowKey, Frame, Io, Nanos, Nat, PortIdx, PortSetup};
+use super::{
+    Balancer, CoreSetup, Counters, DropReason, FlowKey, Frame, Io, Nanos, Nat, PortIdx, PortSetup,
+};
 
 const SEC: Nanos = 1_000_000_000;
 /// TTL of frames farmlb originates.
@@ -83,13 +85,19 @@ pub enum Verdict {
 /// The result of handling a frame in place.
 enum Out {
     /// Route to `next_hop` via `port`; the Ethernet addresses are set on send.
-    Route { port: PortIdx, next_hop: IpAddr },
+    Route {
+        port: PortIdx,
+        next_hop: IpAddr,
+    },
     Reply(PortIdx),
     Learned,
     Exception,
     Redirect(usize),
     /// Send an ICMP error about this frame back to its sender, then drop it.
-    IcmpError { kind: IcmpError, reason: DropReason },
+    IcmpError {
+        kind: IcmpError,
+        reason: DropReason,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,12 +130,20 @@ struct PortState {
 }
 
 fn in_prefix4(a: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) };
+    let mask = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len.min(32)))
+    };
     u32::from(a) & mask == u32::from(net) & mask
 }
 
 fn in_prefix6(a: Ipv6Addr, net: Ipv6Addr, len: u8) -> bool {
-    let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) };
+    let mask = if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len.min(128)))
+    };
     u128::from(a) & mask == u128::from(net) & mask
 }
 
@@ -213,7 +229,13 @@ impl<F: Frame> Processor<F> {
                     IpAddr::V6(x) => Some(*x),
                     _ => None,
                 });
-                PortState { setup: p, v4, v6, gw4, gw6 }
+                PortState {
+                    setup: p,
+                    v4,
+                    v6,
+                    gw4,
+                    gw6,
+                }
             })
             .collect();
         Processor {
@@ -222,7 +244,10 @@ impl<F: Frame> Processor<F> {
             neighbours,
             frags: HashMap::with_capacity(FRAGMENT_ENTRIES),
             counters: Counters::default(),
-            icmp_limit: RateLimit { tokens: ICMP_RATE / 10, last: 0 },
+            icmp_limit: RateLimit {
+                tokens: ICMP_RATE / 10,
+                last: 0,
+            },
             tasks: Vec::new(),
         }
     }
@@ -238,7 +263,9 @@ impl<F: Frame> Processor<F> {
 
     /// Is `a` one of the LB's own port addresses (any port)?
     fn is_port_addr(&self, a: IpAddr) -> bool {
-        self.ports.iter().any(|p| p.setup.addrs.iter().any(|x| x.addr == a))
+        self.ports
+            .iter()
+            .any(|p| p.setup.addrs.iter().any(|x| x.addr == a))
     }
 
     fn is_farm_addr(&self, a: IpAddr) -> bool {
@@ -285,13 +312,27 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Handles one frame received on `port` and disposes of it through `io`.
-    pub fn process<I: Io<Frame = F>, B: Balancer>(&mut self, io: &mut I, balancer: &mut B, port: PortIdx, frame: F, now: Nanos) -> Verdict {
+    pub fn process<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: F,
+        now: Nanos,
+    ) -> Verdict {
         self.process_inner(io, balancer, port, frame, now, false)
     }
 
     /// Handles a frame another worker handed over because this worker owns
     /// its flow (never redirected again).
-    pub fn process_redirected<I: Io<Frame = F>, B: Balancer>(&mut self, io: &mut I, balancer: &mut B, port: PortIdx, frame: F, now: Nanos) -> Verdict {
+    pub fn process_redirected<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: F,
+        now: Nanos,
+    ) -> Verdict {
         self.process_inner(io, balancer, port, frame, now, true)
     }
 
@@ -306,7 +347,10 @@ impl<F: Frame> Processor<F> {
     ) -> Verdict {
         let out = self.handle(io, balancer, port, &mut frame, now, redirected);
         match out {
-            Ok(Out::Route { port: out_port, next_hop }) => {
+            Ok(Out::Route {
+                port: out_port,
+                next_hop,
+            }) => {
                 self.counters.forwarded += 1;
                 self.counters.forwarded_bytes += frame.data().len() as u64;
                 self.send_via(io, out_port, next_hop, frame, now);
@@ -350,7 +394,15 @@ impl<F: Frame> Processor<F> {
         }
     }
 
-    fn handle<I: Io<Frame = F>, B: Balancer>(&mut self, io: &mut I, balancer: &mut B, port: PortIdx, frame: &mut F, now: Nanos, redirected: bool) -> Handled {
+    fn handle<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: &mut F,
+        now: Nanos,
+        redirected: bool,
+    ) -> Handled {
         let Some(ps) = self.ports.get(port as usize) else {
             return Err(DropReason::NotForUs);
         };
@@ -373,7 +425,14 @@ impl<F: Frame> Processor<F> {
 
     // ---------------------------------------------------------------- ARP
 
-    fn arp<I: Io<Frame = F>>(&mut self, io: &mut I, port: PortIdx, frame: &mut F, l2: usize, now: Nanos) -> Handled {
+    fn arp<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        frame: &mut F,
+        l2: usize,
+        now: Nanos,
+    ) -> Handled {
         let repr = {
             let data = frame.data();
             let pkt = ArpPacket::new_checked(&data[l2..])?;
@@ -407,7 +466,9 @@ impl<F: Frame> Processor<F> {
             self.counters.arp_replies += 1;
             return Ok(Out::Reply(port));
         }
-        if repr.operation == arp::op::REPLY && (for_us || self.neighbours.get(port, sender, now).is_some()) {
+        if repr.operation == arp::op::REPLY
+            && (for_us || self.neighbours.get(port, sender, now).is_some())
+        {
             return Ok(Out::Learned);
         }
         if repr.sender_ip == repr.target_ip && self.neighbours.get(port, sender, now).is_some() {
@@ -417,7 +478,15 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Records a neighbour and sends the frames that waited for it.
-    fn learn<I: Io<Frame = F>>(&mut self, io: &mut I, port: PortIdx, addr: IpAddr, mac: [u8; 6], create: bool, now: Nanos) {
+    fn learn<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        addr: IpAddr,
+        mac: [u8; 6],
+        create: bool,
+        now: Nanos,
+    ) {
         if let Some(held) = self.neighbours.learn(port, addr, mac, create, now) {
             self.counters.neighbours_learned += 1;
             let my_mac = self.ports[port as usize].setup.mac;
@@ -431,7 +500,14 @@ impl<F: Frame> Processor<F> {
 
     /// Sets the Ethernet addresses for `next_hop` and transmits, or holds the
     /// frame until the next hop resolves.
-    fn send_via<I: Io<Frame = F>>(&mut self, io: &mut I, port: PortIdx, next_hop: IpAddr, mut frame: F, now: Nanos) {
+    fn send_via<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        next_hop: IpAddr,
+        mut frame: F,
+        now: Nanos,
+    ) {
         let my_mac = self.ports[port as usize].setup.mac;
         match self.neighbours.resolve(port, next_hop, (port, frame), now) {
             Resolve::Mac(mac, (_, mut f)) => {
@@ -452,7 +528,12 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Sends an ARP request or a neighbour solicitation for `addr` on `port`.
-    fn send_neighbour_request<I: Io<Frame = F>>(&mut self, io: &mut I, port: PortIdx, addr: IpAddr) {
+    fn send_neighbour_request<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        addr: IpAddr,
+    ) {
         let ps = &self.ports[port as usize];
         let my_mac = ps.setup.mac;
         let Some(mut f) = io.alloc() else {
@@ -467,7 +548,17 @@ impl<F: Frame> Processor<F> {
                     .find(|&&(n, l)| in_prefix4(target, n, l))
                     .or(ps.v4.first())
                     .map(|&(a, _)| a);
-                src.is_some_and(|src| build_arp(&mut f, arp::op::REQUEST, &my_mac, src, &ethernet::BROADCAST, &[0; 6], target))
+                src.is_some_and(|src| {
+                    build_arp(
+                        &mut f,
+                        arp::op::REQUEST,
+                        &my_mac,
+                        src,
+                        &ethernet::BROADCAST,
+                        &[0; 6],
+                        target,
+                    )
+                })
             }
             IpAddr::V6(target) => {
                 let src = ps
@@ -478,7 +569,14 @@ impl<F: Frame> Processor<F> {
                     .map(|&(a, _)| a);
                 src.is_some_and(|src| {
                     let group = icmpv6::solicited_node(&target);
-                    build_ndisc(&mut f, &my_mac, &icmpv6::multicast_mac(&group), src, group, |b| icmpv6::emit_solicit(b, &target, &my_mac))
+                    build_ndisc(
+                        &mut f,
+                        &my_mac,
+                        &icmpv6::multicast_mac(&group),
+                        src,
+                        group,
+                        |b| icmpv6::emit_solicit(b, &target, &my_mac),
+                    )
                 })
             }
         };
@@ -492,7 +590,15 @@ impl<F: Frame> Processor<F> {
 
     // ---------------------------------------------------------------- IPv4
 
-    fn ipv4<B: Balancer>(&mut self, balancer: &mut B, port: PortIdx, frame: &mut F, l2: usize, now: Nanos, redirected: bool) -> Handled {
+    fn ipv4<B: Balancer>(
+        &mut self,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: &mut F,
+        l2: usize,
+        now: Nanos,
+        redirected: bool,
+    ) -> Handled {
         let data = frame.data();
         let ip = Ipv4Packet::new_checked(&data[l2..])?;
         if !ip.verify_checksum() {
@@ -502,11 +608,21 @@ impl<F: Frame> Processor<F> {
             return Err(DropReason::IpOptions);
         }
         let (src, dst) = (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()));
-        let (proto, ttl, hl, total) = (ip.protocol(), ip.ttl(), ip.header_len(), ip.total_len() as usize);
+        let (proto, ttl, hl, total) = (
+            ip.protocol(),
+            ip.ttl(),
+            ip.header_len(),
+            ip.total_len() as usize,
+        );
         let (frag_off, more) = (ip.frag_offset(), ip.more_frags());
         let ident = u32::from(ip.ident());
         let df = ip.dont_frag();
-        let frag = FragKey { src, dst, proto, ident };
+        let frag = FragKey {
+            src,
+            dst,
+            proto,
+            ident,
+        };
 
         if frag_off != 0 {
             return self.later_fragment(frame, l2, frag, !more, ttl, now);
@@ -514,8 +630,25 @@ impl<F: Frame> Processor<F> {
         let l4_len = total - hl;
         match proto {
             protocol::TCP | protocol::UDP => {
-                let l4 = L4 { proto, offset: hl, len: l4_len, present: true };
-                self.transport(balancer, port, frame, l2, l4, (src, dst), ttl, df, now, redirected, more.then_some(frag))
+                let l4 = L4 {
+                    proto,
+                    offset: hl,
+                    len: l4_len,
+                    present: true,
+                };
+                self.transport(
+                    balancer,
+                    port,
+                    frame,
+                    l2,
+                    l4,
+                    (src, dst),
+                    ttl,
+                    df,
+                    now,
+                    redirected,
+                    more.then_some(frag),
+                )
             }
             protocol::ICMP => self.icmpv4(balancer, port, frame, l2, hl, total, now, redirected),
             _ if self.is_port_addr(dst) => Ok(Out::Exception),
@@ -528,7 +661,7 @@ impl<F: Frame> Processor<F> {
     fn transport<B: Balancer>(
         &mut self,
         balancer: &mut B,
-        port: PortIdx,
+        _port: PortIdx,
         frame: &mut F,
         l2: usize,
         l4: L4,
@@ -548,7 +681,13 @@ impl<F: Frame> Processor<F> {
             let u = UdpPacket::new_checked(seg)?;
             (u.src_port(), u.dst_port(), 0)
         };
-        let key = FlowKey { proto: l4.proto, src, src_port, dst, dst_port };
+        let key = FlowKey {
+            proto: l4.proto,
+            src,
+            src_port,
+            dst,
+            dst_port,
+        };
         if !redirected {
             if let Some(w) = balancer.foreign_owner(&key) {
                 return Ok(Out::Redirect(w));
@@ -556,7 +695,10 @@ impl<F: Frame> Processor<F> {
         }
         let local = self.is_port_addr(dst);
         if ttl <= 1 && !local {
-            return Ok(Out::IcmpError { kind: IcmpError::TimeExceeded, reason: DropReason::TtlExpired });
+            return Ok(Out::IcmpError {
+                kind: IcmpError::TimeExceeded,
+                reason: DropReason::TtlExpired,
+            });
         }
         let len = data.len().min(u16::MAX as usize) as u16;
         let nat = match balancer.lookup(&key, flags, len, now) {
@@ -571,7 +713,10 @@ impl<F: Frame> Processor<F> {
         let ip_len = data.len() - l2;
         let ipv4 = matches!(src, IpAddr::V4(_));
         if ip_len > ps.setup.mtu as usize && (df || !ipv4) {
-            return Ok(Out::IcmpError { kind: IcmpError::TooBig(ps.setup.mtu), reason: DropReason::TooBig });
+            return Ok(Out::IcmpError {
+                kind: IcmpError::TooBig(ps.setup.mtu),
+                reason: DropReason::TooBig,
+            });
         }
         let offload = ps.setup.offload;
         let data = frame.data_mut();
@@ -584,12 +729,16 @@ impl<F: Frame> Processor<F> {
         if let Some(k) = first_fragment {
             self.remember_fragment(k, nat, now);
         }
-        Ok(Out::Route { port: out_port, next_hop })
+        Ok(Out::Route {
+            port: out_port,
+            next_hop,
+        })
     }
 
     fn remember_fragment(&mut self, k: FragKey, nat: Nat, now: Nanos) {
         if self.frags.len() >= FRAGMENT_ENTRIES {
-            self.frags.retain(|_, (_, t)| now.saturating_sub(*t) < FRAGMENT_TIMEOUT);
+            self.frags
+                .retain(|_, (_, t)| now.saturating_sub(*t) < FRAGMENT_TIMEOUT);
         }
         if self.frags.len() < FRAGMENT_ENTRIES {
             self.frags.insert(k, (nat, now));
@@ -597,7 +746,15 @@ impl<F: Frame> Processor<F> {
     }
 
     /// A non-first fragment: follows its first fragment's flow, addresses only.
-    fn later_fragment(&mut self, frame: &mut F, l2: usize, k: FragKey, last: bool, ttl: u8, now: Nanos) -> Handled {
+    fn later_fragment(
+        &mut self,
+        frame: &mut F,
+        l2: usize,
+        k: FragKey,
+        last: bool,
+        ttl: u8,
+        now: Nanos,
+    ) -> Handled {
         let Some(&(nat, seen)) = self.frags.get(&k) else {
             return Err(DropReason::Fragment);
         };
@@ -613,24 +770,57 @@ impl<F: Frame> Processor<F> {
         };
         let offload = self.ports[out_port as usize].setup.offload;
         let data = frame.data_mut();
-        let l4 = L4 { proto: k.proto, offset: 0, len: 0, present: false };
+        let l4 = L4 {
+            proto: k.proto,
+            offset: 0,
+            len: 0,
+            present: false,
+        };
         let req = match k.src {
             IpAddr::V4(_) => {
                 let hl = Ipv4Packet::new_unchecked(&data[l2..]).header_len();
-                rewrite::nat_ipv4(&mut data[l2..], L4 { offset: hl, ..l4 }, &nat, offload, l2 as u8)
+                rewrite::nat_ipv4(
+                    &mut data[l2..],
+                    L4 { offset: hl, ..l4 },
+                    &nat,
+                    offload,
+                    l2 as u8,
+                )
             }
-            IpAddr::V6(_) => rewrite::nat_ipv6(&mut data[l2..], L4 { offset: ipv6::HEADER_LEN, ..l4 }, &nat, offload, l2 as u8),
+            IpAddr::V6(_) => rewrite::nat_ipv6(
+                &mut data[l2..],
+                L4 {
+                    offset: ipv6::HEADER_LEN,
+                    ..l4
+                },
+                &nat,
+                offload,
+                l2 as u8,
+            ),
         };
         frame.set_tx_offload(req);
         if last {
             self.frags.remove(&k);
         }
         self.counters.fragments_forwarded += 1;
-        Ok(Out::Route { port: out_port, next_hop })
+        Ok(Out::Route {
+            port: out_port,
+            next_hop,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn icmpv4<B: Balancer>(&mut self, balancer: &mut B, port: PortIdx, frame: &mut F, l2: usize, hl: usize, total: usize, now: Nanos, redirected: bool) -> Handled {
+    fn icmpv4<B: Balancer>(
+        &mut self,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: &mut F,
+        l2: usize,
+        hl: usize,
+        total: usize,
+        now: Nanos,
+        redirected: bool,
+    ) -> Handled {
         let data = frame.data();
         let ip = Ipv4Packet::new_unchecked(&data[l2..]);
         let (src, dst, ttl) = (ip.src_addr(), ip.dst_addr(), ip.ttl());
@@ -640,8 +830,15 @@ impl<F: Frame> Processor<F> {
         }
         let t = icmp.msg_type();
         match t {
-            icmpv4::msg_type::ECHO_REQUEST if self.answers_for(port, IpAddr::V4(dst)) || self.is_port_addr(IpAddr::V4(dst)) => {
-                let old = checksum::update16(icmp.checksum(), u16::from(t) << 8 | u16::from(icmp.msg_code()), u16::from(icmpv4::msg_type::ECHO_REPLY) << 8 | u16::from(icmp.msg_code()));
+            icmpv4::msg_type::ECHO_REQUEST
+                if self.answers_for(port, IpAddr::V4(dst))
+                    || self.is_port_addr(IpAddr::V4(dst)) =>
+            {
+                let old = checksum::update16(
+                    icmp.checksum(),
+                    u16::from(t) << 8 | u16::from(icmp.msg_code()),
+                    u16::from(icmpv4::msg_type::ECHO_REPLY) << 8 | u16::from(icmp.msg_code()),
+                );
                 let data = frame.data_mut();
                 swap_macs(data);
                 let mut ip = Ipv4Packet::new_unchecked(&mut data[l2..]);
@@ -660,7 +857,16 @@ impl<F: Frame> Processor<F> {
                     return Err(DropReason::TtlExpired);
                 }
                 let inner_at = l2 + hl + icmpv4::HEADER_LEN;
-                self.icmp_error(balancer, frame, l2, inner_at, l2 + total, false, now, redirected)
+                self.icmp_error(
+                    balancer,
+                    frame,
+                    l2,
+                    inner_at,
+                    l2 + total,
+                    false,
+                    now,
+                    redirected,
+                )
             }
             _ if self.is_port_addr(IpAddr::V4(dst)) => Ok(Out::Exception),
             _ if self.is_farm_addr(IpAddr::V4(dst)) => Err(DropReason::UnknownProtocol),
@@ -673,7 +879,17 @@ impl<F: Frame> Processor<F> {
     /// is rewritten to what the receiver sent (or received), the outer header to
     /// the flow's addresses, and all checksums are recomputed.
     #[allow(clippy::too_many_arguments)]
-    fn icmp_error<B: Balancer>(&mut self, balancer: &mut B, frame: &mut F, l2: usize, inner_at: usize, end: usize, v6: bool, now: Nanos, redirected: bool) -> Handled {
+    fn icmp_error<B: Balancer>(
+        &mut self,
+        balancer: &mut B,
+        frame: &mut F,
+        l2: usize,
+        inner_at: usize,
+        end: usize,
+        v6: bool,
+        _now: Nanos,
+        redirected: bool,
+    ) -> Handled {
         let data = frame.data();
         let inner = &data[inner_at..end];
         // The embedded packet: a header and at least 8 bytes of L4 (ports).
@@ -689,13 +905,23 @@ impl<F: Frame> Processor<F> {
             if checksum::checksum(&inner[..ihl]) != 0 {
                 return Err(DropReason::BadChecksum);
             }
-            (p.protocol(), IpAddr::V4(p.src_addr()), IpAddr::V4(p.dst_addr()), ihl)
+            (
+                p.protocol(),
+                IpAddr::V4(p.src_addr()),
+                IpAddr::V4(p.dst_addr()),
+                ihl,
+            )
         } else {
             if inner.len() < ipv6::HEADER_LEN + 8 {
                 return Err(DropReason::Truncated);
             }
             let p = Ipv6Packet::new_unchecked(inner);
-            (p.next_header(), IpAddr::V6(p.src_addr()), IpAddr::V6(p.dst_addr()), ipv6::HEADER_LEN)
+            (
+                p.next_header(),
+                IpAddr::V6(p.src_addr()),
+                IpAddr::V6(p.dst_addr()),
+                ipv6::HEADER_LEN,
+            )
         };
         if proto != protocol::TCP && proto != protocol::UDP {
             return Err(DropReason::UnknownProtocol);
@@ -704,7 +930,13 @@ impl<F: Frame> Processor<F> {
         let dport = u16::from_be_bytes([inner[l4_off + 2], inner[l4_off + 3]]);
         // The reverse of the embedded packet is a packet of the flow going the
         // other way; its rewrite tells us both sides' addresses.
-        let reverse = FlowKey { proto, src: idst, src_port: dport, dst: isrc, dst_port: sport };
+        let reverse = FlowKey {
+            proto,
+            src: idst,
+            src_port: dport,
+            dst: isrc,
+            dst_port: sport,
+        };
         if !redirected {
             if let Some(w) = balancer.foreign_owner(&reverse) {
                 return Ok(Out::Redirect(w));
@@ -717,7 +949,15 @@ impl<F: Frame> Processor<F> {
             return Err(DropReason::NoRoute);
         };
         let data = frame.data_mut();
-        rewrite::embedded(&mut data[inner_at..end], l4_off, proto, nat.dst, nat.dst_port, nat.src, nat.src_port);
+        rewrite::embedded(
+            &mut data[inner_at..end],
+            l4_off,
+            proto,
+            nat.dst,
+            nat.dst_port,
+            nat.src,
+            nat.src_port,
+        );
         let ip_end = end;
         if !v6 {
             let mut ip = Ipv4Packet::new_unchecked(&mut data[l2..ip_end]);
@@ -736,8 +976,8 @@ impl<F: Frame> Processor<F> {
             let (IpAddr::V6(s), IpAddr::V6(d)) = (nat.src, nat.dst) else {
                 return Err(DropReason::UnknownProtocol);
             };
-            ip.set_src_addr(s);
-            ip.set_dst_addr(d);
+            ip.set_src_addr(&s);
+            ip.set_dst_addr(&d);
             let hops = ip.hop_limit();
             ip.set_hop_limit(hops - 1);
             let mut icmp = Icmpv6Packet::new_unchecked(&mut data[l2 + ipv6::HEADER_LEN..ip_end]);
@@ -745,13 +985,25 @@ impl<F: Frame> Processor<F> {
         }
         frame.set_tx_offload(Default::default());
         self.counters.icmp_errors_forwarded += 1;
-        Ok(Out::Route { port: out_port, next_hop })
+        Ok(Out::Route {
+            port: out_port,
+            next_hop,
+        })
     }
 
     // ---------------------------------------------------------------- IPv6
 
     #[allow(clippy::too_many_arguments)]
-    fn ipv6<I: Io<Frame = F>, B: Balancer>(&mut self, io: &mut I, balancer: &mut B, port: PortIdx, frame: &mut F, l2: usize, now: Nanos, redirected: bool) -> Handled {
+    fn ipv6<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: &mut F,
+        l2: usize,
+        now: Nanos,
+        redirected: bool,
+    ) -> Handled {
         let data = frame.data();
         let ip = Ipv6Packet::new_checked(&data[l2..])?;
         let (src, dst, hops) = (ip.src_addr(), ip.dst_addr(), ip.hop_limit());
@@ -759,7 +1011,12 @@ impl<F: Frame> Processor<F> {
         let end = l2 + ipv6::HEADER_LEN + ip.payload_len() as usize;
         let l4_at = ipv6::HEADER_LEN + upper.offset;
         if let Some(fr) = upper.fragment {
-            let k = FragKey { src: IpAddr::V6(src), dst: IpAddr::V6(dst), proto: upper.protocol, ident: fr.ident };
+            let k = FragKey {
+                src: IpAddr::V6(src),
+                dst: IpAddr::V6(dst),
+                proto: upper.protocol,
+                ident: fr.ident,
+            };
             if fr.offset != 0 {
                 return self.later_fragment(frame, l2, k, !fr.more, hops, now);
             }
@@ -775,14 +1032,41 @@ impl<F: Frame> Processor<F> {
                 if l2 + l4_at > end {
                     return Err(DropReason::BadHeaderLength);
                 }
-                let l4 = L4 { proto: upper.protocol, offset: l4_at, len: end - l2 - l4_at, present: true };
-                self.transport(balancer, port, frame, l2, l4, (IpAddr::V6(src), IpAddr::V6(dst)), hops, true, now, redirected, first_fragment)
+                let l4 = L4 {
+                    proto: upper.protocol,
+                    offset: l4_at,
+                    len: end - l2 - l4_at,
+                    present: true,
+                };
+                self.transport(
+                    balancer,
+                    port,
+                    frame,
+                    l2,
+                    l4,
+                    (IpAddr::V6(src), IpAddr::V6(dst)),
+                    hops,
+                    true,
+                    now,
+                    redirected,
+                    first_fragment,
+                )
             }
             protocol::ICMPV6 => {
                 if upper.fragment.is_some() {
                     return Err(DropReason::Fragment);
                 }
-                self.icmpv6(io, balancer, port, frame, l2, l2 + l4_at, end, now, redirected)
+                self.icmpv6(
+                    io,
+                    balancer,
+                    port,
+                    frame,
+                    l2,
+                    l2 + l4_at,
+                    end,
+                    now,
+                    redirected,
+                )
             }
             _ if self.is_port_addr(IpAddr::V6(dst)) => Ok(Out::Exception),
             _ => Err(DropReason::UnknownProtocol),
@@ -790,7 +1074,18 @@ impl<F: Frame> Processor<F> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn icmpv6<I: Io<Frame = F>, B: Balancer>(&mut self, io: &mut I, balancer: &mut B, port: PortIdx, frame: &mut F, l2: usize, at: usize, end: usize, now: Nanos, redirected: bool) -> Handled {
+    fn icmpv6<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: &mut F,
+        l2: usize,
+        at: usize,
+        end: usize,
+        now: Nanos,
+        redirected: bool,
+    ) -> Handled {
         let data = frame.data();
         let ip = Ipv6Packet::new_unchecked(&data[l2..]);
         let (src, dst, hops) = (ip.src_addr(), ip.dst_addr(), ip.hop_limit());
@@ -806,7 +1101,10 @@ impl<F: Frame> Processor<F> {
                     return Err(DropReason::NotForUs);
                 }
                 match icmpv6::parse_ndisc(&icmp)? {
-                    Ndisc::Solicit { target, source_lladdr } => {
+                    Ndisc::Solicit {
+                        target,
+                        source_lladdr,
+                    } => {
                         if !self.answers_for(port, IpAddr::V6(target)) {
                             return Err(DropReason::NotForUs);
                         }
@@ -822,14 +1120,20 @@ impl<F: Frame> Processor<F> {
                             eth.src_addr()
                         };
                         // The advertisement is written over the solicitation.
-                        let ok = build_ndisc(frame, &my_mac, &dst_mac, target, reply_dst, |b| icmpv6::emit_advert(b, flags, &target, &my_mac));
+                        let ok = build_ndisc(frame, &my_mac, &dst_mac, target, reply_dst, |b| {
+                            icmpv6::emit_advert(b, flags, &target, &my_mac)
+                        });
                         if !ok {
                             return Err(DropReason::NoBuffer);
                         }
                         self.counters.nd_adverts += 1;
                         Ok(Out::Reply(port))
                     }
-                    Ndisc::Advert { target, target_lladdr, .. } => {
+                    Ndisc::Advert {
+                        target,
+                        target_lladdr,
+                        ..
+                    } => {
                         let known = self.neighbours.get(port, IpAddr::V6(target), now).is_some();
                         if let Some(mac) = target_lladdr {
                             self.learn(io, port, IpAddr::V6(target), mac, false, now);
@@ -842,12 +1146,15 @@ impl<F: Frame> Processor<F> {
                     }
                 }
             }
-            icmpv6::msg_type::ECHO_REQUEST if self.answers_for(port, IpAddr::V6(dst)) || self.is_port_addr(IpAddr::V6(dst)) => {
+            icmpv6::msg_type::ECHO_REQUEST
+                if self.answers_for(port, IpAddr::V6(dst))
+                    || self.is_port_addr(IpAddr::V6(dst)) =>
+            {
                 let data = frame.data_mut();
                 swap_macs(data);
                 let mut ip = Ipv6Packet::new_unchecked(&mut data[l2..]);
-                ip.set_src_addr(dst);
-                ip.set_dst_addr(src);
+                ip.set_src_addr(&dst);
+                ip.set_dst_addr(&src);
                 ip.set_hop_limit(OWN_TTL);
                 let mut icmp = Icmpv6Packet::new_unchecked(&mut data[at..end]);
                 icmp.set_msg_type(icmpv6::msg_type::ECHO_REPLY);
@@ -871,13 +1178,22 @@ impl<F: Frame> Processor<F> {
 
     /// Sends an ICMP error about `frame` (received on `port`) back to its
     /// sender's MAC, rate limited.
-    fn send_icmp_error<I: Io<Frame = F>>(&mut self, io: &mut I, port: PortIdx, frame: &F, kind: IcmpError, now: Nanos) {
+    fn send_icmp_error<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        frame: &F,
+        kind: IcmpError,
+        now: Nanos,
+    ) {
         if !self.icmp_limit.allow(now) {
             self.counters.icmp_errors_rate_limited += 1;
             return;
         }
         let data = frame.data();
-        let Ok(eth) = EthernetFrame::new_checked(data) else { return };
+        let Ok(eth) = EthernetFrame::new_checked(data) else {
+            return;
+        };
         let (l2, peer_mac, et) = (eth.header_len(), eth.src_addr(), eth.ethertype());
         let ps = &self.ports[port as usize];
         let my_mac = ps.setup.mac;
@@ -894,9 +1210,15 @@ impl<F: Frame> Processor<F> {
                 let src = ps.v4.first().map(|&(a, _)| a);
                 let (t, code, extra) = match kind {
                     IcmpError::TimeExceeded => (icmpv4::msg_type::TIME_EXCEEDED, 0, 0u32),
-                    IcmpError::TooBig(mtu) => (icmpv4::msg_type::DST_UNREACHABLE, 4, u32::from(mtu)),
+                    IcmpError::TooBig(mtu) => {
+                        (icmpv4::msg_type::DST_UNREACHABLE, 4, u32::from(mtu))
+                    }
                 };
-                src.is_some_and(|src| build_icmpv4_error(&mut f, &my_mac, &peer_mac, src, orig_src, t, code, extra, quote))
+                src.is_some_and(|src| {
+                    build_icmpv4_error(
+                        &mut f, &my_mac, &peer_mac, src, orig_src, t, code, extra, quote,
+                    )
+                })
             }
             ethertype::IPV6 => {
                 let ip = Ipv6Packet::new_unchecked(&data[l2..]);
@@ -907,7 +1229,9 @@ impl<F: Frame> Processor<F> {
                     IcmpError::TimeExceeded => (icmpv6::msg_type::TIME_EXCEEDED, 0u32),
                     IcmpError::TooBig(mtu) => (icmpv6::msg_type::PACKET_TOO_BIG, u32::from(mtu)),
                 };
-                src.is_some_and(|src| build_icmpv6_error(&mut f, &my_mac, &peer_mac, src, orig_src, t, extra, quote))
+                src.is_some_and(|src| {
+                    build_icmpv6_error(&mut f, &my_mac, &peer_mac, src, orig_src, t, extra, quote)
+                })
             }
             _ => false,
         };
@@ -922,7 +1246,9 @@ impl<F: Frame> Processor<F> {
     /// The port came up: announce the LB's addresses on it (gratuitous ARP,
     /// unsolicited neighbour advertisements).
     pub fn port_up<I: Io<Frame = F>>(&mut self, io: &mut I, port: PortIdx, _now: Nanos) {
-        let Some(ps) = self.ports.get(port as usize) else { return };
+        let Some(ps) = self.ports.get(port as usize) else {
+            return;
+        };
         let my_mac = ps.setup.mac;
         let (v4, v6) = (ps.v4.clone(), ps.v6.clone());
         for (a, _) in v4 {
@@ -930,7 +1256,15 @@ impl<F: Frame> Processor<F> {
                 self.counters.drop(DropReason::NoBuffer);
                 return;
             };
-            if build_arp(&mut f, arp::op::REQUEST, &my_mac, a, &ethernet::BROADCAST, &[0; 6], a) {
+            if build_arp(
+                &mut f,
+                arp::op::REQUEST,
+                &my_mac,
+                a,
+                &ethernet::BROADCAST,
+                &[0; 6],
+                a,
+            ) {
                 self.counters.gratuitous_arps += 1;
                 io.transmit(port, f);
             } else {
@@ -943,7 +1277,9 @@ impl<F: Frame> Processor<F> {
                 return;
             };
             let mac = icmpv6::multicast_mac(&ALL_NODES);
-            if build_ndisc(&mut f, &my_mac, &mac, a, ALL_NODES, |b| icmpv6::emit_advert(b, 0x20, &a, &my_mac)) {
+            if build_ndisc(&mut f, &my_mac, &mac, a, ALL_NODES, |b| {
+                icmpv6::emit_advert(b, 0x20, &a, &my_mac)
+            }) {
                 self.counters.gratuitous_arps += 1;
                 io.transmit(port, f);
             } else {
@@ -970,13 +1306,20 @@ impl<F: Frame> Processor<F> {
         }
         self.tasks = tasks;
         if !self.frags.is_empty() {
-            self.frags.retain(|_, (_, t)| now.saturating_sub(*t) < FRAGMENT_TIMEOUT);
+            self.frags
+                .retain(|_, (_, t)| now.saturating_sub(*t) < FRAGMENT_TIMEOUT);
         }
     }
 
     /// A frame the kernel sent on the exception path of `port`: it goes out
     /// of the port as it is; ARP/ND answers it carries teach us neighbours.
-    pub fn from_exception<I: Io<Frame = F>>(&mut self, io: &mut I, port: PortIdx, frame: F, _now: Nanos) {
+    pub fn from_exception<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        frame: F,
+        _now: Nanos,
+    ) {
         io.transmit(port, frame);
     }
 }
@@ -1000,21 +1343,42 @@ fn swap_macs(data: &mut [u8]) {
 /// Minimum Ethernet frame without FCS; short generated frames are padded.
 const MIN_FRAME: usize = 60;
 
-fn build_arp<F: Frame>(f: &mut F, op: u16, src_mac: &[u8; 6], src_ip: Ipv4Addr, dst_mac: &[u8; 6], target_hw: &[u8; 6], target_ip: Ipv4Addr) -> bool {
+fn build_arp<F: Frame>(
+    f: &mut F,
+    op: u16,
+    src_mac: &[u8; 6],
+    src_ip: Ipv4Addr,
+    dst_mac: &[u8; 6],
+    target_hw: &[u8; 6],
+    target_ip: Ipv4Addr,
+) -> bool {
     if !f.set_len(MIN_FRAME) {
         return false;
     }
     let data = f.data_mut();
     data.fill(0);
     ethernet::emit_header(data, dst_mac, src_mac, ethertype::ARP);
-    let repr = ArpRepr { operation: op, sender_hw: *src_mac, sender_ip: src_ip, target_hw: *target_hw, target_ip };
+    let repr = ArpRepr {
+        operation: op,
+        sender_hw: *src_mac,
+        sender_ip: src_ip,
+        target_hw: *target_hw,
+        target_ip,
+    };
     repr.emit(&mut data[ethernet::HEADER_LEN..ethernet::HEADER_LEN + arp::BUFFER_LEN]);
     true
 }
 
 /// Writes an untagged Ethernet + IPv6 + ICMPv6 frame whose ICMPv6 message
 /// `emit` writes (returning its length); hop limit 255 as ND requires.
-fn build_ndisc<F: Frame>(f: &mut F, src_mac: &[u8; 6], dst_mac: &[u8; 6], src: Ipv6Addr, dst: Ipv6Addr, emit: impl FnOnce(&mut [u8]) -> usize) -> bool {
+fn build_ndisc<F: Frame>(
+    f: &mut F,
+    src_mac: &[u8; 6],
+    dst_mac: &[u8; 6],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    emit: impl FnOnce(&mut [u8]) -> usize,
+) -> bool {
     let mut buf = [0u8; 64];
     let n = emit(&mut buf);
     let total = ethernet::HEADER_LEN + ipv6::HEADER_LEN + n;
@@ -1024,7 +1388,13 @@ fn build_ndisc<F: Frame>(f: &mut F, src_mac: &[u8; 6], dst_mac: &[u8; 6], src: I
     let data = f.data_mut();
     data.fill(0);
     ethernet::emit_header(data, dst_mac, src_mac, ethertype::IPV6);
-    let repr = Ipv6Repr { src_addr: src, dst_addr: dst, next_header: protocol::ICMPV6, payload_len: n, hop_limit: 255 };
+    let repr = Ipv6Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: protocol::ICMPV6,
+        payload_len: n,
+        hop_limit: 255,
+    };
     repr.emit(&mut data[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv6::HEADER_LEN]);
     let at = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
     data[at..at + n].copy_from_slice(&buf[..n]);
@@ -1034,7 +1404,17 @@ fn build_ndisc<F: Frame>(f: &mut F, src_mac: &[u8; 6], dst_mac: &[u8; 6], src: I
 }
 
 #[allow(clippy::too_many_arguments)]
-fn build_icmpv4_error<F: Frame>(f: &mut F, src_mac: &[u8; 6], dst_mac: &[u8; 6], src: Ipv4Addr, dst: Ipv4Addr, t: u8, code: u8, extra: u32, quote: &[u8]) -> bool {
+fn build_icmpv4_error<F: Frame>(
+    f: &mut F,
+    src_mac: &[u8; 6],
+    dst_mac: &[u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    t: u8,
+    code: u8,
+    extra: u32,
+    quote: &[u8],
+) -> bool {
     let icmp_len = icmpv4::HEADER_LEN + quote.len();
     let total = ethernet::HEADER_LEN + ipv4::HEADER_LEN + icmp_len;
     if !f.set_len(total.max(MIN_FRAME)) {
@@ -1043,7 +1423,13 @@ fn build_icmpv4_error<F: Frame>(f: &mut F, src_mac: &[u8; 6], dst_mac: &[u8; 6],
     let data = f.data_mut();
     data.fill(0);
     ethernet::emit_header(data, dst_mac, src_mac, ethertype::IPV4);
-    let ip = Ipv4Repr { src_addr: src, dst_addr: dst, protocol: protocol::ICMP, payload_len: icmp_len, ttl: OWN_TTL };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol: protocol::ICMP,
+        payload_len: icmp_len,
+        ttl: OWN_TTL,
+    };
     ip.emit(&mut data[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::HEADER_LEN]);
     let at = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
     let msg = &mut data[at..at + icmp_len];
@@ -1057,7 +1443,16 @@ fn build_icmpv4_error<F: Frame>(f: &mut F, src_mac: &[u8; 6], dst_mac: &[u8; 6],
 }
 
 #[allow(clippy::too_many_arguments)]
-fn build_icmpv6_error<F: Frame>(f: &mut F, src_mac: &[u8; 6], dst_mac: &[u8; 6], src: Ipv6Addr, dst: Ipv6Addr, t: u8, extra: u32, quote: &[u8]) -> bool {
+fn build_icmpv6_error<F: Frame>(
+    f: &mut F,
+    src_mac: &[u8; 6],
+    dst_mac: &[u8; 6],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    t: u8,
+    extra: u32,
+    quote: &[u8],
+) -> bool {
     let icmp_len = icmpv6::HEADER_LEN + quote.len();
     let total = ethernet::HEADER_LEN + ipv6::HEADER_LEN + icmp_len;
     if !f.set_len(total.max(MIN_FRAME)) {
@@ -1066,7 +1461,13 @@ fn build_icmpv6_error<F: Frame>(f: &mut F, src_mac: &[u8; 6], dst_mac: &[u8; 6],
     let data = f.data_mut();
     data.fill(0);
     ethernet::emit_header(data, dst_mac, src_mac, ethertype::IPV6);
-    let ip = Ipv6Repr { src_addr: src, dst_addr: dst, next_header: protocol::ICMPV6, payload_len: icmp_len, hop_limit: OWN_TTL };
+    let ip = Ipv6Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: protocol::ICMPV6,
+        payload_len: icmp_len,
+        hop_limit: OWN_TTL,
+    };
     ip.emit(&mut data[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv6::HEADER_LEN]);
     let at = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
     let msg = &mut data[at..at + icmp_len];

@@ -60,11 +60,20 @@ fn put16(b: &mut [u8], at: usize, v: u16) {
 /// its first 8 bytes in an ICMP error) after the addresses changed from
 /// `old_*` to `new_*`. `addr_delta` folds the address change into the checksum.
 /// `udp_zero_ok`: a zero UDP checksum means "none" (IPv4) and stays zero.
-fn rewrite_ports(seg: &mut [u8], proto: u8, src_port: u16, dst_port: u16, addr_delta: &dyn Fn(u16) -> u16, udp_zero_ok: bool) {
+fn rewrite_ports(
+    seg: &mut [u8],
+    proto: u8,
+    src_port: u16,
+    dst_port: u16,
+    addr_delta: &dyn Fn(u16) -> u16,
+    udp_zero_ok: bool,
+) {
     let (old_sp, old_dp) = (get16(seg, 0), get16(seg, 2));
     put16(seg, 0, src_port);
     put16(seg, 2, dst_port);
-    let Some(at) = l4_cksum_offset(proto) else { return };
+    let Some(at) = l4_cksum_offset(proto) else {
+        return;
+    };
     if seg.len() < at + 2 {
         return; // not present (truncated copy inside an ICMP error)
     }
@@ -90,7 +99,12 @@ pub fn nat_ipv4(ip: &mut [u8], l4: L4, nat: &Nat, offload: Offload, l2_len: u8) 
     p.set_src_addr(ns);
     p.set_dst_addr(nd);
     p.set_ttl(ttl - 1);
-    let mut req = TxOffload { l2_len, l3_len: l4.offset as u16, ipv4: true, ..TxOffload::default() };
+    let mut req = TxOffload {
+        l2_len,
+        l3_len: l4.offset as u16,
+        ipv4: true,
+        ..TxOffload::default()
+    };
     if offload.ipv4_cksum {
         p.set_checksum(0);
         req.ip_cksum = true;
@@ -98,7 +112,11 @@ pub fn nat_ipv4(ip: &mut [u8], l4: L4, nat: &Nat, offload: Offload, l2_len: u8) 
         let mut c = p.checksum();
         c = checksum::update32(c, u32::from(os), u32::from(ns));
         c = checksum::update32(c, u32::from(od), u32::from(nd));
-        c = checksum::update16(c, u16::from(ttl) << 8 | u16::from(l4.proto), u16::from(ttl - 1) << 8 | u16::from(l4.proto));
+        c = checksum::update16(
+            c,
+            u16::from(ttl) << 8 | u16::from(l4.proto),
+            u16::from(ttl - 1) << 8 | u16::from(l4.proto),
+        );
         p.set_checksum(c);
     }
     if !l4.present {
@@ -117,7 +135,11 @@ pub fn nat_ipv4(ip: &mut [u8], l4: L4, nat: &Nat, offload: Offload, l2_len: u8) 
         let at = l4_cksum_offset(l4.proto).unwrap_or(16);
         let pseudo = checksum::pseudo_header_v4(ns, nd, l4.proto, l4.len as u32);
         put16(seg, at, checksum::fold(pseudo));
-        req.l4 = if l4.proto == protocol::TCP { L4Offload::Tcp } else { L4Offload::Udp };
+        req.l4 = if l4.proto == protocol::TCP {
+            L4Offload::Tcp
+        } else {
+            L4Offload::Udp
+        };
         return req;
     }
     let delta = |c: u16| {
@@ -133,10 +155,15 @@ pub fn nat_ipv6(ip: &mut [u8], l4: L4, nat: &Nat, offload: Offload, l2_len: u8) 
     let (ns, nd) = (v6(nat.src), v6(nat.dst));
     let mut p = Ipv6Packet::new_unchecked(&mut *ip);
     let (os, od, hops) = (p.src_addr(), p.dst_addr(), p.hop_limit());
-    p.set_src_addr(ns);
-    p.set_dst_addr(nd);
+    p.set_src_addr(&ns);
+    p.set_dst_addr(&nd);
     p.set_hop_limit(hops - 1);
-    let mut req = TxOffload { l2_len, l3_len: l4.offset as u16, ipv6: true, ..TxOffload::default() };
+    let mut req = TxOffload {
+        l2_len,
+        l3_len: l4.offset as u16,
+        ipv6: true,
+        ..TxOffload::default()
+    };
     if !l4.present {
         return req;
     }
@@ -152,7 +179,11 @@ pub fn nat_ipv6(ip: &mut [u8], l4: L4, nat: &Nat, offload: Offload, l2_len: u8) 
         let at = l4_cksum_offset(l4.proto).unwrap_or(16);
         let pseudo = checksum::pseudo_header_v6(&ns, &nd, l4.proto, l4.len as u32);
         put16(seg, at, checksum::fold(pseudo));
-        req.l4 = if l4.proto == protocol::TCP { L4Offload::Tcp } else { L4Offload::Udp };
+        req.l4 = if l4.proto == protocol::TCP {
+            L4Offload::Tcp
+        } else {
+            L4Offload::Udp
+        };
         return req;
     }
     let delta = |c: u16| {
@@ -168,7 +199,15 @@ pub fn nat_ipv6(ip: &mut [u8], l4: L4, nat: &Nat, offload: Offload, l2_len: u8) 
 /// becomes `src`/`src_port`, its destination `dst`/`dst_port`. Every checksum
 /// present in the copy is updated (the embedded IPv4 header's, the UDP one,
 /// and the TCP one when the copy is long enough to hold it).
-pub fn embedded(inner: &mut [u8], l4_offset: usize, proto: u8, src: IpAddr, src_port: u16, dst: IpAddr, dst_port: u16) {
+pub fn embedded(
+    inner: &mut [u8],
+    l4_offset: usize,
+    proto: u8,
+    src: IpAddr,
+    src_port: u16,
+    dst: IpAddr,
+    dst_port: u16,
+) {
     match (src, dst) {
         (IpAddr::V4(ns), IpAddr::V4(nd)) => {
             let mut p = Ipv4Packet::new_unchecked(&mut *inner);
@@ -183,19 +222,33 @@ pub fn embedded(inner: &mut [u8], l4_offset: usize, proto: u8, src: IpAddr, src_
                 let c = checksum::update32(c, u32::from(os), u32::from(ns));
                 checksum::update32(c, u32::from(od), u32::from(nd))
             };
-            rewrite_ports(&mut inner[l4_offset..], proto, src_port, dst_port, &delta, true);
+            rewrite_ports(
+                &mut inner[l4_offset..],
+                proto,
+                src_port,
+                dst_port,
+                &delta,
+                true,
+            );
         }
         (src, dst) => {
             let (ns, nd) = (v6(src), v6(dst));
             let mut p = Ipv6Packet::new_unchecked(&mut *inner);
             let (os, od) = (p.src_addr(), p.dst_addr());
-            p.set_src_addr(ns);
-            p.set_dst_addr(nd);
+            p.set_src_addr(&ns);
+            p.set_dst_addr(&nd);
             let delta = |c: u16| {
                 let c = checksum::update_bytes(c, &os.octets(), &ns.octets());
                 checksum::update_bytes(c, &od.octets(), &nd.octets())
             };
-            rewrite_ports(&mut inner[l4_offset..], proto, src_port, dst_port, &delta, false);
+            rewrite_ports(
+                &mut inner[l4_offset..],
+                proto,
+                src_port,
+                dst_port,
+                &delta,
+                false,
+            );
         }
     }
 }
