@@ -220,8 +220,10 @@ pub struct Nat {
 pub trait Balancer {
     /// The rewrite for a TCP/UDP packet with `key` (client→server or
     /// server→client), creating a flow for a new connection to a farm unit.
-    /// `tcp_flags` is the TCP flags byte (0 for UDP).
-    fn lookup(&mut self, key: &FlowKey, tcp_flags: u8, now: Nanos) -> Result<Nat, DropReason>;
+    /// `tcp_flags` is the TCP flags byte (0 for UDP); `len` is the frame's
+    /// length in bytes (for the traffic counters).
+    fn lookup(&mut self, key: &FlowKey, tcp_flags: u8, len: u16, now: Nanos)
+        -> Result<Nat, DropReason>;
     /// The rewrite an existing flow would apply to a packet with `key`, without
     /// creating or refreshing anything (used to translate ICMP errors).
     fn peek(&self, key: &FlowKey) -> Option<Nat>;
@@ -233,7 +235,13 @@ pub trait Balancer {
 pub struct NoBalancer;
 
 impl Balancer for NoBalancer {
-    fn lookup(&mut self, _key: &FlowKey, _tcp_flags: u8, _now: Nanos) -> Result<Nat, DropReason> {
+    fn lookup(
+        &mut self,
+        _key: &FlowKey,
+        _tcp_flags: u8,
+        _len: u16,
+        _now: Nanos,
+    ) -> Result<Nat, DropReason> {
         Err(DropReason::NoFarmUnit)
     }
     fn peek(&self, _key: &FlowKey) -> Option<Nat> {
