@@ -1089,7 +1089,7 @@ impl Validator<'_> {
             return Err(self.err(
                 v.span(),
                 format!(
-                    "{what} timeout '{}' is not between 1ns and {}",
+                    "{what} timeout '{}' must be above 0 and at most {}",
                     v.get_ref(),
                     humantime::format_duration(Timeouts::MAX)
                 ),
