@@ -12,9 +12,13 @@ use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
+
+pub use crate::farm::ServerState;
+use crate::flow::{FlowTableConfig, Timeouts};
 
 /// A configuration error with its position in the file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,6 +71,9 @@ fn default_weight() -> u32 {
 }
 fn default_true() -> bool {
     true
+}
+fn default_flow_capacity() -> Spanned<u64> {
+    Spanned::new(0..0, u64::from(FlowTableConfig::DEFAULT_CAPACITY))
 }
 
 /// `[eal]`: how DPDK's environment is started.
@@ -243,6 +250,61 @@ pub struct ServerConfig {
     pub port: u16,
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// The state the server starts in (`up`, `down`, `draining`). Health
+    /// checks change it at run time; `draining` and `down` servers get no new
+    /// flows.
+    #[serde(default)]
+    pub state: ServerState,
+}
+
+/// What happens to the established flows of a main farm unit whose server
+/// goes down.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnServerDown {
+    /// Keep sending them to the down server (the default): a health check
+    /// may fail while the server still serves its open connections, and a
+    /// TCP connection moved to another server would only be reset there.
+    #[default]
+    Keep,
+    /// Give them to a healthy server chosen by the scheduler: the right
+    /// choice for UDP services and for TCP clients that prefer a quick reset
+    /// (from the new server) to a long retransmission timeout.
+    Reschedule,
+}
+
+/// `[flows]`: the per-worker flow tables.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FlowsConfig {
+    /// Flows per worker (each flow costs at most 128 bytes; see
+    /// `FlowTable::bytes_per_flow`).
+    #[serde(default = "default_flow_capacity")]
+    pub capacity: Spanned<u64>,
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+}
+
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        FlowsConfig {
+            capacity: default_flow_capacity(),
+            timeouts: TimeoutsConfig::default(),
+        }
+    }
+}
+
+/// `[flows] timeouts = { ... }`: idle timeouts per flow state, as humantime
+/// durations ("30s", "15m", "1h 30m"). Missing ones keep their defaults
+/// (see [`Timeouts`]).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    pub syn: Option<Spanned<String>>,
+    pub established: Option<Spanned<String>>,
+    pub fin: Option<Spanned<String>>,
+    pub close: Option<Spanned<String>>,
+    pub udp: Option<Spanned<String>>,
 }
 
 /// `[[farm_unit]]`: a main farm unit (VIP:port/proto).
@@ -262,6 +324,9 @@ pub struct FarmUnitConfig {
     /// FullNAT: the LB-owned source addresses used towards servers.
     #[serde(default)]
     pub local_addresses: Vec<Spanned<String>>,
+    /// What to do with established flows whose server goes down.
+    #[serde(default)]
+    pub on_server_down: OnServerDown,
 }
 
 /// `[[sub_farm_unit]]`: an address that belongs to one server, with backups.
@@ -296,6 +361,8 @@ pub struct RawConfig {
     pub farm_units: Vec<FarmUnitConfig>,
     #[serde(default, rename = "sub_farm_unit")]
     pub sub_farm_units: Vec<SubFarmUnitConfig>,
+    #[serde(default)]
+    pub flows: FlowsConfig,
 }
 
 /// An address with its prefix length.
@@ -400,6 +467,8 @@ pub struct Server {
     pub address: IpAddr,
     pub port: u16,
     pub weight: u32,
+    /// The state at start-up.
+    pub state: ServerState,
 }
 
 /// A resolved main farm unit; servers are indexes into [`Config::servers`].
@@ -413,6 +482,7 @@ pub struct FarmUnit {
     pub scheduler: SchedulerKind,
     pub mode: ForwardingMode,
     pub local_addresses: Vec<IpAddr>,
+    pub on_server_down: OnServerDown,
 }
 
 /// A resolved sub-farm unit; server and backups index [`Config::servers`].
@@ -441,6 +511,8 @@ pub struct Config {
     pub servers: Vec<Server>,
     pub farm_units: Vec<FarmUnit>,
     pub sub_farm_units: Vec<SubFarmUnit>,
+    /// Flow table size and timeouts, per worker.
+    pub flows: FlowTableConfig,
 }
 
 impl Config {
@@ -766,6 +838,7 @@ impl Validator<'_> {
                 address,
                 port: s.port,
                 weight: s.weight,
+                state: s.state,
             });
         }
 
@@ -856,6 +929,15 @@ impl Validator<'_> {
                 if !own.iter().any(|(c, _)| c.addr == ip) {
                     return Err(self.err(l.span(), format!("local address {ip} of farm unit '{name}' is not one of the ports' addresses")));
                 }
+                if ip.is_ipv4() != address.is_ipv4() {
+                    return Err(self.err(
+                        l.span(),
+                        format!(
+                            "local address {ip} of farm unit '{name}' is not {}",
+                            family(address)
+                        ),
+                    ));
+                }
                 local_addresses.push(ip);
             }
             if u.mode == ForwardingMode::FullNat && local_addresses.is_empty() {
@@ -873,6 +955,7 @@ impl Validator<'_> {
                 scheduler: u.scheduler,
                 mode: u.mode,
                 local_addresses,
+                on_server_down: u.on_server_down,
             });
         }
 
@@ -896,6 +979,7 @@ impl Validator<'_> {
             }
             let server =
                 self.server_ref(&u.server, &server_index, &format!("sub-farm unit '{name}'"))?;
+            self.same_family(&servers, server, &u.server, address, &name)?;
             let mut backups = Vec::new();
             for b in &u.backups {
                 let i =
@@ -909,6 +993,7 @@ impl Validator<'_> {
                         ),
                     ));
                 }
+                self.same_family(&servers, i, b, address, &name)?;
                 backups.push(i);
             }
             sub_farm_units.push(SubFarmUnit {
@@ -920,6 +1005,8 @@ impl Validator<'_> {
                 backups,
             });
         }
+
+        let flows = self.flows(&raw.flows)?;
 
         Ok(Config {
             file: self.file.to_path_buf(),
@@ -933,7 +1020,82 @@ impl Validator<'_> {
             servers,
             farm_units,
             sub_farm_units,
+            flows,
         })
+    }
+
+    fn same_family(
+        &self,
+        servers: &[Server],
+        i: usize,
+        s: &Spanned<String>,
+        address: IpAddr,
+        unit: &str,
+    ) -> Result<(), ConfigError> {
+        if servers[i].address.is_ipv4() != address.is_ipv4() {
+            return Err(self.err(
+                s.span(),
+                format!(
+                    "sub-farm unit '{unit}' is {} but server '{}' is not",
+                    family(address),
+                    s.get_ref()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn flows(&self, f: &FlowsConfig) -> Result<FlowTableConfig, ConfigError> {
+        let cap = *f.capacity.get_ref();
+        if cap == 0 || cap > u64::from(FlowTableConfig::MAX_CAPACITY) {
+            return Err(self.err(
+                f.capacity.span(),
+                format!(
+                    "flows capacity {cap} is not 1..={}",
+                    FlowTableConfig::MAX_CAPACITY
+                ),
+            ));
+        }
+        let mut timeouts = Timeouts::default();
+        let t = &f.timeouts;
+        for (value, slot, what) in [
+            (&t.syn, &mut timeouts.syn, "syn"),
+            (&t.established, &mut timeouts.established, "established"),
+            (&t.fin, &mut timeouts.fin, "fin"),
+            (&t.close, &mut timeouts.close, "close"),
+            (&t.udp, &mut timeouts.udp, "udp"),
+        ] {
+            if let Some(v) = value {
+                *slot = self.timeout(v, what)?;
+            }
+        }
+        Ok(FlowTableConfig {
+            capacity: cap as u32,
+            timeouts,
+        })
+    }
+
+    fn timeout(&self, v: &Spanned<String>, what: &str) -> Result<Duration, ConfigError> {
+        let d = humantime::parse_duration(v.get_ref().trim()).map_err(|e| {
+            self.err(
+                v.span(),
+                format!(
+                    "{what} timeout '{}' is not a duration like \"30s\" or \"15m\": {e}",
+                    v.get_ref()
+                ),
+            )
+        })?;
+        if d.is_zero() || d > Timeouts::MAX {
+            return Err(self.err(
+                v.span(),
+                format!(
+                    "{what} timeout '{}' must be above 0 and at most {}",
+                    v.get_ref(),
+                    humantime::format_duration(Timeouts::MAX)
+                ),
+            ));
+        }
+        Ok(d)
     }
 }
 

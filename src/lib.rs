@@ -6,6 +6,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod farm;
+pub mod flow;
 pub mod packet;
 pub mod wire;
 

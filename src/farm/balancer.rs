@@ -1,0 +1,710 @@
+//! The per-worker balancer: flow table + schedulers + NAT decisions.
+//!
+//! # Schedulers (per main farm unit)
+//!
+//! - `maglev`: the unit's Maglev table indexed by a hash of the client's
+//!   5-tuple. Weighted, consistent: when a server leaves, only its flows'
+//!   slots move, and every worker (and every farmlb node with the same
+//!   config) picks the same server for the same tuple.
+//! - `least-conn`: the server with the fewest active flows per unit of
+//!   weight. The counts are per server, shared by all workers
+//!   (`Arc<[AtomicU32]>`), changed only when a flow is created or removed,
+//!   never per packet; ties go round the servers.
+//! - `round-robin`: smooth weighted round robin (each server earns its
+//!   weight per pick, the richest is picked and pays the total), per worker.
+//! - `source-hash`: the unit's Maglev table indexed by a hash of the
+//!   client's address only, so one client address always lands on one
+//!   server. It fails behind proxy farms: the requests of one user come from
+//!   many proxy addresses (mega-proxies pick an outgoing address per
+//!   request), so they scatter over servers and miss their session cache,
+//!   while all users behind one address (carrier NAT) pile onto one server.
+//!   Sub-farm units are the answer to the first problem.
+//!
+//! A server that is down or draining, or has weight 0, never gets a new flow
+//! from any scheduler nor from a sub-farm unit.
+//!
+//! # Server failure
+//!
+//! Established flows keep their server across snapshot updates. When a
+//! flow's server is down, the next client packet decides: on a sub-farm unit
+//! the flow moves to the first of (server, backups...) that accepts flows
+//! (flows started on a backup stay there when the server recovers); on a main
+//! farm unit `on_server_down = "keep"` keeps it, `"reschedule"` gives it to
+//! the scheduler's choice. Draining servers keep their flows.
+//!
+//! # Rewrites
+//!
+//! NAT: client→unit gets dst := server address/port; server→client gets
+//! src := the unit address and the port the client contacted. FullNAT adds
+//! src := a local address and a port from this worker's range on the way in,
+//! and dst := client on the way back. An any-port unit (port 0) sends to
+//! the port the client contacted, not the server's configured port.
+
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+
+use super::snapshot::{port_range, ActiveFlows, Snapshot, SnapshotReader};
+use super::{MainUnit, ServerId, ServerState, Unit, UnitId, UnitKind};
+use crate::config::{ForwardingMode, OnServerDown, SchedulerKind};
+use crate::flow::{
+    addr_bytes, addr_ip, flags, tcp_flags, Dir, Endpoints, Flow, FlowState, FlowTable,
+    FlowTableConfig, ServerEnd, TableStats, Tuple, UnitEnd,
+};
+use crate::packet::{Balancer, DropReason, FlowKey, Nanos, Nat};
+
+/// Slots [`FarmBalancer::expire`] sweeps per call.
+pub const EXPIRE_BUDGET: u32 = 256;
+
+/// How many local ports FullNAT tries for one new flow.
+const LOCAL_PORT_TRIES: u32 = 64;
+
+/// Fixed hash seed of the schedulers: the same on every worker and node.
+const SCHED_SEED: u64 = 0x4d61_676c_6576_2121;
+
+/// Packets and flows of one unit or server on one worker (or summed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Traffic {
+    /// Client → server.
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    /// Server → client.
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub active_flows: u64,
+    pub new_flows: u64,
+}
+
+impl Traffic {
+    fn add(&mut self, o: &Traffic) {
+        self.packets_in += o.packets_in;
+        self.bytes_in += o.bytes_in;
+        self.packets_out += o.packets_out;
+        self.bytes_out += o.bytes_out;
+        self.active_flows += o.active_flows;
+        self.new_flows += o.new_flows;
+    }
+
+    #[inline]
+    fn count(&mut self, dir: Dir, len: u16) {
+        match dir {
+            Dir::Forward => {
+                self.packets_in += 1;
+                self.bytes_in += len as u64;
+            }
+            Dir::Reverse => {
+                self.packets_out += 1;
+                self.bytes_out += len as u64;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnitCounters {
+    pub name: String,
+    #[serde(flatten)]
+    pub traffic: Traffic,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServerCounters {
+    pub name: String,
+    pub state: ServerState,
+    pub weight: u32,
+    #[serde(flatten)]
+    pub traffic: Traffic,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WorkerCounters {
+    pub worker: usize,
+    /// Flows in the table now.
+    pub flows: u64,
+    pub capacity: u64,
+    /// Flows evicted to make room for new ones.
+    pub evictions: u64,
+    /// New flows refused because the table was full.
+    pub table_full_drops: u64,
+    /// Flows removed on timeout.
+    pub expired: u64,
+    /// FullNAT flows refused for want of a free local port.
+    pub no_local_port: u64,
+}
+
+/// Counters of one worker's balancer, or the sum over workers
+/// ([`FarmCounters::merge`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FarmCounters {
+    pub workers: Vec<WorkerCounters>,
+    pub units: Vec<UnitCounters>,
+    pub servers: Vec<ServerCounters>,
+}
+
+impl FarmCounters {
+    /// Adds `other` (another worker's counters of the same farm).
+    pub fn merge(&mut self, other: &FarmCounters) {
+        self.workers.extend(other.workers.iter().cloned());
+        if self.units.is_empty() && self.servers.is_empty() {
+            self.units = other.units.clone();
+            self.servers = other.servers.clone();
+            return;
+        }
+        for (a, b) in self.units.iter_mut().zip(&other.units) {
+            a.traffic.add(&b.traffic);
+        }
+        for (a, b) in self.servers.iter_mut().zip(&other.servers) {
+            a.traffic.add(&b.traffic);
+        }
+    }
+}
+
+/// Per-worker scheduler state.
+struct Sched {
+    /// Smooth round robin: current weight per unit and position.
+    rr: Vec<Vec<i64>>,
+    /// Least-conn: where the tie-breaking scan starts.
+    rotate: usize,
+}
+
+/// FullNAT local port allocation of this worker.
+struct LocalPorts {
+    lo: u16,
+    hi: u16,
+    next: u16,
+    next_local: usize,
+    exhausted: u64,
+}
+
+struct Counters {
+    units: Vec<Traffic>,
+    servers: Vec<Traffic>,
+}
+
+/// The [`Balancer`] of one worker. See the module documentation.
+pub struct FarmBalancer {
+    worker: usize,
+    workers: usize,
+    reader: SnapshotReader,
+    table: FlowTable,
+    sched: Sched,
+    ports: LocalPorts,
+    counters: Counters,
+}
+
+fn endpoints(snap: &Snapshot) -> Endpoints {
+    Endpoints {
+        units: snap
+            .farm
+            .units
+            .iter()
+            .map(|u| UnitEnd {
+                addr: addr_bytes(u.address),
+                port: u.port,
+                locals: u
+                    .main()
+                    .map(|m| m.local_addresses.iter().map(|&a| addr_bytes(a)).collect())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        servers: snap
+            .farm
+            .servers
+            .iter()
+            .map(|s| ServerEnd {
+                addr: addr_bytes(s.address),
+                port: s.port,
+            })
+            .collect(),
+    }
+}
+
+#[inline]
+fn is_syn(f: u8) -> bool {
+    f & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST) == tcp_flags::SYN
+}
+
+/// The first of a sub-farm unit's server and backups that accepts flows.
+fn failover(snap: &Snapshot, unit: &Unit) -> Option<ServerId> {
+    unit.failover_order()
+        .find(|&s| snap.farm.server(s).accepts_new_flows())
+}
+
+/// The server a main farm unit's scheduler gives a new flow with tuple `t`.
+fn schedule(
+    snap: &Snapshot,
+    sched: &mut Sched,
+    active: &ActiveFlows,
+    unit: UnitId,
+    m: &MainUnit,
+    t: &Tuple,
+) -> Option<ServerId> {
+    match m.scheduler {
+        SchedulerKind::Maglev => Some(snap.table(unit)?.lookup(t.hash(SCHED_SEED))),
+        SchedulerKind::SourceHash => {
+            let only_addr = Tuple {
+                src_port: 0,
+                dst: [0; 16],
+                dst_port: 0,
+                proto: 0,
+                ..*t
+            };
+            Some(snap.table(unit)?.lookup(only_addr.hash(SCHED_SEED)))
+        }
+        SchedulerKind::LeastConn => {
+            let n = m.servers.len();
+            let start = sched.rotate % n.max(1);
+            sched.rotate = sched.rotate.wrapping_add(1);
+            let mut best: Option<(ServerId, u64, u64)> = None;
+            for k in 0..n {
+                let id = m.servers[(start + k) % n];
+                let s = snap.farm.server(id);
+                if !s.accepts_new_flows() {
+                    continue;
+                }
+                let a = active
+                    .get(id.0 as usize)
+                    .map_or(0, |c| c.load(Ordering::Relaxed)) as u64;
+                let w = s.weight as u64;
+                // a/w < best_a/best_w without division.
+                if best.is_none_or(|(_, ba, bw)| a * bw < ba * w) {
+                    best = Some((id, a, w));
+                }
+            }
+            best.map(|b| b.0)
+        }
+        SchedulerKind::RoundRobin => {
+            let cur = &mut sched.rr[unit.0 as usize];
+            let mut total = 0i64;
+            let mut best: Option<usize> = None;
+            for (i, &id) in m.servers.iter().enumerate() {
+                let s = snap.farm.server(id);
+                if !s.accepts_new_flows() {
+                    continue;
+                }
+                cur[i] += s.weight as i64;
+                total += s.weight as i64;
+                if best.is_none_or(|b| cur[i] > cur[b]) {
+                    best = Some(i);
+                }
+            }
+            let b = best?;
+            cur[b] -= total;
+            Some(m.servers[b])
+        }
+    }
+}
+
+/// A FullNAT local address (index) and port of this worker's range whose
+/// server→local tuple is free.
+fn alloc_local(
+    table: &FlowTable,
+    ports: &mut LocalPorts,
+    m: &MainUnit,
+    server: ServerEnd,
+    server_port: u16,
+    t: &Tuple,
+) -> Option<(u8, u16)> {
+    let n = m.local_addresses.len();
+    if n == 0 {
+        return None;
+    }
+    for _ in 0..LOCAL_PORT_TRIES {
+        let port = ports.next;
+        ports.next = if port >= ports.hi { ports.lo } else { port + 1 };
+        let li = ports.next_local % n;
+        ports.next_local = ports.next_local.wrapping_add(1);
+        let rev = Tuple {
+            src: server.addr,
+            src_port: server_port,
+            dst: addr_bytes(m.local_addresses[li]),
+            dst_port: port,
+            proto: t.proto,
+            v6: t.v6,
+        };
+        if table.find(&rev).is_none() {
+            return Some((li as u8, port));
+        }
+    }
+    ports.exhausted += 1;
+    None
+}
+
+/// The addresses a packet of `f` in `dir` leaves with.
+#[inline]
+fn nat_for(ends: &Endpoints, f: &Flow, dir: Dir) -> Nat {
+    let v6 = f.is_v6();
+    match dir {
+        Dir::Forward => {
+            let (src, src_port) = if f.is_fullnat() {
+                (
+                    ends.units[f.unit as usize].locals[f.local as usize],
+                    f.local_port,
+                )
+            } else {
+                (f.client, f.client_port)
+            };
+            Nat {
+                src: addr_ip(&src, v6),
+                src_port,
+                dst: addr_ip(&ends.servers[f.server as usize].addr, v6),
+                dst_port: ends.server_port(f),
+            }
+        }
+        Dir::Reverse => Nat {
+            src: addr_ip(&ends.units[f.unit as usize].addr, v6),
+            src_port: f.unit_port,
+            dst: addr_ip(&f.client, v6),
+            dst_port: f.client_port,
+        },
+    }
+}
+
+/// Bookkeeping for a flow that left the table.
+fn flow_gone(counters: &mut Counters, active: &ActiveFlows, f: &Flow) {
+    let u = &mut counters.units[f.unit as usize].active_flows;
+    *u = u.saturating_sub(1);
+    let s = &mut counters.servers[f.server as usize].active_flows;
+    *s = s.saturating_sub(1);
+    if let Some(a) = active.get(f.server as usize) {
+        // Never wraps below zero: every decrement follows an increment.
+        let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+    }
+}
+
+/// Bookkeeping for a flow that joined the table (or moved to `f.server`).
+fn flow_added(counters: &mut Counters, active: &ActiveFlows, f: &Flow, new: bool) {
+    if new {
+        counters.units[f.unit as usize].active_flows += 1;
+        counters.units[f.unit as usize].new_flows += 1;
+        counters.servers[f.server as usize].new_flows += 1;
+    }
+    counters.servers[f.server as usize].active_flows += 1;
+    if let Some(a) = active.get(f.server as usize) {
+        a.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl FarmBalancer {
+    /// The balancer of `worker` (0-based) of `workers`, reading snapshots
+    /// from `reader`, with a flow table of `cfg.capacity` flows (allocated
+    /// here, never again).
+    pub fn new(
+        worker: usize,
+        workers: usize,
+        reader: SnapshotReader,
+        cfg: &FlowTableConfig,
+    ) -> FarmBalancer {
+        let snap = reader.snapshot().clone();
+        let table = FlowTable::new(cfg, endpoints(&snap));
+        let workers = workers.max(1);
+        let (lo, hi) = port_range(worker, workers);
+        FarmBalancer {
+            worker,
+            workers,
+            sched: Sched {
+                rr: snap.farm.units.iter().map(|u| vec![0; u.members().len()]).collect(),
+                rotate: worker,
+            },
+            ports: LocalPorts {
+                lo,
+                hi,
+                next: lo,
+                next_local: 0,
+                exhausted: 0,
+            },
+            counters: Counters {
+                units: vec![Traffic::default(); snap.farm.units.len()],
+                servers: vec![Traffic::default(); snap.farm.servers.len()],
+            },
+            table,
+            reader,
+        }
+    }
+
+    /// Picks up a newly published snapshot (between bursts). True when it
+    /// changed.
+    #[inline]
+    pub fn refresh(&mut self) -> bool {
+        self.reader.refresh()
+    }
+
+    /// The snapshot in use.
+    pub fn snapshot(&self) -> &Snapshot {
+        self.reader.snapshot()
+    }
+
+    /// The worker that owns the flow of a packet with `key` (see
+    /// [`Snapshot::owner`]).
+    #[inline]
+    pub fn owner(&self, key: &FlowKey) -> usize {
+        self.reader.snapshot().owner(key, self.workers)
+    }
+
+    /// This worker's FullNAT local port range (inclusive).
+    pub fn local_ports(&self) -> (u16, u16) {
+        (self.ports.lo, self.ports.hi)
+    }
+
+    /// Removes timed-out flows, sweeping at most [`EXPIRE_BUDGET`] slots.
+    pub fn expire(&mut self, now: Nanos) -> usize {
+        self.expire_budget(now, EXPIRE_BUDGET)
+    }
+
+    /// As [`FarmBalancer::expire`] with an explicit budget of slots.
+    pub fn expire_budget(&mut self, now: Nanos, budget: u32) -> usize {
+        let counters = &mut self.counters;
+        let active = self.reader.active();
+        self.table
+            .expire(now, budget, |f| flow_gone(counters, active, f))
+    }
+
+    /// Flows in this worker's table.
+    pub fn flows(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn table(&self) -> &FlowTable {
+        &self.table
+    }
+
+    pub fn table_stats(&self) -> TableStats {
+        self.table.stats
+    }
+
+    /// The server the flow of `key` (either direction) is on.
+    pub fn flow_server(&self, key: &FlowKey) -> Option<ServerId> {
+        let (slot, _) = self.table.find(&Tuple::from_key(key))?;
+        Some(ServerId(self.table.get(slot).server))
+    }
+
+    /// The state of the flow of `key`.
+    pub fn flow_state(&self, key: &FlowKey) -> Option<FlowState> {
+        let (slot, _) = self.table.find(&Tuple::from_key(key))?;
+        Some(self.table.get(slot).state)
+    }
+
+    pub fn counters(&self) -> FarmCounters {
+        let snap = self.reader.snapshot();
+        let st = self.table.stats;
+        FarmCounters {
+            workers: vec![WorkerCounters {
+                worker: self.worker,
+                flows: self.table.len() as u64,
+                capacity: self.table.capacity() as u64,
+                evictions: st.evictions,
+                table_full_drops: st.table_full_drops,
+                expired: st.expired,
+                no_local_port: self.ports.exhausted,
+            }],
+            units: snap
+                .farm
+                .units
+                .iter()
+                .zip(&self.counters.units)
+                .map(|(u, t)| UnitCounters {
+                    name: u.name.clone(),
+                    traffic: *t,
+                })
+                .collect(),
+            servers: snap
+                .farm
+                .servers
+                .iter()
+                .zip(&self.counters.servers)
+                .map(|(s, t)| ServerCounters {
+                    name: s.name.clone(),
+                    state: s.state,
+                    weight: s.weight,
+                    traffic: *t,
+                })
+                .collect(),
+        }
+    }
+
+    /// An existing flow's packet.
+    #[inline]
+    fn existing(
+        &mut self,
+        slot: u32,
+        dir: Dir,
+        tflags: u8,
+        len: u16,
+        now: Nanos,
+    ) -> Result<Nat, DropReason> {
+        let snap: &Snapshot = self.reader.snapshot();
+        let server = ServerId(self.table.get(slot).server);
+        if dir == Dir::Forward && snap.farm.server(server).state == ServerState::Down {
+            let f = *self.table.get(slot);
+            let uid = UnitId(f.unit);
+            let unit = snap.farm.unit(uid);
+            let moved = match &unit.kind {
+                UnitKind::Sub(_) => Some(failover(snap, unit).ok_or(DropReason::NoServer)?),
+                UnitKind::Main(m) => match m.on_server_down {
+                    OnServerDown::Keep => None,
+                    OnServerDown::Reschedule => {
+                        let t = self.table.endpoints().forward(&f);
+                        let active = self.reader.active();
+                        Some(
+                            schedule(snap, &mut self.sched, active, uid, m, &t)
+                                .ok_or(DropReason::NoServer)?,
+                        )
+                    }
+                },
+            };
+            if let Some(to) = moved {
+                let (mut local, mut lport) = (f.local, f.local_port);
+                if f.is_fullnat() {
+                    let m = unit.main().ok_or(DropReason::NoServer)?;
+                    let t = self.table.endpoints().forward(&f);
+                    let end = self.table.endpoints().servers[to.0 as usize];
+                    let sport = if unit.port == 0 { f.unit_port } else { end.port };
+                    (local, lport) = alloc_local(&self.table, &mut self.ports, m, end, sport, &t)
+                        .ok_or(DropReason::FlowTableFull)?;
+                }
+                let active = self.reader.active();
+                flow_gone(&mut self.counters, active, &f);
+                self.counters.units[f.unit as usize].active_flows += 1;
+                self.table.rebind(slot, to.0, local, lport);
+                flow_added(&mut self.counters, active, self.table.get(slot), false);
+            }
+        }
+        let f = self.table.get_mut(slot);
+        f.on_packet(dir, tflags);
+        f.last_seen = now;
+        let f = *f;
+        self.counters.units[f.unit as usize].count(dir, len);
+        self.counters.servers[f.server as usize].count(dir, len);
+        Ok(nat_for(self.table.endpoints(), &f, dir))
+    }
+
+    /// The first packet of a new flow.
+    fn create(
+        &mut self,
+        key: &FlowKey,
+        t: &Tuple,
+        tflags: u8,
+        len: u16,
+        now: Nanos,
+    ) -> Result<Nat, DropReason> {
+        let snap: &Snapshot = self.reader.snapshot();
+        let Some(uid) = snap.unit_for(key.dst, key.proto, key.dst_port) else {
+            return Err(if snap.is_local_addr(key.dst) {
+                DropReason::NoFlow
+            } else {
+                DropReason::NoFarmUnit
+            });
+        };
+        let udp = match key.proto {
+            6 if is_syn(tflags) => false,
+            6 => return Err(DropReason::NoFlow),
+            17 => true,
+            _ => return Err(DropReason::UnknownProtocol),
+        };
+        let unit = snap.farm.unit(uid);
+        let active = self.reader.active();
+        let server = match &unit.kind {
+            UnitKind::Sub(_) => failover(snap, unit),
+            UnitKind::Main(m) => schedule(snap, &mut self.sched, active, uid, m, t),
+        }
+        .ok_or(DropReason::NoServer)?;
+        let end = self.table.endpoints().servers[server.0 as usize];
+        let server_port = if unit.port == 0 { t.dst_port } else { end.port };
+        let mut fl = if udp { flags::UDP } else { 0 };
+        if t.v6 {
+            fl |= flags::V6;
+        }
+        let (mut local, mut local_port) = (0, 0);
+        match unit.main() {
+            Some(m) if m.mode == ForwardingMode::FullNat => {
+                fl |= flags::FULLNAT;
+                (local, local_port) =
+                    alloc_local(&self.table, &mut self.ports, m, end, server_port, t)
+                        .ok_or(DropReason::FlowTableFull)?;
+            }
+            _ => {
+                // NAT: the server's reply must identify one flow. Two flows
+                // from the same client address and port to two units that
+                // share a server would not; refuse the second.
+                let rev = Tuple {
+                    src: end.addr,
+                    src_port: server_port,
+                    dst: t.src,
+                    dst_port: t.src_port,
+                    proto: t.proto,
+                    v6: t.v6,
+                };
+                if self.table.find(&rev).is_some() {
+                    return Err(DropReason::NoServer);
+                }
+            }
+        }
+        let flow = Flow {
+            client: t.src,
+            last_seen: now,
+            client_port: t.src_port,
+            unit_port: t.dst_port,
+            local_port,
+            unit: uid.0,
+            server: server.0,
+            local,
+            state: if udp {
+                FlowState::Udp
+            } else {
+                FlowState::SynSent
+            },
+            flags: fl,
+        };
+        let (_, evicted) = self
+            .table
+            .insert(flow, now)
+            .map_err(|_| DropReason::FlowTableFull)?;
+        if let Some(e) = evicted {
+            flow_gone(&mut self.counters, active, &e);
+        }
+        flow_added(&mut self.counters, active, &flow, true);
+        self.counters.units[flow.unit as usize].count(Dir::Forward, len);
+        self.counters.servers[flow.server as usize].count(Dir::Forward, len);
+        Ok(nat_for(self.table.endpoints(), &flow, Dir::Forward))
+    }
+}
+
+impl Balancer for FarmBalancer {
+    /// See the module documentation. TCP flows start only on a SYN
+    /// (without ACK); a SYN to a flow in the close state (after RST or both
+    /// FINs) starts a fresh flow, scheduled again. An expired flow counts as
+    /// gone even before the sweep removed it.
+    #[inline]
+    fn lookup(
+        &mut self,
+        key: &FlowKey,
+        tcp_flags: u8,
+        len: u16,
+        now: Nanos,
+    ) -> Result<Nat, DropReason> {
+        let t = Tuple::from_key(key);
+        let h = self.table.hash(&t);
+        if let Some((slot, dir)) = self.table.find_hashed(&t, h) {
+            let f = self.table.get(slot);
+            let expired = self.table.is_expired(slot, now);
+            let restart = dir == Dir::Forward
+                && f.proto() == 6
+                && f.state == FlowState::Close
+                && is_syn(tcp_flags);
+            if !expired && !restart {
+                return self.existing(slot, dir, tcp_flags, len, now);
+            }
+            let f = self.table.remove(slot);
+            if expired {
+                self.table.stats.expired += 1;
+            }
+            flow_gone(&mut self.counters, self.reader.active(), &f);
+        }
+        self.create(key, &t, tcp_flags, len, now)
+    }
+
+    fn peek(&self, key: &FlowKey) -> Option<Nat> {
+        let (slot, dir) = self.table.find(&Tuple::from_key(key))?;
+        Some(nat_for(self.table.endpoints(), self.table.get(slot), dir))
+    }
+}

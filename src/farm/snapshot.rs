@@ -1,0 +1,457 @@
+//! Immutable forwarding snapshots and how the control thread publishes them.
+//!
+//! The control thread owns a [`Publisher`]. Every change (a health check
+//! marks a server down, an operator changes a weight) builds a new
+//! [`Snapshot`] — the farm with its states and weights, the Maglev tables of
+//! the units, the address indexes — and publishes it: the snapshot goes into
+//! a mutex-protected slot and a generation counter is bumped. Each worker
+//! holds a [`SnapshotReader`]; between bursts it calls
+//! [`SnapshotReader::refresh`], which is one atomic load and a compare while
+//! nothing changed. Only when the generation moved does the worker take the
+//! mutex, for the time of one `Arc` clone; the control thread holds it no
+//! longer than that either (tables are built before it is taken). No worker
+//! ever locks per packet, and no `unsafe` is needed.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use hashbrown::{HashMap, HashSet};
+use serde::Serialize;
+
+use super::maglev::{self, MaglevTable, Member};
+use super::{Farm, FarmError, ServerId, ServerState, UnitId};
+use crate::config::SchedulerKind;
+use crate::flow::mix;
+use crate::packet::FlowKey;
+
+/// The first local source port of FullNAT; the ports below are the
+/// system's.
+pub const LOCAL_PORT_MIN: u16 = 1024;
+
+/// A complete, immutable view of the farm for the workers.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases by one with every published snapshot.
+    pub generation: u64,
+    pub farm: Farm,
+    /// Per unit: the Maglev table of a `maglev` or `source-hash` main unit
+    /// over its servers that accept new flows (`None` when there are none or
+    /// the unit schedules otherwise).
+    tables: Vec<Option<Arc<MaglevTable>>>,
+    /// (address, protocol, port) → unit; port 0 for any-port units.
+    by_addr: HashMap<(IpAddr, u8, u16), UnitId>,
+    unit_addrs: HashSet<IpAddr>,
+    local_addrs: HashSet<IpAddr>,
+}
+
+fn table_for(farm: &Farm, unit: UnitId) -> Option<Arc<MaglevTable>> {
+    let u = farm.unit(unit);
+    let m = u.main()?;
+    if !matches!(m.scheduler, SchedulerKind::Maglev | SchedulerKind::SourceHash) {
+        return None;
+    }
+    let members: Vec<Member<'_>> = m
+        .servers
+        .iter()
+        .map(|&id| {
+            let s = farm.server(id);
+            Member {
+                id,
+                name: &s.name,
+                weight: if s.accepts_new_flows() { s.weight } else { 0 },
+            }
+        })
+        .collect();
+    maglev::build(&members, farm.maglev_size).map(Arc::new)
+}
+
+impl Snapshot {
+    /// Builds generation `generation` of `farm`, reusing `reuse`'s tables for
+    /// the units not listed in `rebuild` (all are built when `reuse` is None).
+    fn build(
+        farm: Farm,
+        generation: u64,
+        reuse: Option<&Snapshot>,
+        rebuild: &[UnitId],
+    ) -> Snapshot {
+        let tables = farm
+            .units
+            .iter()
+            .map(|u| match reuse {
+                Some(old) if !rebuild.contains(&u.id) => old.tables[u.id.0 as usize].clone(),
+                _ => table_for(&farm, u.id),
+            })
+            .collect();
+        let mut by_addr = HashMap::new();
+        let mut unit_addrs = HashSet::new();
+        let mut local_addrs = HashSet::new();
+        for u in &farm.units {
+            by_addr.insert((u.address, u.protocol.number(), u.port), u.id);
+            unit_addrs.insert(u.address);
+            if let Some(m) = u.main() {
+                if m.mode == crate::config::ForwardingMode::FullNat {
+                    local_addrs.extend(m.local_addresses.iter().copied());
+                }
+            }
+        }
+        Snapshot {
+            generation,
+            farm,
+            tables,
+            by_addr,
+            unit_addrs,
+            local_addrs,
+        }
+    }
+
+    /// The farm unit a packet to `dst`:`port`/`proto` is for: the unit with
+    /// that exact port, else an any-port unit of the address.
+    #[inline]
+    pub fn unit_for(&self, dst: IpAddr, proto: u8, port: u16) -> Option<UnitId> {
+        if let Some(&u) = self.by_addr.get(&(dst, proto, port)) {
+            return Some(u);
+        }
+        self.by_addr.get(&(dst, proto, 0)).copied()
+    }
+
+    /// The Maglev table of `unit`, if it has one.
+    #[inline]
+    pub fn table(&self, unit: UnitId) -> Option<&MaglevTable> {
+        self.tables[unit.0 as usize].as_deref()
+    }
+
+    /// True when `ip` is a FullNAT local address of some unit.
+    #[inline]
+    pub fn is_local_addr(&self, ip: IpAddr) -> bool {
+        !self.local_addrs.is_empty() && self.local_addrs.contains(&ip)
+    }
+
+    /// True when `ip` is a main or sub-farm unit address.
+    #[inline]
+    pub fn is_unit_addr(&self, ip: IpAddr) -> bool {
+        self.unit_addrs.contains(&ip)
+    }
+
+    /// The worker (of `workers`) that owns the flow of a packet with `key`,
+    /// computed from the packet alone, the same for both directions:
+    ///
+    /// - to a farm unit address (client → unit): a hash of the client's
+    ///   address and port, i.e. the source;
+    /// - to a FullNAT local address (server → farmlb): the worker whose
+    ///   local port range holds the destination port ([`port_range`]);
+    /// - anything else, i.e. a NAT-mode reply (server → client): a hash of
+    ///   the destination, which is the client.
+    ///
+    /// The hash is fixed (not seeded per process) so every worker computes
+    /// the same owner.
+    #[inline]
+    pub fn owner(&self, key: &FlowKey, workers: usize) -> usize {
+        if workers <= 1 {
+            return 0;
+        }
+        if self.is_local_addr(key.dst) {
+            return port_owner(key.dst_port, workers);
+        }
+        if self.is_unit_addr(key.dst) {
+            client_owner(key.src, key.src_port, workers)
+        } else {
+            client_owner(key.dst, key.dst_port, workers)
+        }
+    }
+}
+
+/// The worker owning a client address and port.
+#[inline]
+pub fn client_owner(ip: IpAddr, port: u16, workers: usize) -> usize {
+    let a = crate::flow::addr_bytes(ip);
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&a[0..8]);
+    let hi = u64::from_le_bytes(w);
+    w.copy_from_slice(&a[8..16]);
+    let lo = u64::from_le_bytes(w);
+    let h = mix(mix(hi ^ 0x0123_4567_89ab_cdef, 0x9e37_79b9_7f4a_7c15) ^ lo ^ (port as u64) << 48, 0xc2b2_ae3d_27d4_eb4f);
+    ((h as u128 * workers as u128) >> 64) as usize
+}
+
+/// The FullNAT local source ports of `worker` of `workers`: 1024..=65535
+/// split into equal consecutive ranges (the last one takes the remainder).
+pub fn port_range(worker: usize, workers: usize) -> (u16, u16) {
+    let workers = workers.max(1);
+    let total = 65536 - LOCAL_PORT_MIN as usize;
+    let size = total / workers;
+    let lo = LOCAL_PORT_MIN as usize + worker * size;
+    let hi = if worker + 1 >= workers {
+        65535
+    } else {
+        lo + size - 1
+    };
+    (lo as u16, hi as u16)
+}
+
+/// The worker whose local port range holds `port` (worker 0 for ports
+/// below 1024, which are never local ports).
+#[inline]
+pub fn port_owner(port: u16, workers: usize) -> usize {
+    if port < LOCAL_PORT_MIN {
+        return 0;
+    }
+    let size = (65536 - LOCAL_PORT_MIN as usize) / workers.max(1);
+    ((port - LOCAL_PORT_MIN) as usize / size).min(workers.max(1) - 1)
+}
+
+struct Shared {
+    generation: AtomicU64,
+    current: Mutex<Arc<Snapshot>>,
+}
+
+/// Active flows per server, summed over all workers. Workers touch it only
+/// when a flow is created or removed, never per packet; the `least-conn`
+/// scheduler reads it.
+pub type ActiveFlows = Arc<[AtomicU32]>;
+
+/// Names a server for the control API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerRef<'a> {
+    Name(&'a str),
+    Id(ServerId),
+}
+
+impl<'a> From<&'a str> for ServerRef<'a> {
+    fn from(s: &'a str) -> Self {
+        ServerRef::Name(s)
+    }
+}
+
+impl From<ServerId> for ServerRef<'_> {
+    fn from(id: ServerId) -> Self {
+        ServerRef::Id(id)
+    }
+}
+
+/// How one unit's table changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnitChange {
+    pub unit: UnitId,
+    pub name: String,
+    /// Maglev slots that now point to another server (0 for units without a
+    /// table).
+    pub slots_moved: usize,
+    /// Servers of the unit that accept new flows now.
+    pub servers_available: usize,
+}
+
+/// What a control call changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub server: ServerId,
+    pub name: String,
+    pub old_state: ServerState,
+    pub state: ServerState,
+    pub old_weight: u32,
+    pub weight: u32,
+    /// The generation now published (unchanged for a no-op).
+    pub generation: u64,
+    /// The units that contain the server (empty for a no-op).
+    pub units: Vec<UnitChange>,
+}
+
+impl Change {
+    /// True when nothing changed and nothing was published.
+    pub fn is_noop(&self) -> bool {
+        self.old_state == self.state && self.old_weight == self.weight
+    }
+}
+
+/// The control side: owns the farm model, builds and publishes snapshots.
+pub struct Publisher {
+    current: Arc<Snapshot>,
+    shared: Arc<Shared>,
+    active: ActiveFlows,
+}
+
+impl Publisher {
+    /// Publishes generation 1 of `farm`.
+    pub fn new(farm: Farm) -> Result<Publisher, FarmError> {
+        if !maglev::is_prime(farm.maglev_size) {
+            return Err(FarmError::BadTableSize(farm.maglev_size));
+        }
+        let active: ActiveFlows = (0..farm.servers.len()).map(|_| AtomicU32::new(0)).collect();
+        let snap = Arc::new(Snapshot::build(farm, 1, None, &[]));
+        Ok(Publisher {
+            shared: Arc::new(Shared {
+                generation: AtomicU64::new(1),
+                current: Mutex::new(snap.clone()),
+            }),
+            current: snap,
+            active,
+        })
+    }
+
+    /// A reader for one worker.
+    pub fn reader(&self) -> SnapshotReader {
+        SnapshotReader {
+            shared: self.shared.clone(),
+            snap: self.current.clone(),
+            generation: self.current.generation,
+            active: self.active.clone(),
+        }
+    }
+
+    /// The snapshot published last.
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.current
+    }
+
+    pub fn farm(&self) -> &Farm {
+        &self.current.farm
+    }
+
+    /// Active flows of a server over all workers.
+    pub fn active_flows(&self, id: ServerId) -> u32 {
+        self.active
+            .get(id.0 as usize)
+            .map_or(0, |a| a.load(Ordering::Relaxed))
+    }
+
+    fn resolve(&self, server: ServerRef<'_>) -> Result<ServerId, FarmError> {
+        match server {
+            ServerRef::Name(n) => self
+                .farm()
+                .server_id(n)
+                .ok_or_else(|| FarmError::UnknownServer(n.to_string())),
+            ServerRef::Id(id) if (id.0 as usize) < self.farm().servers.len() => Ok(id),
+            ServerRef::Id(id) => Err(FarmError::UnknownServerId(id.0)),
+        }
+    }
+
+    /// Sets a server's state and publishes the result.
+    pub fn set_state<'a>(
+        &mut self,
+        server: impl Into<ServerRef<'a>>,
+        state: ServerState,
+    ) -> Result<Change, FarmError> {
+        let id = self.resolve(server.into())?;
+        let weight = self.farm().server(id).weight;
+        Ok(self.update(id, state, weight))
+    }
+
+    /// Sets a server's weight and publishes the result.
+    pub fn set_weight<'a>(
+        &mut self,
+        server: impl Into<ServerRef<'a>>,
+        weight: u32,
+    ) -> Result<Change, FarmError> {
+        let id = self.resolve(server.into())?;
+        let state = self.farm().server(id).state;
+        Ok(self.update(id, state, weight))
+    }
+
+    fn update(&mut self, id: ServerId, state: ServerState, weight: u32) -> Change {
+        let old = self.farm().server(id).clone();
+        let mut change = Change {
+            server: id,
+            name: old.name.clone(),
+            old_state: old.state,
+            state,
+            old_weight: old.weight,
+            weight,
+            generation: self.current.generation,
+            units: Vec::new(),
+        };
+        if change.is_noop() {
+            return change;
+        }
+        let mut farm = self.current.farm.clone();
+        let s = &mut farm.servers[id.0 as usize];
+        s.state = state;
+        s.weight = weight;
+        let affected: Vec<UnitId> = farm
+            .units
+            .iter()
+            .filter(|u| u.members().contains(&id))
+            .map(|u| u.id)
+            .collect();
+        let generation = self.current.generation + 1;
+        let snap = Arc::new(Snapshot::build(
+            farm,
+            generation,
+            Some(&self.current),
+            &affected,
+        ));
+        for &u in &affected {
+            let unit = snap.farm.unit(u);
+            change.units.push(UnitChange {
+                unit: u,
+                name: unit.name.clone(),
+                slots_moved: MaglevTable::moved(self.current.table(u), snap.table(u)),
+                servers_available: unit
+                    .members()
+                    .iter()
+                    .filter(|&&m| snap.farm.server(m).accepts_new_flows())
+                    .count(),
+            });
+        }
+        change.generation = generation;
+        self.current = snap.clone();
+        {
+            let mut slot = self
+                .shared
+                .current
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            *slot = snap;
+        }
+        self.shared.generation.store(generation, Ordering::Release);
+        tracing::info!(
+            server = %change.name,
+            state = change.state.as_str(),
+            weight = change.weight,
+            generation,
+            "farm snapshot published"
+        );
+        change
+    }
+}
+
+/// A worker's view of the published snapshots.
+#[derive(Clone)]
+pub struct SnapshotReader {
+    shared: Arc<Shared>,
+    snap: Arc<Snapshot>,
+    generation: u64,
+    active: ActiveFlows,
+}
+
+impl SnapshotReader {
+    /// Picks up a newer snapshot if one was published: one atomic load while
+    /// nothing changed. Returns true when the snapshot changed. Call it
+    /// between bursts.
+    #[inline]
+    pub fn refresh(&mut self) -> bool {
+        let g = self.shared.generation.load(Ordering::Acquire);
+        if g == self.generation {
+            return false;
+        }
+        let snap = self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.generation = snap.generation;
+        self.snap = snap;
+        true
+    }
+
+    /// The snapshot in use.
+    #[inline]
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snap
+    }
+
+    /// The shared per-server active flow counts.
+    pub fn active(&self) -> &ActiveFlows {
+        &self.active
+    }
+}

@@ -1,0 +1,246 @@
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::*;
+
+const SEC: Nanos = 1_000_000_000;
+
+fn v4(a: u8, b: u8, c: u8, d: u8) -> Addr {
+    addr_bytes(IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
+}
+
+/// Unit 0: 198.18.0.100:80 NAT; unit 1: 198.18.0.101 any port with local
+/// address 198.18.0.1 (FullNAT). Servers 198.18.1.11:8080, 198.18.1.12:8080.
+fn ends() -> Endpoints {
+    Endpoints {
+        units: vec![
+            UnitEnd {
+                addr: v4(198, 18, 0, 100),
+                port: 80,
+                locals: vec![],
+            },
+            UnitEnd {
+                addr: v4(198, 18, 0, 101),
+                port: 0,
+                locals: vec![v4(198, 18, 0, 1)],
+            },
+        ],
+        servers: vec![
+            ServerEnd {
+                addr: v4(198, 18, 1, 11),
+                port: 8080,
+            },
+            ServerEnd {
+                addr: v4(198, 18, 1, 12),
+                port: 8080,
+            },
+        ],
+    }
+}
+
+fn cfg(capacity: u32) -> FlowTableConfig {
+    FlowTableConfig {
+        capacity,
+        timeouts: Timeouts::default(),
+    }
+}
+
+fn flow(client_port: u16, state: FlowState, last_seen: Nanos) -> Flow {
+    Flow {
+        client: v4(198, 19, 0, 1),
+        last_seen,
+        client_port,
+        unit_port: 80,
+        unit: 0,
+        server: (client_port % 2) as u16,
+        state,
+        ..Flow::default()
+    }
+}
+
+#[test]
+fn bytes_per_flow_at_one_million_is_at_most_128() {
+    let t = FlowTable::new(&cfg(1 << 20), ends());
+    let b = t.bytes_per_flow();
+    assert!(b <= 128, "{b} bytes per flow");
+    assert_eq!(std::mem::size_of::<Flow>(), 40);
+    assert_eq!(b, 40 + 32 + 4);
+}
+
+#[test]
+fn both_directions_find_a_nat_flow() {
+    let mut t = FlowTable::with_seed(&cfg(16), ends(), 1);
+    let (slot, ev) = t.insert(flow(40000, FlowState::SynSent, 0), 0).unwrap();
+    assert!(ev.is_none());
+    let fwd = Tuple {
+        src: v4(198, 19, 0, 1),
+        dst: v4(198, 18, 0, 100),
+        src_port: 40000,
+        dst_port: 80,
+        proto: 6,
+        v6: false,
+    };
+    assert_eq!(t.find(&fwd), Some((slot, Dir::Forward)));
+    let rev = Tuple {
+        src: v4(198, 18, 1, 11),
+        dst: v4(198, 19, 0, 1),
+        src_port: 8080,
+        dst_port: 40000,
+        proto: 6,
+        v6: false,
+    };
+    assert_eq!(t.find(&rev), Some((slot, Dir::Reverse)));
+    // Same tuple as UDP, or from another port: no flow.
+    assert_eq!(t.find(&Tuple { proto: 17, ..fwd }), None);
+    assert_eq!(t.find(&Tuple { src_port: 40001, ..fwd }), None);
+    assert_eq!(t.find(&Tuple { v6: true, ..fwd }), None);
+    t.remove(slot);
+    assert_eq!(t.find(&fwd), None);
+    assert_eq!(t.find(&rev), None);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn fullnat_reverse_is_server_to_local_address() {
+    let mut t = FlowTable::with_seed(&cfg(16), ends(), 2);
+    let f = Flow {
+        unit: 1,
+        unit_port: 443,
+        local: 0,
+        local_port: 20000,
+        server: 1,
+        flags: flags::FULLNAT,
+        ..flow(40000, FlowState::SynSent, 0)
+    };
+    let (slot, _) = t.insert(f, 0).unwrap();
+    let rev = Tuple {
+        src: v4(198, 18, 1, 12),
+        dst: v4(198, 18, 0, 1),
+        // Any-port unit: the server is reached on the port the client used.
+        src_port: 443,
+        dst_port: 20000,
+        proto: 6,
+        v6: false,
+    };
+    assert_eq!(t.find(&rev), Some((slot, Dir::Reverse)));
+    t.rebind(slot, 0, 0, 20001);
+    assert_eq!(t.find(&rev), None);
+    let moved = Tuple {
+        src: v4(198, 18, 1, 11),
+        dst_port: 20001,
+        ..rev
+    };
+    assert_eq!(t.find(&moved), Some((slot, Dir::Reverse)));
+    t.check();
+}
+
+#[test]
+fn random_inserts_and_removes_keep_the_index_exact() {
+    // A tiny index so probe runs collide and wrap around.
+    let mut t = FlowTable::with_seed(&cfg(64), ends(), 3);
+    let mut live: Vec<u32> = Vec::new();
+    let mut x: u64 = 12345;
+    let mut next_port = 1u16;
+    for _ in 0..5000 {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        if (x >> 33) % 3 != 0 && t.len() < t.capacity() {
+            let (s, ev) = t
+                .insert(flow(next_port, FlowState::Established, 0), 0)
+                .unwrap();
+            assert!(ev.is_none());
+            next_port = next_port.wrapping_add(1).max(1);
+            live.push(s);
+        } else if !live.is_empty() {
+            let i = (x >> 40) as usize % live.len();
+            let s = live.swap_remove(i);
+            t.remove(s);
+        }
+        t.check();
+    }
+}
+
+#[test]
+fn tcp_states() {
+    use tcp_flags::*;
+    let mut f = flow(1, FlowState::SynSent, 0);
+    f.on_packet(Dir::Forward, SYN); // retransmitted SYN
+    assert_eq!(f.state, FlowState::SynSent);
+    f.on_packet(Dir::Forward, ACK); // ACK before the server answered
+    assert_eq!(f.state, FlowState::SynSent);
+    f.on_packet(Dir::Reverse, SYN | ACK);
+    assert_eq!(f.state, FlowState::SynAck);
+    f.on_packet(Dir::Forward, ACK);
+    assert_eq!(f.state, FlowState::Established);
+    f.on_packet(Dir::Reverse, FIN | ACK);
+    assert_eq!(f.state, FlowState::Fin);
+    f.on_packet(Dir::Forward, ACK);
+    assert_eq!(f.state, FlowState::Fin);
+    f.on_packet(Dir::Forward, FIN | ACK);
+    assert_eq!(f.state, FlowState::Close);
+
+    let mut g = flow(2, FlowState::Established, 0);
+    g.on_packet(Dir::Reverse, RST);
+    assert_eq!(g.state, FlowState::Close);
+
+    let mut u = Flow {
+        flags: flags::UDP,
+        ..flow(3, FlowState::Udp, 0)
+    };
+    u.on_packet(Dir::Forward, 0);
+    assert_eq!(u.state, FlowState::Udp);
+    u.on_packet(Dir::Reverse, 0);
+    assert_eq!(u.state, FlowState::UdpReplied);
+}
+
+#[test]
+fn incremental_expiry_respects_state_timeouts_and_budget() {
+    let mut t = FlowTable::with_seed(&cfg(8), ends(), 4);
+    t.insert(flow(1, FlowState::SynSent, 0), 0).unwrap();
+    t.insert(flow(2, FlowState::Established, 0), 0).unwrap();
+    t.insert(flow(3, FlowState::Fin, 0), 0).unwrap();
+    t.insert(flow(4, FlowState::Close, 0), 0).unwrap();
+    let mut gone = Vec::new();
+    // At 10 s only the closed flow is due (close timeout 10 s).
+    assert_eq!(t.expire(10 * SEC, 8, |f| gone.push(f.client_port)), 1);
+    assert_eq!(gone, vec![4]);
+    // A budget of 2 looks at two slots only: slots 0 and 1.
+    assert_eq!(t.expire(30 * SEC, 2, |f| gone.push(f.client_port)), 1);
+    assert_eq!(gone, vec![4, 1]);
+    assert_eq!(t.expire(119 * SEC, 8, |f| gone.push(f.client_port)), 0);
+    assert_eq!(t.expire(120 * SEC, 8, |f| gone.push(f.client_port)), 1);
+    assert_eq!(t.expire(899 * SEC, 8, |f| gone.push(f.client_port)), 0);
+    assert_eq!(t.expire(900 * SEC, 8, |f| gone.push(f.client_port)), 1);
+    assert_eq!(gone, vec![4, 1, 3, 2]);
+    assert!(t.is_empty());
+    assert_eq!(t.stats.expired, 4);
+    t.check();
+}
+
+#[test]
+fn full_table_evicts_expired_then_oldest_unassured_never_established() {
+    let mut t = FlowTable::with_seed(&cfg(4), ends(), 5);
+    t.insert(flow(1, FlowState::Established, 5 * SEC), 5 * SEC).unwrap();
+    t.insert(flow(2, FlowState::SynSent, 3 * SEC), 3 * SEC).unwrap();
+    t.insert(flow(3, FlowState::SynSent, 2 * SEC), 2 * SEC).unwrap();
+    t.insert(flow(4, FlowState::Close, 4 * SEC), 4 * SEC).unwrap();
+    // At 14 s the closed flow (seen at 4 s, timeout 10 s) has expired: it
+    // goes first although others are older.
+    let (_, ev) = t.insert(flow(5, FlowState::SynSent, 14 * SEC), 14 * SEC).unwrap();
+    assert_eq!(ev.map(|f| f.client_port), Some(4));
+    // Then the oldest unassured one.
+    let (_, ev) = t.insert(flow(6, FlowState::SynSent, 15 * SEC), 15 * SEC).unwrap();
+    assert_eq!(ev.map(|f| f.client_port), Some(3));
+    let (_, ev) = t.insert(flow(7, FlowState::SynSent, 16 * SEC), 16 * SEC).unwrap();
+    assert_eq!(ev.map(|f| f.client_port), Some(2));
+    assert_eq!(t.stats.evictions, 3);
+    // Make all established: nothing may go.
+    for s in 0..4 {
+        t.get_mut(s).state = FlowState::Established;
+    }
+    assert_eq!(
+        t.insert(flow(8, FlowState::SynSent, 17 * SEC), 17 * SEC),
+        Err(TableFull)
+    );
+    assert_eq!(t.stats.table_full_drops, 1);
+    assert_eq!(t.len(), 4);
+    t.check();
+}
