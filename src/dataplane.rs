@@ -14,9 +14,11 @@ use crate::config::Config;
 use crate::dpdk::{
     self, DpdkError, Eal, EalArgs, LcoreId, Mbuf, MbufBurst, Mempool, Port, PortConfig, QueueId,
 };
+use crossbeam::queue::ArrayQueue;
+
+use crate::farm::{Farm, FarmBalancer, FarmCounters, FarmError, Publisher};
 use crate::packet::{
-    Balancer, CoreSetup, Counters, DropReason, Io, NoBalancer, PortAddr, PortIdx, PortSetup,
-    Processor,
+    Balancer, CoreSetup, Counters, DropReason, Io, PortAddr, PortIdx, PortSetup, Processor,
 };
 
 /// Frames per rx burst at most (the configured burst may be smaller).
@@ -25,12 +27,19 @@ pub const MAX_BURST: usize = 256;
 const TX_BUFFER: usize = 64;
 /// How often the core's timers (neighbour retries and expiry) run.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
+/// Frames one worker may have queued for another (the owner of their flow).
+const REDIRECT_RING: usize = 4096;
+
+/// Frames handed to a worker by the others: one ring per receiving worker.
+type RedirectRing = ArrayQueue<(PortIdx, Mbuf)>;
 
 /// Why `farmlb run` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
     Dpdk(#[from] DpdkError),
+    #[error("farm: {0}")]
+    Farm(#[from] FarmError),
     #[error("port '{port}' offers {queues} tx queue(s) but {workers} workers need one each; reduce the worker lcores")]
     TooFewTxQueues {
         port: String,
@@ -64,7 +73,12 @@ pub struct WorkerStats {
     pub exception_dropped: u64,
     /// Rx bursts that returned at least one frame.
     pub busy_polls: u64,
+    /// Frames received from other workers' redirect rings.
+    pub redirected_in: u64,
+    /// Snapshots adopted after the first.
+    pub snapshots_adopted: u64,
     pub core: Counters,
+    pub farm: FarmCounters,
 }
 
 /// Counters of one port from DPDK.
@@ -85,13 +99,17 @@ pub struct StatsReport {
     pub workers: Vec<WorkerStats>,
     /// Drops by reason, summed over workers; every reason is present.
     pub drops: std::collections::BTreeMap<&'static str, u64>,
+    /// Farm units and servers, summed over workers.
+    pub farm: FarmCounters,
 }
 
 impl StatsReport {
     fn new(uptime: Duration, ports: Vec<PortReport>, workers: Vec<WorkerStats>) -> Self {
         let mut total = Counters::default();
+        let mut farm = FarmCounters::default();
         for w in &workers {
             total.add(&w.core);
+            farm.merge(&w.farm);
         }
         let drops = total
             .drops_by_reason()
@@ -103,6 +121,7 @@ impl StatsReport {
             ports,
             workers,
             drops,
+            farm,
         }
     }
 }
@@ -141,6 +160,7 @@ struct WorkerIo<'a> {
     ports: &'a [Port],
     tx_queue: QueueId,
     tx: Vec<MbufBurst<TX_BUFFER>>,
+    rings: &'a [RedirectRing],
     stats: &'a mut WorkerStats,
 }
 
@@ -199,6 +219,14 @@ impl Io for WorkerIo<'_> {
     fn free(&mut self, frame: Mbuf) {
         drop(frame);
     }
+
+    #[inline]
+    fn redirect(&mut self, worker: usize, port: PortIdx, frame: Mbuf) -> Result<(), Mbuf> {
+        match self.rings.get(worker) {
+            Some(ring) => ring.push((port, frame)).map_err(|(_, f)| f),
+            None => Err(frame),
+        }
+    }
 }
 
 /// Everything one worker needs; moved onto its lcore.
@@ -212,17 +240,25 @@ struct Worker {
     tx_queue: QueueId,
     /// Send gratuitous ARP for the ports at start (worker 0 only).
     announce: bool,
+    balancer: FarmBalancer,
 }
 
 impl Worker {
-    fn run(self, pool: &Mempool, ports: &[Port], stop: &AtomicBool) -> WorkerStats {
+    fn run(
+        self,
+        pool: &Mempool,
+        ports: &[Port],
+        rings: &[RedirectRing],
+        stop: &AtomicBool,
+    ) -> WorkerStats {
         let mut stats = WorkerStats {
             worker: self.index,
             lcore: self.lcore,
             ..WorkerStats::default()
         };
         let mut core: Processor<Mbuf> = Processor::new(self.setup);
-        let mut balancer = NoBalancer;
+        let mut balancer = self.balancer;
+        let inbox = &rings[self.index];
         let hz = dpdk::tsc_hz().max(1);
         let t0 = dpdk::tsc_now();
         let to_ns = |tsc: u64| ((tsc.wrapping_sub(t0)) as u128 * 1_000_000_000 / hz as u128) as u64;
@@ -237,6 +273,7 @@ impl Worker {
                 ports,
                 tx_queue: self.tx_queue,
                 tx: (0..n_ports).map(|_| MbufBurst::new()).collect(),
+                rings,
                 stats: &mut stats,
             };
             if self.announce {
@@ -246,6 +283,9 @@ impl Worker {
                 io.flush_all();
             }
             while !stop.load(Ordering::Relaxed) {
+                if balancer.refresh() {
+                    io.stats.snapshots_adopted += 1;
+                }
                 let tsc = dpdk::tsc_now();
                 let now = to_ns(tsc);
                 for &(port, queue) in &self.rx {
@@ -260,8 +300,14 @@ impl Worker {
                         process_one(&mut core, &mut io, &mut balancer, port, m, now);
                     }
                 }
+                for _ in 0..self.burst {
+                    let Some((port, m)) = inbox.pop() else { break };
+                    io.stats.redirected_in += 1;
+                    core.process_redirected(&mut io, &mut balancer, port, m, now);
+                }
                 io.flush_all();
                 if tsc.wrapping_sub(next_poll) < u64::MAX / 2 {
+                    balancer.expire(now);
                     core.poll(&mut io, now);
                     io.flush_all();
                     next_poll = tsc.wrapping_add(poll_ticks);
@@ -270,6 +316,9 @@ impl Worker {
             io.flush_all();
         }
         stats.core = core.counters().clone();
+        stats.farm = balancer.counters();
+        // Frames still queued for this worker are freed with the ring.
+        while inbox.pop().is_some() {}
         stats
     }
 }
@@ -368,6 +417,12 @@ fn run_with_eal(
     }
     let ports = Arc::new(ports);
     let setup = core_setup(cfg, &ports);
+    let publisher = Publisher::new(Farm::from_config(cfg)?)?;
+    let rings: Arc<Vec<RedirectRing>> = Arc::new(
+        (0..n_workers)
+            .map(|_| ArrayQueue::new(REDIRECT_RING))
+            .collect(),
+    );
 
     let slots: Vec<Arc<Mutex<Option<WorkerStats>>>> =
         (0..n_workers).map(|_| Arc::new(Mutex::new(None))).collect();
@@ -387,6 +442,7 @@ fn run_with_eal(
             rx,
             tx_queue: QueueId(i as u16),
             announce: i == 0,
+            balancer: FarmBalancer::new(i, n_workers, publisher.reader(), &cfg.flows),
         };
         let (pool, ports, stop, slot) = (
             Arc::clone(&pool),
@@ -394,10 +450,11 @@ fn run_with_eal(
             Arc::clone(stop),
             Arc::clone(&slots[i]),
         );
+        let rings = Arc::clone(&rings);
         jobs.push((
             LcoreId(lcore),
             Box::new(move || {
-                let stats = worker.run(&pool, &ports, &stop);
+                let stats = worker.run(&pool, &ports, &rings, &stop);
                 if let Ok(mut s) = slot.lock() {
                     *s = Some(stats);
                 }
@@ -456,7 +513,10 @@ fn run_with_eal(
             source,
         })?;
     }
-    // Ports stop (and pcap files flush) before the pool and the EAL go.
+    // Ports stop (and pcap files flush) before the pool and the EAL go;
+    // frames left in the redirect rings go back to the pool first.
+    drop(rings);
+    drop(publisher);
     drop(ports);
     drop(pool);
     if let Some(i) = codes.iter().position(|&c| c != 0) {

@@ -403,7 +403,12 @@ impl FarmBalancer {
             worker,
             workers,
             sched: Sched {
-                rr: snap.farm.units.iter().map(|u| vec![0; u.members().len()]).collect(),
+                rr: snap
+                    .farm
+                    .units
+                    .iter()
+                    .map(|u| vec![0; u.members().len()])
+                    .collect(),
                 rotate: worker,
             },
             ports: LocalPorts {
@@ -558,7 +563,11 @@ impl FarmBalancer {
                     let m = unit.main().ok_or(DropReason::NoServer)?;
                     let t = self.table.endpoints().forward(&f);
                     let end = self.table.endpoints().servers[to.0 as usize];
-                    let sport = if unit.port == 0 { f.unit_port } else { end.port };
+                    let sport = if unit.port == 0 {
+                        f.unit_port
+                    } else {
+                        end.port
+                    };
                     (local, lport) = alloc_local(&self.table, &mut self.ports, m, end, sport, &t)
                         .ok_or(DropReason::FlowTableFull)?;
                 }
@@ -706,5 +715,14 @@ impl Balancer for FarmBalancer {
     fn peek(&self, key: &FlowKey) -> Option<Nat> {
         let (slot, dir) = self.table.find(&Tuple::from_key(key))?;
         Some(nat_for(self.table.endpoints(), self.table.get(slot), dir))
+    }
+
+    #[inline]
+    fn foreign_owner(&self, key: &FlowKey) -> Option<usize> {
+        if self.workers == 1 {
+            return None;
+        }
+        let owner = self.owner(key);
+        (owner != self.worker).then_some(owner)
     }
 }
