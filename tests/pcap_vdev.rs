@@ -269,3 +269,57 @@ fn stats_json_lists_ports_and_workers() {
     }
     assert!(run.stats["uptime_secs"].as_f64().unwrap() >= 0.3);
 }
+
+#[test]
+fn sigterm_stops_cleanly_and_writes_stats() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let s = Scratch::new("sigterm");
+    let echo = ipv4(CLIENT_IP, LB_IP, 1, 64, &icmp_echo(8, 9, 9, b"ping"));
+    write_pcap(
+        &s.path("in.pcap"),
+        &[ethernet(LB_MAC, CLIENT_MAC, 0x0800, &echo)],
+    );
+    let cfg = s.path("farmlb.toml");
+    std::fs::write(&cfg, config(&s, "sigterm")).unwrap();
+    let stats = s.path("stats.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_farmlb"))
+        .args(["--log", "info", "run", "--config"])
+        .arg(&cfg)
+        .arg("--stats-out")
+        .arg(&stats)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn farmlb");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let started = lines
+        .by_ref()
+        .take(200)
+        .map_while(Result::ok)
+        .any(|l| l.contains("farmlb running"));
+    assert!(started, "farmlb did not report running");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "farmlb ignored SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "clean exit after SIGTERM: {status}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(v["workers"][0]["core"]["echo_replies"], 1);
+    // The pcap writer was flushed and closed: the echo reply is in the file.
+    assert_eq!(replies(read_pcap(&s.path("out.pcap"))).len(), 1);
+}
