@@ -194,7 +194,10 @@ fn model_from_config() {
     assert_eq!(c.flows.capacity, 4096);
     assert_eq!(c.flows.timeouts.syn, std::time::Duration::from_secs(5));
     assert_eq!(c.flows.timeouts.udp, std::time::Duration::from_secs(60));
-    assert_eq!(c.flows.timeouts.established, std::time::Duration::from_secs(900));
+    assert_eq!(
+        c.flows.timeouts.established,
+        std::time::Duration::from_secs(900)
+    );
 }
 
 #[test]
@@ -292,7 +295,12 @@ fn no_healthy_server() {
     }
     assert!(b.refresh());
     assert!(!b.refresh());
-    for unit in ["198.18.0.100", "198.18.0.110", "198.18.0.120", "198.18.0.101"] {
+    for unit in [
+        "198.18.0.100",
+        "198.18.0.110",
+        "198.18.0.120",
+        "198.18.0.101",
+    ] {
         assert_eq!(
             b.lookup(&tcp("198.19.5.5", 1000, unit, 80), SYN, 60, 0),
             Err(DropReason::NoServer),
@@ -377,7 +385,12 @@ fn least_conn_balances_active_flows_across_workers() {
     assert_eq!(p.active_flows(ServerId(2)), 24);
     for i in 0..6u16 {
         let nat = w0
-            .lookup(&tcp("198.19.0.2", 3000 + i, "198.18.0.120", 80), SYN, 60, 12 * SEC)
+            .lookup(
+                &tcp("198.19.0.2", 3000 + i, "198.18.0.120", 80),
+                SYN,
+                60,
+                12 * SEC,
+            )
             .unwrap();
         assert_eq!(server_name(&p, nat.dst), "s3");
     }
@@ -436,9 +449,18 @@ fn sub_farm_failover_and_recovery() {
     p.set_state("s1", ServerState::Up).unwrap();
     p.set_state("s2", ServerState::Up).unwrap();
     b.refresh();
-    assert_eq!(server_name(&p, b.lookup(&k2, ACK, 54, 3 * SEC).unwrap().dst), "s2");
-    assert_eq!(server_name(&p, b.lookup(&k3, ACK, 54, 3 * SEC).unwrap().dst), "s3");
-    assert_eq!(server_name(&p, b.lookup(&k1, ACK, 54, 3 * SEC).unwrap().dst), "s2");
+    assert_eq!(
+        server_name(&p, b.lookup(&k2, ACK, 54, 3 * SEC).unwrap().dst),
+        "s2"
+    );
+    assert_eq!(
+        server_name(&p, b.lookup(&k3, ACK, 54, 3 * SEC).unwrap().dst),
+        "s3"
+    );
+    assert_eq!(
+        server_name(&p, b.lookup(&k1, ACK, 54, 3 * SEC).unwrap().dst),
+        "s2"
+    );
     let k4 = tcp("198.19.0.4", 1004, sub, 80);
     assert_eq!(
         server_name(&p, b.lookup(&k4, SYN, 60, 3 * SEC).unwrap().dst),
@@ -468,7 +490,10 @@ fn snapshot_updates_keep_flows_unless_their_server_is_down() {
     }
     // Weight changes and draining move nothing.
     let ch = p.set_weight("s1", 7).unwrap();
-    assert!(ch.units.iter().any(|u| u.name == "maglev" && u.slots_moved > 0));
+    assert!(ch
+        .units
+        .iter()
+        .any(|u| u.name == "maglev" && u.slots_moved > 0));
     p.set_state("s2", ServerState::Draining).unwrap();
     assert!(b.refresh());
     for (k, nat) in &flows {
@@ -519,7 +544,9 @@ fn fullnat_ports_and_ownership() {
     let p = publisher();
     let cfg = config().flows;
     let workers = 3;
-    let mut bs: Vec<FarmBalancer> = (0..workers).map(|w| balancer(&p, w, workers, &cfg)).collect();
+    let mut bs: Vec<FarmBalancer> = (0..workers)
+        .map(|w| balancer(&p, w, workers, &cfg))
+        .collect();
     assert_eq!(bs[0].local_ports(), (1024, 22527));
     assert_eq!(bs[1].local_ports(), (22528, 44031));
     assert_eq!(bs[2].local_ports(), (44032, 65535));
@@ -534,7 +561,11 @@ fn fullnat_ports_and_ownership() {
         // any-port unit keeps the port the client contacted.
         assert!(nat.src == ip("198.18.0.1") || nat.src == ip("198.18.0.2"));
         let (lo, hi) = bs[w].local_ports();
-        assert!((lo..=hi).contains(&nat.src_port), "{} not in {lo}..={hi}", nat.src_port);
+        assert!(
+            (lo..=hi).contains(&nat.src_port),
+            "{} not in {lo}..={hi}",
+            nat.src_port
+        );
         assert_eq!(nat.dst_port, 443);
         let r = reply(&nat);
         assert_eq!(bs[0].owner(&r), w, "reply owned by another worker");
@@ -582,13 +613,20 @@ fn timeouts_restart_and_table_full() {
     assert!(b.lookup(&k, ACK, 54, 909 * SEC).is_ok());
     assert_eq!(b.expire(1808 * SEC), 0);
     assert_eq!(b.expire(1809 * SEC), 1);
-    assert_eq!(b.lookup(&reply(&nat), ACK, 54, 1809 * SEC), Err(DropReason::NoFarmUnit));
+    assert_eq!(
+        b.lookup(&reply(&nat), ACK, 54, 1809 * SEC),
+        Err(DropReason::NoFarmUnit)
+    );
     // RST closes; a SYN from the same client port is a new flow.
     let now = 2000 * SEC;
     connect(&mut b, &k, now);
     b.lookup(&k, RST | ACK, 54, now).unwrap();
     assert_eq!(b.flow_state(&k), Some(FlowState::Close));
-    assert_eq!(b.lookup(&k, ACK, 54, now), Ok(nat), "close keeps the flow for strays");
+    assert_eq!(
+        b.lookup(&k, ACK, 54, now),
+        Ok(nat),
+        "close keeps the flow for strays"
+    );
     let before = b.counters().units[0].traffic.new_flows;
     b.lookup(&k, SYN, 60, now + SEC).unwrap();
     assert_eq!(b.flow_state(&k), Some(FlowState::SynSent));

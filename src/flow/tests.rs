@@ -91,7 +91,13 @@ fn both_directions_find_a_nat_flow() {
     assert_eq!(t.find(&rev), Some((slot, Dir::Reverse)));
     // Same tuple as UDP, or from another port: no flow.
     assert_eq!(t.find(&Tuple { proto: 17, ..fwd }), None);
-    assert_eq!(t.find(&Tuple { src_port: 40001, ..fwd }), None);
+    assert_eq!(
+        t.find(&Tuple {
+            src_port: 40001,
+            ..fwd
+        }),
+        None
+    );
     assert_eq!(t.find(&Tuple { v6: true, ..fwd }), None);
     t.remove(slot);
     assert_eq!(t.find(&fwd), None);
@@ -141,7 +147,9 @@ fn random_inserts_and_removes_keep_the_index_exact() {
     let mut x: u64 = 12345;
     let mut next_port = 1u16;
     for _ in 0..5000 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         if (x >> 33) % 3 != 0 && t.len() < t.capacity() {
             let (s, ev) = t
                 .insert(flow(next_port, FlowState::Established, 0), 0)
@@ -218,18 +226,28 @@ fn incremental_expiry_respects_state_timeouts_and_budget() {
 #[test]
 fn full_table_evicts_expired_then_oldest_unassured_never_established() {
     let mut t = FlowTable::with_seed(&cfg(4), ends(), 5);
-    t.insert(flow(1, FlowState::Established, 5 * SEC), 5 * SEC).unwrap();
-    t.insert(flow(2, FlowState::SynSent, 3 * SEC), 3 * SEC).unwrap();
-    t.insert(flow(3, FlowState::SynSent, 2 * SEC), 2 * SEC).unwrap();
-    t.insert(flow(4, FlowState::Close, 4 * SEC), 4 * SEC).unwrap();
+    t.insert(flow(1, FlowState::Established, 5 * SEC), 5 * SEC)
+        .unwrap();
+    t.insert(flow(2, FlowState::SynSent, 3 * SEC), 3 * SEC)
+        .unwrap();
+    t.insert(flow(3, FlowState::SynSent, 2 * SEC), 2 * SEC)
+        .unwrap();
+    t.insert(flow(4, FlowState::Close, 4 * SEC), 4 * SEC)
+        .unwrap();
     // At 14 s the closed flow (seen at 4 s, timeout 10 s) has expired: it
     // goes first although others are older.
-    let (_, ev) = t.insert(flow(5, FlowState::SynSent, 14 * SEC), 14 * SEC).unwrap();
+    let (_, ev) = t
+        .insert(flow(5, FlowState::SynSent, 14 * SEC), 14 * SEC)
+        .unwrap();
     assert_eq!(ev.map(|f| f.client_port), Some(4));
     // Then the oldest unassured one.
-    let (_, ev) = t.insert(flow(6, FlowState::SynSent, 15 * SEC), 15 * SEC).unwrap();
+    let (_, ev) = t
+        .insert(flow(6, FlowState::SynSent, 15 * SEC), 15 * SEC)
+        .unwrap();
     assert_eq!(ev.map(|f| f.client_port), Some(3));
-    let (_, ev) = t.insert(flow(7, FlowState::SynSent, 16 * SEC), 16 * SEC).unwrap();
+    let (_, ev) = t
+        .insert(flow(7, FlowState::SynSent, 16 * SEC), 16 * SEC)
+        .unwrap();
     assert_eq!(ev.map(|f| f.client_port), Some(2));
     assert_eq!(t.stats.evictions, 3);
     // Make all established: nothing may go.

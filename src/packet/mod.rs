@@ -222,8 +222,13 @@ pub trait Balancer {
     /// server→client), creating a flow for a new connection to a farm unit.
     /// `tcp_flags` is the TCP flags byte (0 for UDP); `len` is the frame's
     /// length in bytes (for the traffic counters).
-    fn lookup(&mut self, key: &FlowKey, tcp_flags: u8, len: u16, now: Nanos)
-        -> Result<Nat, DropReason>;
+    fn lookup(
+        &mut self,
+        key: &FlowKey,
+        tcp_flags: u8,
+        len: u16,
+        now: Nanos,
+    ) -> Result<Nat, DropReason>;
     /// The rewrite an existing flow would apply to a packet with `key`, without
     /// creating or refreshing anything (used to translate ICMP errors).
     fn peek(&self, key: &FlowKey) -> Option<Nat>;
