@@ -38,7 +38,7 @@ pub fn is_prime(n: usize) -> bool {
     }
     let mut d = 2;
     while d * d <= n {
-        if n % d == 0 {
+        if n.is_multiple_of(d) {
             return false;
         }
         d += 1;
@@ -79,6 +79,9 @@ pub fn build(members: &[Member<'_>], size: usize) -> Option<MaglevTable> {
     }
     let mut credit = vec![0u64; ms.len()];
     let mut slots = vec![ServerId::NONE; size];
+    // Which slots are taken, as bits: 8 KiB for 65537 slots, so the probing
+    // (about size × ln(size) probes in all) stays in L1.
+    let mut taken = vec![0u64; size.div_ceil(64)];
     let mut filled = 0usize;
     'rounds: loop {
         for (i, s) in ms.iter().enumerate() {
@@ -91,7 +94,9 @@ pub fn build(members: &[Member<'_>], size: usize) -> Option<MaglevTable> {
                     if pos[i] >= m {
                         pos[i] -= m;
                     }
-                    if slots[c] == ServerId::NONE {
+                    let (word, bit) = (c / 64, 1u64 << (c % 64));
+                    if taken[word] & bit == 0 {
+                        taken[word] |= bit;
                         slots[c] = s.id;
                         filled += 1;
                         break;

@@ -305,9 +305,7 @@ impl Flow {
                 Dir::Reverse => flags::FIN_SERVER,
             };
             let both = flags::FIN_CLIENT | flags::FIN_SERVER;
-            self.state = if self.flags & both == both {
-                FlowState::Close
-            } else if self.state == FlowState::Close {
+            self.state = if self.flags & both == both || self.state == FlowState::Close {
                 FlowState::Close
             } else {
                 FlowState::Fin

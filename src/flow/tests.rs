@@ -51,7 +51,7 @@ fn flow(client_port: u16, state: FlowState, last_seen: Nanos) -> Flow {
         client_port,
         unit_port: 80,
         unit: 0,
-        server: (client_port % 2) as u16,
+        server: client_port % 2,
         state,
         ..Flow::default()
     }
@@ -150,7 +150,7 @@ fn random_inserts_and_removes_keep_the_index_exact() {
         x = x
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        if (x >> 33) % 3 != 0 && t.len() < t.capacity() {
+        if !(x >> 33).is_multiple_of(3) && t.len() < t.capacity() {
             let (s, ev) = t
                 .insert(flow(next_port, FlowState::Established, 0), 0)
                 .unwrap();
