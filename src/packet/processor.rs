@@ -706,6 +706,14 @@ impl<F: Frame> Processor<F> {
             Err(DropReason::NoFarmUnit) if local => return Ok(Out::Exception),
             Err(r) => return Err(r),
         };
+        if ttl <= 1 {
+            // Addressed to the LB (a FullNAT local address) but forwarded on:
+            // it would leave with TTL 0, or wrap from 0 to 255.
+            return Ok(Out::IcmpError {
+                kind: IcmpError::TimeExceeded,
+                reason: DropReason::TtlExpired,
+            });
+        }
         let Some((out_port, next_hop)) = self.route(nat.dst) else {
             return Err(DropReason::NoRoute);
         };
