@@ -166,9 +166,10 @@ struct RateLimit {
 impl RateLimit {
     fn allow(&mut self, now: Nanos) -> bool {
         let elapsed = now.saturating_sub(self.last);
-        let add = (elapsed as u128 * ICMP_RATE as u128 / SEC as u128) as u32;
+        // Saturate: after ~49.7 days the refill no longer fits 32 bits.
+        let add = (elapsed as u128 * ICMP_RATE as u128 / SEC as u128).min(u32::MAX as u128) as u32;
         if add > 0 {
-            self.tokens = (self.tokens + add).min(ICMP_RATE / 10);
+            self.tokens = self.tokens.saturating_add(add).min(ICMP_RATE / 10);
             self.last = now;
         }
         if self.tokens == 0 {
