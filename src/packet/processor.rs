@@ -43,7 +43,7 @@ use crate::wire::icmpv6::{self, Icmpv6Packet, Ndisc};
 use crate::wire::ipv4::{self, Ipv4Packet, Ipv4Repr};
 use crate::wire::ipv6::{self, Ipv6Packet, Ipv6Repr};
 use crate::wire::tcp::TcpPacket;
-use crate::wire::udp::UdpPacket;
+use crate::wire::udp::{self, UdpPacket};
 use crate::wire::{protocol, Error as WireError};
 
 use super::neighbour::{NeighbourTimers, Neighbours, Resolve, Task};
@@ -678,6 +678,14 @@ impl<F: Frame> Processor<F> {
         let (src_port, dst_port, flags) = if l4.proto == protocol::TCP {
             let t = TcpPacket::new_checked(seg)?;
             (t.src_port(), t.dst_port(), t.flags())
+        } else if first_fragment.is_some() {
+            // The UDP length counts the whole datagram, this fragment holds
+            // only its start: only the ports must be here.
+            if seg.len() < udp::HEADER_LEN {
+                return Err(DropReason::Truncated);
+            }
+            let u = UdpPacket::new_unchecked(seg);
+            (u.src_port(), u.dst_port(), 0)
         } else {
             let u = UdpPacket::new_checked(seg)?;
             (u.src_port(), u.dst_port(), 0)
