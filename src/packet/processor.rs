@@ -43,7 +43,7 @@ use crate::wire::icmpv6::{self, Icmpv6Packet, Ndisc};
 use crate::wire::ipv4::{self, Ipv4Packet, Ipv4Repr};
 use crate::wire::ipv6::{self, Ipv6Packet, Ipv6Repr};
 use crate::wire::tcp::TcpPacket;
-use crate::wire::udp::UdpPacket;
+use crate::wire::udp::{self, UdpPacket};
 use crate::wire::{protocol, Error as WireError};
 
 use super::neighbour::{NeighbourTimers, Neighbours, Resolve, Task};
@@ -166,9 +166,10 @@ struct RateLimit {
 impl RateLimit {
     fn allow(&mut self, now: Nanos) -> bool {
         let elapsed = now.saturating_sub(self.last);
-        let add = (elapsed as u128 * ICMP_RATE as u128 / SEC as u128) as u32;
+        // Saturate: after ~49.7 days the refill no longer fits 32 bits.
+        let add = (elapsed as u128 * ICMP_RATE as u128 / SEC as u128).min(u32::MAX as u128) as u32;
         if add > 0 {
-            self.tokens = (self.tokens + add).min(ICMP_RATE / 10);
+            self.tokens = self.tokens.saturating_add(add).min(ICMP_RATE / 10);
             self.last = now;
         }
         if self.tokens == 0 {
@@ -677,6 +678,14 @@ impl<F: Frame> Processor<F> {
         let (src_port, dst_port, flags) = if l4.proto == protocol::TCP {
             let t = TcpPacket::new_checked(seg)?;
             (t.src_port(), t.dst_port(), t.flags())
+        } else if first_fragment.is_some() {
+            // The UDP length counts the whole datagram, this fragment holds
+            // only its start: only the ports must be here.
+            if seg.len() < udp::HEADER_LEN {
+                return Err(DropReason::Truncated);
+            }
+            let u = UdpPacket::new_unchecked(seg);
+            (u.src_port(), u.dst_port(), 0)
         } else {
             let u = UdpPacket::new_checked(seg)?;
             (u.src_port(), u.dst_port(), 0)
@@ -706,6 +715,14 @@ impl<F: Frame> Processor<F> {
             Err(DropReason::NoFarmUnit) if local => return Ok(Out::Exception),
             Err(r) => return Err(r),
         };
+        if ttl <= 1 {
+            // Addressed to the LB (a FullNAT local address) but forwarded on:
+            // it would leave with TTL 0, or wrap from 0 to 255.
+            return Ok(Out::IcmpError {
+                kind: IcmpError::TimeExceeded,
+                reason: DropReason::TtlExpired,
+            });
+        }
         let Some((out_port, next_hop)) = self.route(nat.dst) else {
             return Err(DropReason::NoRoute);
         };

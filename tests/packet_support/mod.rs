@@ -1,0 +1,853 @@
+//! Shared by the packet-core fixture table, the property tests and the
+//! benchmark: frame builders (written independently of `farmlb::wire`, so they
+//! check it rather than echo it), an independent checksum verifier, a test
+//! [`Io`] that records what the core does with frames, and a small
+//! [`Balancer`] with a handful of farm units.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use farmlb::packet::{
+    Balancer, CoreSetup, DropReason, FlowKey, Io, Nanos, Nat, Offload, PortAddr, PortIdx,
+    PortSetup, Processor,
+};
+
+// ------------------------------------------------------------------ topology
+//
+// Port 0 faces the clients, port 1 the servers (two-arm).
+
+pub const LB0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const LB1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x01];
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0xc1, 0, 0, 0, 0x10];
+pub const CLIENT2_MAC: [u8; 6] = [0x02, 0xc1, 0, 0, 0, 0x20];
+pub const SERVER_MAC: [u8; 6] = [0x02, 0x5e, 0, 0, 0, 0x11];
+pub const SERVER2_MAC: [u8; 6] = [0x02, 0x5e, 0, 0, 0, 0x12];
+pub const SERVER50_MAC: [u8; 6] = [0x02, 0x5e, 0, 0, 0, 0x50];
+pub const ROUTER_MAC: [u8; 6] = [0x02, 0x0e, 0, 0, 0, 0xfe];
+pub const OTHER_MAC: [u8; 6] = [0x02, 0x99, 0, 0, 0, 0x99];
+pub const BROADCAST: [u8; 6] = [0xff; 6];
+
+pub const fn a4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+}
+pub const fn a6(s: [u16; 8]) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(
+        s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
+    ))
+}
+
+pub const LB0_IP4: IpAddr = a4(198, 18, 0, 1);
+pub const LB1_IP4: IpAddr = a4(198, 18, 2, 1);
+pub const LB0_IP6: IpAddr = a6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]);
+pub const LB1_IP6: IpAddr = a6([0x2001, 0xdb8, 2, 0, 0, 0, 0, 1]);
+
+pub const CLIENT4: IpAddr = a4(198, 18, 0, 10);
+pub const CLIENT4_B: IpAddr = a4(198, 18, 0, 20);
+pub const CLIENT6: IpAddr = a6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10]);
+pub const CLIENT6_B: IpAddr = a6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x20]);
+pub const ROUTER0_4: IpAddr = a4(198, 18, 0, 254);
+pub const ROUTER1_4: IpAddr = a4(198, 18, 2, 254);
+pub const ROUTER1_6: IpAddr = a6([0x2001, 0xdb8, 2, 0, 0, 0, 0, 0xfe]);
+
+/// NAT unit: 198.18.1.100:80 (TCP and UDP) -> 198.18.2.11:8080.
+pub const VIP_A: IpAddr = a4(198, 18, 1, 100);
+pub const SERVER_A: IpAddr = a4(198, 18, 2, 11);
+/// NAT unit whose server has no route: 198.18.1.101:80 -> 198.19.99.1:8080.
+pub const VIP_NOROUTE: IpAddr = a4(198, 18, 1, 101);
+pub const SERVER_NOROUTE: IpAddr = a4(198, 19, 99, 1);
+/// NAT unit whose server is not a static neighbour: 198.18.1.102:80 -> 198.18.2.50:8080.
+pub const VIP_UNRES: IpAddr = a4(198, 18, 1, 102);
+pub const SERVER_UNRES: IpAddr = a4(198, 18, 2, 50);
+/// FullNAT unit: 198.18.1.200:443 -> 198.18.2.12:8443 from 198.18.2.1:40000+.
+pub const VIP_FULL: IpAddr = a4(198, 18, 1, 200);
+pub const SERVER_FULL: IpAddr = a4(198, 18, 2, 12);
+pub const FULLNAT_FIRST_PORT: u16 = 40000;
+/// IPv6 NAT unit: [2001:db8:1::100]:80 -> [2001:db8:2::11]:8080.
+pub const VIP6: IpAddr = a6([0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x100]);
+pub const SERVER6: IpAddr = a6([0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x11]);
+/// IPv6 NAT unit whose server is not a static neighbour.
+pub const VIP6_UNRES: IpAddr = a6([0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x102]);
+pub const SERVER6_UNRES: IpAddr = a6([0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x50]);
+
+/// MTU of the server-side port (smaller than the client side, as behind a tunnel).
+pub const SERVER_PORT_MTU: u16 = 1400;
+
+pub fn core_setup() -> CoreSetup {
+    CoreSetup {
+        ports: vec![
+            PortSetup {
+                mac: LB0_MAC,
+                addrs: vec![
+                    PortAddr {
+                        addr: LB0_IP4,
+                        prefix_len: 24,
+                    },
+                    PortAddr {
+                        addr: LB0_IP6,
+                        prefix_len: 64,
+                    },
+                ],
+                gateways: vec![],
+                static_neighbours: vec![(CLIENT4, CLIENT_MAC), (CLIENT6, CLIENT_MAC)],
+                offload: Offload::default(),
+                mtu: 1500,
+            },
+            PortSetup {
+                mac: LB1_MAC,
+                addrs: vec![
+                    PortAddr {
+                        addr: LB1_IP4,
+                        prefix_len: 24,
+                    },
+                    PortAddr {
+                        addr: LB1_IP6,
+                        prefix_len: 64,
+                    },
+                ],
+                gateways: vec![],
+                static_neighbours: vec![
+                    (SERVER_A, SERVER_MAC),
+                    (SERVER_FULL, SERVER2_MAC),
+                    (SERVER6, SERVER_MAC),
+                ],
+                offload: Offload::default(),
+                mtu: SERVER_PORT_MTU,
+            },
+        ],
+        farm_addrs: vec![VIP_A, VIP_NOROUTE, VIP_UNRES, VIP_FULL, VIP6, VIP6_UNRES],
+    }
+}
+
+// ------------------------------------------------------------------ checksums
+
+pub fn sum(data: &[u8]) -> u32 {
+    let mut s = 0u32;
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        s += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [b] = chunks.remainder() {
+        s += u32::from(*b) << 8;
+    }
+    s
+}
+
+pub fn fold(mut s: u32) -> u16 {
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+/// The Internet checksum of `data` (the value to store).
+pub fn cksum(data: &[u8]) -> u16 {
+    !fold(sum(data))
+}
+
+pub fn pseudo(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u32 {
+    let mut s = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => sum(&s.octets()) + sum(&d.octets()),
+        (IpAddr::V6(s), IpAddr::V6(d)) => sum(&s.octets()) + sum(&d.octets()),
+        _ => panic!("mixed families"),
+    };
+    s += u32::from(proto);
+    s += (len as u32) >> 16;
+    s += len as u32 & 0xffff;
+    s
+}
+
+/// The checksum of an L4 segment with its pseudo header.
+pub fn l4_cksum(src: IpAddr, dst: IpAddr, proto: u8, seg: &[u8]) -> u16 {
+    !fold(pseudo(src, dst, proto, seg.len()) + sum(seg))
+}
+
+// ------------------------------------------------------------------ builders
+
+pub const TCP: u8 = 6;
+pub const UDP: u8 = 17;
+pub const ICMP: u8 = 1;
+pub const ICMP6: u8 = 58;
+
+pub const SYN: u8 = 0x02;
+pub const ACK: u8 = 0x10;
+pub const PSH: u8 = 0x08;
+pub const SYNACK: u8 = 0x12;
+
+/// A TCP segment (20-byte header, no options) with a correct checksum.
+pub fn tcp(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut s = Vec::with_capacity(20 + payload.len());
+    s.extend_from_slice(&sport.to_be_bytes());
+    s.extend_from_slice(&dport.to_be_bytes());
+    s.extend_from_slice(&0x1000_0001u32.to_be_bytes());
+    let ack = if flags & ACK != 0 { 0x2000_0001u32 } else { 0 };
+    s.extend_from_slice(&ack.to_be_bytes());
+    s.push(5 << 4);
+    s.push(flags);
+    s.extend_from_slice(&64240u16.to_be_bytes());
+    s.extend_from_slice(&[0, 0, 0, 0]);
+    s.extend_from_slice(payload);
+    let c = l4_cksum(src, dst, TCP, &s);
+    s[16..18].copy_from_slice(&c.to_be_bytes());
+    s
+}
+
+/// A UDP datagram with a correct checksum (never 0: 0xffff then).
+pub fn udp(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let len = 8 + payload.len();
+    let mut s = Vec::with_capacity(len);
+    s.extend_from_slice(&sport.to_be_bytes());
+    s.extend_from_slice(&dport.to_be_bytes());
+    s.extend_from_slice(&(len as u16).to_be_bytes());
+    s.extend_from_slice(&[0, 0]);
+    s.extend_from_slice(payload);
+    let mut c = l4_cksum(src, dst, UDP, &s);
+    if c == 0 {
+        c = 0xffff;
+    }
+    s[6..8].copy_from_slice(&c.to_be_bytes());
+    s
+}
+
+/// An ICMPv4 message with a correct checksum; `rest` is bytes 4..8.
+pub fn icmp4(t: u8, code: u8, rest: u32, data: &[u8]) -> Vec<u8> {
+    let mut m = vec![t, code, 0, 0];
+    m.extend_from_slice(&rest.to_be_bytes());
+    m.extend_from_slice(data);
+    let c = cksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+/// An ICMPv6 message with a correct checksum; `rest` is bytes 4..8.
+pub fn icmp6(src: IpAddr, dst: IpAddr, t: u8, code: u8, rest: u32, data: &[u8]) -> Vec<u8> {
+    let mut m = vec![t, code, 0, 0];
+    m.extend_from_slice(&rest.to_be_bytes());
+    m.extend_from_slice(data);
+    let c = l4_cksum(src, dst, ICMP6, &m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+/// IPv4 header fields the builders vary.
+#[derive(Clone, Copy, Debug)]
+pub struct V4Opts {
+    pub ident: u16,
+    /// Flags and fragment offset (in 8-byte units) as on the wire.
+    pub flags_frag: u16,
+}
+
+pub const DF: u16 = 0x4000;
+pub const MF: u16 = 0x2000;
+/// What the builders use unless told otherwise: an ident and DF, like Linux TCP.
+pub const V4_DEFAULT: V4Opts = V4Opts {
+    ident: 0x1234,
+    flags_frag: DF,
+};
+/// What farmlb writes in the IPv4 header of frames it generates.
+pub const V4_GENERATED: V4Opts = V4Opts {
+    ident: 0,
+    flags_frag: 0,
+};
+
+pub fn ip4_with(
+    o: V4Opts,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else {
+        panic!("ip4 with IPv6 addresses")
+    };
+    let total = 20 + payload.len();
+    let mut h = vec![0x45, 0];
+    h.extend_from_slice(&(total as u16).to_be_bytes());
+    h.extend_from_slice(&o.ident.to_be_bytes());
+    h.extend_from_slice(&o.flags_frag.to_be_bytes());
+    h.extend_from_slice(&[ttl, proto, 0, 0]);
+    h.extend_from_slice(&s.octets());
+    h.extend_from_slice(&d.octets());
+    let c = cksum(&h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h.extend_from_slice(payload);
+    h
+}
+
+pub fn ip4(src: IpAddr, dst: IpAddr, proto: u8, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    ip4_with(V4_DEFAULT, src, dst, proto, ttl, payload)
+}
+
+/// Recomputes the IPv4 header checksum of `ip` (after a test changed a field).
+pub fn refresh_ip4_cksum(ip: &mut [u8]) {
+    let hl = usize::from(ip[0] & 0x0f) * 4;
+    ip[10] = 0;
+    ip[11] = 0;
+    let c = cksum(&ip[..hl.min(ip.len())]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// An IPv6 header (traffic class and flow label 0) followed by `payload`,
+/// which may start with extension headers (`nh` names the first).
+pub fn ip6(src: IpAddr, dst: IpAddr, nh: u8, hops: u8, payload: &[u8]) -> Vec<u8> {
+    let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) else {
+        panic!("ip6 with IPv4 addresses")
+    };
+    let mut h = vec![0x60, 0, 0, 0];
+    h.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    h.push(nh);
+    h.push(hops);
+    h.extend_from_slice(&s.octets());
+    h.extend_from_slice(&d.octets());
+    h.extend_from_slice(payload);
+    h
+}
+
+/// An IP packet of `src`'s family.
+pub fn ip(src: IpAddr, dst: IpAddr, proto: u8, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    match src {
+        IpAddr::V4(_) => ip4(src, dst, proto, ttl, payload),
+        IpAddr::V6(_) => ip6(src, dst, proto, ttl, payload),
+    }
+}
+
+pub fn ethertype_of(ip: &[u8]) -> u16 {
+    if ip.first().is_some_and(|b| b >> 4 == 6) {
+        0x86dd
+    } else {
+        0x0800
+    }
+}
+
+/// An Ethernet frame, padded to the 60-byte minimum like a real NIC's.
+pub fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = eth_raw(dst, src, ethertype, payload);
+    if f.len() < 60 {
+        f.resize(60, 0);
+    }
+    f
+}
+
+/// An Ethernet frame without padding (for truncation cases).
+pub fn eth_raw(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// An Ethernet frame with 802.1Q (or, with two ids, 802.1ad + 802.1Q) tags.
+pub fn eth_tagged(
+    dst: [u8; 6],
+    src: [u8; 6],
+    vids: &[u16],
+    ethertype: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    for (i, vid) in vids.iter().enumerate() {
+        let tpid: u16 = if i == 0 && vids.len() == 2 {
+            0x88a8
+        } else {
+            0x8100
+        };
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&vid.to_be_bytes());
+    }
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    if f.len() < 60 {
+        f.resize(60, 0);
+    }
+    f
+}
+
+/// An IP packet in an Ethernet frame.
+pub fn frame(dst_mac: [u8; 6], src_mac: [u8; 6], ip: &[u8]) -> Vec<u8> {
+    eth(dst_mac, src_mac, ethertype_of(ip), ip)
+}
+
+pub fn tcp_ip(
+    (src, sport): (IpAddr, u16),
+    (dst, dport): (IpAddr, u16),
+    ttl: u8,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let proto = TCP;
+    ip(
+        src,
+        dst,
+        proto,
+        ttl,
+        &tcp(src, sport, dst, dport, flags, payload),
+    )
+}
+
+pub fn udp_ip(
+    (src, sport): (IpAddr, u16),
+    (dst, dport): (IpAddr, u16),
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    ip(src, dst, UDP, ttl, &udp(src, sport, dst, dport, payload))
+}
+
+/// A TCP frame with valid checksums.
+pub fn tcp_frame(
+    macs: ([u8; 6], [u8; 6]),
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
+    ttl: u8,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    frame(macs.0, macs.1, &tcp_ip(src, dst, ttl, flags, payload))
+}
+
+/// A UDP frame with valid checksums.
+pub fn udp_frame(
+    macs: ([u8; 6], [u8; 6]),
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    frame(macs.0, macs.1, &udp_ip(src, dst, ttl, payload))
+}
+
+/// An ARP packet (Ethernet/IPv4).
+pub fn arp(op: u16, sha: [u8; 6], spa: IpAddr, tha: [u8; 6], tpa: IpAddr) -> Vec<u8> {
+    let (IpAddr::V4(spa), IpAddr::V4(tpa)) = (spa, tpa) else {
+        panic!("ARP is IPv4")
+    };
+    let mut p = vec![0, 1, 0x08, 0x00, 6, 4];
+    p.extend_from_slice(&op.to_be_bytes());
+    p.extend_from_slice(&sha);
+    p.extend_from_slice(&spa.octets());
+    p.extend_from_slice(&tha);
+    p.extend_from_slice(&tpa.octets());
+    p
+}
+
+pub fn arp_frame(dst_mac: [u8; 6], src_mac: [u8; 6], arp: &[u8]) -> Vec<u8> {
+    eth(dst_mac, src_mac, 0x0806, arp)
+}
+
+pub fn solicited_node(a: IpAddr) -> IpAddr {
+    let IpAddr::V6(a) = a else { panic!("v6 only") };
+    let o = a.octets();
+    IpAddr::V6(Ipv6Addr::from([
+        0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15],
+    ]))
+}
+
+pub fn multicast_mac(a: IpAddr) -> [u8; 6] {
+    let IpAddr::V6(a) = a else { panic!("v6 only") };
+    let o = a.octets();
+    [0x33, 0x33, o[12], o[13], o[14], o[15]]
+}
+
+pub const ALL_NODES: IpAddr = a6([0xff02, 0, 0, 0, 0, 0, 0, 1]);
+
+/// The body of a neighbour solicitation / advertisement after the first 8
+/// bytes: the target and a link-layer address option (`opt` 1 source, 2 target).
+pub fn nd_body(target: IpAddr, opt: Option<(u8, [u8; 6])>) -> Vec<u8> {
+    let IpAddr::V6(t) = target else {
+        panic!("v6 only")
+    };
+    let mut b = t.octets().to_vec();
+    if let Some((kind, mac)) = opt {
+        b.extend_from_slice(&[kind, 1]);
+        b.extend_from_slice(&mac);
+    }
+    b
+}
+
+/// A neighbour solicitation (hop limit 255) as a full frame.
+pub fn ns_frame(
+    src_mac: [u8; 6],
+    src: IpAddr,
+    target: IpAddr,
+    dst_mac: [u8; 6],
+    hops: u8,
+) -> Vec<u8> {
+    let group = solicited_node(target);
+    let body = nd_body(target, Some((1, src_mac)));
+    let m = icmp6(src, group, 135, 0, 0, &body);
+    frame(dst_mac, src_mac, &ip6(src, group, ICMP6, hops, &m))
+}
+
+/// A solicited neighbour advertisement from `target` to `dst`.
+pub fn na_frame(src_mac: [u8; 6], target: IpAddr, dst: IpAddr, dst_mac: [u8; 6]) -> Vec<u8> {
+    let body = nd_body(target, Some((2, src_mac)));
+    let m = icmp6(target, dst, 136, 0, 0x6000_0000, &body);
+    frame(dst_mac, src_mac, &ip6(target, dst, ICMP6, 255, &m))
+}
+
+/// An IPv6 fragment header followed by `rest`.
+pub fn frag6_header(nh: u8, offset_units: u16, more: bool, ident: u32) -> Vec<u8> {
+    let mut h = vec![nh, 0];
+    h.extend_from_slice(&((offset_units << 3) | u16::from(more)).to_be_bytes());
+    h.extend_from_slice(&ident.to_be_bytes());
+    h
+}
+
+// ------------------------------------------------------------------ verifier
+
+fn get16(b: &[u8], at: usize) -> Result<u16, String> {
+    b.get(at..at + 2)
+        .map(|x| u16::from_be_bytes([x[0], x[1]]))
+        .ok_or_else(|| format!("short buffer reading at {at}"))
+}
+
+/// Checks every checksum in a frame farmlb transmitted, recomputing each one
+/// from scratch: the IPv4 header, TCP/UDP/ICMP/ICMPv6, and for ICMP errors the
+/// embedded IPv4 header and the embedded L4 checksum when the quote holds the
+/// whole embedded datagram. Fragments' L4 checksums cannot be checked alone.
+pub fn verify_checksums(f: &[u8]) -> Result<(), String> {
+    let mut off = 12;
+    let mut et = get16(f, off)?;
+    while et == 0x8100 || et == 0x88a8 {
+        off += 4;
+        et = get16(f, off)?;
+    }
+    let l3 = &f[off + 2..];
+    match et {
+        0x0806 => Ok(()),
+        0x0800 => verify_ip4(l3, false),
+        0x86dd => verify_ip6(l3, false),
+        _ => Err(format!("unexpected ethertype {et:#x}")),
+    }
+}
+
+fn verify_ip4(ip: &[u8], embedded: bool) -> Result<(), String> {
+    if ip.len() < 20 {
+        return Err("short IPv4".into());
+    }
+    let hl = usize::from(ip[0] & 0x0f) * 4;
+    if fold(sum(ip.get(..hl).ok_or("short IPv4 header")?)) != 0xffff {
+        return Err(format!(
+            "{}IPv4 header checksum wrong",
+            if embedded { "embedded " } else { "" }
+        ));
+    }
+    let total = usize::from(get16(ip, 2)?);
+    if total > ip.len() {
+        if embedded {
+            return Ok(()); // a quote: the L4 part is incomplete
+        }
+        return Err("IPv4 total length past the frame".into());
+    }
+    let ff = get16(ip, 6)?;
+    if ff & 0x3fff != 0 {
+        return Ok(()); // a fragment
+    }
+    let src = IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]));
+    let dst = IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]));
+    let seg = &ip[hl..total];
+    match ip[9] {
+        TCP => check_l4(src, dst, TCP, seg, embedded),
+        UDP => {
+            if get16(seg, 6)? == 0 {
+                return Ok(());
+            }
+            check_l4(src, dst, UDP, seg, embedded)
+        }
+        ICMP => {
+            if fold(sum(seg)) != 0xffff {
+                return Err("ICMP checksum wrong".into());
+            }
+            if !embedded && matches!(seg.first(), Some(3 | 4 | 5 | 11 | 12)) && seg.len() > 8 {
+                verify_ip4(&seg[8..], true)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_l4(src: IpAddr, dst: IpAddr, proto: u8, seg: &[u8], embedded: bool) -> Result<(), String> {
+    if fold(pseudo(src, dst, proto, seg.len()) + sum(seg)) != 0xffff {
+        return Err(format!(
+            "{}{} checksum wrong",
+            if embedded { "embedded " } else { "" },
+            if proto == TCP { "TCP" } else { "UDP" }
+        ));
+    }
+    Ok(())
+}
+
+fn verify_ip6(ip: &[u8], embedded: bool) -> Result<(), String> {
+    if ip.len() < 40 {
+        return Err("short IPv6".into());
+    }
+    let plen = usize::from(get16(ip, 4)?);
+    if 40 + plen > ip.len() {
+        if embedded {
+            return Ok(());
+        }
+        return Err("IPv6 payload length past the frame".into());
+    }
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&ip[8..24]);
+    let src = IpAddr::V6(Ipv6Addr::from(a));
+    a.copy_from_slice(&ip[24..40]);
+    let dst = IpAddr::V6(Ipv6Addr::from(a));
+    let payload = &ip[40..40 + plen];
+    let mut nh = ip[6];
+    let mut at = 0;
+    loop {
+        match nh {
+            0 | 43 | 60 => {
+                let h = payload.get(at..at + 2).ok_or("short extension header")?;
+                nh = h[0];
+                at += (usize::from(h[1]) + 1) * 8;
+            }
+            44 => {
+                let h = payload.get(at..at + 8).ok_or("short fragment header")?;
+                if u16::from_be_bytes([h[2], h[3]]) & 0xfff9 != 0 {
+                    return Ok(()); // a fragment
+                }
+                nh = h[0];
+                at += 8;
+            }
+            _ => break,
+        }
+    }
+    let seg = payload
+        .get(at..)
+        .ok_or("extension headers past the payload")?;
+    match nh {
+        TCP | UDP => check_l4(src, dst, nh, seg, embedded),
+        ICMP6 => {
+            if fold(pseudo(src, dst, ICMP6, seg.len()) + sum(seg)) != 0xffff {
+                return Err("ICMPv6 checksum wrong".into());
+            }
+            if !embedded && matches!(seg.first(), Some(1..=4)) && seg.len() > 8 {
+                verify_ip6(&seg[8..], true)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+// ------------------------------------------------------------------ test Io
+
+/// What the core did with a frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Tx(PortIdx, Vec<u8>),
+    Exception(PortIdx, Vec<u8>),
+    Freed(Vec<u8>),
+}
+
+/// Records every frame the core transmits, hands to the exception path or
+/// frees. `pool` bounds the frames it hands out (None: unbounded).
+#[derive(Default)]
+pub struct TestIo {
+    pub events: Vec<Event>,
+    pub pool: Option<usize>,
+    pub allocated: usize,
+}
+
+impl TestIo {
+    pub fn transmitted(&self) -> Vec<(PortIdx, &[u8])> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Tx(p, f) => Some((*p, &f[..])),
+                _ => None,
+            })
+            .collect()
+    }
+    pub fn freed(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| matches!(e, Event::Freed(_)))
+            .count()
+    }
+}
+
+impl Io for TestIo {
+    type Frame = Vec<u8>;
+    fn alloc(&mut self) -> Option<Vec<u8>> {
+        if let Some(n) = self.pool {
+            if self.allocated >= n {
+                return None;
+            }
+        }
+        self.allocated += 1;
+        Some(Vec::new())
+    }
+    fn transmit(&mut self, port: PortIdx, frame: Vec<u8>) {
+        self.events.push(Event::Tx(port, frame));
+    }
+    fn exception(&mut self, port: PortIdx, frame: Vec<u8>) {
+        self.events.push(Event::Exception(port, frame));
+    }
+    fn free(&mut self, frame: Vec<u8>) {
+        self.events.push(Event::Freed(frame));
+    }
+}
+
+// ------------------------------------------------------------------ balancer
+
+#[derive(Clone, Debug)]
+pub struct Unit {
+    pub vip: IpAddr,
+    pub port: u16,
+    pub server: IpAddr,
+    pub server_port: u16,
+    /// FullNAT: the local address client sources are rewritten to.
+    pub local: Option<IpAddr>,
+}
+
+/// A map of farm units and flows in both directions. A flow is created by a
+/// TCP SYN (without ACK) or any UDP datagram to a unit; other packets to a
+/// unit without a flow are `no_flow`, packets to no unit `no_farm_unit`.
+#[derive(Clone, Debug, Default)]
+pub struct TestBalancer {
+    pub units: Vec<Unit>,
+    pub flows: HashMap<FlowKey, Nat>,
+    pub next_local_port: u16,
+    pub lookups: u64,
+}
+
+impl TestBalancer {
+    pub fn new() -> Self {
+        let nat = |vip, server| Unit {
+            vip,
+            port: 80,
+            server,
+            server_port: 8080,
+            local: None,
+        };
+        TestBalancer {
+            units: vec![
+                nat(VIP_A, SERVER_A),
+                nat(VIP_NOROUTE, SERVER_NOROUTE),
+                nat(VIP_UNRES, SERVER_UNRES),
+                Unit {
+                    vip: VIP_FULL,
+                    port: 443,
+                    server: SERVER_FULL,
+                    server_port: 8443,
+                    local: Some(LB1_IP4),
+                },
+                nat(VIP6, SERVER6),
+                nat(VIP6_UNRES, SERVER6_UNRES),
+            ],
+            flows: HashMap::new(),
+            next_local_port: FULLNAT_FIRST_PORT,
+            lookups: 0,
+        }
+    }
+
+    /// Adds a flow for `key` as if its first packet had been seen.
+    pub fn add_flow(&mut self, key: &FlowKey) -> Nat {
+        let u = self
+            .units
+            .iter()
+            .find(|u| u.vip == key.dst && u.port == key.dst_port)
+            .cloned()
+            .expect("a unit for the flow");
+        let (src, src_port) = match u.local {
+            Some(l) => {
+                let p = self.next_local_port;
+                self.next_local_port = self.next_local_port.wrapping_add(1).max(FULLNAT_FIRST_PORT);
+                (l, p)
+            }
+            None => (key.src, key.src_port),
+        };
+        let fwd = Nat {
+            src,
+            src_port,
+            dst: u.server,
+            dst_port: u.server_port,
+        };
+        let rev_key = FlowKey {
+            proto: key.proto,
+            src: u.server,
+            src_port: u.server_port,
+            dst: src,
+            dst_port: src_port,
+        };
+        let rev = Nat {
+            src: u.vip,
+            src_port: u.port,
+            dst: key.src,
+            dst_port: key.src_port,
+        };
+        self.flows.insert(*key, fwd);
+        self.flows.insert(rev_key, rev);
+        fwd
+    }
+}
+
+impl Balancer for TestBalancer {
+    fn lookup(
+        &mut self,
+        key: &FlowKey,
+        tcp_flags: u8,
+        _len: u16,
+        _now: Nanos,
+    ) -> Result<Nat, DropReason> {
+        self.lookups += 1;
+        if let Some(n) = self.flows.get(key) {
+            return Ok(*n);
+        }
+        if !self
+            .units
+            .iter()
+            .any(|u| u.vip == key.dst && u.port == key.dst_port)
+        {
+            return Err(DropReason::NoFarmUnit);
+        }
+        if key.proto == TCP && (tcp_flags & SYN == 0 || tcp_flags & ACK != 0) {
+            return Err(DropReason::NoFlow);
+        }
+        Ok(self.add_flow(key))
+    }
+
+    fn peek(&self, key: &FlowKey) -> Option<Nat> {
+        self.flows.get(key).copied()
+    }
+}
+
+/// A processor, its Io and its balancer.
+pub struct Harness {
+    pub core: Processor<Vec<u8>>,
+    pub io: TestIo,
+    pub lb: TestBalancer,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Harness {
+            core: Processor::new(core_setup()),
+            io: TestIo::default(),
+            lb: TestBalancer::new(),
+        }
+    }
+
+    pub fn process(&mut self, port: PortIdx, f: Vec<u8>, now: Nanos) -> farmlb::packet::Verdict {
+        self.core.process(&mut self.io, &mut self.lb, port, f, now)
+    }
+
+    pub fn poll(&mut self, now: Nanos) {
+        self.core.poll(&mut self.io, now);
+    }
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
