@@ -1,0 +1,22 @@
+//! The farm server of farmlb: a small shop application that keeps each client
+//! session in a local data cache with write-through to a shared database, and
+//! checks a server instance ID cookie to flush stale cache entries
+//! (US 7,197,547, FIGS. 4A–4C and 5).
+//!
+//! - [`app`]: endpoints, cookies, the read path (cache, then database) and the
+//!   write path (database first, version-guarded, then cache).
+//! - [`store`]: the shared database behind one trait: SQLite or PostgreSQL.
+//! - [`cache`]: the local data cache.
+//! - [`server`]: running it on a socket.
+
+pub mod app;
+pub mod cache;
+pub mod catalogue;
+pub mod ids;
+pub mod server;
+pub mod state;
+pub mod stats;
+pub mod store;
+
+pub use app::{AppConfig, Shared, HEALTH_OK};
+pub use server::RunningServer;

@@ -1,0 +1,279 @@
+//! PostgreSQL store, for farms whose servers run on several machines.
+//!
+//! A small pool of connections, each behind an async mutex (a transaction needs
+//! its connection to itself). A connection that died (database restart) is
+//! replaced on its next use, so the server recovers without a restart.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::{Mutex, MutexGuard};
+use tokio_postgres::{Client, Config, NoTls, Statement};
+
+use super::{
+    record_from_rows, unix_now, Store, StoreError, StoreFuture, UpdateOutcome, MIGRATIONS,
+    SCHEMA_VERSION,
+};
+use crate::ids::SessionId;
+use crate::state::{SessionRecord, SessionState};
+
+/// Key of the advisory lock that serializes schema migrations between servers.
+const MIGRATION_LOCK: i64 = 7_197_547;
+
+struct PgConn {
+    client: Client,
+    load: Statement,
+    create: Statement,
+    update: Statement,
+    exists: Statement,
+    delete_items: Statement,
+    insert_item: Statement,
+}
+
+impl PgConn {
+    async fn connect(config: &Config) -> Result<PgConn, StoreError> {
+        let (client, connection) = config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection closed");
+            }
+        });
+        Ok(PgConn {
+            load: client
+                .prepare(
+                    "SELECT s.user_name, s.version, c.item, c.quantity::BIGINT
+                     FROM sessions s LEFT JOIN cart_items c ON c.session_id = s.id
+                     WHERE s.id = $1",
+                )
+                .await?,
+            create: client
+                .prepare(
+                    "INSERT INTO sessions (id, user_name, version, created_at, updated_at)
+                     VALUES ($1, NULL, 1, $2, $2)",
+                )
+                .await?,
+            update: client
+                .prepare(
+                    "UPDATE sessions SET user_name = $1, version = version + 1, updated_at = $2
+                     WHERE id = $3 AND version = $4",
+                )
+                .await?,
+            exists: client
+                .prepare("SELECT 1 FROM sessions WHERE id = $1")
+                .await?,
+            delete_items: client
+                .prepare("DELETE FROM cart_items WHERE session_id = $1")
+                .await?,
+            insert_item: client
+                .prepare("INSERT INTO cart_items (session_id, item, quantity) VALUES ($1, $2, $3)")
+                .await?,
+            client,
+        })
+    }
+}
+
+/// A pool of connections to one PostgreSQL database.
+pub struct PgStore {
+    config: Config,
+    slots: Vec<Mutex<Option<PgConn>>>,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("pool", &self.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connections per server unless told otherwise.
+    pub const DEFAULT_POOL: usize = 4;
+
+    /// Connects (URL or `key=value` string), creates or migrates the schema, and
+    /// keeps up to `pool` connections (the first now, the rest on demand).
+    pub async fn connect(address: &str, pool: usize) -> Result<PgStore, StoreError> {
+        let config =
+            Config::from_str(address).map_err(|_| StoreError::BadAddress(address.to_string()))?;
+        migrate(&config).await?;
+        let first = PgConn::connect(&config).await?;
+        let slots: Vec<_> = (0..pool.max(1)).map(|_| Mutex::new(None)).collect();
+        *slots[0].lock().await = Some(first);
+        Ok(PgStore {
+            config,
+            slots,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// A live connection: a free one if there is one, else wait round-robin.
+    async fn conn(&self) -> Result<MutexGuard<'_, Option<PgConn>>, StoreError> {
+        let mut guard = None;
+        for slot in &self.slots {
+            if let Ok(g) = slot.try_lock() {
+                guard = Some(g);
+                break;
+            }
+        }
+        let mut guard = match guard {
+            Some(g) => g,
+            None => {
+                let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+                self.slots[i].lock().await
+            }
+        };
+        if guard.as_ref().is_none_or(|c| c.client.is_closed()) {
+            *guard = Some(PgConn::connect(&self.config).await?);
+        }
+        Ok(guard)
+    }
+}
+
+async fn migrate(config: &Config) -> Result<(), StoreError> {
+    let (mut client, connection) = config.connect(NoTls).await?;
+    let driver = tokio::spawn(connection);
+    let result = async {
+        let tx = client.transaction().await?;
+        // Servers starting together: one migrates, the others wait and then see it done.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            .await?;
+        let found: Option<i32> = tx
+            .query_one("SELECT max(version) FROM schema_version", &[])
+            .await?
+            .get(0);
+        let found = i64::from(found.unwrap_or(0));
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            tx.batch_execute(sql).await?;
+            tracing::info!(to = i + 1, "PostgreSQL schema migrated");
+        }
+        if found < SCHEMA_VERSION {
+            tx.execute("DELETE FROM schema_version", &[]).await?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                &[&(SCHEMA_VERSION as i32)],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    drop(client);
+    let _ = driver.await;
+    result
+}
+
+impl Store for PgStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn create(&self, id: SessionId) -> StoreFuture<'_, SessionRecord> {
+        Box::pin(async move {
+            let guard = self.conn().await?;
+            let conn = guard.as_ref().ok_or_else(closed)?;
+            conn.client
+                .execute(&conn.create, &[&id.to_hex(), &unix_now()])
+                .await?;
+            Ok(SessionRecord {
+                state: SessionState::default(),
+                version: 1,
+            })
+        })
+    }
+
+    fn load(&self, id: SessionId) -> StoreFuture<'_, Option<SessionRecord>> {
+        Box::pin(async move {
+            let guard = self.conn().await?;
+            let conn = guard.as_ref().ok_or_else(closed)?;
+            let rows = conn.client.query(&conn.load, &[&id.to_hex()]).await?;
+            let rows = rows
+                .iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get::<_, Option<String>>(0)?,
+                        r.try_get::<_, i64>(1)?,
+                        r.try_get::<_, Option<String>>(2)?,
+                        r.try_get::<_, Option<i64>>(3)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+            record_from_rows(rows)
+        })
+    }
+
+    fn update(
+        &self,
+        id: SessionId,
+        expected_version: i64,
+        state: SessionState,
+    ) -> StoreFuture<'_, UpdateOutcome> {
+        Box::pin(async move {
+            let mut guard = self.conn().await?;
+            let conn = guard.as_mut().ok_or_else(closed)?;
+            let id = id.to_hex();
+            let tx = conn.client.transaction().await?;
+            // READ COMMITTED: a concurrent writer's UPDATE waits for our row lock,
+            // then re-checks `version = $4` against our committed row and matches
+            // nothing, so exactly one of two racing writers wins.
+            let changed = tx
+                .execute(
+                    &conn.update,
+                    &[&state.user, &unix_now(), &id, &expected_version],
+                )
+                .await?;
+            if changed == 0 {
+                let exists = !tx.query(&conn.exists, &[&id]).await?.is_empty();
+                tx.rollback().await?;
+                return Ok(if exists {
+                    UpdateOutcome::Conflict
+                } else {
+                    UpdateOutcome::Missing
+                });
+            }
+            tx.execute(&conn.delete_items, &[&id]).await?;
+            for (item, quantity) in &state.cart {
+                let quantity = i32::try_from(*quantity)
+                    .map_err(|_| StoreError::Corrupt(format!("quantity {quantity}")))?;
+                tx.execute(&conn.insert_item, &[&id, item, &quantity])
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(UpdateOutcome::Written {
+                version: expected_version + 1,
+            })
+        })
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let guard = self.conn().await?;
+            let conn = guard.as_ref().ok_or_else(closed)?;
+            let version: Option<i32> = conn
+                .client
+                .query_one("SELECT max(version) FROM schema_version", &[])
+                .await?
+                .get(0);
+            if version.map(i64::from) == Some(SCHEMA_VERSION) {
+                Ok(())
+            } else {
+                Err(StoreError::Unavailable(format!(
+                    "schema version is {version:?}, expected {SCHEMA_VERSION}"
+                )))
+            }
+        })
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::Unavailable("no PostgreSQL connection".into())
+}
