@@ -352,10 +352,15 @@ impl<F: Frame> Processor<F> {
                 port: out_port,
                 next_hop,
             }) => {
-                self.counters.forwarded += 1;
-                self.counters.forwarded_bytes += frame.data().len() as u64;
-                self.send_via(io, out_port, next_hop, frame, now);
-                Verdict::Forward(out_port)
+                let len = frame.data().len() as u64;
+                match self.send_via(io, out_port, next_hop, frame, now) {
+                    Ok(()) => {
+                        self.counters.forwarded += 1;
+                        self.counters.forwarded_bytes += len;
+                        Verdict::Forward(out_port)
+                    }
+                    Err(reason) => Verdict::Drop(reason),
+                }
             }
             Ok(Out::Reply(p)) => {
                 io.transmit(p, frame);
@@ -500,7 +505,8 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Sets the Ethernet addresses for `next_hop` and transmits, or holds the
-    /// frame until the next hop resolves.
+    /// frame until the next hop resolves. When the frame cannot be held it is
+    /// counted, freed, and the reason returned.
     fn send_via<I: Io<Frame = F>>(
         &mut self,
         io: &mut I,
@@ -508,7 +514,7 @@ impl<F: Frame> Processor<F> {
         next_hop: IpAddr,
         mut frame: F,
         now: Nanos,
-    ) {
+    ) -> Result<(), DropReason> {
         let my_mac = self.ports[port as usize].setup.mac;
         match self.neighbours.resolve(port, next_hop, (port, frame), now) {
             Resolve::Mac(mac, (_, mut f)) => {
@@ -524,8 +530,10 @@ impl<F: Frame> Processor<F> {
                 frame = f;
                 self.counters.drop(DropReason::NeighbourQueueFull);
                 io.free(frame);
+                return Err(DropReason::NeighbourQueueFull);
             }
         }
+        Ok(())
     }
 
     /// Sends an ARP request or a neighbour solicitation for `addr` on `port`.
