@@ -11,8 +11,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::dpdk::{self, DpdkError, Eal, EalArgs, LcoreId, Mbuf, MbufBurst, Mempool, Port, PortConfig, QueueId};
-use crate::packet::{Balancer, CoreSetup, Counters, DropReason, Io, NoBalancer, PortAddr, PortIdx, PortSetup, Processor};
+use crate::dpdk::{
+    self, DpdkError, Eal, EalArgs, LcoreId, Mbuf, MbufBurst, Mempool, Port, PortConfig, QueueId,
+};
+use crate::packet::{
+    Balancer, CoreSetup, Counters, DropReason, Io, NoBalancer, PortAddr, PortIdx, PortSetup,
+    Processor,
+};
 
 /// Frames per rx burst at most (the configured burst may be smaller).
 pub const MAX_BURST: usize = 256;
@@ -27,11 +32,18 @@ pub enum RunError {
     #[error(transparent)]
     Dpdk(#[from] DpdkError),
     #[error("port '{port}' offers {queues} tx queue(s) but {workers} workers need one each; reduce the worker lcores")]
-    TooFewTxQueues { port: String, queues: u16, workers: usize },
+    TooFewTxQueues {
+        port: String,
+        queues: u16,
+        workers: usize,
+    },
     #[error("the config lists {config} worker lcores but the EAL started {eal}")]
     WorkerMismatch { config: usize, eal: usize },
     #[error("cannot write stats to {path}: {source}")]
-    StatsOut { path: String, source: std::io::Error },
+    StatsOut {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("worker {0} failed")]
@@ -81,7 +93,10 @@ impl StatsReport {
         for w in &workers {
             total.add(&w.core);
         }
-        let drops = total.drops_by_reason().map(|(r, n)| (r.as_str(), n)).collect();
+        let drops = total
+            .drops_by_reason()
+            .map(|(r, n)| (r.as_str(), n))
+            .collect();
         StatsReport {
             version: crate::cli::VERSION,
             uptime_secs: uptime.as_secs_f64(),
@@ -105,7 +120,10 @@ pub fn core_setup(cfg: &Config, ports: &[Port]) -> CoreSetup {
                 addrs: pc
                     .addresses
                     .iter()
-                    .map(|c| PortAddr { addr: c.addr, prefix_len: c.prefix_len })
+                    .map(|c| PortAddr {
+                        addr: c.addr,
+                        prefix_len: c.prefix_len,
+                    })
                     .collect(),
                 gateways: pc.gateways.clone(),
                 static_neighbours: pc.neighbours.clone(),
@@ -277,7 +295,11 @@ fn process_one<I: Io<Frame = Mbuf>, B: Balancer>(
 
 /// `farmlb run`: runs until SIGINT/SIGTERM or `run_for`, then writes the
 /// counters to `stats_out`.
-pub fn run(cfg: &Config, run_for: Option<Duration>, stats_out: Option<&Path>) -> Result<(), RunError> {
+pub fn run(
+    cfg: &Config,
+    run_for: Option<Duration>,
+    stats_out: Option<&Path>,
+) -> Result<(), RunError> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(RunError::Signals)?;
@@ -347,7 +369,8 @@ fn run_with_eal(
     let ports = Arc::new(ports);
     let setup = core_setup(cfg, &ports);
 
-    let slots: Vec<Arc<Mutex<Option<WorkerStats>>>> = (0..n_workers).map(|_| Arc::new(Mutex::new(None))).collect();
+    let slots: Vec<Arc<Mutex<Option<WorkerStats>>>> =
+        (0..n_workers).map(|_| Arc::new(Mutex::new(None))).collect();
     let mut jobs: Vec<(LcoreId, Box<dyn FnOnce() -> i32 + Send>)> = Vec::new();
     for (i, &lcore) in lcores.iter().enumerate() {
         let rx = ports
@@ -365,7 +388,12 @@ fn run_with_eal(
             tx_queue: QueueId(i as u16),
             announce: i == 0,
         };
-        let (pool, ports, stop, slot) = (Arc::clone(&pool), Arc::clone(&ports), Arc::clone(stop), Arc::clone(&slots[i]));
+        let (pool, ports, stop, slot) = (
+            Arc::clone(&pool),
+            Arc::clone(&ports),
+            Arc::clone(stop),
+            Arc::clone(&slots[i]),
+        );
         jobs.push((
             LcoreId(lcore),
             Box::new(move || {
@@ -405,7 +433,11 @@ fn run_with_eal(
             s.lock()
                 .ok()
                 .and_then(|mut g| g.take())
-                .unwrap_or_else(|| WorkerStats { worker: i, lcore: lcores[i], ..WorkerStats::default() })
+                .unwrap_or_else(|| WorkerStats {
+                    worker: i,
+                    lcore: lcores[i],
+                    ..WorkerStats::default()
+                })
         })
         .collect();
     let port_reports = ports

@@ -9,6 +9,9 @@ pub mod config;
 pub mod farm;
 pub mod flow;
 pub mod packet;
+pub mod wire;
 
+#[cfg(feature = "dpdk")]
+pub mod dataplane;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;

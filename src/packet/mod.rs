@@ -7,6 +7,14 @@
 
 use std::net::IpAddr;
 
+mod counters;
+pub mod neighbour;
+mod processor;
+pub mod rewrite;
+
+pub use counters::{Counters, DropCounters};
+pub use processor::{Processor, Verdict};
+
 /// Index of a port in the configuration (the order of `[[port]]` tables).
 pub type PortIdx = u16;
 
@@ -85,6 +93,16 @@ pub trait Io {
     fn exception(&mut self, port: PortIdx, frame: Self::Frame);
     /// Release a frame the core dropped (it has already been counted).
     fn free(&mut self, frame: Self::Frame);
+    /// Hand `frame`, received on `port`, to `worker`, which owns its flow.
+    /// Returns the frame back when the ring to that worker is full.
+    fn redirect(
+        &mut self,
+        _worker: usize,
+        _port: PortIdx,
+        frame: Self::Frame,
+    ) -> Result<(), Self::Frame> {
+        Err(frame)
+    }
 }
 
 /// One LB-owned address on a port, with its connected prefix.
@@ -150,10 +168,17 @@ pub enum DropReason {
     NoServer,
     /// The mempool had no buffer for a generated frame.
     NoBuffer,
+    /// The next hop did not answer ARP/ND; the frames held for it are dropped.
+    NeighbourUnreachable,
+    /// Larger than the egress MTU with fragmentation not allowed (an ICMP
+    /// "fragmentation needed" / "packet too big" goes back to the sender).
+    TooBig,
+    /// The ring to the worker that owns the flow was full.
+    RedirectRingFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::Truncated,
         DropReason::BadHeaderLength,
         DropReason::BadTotalLength,
@@ -170,6 +195,9 @@ impl DropReason {
         DropReason::FlowTableFull,
         DropReason::NoServer,
         DropReason::NoBuffer,
+        DropReason::NeighbourUnreachable,
+        DropReason::TooBig,
+        DropReason::RedirectRingFull,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -191,6 +219,9 @@ impl DropReason {
             DropReason::FlowTableFull => "flow_table_full",
             DropReason::NoServer => "no_server",
             DropReason::NoBuffer => "no_buffer",
+            DropReason::NeighbourUnreachable => "neighbour_unreachable",
+            DropReason::TooBig => "too_big",
+            DropReason::RedirectRingFull => "redirect_ring_full",
         }
     }
 }
@@ -220,13 +251,25 @@ pub struct Nat {
 pub trait Balancer {
     /// The rewrite for a TCP/UDP packet with `key` (client→server or
     /// server→client), creating a flow for a new connection to a farm unit.
-    /// `tcp_flags` is the TCP flags byte (0 for UDP); `len` is the frame's
-    /// length in bytes (for the traffic counters).
-    fn lookup(&mut self, key: &FlowKey, tcp_flags: u8, len: u16, now: Nanos)
-        -> Result<Nat, DropReason>;
+    /// `tcp_flags` is the TCP flags byte (0 for UDP).
+    /// `len` is the frame's length in bytes (for the per-unit and per-server
+    /// byte counters).
+    fn lookup(
+        &mut self,
+        key: &FlowKey,
+        tcp_flags: u8,
+        len: u16,
+        now: Nanos,
+    ) -> Result<Nat, DropReason>;
     /// The rewrite an existing flow would apply to a packet with `key`, without
     /// creating or refreshing anything (used to translate ICMP errors).
     fn peek(&self, key: &FlowKey) -> Option<Nat>;
+    /// The worker that owns the flow of a packet with `key`, when that is not
+    /// the calling worker (the frame is then handed over a ring to the owner).
+    /// Computable from any packet of the flow, in both directions.
+    fn foreign_owner(&self, _key: &FlowKey) -> Option<usize> {
+        None
+    }
 }
 
 /// A balancer with no farm units: every transit packet is dropped as

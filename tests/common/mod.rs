@@ -86,6 +86,7 @@ pub fn icmp_echo(kind: u8, id: u16, seq: u16, data: &[u8]) -> Vec<u8> {
 }
 
 /// A TCP segment (20-byte header) with a correct IPv4 pseudo-header checksum.
+#[allow(clippy::too_many_arguments)]
 pub fn tcp4(
     src: Ipv4Addr,
     dst: Ipv4Addr,

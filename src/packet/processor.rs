@@ -1,0 +1,1480 @@
+//! The per-frame decision of a worker: parse, classify, answer what is for the
+//! LB itself (ARP, ND, ICMP echo), translate ICMP errors, NAT-rewrite and
+//! forward flows, hand the rest to the kernel exception path, and drop and
+//! count everything else by reason.
+//!
+//! Frame path, in order:
+//! 1. Ethernet (802.1Q/802.1ad tags accepted and kept): a frame for another
+//!    MAC is `not_for_us`.
+//! 2. ARP: requests for the port's addresses and for farm unit addresses are
+//!    answered; replies and gratuitous ARP update known neighbours.
+//! 3. IPv4/IPv6: header validated (IPv4 header checksum always verified).
+//!    IPv4 options are dropped (`ip_options`). Fragments: a first fragment is
+//!    handled by its ports and remembered by (source, destination, protocol,
+//!    IP id); later fragments of a remembered datagram follow it (address
+//!    rewrite only); other non-first fragments are dropped (`fragment`).
+//! 4. ICMP: echo requests to the LB's or a farm unit's address are answered;
+//!    ICMP errors are matched to their flow by the embedded header and
+//!    forwarded with both headers rewritten; errors with a bad outer or
+//!    embedded checksum are dropped. ICMPv6 neighbour solicitations for our
+//!    addresses get an advertisement; advertisements update neighbours.
+//! 5. TCP/UDP: the balancer decides (a flow, or a new flow to a farm unit);
+//!    traffic to the LB's own port addresses that no unit claims goes to the
+//!    exception path. TTL/hop limit is decremented; a packet that would expire
+//!    gets ICMP time exceeded; one larger than the egress MTU with DF set (all
+//!    IPv6) gets fragmentation needed / packet too big.
+//! 6. Next hop from the connected prefixes and gateways of the ports; the MAC
+//!    from the neighbour table (the frame waits in a bounded queue while ARP/ND
+//!    resolves).
+//!
+//! L4 checksums of forwarded TCP/UDP packets are not verified: the
+//! incremental update keeps a corrupt checksum corrupt, so the end host drops
+//! it, as it would without a load balancer.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use hashbrown::HashMap;
+
+use crate::wire::arp::{self, ArpPacket, ArpRepr};
+use crate::wire::checksum;
+use crate::wire::ethernet::{self, ethertype, EthernetFrame};
+use crate::wire::icmpv4::{self, Icmpv4Packet};
+use crate::wire::icmpv6::{self, Icmpv6Packet, Ndisc};
+use crate::wire::ipv4::{self, Ipv4Packet, Ipv4Repr};
+use crate::wire::ipv6::{self, Ipv6Packet, Ipv6Repr};
+use crate::wire::tcp::TcpPacket;
+use crate::wire::udp::UdpPacket;
+use crate::wire::{protocol, Error as WireError};
+
+use super::neighbour::{NeighbourTimers, Neighbours, Resolve, Task};
+use super::rewrite::{self, L4};
+use super::{
+    Balancer, CoreSetup, Counters, DropReason, FlowKey, Frame, Io, Nanos, Nat, PortIdx, PortSetup,
+};
+
+const SEC: Nanos = 1_000_000_000;
+/// TTL of frames farmlb originates.
+const OWN_TTL: u8 = 64;
+/// Bytes of the offending packet quoted in ICMP errors farmlb sends (RFC 1812:
+/// as much as fits in 576 bytes).
+const ICMP_QUOTE_V4: usize = 576 - 20 - 8;
+const ICMP_QUOTE_V6: usize = 1280 - 40 - 8;
+/// ICMP errors farmlb generates: at most this many per second per worker.
+const ICMP_RATE: u32 = 1000;
+/// How long a first fragment's flow is remembered for the fragments after it.
+const FRAGMENT_TIMEOUT: Nanos = 5 * SEC;
+const FRAGMENT_ENTRIES: usize = 4096;
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+/// What happened to one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Rewritten and sent (or held for ARP/ND) towards a server or client on a port.
+    Forward(PortIdx),
+    /// Answered (ARP reply, neighbour advertisement, echo reply) on a port.
+    Reply(PortIdx),
+    /// Consumed: it taught us a neighbour.
+    Learned,
+    /// Handed to the kernel exception path.
+    Exception,
+    /// Handed to the worker that owns its flow.
+    Redirect(usize),
+    Drop(DropReason),
+}
+
+/// The result of handling a frame in place.
+enum Out {
+    /// Route to `next_hop` via `port`; the Ethernet addresses are set on send.
+    Route {
+        port: PortIdx,
+        next_hop: IpAddr,
+    },
+    Reply(PortIdx),
+    Learned,
+    Exception,
+    Redirect(usize),
+    /// Send an ICMP error about this frame back to its sender, then drop it.
+    IcmpError {
+        kind: IcmpError,
+        reason: DropReason,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IcmpError {
+    TimeExceeded,
+    /// Carries the MTU of the egress link.
+    TooBig(u16),
+}
+
+impl From<WireError> for DropReason {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::Truncated => DropReason::Truncated,
+            WireError::BadHeaderLength => DropReason::BadHeaderLength,
+            WireError::BadTotalLength => DropReason::BadTotalLength,
+            WireError::Malformed => DropReason::BadHeaderLength,
+        }
+    }
+}
+
+type Handled = Result<Out, DropReason>;
+
+#[derive(Clone, Debug)]
+struct PortState {
+    setup: PortSetup,
+    v4: Vec<(Ipv4Addr, u8)>,
+    v6: Vec<(Ipv6Addr, u8)>,
+    gw4: Option<Ipv4Addr>,
+    gw6: Option<Ipv6Addr>,
+}
+
+fn in_prefix4(a: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
+    let mask = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len.min(32)))
+    };
+    u32::from(a) & mask == u32::from(net) & mask
+}
+
+fn in_prefix6(a: Ipv6Addr, net: Ipv6Addr, len: u8) -> bool {
+    let mask = if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len.min(128)))
+    };
+    u128::from(a) & mask == u128::from(net) & mask
+}
+
+/// Key of a fragmented datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FragKey {
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    ident: u32,
+}
+
+/// A token bucket refilled from `now`.
+#[derive(Clone, Copy, Debug)]
+struct RateLimit {
+    tokens: u32,
+    last: Nanos,
+}
+
+impl RateLimit {
+    fn allow(&mut self, now: Nanos) -> bool {
+        let elapsed = now.saturating_sub(self.last);
+        let add = (elapsed as u128 * ICMP_RATE as u128 / SEC as u128) as u32;
+        if add > 0 {
+            self.tokens = (self.tokens + add).min(ICMP_RATE / 10);
+            self.last = now;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+/// The packet core of one worker.
+pub struct Processor<F> {
+    ports: Vec<PortState>,
+    farm_addrs: Vec<IpAddr>,
+    neighbours: Neighbours<(PortIdx, F)>,
+    frags: HashMap<FragKey, (Nat, Nanos)>,
+    counters: Counters,
+    icmp_limit: RateLimit,
+    tasks: Vec<Task<(PortIdx, F)>>,
+}
+
+impl<F: Frame> Processor<F> {
+    pub fn new(setup: CoreSetup) -> Self {
+        Self::with_timers(setup, NeighbourTimers::default())
+    }
+
+    pub fn with_timers(setup: CoreSetup, timers: NeighbourTimers) -> Self {
+        let mut neighbours = Neighbours::new(timers);
+        let ports: Vec<PortState> = setup
+            .ports
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                for &(addr, mac) in &p.static_neighbours {
+                    neighbours.add_static(i as PortIdx, addr, mac);
+                }
+                let v4 = p
+                    .addrs
+                    .iter()
+                    .filter_map(|a| match a.addr {
+                        IpAddr::V4(x) => Some((x, a.prefix_len)),
+                        _ => None,
+                    })
+                    .collect();
+                let v6 = p
+                    .addrs
+                    .iter()
+                    .filter_map(|a| match a.addr {
+                        IpAddr::V6(x) => Some((x, a.prefix_len)),
+                        _ => None,
+                    })
+                    .collect();
+                let gw4 = p.gateways.iter().find_map(|g| match g {
+                    IpAddr::V4(x) => Some(*x),
+                    _ => None,
+                });
+                let gw6 = p.gateways.iter().find_map(|g| match g {
+                    IpAddr::V6(x) => Some(*x),
+                    _ => None,
+                });
+                PortState {
+                    setup: p,
+                    v4,
+                    v6,
+                    gw4,
+                    gw6,
+                }
+            })
+            .collect();
+        Processor {
+            ports,
+            farm_addrs: setup.farm_addrs,
+            neighbours,
+            frags: HashMap::with_capacity(FRAGMENT_ENTRIES),
+            counters: Counters::default(),
+            icmp_limit: RateLimit {
+                tokens: ICMP_RATE / 10,
+                last: 0,
+            },
+            tasks: Vec::new(),
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Counts a drop decided outside the core (e.g. a chained mbuf).
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.counters.drop(reason);
+    }
+
+    /// Is `a` one of the LB's own port addresses (any port)?
+    fn is_port_addr(&self, a: IpAddr) -> bool {
+        self.ports
+            .iter()
+            .any(|p| p.setup.addrs.iter().any(|x| x.addr == a))
+    }
+
+    fn is_farm_addr(&self, a: IpAddr) -> bool {
+        self.farm_addrs.contains(&a)
+    }
+
+    /// An address the LB answers ARP/ND and echo for on `port`: its own
+    /// addresses on that port and farm unit addresses.
+    fn answers_for(&self, port: PortIdx, a: IpAddr) -> bool {
+        let on_port = self
+            .ports
+            .get(port as usize)
+            .is_some_and(|p| p.setup.addrs.iter().any(|x| x.addr == a));
+        on_port || self.is_farm_addr(a)
+    }
+
+    /// The port and next hop for `dst`: a connected prefix first, then the
+    /// first port with a gateway of the family.
+    pub fn route(&self, dst: IpAddr) -> Option<(PortIdx, IpAddr)> {
+        for (i, p) in self.ports.iter().enumerate() {
+            let connected = match dst {
+                IpAddr::V4(d) => p.v4.iter().any(|&(n, l)| in_prefix4(d, n, l)),
+                IpAddr::V6(d) => p.v6.iter().any(|&(n, l)| in_prefix6(d, n, l)),
+            };
+            if connected {
+                return Some((i as PortIdx, dst));
+            }
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            match dst {
+                IpAddr::V4(_) => {
+                    if let Some(g) = p.gw4 {
+                        return Some((i as PortIdx, IpAddr::V4(g)));
+                    }
+                }
+                IpAddr::V6(_) => {
+                    if let Some(g) = p.gw6 {
+                        return Some((i as PortIdx, IpAddr::V6(g)));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Handles one frame received on `port` and disposes of it through `io`.
+    pub fn process<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: F,
+        now: Nanos,
+    ) -> Verdict {
+        self.process_inner(io, balancer, port, frame, now, false)
+    }
+
+    /// Handles a frame another worker handed over because this worker owns
+    /// its flow (never redirected again).
+    pub fn process_redirected<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: F,
+        now: Nanos,
+    ) -> Verdict {
+        self.process_inner(io, balancer, port, frame, now, true)
+    }
+
+    fn process_inner<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        mut frame: F,
+        now: Nanos,
+        redirected: bool,
+    ) -> Verdict {
+        let out = self.handle(io, balancer, port, &mut frame, now, redirected);
+        match out {
+            Ok(Out::Route {
+                port: out_port,
+                next_hop,
+            }) => {
+                self.counters.forwarded += 1;
+                self.counters.forwarded_bytes += frame.data().len() as u64;
+                self.send_via(io, out_port, next_hop, frame, now);
+                Verdict::Forward(out_port)
+            }
+            Ok(Out::Reply(p)) => {
+                io.transmit(p, frame);
+                Verdict::Reply(p)
+            }
+            Ok(Out::Learned) => {
+                io.free(frame);
+                Verdict::Learned
+            }
+            Ok(Out::Exception) => {
+                self.counters.to_exception += 1;
+                io.exception(port, frame);
+                Verdict::Exception
+            }
+            Ok(Out::Redirect(w)) => match io.redirect(w, port, frame) {
+                Ok(()) => {
+                    self.counters.redirected += 1;
+                    Verdict::Redirect(w)
+                }
+                Err(frame) => {
+                    self.counters.drop(DropReason::RedirectRingFull);
+                    io.free(frame);
+                    Verdict::Drop(DropReason::RedirectRingFull)
+                }
+            },
+            Ok(Out::IcmpError { kind, reason }) => {
+                self.send_icmp_error(io, port, &frame, kind, now);
+                self.counters.drop(reason);
+                io.free(frame);
+                Verdict::Drop(reason)
+            }
+            Err(reason) => {
+                self.counters.drop(reason);
+                io.free(frame);
+                Verdict::Drop(reason)
+            }
+        }
+    }
+
+    fn handle<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: &mut F,
+        now: Nanos,
+        redirected: bool,
+    ) -> Handled {
+        let Some(ps) = self.ports.get(port as usize) else {
+            return Err(DropReason::NotForUs);
+        };
+        let my_mac = ps.setup.mac;
+        let (l2, ethertype) = {
+            let eth = EthernetFrame::new_checked(frame.data())?;
+            let dst = eth.dst_addr();
+            if dst != my_mac && !ethernet::is_multicast(&dst) {
+                return Err(DropReason::NotForUs);
+            }
+            (eth.header_len(), eth.ethertype())
+        };
+        match ethertype {
+            ethertype::ARP => self.arp(io, port, frame, l2, now),
+            ethertype::IPV4 => self.ipv4(balancer, port, frame, l2, now, redirected),
+            ethertype::IPV6 => self.ipv6(io, balancer, port, frame, l2, now, redirected),
+            _ => Err(DropReason::UnknownProtocol),
+        }
+    }
+
+    // ---------------------------------------------------------------- ARP
+
+    fn arp<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        frame: &mut F,
+        l2: usize,
+        now: Nanos,
+    ) -> Handled {
+        let repr = {
+            let data = frame.data();
+            let pkt = ArpPacket::new_checked(&data[l2..])?;
+            ArpRepr::parse(&pkt)
+        };
+        let my_mac = self.ports[port as usize].setup.mac;
+        let target = IpAddr::V4(repr.target_ip);
+        let sender = IpAddr::V4(repr.sender_ip);
+        let for_us = self.answers_for(port, target);
+        if repr.sender_ip.is_unspecified() && !for_us {
+            return Err(DropReason::NotForUs);
+        }
+        if !repr.sender_ip.is_unspecified() && repr.sender_hw != my_mac {
+            // A neighbour that asks us is worth knowing; others update only
+            // entries we already have (gratuitous ARP, replies).
+            self.learn(io, port, sender, repr.sender_hw, for_us, now);
+        }
+        if repr.operation == arp::op::REQUEST && for_us && repr.sender_ip != repr.target_ip {
+            let reply = ArpRepr {
+                operation: arp::op::REPLY,
+                sender_hw: my_mac,
+                sender_ip: repr.target_ip,
+                target_hw: repr.sender_hw,
+                target_ip: repr.sender_ip,
+            };
+            let data = frame.data_mut();
+            let mut eth = EthernetFrame::new_unchecked(&mut data[..]);
+            eth.set_dst_addr(&repr.sender_hw);
+            eth.set_src_addr(&my_mac);
+            reply.emit(&mut data[l2..l2 + arp::BUFFER_LEN]);
+            self.counters.arp_replies += 1;
+            return Ok(Out::Reply(port));
+        }
+        if repr.operation == arp::op::REPLY
+            && (for_us || self.neighbours.get(port, sender, now).is_some())
+        {
+            return Ok(Out::Learned);
+        }
+        if repr.sender_ip == repr.target_ip && self.neighbours.get(port, sender, now).is_some() {
+            return Ok(Out::Learned);
+        }
+        Err(DropReason::NotForUs)
+    }
+
+    /// Records a neighbour and sends the frames that waited for it.
+    fn learn<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        addr: IpAddr,
+        mac: [u8; 6],
+        create: bool,
+        now: Nanos,
+    ) {
+        if let Some(held) = self.neighbours.learn(port, addr, mac, create, now) {
+            self.counters.neighbours_learned += 1;
+            let my_mac = self.ports[port as usize].setup.mac;
+            for (p, mut f) in held {
+                set_macs(&mut f, &mac, &my_mac);
+                self.counters.held_then_sent += 1;
+                io.transmit(p, f);
+            }
+        }
+    }
+
+    /// Sets the Ethernet addresses for `next_hop` and transmits, or holds the
+    /// frame until the next hop resolves.
+    fn send_via<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        next_hop: IpAddr,
+        mut frame: F,
+        now: Nanos,
+    ) {
+        let my_mac = self.ports[port as usize].setup.mac;
+        match self.neighbours.resolve(port, next_hop, (port, frame), now) {
+            Resolve::Mac(mac, (_, mut f)) => {
+                set_macs(&mut f, &mac, &my_mac);
+                io.transmit(port, f);
+            }
+            Resolve::Held { request } => {
+                if request {
+                    self.send_neighbour_request(io, port, next_hop);
+                }
+            }
+            Resolve::Full((_, f)) => {
+                frame = f;
+                self.counters.drop(DropReason::NeighbourQueueFull);
+                io.free(frame);
+            }
+        }
+    }
+
+    /// Sends an ARP request or a neighbour solicitation for `addr` on `port`.
+    fn send_neighbour_request<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        addr: IpAddr,
+    ) {
+        let ps = &self.ports[port as usize];
+        let my_mac = ps.setup.mac;
+        let Some(mut f) = io.alloc() else {
+            self.counters.drop(DropReason::NoBuffer);
+            return;
+        };
+        let ok = match addr {
+            IpAddr::V4(target) => {
+                let src = ps
+                    .v4
+                    .iter()
+                    .find(|&&(n, l)| in_prefix4(target, n, l))
+                    .or(ps.v4.first())
+                    .map(|&(a, _)| a);
+                src.is_some_and(|src| {
+                    build_arp(
+                        &mut f,
+                        arp::op::REQUEST,
+                        &my_mac,
+                        src,
+                        &ethernet::BROADCAST,
+                        &[0; 6],
+                        target,
+                    )
+                })
+            }
+            IpAddr::V6(target) => {
+                let src = ps
+                    .v6
+                    .iter()
+                    .find(|&&(n, l)| in_prefix6(target, n, l))
+                    .or(ps.v6.first())
+                    .map(|&(a, _)| a);
+                src.is_some_and(|src| {
+                    let group = icmpv6::solicited_node(&target);
+                    build_ndisc(
+                        &mut f,
+                        &my_mac,
+                        &icmpv6::multicast_mac(&group),
+                        src,
+                        group,
+                        |b| icmpv6::emit_solicit(b, &target, &my_mac),
+                    )
+                })
+            }
+        };
+        if ok {
+            self.counters.neighbour_requests += 1;
+            io.transmit(port, f);
+        } else {
+            io.free(f);
+        }
+    }
+
+    // ---------------------------------------------------------------- IPv4
+
+    fn ipv4<B: Balancer>(
+        &mut self,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: &mut F,
+        l2: usize,
+        now: Nanos,
+        redirected: bool,
+    ) -> Handled {
+        let data = frame.data();
+        let ip = Ipv4Packet::new_checked(&data[l2..])?;
+        if !ip.verify_checksum() {
+            return Err(DropReason::BadChecksum);
+        }
+        if ip.has_options() {
+            return Err(DropReason::IpOptions);
+        }
+        let (src, dst) = (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()));
+        let (proto, ttl, hl, total) = (
+            ip.protocol(),
+            ip.ttl(),
+            ip.header_len(),
+            ip.total_len() as usize,
+        );
+        let (frag_off, more) = (ip.frag_offset(), ip.more_frags());
+        let ident = u32::from(ip.ident());
+        let df = ip.dont_frag();
+        let frag = FragKey {
+            src,
+            dst,
+            proto,
+            ident,
+        };
+
+        if frag_off != 0 {
+            return self.later_fragment(frame, l2, frag, !more, ttl, now);
+        }
+        let l4_len = total - hl;
+        match proto {
+            protocol::TCP | protocol::UDP => {
+                let l4 = L4 {
+                    proto,
+                    offset: hl,
+                    len: l4_len,
+                    present: true,
+                };
+                self.transport(
+                    balancer,
+                    port,
+                    frame,
+                    l2,
+                    l4,
+                    (src, dst),
+                    ttl,
+                    df,
+                    now,
+                    redirected,
+                    more.then_some(frag),
+                )
+            }
+            protocol::ICMP => self.icmpv4(balancer, port, frame, l2, hl, total, now, redirected),
+            _ if self.is_port_addr(dst) => Ok(Out::Exception),
+            _ => Err(DropReason::UnknownProtocol),
+        }
+    }
+
+    /// A TCP or UDP packet (IPv4 or IPv6): ask the balancer, rewrite, route.
+    #[allow(clippy::too_many_arguments)]
+    fn transport<B: Balancer>(
+        &mut self,
+        balancer: &mut B,
+        _port: PortIdx,
+        frame: &mut F,
+        l2: usize,
+        l4: L4,
+        (src, dst): (IpAddr, IpAddr),
+        ttl: u8,
+        df: bool,
+        now: Nanos,
+        redirected: bool,
+        first_fragment: Option<FragKey>,
+    ) -> Handled {
+        let data = frame.data();
+        let seg = &data[l2 + l4.offset..l2 + l4.offset + l4.len];
+        let (src_port, dst_port, flags) = if l4.proto == protocol::TCP {
+            let t = TcpPacket::new_checked(seg)?;
+            (t.src_port(), t.dst_port(), t.flags())
+        } else {
+            let u = UdpPacket::new_checked(seg)?;
+            (u.src_port(), u.dst_port(), 0)
+        };
+        let key = FlowKey {
+            proto: l4.proto,
+            src,
+            src_port,
+            dst,
+            dst_port,
+        };
+        if !redirected {
+            if let Some(w) = balancer.foreign_owner(&key) {
+                return Ok(Out::Redirect(w));
+            }
+        }
+        let local = self.is_port_addr(dst);
+        if ttl <= 1 && !local {
+            return Ok(Out::IcmpError {
+                kind: IcmpError::TimeExceeded,
+                reason: DropReason::TtlExpired,
+            });
+        }
+        let len = data.len().min(u16::MAX as usize) as u16;
+        let nat = match balancer.lookup(&key, flags, len, now) {
+            Ok(nat) => nat,
+            Err(DropReason::NoFarmUnit) if local => return Ok(Out::Exception),
+            Err(r) => return Err(r),
+        };
+        let Some((out_port, next_hop)) = self.route(nat.dst) else {
+            return Err(DropReason::NoRoute);
+        };
+        let ps = &self.ports[out_port as usize];
+        let ip_len = data.len() - l2;
+        let ipv4 = matches!(src, IpAddr::V4(_));
+        if ip_len > ps.setup.mtu as usize && (df || !ipv4) {
+            return Ok(Out::IcmpError {
+                kind: IcmpError::TooBig(ps.setup.mtu),
+                reason: DropReason::TooBig,
+            });
+        }
+        let offload = ps.setup.offload;
+        let data = frame.data_mut();
+        let req = if ipv4 {
+            rewrite::nat_ipv4(&mut data[l2..], l4, &nat, offload, l2 as u8)
+        } else {
+            rewrite::nat_ipv6(&mut data[l2..], l4, &nat, offload, l2 as u8)
+        };
+        frame.set_tx_offload(req);
+        if let Some(k) = first_fragment {
+            self.remember_fragment(k, nat, now);
+        }
+        Ok(Out::Route {
+            port: out_port,
+            next_hop,
+        })
+    }
+
+    fn remember_fragment(&mut self, k: FragKey, nat: Nat, now: Nanos) {
+        if self.frags.len() >= FRAGMENT_ENTRIES {
+            self.frags
+                .retain(|_, (_, t)| now.saturating_sub(*t) < FRAGMENT_TIMEOUT);
+        }
+        if self.frags.len() < FRAGMENT_ENTRIES {
+            self.frags.insert(k, (nat, now));
+        }
+    }
+
+    /// A non-first fragment: follows its first fragment's flow, addresses only.
+    fn later_fragment(
+        &mut self,
+        frame: &mut F,
+        l2: usize,
+        k: FragKey,
+        last: bool,
+        ttl: u8,
+        now: Nanos,
+    ) -> Handled {
+        let Some(&(nat, seen)) = self.frags.get(&k) else {
+            return Err(DropReason::Fragment);
+        };
+        if now.saturating_sub(seen) >= FRAGMENT_TIMEOUT {
+            self.frags.remove(&k);
+            return Err(DropReason::Fragment);
+        }
+        if ttl <= 1 {
+            return Err(DropReason::TtlExpired);
+        }
+        let Some((out_port, next_hop)) = self.route(nat.dst) else {
+            return Err(DropReason::NoRoute);
+        };
+        let offload = self.ports[out_port as usize].setup.offload;
+        let data = frame.data_mut();
+        let l4 = L4 {
+            proto: k.proto,
+            offset: 0,
+            len: 0,
+            present: false,
+        };
+        let req = match k.src {
+            IpAddr::V4(_) => {
+                let hl = Ipv4Packet::new_unchecked(&data[l2..]).header_len();
+                rewrite::nat_ipv4(
+                    &mut data[l2..],
+                    L4 { offset: hl, ..l4 },
+                    &nat,
+                    offload,
+                    l2 as u8,
+                )
+            }
+            IpAddr::V6(_) => rewrite::nat_ipv6(
+                &mut data[l2..],
+                L4 {
+                    offset: ipv6::HEADER_LEN,
+                    ..l4
+                },
+                &nat,
+                offload,
+                l2 as u8,
+            ),
+        };
+        frame.set_tx_offload(req);
+        if last {
+            self.frags.remove(&k);
+        }
+        self.counters.fragments_forwarded += 1;
+        Ok(Out::Route {
+            port: out_port,
+            next_hop,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn icmpv4<B: Balancer>(
+        &mut self,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: &mut F,
+        l2: usize,
+        hl: usize,
+        total: usize,
+        now: Nanos,
+        redirected: bool,
+    ) -> Handled {
+        let data = frame.data();
+        let ip = Ipv4Packet::new_unchecked(&data[l2..]);
+        let (src, dst, ttl) = (ip.src_addr(), ip.dst_addr(), ip.ttl());
+        let icmp = Icmpv4Packet::new_checked(&data[l2 + hl..l2 + total])?;
+        if !icmp.verify_checksum() {
+            return Err(DropReason::BadChecksum);
+        }
+        let t = icmp.msg_type();
+        match t {
+            icmpv4::msg_type::ECHO_REQUEST
+                if self.answers_for(port, IpAddr::V4(dst))
+                    || self.is_port_addr(IpAddr::V4(dst)) =>
+            {
+                let old = checksum::update16(
+                    icmp.checksum(),
+                    u16::from(t) << 8 | u16::from(icmp.msg_code()),
+                    u16::from(icmpv4::msg_type::ECHO_REPLY) << 8 | u16::from(icmp.msg_code()),
+                );
+                let data = frame.data_mut();
+                swap_macs(data);
+                let mut ip = Ipv4Packet::new_unchecked(&mut data[l2..]);
+                ip.set_src_addr(dst);
+                ip.set_dst_addr(src);
+                ip.set_ttl(OWN_TTL);
+                ip.fill_checksum();
+                let mut icmp = Icmpv4Packet::new_unchecked(&mut data[l2 + hl..l2 + total]);
+                icmp.set_msg_type(icmpv4::msg_type::ECHO_REPLY);
+                icmp.set_checksum(old);
+                self.counters.echo_replies += 1;
+                Ok(Out::Reply(port))
+            }
+            t if icmpv4::is_error(t) => {
+                if ttl <= 1 {
+                    return Err(DropReason::TtlExpired);
+                }
+                let inner_at = l2 + hl + icmpv4::HEADER_LEN;
+                self.icmp_error(
+                    balancer,
+                    frame,
+                    l2,
+                    inner_at,
+                    l2 + total,
+                    false,
+                    now,
+                    redirected,
+                )
+            }
+            _ if self.is_port_addr(IpAddr::V4(dst)) => Ok(Out::Exception),
+            _ if self.is_farm_addr(IpAddr::V4(dst)) => Err(DropReason::UnknownProtocol),
+            _ => Err(DropReason::NoFarmUnit),
+        }
+    }
+
+    /// Translates an ICMP error (v4 or v6) about a flow's packet: the embedded
+    /// packet's flow is found from the reverse direction, the embedded header
+    /// is rewritten to what the receiver sent (or received), the outer header to
+    /// the flow's addresses, and all checksums are recomputed.
+    #[allow(clippy::too_many_arguments)]
+    fn icmp_error<B: Balancer>(
+        &mut self,
+        balancer: &mut B,
+        frame: &mut F,
+        l2: usize,
+        inner_at: usize,
+        end: usize,
+        v6: bool,
+        _now: Nanos,
+        redirected: bool,
+    ) -> Handled {
+        let data = frame.data();
+        let inner = &data[inner_at..end];
+        // The embedded packet: a header and at least 8 bytes of L4 (ports).
+        let (proto, isrc, idst, l4_off) = if !v6 {
+            if inner.len() < ipv4::HEADER_LEN {
+                return Err(DropReason::Truncated);
+            }
+            let p = Ipv4Packet::new_unchecked(inner);
+            let ihl = p.header_len();
+            if ihl < ipv4::HEADER_LEN || inner.len() < ihl + 8 {
+                return Err(DropReason::BadHeaderLength);
+            }
+            if checksum::checksum(&inner[..ihl]) != 0 {
+                return Err(DropReason::BadChecksum);
+            }
+            (
+                p.protocol(),
+                IpAddr::V4(p.src_addr()),
+                IpAddr::V4(p.dst_addr()),
+                ihl,
+            )
+        } else {
+            if inner.len() < ipv6::HEADER_LEN + 8 {
+                return Err(DropReason::Truncated);
+            }
+            let p = Ipv6Packet::new_unchecked(inner);
+            (
+                p.next_header(),
+                IpAddr::V6(p.src_addr()),
+                IpAddr::V6(p.dst_addr()),
+                ipv6::HEADER_LEN,
+            )
+        };
+        if proto != protocol::TCP && proto != protocol::UDP {
+            return Err(DropReason::UnknownProtocol);
+        }
+        let sport = u16::from_be_bytes([inner[l4_off], inner[l4_off + 1]]);
+        let dport = u16::from_be_bytes([inner[l4_off + 2], inner[l4_off + 3]]);
+        // The reverse of the embedded packet is a packet of the flow going the
+        // other way; its rewrite tells us both sides' addresses.
+        let reverse = FlowKey {
+            proto,
+            src: idst,
+            src_port: dport,
+            dst: isrc,
+            dst_port: sport,
+        };
+        if !redirected {
+            if let Some(w) = balancer.foreign_owner(&reverse) {
+                return Ok(Out::Redirect(w));
+            }
+        }
+        let Some(nat) = balancer.peek(&reverse) else {
+            return Err(DropReason::NoFlow);
+        };
+        let Some((out_port, next_hop)) = self.route(nat.dst) else {
+            return Err(DropReason::NoRoute);
+        };
+        let data = frame.data_mut();
+        rewrite::embedded(
+            &mut data[inner_at..end],
+            l4_off,
+            proto,
+            nat.dst,
+            nat.dst_port,
+            nat.src,
+            nat.src_port,
+        );
+        let ip_end = end;
+        if !v6 {
+            let mut ip = Ipv4Packet::new_unchecked(&mut data[l2..ip_end]);
+            let hl = ip.header_len();
+            if let (IpAddr::V4(s), IpAddr::V4(d)) = (nat.src, nat.dst) {
+                ip.set_src_addr(s);
+                ip.set_dst_addr(d);
+            }
+            let ttl = ip.ttl();
+            ip.set_ttl(ttl - 1);
+            ip.fill_checksum();
+            let mut icmp = Icmpv4Packet::new_unchecked(&mut data[l2 + hl..ip_end]);
+            icmp.fill_checksum();
+        } else {
+            let mut ip = Ipv6Packet::new_unchecked(&mut data[l2..ip_end]);
+            let (IpAddr::V6(s), IpAddr::V6(d)) = (nat.src, nat.dst) else {
+                return Err(DropReason::UnknownProtocol);
+            };
+            ip.set_src_addr(&s);
+            ip.set_dst_addr(&d);
+            let hops = ip.hop_limit();
+            ip.set_hop_limit(hops - 1);
+            let mut icmp = Icmpv6Packet::new_unchecked(&mut data[l2 + ipv6::HEADER_LEN..ip_end]);
+            icmp.fill_checksum(&s, &d);
+        }
+        frame.set_tx_offload(Default::default());
+        self.counters.icmp_errors_forwarded += 1;
+        Ok(Out::Route {
+            port: out_port,
+            next_hop,
+        })
+    }
+
+    // ---------------------------------------------------------------- IPv6
+
+    #[allow(clippy::too_many_arguments)]
+    fn ipv6<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: &mut F,
+        l2: usize,
+        now: Nanos,
+        redirected: bool,
+    ) -> Handled {
+        let data = frame.data();
+        let ip = Ipv6Packet::new_checked(&data[l2..])?;
+        let (src, dst, hops) = (ip.src_addr(), ip.dst_addr(), ip.hop_limit());
+        let upper = ip.upper_layer()?;
+        let end = l2 + ipv6::HEADER_LEN + ip.payload_len() as usize;
+        let l4_at = ipv6::HEADER_LEN + upper.offset;
+        if let Some(fr) = upper.fragment {
+            let k = FragKey {
+                src: IpAddr::V6(src),
+                dst: IpAddr::V6(dst),
+                proto: upper.protocol,
+                ident: fr.ident,
+            };
+            if fr.offset != 0 {
+                return self.later_fragment(frame, l2, k, !fr.more, hops, now);
+            }
+        }
+        let first_fragment = upper.fragment.filter(|f| f.more).map(|f| FragKey {
+            src: IpAddr::V6(src),
+            dst: IpAddr::V6(dst),
+            proto: upper.protocol,
+            ident: f.ident,
+        });
+        match upper.protocol {
+            protocol::TCP | protocol::UDP => {
+                if l2 + l4_at > end {
+                    return Err(DropReason::BadHeaderLength);
+                }
+                let l4 = L4 {
+                    proto: upper.protocol,
+                    offset: l4_at,
+                    len: end - l2 - l4_at,
+                    present: true,
+                };
+                self.transport(
+                    balancer,
+                    port,
+                    frame,
+                    l2,
+                    l4,
+                    (IpAddr::V6(src), IpAddr::V6(dst)),
+                    hops,
+                    true,
+                    now,
+                    redirected,
+                    first_fragment,
+                )
+            }
+            protocol::ICMPV6 => {
+                if upper.fragment.is_some() {
+                    return Err(DropReason::Fragment);
+                }
+                self.icmpv6(
+                    io,
+                    balancer,
+                    port,
+                    frame,
+                    l2,
+                    l2 + l4_at,
+                    end,
+                    now,
+                    redirected,
+                )
+            }
+            _ if self.is_port_addr(IpAddr::V6(dst)) => Ok(Out::Exception),
+            _ => Err(DropReason::UnknownProtocol),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn icmpv6<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: &mut F,
+        l2: usize,
+        at: usize,
+        end: usize,
+        now: Nanos,
+        redirected: bool,
+    ) -> Handled {
+        let data = frame.data();
+        let ip = Ipv6Packet::new_unchecked(&data[l2..]);
+        let (src, dst, hops) = (ip.src_addr(), ip.dst_addr(), ip.hop_limit());
+        let icmp = Icmpv6Packet::new_checked(&data[at..end])?;
+        if !icmp.verify_checksum(&src, &dst) {
+            return Err(DropReason::BadChecksum);
+        }
+        let t = icmp.msg_type();
+        let my_mac = self.ports[port as usize].setup.mac;
+        match t {
+            icmpv6::msg_type::NEIGHBOR_SOLICIT | icmpv6::msg_type::NEIGHBOR_ADVERT => {
+                if hops != 255 {
+                    return Err(DropReason::NotForUs);
+                }
+                match icmpv6::parse_ndisc(&icmp)? {
+                    Ndisc::Solicit {
+                        target,
+                        source_lladdr,
+                    } => {
+                        if !self.answers_for(port, IpAddr::V6(target)) {
+                            return Err(DropReason::NotForUs);
+                        }
+                        let dad = src.is_unspecified();
+                        if let (Some(mac), false) = (source_lladdr, dad) {
+                            self.learn(io, port, IpAddr::V6(src), mac, true, now);
+                        }
+                        let (reply_dst, flags) = if dad { (ALL_NODES, 0x20) } else { (src, 0x60) };
+                        let dst_mac = if dad {
+                            icmpv6::multicast_mac(&ALL_NODES)
+                        } else {
+                            let eth = EthernetFrame::new_unchecked(frame.data());
+                            eth.src_addr()
+                        };
+                        // The advertisement is written over the solicitation.
+                        let ok = build_ndisc(frame, &my_mac, &dst_mac, target, reply_dst, |b| {
+                            icmpv6::emit_advert(b, flags, &target, &my_mac)
+                        });
+                        if !ok {
+                            return Err(DropReason::NoBuffer);
+                        }
+                        self.counters.nd_adverts += 1;
+                        Ok(Out::Reply(port))
+                    }
+                    Ndisc::Advert {
+                        target,
+                        target_lladdr,
+                        ..
+                    } => {
+                        let known = self.neighbours.get(port, IpAddr::V6(target), now).is_some();
+                        if let Some(mac) = target_lladdr {
+                            self.learn(io, port, IpAddr::V6(target), mac, false, now);
+                            return Ok(Out::Learned);
+                        }
+                        if known {
+                            return Ok(Out::Learned);
+                        }
+                        Err(DropReason::NotForUs)
+                    }
+                }
+            }
+            icmpv6::msg_type::ECHO_REQUEST
+                if self.answers_for(port, IpAddr::V6(dst))
+                    || self.is_port_addr(IpAddr::V6(dst)) =>
+            {
+                let data = frame.data_mut();
+                swap_macs(data);
+                let mut ip = Ipv6Packet::new_unchecked(&mut data[l2..]);
+                ip.set_src_addr(&dst);
+                ip.set_dst_addr(&src);
+                ip.set_hop_limit(OWN_TTL);
+                let mut icmp = Icmpv6Packet::new_unchecked(&mut data[at..end]);
+                icmp.set_msg_type(icmpv6::msg_type::ECHO_REPLY);
+                icmp.fill_checksum(&dst, &src);
+                self.counters.echo_replies += 1;
+                Ok(Out::Reply(port))
+            }
+            t if icmpv6::is_error(t) => {
+                if hops <= 1 {
+                    return Err(DropReason::TtlExpired);
+                }
+                self.icmp_error(balancer, frame, l2, at + 8, end, true, now, redirected)
+            }
+            _ if self.is_port_addr(IpAddr::V6(dst)) => Ok(Out::Exception),
+            _ if dst.is_multicast() => Err(DropReason::NotForUs),
+            _ => Err(DropReason::NoFarmUnit),
+        }
+    }
+
+    // ---------------------------------------------------- generated frames
+
+    /// Sends an ICMP error about `frame` (received on `port`) back to its
+    /// sender's MAC, rate limited.
+    fn send_icmp_error<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        frame: &F,
+        kind: IcmpError,
+        now: Nanos,
+    ) {
+        if !self.icmp_limit.allow(now) {
+            self.counters.icmp_errors_rate_limited += 1;
+            return;
+        }
+        let data = frame.data();
+        let Ok(eth) = EthernetFrame::new_checked(data) else {
+            return;
+        };
+        let (l2, peer_mac, et) = (eth.header_len(), eth.src_addr(), eth.ethertype());
+        let ps = &self.ports[port as usize];
+        let my_mac = ps.setup.mac;
+        let Some(mut f) = io.alloc() else {
+            self.counters.drop(DropReason::NoBuffer);
+            return;
+        };
+        let ok = match et {
+            ethertype::IPV4 => {
+                let ip = Ipv4Packet::new_unchecked(&data[l2..]);
+                let orig_src = ip.src_addr();
+                let quote = &data[l2..(l2 + ip.total_len() as usize).min(data.len())];
+                let quote = &quote[..quote.len().min(ICMP_QUOTE_V4)];
+                let src = ps.v4.first().map(|&(a, _)| a);
+                let (t, code, extra) = match kind {
+                    IcmpError::TimeExceeded => (icmpv4::msg_type::TIME_EXCEEDED, 0, 0u32),
+                    IcmpError::TooBig(mtu) => {
+                        (icmpv4::msg_type::DST_UNREACHABLE, 4, u32::from(mtu))
+                    }
+                };
+                src.is_some_and(|src| {
+                    build_icmpv4_error(
+                        &mut f, &my_mac, &peer_mac, src, orig_src, t, code, extra, quote,
+                    )
+                })
+            }
+            ethertype::IPV6 => {
+                let ip = Ipv6Packet::new_unchecked(&data[l2..]);
+                let orig_src = ip.src_addr();
+                let quote = &data[l2..data.len().min(l2 + ICMP_QUOTE_V6)];
+                let src = ps.v6.first().map(|&(a, _)| a);
+                let (t, extra) = match kind {
+                    IcmpError::TimeExceeded => (icmpv6::msg_type::TIME_EXCEEDED, 0u32),
+                    IcmpError::TooBig(mtu) => (icmpv6::msg_type::PACKET_TOO_BIG, u32::from(mtu)),
+                };
+                src.is_some_and(|src| {
+                    build_icmpv6_error(&mut f, &my_mac, &peer_mac, src, orig_src, t, extra, quote)
+                })
+            }
+            _ => false,
+        };
+        if ok {
+            self.counters.icmp_errors_sent += 1;
+            io.transmit(port, f);
+        } else {
+            io.free(f);
+        }
+    }
+
+    /// The port came up: announce the LB's addresses on it (gratuitous ARP,
+    /// unsolicited neighbour advertisements).
+    pub fn port_up<I: Io<Frame = F>>(&mut self, io: &mut I, port: PortIdx, _now: Nanos) {
+        let Some(ps) = self.ports.get(port as usize) else {
+            return;
+        };
+        let my_mac = ps.setup.mac;
+        let (v4, v6) = (ps.v4.clone(), ps.v6.clone());
+        for (a, _) in v4 {
+            let Some(mut f) = io.alloc() else {
+                self.counters.drop(DropReason::NoBuffer);
+                return;
+            };
+            if build_arp(
+                &mut f,
+                arp::op::REQUEST,
+                &my_mac,
+                a,
+                &ethernet::BROADCAST,
+                &[0; 6],
+                a,
+            ) {
+                self.counters.gratuitous_arps += 1;
+                io.transmit(port, f);
+            } else {
+                io.free(f);
+            }
+        }
+        for (a, _) in v6 {
+            let Some(mut f) = io.alloc() else {
+                self.counters.drop(DropReason::NoBuffer);
+                return;
+            };
+            let mac = icmpv6::multicast_mac(&ALL_NODES);
+            if build_ndisc(&mut f, &my_mac, &mac, a, ALL_NODES, |b| {
+                icmpv6::emit_advert(b, 0x20, &a, &my_mac)
+            }) {
+                self.counters.gratuitous_arps += 1;
+                io.transmit(port, f);
+            } else {
+                io.free(f);
+            }
+        }
+    }
+
+    /// Runs the timers (neighbour retries, refreshes and expiry; fragment
+    /// memory). Call every millisecond or so.
+    pub fn poll<I: Io<Frame = F>>(&mut self, io: &mut I, now: Nanos) {
+        let mut tasks = std::mem::take(&mut self.tasks);
+        self.neighbours.poll(now, &mut tasks);
+        for t in tasks.drain(..) {
+            match t {
+                Task::Request { port, addr } => self.send_neighbour_request(io, port, addr),
+                Task::Unreachable { frames } => {
+                    for (_, f) in frames {
+                        self.counters.drop(DropReason::NeighbourUnreachable);
+                        io.free(f);
+                    }
+                }
+            }
+        }
+        self.tasks = tasks;
+        if !self.frags.is_empty() {
+            self.frags
+                .retain(|_, (_, t)| now.saturating_sub(*t) < FRAGMENT_TIMEOUT);
+        }
+    }
+
+    /// A frame the kernel sent on the exception path of `port`: it goes out
+    /// of the port as it is; ARP/ND answers it carries teach us neighbours.
+    pub fn from_exception<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        frame: F,
+        _now: Nanos,
+    ) {
+        io.transmit(port, frame);
+    }
+}
+
+fn set_macs<F: Frame>(f: &mut F, dst: &[u8; 6], src: &[u8; 6]) {
+    let data = f.data_mut();
+    if data.len() >= ethernet::HEADER_LEN {
+        let mut eth = EthernetFrame::new_unchecked(data);
+        eth.set_dst_addr(dst);
+        eth.set_src_addr(src);
+    }
+}
+
+fn swap_macs(data: &mut [u8]) {
+    let mut eth = EthernetFrame::new_unchecked(data);
+    let (d, s) = (eth.dst_addr(), eth.src_addr());
+    eth.set_dst_addr(&s);
+    eth.set_src_addr(&d);
+}
+
+/// Minimum Ethernet frame without FCS; short generated frames are padded.
+const MIN_FRAME: usize = 60;
+
+fn build_arp<F: Frame>(
+    f: &mut F,
+    op: u16,
+    src_mac: &[u8; 6],
+    src_ip: Ipv4Addr,
+    dst_mac: &[u8; 6],
+    target_hw: &[u8; 6],
+    target_ip: Ipv4Addr,
+) -> bool {
+    if !f.set_len(MIN_FRAME) {
+        return false;
+    }
+    let data = f.data_mut();
+    data.fill(0);
+    ethernet::emit_header(data, dst_mac, src_mac, ethertype::ARP);
+    let repr = ArpRepr {
+        operation: op,
+        sender_hw: *src_mac,
+        sender_ip: src_ip,
+        target_hw: *target_hw,
+        target_ip,
+    };
+    repr.emit(&mut data[ethernet::HEADER_LEN..ethernet::HEADER_LEN + arp::BUFFER_LEN]);
+    true
+}
+
+/// Writes an untagged Ethernet + IPv6 + ICMPv6 frame whose ICMPv6 message
+/// `emit` writes (returning its length); hop limit 255 as ND requires.
+fn build_ndisc<F: Frame>(
+    f: &mut F,
+    src_mac: &[u8; 6],
+    dst_mac: &[u8; 6],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    emit: impl FnOnce(&mut [u8]) -> usize,
+) -> bool {
+    let mut buf = [0u8; 64];
+    let n = emit(&mut buf);
+    let total = ethernet::HEADER_LEN + ipv6::HEADER_LEN + n;
+    if !f.set_len(total.max(MIN_FRAME)) {
+        return false;
+    }
+    let data = f.data_mut();
+    data.fill(0);
+    ethernet::emit_header(data, dst_mac, src_mac, ethertype::IPV6);
+    let repr = Ipv6Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: protocol::ICMPV6,
+        payload_len: n,
+        hop_limit: 255,
+    };
+    repr.emit(&mut data[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv6::HEADER_LEN]);
+    let at = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
+    data[at..at + n].copy_from_slice(&buf[..n]);
+    Icmpv6Packet::new_unchecked(&mut data[at..at + n]).fill_checksum(&src, &dst);
+    f.set_tx_offload(Default::default());
+    true
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_icmpv4_error<F: Frame>(
+    f: &mut F,
+    src_mac: &[u8; 6],
+    dst_mac: &[u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    t: u8,
+    code: u8,
+    extra: u32,
+    quote: &[u8],
+) -> bool {
+    let icmp_len = icmpv4::HEADER_LEN + quote.len();
+    let total = ethernet::HEADER_LEN + ipv4::HEADER_LEN + icmp_len;
+    if !f.set_len(total.max(MIN_FRAME)) {
+        return false;
+    }
+    let data = f.data_mut();
+    data.fill(0);
+    ethernet::emit_header(data, dst_mac, src_mac, ethertype::IPV4);
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol: protocol::ICMP,
+        payload_len: icmp_len,
+        ttl: OWN_TTL,
+    };
+    ip.emit(&mut data[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::HEADER_LEN]);
+    let at = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+    let msg = &mut data[at..at + icmp_len];
+    msg[0] = t;
+    msg[1] = code;
+    msg[4..8].copy_from_slice(&extra.to_be_bytes());
+    msg[8..].copy_from_slice(quote);
+    Icmpv4Packet::new_unchecked(msg).fill_checksum();
+    f.set_tx_offload(Default::default());
+    true
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_icmpv6_error<F: Frame>(
+    f: &mut F,
+    src_mac: &[u8; 6],
+    dst_mac: &[u8; 6],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    t: u8,
+    extra: u32,
+    quote: &[u8],
+) -> bool {
+    let icmp_len = icmpv6::HEADER_LEN + quote.len();
+    let total = ethernet::HEADER_LEN + ipv6::HEADER_LEN + icmp_len;
+    if !f.set_len(total.max(MIN_FRAME)) {
+        return false;
+    }
+    let data = f.data_mut();
+    data.fill(0);
+    ethernet::emit_header(data, dst_mac, src_mac, ethertype::IPV6);
+    let ip = Ipv6Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: protocol::ICMPV6,
+        payload_len: icmp_len,
+        hop_limit: OWN_TTL,
+    };
+    ip.emit(&mut data[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv6::HEADER_LEN]);
+    let at = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
+    let msg = &mut data[at..at + icmp_len];
+    msg[0] = t;
+    msg[4..8].copy_from_slice(&extra.to_be_bytes());
+    msg[8..].copy_from_slice(quote);
+    Icmpv6Packet::new_unchecked(msg).fill_checksum(&src, &dst);
+    f.set_tx_offload(Default::default());
+    true
+}
