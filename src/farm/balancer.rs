@@ -403,12 +403,7 @@ impl FarmBalancer {
             worker,
             workers,
             sched: Sched {
-                rr: snap
-                    .farm
-                    .units
-                    .iter()
-                    .map(|u| vec![0; u.members().len()])
-                    .collect(),
+                rr: snap.farm.units.iter().map(|u| vec![0; u.members().len()]).collect(),
                 rotate: worker,
             },
             ports: LocalPorts {
@@ -563,11 +558,7 @@ impl FarmBalancer {
                     let m = unit.main().ok_or(DropReason::NoServer)?;
                     let t = self.table.endpoints().forward(&f);
                     let end = self.table.endpoints().servers[to.0 as usize];
-                    let sport = if unit.port == 0 {
-                        f.unit_port
-                    } else {
-                        end.port
-                    };
+                    let sport = if unit.port == 0 { f.unit_port } else { end.port };
                     (local, lport) = alloc_local(&self.table, &mut self.ports, m, end, sport, &t)
                         .ok_or(DropReason::FlowTableFull)?;
                 }

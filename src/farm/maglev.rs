@@ -138,12 +138,9 @@ impl MaglevTable {
     /// table counts as all slots different).
     pub fn moved(old: Option<&MaglevTable>, new: Option<&MaglevTable>) -> usize {
         match (old, new) {
-            (Some(a), Some(b)) if a.len() == b.len() => a
-                .slots
-                .iter()
-                .zip(b.slots.iter())
-                .filter(|(x, y)| x != y)
-                .count(),
+            (Some(a), Some(b)) if a.len() == b.len() => {
+                a.slots.iter().zip(b.slots.iter()).filter(|(x, y)| x != y).count()
+            }
             (None, None) => 0,
             (Some(a), _) => a.len(),
             (None, Some(b)) => b.len(),

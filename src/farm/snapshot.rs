@@ -48,10 +48,7 @@ pub struct Snapshot {
 fn table_for(farm: &Farm, unit: UnitId) -> Option<Arc<MaglevTable>> {
     let u = farm.unit(unit);
     let m = u.main()?;
-    if !matches!(
-        m.scheduler,
-        SchedulerKind::Maglev | SchedulerKind::SourceHash
-    ) {
+    if !matches!(m.scheduler, SchedulerKind::Maglev | SchedulerKind::SourceHash) {
         return None;
     }
     let members: Vec<Member<'_>> = m
@@ -173,10 +170,7 @@ pub fn client_owner(ip: IpAddr, port: u16, workers: usize) -> usize {
     let hi = u64::from_le_bytes(w);
     w.copy_from_slice(&a[8..16]);
     let lo = u64::from_le_bytes(w);
-    let h = mix(
-        mix(hi ^ 0x0123_4567_89ab_cdef, 0x9e37_79b9_7f4a_7c15) ^ lo ^ (port as u64) << 48,
-        0xc2b2_ae3d_27d4_eb4f,
-    );
+    let h = mix(mix(hi ^ 0x0123_4567_89ab_cdef, 0x9e37_79b9_7f4a_7c15) ^ lo ^ (port as u64) << 48, 0xc2b2_ae3d_27d4_eb4f);
     ((h as u128 * workers as u128) >> 64) as usize
 }
 
