@@ -844,3 +844,387 @@ pub struct SubFarmUnitReport {
     /// True when `active` is a backup.
     pub promoted: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    pub(crate) const CONFIG: &str = r#"
+[[port]]
+name = "p0"
+device = "net_null0"
+addresses = ["198.18.0.1/24"]
+
+[[health_check]]
+name = "web"
+type = "http"
+interval = "100ms"
+jitter = "20ms"
+timeout = "50ms"
+rise = 2
+fall = 3
+path = "/health"
+expect_body = { exact = "OK" }
+
+[[server]]
+name = "s1"
+address = "198.18.1.11"
+port = 80
+weight = 10
+check = "web"
+slow_start = "1s"
+
+[[server]]
+name = "s2"
+address = "198.18.1.12"
+port = 80
+check = "web"
+
+[[farm_unit]]
+name = "shop"
+address = "198.18.1.100"
+port = 80
+protocol = "tcp"
+servers = ["s1", "s2"]
+
+[[sub_farm_unit]]
+name = "shop-s1"
+address = "198.18.1.101"
+port = 80
+protocol = "tcp"
+server = "s1"
+backups = ["s2"]
+"#;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn table_with(text: &str) -> StatusTable {
+        let cfg = Config::parse(Path::new("t.toml"), text).unwrap();
+        let publisher = Publisher::new(Farm::from_config(&cfg).unwrap()).unwrap();
+        StatusTable::new(cfg, publisher, ms(0), 1_000_000)
+    }
+
+    fn table() -> StatusTable {
+        table_with(CONFIG)
+    }
+
+    fn fail() -> CheckResult {
+        CheckResult::Fail("status 503 (expected 200)".into())
+    }
+
+    fn pass() -> CheckResult {
+        CheckResult::Pass("status 200, 2 bytes".into())
+    }
+
+    /// (published state, published weight) of server `i`.
+    fn published(t: &StatusTable, i: u16) -> (ServerState, u32) {
+        let s = t.publisher().farm().server(ServerId(i));
+        (s.state, s.weight)
+    }
+
+    fn active(t: &StatusTable, now: Duration) -> (Option<String>, bool) {
+        let st = t.status(now);
+        let u = st.sub_farm_unit("shop-s1").unwrap();
+        (u.active.clone(), u.promoted)
+    }
+
+    #[test]
+    fn ramp_weight_steps_from_zero_to_full() {
+        let ss = Duration::from_secs(30);
+        assert_eq!(ramp_step(ss), RAMP_STEP);
+        assert_eq!(ramp_weight(300, ss, ms(0)), Some(0));
+        assert_eq!(ramp_weight(300, ss, ms(999)), Some(0));
+        assert_eq!(ramp_weight(300, ss, ms(1000)), Some(10));
+        assert_eq!(ramp_weight(300, ss, ms(15_500)), Some(150));
+        assert_eq!(ramp_weight(300, ss, ms(29_999)), Some(290));
+        assert_eq!(ramp_weight(300, ss, ms(30_000)), None);
+        // Short ramps get 10 steps; small weights round up so the first
+        // step already takes flows.
+        assert_eq!(ramp_step(ms(500)), ms(50));
+        assert_eq!(ramp_weight(1, ms(500), ms(50)), Some(1));
+        assert_eq!(ramp_weight(1, ms(500), ms(49)), Some(0));
+        assert_eq!(ramp_step(ms(20)), ms(10));
+        // Weights never go down during a ramp.
+        let mut last = 0;
+        for t in 0..1000 {
+            match ramp_weight(7, ms(1000), ms(t)) {
+                Some(w) => {
+                    assert!(w >= last && w <= 7);
+                    last = w;
+                }
+                None => panic!("ramp over early at {t} ms"),
+            }
+        }
+    }
+
+    #[test]
+    fn fall_disables_server_and_promotes_backup_then_rise_restores() {
+        let mut t = table();
+        let gen0 = t.publisher().snapshot().generation;
+        assert_eq!(published(&t, 0), (ServerState::Up, 10));
+        assert_eq!(active(&t, ms(0)), (Some("s1".into()), false));
+        assert_eq!(t.observe(0, 0, fail(), ms(100)), None);
+        assert_eq!(t.observe(0, 0, fail(), ms(200)), None);
+        assert_eq!(published(&t, 0).0, ServerState::Up);
+        let tr = t.observe(0, 0, fail(), ms(300)).unwrap();
+        assert_eq!(tr.to, Health::Down);
+        assert_eq!(published(&t, 0).0, ServerState::Down);
+        assert!(t.publisher().snapshot().generation > gen0);
+        // Promotion: the sub-farm unit's new flows go to the backup.
+        assert_eq!(active(&t, ms(300)), (Some("s2".into()), true));
+        let st = t.status(ms(300));
+        let s1 = st.server("s1").unwrap();
+        assert_eq!(s1.effective_weight, 0);
+        assert_eq!(st.farm_units[0].available, vec!["s2".to_string()]);
+        let ev = s1.history.last().unwrap();
+        assert_eq!(ev.at_unix_ms, 1_000_300);
+        assert_eq!(
+            (ev.old_state, ev.new_state),
+            (ServerState::Up, ServerState::Down)
+        );
+        assert!(
+            ev.cause.contains("health check 'web' down")
+                && ev
+                    .cause
+                    .contains("3 consecutive failures, last: status 503"),
+            "{}",
+            ev.cause
+        );
+        let h = s1.health.as_ref().unwrap();
+        assert_eq!((h.checks, h.failures, h.health), (3, 3, Health::Down));
+
+        // Recovery: up after `rise` passes, with a slow-start ramp.
+        assert_eq!(t.observe(0, 0, pass(), ms(400)), None);
+        assert!(t.observe(0, 0, pass(), ms(500)).is_some());
+        assert_eq!(published(&t, 0), (ServerState::Up, 0));
+        // Weight 0: the backup still takes the new flows for one step.
+        assert_eq!(active(&t, ms(500)), (Some("s2".into()), true));
+        t.tick(ms(600));
+        assert_eq!(published(&t, 0), (ServerState::Up, 1));
+        assert_eq!(active(&t, ms(600)), (Some("s1".into()), false));
+    }
+
+    #[test]
+    fn slow_start_ramps_weight_in_steps_via_tick() {
+        let mut t = table();
+        for (i, now) in [100, 200, 300].into_iter().enumerate() {
+            let _ = i;
+            t.observe(0, 0, fail(), ms(now));
+        }
+        t.observe(0, 0, pass(), ms(1000));
+        t.observe(0, 0, pass(), ms(1100));
+        // Ramp of 1 s from 1100 ms in 100 ms steps to weight 10.
+        let mut seen = Vec::new();
+        for now in (1100..=2300).step_by(50) {
+            t.tick(ms(now));
+            seen.push(published(&t, 0).1);
+            let st = t.status(ms(now));
+            let s1 = st.server("s1").unwrap();
+            assert_eq!(s1.effective_weight, published(&t, 0).1);
+            assert_eq!(s1.slow_start.is_some(), now < 2100, "at {now}");
+        }
+        let mut dedup = seen.clone();
+        dedup.dedup();
+        assert_eq!(dedup, vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        let hist = &t.status(ms(2300)).servers[0].history;
+        assert!(hist.last().unwrap().cause.starts_with("slow start done"));
+        // Ramp steps themselves are not history.
+        assert_eq!(hist.len(), 3);
+    }
+
+    #[test]
+    fn drain_and_disable_stop_new_flows_enable_restores() {
+        let mut t = table();
+        t.act("s1", Action::Drain, ms(10)).unwrap();
+        assert_eq!(published(&t, 0), (ServerState::Draining, 10));
+        assert_eq!(active(&t, ms(10)), (Some("s2".into()), true));
+        let st = t.status(ms(10));
+        assert_eq!(st.server("s1").unwrap().admin, AdminState::Draining);
+        assert_eq!(st.server("s1").unwrap().effective_weight, 0);
+        // A health change while drained is recorded but changes nothing.
+        for n in 1..=3 {
+            t.observe(0, 0, fail(), ms(10 + n));
+        }
+        assert_eq!(published(&t, 0).0, ServerState::Draining);
+        let last = t.status(ms(20)).servers[0].history.last().cloned().unwrap();
+        assert_eq!(
+            (last.old_state, last.new_state),
+            (ServerState::Draining, ServerState::Draining)
+        );
+        assert!(last.cause.contains("down"));
+        // Enabled but unhealthy: down until the checks pass.
+        t.act("s1", Action::Enable, ms(30)).unwrap();
+        assert_eq!(published(&t, 0).0, ServerState::Down);
+        t.observe(0, 0, pass(), ms(40));
+        t.observe(0, 0, pass(), ms(50));
+        assert_eq!(published(&t, 0).0, ServerState::Up);
+        t.act("s2", Action::Disable, ms(60)).unwrap();
+        assert_eq!(published(&t, 1), (ServerState::Down, 1));
+        assert_eq!(
+            t.status(ms(60)).server("s2").unwrap().admin,
+            AdminState::Disabled
+        );
+        t.act("s2", Action::Enable, ms(70)).unwrap();
+        assert_eq!(published(&t, 1), (ServerState::Up, 1));
+    }
+
+    #[test]
+    fn weight_changes_and_errors() {
+        let mut t = table();
+        t.act("s2", Action::Weight(5), ms(1)).unwrap();
+        assert_eq!(published(&t, 1), (ServerState::Up, 5));
+        let ev = t.status(ms(1)).servers[1].history[0].clone();
+        assert_eq!((ev.old_weight, ev.new_weight), (1, 5));
+        assert_eq!(ev.cause, "admin: weight 1 -> 5");
+        t.act("s2", Action::Weight(0), ms(2)).unwrap();
+        assert_eq!(t.status(ms(2)).server("s2").unwrap().effective_weight, 0);
+        assert_eq!(
+            t.act("nobody", Action::Drain, ms(3)),
+            Err(ActionError::UnknownServer("nobody".into()))
+        );
+        assert_eq!(
+            t.act("s2", Action::Weight(StatusTable::MAX_WEIGHT + 1), ms(3)),
+            Err(ActionError::BadWeight(
+                u64::from(StatusTable::MAX_WEIGHT) + 1
+            ))
+        );
+    }
+
+    #[test]
+    fn history_keeps_the_last_32() {
+        let mut t = table();
+        for n in 0..40u32 {
+            t.act("s2", Action::Weight(n + 2), ms(u64::from(n)))
+                .unwrap();
+        }
+        let h = &t.status(ms(50)).servers[1].history;
+        assert_eq!(h.len(), HISTORY);
+        assert_eq!(h[0].new_weight, 10);
+        assert_eq!(h[31].new_weight, 41);
+    }
+
+    #[test]
+    fn results_of_replaced_checkers_are_ignored() {
+        let mut t = table();
+        for n in 0..5 {
+            assert_eq!(t.observe(0, 7, fail(), ms(n)), None);
+        }
+        assert_eq!(published(&t, 0).0, ServerState::Up);
+        assert_eq!(t.observe(9, 0, fail(), ms(5)), None);
+    }
+
+    #[test]
+    fn start_states_follow_the_config() {
+        let text = CONFIG
+            .replace("weight = 10\n", "weight = 10\nstate = \"down\"\n")
+            .replace(
+                "port = 80\ncheck = \"web\"\n\n[[farm",
+                "port = 80\nstate = \"draining\"\n\n[[farm",
+            );
+        let mut t = table_with(&text);
+        assert_eq!(published(&t, 0).0, ServerState::Down);
+        assert_eq!(published(&t, 1).0, ServerState::Draining);
+        // No server takes the sub-farm unit's new flows.
+        assert_eq!(active(&t, ms(0)), (None, false));
+        // s1 is checked: it comes up when its checks pass.
+        t.observe(0, 0, pass(), ms(10));
+        t.observe(0, 0, pass(), ms(20));
+        assert_eq!(published(&t, 0), (ServerState::Up, 0));
+        // s2 has no check: no checker.
+        let specs = t.checkers();
+        assert_eq!(specs.len(), 1);
+        assert_eq!(specs[0].addr, "198.18.1.11:80".parse().unwrap());
+        assert_eq!(specs[0].check.interval, ms(100));
+    }
+
+    #[test]
+    fn reload_applies_weights_states_and_checks() {
+        let mut t = table();
+        let new_text = CONFIG
+            .replace("weight = 10", "weight = 20")
+            .replace(
+                "port = 80\ncheck = \"web\"\n\n[[farm",
+                "port = 80\ncheck = \"tcp\"\nstate = \"draining\"\n\n[[farm",
+            )
+            .replace(
+                "[[server]]\nname = \"s1\"",
+                "[[health_check]]\nname = \"tcp\"\ntype = \"tcp\"\n\n[[server]]\nname = \"s1\"",
+            );
+        let new = Config::parse(Path::new("t.toml"), &new_text).unwrap();
+        let (report, restart) = t.reload(new, ms(100)).unwrap();
+        assert_eq!(restart, vec![1]);
+        assert!(
+            report
+                .changed
+                .contains(&"health check 'tcp' added".to_string()),
+            "{report:?}"
+        );
+        assert!(
+            report
+                .changed
+                .iter()
+                .any(|c| c == "server 's1': weight 10 -> 20"),
+            "{report:?}"
+        );
+        assert!(
+            report.changed.iter().any(|c| c.contains("server 's2'")
+                && c.contains("state up -> draining")
+                && c.contains("check 'web' -> 'tcp'")),
+            "{report:?}"
+        );
+        assert!(report.needs_restart.is_empty());
+        assert_eq!(published(&t, 0), (ServerState::Up, 20));
+        assert_eq!(published(&t, 1).0, ServerState::Draining);
+        let spec = t.checker(1).unwrap();
+        assert_eq!((spec.epoch, spec.check.name.as_str()), (1, "tcp"));
+        // The old checker's results no longer count.
+        for n in 0..5 {
+            t.observe(1, 0, fail(), ms(200 + n));
+        }
+        assert_eq!(
+            t.status(ms(300))
+                .server("s2")
+                .unwrap()
+                .health
+                .as_ref()
+                .unwrap()
+                .checks,
+            0
+        );
+        assert_eq!(t.status(ms(300)).reloads.ok, 1);
+    }
+
+    #[test]
+    fn reload_refuses_structural_changes_whole() {
+        let mut t = table();
+        let new_text = CONFIG
+            .replace("weight = 10", "weight = 20")
+            .replace("198.18.1.12", "198.18.1.13")
+            .replace("servers = [\"s1\", \"s2\"]", "servers = [\"s1\"]");
+        let new = Config::parse(Path::new("t.toml"), &new_text).unwrap();
+        match t.reload(new, ms(1)) {
+            Err(ReloadError::Structure(v)) => assert_eq!(
+                v,
+                vec![
+                    "server 's2' address or port changed".to_string(),
+                    "farm units changed".to_string()
+                ]
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Nothing applied.
+        assert_eq!(published(&t, 0), (ServerState::Up, 10));
+        assert_eq!(t.status(ms(1)).reloads.failed, 1);
+        // Data-plane settings are reported, not applied.
+        let new = Config::parse(
+            Path::new("t.toml"),
+            &format!("[flows]\ncapacity = 1000\n{CONFIG}"),
+        )
+        .unwrap();
+        let (report, _) = t.reload(new, ms(2)).unwrap();
+        assert_eq!(report.needs_restart, vec!["[flows]".to_string()]);
+    }
+}
