@@ -296,7 +296,7 @@ pub fn render(status: &StatusReport, live: &LiveStats) -> String {
             f64::from(s.active_flows),
         );
         f.add(
-            "farmlb_server_transitions",
+            "farmlb_server_history_entries",
             "gauge",
             "Entries in the server's history (at most 32).",
             &l,

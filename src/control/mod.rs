@@ -295,6 +295,12 @@ impl ControlPlane {
         self.shared.act(server, action)
     }
 
+    /// Re-reads and applies the config file, as `POST /reload` does (for
+    /// SIGHUP). On error the old configuration stays in force.
+    pub fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        self.shared.reload()
+    }
+
     /// Stops the checkers and the admin API. Returns within about
     /// [`STOP_WAIT`] even when a probe is in progress (that thread ends
     /// after its probe, and its result is dropped).
