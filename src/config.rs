@@ -255,6 +255,14 @@ pub struct ServerConfig {
     /// flows.
     #[serde(default)]
     pub state: ServerState,
+    /// The `[[health_check]]` profile that checks this server; none: the
+    /// server is never checked and keeps the state it is given.
+    #[serde(default)]
+    pub check: Option<Spanned<String>>,
+    /// After the server recovers (or is enabled again), its weight ramps
+    /// from 0 to `weight` over this duration ("30s").
+    #[serde(default)]
+    pub slow_start: Option<Spanned<String>>,
 }
 
 /// What happens to the established flows of a main farm unit whose server
@@ -363,6 +371,10 @@ pub struct RawConfig {
     pub sub_farm_units: Vec<SubFarmUnitConfig>,
     #[serde(default)]
     pub flows: FlowsConfig,
+    #[serde(default, rename = "health_check")]
+    pub health_checks: Vec<HealthCheckConfig>,
+    #[serde(default)]
+    pub admin: AdminConfig,
 }
 
 /// An address with its prefix length.
@@ -469,6 +481,10 @@ pub struct Server {
     pub weight: u32,
     /// The state at start-up.
     pub state: ServerState,
+    /// Index into [`Config::health_checks`] of the profile checking it.
+    pub check: Option<usize>,
+    /// Weight ramp after recovery.
+    pub slow_start: Option<Duration>,
 }
 
 /// A resolved main farm unit; servers are indexes into [`Config::servers`].
@@ -513,6 +529,10 @@ pub struct Config {
     pub sub_farm_units: Vec<SubFarmUnit>,
     /// Flow table size and timeouts, per worker.
     pub flows: FlowTableConfig,
+    /// Health-check profiles, by position (see [`Server::check`]).
+    pub health_checks: Vec<HealthCheck>,
+    /// The admin API.
+    pub admin: Admin,
 }
 
 impl Config {
@@ -805,6 +825,7 @@ impl Validator<'_> {
             });
         }
 
+        let health_checks = self.health_checks(&raw.health_checks)?;
         let mut server_names = HashSet::new();
         let mut server_index = HashMap::new();
         let mut endpoints = HashMap::new();
@@ -832,6 +853,7 @@ impl Validator<'_> {
                     ),
                 ));
             }
+            let (check, slow_start) = self.server_health(s, &name, &health_checks)?;
             server_index.insert(name.clone(), servers.len());
             servers.push(Server {
                 name,
@@ -839,6 +861,8 @@ impl Validator<'_> {
                 port: s.port,
                 weight: s.weight,
                 state: s.state,
+                check,
+                slow_start,
             });
         }
 
@@ -1007,6 +1031,7 @@ impl Validator<'_> {
         }
 
         let flows = self.flows(&raw.flows)?;
+        let admin = self.admin(&raw.admin)?;
 
         Ok(Config {
             file: self.file.to_path_buf(),
@@ -1021,6 +1046,8 @@ impl Validator<'_> {
             farm_units,
             sub_farm_units,
             flows,
+            health_checks,
+            admin,
         })
     }
 
@@ -1104,6 +1131,617 @@ fn family(a: IpAddr) -> &'static str {
         "IPv4"
     } else {
         "IPv6"
+    }
+}
+
+// ---- Health checks and the admin API (the control thread's settings) ----
+
+fn default_admin_listen() -> Spanned<String> {
+    Spanned::new(0..0, Admin::DEFAULT_LISTEN.to_string())
+}
+
+/// The kind of a `[[health_check]]`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckType {
+    /// Send the test URL request and compare the answer.
+    Http,
+    /// Open a TCP connection.
+    Tcp,
+    /// Never checked: always up.
+    None,
+}
+
+impl CheckType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckType::Http => "http",
+            CheckType::Tcp => "tcp",
+            CheckType::None => "none",
+        }
+    }
+}
+
+/// `expect_body = { exact = "..." }`, `{ contains = "..." }` or
+/// `{ sha256 = "hex" }`: exactly one of them.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectBodyConfig {
+    pub exact: Option<String>,
+    pub contains: Option<String>,
+    pub sha256: Option<String>,
+}
+
+/// `[[health_check]]`: a named health-check profile that servers refer to
+/// with `check = "name"`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    pub name: Spanned<String>,
+    #[serde(rename = "type")]
+    pub kind: Spanned<CheckType>,
+    /// Time between two checks of one server ("2s").
+    pub interval: Option<Spanned<String>>,
+    /// A random delay of up to this much is added to every interval, so the
+    /// checks of many servers do not fall into step ("500ms").
+    pub jitter: Option<Spanned<String>>,
+    /// A check without a complete answer within this time fails ("1s").
+    pub timeout: Option<Spanned<String>>,
+    /// Consecutive passes that bring a down server up.
+    pub rise: Option<Spanned<u32>>,
+    /// Consecutive failures that take an up server down.
+    pub fall: Option<Spanned<u32>>,
+    /// Port to check instead of the server's own.
+    pub port: Option<Spanned<u16>>,
+    /// http: request method (default GET).
+    pub method: Option<Spanned<String>>,
+    /// http: the test URL's path (default "/").
+    pub path: Option<Spanned<String>>,
+    /// http: Host header (default: the server's address).
+    pub host: Option<Spanned<String>>,
+    /// http: the status a healthy server answers (default 200).
+    pub expect_status: Option<Spanned<u16>>,
+    /// http: what the body of a healthy answer is (default: not compared).
+    pub expect_body: Option<Spanned<ExpectBodyConfig>>,
+}
+
+/// `[admin]`: the admin HTTP API.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address:port to listen on (default 127.0.0.1:9190; port 0 picks one).
+    #[serde(default = "default_admin_listen")]
+    pub listen: Spanned<String>,
+    /// Bearer token the API requires (`Authorization: Bearer <token>`);
+    /// mandatory when `listen` is not a loopback address.
+    #[serde(default)]
+    pub token: Option<Spanned<String>>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: default_admin_listen(),
+            token: None,
+        }
+    }
+}
+
+/// How a healthy server's test answer body looks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpectBody {
+    Exact(String),
+    Contains(String),
+    Sha256([u8; 32]),
+}
+
+/// The test URL request of an `http` check and the answer it expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCheck {
+    pub method: String,
+    pub path: String,
+    pub host: Option<String>,
+    pub expect_status: u16,
+    pub expect_body: Option<ExpectBody>,
+}
+
+/// What a check does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    Http(HttpCheck),
+    Tcp,
+    None,
+}
+
+impl CheckKind {
+    pub fn check_type(&self) -> CheckType {
+        match self {
+            CheckKind::Http(_) => CheckType::Http,
+            CheckKind::Tcp => CheckType::Tcp,
+            CheckKind::None => CheckType::None,
+        }
+    }
+}
+
+/// A resolved health-check profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub name: String,
+    pub kind: CheckKind,
+    pub interval: Duration,
+    pub jitter: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    /// Port to check; None: the server's port.
+    pub port: Option<u16>,
+}
+
+impl HealthCheck {
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const DEFAULT_RISE: u32 = 2;
+    pub const DEFAULT_FALL: u32 = 3;
+    /// The longest interval, jitter, timeout or slow start accepted.
+    pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+}
+
+/// The resolved `[admin]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    pub listen: std::net::SocketAddr,
+    pub token: Option<String>,
+}
+
+impl Admin {
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:9190";
+}
+
+impl Validator<'_> {
+    fn duration(
+        &self,
+        v: &Spanned<String>,
+        what: &str,
+        zero_ok: bool,
+    ) -> Result<Duration, ConfigError> {
+        let d = humantime::parse_duration(v.get_ref().trim()).map_err(|e| {
+            self.err(
+                v.span(),
+                format!(
+                    "{what} '{}' is not a duration like \"2s\" or \"500ms\": {e}",
+                    v.get_ref()
+                ),
+            )
+        })?;
+        if (d.is_zero() && !zero_ok) || d > HealthCheck::MAX_DURATION {
+            return Err(self.err(
+                v.span(),
+                format!(
+                    "{what} '{}' is not between {} and 24h",
+                    v.get_ref(),
+                    if zero_ok { "0s" } else { "1ns" }
+                ),
+            ));
+        }
+        Ok(d)
+    }
+
+    fn health_checks(&self, raw: &[HealthCheckConfig]) -> Result<Vec<HealthCheck>, ConfigError> {
+        let mut names = HashSet::new();
+        let mut out = Vec::new();
+        for h in raw {
+            let name = self.name(&h.name, "health check", &mut names)?;
+            let what = |field: &str| format!("health check '{name}' {field}");
+            let dur =
+                |v: &Option<Spanned<String>>, field: &str, zero_ok: bool, default: Duration| {
+                    v.as_ref()
+                        .map_or(Ok(default), |v| self.duration(v, &what(field), zero_ok))
+                };
+            let interval = dur(
+                &h.interval,
+                "interval",
+                false,
+                HealthCheck::DEFAULT_INTERVAL,
+            )?;
+            let jitter = dur(&h.jitter, "jitter", true, Duration::ZERO)?;
+            let timeout = dur(&h.timeout, "timeout", false, HealthCheck::DEFAULT_TIMEOUT)?;
+            let count = |v: &Option<Spanned<u32>>, field: &str, default: u32| match v {
+                None => Ok(default),
+                Some(v) if (1..=1000).contains(v.get_ref()) => Ok(*v.get_ref()),
+                Some(v) => Err(self.err(
+                    v.span(),
+                    format!("{} {} is not 1..=1000", what(field), v.get_ref()),
+                )),
+            };
+            let rise = count(&h.rise, "rise", HealthCheck::DEFAULT_RISE)?;
+            let fall = count(&h.fall, "fall", HealthCheck::DEFAULT_FALL)?;
+            if let Some(p) = &h.port {
+                if *p.get_ref() == 0 {
+                    return Err(self.err(p.span(), format!("{} 0 is not 1..=65535", what("port"))));
+                }
+            }
+            let kind = match h.kind.get_ref() {
+                CheckType::Http => CheckKind::Http(self.http_check(h, &name)?),
+                other => {
+                    let http_only = [
+                        (h.method.as_ref().map(|v| v.span()), "method"),
+                        (h.path.as_ref().map(|v| v.span()), "path"),
+                        (h.host.as_ref().map(|v| v.span()), "host"),
+                        (h.expect_status.as_ref().map(|v| v.span()), "expect_status"),
+                        (h.expect_body.as_ref().map(|v| v.span()), "expect_body"),
+                    ];
+                    if let Some((Some(span), field)) =
+                        http_only.into_iter().find(|(s, _)| s.is_some())
+                    {
+                        return Err(self.err(
+                            span,
+                            format!(
+                                "{} is only for type = \"http\", not \"{}\"",
+                                what(field),
+                                other.as_str()
+                            ),
+                        ));
+                    }
+                    if *other == CheckType::Tcp {
+                        CheckKind::Tcp
+                    } else {
+                        CheckKind::None
+                    }
+                }
+            };
+            out.push(HealthCheck {
+                name,
+                kind,
+                interval,
+                jitter,
+                timeout,
+                rise,
+                fall,
+                port: h.port.as_ref().map(|p| *p.get_ref()),
+            });
+        }
+        Ok(out)
+    }
+
+    fn http_check(&self, h: &HealthCheckConfig, name: &str) -> Result<HttpCheck, ConfigError> {
+        let method = match &h.method {
+            None => "GET".to_string(),
+            Some(m) => {
+                let v = m.get_ref();
+                if v.is_empty() || v.len() > 16 || !v.bytes().all(|b| b.is_ascii_uppercase()) {
+                    return Err(self.err(
+                        m.span(),
+                        format!(
+                            "health check '{name}' method '{v}' is not an HTTP method like \"GET\""
+                        ),
+                    ));
+                }
+                v.clone()
+            }
+        };
+        let path = match &h.path {
+            None => "/".to_string(),
+            Some(p) => {
+                let v = p.get_ref();
+                if !v.starts_with('/') || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(self.err(
+                        p.span(),
+                        format!("health check '{name}' path '{v}' must start with '/' and hold no spaces or control characters"),
+                    ));
+                }
+                v.clone()
+            }
+        };
+        let host = match &h.host {
+            None => None,
+            Some(x) => {
+                let v = x.get_ref();
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(self.err(
+                        x.span(),
+                        format!("health check '{name}' host '{v}' is empty or holds spaces or control characters"),
+                    ));
+                }
+                Some(v.clone())
+            }
+        };
+        let expect_status = match &h.expect_status {
+            None => 200,
+            Some(s) if (100..=599).contains(s.get_ref()) => *s.get_ref(),
+            Some(s) => {
+                return Err(self.err(
+                    s.span(),
+                    format!(
+                        "health check '{name}' expect_status {} is not 100..=599",
+                        s.get_ref()
+                    ),
+                ))
+            }
+        };
+        let expect_body = match &h.expect_body {
+            None => None,
+            Some(b) => {
+                let e = b.get_ref();
+                let bad = || {
+                    self.err(
+                        b.span(),
+                        format!("health check '{name}' expect_body needs exactly one of exact, contains, sha256"),
+                    )
+                };
+                match (&e.exact, &e.contains, &e.sha256) {
+                    (Some(x), None, None) => Some(ExpectBody::Exact(x.clone())),
+                    (None, Some(x), None) => Some(ExpectBody::Contains(x.clone())),
+                    (None, None, Some(x)) => Some(ExpectBody::Sha256(parse_sha256(x).ok_or_else(|| {
+                        self.err(
+                            b.span(),
+                            format!("health check '{name}' expect_body sha256 '{x}' is not 64 hex digits"),
+                        )
+                    })?)),
+                    _ => return Err(bad()),
+                }
+            }
+        };
+        Ok(HttpCheck {
+            method,
+            path,
+            host,
+            expect_status,
+            expect_body,
+        })
+    }
+
+    fn server_health(
+        &self,
+        s: &ServerConfig,
+        name: &str,
+        checks: &[HealthCheck],
+    ) -> Result<(Option<usize>, Option<Duration>), ConfigError> {
+        let check = match &s.check {
+            None => None,
+            Some(c) => Some(
+                checks
+                    .iter()
+                    .position(|h| h.name == c.get_ref().trim())
+                    .ok_or_else(|| {
+                        self.err(
+                            c.span(),
+                            format!(
+                                "server '{name}' names unknown health check '{}'",
+                                c.get_ref()
+                            ),
+                        )
+                    })?,
+            ),
+        };
+        let slow_start = match &s.slow_start {
+            None => None,
+            Some(v) => Some(self.duration(v, &format!("server '{name}' slow_start"), true)?)
+                .filter(|d| !d.is_zero()),
+        };
+        Ok((check, slow_start))
+    }
+
+    fn admin(&self, a: &AdminConfig) -> Result<Admin, ConfigError> {
+        let listen: std::net::SocketAddr = a.listen.get_ref().trim().parse().map_err(|_| {
+            self.err(
+                a.listen.span(),
+                format!(
+                    "admin listen '{}' is not an address:port like \"127.0.0.1:9190\"",
+                    a.listen.get_ref()
+                ),
+            )
+        })?;
+        let token = match &a.token {
+            None => None,
+            Some(t) => {
+                let v = t.get_ref();
+                if v.len() < 8 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(self.err(
+                        t.span(),
+                        "admin token must be at least 8 printable characters without spaces",
+                    ));
+                }
+                Some(v.clone())
+            }
+        };
+        if !listen.ip().is_loopback() && token.is_none() {
+            return Err(self.err(
+                a.listen.span(),
+                format!("admin listen {listen} is not a loopback address: set an admin token"),
+            ));
+        }
+        Ok(Admin { listen, token })
+    }
+}
+
+/// Parses 64 hex digits.
+pub fn parse_sha256(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod health_check_tests {
+    use super::*;
+
+    const BASE: &str = r#"[[port]]
+name = "p0"
+device = "net_null0"
+addresses = ["198.18.0.1/24"]
+"#;
+
+    fn parse(extra: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("t.toml"), &format!("{BASE}{extra}"))
+    }
+
+    fn rejects(extra: &str, line: usize, needle: &str) {
+        let e = parse(extra).expect_err("should be rejected");
+        assert_eq!(e.line, line, "wrong line: {e}");
+        assert!(e.message.contains(needle), "'{e}' lacks '{needle}'");
+    }
+
+    #[test]
+    fn http_check_with_all_keys() {
+        let c = parse(
+            r#"
+[[health_check]]
+name = "web"
+type = "http"
+interval = "250ms"
+jitter = "50ms"
+timeout = "100ms"
+rise = 1
+fall = 4
+port = 8081
+method = "HEAD"
+path = "/health?deep=1"
+host = "shop.example"
+expect_status = 204
+expect_body = { sha256 = "565339BC4D33D72817B583024112EB7F5CDF3E5EEF0252D6EC1B9C9A94E12BB3" }
+
+[[server]]
+name = "s1"
+address = "198.18.1.11"
+port = 80
+check = "web"
+slow_start = "5s"
+"#,
+        )
+        .unwrap();
+        let h = &c.health_checks[0];
+        assert_eq!(
+            (h.interval, h.jitter, h.timeout, h.rise, h.fall, h.port),
+            (
+                Duration::from_millis(250),
+                Duration::from_millis(50),
+                Duration::from_millis(100),
+                1,
+                4,
+                Some(8081)
+            )
+        );
+        let CheckKind::Http(http) = &h.kind else {
+            panic!("{h:?}")
+        };
+        assert_eq!(http.method, "HEAD");
+        assert_eq!(http.path, "/health?deep=1");
+        assert_eq!(http.host.as_deref(), Some("shop.example"));
+        assert_eq!(http.expect_status, 204);
+        assert!(
+            matches!(http.expect_body, Some(ExpectBody::Sha256(b)) if b[0] == 0x56 && b[31] == 0xb3)
+        );
+        assert_eq!(c.servers[0].check, Some(0));
+        assert_eq!(c.servers[0].slow_start, Some(Duration::from_secs(5)));
+        assert_eq!(c.admin.listen.to_string(), Admin::DEFAULT_LISTEN);
+        assert_eq!(c.admin.token, None);
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse("[[health_check]]\nname = \"h\"\ntype = \"http\"\n[[health_check]]\nname = \"t\"\ntype = \"tcp\"\n[[health_check]]\nname = \"n\"\ntype = \"none\"\n").unwrap();
+        let h = &c.health_checks[0];
+        assert_eq!(
+            (h.interval, h.jitter, h.timeout, h.rise, h.fall),
+            (
+                Duration::from_secs(2),
+                Duration::ZERO,
+                Duration::from_secs(1),
+                2,
+                3
+            )
+        );
+        assert_eq!(
+            h.kind,
+            CheckKind::Http(HttpCheck {
+                method: "GET".into(),
+                path: "/".into(),
+                host: None,
+                expect_status: 200,
+                expect_body: None
+            })
+        );
+        assert_eq!(c.health_checks[1].kind, CheckKind::Tcp);
+        assert_eq!(c.health_checks[2].kind, CheckKind::None);
+    }
+
+    #[test]
+    fn bad_health_checks() {
+        rejects(
+            "[[health_check]]\nname = \"h\"\ntype = \"http\"\npath = \"health\"\n",
+            8,
+            "must start with '/'",
+        );
+        rejects(
+            "[[health_check]]\nname = \"h\"\ntype = \"http\"\npath = \"/a b\"\n",
+            8,
+            "must start with '/'",
+        );
+        rejects(
+            "[[health_check]]\nname = \"h\"\ntype = \"http\"\nmethod = \"get\"\n",
+            8,
+            "not an HTTP method",
+        );
+        rejects(
+            "[[health_check]]\nname = \"h\"\ntype = \"http\"\nexpect_status = 99\n",
+            8,
+            "not 100..=599",
+        );
+        rejects(
+            "[[health_check]]\nname = \"h\"\ntype = \"http\"\nexpect_body = {}\n",
+            8,
+            "exactly one of",
+        );
+        rejects(
+            "[[health_check]]\nname = \"h\"\ntype = \"http\"\ntimeout = \"0s\"\n",
+            8,
+            "is not between 1ns and 24h",
+        );
+        rejects(
+            "[[health_check]]\nname = \"h\"\ntype = \"none\"\nhost = \"x\"\n",
+            8,
+            "only for type = \"http\", not \"none\"",
+        );
+        rejects("[[health_check]]\nname = \"h\"\ntype = \"tcp\"\n[[health_check]]\nname = \"h\"\ntype = \"tcp\"\n", 9, "duplicate health check name 'h'");
+        rejects(
+            "[[health_check]]\nname = \"h\"\ntype = \"tcp\"\nport = 0\n",
+            8,
+            "port 0",
+        );
+        rejects(
+            "[[health_check]]\nname = \"h\"\n",
+            5,
+            "missing field `type`",
+        );
+        rejects("[[server]]\nname = \"s\"\naddress = \"198.18.1.1\"\nport = 80\nslow_start = \"soon\"\n", 9, "slow_start 'soon' is not a duration");
+    }
+
+    #[test]
+    fn admin_section() {
+        let c =
+            parse("[admin]\nlisten = \"0.0.0.0:9190\"\ntoken = \"0123456789abcdef\"\n").unwrap();
+        assert_eq!(c.admin.listen.to_string(), "0.0.0.0:9190");
+        assert_eq!(c.admin.token.as_deref(), Some("0123456789abcdef"));
+        let c = parse("[admin]\nlisten = \"[::1]:0\"\n").unwrap();
+        assert!(c.admin.listen.ip().is_loopback());
+        rejects(
+            "[admin]\nlisten = \"198.18.0.1:9190\"\n",
+            6,
+            "set an admin token",
+        );
+        rejects(
+            "[admin]\nlisten = \"localhost:9190\"\n",
+            6,
+            "not an address:port",
+        );
+        rejects("[admin]\ntoken = \"short\"\n", 6, "at least 8 printable");
+        rejects("[admin]\nport = 1\n", 6, "unknown field `port`");
     }
 }
 

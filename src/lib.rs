@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod farm;
 pub mod flow;
 pub mod packet;

@@ -1,0 +1,432 @@
+//! Prometheus text exposition of the status table and of the counters the
+//! workers publish through [`LiveStats`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::table::StatusReport;
+use crate::farm::ServerState;
+
+/// Counters the data plane hands to the control thread: each worker
+/// publishes a JSON value of its counters every ~100 ms (not on the packet
+/// path; one mutex per worker, taken for a pointer swap).
+pub struct LiveStats {
+    slots: Vec<Mutex<Option<(Instant, Value)>>>,
+}
+
+impl LiveStats {
+    /// Slots for `workers` workers (0..workers).
+    pub fn new(workers: usize) -> LiveStats {
+        LiveStats {
+            slots: (0..workers).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    pub fn workers(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Replaces worker `worker`'s counters. Numeric leaves become metrics
+    /// `farmlb_worker_<path>{worker="N"}`; an object under a key `drops`
+    /// becomes `farmlb_drops_total{worker="N",reason="<key>"}`. A worker
+    /// number outside the slots is ignored.
+    pub fn publish(&self, worker: usize, stats: Value) {
+        if let Some(slot) = self.slots.get(worker) {
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), stats));
+        }
+    }
+
+    /// Worker `worker`'s latest counters and their age.
+    pub fn latest(&self, worker: usize) -> Option<(Duration, Value)> {
+        let slot = self.slots.get(worker)?;
+        let g = slot.lock().unwrap_or_else(|e| e.into_inner());
+        g.as_ref().map(|(t, v)| (t.elapsed(), v.clone()))
+    }
+}
+
+impl Default for LiveStats {
+    fn default() -> Self {
+        LiveStats::new(0)
+    }
+}
+
+/// One metric family being assembled.
+struct Family {
+    kind: &'static str,
+    help: String,
+    samples: Vec<(String, f64)>,
+}
+
+/// Metric families by name, rendered in name order.
+#[derive(Default)]
+pub struct Families(BTreeMap<String, Family>);
+
+impl Families {
+    pub fn add(
+        &mut self,
+        name: &str,
+        kind: &'static str,
+        help: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
+        let f = self.0.entry(name.to_string()).or_insert_with(|| Family {
+            kind,
+            help: help.to_string(),
+            samples: Vec::new(),
+        });
+        f.samples.push((render_labels(labels), value));
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, f) in &self.0 {
+            let _ = writeln!(out, "# HELP {name} {}", f.help);
+            let _ = writeln!(out, "# TYPE {name} {}", f.kind);
+            for (labels, v) in &f.samples {
+                let _ = writeln!(out, "{name}{labels} {}", number(*v));
+            }
+        }
+        out
+    }
+}
+
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+fn escape(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+fn render_labels(labels: &[(&str, &str)]) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    format!("{{{}}}", parts.join(","))
+}
+
+/// A metric name part: letters, digits and '_' only.
+pub fn sanitize(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+fn leaf(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+        _ => None,
+    }
+}
+
+/// Flattens one worker's counters into `fams`.
+pub fn flatten_worker(worker: usize, stats: &Value, fams: &mut Families) {
+    let w = worker.to_string();
+    walk(&w, &mut Vec::new(), &mut Vec::new(), stats, fams);
+}
+
+fn walk(
+    worker: &str,
+    path: &mut Vec<String>,
+    labels: &mut Vec<(String, String)>,
+    v: &Value,
+    fams: &mut Families,
+) {
+    let owned: Vec<(String, String)> = std::iter::once(("worker".to_string(), worker.to_string()))
+        .chain(labels.iter().cloned())
+        .collect();
+    let all: Vec<(&str, &str)> = owned
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                if k == "drops" {
+                    if let Value::Object(reasons) = child {
+                        let scope = path.join("_");
+                        for (reason, n) in reasons {
+                            if let Some(x) = leaf(n) {
+                                let mut l = all.clone();
+                                if !scope.is_empty() {
+                                    l.push(("scope", &scope));
+                                }
+                                l.push(("reason", reason));
+                                fams.add(
+                                    "farmlb_drops_total",
+                                    "counter",
+                                    "Packets dropped, by reason.",
+                                    &l,
+                                    x,
+                                );
+                            }
+                        }
+                        continue;
+                    }
+                }
+                path.push(sanitize(k));
+                walk(worker, path, labels, child, fams);
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                labels.push(("index".to_string(), i.to_string()));
+                walk(worker, path, labels, child, fams);
+                labels.pop();
+            }
+        }
+        other => {
+            if let (Some(x), false) = (leaf(other), path.is_empty()) {
+                let name = format!("farmlb_worker_{}", path.join("_"));
+                fams.add(
+                    &name,
+                    "untyped",
+                    "Counter published by the worker.",
+                    &all,
+                    x,
+                );
+            }
+        }
+    }
+}
+
+/// The Prometheus text of the status table and the workers' counters.
+pub fn render(status: &StatusReport, live: &LiveStats) -> String {
+    let mut f = Families::default();
+    f.add(
+        "farmlb_snapshot_generation",
+        "gauge",
+        "Generation of the published farm snapshot.",
+        &[],
+        status.generation as f64,
+    );
+    f.add(
+        "farmlb_uptime_seconds",
+        "gauge",
+        "Seconds since the control plane started.",
+        &[],
+        status.uptime_ms as f64 / 1000.0,
+    );
+    for (result, n) in [("ok", status.reloads.ok), ("failed", status.reloads.failed)] {
+        f.add(
+            "farmlb_config_reloads_total",
+            "counter",
+            "Configuration reloads, by result.",
+            &[("result", result)],
+            n as f64,
+        );
+    }
+    for s in &status.servers {
+        let server = s.name.as_str();
+        let l = [("server", server)];
+        f.add(
+            "farmlb_server_up",
+            "gauge",
+            "1 when the server is published up.",
+            &l,
+            (s.state == ServerState::Up) as u8 as f64,
+        );
+        for st in [ServerState::Up, ServerState::Down, ServerState::Draining] {
+            f.add(
+                "farmlb_server_state",
+                "gauge",
+                "The server's published state (one of up, down, draining is 1).",
+                &[("server", server), ("state", st.as_str())],
+                (s.state == st) as u8 as f64,
+            );
+        }
+        f.add(
+            "farmlb_server_weight",
+            "gauge",
+            "The server's configured weight.",
+            &l,
+            f64::from(s.weight),
+        );
+        f.add(
+            "farmlb_server_effective_weight",
+            "gauge",
+            "The weight the schedulers use now.",
+            &l,
+            f64::from(s.effective_weight),
+        );
+        f.add(
+            "farmlb_server_active_flows",
+            "gauge",
+            "Flows on the server over all workers.",
+            &l,
+            f64::from(s.active_flows),
+        );
+        f.add(
+            "farmlb_server_history_entries",
+            "gauge",
+            "Entries in the server's history (at most 32).",
+            &l,
+            s.history.len() as f64,
+        );
+        if let Some(h) = &s.health {
+            f.add(
+                "farmlb_health_checks_total",
+                "counter",
+                "Health checks run, by result.",
+                &[("server", server), ("result", "pass")],
+                (h.checks - h.failures) as f64,
+            );
+            f.add(
+                "farmlb_health_checks_total",
+                "counter",
+                "Health checks run, by result.",
+                &[("server", server), ("result", "fail")],
+                h.failures as f64,
+            );
+            f.add(
+                "farmlb_server_healthy",
+                "gauge",
+                "1 when the server's health checks say up.",
+                &l,
+                (h.health == super::health::Health::Up) as u8 as f64,
+            );
+        }
+    }
+    for u in &status.farm_units {
+        f.add(
+            "farmlb_farm_unit_servers_available",
+            "gauge",
+            "Servers of the main farm unit that take new flows.",
+            &[("unit", &u.name)],
+            u.available.len() as f64,
+        );
+    }
+    for u in &status.sub_farm_units {
+        f.add(
+            "farmlb_sub_farm_unit_promoted",
+            "gauge",
+            "1 when a backup takes the sub-farm unit's new flows.",
+            &[
+                ("unit", &u.name),
+                ("active", u.active.as_deref().unwrap_or("")),
+            ],
+            u.promoted as u8 as f64,
+        );
+    }
+    for w in 0..live.workers() {
+        if let Some((age, v)) = live.latest(w) {
+            let ws = w.to_string();
+            f.add(
+                "farmlb_worker_stats_age_seconds",
+                "gauge",
+                "Seconds since the worker last published its counters.",
+                &[("worker", &ws)],
+                age.as_secs_f64(),
+            );
+            flatten_worker(w, &v, &mut f);
+        }
+    }
+    f.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn worker_counters_flatten_to_metric_names() {
+        let mut f = Families::default();
+        flatten_worker(
+            0,
+            &json!({
+                "rx": {"packets": 10, "bytes": 600},
+                "flows": 3,
+                "drops": {"bad_checksum": 2, "no_server": 1},
+                "ports": [{"tx": 5}, {"tx": 7}],
+                "up": true,
+                "name": "ignored",
+                "port0": {"drops": {"ring_full": 4}}
+            }),
+            &mut f,
+        );
+        let text = f.render();
+        for line in [
+            "farmlb_worker_rx_packets{worker=\"0\"} 10",
+            "farmlb_worker_rx_bytes{worker=\"0\"} 600",
+            "farmlb_worker_flows{worker=\"0\"} 3",
+            "farmlb_drops_total{worker=\"0\",reason=\"bad_checksum\"} 2",
+            "farmlb_drops_total{worker=\"0\",reason=\"no_server\"} 1",
+            "farmlb_drops_total{worker=\"0\",scope=\"port0\",reason=\"ring_full\"} 4",
+            "farmlb_worker_ports_tx{worker=\"0\",index=\"1\"} 7",
+            "farmlb_worker_up{worker=\"0\"} 1",
+            "# TYPE farmlb_drops_total counter",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing '{line}' in\n{text}"
+            );
+        }
+        assert!(!text.contains("ignored"));
+        // One TYPE line per family.
+        assert_eq!(text.matches("# TYPE farmlb_drops_total").count(), 1);
+    }
+
+    #[test]
+    fn live_stats_keep_the_latest_and_ignore_unknown_workers() {
+        let live = LiveStats::new(2);
+        live.publish(1, json!({"a": 1}));
+        live.publish(1, json!({"a": 2}));
+        live.publish(5, json!({"a": 3}));
+        assert_eq!(live.latest(1).unwrap().1, json!({"a": 2}));
+        assert!(live.latest(0).is_none());
+        assert!(live.latest(5).is_none());
+    }
+
+    #[test]
+    fn labels_and_numbers_are_escaped() {
+        assert_eq!(
+            render_labels(&[("r", "a\"b\\c\nd")]),
+            "{r=\"a\\\"b\\\\c\\nd\"}"
+        );
+        assert_eq!(number(3.0), "3");
+        assert_eq!(number(0.25), "0.25");
+        assert_eq!(number(f64::INFINITY), "+Inf");
+        assert_eq!(sanitize("rx-bytes.1"), "rx_bytes_1");
+        assert_eq!(sanitize("1st"), "_1st");
+    }
+}

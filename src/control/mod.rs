@@ -1,0 +1,340 @@
+//! The control plane (US 6,970,913's service manager): health checks, the
+//! server status table, backup promotion, and the admin API.
+//!
+//! - [`health`]: the rise/fall decision logic and check timing (pure).
+//! - [`probe`]: the `http` (test URL, US 7,197,547 FIG. 6), `tcp` and
+//!   `none` checks (I/O).
+//! - [`table`]: the server status table; turns health, operator actions,
+//!   slow start and reloads into published server states and weights (pure).
+//! - [`metrics`]: Prometheus text and [`LiveStats`], the workers' counters.
+//! - [`admin`]: the admin HTTP API.
+//!
+//! [`ControlPlane::start`] runs one checker thread per checked server (a
+//! slow server delays only its own checks) and one admin thread, which also
+//! advances slow-start ramps. All of them share the [`StatusTable`] behind a
+//! mutex, held only to record a result or answer a request; workers never
+//! see it, they read published snapshots.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::Config;
+use crate::farm::{Publisher, Snapshot};
+
+pub mod admin;
+pub mod health;
+pub mod metrics;
+pub mod probe;
+pub mod table;
+
+pub use health::{CheckResult, Health, HealthState, Transition};
+pub use metrics::LiveStats;
+pub use table::{
+    Action, ActionError, AdminState, CheckerSpec, Event, ReloadError, ReloadReport, ServerReport,
+    StatusReport, StatusTable, SubFarmUnitReport,
+};
+
+/// How often the admin thread advances slow-start ramps and looks at the
+/// stop flag.
+pub const TICK: Duration = Duration::from_millis(20);
+
+/// How long [`ControlPlane::stop`] waits for checker threads in the middle
+/// of a probe; the ones still running afterwards finish on their own.
+pub const STOP_WAIT: Duration = Duration::from_secs(1);
+
+/// Errors starting the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("admin API cannot listen on {addr}: {reason}")]
+    Listen { addr: SocketAddr, reason: String },
+    #[error("cannot start the {what} thread: {source}")]
+    Thread {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+struct Checker {
+    server: usize,
+    /// Dropping it wakes and stops the thread.
+    _stop: mpsc::Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+/// What the control threads share.
+pub(crate) struct Shared {
+    table: Mutex<StatusTable>,
+    start: Instant,
+    live: Arc<LiveStats>,
+    stop: AtomicBool,
+    checkers: Mutex<Vec<Checker>>,
+}
+
+impl Shared {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    pub(crate) fn table(&self) -> MutexGuard<'_, StatusTable> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn status(&self) -> StatusReport {
+        let now = self.now();
+        self.table().status(now)
+    }
+
+    fn act(&self, name: &str, action: Action) -> Result<(), ActionError> {
+        let now = self.now();
+        self.table().act(name, action, now)
+    }
+
+    /// Re-reads the config file; on success applies it and replaces the
+    /// checkers whose profile changed.
+    fn reload(self: &Arc<Shared>) -> Result<ReloadReport, ReloadError> {
+        let file = self.table().config().file.clone();
+        let new = match Config::load(&file) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "reload refused: the old configuration stays");
+                self.table().reload_failed();
+                return Err(e.into());
+            }
+        };
+        let now = self.now();
+        let (report, restart, specs) = {
+            let mut t = self.table();
+            let (report, restart) = t.reload(new, now).inspect_err(|e| {
+                tracing::warn!(error = %e, "reload refused: the old configuration stays");
+            })?;
+            let specs: Vec<_> = restart.iter().filter_map(|&i| t.checker(i)).collect();
+            (report, restart, specs)
+        };
+        tracing::info!(changed = ?report.changed, needs_restart = ?report.needs_restart, "configuration reloaded");
+        self.replace_checkers(&restart, specs);
+        Ok(report)
+    }
+
+    fn checkers(&self) -> MutexGuard<'_, Vec<Checker>> {
+        self.checkers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops the checkers of `servers` (without waiting) and starts `specs`.
+    fn replace_checkers(self: &Arc<Shared>, servers: &[usize], specs: Vec<CheckerSpec>) {
+        // The old threads exit at their next wake-up; their late results
+        // carry an old epoch and are ignored.
+        self.checkers().retain(|c| !servers.contains(&c.server));
+        for spec in specs {
+            match spawn_checker(self, spec) {
+                Ok(c) => self.checkers().push(c),
+                Err(e) => tracing::error!(error = %e, "health checker not started"),
+            }
+        }
+    }
+}
+
+fn spawn_checker(shared: &Arc<Shared>, spec: CheckerSpec) -> Result<Checker, ControlError> {
+    let (tx, rx) = mpsc::channel::<()>();
+    let server = spec.server;
+    let sh = shared.clone();
+    let handle = std::thread::Builder::new()
+        .name(format!("check-{}", spec.name))
+        .spawn(move || run_checker(&sh, spec, rx))
+        .map_err(|source| ControlError::Thread {
+            what: "health check".into(),
+            source,
+        })?;
+    Ok(Checker {
+        server,
+        _stop: tx,
+        handle,
+    })
+}
+
+/// One server's checks: wait, probe, report; until told to stop.
+fn run_checker(shared: &Shared, spec: CheckerSpec, stop: mpsc::Receiver<()>) {
+    let seed = (spec.server as u64)
+        ^ (SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64));
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let c = &spec.check;
+    let mut next = shared.now() + health::first_delay(c.interval, &mut rng);
+    tracing::debug!(server = %spec.name, check = %c.name, addr = %spec.addr, "health checker started");
+    loop {
+        match stop.recv_timeout(next.saturating_sub(shared.now())) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let started = shared.now();
+        let result = probe::probe(&c.kind, spec.addr, c.timeout);
+        let ended = shared.now();
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        tracing::trace!(server = %spec.name, result = ?result, "health check");
+        shared
+            .table()
+            .observe(spec.server, spec.epoch, result, ended);
+        next = health::next_check_at(
+            started,
+            ended,
+            health::next_delay(c.interval, c.jitter, &mut rng),
+        );
+    }
+}
+
+fn run_admin(shared: Arc<Shared>, server: tiny_http::Server) {
+    let mut last_tick = shared.now();
+    while !shared.stop.load(Ordering::Relaxed) {
+        match server.recv_timeout(TICK) {
+            Ok(Some(req)) => admin::serve(&shared, req),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "admin API: accept failed");
+                std::thread::sleep(TICK);
+            }
+        }
+        let now = shared.now();
+        if now.saturating_sub(last_tick) >= TICK {
+            shared.table().tick(now);
+            last_tick = now;
+        }
+    }
+}
+
+/// The running control plane.
+pub struct ControlPlane {
+    shared: Arc<Shared>,
+    admin: Option<JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+impl ControlPlane {
+    /// Starts the checkers and the admin API for `config`, driving
+    /// `publisher` (built from the same config). `live` is where the
+    /// workers publish their counters for `/metrics`.
+    pub fn start(
+        config: &Config,
+        publisher: Publisher,
+        live: Arc<LiveStats>,
+    ) -> Result<ControlPlane, ControlError> {
+        let listen = config.admin.listen;
+        let server = tiny_http::Server::http(listen).map_err(|e| ControlError::Listen {
+            addr: listen,
+            reason: e.to_string(),
+        })?;
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| ControlError::Listen {
+                addr: listen,
+                reason: "not an IP listener".into(),
+            })?;
+        let start = Instant::now();
+        let epoch_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let table = StatusTable::new(config.clone(), publisher, Duration::ZERO, epoch_unix_ms);
+        let specs = table.checkers();
+        let shared = Arc::new(Shared {
+            table: Mutex::new(table),
+            start,
+            live,
+            stop: AtomicBool::new(false),
+            checkers: Mutex::new(Vec::new()),
+        });
+        let mut plane = ControlPlane {
+            shared: shared.clone(),
+            admin: None,
+            addr,
+        };
+        for spec in specs {
+            let c = spawn_checker(&shared, spec)?;
+            shared.checkers().push(c);
+        }
+        let sh = shared.clone();
+        plane.admin = Some(
+            std::thread::Builder::new()
+                .name("farmlb-admin".into())
+                .spawn(move || run_admin(sh, server))
+                .map_err(|source| ControlError::Thread {
+                    what: "admin".into(),
+                    source,
+                })?,
+        );
+        tracing::info!(%addr, checkers = shared.checkers().len(), "control plane started");
+        Ok(plane)
+    }
+
+    /// The address the admin API listens on (the actual port when the
+    /// config said port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server status table now.
+    pub fn status(&self) -> StatusReport {
+        self.shared.status()
+    }
+
+    /// The farm snapshot published last.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.table().publisher().snapshot().clone()
+    }
+
+    /// Runs an operator action (as the admin API does).
+    pub fn act(&self, server: &str, action: Action) -> Result<(), ActionError> {
+        self.shared.act(server, action)
+    }
+
+    /// Re-reads and applies the config file, as `POST /reload` does (for
+    /// SIGHUP). On error the old configuration stays in force.
+    pub fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        self.shared.reload()
+    }
+
+    /// Stops the checkers and the admin API. Returns within about
+    /// [`STOP_WAIT`] even when a probe is in progress (that thread ends
+    /// after its probe, and its result is dropped).
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.admin.take() {
+            if h.join().is_err() {
+                tracing::error!("admin thread panicked");
+            }
+        }
+        let checkers: Vec<Checker> = std::mem::take(&mut *self.shared.checkers());
+        // Dropping the senders wakes every waiting checker at once.
+        let handles: Vec<JoinHandle<()>> = checkers.into_iter().map(|c| c.handle).collect();
+        let deadline = Instant::now() + STOP_WAIT;
+        while Instant::now() < deadline && !handles.iter().all(|h| h.is_finished()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for h in handles {
+            if h.is_finished() {
+                let _ = h.join();
+            }
+        }
+        tracing::info!("control plane stopped");
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if !self.shared.stop.load(Ordering::Relaxed) {
+            self.shutdown();
+        }
+    }
+}

@@ -1,0 +1,1230 @@
+//! The server status table (US 7,197,547 FIG. 6, 610/616): per server its
+//! operator state, its health, its configured weight and slow-start ramp,
+//! and the last [`HISTORY`] transitions. The table owns the [`Publisher`]:
+//! every change is turned into a server state and weight and published to
+//! the workers, which then send a down server's sub-farm unit traffic to its
+//! backup (promotion) and, once it is up again, new flows back to it.
+//!
+//! Pure: time comes in as `now` (monotonic, since the control plane
+//! started); no threads, no sockets. [`super::ControlPlane`] drives it.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::health::{CheckResult, Health, HealthState, Transition};
+use crate::config::{CheckKind, CheckType, Config, HealthCheck, Protocol, SchedulerKind};
+use crate::farm::{Farm, Publisher, ServerId, ServerState, UnitKind};
+
+/// Transitions kept per server.
+pub const HISTORY: usize = 32;
+
+/// The longest step of a slow-start ramp.
+pub const RAMP_STEP: Duration = Duration::from_secs(1);
+
+/// What the operator wants of a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminState {
+    /// In service when healthy.
+    Enabled,
+    /// Out of service (published as down: its sub-farm units fail over).
+    Disabled,
+    /// Keeps its flows, gets no new ones.
+    Draining,
+}
+
+impl AdminState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminState::Enabled => "enabled",
+            AdminState::Disabled => "disabled",
+            AdminState::Draining => "draining",
+        }
+    }
+}
+
+/// An operator action on one server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Enable,
+    Disable,
+    Drain,
+    Weight(u32),
+}
+
+/// One entry of a server's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// What caused it ("health check 'web' 3 consecutive failures, last:
+    /// status 503", "admin: drain", "reload: weight 2 -> 5").
+    pub cause: String,
+    pub old_state: ServerState,
+    pub new_state: ServerState,
+    pub old_weight: u32,
+    pub new_weight: u32,
+}
+
+/// The slow-start weight of a server that recovered `elapsed` ago: the
+/// ramp goes from 0 to `full` over `slow_start` in equal steps of at most
+/// [`RAMP_STEP`] (at least 10 steps); `None` once the ramp is over.
+pub fn ramp_weight(full: u32, slow_start: Duration, elapsed: Duration) -> Option<u32> {
+    let step = ramp_step(slow_start);
+    let n = slow_start.as_nanos().div_ceil(step.as_nanos()).max(1);
+    let k = elapsed.as_nanos() / step.as_nanos();
+    if k >= n {
+        return None;
+    }
+    Some((u128::from(full) * k).div_ceil(n) as u32)
+}
+
+/// The step of a slow-start ramp over `slow_start`.
+pub fn ramp_step(slow_start: Duration) -> Duration {
+    (slow_start / 10).clamp(Duration::from_millis(10), RAMP_STEP)
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    id: ServerId,
+    name: String,
+    address: IpAddr,
+    port: u16,
+    admin: AdminState,
+    /// Index into the config's health checks.
+    check: Option<usize>,
+    health: Option<HealthState>,
+    weight: u32,
+    slow_start: Option<Duration>,
+    /// When the running slow-start ramp began.
+    ramp: Option<Duration>,
+    history: VecDeque<Event>,
+    /// Bumped whenever the server's checker is replaced, so results of the
+    /// old one are ignored.
+    epoch: u64,
+}
+
+/// What a health checker of one server runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckerSpec {
+    pub server: usize,
+    pub name: String,
+    pub epoch: u64,
+    pub check: HealthCheck,
+    pub addr: SocketAddr,
+}
+
+/// What a reload changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// Changes applied now.
+    pub changed: Vec<String>,
+    /// Changes in the file that take effect only after a restart.
+    pub needs_restart: Vec<String>,
+}
+
+/// Why a reload was refused (the old configuration stays in force).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Invalid(#[from] crate::config::ConfigError),
+    #[error("the farm's servers or farm units changed; restart farmlb to apply: {}", .0.join("; "))]
+    Structure(Vec<String>),
+}
+
+/// Errors of operator actions.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    #[error("no server named '{0}'")]
+    UnknownServer(String),
+    #[error("weight {0} is above the limit {max}", max = StatusTable::MAX_WEIGHT)]
+    BadWeight(u64),
+}
+
+/// The server status table with the publisher it drives.
+pub struct StatusTable {
+    publisher: Publisher,
+    config: Config,
+    entries: Vec<Entry>,
+    /// Unix time (ms) at `now` = 0.
+    epoch_unix_ms: u64,
+    reloads_ok: u64,
+    reloads_failed: u64,
+}
+
+fn entry_health(
+    cfg: &Config,
+    check: Option<usize>,
+    start: ServerState,
+    now: Duration,
+) -> Option<HealthState> {
+    let h = &cfg.health_checks[check?];
+    let health = if start == ServerState::Down && h.kind != CheckKind::None {
+        Health::Down
+    } else {
+        Health::Up
+    };
+    Some(HealthState::new(health, h.rise, h.fall, now))
+}
+
+fn admin_for(start: ServerState, checked: bool) -> AdminState {
+    match start {
+        ServerState::Up => AdminState::Enabled,
+        ServerState::Draining => AdminState::Draining,
+        // A checked server that starts down comes up when its checks pass;
+        // an unchecked one waits for the operator.
+        ServerState::Down if checked => AdminState::Enabled,
+        ServerState::Down => AdminState::Disabled,
+    }
+}
+
+impl StatusTable {
+    /// The highest weight the admin API accepts.
+    pub const MAX_WEIGHT: u32 = 1_000_000;
+
+    /// A table for `config`, driving `publisher` (whose farm was built from
+    /// the same config). Publishes the start states at once.
+    pub fn new(
+        config: Config,
+        publisher: Publisher,
+        now: Duration,
+        epoch_unix_ms: u64,
+    ) -> StatusTable {
+        let entries = config
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Entry {
+                id: ServerId(i as u16),
+                name: s.name.clone(),
+                address: s.address,
+                port: s.port,
+                admin: admin_for(s.state, s.check.is_some()),
+                check: s.check,
+                health: entry_health(&config, s.check, s.state, now),
+                weight: s.weight,
+                slow_start: s.slow_start,
+                ramp: None,
+                history: VecDeque::new(),
+                epoch: 0,
+            })
+            .collect();
+        let mut t = StatusTable {
+            publisher,
+            config,
+            entries,
+            epoch_unix_ms,
+            reloads_ok: 0,
+            reloads_failed: 0,
+        };
+        for i in 0..t.entries.len() {
+            t.apply(i, now, None);
+        }
+        t
+    }
+
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn unix_ms(&self, now: Duration) -> u64 {
+        self.epoch_unix_ms + now.as_millis() as u64
+    }
+
+    /// The index of the server called `name`.
+    pub fn server_index(&self, name: &str) -> Option<usize> {
+        self.entries.iter().position(|e| e.name == name)
+    }
+
+    /// The checkers to run: one per server whose profile is not `none`.
+    pub fn checkers(&self) -> Vec<CheckerSpec> {
+        (0..self.entries.len())
+            .filter_map(|i| self.checker(i))
+            .collect()
+    }
+
+    /// The checker of server `i`, if it has one to run.
+    pub fn checker(&self, i: usize) -> Option<CheckerSpec> {
+        let e = self.entries.get(i)?;
+        let check = self.config.health_checks[e.check?].clone();
+        if check.kind == CheckKind::None {
+            return None;
+        }
+        let port = check.port.unwrap_or(e.port);
+        Some(CheckerSpec {
+            server: i,
+            name: e.name.clone(),
+            epoch: e.epoch,
+            check,
+            addr: SocketAddr::new(e.address, port),
+        })
+    }
+
+    /// The (state, weight) server `i` should be published with at `now`.
+    fn desired(&self, i: usize, now: Duration) -> (ServerState, u32) {
+        let e = &self.entries[i];
+        let healthy = e.health.as_ref().is_none_or(|h| h.health() == Health::Up);
+        let state = match e.admin {
+            AdminState::Disabled => ServerState::Down,
+            AdminState::Draining => ServerState::Draining,
+            AdminState::Enabled if healthy => ServerState::Up,
+            AdminState::Enabled => ServerState::Down,
+        };
+        let weight = match (state, e.ramp, e.slow_start) {
+            (ServerState::Up, Some(start), Some(ss)) => {
+                ramp_weight(e.weight, ss, now.saturating_sub(start)).unwrap_or(e.weight)
+            }
+            _ => e.weight,
+        };
+        (state, weight)
+    }
+
+    /// Publishes server `i`'s desired state and weight if they differ from
+    /// the published ones; records an event when `cause` is given (even if
+    /// nothing was published: a health change of a drained server is
+    /// still history). Returns true when something was published.
+    fn apply(&mut self, i: usize, now: Duration, cause: Option<String>) -> bool {
+        let (state, weight) = self.desired(i, now);
+        let id = self.entries[i].id;
+        let (old_state, old_weight) = {
+            let s = self.publisher.farm().server(id);
+            (s.state, s.weight)
+        };
+        let before = promotions(self.publisher.farm());
+        // Going up: weight first, so no snapshot has the full weight of a
+        // ramping server; otherwise the state first.
+        let result = if state == ServerState::Up {
+            self.publisher
+                .set_weight(id, weight)
+                .and_then(|_| self.publisher.set_state(id, state))
+        } else {
+            self.publisher
+                .set_state(id, state)
+                .and_then(|_| self.publisher.set_weight(id, weight))
+        };
+        if let Err(e) = result {
+            // Ids come from the same config as the farm: not expected.
+            tracing::error!(server = %self.entries[i].name, error = %e, "cannot publish server change");
+            return false;
+        }
+        let published = (old_state, old_weight) != (state, weight);
+        if let Some(cause) = cause {
+            let ev = Event {
+                at_unix_ms: self.unix_ms(now),
+                cause,
+                old_state,
+                new_state: state,
+                old_weight,
+                new_weight: weight,
+            };
+            let h = &mut self.entries[i].history;
+            if h.len() == HISTORY {
+                h.pop_front();
+            }
+            h.push_back(ev);
+        }
+        if published {
+            let after = promotions(self.publisher.farm());
+            for ((unit, server, was), (_, _, now_active)) in before.iter().zip(&after) {
+                if was == now_active {
+                    continue;
+                }
+                let farm = self.publisher.farm();
+                let name = |s: &Option<ServerId>| {
+                    s.map_or("no server".to_string(), |s| {
+                        format!("'{}'", farm.server(s).name)
+                    })
+                };
+                if *now_active == Some(*server) {
+                    tracing::info!(unit = %unit, "sub-farm unit: new flows back to its own server {}", name(now_active));
+                } else {
+                    tracing::warn!(unit = %unit, "sub-farm unit: new flows now go to {} (backup promoted; was {})", name(now_active), name(was));
+                }
+            }
+        }
+        published
+    }
+
+    fn record_only(&mut self, i: usize, now: Duration, cause: String) {
+        self.apply(i, now, Some(cause));
+    }
+
+    /// Takes a check result of server `i` from the checker of `epoch`
+    /// (results of replaced checkers are ignored). On a fall the server is
+    /// published down (its sub-farm units fail over to their backups), on a
+    /// rise up again (with a slow-start ramp if configured).
+    pub fn observe(
+        &mut self,
+        i: usize,
+        epoch: u64,
+        result: CheckResult,
+        now: Duration,
+    ) -> Option<Transition> {
+        let e = self.entries.get_mut(i)?;
+        if e.epoch != epoch {
+            return None;
+        }
+        let check_name = e
+            .check
+            .map(|c| self.config.health_checks[c].name.clone())
+            .unwrap_or_default();
+        let t = e.health.as_mut()?.observe(result, now)?;
+        match t.to {
+            Health::Up => {
+                e.ramp = e.slow_start.map(|_| now);
+                tracing::info!(server = %e.name, check = %check_name, reason = %t.reason, "server is up");
+            }
+            Health::Down => {
+                e.ramp = None;
+                tracing::warn!(server = %e.name, check = %check_name, reason = %t.reason, "server is down");
+            }
+        }
+        let cause = format!(
+            "health check '{check_name}' {}: {}",
+            t.to.as_str(),
+            t.reason
+        );
+        self.record_only(i, now, cause);
+        Some(t)
+    }
+
+    /// Advances slow-start ramps; call it often (every ramp step or more).
+    /// Returns true when a weight was published.
+    pub fn tick(&mut self, now: Duration) -> bool {
+        let mut any = false;
+        for i in 0..self.entries.len() {
+            let e = &self.entries[i];
+            let (Some(start), Some(ss)) = (e.ramp, e.slow_start) else {
+                continue;
+            };
+            let done = ramp_weight(e.weight, ss, now.saturating_sub(start)).is_none();
+            if done {
+                self.entries[i].ramp = None;
+                let cause = format!("slow start done after {}", humantime::format_duration(ss));
+                any |= self.apply(i, now, Some(cause));
+            } else {
+                any |= self.apply(i, now, None);
+            }
+        }
+        any
+    }
+
+    /// Runs an operator action on the server called `name`.
+    pub fn act(&mut self, name: &str, action: Action, now: Duration) -> Result<(), ActionError> {
+        let i = self
+            .server_index(name)
+            .ok_or_else(|| ActionError::UnknownServer(name.to_string()))?;
+        let e = &mut self.entries[i];
+        let cause = match action {
+            Action::Enable => {
+                if e.admin != AdminState::Enabled {
+                    e.ramp = e.slow_start.map(|_| now);
+                }
+                e.admin = AdminState::Enabled;
+                "admin: enable".to_string()
+            }
+            Action::Disable => {
+                e.admin = AdminState::Disabled;
+                e.ramp = None;
+                "admin: disable".to_string()
+            }
+            Action::Drain => {
+                e.admin = AdminState::Draining;
+                e.ramp = None;
+                "admin: drain".to_string()
+            }
+            Action::Weight(w) => {
+                if w > Self::MAX_WEIGHT {
+                    return Err(ActionError::BadWeight(u64::from(w)));
+                }
+                let old = e.weight;
+                e.weight = w;
+                format!("admin: weight {old} -> {w}")
+            }
+        };
+        tracing::info!(server = %name, cause = %cause, "operator action");
+        self.record_only(i, now, cause);
+        Ok(())
+    }
+
+    /// Counts a reload that failed validation.
+    pub fn reload_failed(&mut self) {
+        self.reloads_failed += 1;
+    }
+
+    /// Applies a new, validated configuration: server weights, start states
+    /// (as operator states), slow start and health checks. A config whose
+    /// servers or farm units differ is refused whole. Returns the report and
+    /// the servers whose checkers must be replaced.
+    pub fn reload(
+        &mut self,
+        new: Config,
+        now: Duration,
+    ) -> Result<(ReloadReport, Vec<usize>), ReloadError> {
+        let structure = structure_changes(&self.config, &new);
+        if !structure.is_empty() {
+            self.reloads_failed += 1;
+            return Err(ReloadError::Structure(structure));
+        }
+        let mut report = ReloadReport {
+            needs_restart: restart_changes(&self.config, &new),
+            ..ReloadReport::default()
+        };
+        for h in &new.health_checks {
+            match self.config.health_checks.iter().find(|o| o.name == h.name) {
+                None => report
+                    .changed
+                    .push(format!("health check '{}' added", h.name)),
+                Some(o) if o != h => report
+                    .changed
+                    .push(format!("health check '{}' changed", h.name)),
+                Some(_) => {}
+            }
+        }
+        for o in &self.config.health_checks {
+            if !new.health_checks.iter().any(|h| h.name == o.name) {
+                report
+                    .changed
+                    .push(format!("health check '{}' removed", o.name));
+            }
+        }
+        let mut restart = Vec::new();
+        let old = std::mem::replace(&mut self.config, new);
+        for i in 0..self.entries.len() {
+            let (os, ns) = (&old.servers[i], &self.config.servers[i]);
+            let name = ns.name.clone();
+            let mut causes = Vec::new();
+            let e = &mut self.entries[i];
+            if os.weight != ns.weight {
+                causes.push(format!("weight {} -> {}", os.weight, ns.weight));
+                e.weight = ns.weight;
+            }
+            if os.state != ns.state {
+                causes.push(format!(
+                    "state {} -> {}",
+                    os.state.as_str(),
+                    ns.state.as_str()
+                ));
+                let admin = admin_for(ns.state, ns.check.is_some());
+                if admin == AdminState::Enabled && e.admin != AdminState::Enabled {
+                    e.ramp = ns.slow_start.map(|_| now);
+                }
+                e.admin = admin;
+            }
+            if os.slow_start != ns.slow_start {
+                let show = |d: Option<Duration>| {
+                    d.map_or("none".to_string(), |d| {
+                        humantime::format_duration(d).to_string()
+                    })
+                };
+                causes.push(format!(
+                    "slow_start {} -> {}",
+                    show(os.slow_start),
+                    show(ns.slow_start)
+                ));
+                e.slow_start = ns.slow_start;
+                if ns.slow_start.is_none() {
+                    e.ramp = None;
+                }
+            }
+            let old_check = os.check.map(|c| &old.health_checks[c]);
+            let new_check = ns.check.map(|c| &self.config.health_checks[c]);
+            if old_check != new_check {
+                let show = |c: Option<&HealthCheck>| {
+                    c.map_or("none".to_string(), |c| format!("'{}'", c.name))
+                };
+                causes.push(
+                    if old_check.map(|c| &c.name) == new_check.map(|c| &c.name) {
+                        format!("check {} settings", show(new_check))
+                    } else {
+                        format!("check {} -> {}", show(old_check), show(new_check))
+                    },
+                );
+                // Keep what the checks concluded, restart the counting.
+                let health = e.health.as_ref().map_or(Health::Up, |h| h.health());
+                e.health = new_check.map(|c| {
+                    let health = if c.kind == CheckKind::None {
+                        Health::Up
+                    } else {
+                        health
+                    };
+                    HealthState::new(health, c.rise, c.fall, now)
+                });
+                e.check = ns.check;
+                e.epoch += 1;
+                restart.push(i);
+            } else if e.check != ns.check {
+                // Same profile at another position.
+                e.check = ns.check;
+            }
+            if !causes.is_empty() {
+                let cause = format!("reload: {}", causes.join(", "));
+                report
+                    .changed
+                    .push(format!("server '{name}': {}", causes.join(", ")));
+                self.record_only(i, now, cause);
+            }
+        }
+        self.reloads_ok += 1;
+        Ok((report, restart))
+    }
+
+    /// The whole table for operators.
+    pub fn status(&self, now: Duration) -> StatusReport {
+        let farm = self.publisher.farm();
+        let servers = self
+            .entries
+            .iter()
+            .map(|e| {
+                let s = farm.server(e.id);
+                let check = e.check.map(|c| &self.config.health_checks[c]);
+                ServerReport {
+                    name: e.name.clone(),
+                    address: e.address,
+                    port: e.port,
+                    state: s.state,
+                    admin: e.admin,
+                    weight: e.weight,
+                    effective_weight: if s.accepts_new_flows() { s.weight } else { 0 },
+                    active_flows: self.publisher.active_flows(e.id),
+                    slow_start: match (e.ramp, e.slow_start) {
+                        (Some(start), Some(ss)) => Some(SlowStartReport {
+                            duration_ms: ss.as_millis() as u64,
+                            elapsed_ms: now.saturating_sub(start).as_millis() as u64,
+                        }),
+                        _ => None,
+                    },
+                    health: match (check, &e.health) {
+                        (Some(c), Some(h)) => Some(HealthReport {
+                            check: c.name.clone(),
+                            kind: c.kind.check_type(),
+                            health: h.health(),
+                            streak: h.streak(),
+                            rise: h.rise(),
+                            fall: h.fall(),
+                            checks: h.checks(),
+                            failures: h.failures(),
+                            last_result: h.last().map(|(_, r)| r.text().to_string()),
+                            last_passed: h.last().map(|(_, r)| r.passed()),
+                            last_check_unix_ms: h.last().map(|(t, _)| self.unix_ms(*t)),
+                            since_unix_ms: self.unix_ms(h.since()),
+                        }),
+                        _ => None,
+                    },
+                    history: e.history.iter().cloned().collect(),
+                }
+            })
+            .collect();
+        let names = |ids: &[ServerId]| -> Vec<String> {
+            ids.iter().map(|&i| farm.server(i).name.clone()).collect()
+        };
+        let mut farm_units = Vec::new();
+        let mut sub_farm_units = Vec::new();
+        for u in &farm.units {
+            match &u.kind {
+                UnitKind::Main(m) => farm_units.push(FarmUnitReport {
+                    name: u.name.clone(),
+                    address: u.address,
+                    port: u.port,
+                    protocol: u.protocol,
+                    scheduler: m.scheduler,
+                    servers: names(&m.servers),
+                    available: m
+                        .servers
+                        .iter()
+                        .filter(|&&s| farm.server(s).accepts_new_flows())
+                        .map(|&s| farm.server(s).name.clone())
+                        .collect(),
+                }),
+                UnitKind::Sub(s) => {
+                    let active = u
+                        .failover_order()
+                        .find(|&id| farm.server(id).accepts_new_flows());
+                    sub_farm_units.push(SubFarmUnitReport {
+                        name: u.name.clone(),
+                        address: u.address,
+                        port: u.port,
+                        protocol: u.protocol,
+                        server: farm.server(s.server).name.clone(),
+                        backups: names(&s.backups),
+                        active: active.map(|a| farm.server(a).name.clone()),
+                        promoted: active.is_some_and(|a| a != s.server),
+                    })
+                }
+            }
+        }
+        StatusReport {
+            generation: self.publisher.snapshot().generation,
+            uptime_ms: now.as_millis() as u64,
+            config_file: self.config.file.display().to_string(),
+            reloads: ReloadCounts {
+                ok: self.reloads_ok,
+                failed: self.reloads_failed,
+            },
+            servers,
+            farm_units,
+            sub_farm_units,
+        }
+    }
+}
+
+/// Per sub-farm unit: its name, its own server, and the server that takes
+/// its new flows.
+fn promotions(farm: &Farm) -> Vec<(String, ServerId, Option<ServerId>)> {
+    farm.units
+        .iter()
+        .filter_map(|u| match &u.kind {
+            UnitKind::Sub(s) => Some((
+                u.name.clone(),
+                s.server,
+                u.failover_order()
+                    .find(|&id| farm.server(id).accepts_new_flows()),
+            )),
+            UnitKind::Main(_) => None,
+        })
+        .collect()
+}
+
+/// Differences a running farm cannot take (its server list and farm units
+/// are fixed for the life of the process).
+fn structure_changes(old: &Config, new: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let key = |s: &crate::config::Server| (s.name.clone(), s.address, s.port);
+    let olds: Vec<_> = old.servers.iter().map(key).collect();
+    let news: Vec<_> = new.servers.iter().map(key).collect();
+    if olds != news {
+        for n in &news {
+            if !olds.iter().any(|o| o.0 == n.0) {
+                out.push(format!("server '{}' added", n.0));
+            } else if !olds.contains(n) {
+                out.push(format!("server '{}' address or port changed", n.0));
+            }
+        }
+        for o in &olds {
+            if !news.iter().any(|n| n.0 == o.0) {
+                out.push(format!("server '{}' removed", o.0));
+            }
+        }
+        if out.is_empty() {
+            out.push("servers reordered".to_string());
+        }
+    }
+    if old.farm_units != new.farm_units {
+        out.push("farm units changed".to_string());
+    }
+    if old.sub_farm_units != new.sub_farm_units {
+        out.push("sub-farm units changed".to_string());
+    }
+    out
+}
+
+/// Differences that wait for a restart (data plane and listener settings).
+fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut diff = |differs: bool, what: &str| {
+        if differs {
+            out.push(what.to_string());
+        }
+    };
+    diff(old.eal != new.eal, "[eal]");
+    diff(old.mempool != new.mempool, "[mempool]");
+    diff(
+        (old.burst, old.rx_desc, old.tx_desc) != (new.burst, new.rx_desc, new.tx_desc),
+        "[dataplane]",
+    );
+    diff(old.ports != new.ports, "[[port]]");
+    diff(old.flows != new.flows, "[flows]");
+    diff(old.admin.listen != new.admin.listen, "[admin] listen");
+    out
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadCounts {
+    pub ok: u64,
+    pub failed: u64,
+}
+
+/// `GET /status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Generation of the published farm snapshot.
+    pub generation: u64,
+    pub uptime_ms: u64,
+    pub config_file: String,
+    pub reloads: ReloadCounts,
+    pub servers: Vec<ServerReport>,
+    pub farm_units: Vec<FarmUnitReport>,
+    pub sub_farm_units: Vec<SubFarmUnitReport>,
+}
+
+impl StatusReport {
+    pub fn server(&self, name: &str) -> Option<&ServerReport> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    pub fn sub_farm_unit(&self, name: &str) -> Option<&SubFarmUnitReport> {
+        self.sub_farm_units.iter().find(|s| s.name == name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerReport {
+    pub name: String,
+    pub address: IpAddr,
+    pub port: u16,
+    /// The published state.
+    pub state: ServerState,
+    pub admin: AdminState,
+    /// The configured (or operator-set) weight.
+    pub weight: u32,
+    /// The weight the schedulers use now: 0 while the server takes no new
+    /// flows, less than `weight` during slow start.
+    pub effective_weight: u32,
+    pub active_flows: u32,
+    pub slow_start: Option<SlowStartReport>,
+    pub health: Option<HealthReport>,
+    /// Oldest first, at most [`HISTORY`].
+    pub history: Vec<Event>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlowStartReport {
+    pub duration_ms: u64,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub check: String,
+    #[serde(rename = "type")]
+    pub kind: CheckType,
+    pub health: Health,
+    /// Consecutive results against the current health.
+    pub streak: u32,
+    pub rise: u32,
+    pub fall: u32,
+    pub checks: u64,
+    pub failures: u64,
+    pub last_result: Option<String>,
+    pub last_passed: Option<bool>,
+    pub last_check_unix_ms: Option<u64>,
+    pub since_unix_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FarmUnitReport {
+    pub name: String,
+    pub address: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub scheduler: SchedulerKind,
+    pub servers: Vec<String>,
+    /// The servers that take new flows now.
+    pub available: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubFarmUnitReport {
+    pub name: String,
+    pub address: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub server: String,
+    pub backups: Vec<String>,
+    /// The server that takes the unit's new flows now (its own server, or
+    /// the first backup that accepts flows); none when all are out.
+    pub active: Option<String>,
+    /// True when `active` is a backup.
+    pub promoted: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    pub(crate) const CONFIG: &str = r#"
+[[port]]
+name = "p0"
+device = "net_null0"
+addresses = ["198.18.0.1/24"]
+
+[[health_check]]
+name = "web"
+type = "http"
+interval = "100ms"
+jitter = "20ms"
+timeout = "50ms"
+rise = 2
+fall = 3
+path = "/health"
+expect_body = { exact = "OK" }
+
+[[server]]
+name = "s1"
+address = "198.18.1.11"
+port = 80
+weight = 10
+check = "web"
+slow_start = "1s"
+
+[[server]]
+name = "s2"
+address = "198.18.1.12"
+port = 80
+check = "web"
+
+[[farm_unit]]
+name = "shop"
+address = "198.18.1.100"
+port = 80
+protocol = "tcp"
+servers = ["s1", "s2"]
+
+[[sub_farm_unit]]
+name = "shop-s1"
+address = "198.18.1.101"
+port = 80
+protocol = "tcp"
+server = "s1"
+backups = ["s2"]
+"#;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn table_with(text: &str) -> StatusTable {
+        let cfg = Config::parse(Path::new("t.toml"), text).unwrap();
+        let publisher = Publisher::new(Farm::from_config(&cfg).unwrap()).unwrap();
+        StatusTable::new(cfg, publisher, ms(0), 1_000_000)
+    }
+
+    fn table() -> StatusTable {
+        table_with(CONFIG)
+    }
+
+    fn fail() -> CheckResult {
+        CheckResult::Fail("status 503 (expected 200)".into())
+    }
+
+    fn pass() -> CheckResult {
+        CheckResult::Pass("status 200, 2 bytes".into())
+    }
+
+    /// (published state, published weight) of server `i`.
+    fn published(t: &StatusTable, i: u16) -> (ServerState, u32) {
+        let s = t.publisher().farm().server(ServerId(i));
+        (s.state, s.weight)
+    }
+
+    fn active(t: &StatusTable, now: Duration) -> (Option<String>, bool) {
+        let st = t.status(now);
+        let u = st.sub_farm_unit("shop-s1").unwrap();
+        (u.active.clone(), u.promoted)
+    }
+
+    #[test]
+    fn ramp_weight_steps_from_zero_to_full() {
+        let ss = Duration::from_secs(30);
+        assert_eq!(ramp_step(ss), RAMP_STEP);
+        assert_eq!(ramp_weight(300, ss, ms(0)), Some(0));
+        assert_eq!(ramp_weight(300, ss, ms(999)), Some(0));
+        assert_eq!(ramp_weight(300, ss, ms(1000)), Some(10));
+        assert_eq!(ramp_weight(300, ss, ms(15_500)), Some(150));
+        assert_eq!(ramp_weight(300, ss, ms(29_999)), Some(290));
+        assert_eq!(ramp_weight(300, ss, ms(30_000)), None);
+        // Short ramps get 10 steps; small weights round up so the first
+        // step already takes flows.
+        assert_eq!(ramp_step(ms(500)), ms(50));
+        assert_eq!(ramp_weight(1, ms(500), ms(50)), Some(1));
+        assert_eq!(ramp_weight(1, ms(500), ms(49)), Some(0));
+        assert_eq!(ramp_step(ms(20)), ms(10));
+        // Weights never go down during a ramp.
+        let mut last = 0;
+        for t in 0..1000 {
+            match ramp_weight(7, ms(1000), ms(t)) {
+                Some(w) => {
+                    assert!(w >= last && w <= 7);
+                    last = w;
+                }
+                None => panic!("ramp over early at {t} ms"),
+            }
+        }
+    }
+
+    #[test]
+    fn fall_disables_server_and_promotes_backup_then_rise_restores() {
+        let mut t = table();
+        let gen0 = t.publisher().snapshot().generation;
+        assert_eq!(published(&t, 0), (ServerState::Up, 10));
+        assert_eq!(active(&t, ms(0)), (Some("s1".into()), false));
+        assert_eq!(t.observe(0, 0, fail(), ms(100)), None);
+        assert_eq!(t.observe(0, 0, fail(), ms(200)), None);
+        assert_eq!(published(&t, 0).0, ServerState::Up);
+        let tr = t.observe(0, 0, fail(), ms(300)).unwrap();
+        assert_eq!(tr.to, Health::Down);
+        assert_eq!(published(&t, 0).0, ServerState::Down);
+        assert!(t.publisher().snapshot().generation > gen0);
+        // Promotion: the sub-farm unit's new flows go to the backup.
+        assert_eq!(active(&t, ms(300)), (Some("s2".into()), true));
+        let st = t.status(ms(300));
+        let s1 = st.server("s1").unwrap();
+        assert_eq!(s1.effective_weight, 0);
+        assert_eq!(st.farm_units[0].available, vec!["s2".to_string()]);
+        let ev = s1.history.last().unwrap();
+        assert_eq!(ev.at_unix_ms, 1_000_300);
+        assert_eq!(
+            (ev.old_state, ev.new_state),
+            (ServerState::Up, ServerState::Down)
+        );
+        assert!(
+            ev.cause.contains("health check 'web' down")
+                && ev
+                    .cause
+                    .contains("3 consecutive failures, last: status 503"),
+            "{}",
+            ev.cause
+        );
+        let h = s1.health.as_ref().unwrap();
+        assert_eq!((h.checks, h.failures, h.health), (3, 3, Health::Down));
+
+        // Recovery: up after `rise` passes, with a slow-start ramp.
+        assert_eq!(t.observe(0, 0, pass(), ms(400)), None);
+        assert!(t.observe(0, 0, pass(), ms(500)).is_some());
+        assert_eq!(published(&t, 0), (ServerState::Up, 0));
+        // Weight 0: the backup still takes the new flows for one step.
+        assert_eq!(active(&t, ms(500)), (Some("s2".into()), true));
+        t.tick(ms(600));
+        assert_eq!(published(&t, 0), (ServerState::Up, 1));
+        assert_eq!(active(&t, ms(600)), (Some("s1".into()), false));
+    }
+
+    #[test]
+    fn slow_start_ramps_weight_in_steps_via_tick() {
+        let mut t = table();
+        for (i, now) in [100, 200, 300].into_iter().enumerate() {
+            let _ = i;
+            t.observe(0, 0, fail(), ms(now));
+        }
+        t.observe(0, 0, pass(), ms(1000));
+        t.observe(0, 0, pass(), ms(1100));
+        // Ramp of 1 s from 1100 ms in 100 ms steps to weight 10.
+        let mut seen = Vec::new();
+        for now in (1100..=2300).step_by(50) {
+            t.tick(ms(now));
+            seen.push(published(&t, 0).1);
+            let st = t.status(ms(now));
+            let s1 = st.server("s1").unwrap();
+            assert_eq!(s1.effective_weight, published(&t, 0).1);
+            assert_eq!(s1.slow_start.is_some(), now < 2100, "at {now}");
+        }
+        let mut dedup = seen.clone();
+        dedup.dedup();
+        assert_eq!(dedup, vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        let hist = &t.status(ms(2300)).servers[0].history;
+        assert!(hist.last().unwrap().cause.starts_with("slow start done"));
+        // Ramp steps themselves are not history.
+        assert_eq!(hist.len(), 3);
+    }
+
+    #[test]
+    fn drain_and_disable_stop_new_flows_enable_restores() {
+        let mut t = table();
+        t.act("s1", Action::Drain, ms(10)).unwrap();
+        assert_eq!(published(&t, 0), (ServerState::Draining, 10));
+        assert_eq!(active(&t, ms(10)), (Some("s2".into()), true));
+        let st = t.status(ms(10));
+        assert_eq!(st.server("s1").unwrap().admin, AdminState::Draining);
+        assert_eq!(st.server("s1").unwrap().effective_weight, 0);
+        // A health change while drained is recorded but changes nothing.
+        for n in 1..=3 {
+            t.observe(0, 0, fail(), ms(10 + n));
+        }
+        assert_eq!(published(&t, 0).0, ServerState::Draining);
+        let last = t.status(ms(20)).servers[0].history.last().cloned().unwrap();
+        assert_eq!(
+            (last.old_state, last.new_state),
+            (ServerState::Draining, ServerState::Draining)
+        );
+        assert!(last.cause.contains("down"));
+        // Enabled but unhealthy: down until the checks pass.
+        t.act("s1", Action::Enable, ms(30)).unwrap();
+        assert_eq!(published(&t, 0).0, ServerState::Down);
+        t.observe(0, 0, pass(), ms(40));
+        t.observe(0, 0, pass(), ms(50));
+        assert_eq!(published(&t, 0).0, ServerState::Up);
+        t.act("s2", Action::Disable, ms(60)).unwrap();
+        assert_eq!(published(&t, 1), (ServerState::Down, 1));
+        assert_eq!(
+            t.status(ms(60)).server("s2").unwrap().admin,
+            AdminState::Disabled
+        );
+        t.act("s2", Action::Enable, ms(70)).unwrap();
+        assert_eq!(published(&t, 1), (ServerState::Up, 1));
+    }
+
+    #[test]
+    fn weight_changes_and_errors() {
+        let mut t = table();
+        t.act("s2", Action::Weight(5), ms(1)).unwrap();
+        assert_eq!(published(&t, 1), (ServerState::Up, 5));
+        let ev = t.status(ms(1)).servers[1].history[0].clone();
+        assert_eq!((ev.old_weight, ev.new_weight), (1, 5));
+        assert_eq!(ev.cause, "admin: weight 1 -> 5");
+        t.act("s2", Action::Weight(0), ms(2)).unwrap();
+        assert_eq!(t.status(ms(2)).server("s2").unwrap().effective_weight, 0);
+        assert_eq!(
+            t.act("nobody", Action::Drain, ms(3)),
+            Err(ActionError::UnknownServer("nobody".into()))
+        );
+        assert_eq!(
+            t.act("s2", Action::Weight(StatusTable::MAX_WEIGHT + 1), ms(3)),
+            Err(ActionError::BadWeight(
+                u64::from(StatusTable::MAX_WEIGHT) + 1
+            ))
+        );
+    }
+
+    #[test]
+    fn history_keeps_the_last_32() {
+        let mut t = table();
+        for n in 0..40u32 {
+            t.act("s2", Action::Weight(n + 2), ms(u64::from(n)))
+                .unwrap();
+        }
+        let h = &t.status(ms(50)).servers[1].history;
+        assert_eq!(h.len(), HISTORY);
+        assert_eq!(h[0].new_weight, 10);
+        assert_eq!(h[31].new_weight, 41);
+    }
+
+    #[test]
+    fn results_of_replaced_checkers_are_ignored() {
+        let mut t = table();
+        for n in 0..5 {
+            assert_eq!(t.observe(0, 7, fail(), ms(n)), None);
+        }
+        assert_eq!(published(&t, 0).0, ServerState::Up);
+        assert_eq!(t.observe(9, 0, fail(), ms(5)), None);
+    }
+
+    #[test]
+    fn start_states_follow_the_config() {
+        let text = CONFIG
+            .replace("weight = 10\n", "weight = 10\nstate = \"down\"\n")
+            .replace(
+                "port = 80\ncheck = \"web\"\n\n[[farm",
+                "port = 80\nstate = \"draining\"\n\n[[farm",
+            );
+        let mut t = table_with(&text);
+        assert_eq!(published(&t, 0).0, ServerState::Down);
+        assert_eq!(published(&t, 1).0, ServerState::Draining);
+        // No server takes the sub-farm unit's new flows.
+        assert_eq!(active(&t, ms(0)), (None, false));
+        // s1 is checked: it comes up when its checks pass.
+        t.observe(0, 0, pass(), ms(10));
+        t.observe(0, 0, pass(), ms(20));
+        assert_eq!(published(&t, 0), (ServerState::Up, 0));
+        // s2 has no check: no checker.
+        let specs = t.checkers();
+        assert_eq!(specs.len(), 1);
+        assert_eq!(specs[0].addr, "198.18.1.11:80".parse().unwrap());
+        assert_eq!(specs[0].check.interval, ms(100));
+    }
+
+    #[test]
+    fn reload_applies_weights_states_and_checks() {
+        let mut t = table();
+        let new_text = CONFIG
+            .replace("weight = 10", "weight = 20")
+            .replace(
+                "port = 80\ncheck = \"web\"\n\n[[farm",
+                "port = 80\ncheck = \"tcp\"\nstate = \"draining\"\n\n[[farm",
+            )
+            .replace(
+                "[[server]]\nname = \"s1\"",
+                "[[health_check]]\nname = \"tcp\"\ntype = \"tcp\"\n\n[[server]]\nname = \"s1\"",
+            );
+        let new = Config::parse(Path::new("t.toml"), &new_text).unwrap();
+        let (report, restart) = t.reload(new, ms(100)).unwrap();
+        assert_eq!(restart, vec![1]);
+        assert!(
+            report
+                .changed
+                .contains(&"health check 'tcp' added".to_string()),
+            "{report:?}"
+        );
+        assert!(
+            report
+                .changed
+                .iter()
+                .any(|c| c == "server 's1': weight 10 -> 20"),
+            "{report:?}"
+        );
+        assert!(
+            report.changed.iter().any(|c| c.contains("server 's2'")
+                && c.contains("state up -> draining")
+                && c.contains("check 'web' -> 'tcp'")),
+            "{report:?}"
+        );
+        assert!(report.needs_restart.is_empty());
+        assert_eq!(published(&t, 0), (ServerState::Up, 20));
+        assert_eq!(published(&t, 1).0, ServerState::Draining);
+        let spec = t.checker(1).unwrap();
+        assert_eq!((spec.epoch, spec.check.name.as_str()), (1, "tcp"));
+        // The old checker's results no longer count.
+        for n in 0..5 {
+            t.observe(1, 0, fail(), ms(200 + n));
+        }
+        assert_eq!(
+            t.status(ms(300))
+                .server("s2")
+                .unwrap()
+                .health
+                .as_ref()
+                .unwrap()
+                .checks,
+            0
+        );
+        assert_eq!(t.status(ms(300)).reloads.ok, 1);
+    }
+
+    #[test]
+    fn reload_refuses_structural_changes_whole() {
+        let mut t = table();
+        let new_text = CONFIG
+            .replace("weight = 10", "weight = 20")
+            .replace("198.18.1.12", "198.18.1.13")
+            .replace("servers = [\"s1\", \"s2\"]", "servers = [\"s1\"]");
+        let new = Config::parse(Path::new("t.toml"), &new_text).unwrap();
+        match t.reload(new, ms(1)) {
+            Err(ReloadError::Structure(v)) => assert_eq!(
+                v,
+                vec![
+                    "server 's2' address or port changed".to_string(),
+                    "farm units changed".to_string()
+                ]
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Nothing applied.
+        assert_eq!(published(&t, 0), (ServerState::Up, 10));
+        assert_eq!(t.status(ms(1)).reloads.failed, 1);
+        // Data-plane settings are reported, not applied.
+        let new = Config::parse(
+            Path::new("t.toml"),
+            &format!("[flows]\ncapacity = 1000\n{CONFIG}"),
+        )
+        .unwrap();
+        let (report, _) = t.reload(new, ms(2)).unwrap();
+        assert_eq!(report.needs_restart, vec!["[flows]".to_string()]);
+    }
+}
