@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::control::{ControlError, ControlPlane, LiveStats};
 use crate::dpdk::{
     self, DpdkError, Eal, EalArgs, LcoreId, Mbuf, MbufBurst, Mempool, Port, PortConfig, QueueId,
 };
@@ -27,6 +28,8 @@ pub const MAX_BURST: usize = 256;
 const TX_BUFFER: usize = 64;
 /// How often the core's timers (neighbour retries and expiry) run.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
+/// How often a worker publishes its counters for the admin API's metrics.
+const PUBLISH_EVERY: u32 = 100; // polls, i.e. about 100 ms
 /// Frames one worker may have queued for another (the owner of their flow).
 const REDIRECT_RING: usize = 4096;
 
@@ -40,6 +43,8 @@ pub enum RunError {
     Dpdk(#[from] DpdkError),
     #[error("farm: {0}")]
     Farm(#[from] FarmError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
     #[error("port '{port}' offers {queues} tx queue(s) but {workers} workers need one each; reduce the worker lcores")]
     TooFewTxQueues {
         port: String,
@@ -241,6 +246,7 @@ struct Worker {
     /// Send gratuitous ARP for the ports at start (worker 0 only).
     announce: bool,
     balancer: FarmBalancer,
+    live: Arc<LiveStats>,
 }
 
 impl Worker {
@@ -259,6 +265,7 @@ impl Worker {
         let mut core: Processor<Mbuf> = Processor::new(self.setup);
         let mut balancer = self.balancer;
         let inbox = &rings[self.index];
+        let mut polls: u32 = 0;
         let hz = dpdk::tsc_hz().max(1);
         let t0 = dpdk::tsc_now();
         let to_ns = |tsc: u64| ((tsc.wrapping_sub(t0)) as u128 * 1_000_000_000 / hz as u128) as u64;
@@ -307,6 +314,15 @@ impl Worker {
                 }
                 io.flush_all();
                 if tsc.wrapping_sub(next_poll) < u64::MAX / 2 {
+                    polls += 1;
+                    if polls % PUBLISH_EVERY == 0 {
+                        let mut snap = io.stats.clone();
+                        snap.core = core.counters().clone();
+                        snap.farm = balancer.counters();
+                        if let Ok(v) = serde_json::to_value(&snap) {
+                            self.live.publish(self.index, v);
+                        }
+                    }
                     balancer.expire(now);
                     core.poll(&mut io, now);
                     io.flush_all();
@@ -343,7 +359,8 @@ fn process_one<I: Io<Frame = Mbuf>, B: Balancer>(
 }
 
 /// `farmlb run`: runs until SIGINT/SIGTERM or `run_for`, then writes the
-/// counters to `stats_out`.
+/// counters to `stats_out`. SIGHUP reloads the config file (as `POST /reload`
+/// on the admin API does); a file that does not validate changes nothing.
 pub fn run(
     cfg: &Config,
     run_for: Option<Duration>,
@@ -353,6 +370,9 @@ pub fn run(
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(RunError::Signals)?;
     }
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .map_err(RunError::Signals)?;
 
     let eal_args = EalArgs {
         lcores: cfg.eal.lcores.get_ref().clone(),
@@ -363,7 +383,7 @@ pub fn run(
         extra: cfg.eal.args.clone(),
     };
     let eal = Eal::init(&eal_args)?;
-    let result = run_with_eal(&eal, cfg, run_for, stats_out, &stop);
+    let result = run_with_eal(&eal, cfg, run_for, stats_out, &stop, &reload);
     drop(eal);
     result
 }
@@ -374,6 +394,7 @@ fn run_with_eal(
     run_for: Option<Duration>,
     stats_out: Option<&Path>,
     stop: &Arc<AtomicBool>,
+    reload: &AtomicBool,
 ) -> Result<(), RunError> {
     let lcores = eal.worker_lcores();
     if lcores.len() != cfg.worker_lcores.len() {
@@ -418,6 +439,7 @@ fn run_with_eal(
     let ports = Arc::new(ports);
     let setup = core_setup(cfg, &ports);
     let publisher = Publisher::new(Farm::from_config(cfg)?)?;
+    let live = Arc::new(LiveStats::new(n_workers));
     let rings: Arc<Vec<RedirectRing>> = Arc::new(
         (0..n_workers)
             .map(|_| ArrayQueue::new(REDIRECT_RING))
@@ -443,6 +465,7 @@ fn run_with_eal(
             tx_queue: QueueId(i as u16),
             announce: i == 0,
             balancer: FarmBalancer::new(i, n_workers, publisher.reader(), &cfg.flows),
+            live: Arc::clone(&live),
         };
         let (pool, ports, stop, slot) = (
             Arc::clone(&pool),
@@ -462,24 +485,42 @@ fn run_with_eal(
             }),
         ));
     }
+    // The workers hold their snapshot readers; the control plane takes the
+    // publisher (health checks, admin API, reload).
+    let control = ControlPlane::start(cfg, publisher, Arc::clone(&live))?;
     let started = Instant::now();
     let handle = match dpdk::launch_workers(jobs) {
         Ok(h) => h,
         Err(e) => {
             stop.store(true, Ordering::SeqCst);
+            control.stop();
             return Err(e.into());
         }
     };
-    tracing::info!(workers = n_workers, ports = ports.len(), "farmlb running");
+    tracing::info!(
+        workers = n_workers,
+        ports = ports.len(),
+        admin = %control.addr(),
+        "farmlb running"
+    );
 
     while !stop.load(Ordering::Relaxed) {
         if run_for.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
+        if reload.swap(false, Ordering::Relaxed) {
+            match control.reload() {
+                Ok(report) => tracing::info!(?report, "config reloaded (SIGHUP)"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "config reload refused; the running config stays")
+                }
+            }
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     stop.store(true, Ordering::SeqCst);
     let codes = handle.join();
+    control.stop();
     let uptime = started.elapsed();
     tracing::info!(uptime = ?uptime, "workers stopped");
 
@@ -516,7 +557,6 @@ fn run_with_eal(
     // Ports stop (and pcap files flush) before the pool and the EAL go;
     // frames left in the redirect rings go back to the pool first.
     drop(rings);
-    drop(publisher);
     drop(ports);
     drop(pool);
     if let Some(i) = codes.iter().position(|&c| c != 0) {

@@ -61,6 +61,9 @@ hugepages = false
 memory_mb = 256
 file_prefix = "{prefix}"
 
+[admin]
+listen = "127.0.0.1:0"
+
 [mempool]
 mbufs = 16383
 cache = 64

@@ -23,6 +23,9 @@ hugepages = false
 memory_mb = 256
 file_prefix = "{prefix}"
 
+[admin]
+listen = "127.0.0.1:0"
+
 [mempool]
 mbufs = 4095
 cache = 64
@@ -284,22 +287,39 @@ fn sigterm_stops_cleanly_and_writes_stats() {
     let cfg = s.path("farmlb.toml");
     std::fs::write(&cfg, config(&s, "sigterm")).unwrap();
     let stats = s.path("stats.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_farmlb"))
-        .args(["--log", "info", "run", "--config"])
+    // --run-for bounds the run should the signal never arrive.
+    let child = Command::new(env!("CARGO_BIN_EXE_farmlb"))
+        .args(["--log", "info", "run", "--run-for", "60s", "--config"])
         .arg(&cfg)
         .arg("--stats-out")
         .arg(&stats)
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn farmlb");
+    let mut child = KillOnDrop(child);
+    let child = &mut child.0;
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let started = lines
+    let running = lines
         .by_ref()
         .take(200)
         .map_while(Result::ok)
-        .any(|l| l.contains("farmlb running"));
-    assert!(started, "farmlb did not report running");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+        .find(|l| l.contains("farmlb running"))
+        .expect("farmlb did not report running");
+    // The admin API of the running binary serves the workers' live counters.
+    let admin = running
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("admin="))
+        .expect("admin address in the log")
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let metrics = http_get(&admin, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("farmlb_worker_core_echo_replies{worker=\"0\"} 1"),
+        "{metrics}"
+    );
+    let status = http_get(&admin, "/status");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -322,4 +342,31 @@ fn sigterm_stops_cleanly_and_writes_stats() {
     assert_eq!(v["workers"][0]["core"]["echo_replies"], 1);
     // The pcap writer was flushed and closed: the echo reply is in the file.
     assert_eq!(replies(read_pcap(&s.path("out.pcap"))).len(), 1);
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the admin API");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// Kills the child process if the test fails before it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
