@@ -27,8 +27,9 @@
 //!
 //! Established flows keep their server across snapshot updates. When a
 //! flow's server is down, the next client packet decides: on a sub-farm unit
-//! the flow moves to the first of (server, backups...) that accepts flows
-//! (flows started on a backup stay there when the server recovers); on a main
+//! the flow moves to the first of (server, backups...) that accepts flows,
+//! or is dropped as `NoServer` when none does (flows started on a backup
+//! stay there when the server recovers); on a main
 //! farm unit `on_server_down = "keep"` keeps it, `"reschedule"` gives it to
 //! the scheduler's choice. Draining servers keep their flows.
 //!

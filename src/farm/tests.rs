@@ -675,3 +675,22 @@ fn timeouts_restart_and_table_full() {
     assert_eq!(w.evictions, 2);
     assert_eq!(b.flows(), 4);
 }
+
+#[test]
+fn balancer_and_reader_can_move_to_worker_threads() {
+    fn send<T: Send>() {}
+    send::<FarmBalancer>();
+    send::<SnapshotReader>();
+    send::<Publisher>();
+    // A reader on another thread sees a change published here.
+    let mut p = publisher();
+    let mut r = p.reader();
+    let t = std::thread::spawn(move || {
+        while !r.refresh() {
+            std::thread::yield_now();
+        }
+        r.snapshot().farm.server(ServerId(0)).state
+    });
+    p.set_state("s1", ServerState::Down).unwrap();
+    assert_eq!(t.join().unwrap(), ServerState::Down);
+}
