@@ -315,7 +315,7 @@ impl Worker {
                 io.flush_all();
                 if tsc.wrapping_sub(next_poll) < u64::MAX / 2 {
                     polls += 1;
-                    if polls % PUBLISH_EVERY == 0 {
+                    if polls.is_multiple_of(PUBLISH_EVERY) {
                         let mut snap = io.stats.clone();
                         snap.core = core.counters().clone();
                         snap.farm = balancer.counters();
