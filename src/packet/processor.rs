@@ -864,8 +864,9 @@ impl<F: Frame> Processor<F> {
                     u16::from(t) << 8 | u16::from(icmp.msg_code()),
                     u16::from(icmpv4::msg_type::ECHO_REPLY) << 8 | u16::from(icmp.msg_code()),
                 );
+                let my_mac = self.ports[port as usize].setup.mac;
                 let data = frame.data_mut();
-                swap_macs(data);
+                reply_macs(data, &my_mac);
                 let mut ip = Ipv4Packet::new_unchecked(&mut data[l2..]);
                 ip.set_src_addr(dst);
                 ip.set_dst_addr(src);
@@ -1176,7 +1177,7 @@ impl<F: Frame> Processor<F> {
                     || self.is_port_addr(IpAddr::V6(dst)) =>
             {
                 let data = frame.data_mut();
-                swap_macs(data);
+                reply_macs(data, &my_mac);
                 let mut ip = Ipv6Packet::new_unchecked(&mut data[l2..]);
                 ip.set_src_addr(&dst);
                 ip.set_dst_addr(&src);
@@ -1358,11 +1359,13 @@ fn set_macs<F: Frame>(f: &mut F, dst: &[u8; 6], src: &[u8; 6]) {
     }
 }
 
-fn swap_macs(data: &mut [u8]) {
+/// Addresses a reply written over a request: back to the sender, from our
+/// MAC (not the request's destination, which may be broadcast or multicast).
+fn reply_macs(data: &mut [u8], my_mac: &[u8; 6]) {
     let mut eth = EthernetFrame::new_unchecked(data);
-    let (d, s) = (eth.dst_addr(), eth.src_addr());
+    let s = eth.src_addr();
     eth.set_dst_addr(&s);
-    eth.set_src_addr(&d);
+    eth.set_src_addr(my_mac);
 }
 
 /// Minimum Ethernet frame without FCS; short generated frames are padded.
