@@ -1271,6 +1271,16 @@ fn cases() -> Vec<Case> {
                 .counts(&[C::Echo]),
         );
         t.push(
+            case("ICMP echo to a farm unit sent to the broadcast MAC: reply from our MAC", 0, {
+                let mut f = echo_in(VIP_A);
+                f[..6].copy_from_slice(&BROADCAST);
+                f
+            })
+            .verdict(Verdict::Reply(0))
+            .tx(0, echo_out(VIP_A))
+            .counts(&[C::Echo]),
+        );
+        t.push(
             case("ICMP echo with a bad checksum", 0, {
                 let mut f = echo_in(VIP_A);
                 f[14 + 20 + 2] ^= 0xff;
@@ -1341,6 +1351,16 @@ fn cases() -> Vec<Case> {
                 .verdict(Verdict::Reply(0))
                 .tx(0, echo6_out(VIP6))
                 .counts(&[C::Echo]),
+        );
+        t.push(
+            case("ICMPv6 echo to a farm unit sent to a multicast MAC: reply from our MAC", 0, {
+                let mut f = echo6_in(VIP6);
+                f[..6].copy_from_slice(&multicast_mac(ALL_NODES));
+                f
+            })
+            .verdict(Verdict::Reply(0))
+            .tx(0, echo6_out(VIP6))
+            .counts(&[C::Echo]),
         );
         t.push(
             case("ICMPv6 echo with a bad checksum", 0, {
