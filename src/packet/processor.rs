@@ -743,7 +743,13 @@ impl<F: Frame> Processor<F> {
                 reason: DropReason::TooBig,
             });
         }
-        let offload = ps.setup.offload;
+        let mut offload = ps.setup.offload;
+        if first_fragment.is_some() {
+            // The L4 checksum covers the whole datagram; the port would
+            // compute it over this fragment alone.
+            offload.tcp_cksum = false;
+            offload.udp_cksum = false;
+        }
         let data = frame.data_mut();
         let req = if ipv4 {
             rewrite::nat_ipv4(&mut data[l2..], l4, &nat, offload, l2 as u8)
