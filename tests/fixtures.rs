@@ -1271,6 +1271,20 @@ fn cases() -> Vec<Case> {
                 .counts(&[C::Echo]),
         );
         t.push(
+            case(
+                "ICMP echo to a farm unit sent to the broadcast MAC: reply from our MAC",
+                0,
+                {
+                    let mut f = echo_in(VIP_A);
+                    f[..6].copy_from_slice(&BROADCAST);
+                    f
+                },
+            )
+            .verdict(Verdict::Reply(0))
+            .tx(0, echo_out(VIP_A))
+            .counts(&[C::Echo]),
+        );
+        t.push(
             case("ICMP echo with a bad checksum", 0, {
                 let mut f = echo_in(VIP_A);
                 f[14 + 20 + 2] ^= 0xff;
@@ -1341,6 +1355,20 @@ fn cases() -> Vec<Case> {
                 .verdict(Verdict::Reply(0))
                 .tx(0, echo6_out(VIP6))
                 .counts(&[C::Echo]),
+        );
+        t.push(
+            case(
+                "ICMPv6 echo to a farm unit sent to a multicast MAC: reply from our MAC",
+                0,
+                {
+                    let mut f = echo6_in(VIP6);
+                    f[..6].copy_from_slice(&multicast_mac(ALL_NODES));
+                    f
+                },
+            )
+            .verdict(Verdict::Reply(0))
+            .tx(0, echo6_out(VIP6))
+            .counts(&[C::Echo]),
         );
         t.push(
             case("ICMPv6 echo with a bad checksum", 0, {
@@ -1968,6 +1996,54 @@ fn fixture_table() {
         failures.len(),
         cases.len(),
         failures.join("\n")
+    );
+}
+
+/// With TCP/UDP checksum offload on the server port, a whole datagram's
+/// checksum is left to the port (pseudo-header sum stored), but a first
+/// fragment's must be updated in software: the port would checksum the
+/// fragment alone.
+#[test]
+fn first_fragment_checksum_is_not_offloaded() {
+    let mut setup = core_setup();
+    setup.ports[1].offload = farmlb::packet::Offload {
+        ipv4_cksum: false,
+        tcp_cksum: true,
+        udp_cksum: true,
+    };
+    let mut core: farmlb::packet::Processor<Vec<u8>> = farmlb::packet::Processor::new(setup);
+    let mut io = TestIo::default();
+    let mut lb = TestBalancer::new();
+    let whole_in = udp(CLIENT4, C_PORT, VIP_A, 80, &[0x33; 24]);
+    let whole_out = udp(CLIENT4, C_PORT, SERVER_A, 8080, &[0x33; 24]);
+    let o = V4Opts {
+        ident: 0x7777,
+        flags_frag: MF,
+    };
+    let f = frame(
+        LB0_MAC,
+        CLIENT_MAC,
+        &ip4_with(o, CLIENT4, VIP_A, UDP, 64, &whole_in[..16]),
+    );
+    assert_eq!(core.process(&mut io, &mut lb, 0, f, 0), Verdict::Forward(1));
+    let want = frame(
+        SERVER_MAC,
+        LB1_MAC,
+        &ip4_with(o, CLIENT4, SERVER_A, UDP, 63, &whole_out[..16]),
+    );
+    assert_eq!(io.transmitted(), vec![(1, &want[..])]);
+
+    // An unfragmented datagram on the same port is offloaded.
+    io.events.clear();
+    let f = udp_frame(TO_LB0, (CLIENT4, C_PORT2), (VIP_A, 80), 64, b"query");
+    assert_eq!(core.process(&mut io, &mut lb, 0, f, 0), Verdict::Forward(1));
+    let sent = io.transmitted()[0].1.to_vec();
+    let seg = &sent[14 + 20..14 + 20 + 13];
+    let stored = u16::from_be_bytes([seg[6], seg[7]]);
+    assert_eq!(
+        stored,
+        fold(pseudo(CLIENT4, SERVER_A, UDP, 13)),
+        "pseudo-header sum for the NIC"
     );
 }
 

@@ -126,55 +126,53 @@ impl<F> Neighbours<F> {
     /// Finds the MAC for `frame`'s next hop or holds the frame until it is known.
     pub fn resolve(&mut self, port: PortIdx, addr: IpAddr, frame: F, now: Nanos) -> Resolve<F> {
         let t = self.timers;
-        if !self.map.contains_key(&(port, addr)) {
-            if self.map.len() >= t.max_entries {
-                return Resolve::Full(frame);
-            }
-            let mut held = Vec::with_capacity(t.queue_len);
-            held.push(frame);
-            let state = State::Incomplete {
-                sent: 1,
-                next: now + t.retry,
-            };
-            self.map.insert(
-                (port, addr),
-                Entry {
-                    mac: [0; 6],
-                    state,
-                    used: true,
-                    held,
-                },
-            );
-            return Resolve::Held { request: true };
-        }
-        let Some(e) = self.map.get_mut(&(port, addr)) else {
-            return Resolve::Full(frame);
-        };
-        match e.state {
-            State::Static => Resolve::Mac(e.mac, frame),
-            State::Reachable { expires } if now < expires => {
-                e.used = true;
-                Resolve::Mac(e.mac, frame)
-            }
-            State::Reachable { .. } => {
-                // Expired: ask again, hold meanwhile.
-                e.state = State::Incomplete {
-                    sent: 1,
-                    next: now + t.retry,
-                };
-                e.used = true;
-                e.held.push(frame);
-                Resolve::Held { request: true }
-            }
-            State::Incomplete { .. } => {
-                if e.held.len() >= t.queue_len {
-                    Resolve::Full(frame)
-                } else {
-                    e.held.push(frame);
-                    Resolve::Held { request: false }
+        // One hash lookup on the hot path (a known neighbour).
+        if let Some(e) = self.map.get_mut(&(port, addr)) {
+            return match e.state {
+                State::Static => Resolve::Mac(e.mac, frame),
+                State::Reachable { expires } if now < expires => {
+                    e.used = true;
+                    Resolve::Mac(e.mac, frame)
                 }
-            }
+                State::Reachable { .. } => {
+                    // Expired: ask again, hold meanwhile.
+                    e.state = State::Incomplete {
+                        sent: 1,
+                        next: now + t.retry,
+                    };
+                    e.used = true;
+                    e.held.push(frame);
+                    Resolve::Held { request: true }
+                }
+                State::Incomplete { .. } => {
+                    if e.held.len() >= t.queue_len {
+                        Resolve::Full(frame)
+                    } else {
+                        e.held.push(frame);
+                        Resolve::Held { request: false }
+                    }
+                }
+            };
         }
+        if self.map.len() >= t.max_entries {
+            return Resolve::Full(frame);
+        }
+        let mut held = Vec::with_capacity(t.queue_len);
+        held.push(frame);
+        let state = State::Incomplete {
+            sent: 1,
+            next: now + t.retry,
+        };
+        self.map.insert(
+            (port, addr),
+            Entry {
+                mac: [0; 6],
+                state,
+                used: true,
+                held,
+            },
+        );
+        Resolve::Held { request: true }
     }
 
     /// Records that `addr` on `port` has `mac` (from an ARP/ND message). An

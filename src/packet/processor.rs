@@ -743,7 +743,13 @@ impl<F: Frame> Processor<F> {
                 reason: DropReason::TooBig,
             });
         }
-        let offload = ps.setup.offload;
+        let mut offload = ps.setup.offload;
+        if first_fragment.is_some() {
+            // The L4 checksum covers the whole datagram; the port would
+            // compute it over this fragment alone.
+            offload.tcp_cksum = false;
+            offload.udp_cksum = false;
+        }
         let data = frame.data_mut();
         let req = if ipv4 {
             rewrite::nat_ipv4(&mut data[l2..], l4, &nat, offload, l2 as u8)
@@ -864,8 +870,9 @@ impl<F: Frame> Processor<F> {
                     u16::from(t) << 8 | u16::from(icmp.msg_code()),
                     u16::from(icmpv4::msg_type::ECHO_REPLY) << 8 | u16::from(icmp.msg_code()),
                 );
+                let my_mac = self.ports[port as usize].setup.mac;
                 let data = frame.data_mut();
-                swap_macs(data);
+                reply_macs(data, &my_mac);
                 let mut ip = Ipv4Packet::new_unchecked(&mut data[l2..]);
                 ip.set_src_addr(dst);
                 ip.set_dst_addr(src);
@@ -1176,7 +1183,7 @@ impl<F: Frame> Processor<F> {
                     || self.is_port_addr(IpAddr::V6(dst)) =>
             {
                 let data = frame.data_mut();
-                swap_macs(data);
+                reply_macs(data, &my_mac);
                 let mut ip = Ipv6Packet::new_unchecked(&mut data[l2..]);
                 ip.set_src_addr(&dst);
                 ip.set_dst_addr(&src);
@@ -1358,11 +1365,13 @@ fn set_macs<F: Frame>(f: &mut F, dst: &[u8; 6], src: &[u8; 6]) {
     }
 }
 
-fn swap_macs(data: &mut [u8]) {
+/// Addresses a reply written over a request: back to the sender, from our
+/// MAC (not the request's destination, which may be broadcast or multicast).
+fn reply_macs(data: &mut [u8], my_mac: &[u8; 6]) {
     let mut eth = EthernetFrame::new_unchecked(data);
-    let (d, s) = (eth.dst_addr(), eth.src_addr());
+    let s = eth.src_addr();
     eth.set_dst_addr(&s);
-    eth.set_src_addr(&d);
+    eth.set_src_addr(my_mac);
 }
 
 /// Minimum Ethernet frame without FCS; short generated frames are padded.

@@ -846,8 +846,144 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// A harness whose balancer already holds flows from client port 40001
+    /// to the NAT, FullNAT and IPv6 units (TCP and UDP), both directions.
+    pub fn with_flows() -> Self {
+        let mut h = Harness::new();
+        for (proto, src, dst, dport) in [
+            (TCP, CLIENT4, VIP_A, 80),
+            (UDP, CLIENT4, VIP_A, 80),
+            (TCP, CLIENT4, VIP_FULL, 443),
+            (UDP, CLIENT4, VIP_FULL, 443),
+            (TCP, CLIENT6, VIP6, 80),
+            (UDP, CLIENT6, VIP6, 80),
+        ] {
+            h.lb.add_flow(&FlowKey {
+                proto,
+                src,
+                src_port: 40001,
+                dst,
+                dst_port: dport,
+            });
+        }
+        h
+    }
+}
+
 impl Default for Harness {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Valid frames of every kind the core handles, for the fuzzer and the
+/// property tests to mutate. Meant for [`Harness::with_flows`].
+pub fn valid_frames() -> Vec<Vec<u8>> {
+    let c = CLIENT_MAC;
+    let to0 = (LB0_MAC, c);
+    let to1 = (LB1_MAC, SERVER_MAC);
+    let cp = 40001;
+    let udp_at_server = udp_ip((CLIENT4, cp), (SERVER_A, 8080), 63, b"query");
+    let tcp6_at_server = tcp_ip((CLIENT6, cp), (SERVER6, 8080), 63, ACK, &[7; 16]);
+    let mut t = vec![
+        tcp_frame(to0, (CLIENT4, cp), (VIP_A, 80), 64, SYN, b""),
+        tcp_frame(
+            to0,
+            (CLIENT4, cp),
+            (VIP_A, 80),
+            64,
+            ACK | PSH,
+            b"GET / HTTP/1.1\r\n\r\n",
+        ),
+        tcp_frame(to1, (SERVER_A, 8080), (CLIENT4, cp), 64, SYNACK, b""),
+        udp_frame(to0, (CLIENT4, cp), (VIP_A, 80), 64, b"query"),
+        udp_frame(to1, (SERVER_A, 8080), (CLIENT4, cp), 64, b"answer"),
+        tcp_frame(to0, (CLIENT4, cp), (VIP_FULL, 443), 64, SYN, b""),
+        tcp_frame(
+            (LB1_MAC, SERVER2_MAC),
+            (SERVER_FULL, 8443),
+            (LB1_IP4, FULLNAT_FIRST_PORT),
+            64,
+            SYNACK,
+            b"",
+        ),
+        tcp_frame(to0, (CLIENT6, cp), (VIP6, 80), 64, SYN, b""),
+        udp_frame(to0, (CLIENT6, cp), (VIP6, 80), 64, b"q6"),
+        tcp_frame(to1, (SERVER6, 8080), (CLIENT6, cp), 64, SYNACK, b""),
+        tcp_frame(to0, (CLIENT4, cp), (VIP_UNRES, 80), 64, SYN, b""),
+        frame(
+            LB1_MAC,
+            SERVER_MAC,
+            &ip4_with(
+                V4_GENERATED,
+                SERVER_A,
+                CLIENT4,
+                ICMP,
+                64,
+                &icmp4(3, 3, 0, &udp_at_server),
+            ),
+        ),
+        frame(
+            LB1_MAC,
+            ROUTER_MAC,
+            &ip6(
+                ROUTER1_6,
+                CLIENT6,
+                ICMP6,
+                64,
+                &icmp6(ROUTER1_6, CLIENT6, 2, 0, 1280, &tcp6_at_server),
+            ),
+        ),
+        frame(
+            LB0_MAC,
+            c,
+            &ip4(CLIENT4, VIP_A, ICMP, 64, &icmp4(8, 0, 0x10001, b"ping")),
+        ),
+        frame(
+            LB0_MAC,
+            c,
+            &ip6(
+                CLIENT6,
+                VIP6,
+                ICMP6,
+                64,
+                &icmp6(CLIENT6, VIP6, 128, 0, 0x10001, b"ping"),
+            ),
+        ),
+        ns_frame(CLIENT2_MAC, CLIENT6_B, LB0_IP6, LB0_MAC, 255),
+        na_frame(SERVER50_MAC, SERVER6_UNRES, LB1_IP6, LB1_MAC),
+        arp_frame(BROADCAST, c, &arp(1, c, CLIENT4, [0; 6], LB0_IP4)),
+        arp_frame(
+            LB1_MAC,
+            SERVER50_MAC,
+            &arp(2, SERVER50_MAC, SERVER_UNRES, LB1_MAC, LB1_IP4),
+        ),
+        eth_tagged(
+            LB0_MAC,
+            c,
+            &[5],
+            0x0800,
+            &tcp_ip((CLIENT4, cp), (VIP_A, 80), 64, SYN, b""),
+        ),
+    ];
+    let whole = udp(CLIENT4, cp, VIP_A, 80, &[0x33; 24]);
+    for (off, mf, part) in [(0u16, MF, &whole[..16]), (2, 0, &whole[16..])] {
+        let o = V4Opts {
+            ident: 0x7777,
+            flags_frag: off | mf,
+        };
+        t.push(frame(
+            LB0_MAC,
+            c,
+            &ip4_with(o, CLIENT4, VIP_A, UDP, 64, part),
+        ));
+    }
+    let whole6 = udp(CLIENT6, cp, VIP6, 80, &[0x44; 24]);
+    for (off, more, part) in [(0u16, true, &whole6[..16]), (2, false, &whole6[16..])] {
+        let mut p = frag6_header(UDP, off, more, 0xabcd);
+        p.extend_from_slice(part);
+        t.push(frame(LB0_MAC, c, &ip6(CLIENT6, VIP6, 44, 64, &p)));
+    }
+    t
 }
