@@ -40,6 +40,16 @@ const SERVERS: [(&str, &str, &str, u32); 3] = [
 ];
 const REQUESTS: usize = 2000;
 const SUB_FARM_REQUESTS: usize = 500;
+/// Source ports for the curl phases, apart from the ephemeral ports ab used
+/// (32768-60999). In NAT mode farmlb refuses a new flow whose reply tuple
+/// (server address and port, client address and port) belongs to an older
+/// flow still in its table, even a closed one (src/farm/balancer.rs,
+/// `create`): a SYN to web2's sub-farm unit from a port that ab just used
+/// towards the main farm unit, scheduled to web2, would be dropped as
+/// `no_server` until the old flow expires (10 s in `close`) and stall curl
+/// on SYN retransmissions.
+const SUB_FARM_PORTS: &str = "10000 19999";
+const SESSION_PORTS: &str = "20000 24999";
 
 /// The topology and every process started in it; dropping it kills the
 /// processes (by PID) and deletes the namespaces.
@@ -140,7 +150,8 @@ fn require_tools() {
 /// Runs `cmd` under `timeout SECS` and returns its output.
 fn run_bounded(cmd: &mut Command, secs: u32) -> Output {
     let mut t = Command::new("timeout");
-    t.args(["-k", "2", &secs.to_string()]).arg(cmd.get_program());
+    t.args(["-k", "2", &secs.to_string()])
+        .arg(cmd.get_program());
     t.args(cmd.get_args());
     if let Some(dir) = cmd.get_current_dir() {
         t.current_dir(dir);
@@ -152,7 +163,10 @@ fn run_bounded(cmd: &mut Command, secs: u32) -> Output {
 
 /// Runs `args` in namespace `ns`, bounded to `secs`.
 fn in_ns(ns: &str, args: &[&str], secs: u32) -> Output {
-    run_bounded(Command::new("ip").args(["netns", "exec", ns]).args(args), secs)
+    run_bounded(
+        Command::new("ip").args(["netns", "exec", ns]).args(args),
+        secs,
+    )
 }
 
 fn text(out: &Output) -> String {
@@ -203,8 +217,9 @@ struct Reply {
 }
 
 /// `count` requests (globbed URL, one new connection each, 8 in parallel)
-/// from the client; one Reply per request.
-fn curl_many(url: &str, count: usize) -> Vec<Reply> {
+/// from the client, from source ports in `ports`; one Reply per request.
+fn curl_many(url: &str, count: usize, ports: &str) -> Vec<Reply> {
+    client_ports(ports);
     let glob = format!("{url}?n=[1-{count}]");
     let out = in_ns(
         CLIENT,
@@ -239,6 +254,20 @@ fn curl_many(url: &str, count: usize) -> Vec<Reply> {
         .collect()
 }
 
+/// Sets the client's ephemeral port range ("LOW HIGH").
+fn client_ports(range: &str) {
+    let out = in_ns(
+        CLIENT,
+        &[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv4.ip_local_port_range={range}"),
+        ],
+        5,
+    );
+    assert!(out.status.success(), "sysctl: {}", text(&out));
+}
+
 /// `requests_total` from a server's /stats, asked inside its namespace.
 fn server_requests(ns: &str) -> u64 {
     let out = in_ns(
@@ -266,7 +295,9 @@ fn captured_tcp(path: &Path) -> Vec<(Ipv4Addr, Ipv4Addr, u8)> {
     let file = std::fs::File::open(path).expect("capture file");
     let mut reader = pcap_file::pcap::PcapReader::new(file).expect("pcap header");
     let mut out = Vec::new();
-    while let Some(pkt) = reader.next_packet() {
+    // Raw records: pcap-file refuses parsed packets longer than the snap
+    // length, and these are cut at 96 bytes on purpose.
+    while let Some(pkt) = reader.next_raw_packet() {
         let Ok(pkt) = pkt else { break }; // the last record may be cut by the kill
         let d = &pkt.data;
         if d.len() < 14 + 20 || d[12..14] != [0x08, 0x00] || d[14 + 9] != 6 {
@@ -283,7 +314,8 @@ fn captured_tcp(path: &Path) -> Vec<(Ipv4Addr, Ipv4Addr, u8)> {
 
 #[test]
 fn real_tcp_clients_through_farmlb_in_namespaces() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{}", std::process::id()));
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     let farm_server = farm_server_binary();
@@ -311,7 +343,11 @@ fn real_tcp_clients_through_farmlb_in_namespaces() {
                 &db,
             ],
         );
-        topo.spawn(&format!("iperf-{name}"), ns, &["iperf3", "-s", "-p", "5201"]);
+        topo.spawn(
+            &format!("iperf-{name}"),
+            ns,
+            &["iperf3", "-s", "-p", "5201"],
+        );
     }
     // farmlb, with --run-for as a safety net behind the kill at the end.
     let config = Path::new(ROOT).join("config/demo.toml");
@@ -355,7 +391,10 @@ fn real_tcp_clients_through_farmlb_in_namespaces() {
         "the main farm unit does not answer through farmlb:\n{}",
         topo.log("farmlb")
     );
-    eprintln!("e2e: topology, servers and farmlb up in {:?}", started.elapsed());
+    eprintln!(
+        "e2e: topology, servers and farmlb up in {:?}",
+        started.elapsed()
+    );
 
     // Capture what the client receives, for the source address check.
     let capture = dir.join("client.pcap");
@@ -368,6 +407,7 @@ fn real_tcp_clients_through_farmlb_in_namespaces() {
             "eth0",
             "-n",
             "-U",
+            "--immediate-mode",
             "-s",
             "96",
             "-w",
@@ -403,7 +443,11 @@ fn real_tcp_clients_through_farmlb_in_namespaces() {
             .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
             .unwrap_or_default()
     };
-    assert_eq!(ab_field("Complete requests:"), REQUESTS.to_string(), "{ab_out}");
+    assert_eq!(
+        ab_field("Complete requests:"),
+        REQUESTS.to_string(),
+        "{ab_out}"
+    );
     assert_eq!(ab_field("Failed requests:"), "0", "{ab_out}");
     assert!(
         !ab_out.contains("Non-2xx responses"),
@@ -426,7 +470,11 @@ fn real_tcp_clients_through_farmlb_in_namespaces() {
     for ((name, _, _, weight), n) in SERVERS.iter().zip(&served) {
         let share = *n as f64 / REQUESTS as f64;
         let want = f64::from(*weight) / f64::from(total_weight);
-        shares.push(format!("{name} {:.1}% (weight {:.1}%)", share * 100.0, want * 100.0));
+        shares.push(format!(
+            "{name} {:.1}% (weight {:.1}%)",
+            share * 100.0,
+            want * 100.0
+        ));
         assert!(
             (share - want).abs() <= 0.05,
             "{name} served {n} of {REQUESTS} ({:.1}%), weight says {:.1}%",
@@ -441,14 +489,16 @@ fn real_tcp_clients_through_farmlb_in_namespaces() {
 
     // 2. A sub-farm unit: every request to web2's own address is served by web2.
     let sub_url = format!("http://{}/health", SUB_FARM[1]);
-    let replies = curl_many(&sub_url, SUB_FARM_REQUESTS);
+    let replies = curl_many(&sub_url, SUB_FARM_REQUESTS, SUB_FARM_PORTS);
     assert_eq!(replies.len(), SUB_FARM_REQUESTS, "curl results");
     for r in &replies {
         assert_eq!(r.code, 200, "a sub-farm request failed");
         assert_eq!(r.server, "web2", "a sub-farm request went elsewhere");
         assert_eq!(r.remote, SUB_FARM[1].to_string());
     }
-    eprintln!("e2e: sub-farm unit web2-own: {SUB_FARM_REQUESTS} of {SUB_FARM_REQUESTS} served by web2");
+    eprintln!(
+        "e2e: sub-farm unit web2-own: {SUB_FARM_REQUESTS} of {SUB_FARM_REQUESTS} served by web2"
+    );
 
     // 3. A session: first page through the main farm unit, then the server's
     //    own sub-farm unit (named in the page's links) answers from its cache.
@@ -458,8 +508,19 @@ fn real_tcp_clients_through_farmlb_in_namespaces() {
         let out = in_ns(
             CLIENT,
             &[
-                "curl", "-sS", "-m", "5", "-c", jar, "-b", jar, "-H", "Accept: text/html", "-D",
-                "-", url,
+                "curl",
+                "-sS",
+                "-m",
+                "5",
+                "-c",
+                jar,
+                "-b",
+                jar,
+                "-H",
+                "Accept: text/html",
+                "-D",
+                "-",
+                url,
             ],
             10,
         );
@@ -468,6 +529,7 @@ fn real_tcp_clients_through_farmlb_in_namespaces() {
         let (head, body) = all.split_once("\r\n\r\n").unwrap_or((&all, ""));
         (head.to_string(), body.to_string())
     };
+    client_ports(SESSION_PORTS);
     let (head, page) = get("http://shop.farm.test/");
     let first = header(&head, "x-farm-server").expect("X-Farm-Server on the first page");
     let own = format!("http://web{}.shop.farm.test/", &first[3..]);
@@ -491,6 +553,7 @@ fn real_tcp_clients_through_farmlb_in_namespaces() {
     eprintln!("e2e: session: first page from {first}, 3 follow-ups to {own} hit its cache");
 
     // The capture: everything the client received came from a farm unit.
+    std::thread::sleep(Duration::from_millis(500));
     assert!(topo.stop("tcpdump", Duration::from_secs(5)) || capture.exists());
     let packets = captured_tcp(&capture);
     let to_client: Vec<_> = packets.iter().filter(|p| p.1 == CLIENT_ADDR).collect();
@@ -508,6 +571,13 @@ fn real_tcp_clients_through_farmlb_in_namespaces() {
             "the client received packets from {src}: {by_source:?}"
         );
     }
+    let own = SUB_FARM[usize::from(first.as_bytes()[3] - b'1')];
+    for unit in [SUB_FARM[1], own] {
+        assert!(
+            by_source.contains_key(&unit),
+            "nothing captured from {unit}: {by_source:?}"
+        );
+    }
     assert!(
         syn_acks_from_vip >= REQUESTS,
         "{syn_acks_from_vip} SYN-ACKs from the VIP captured, want >= {REQUESTS}"
@@ -520,7 +590,16 @@ fn real_tcp_clients_through_farmlb_in_namespaces() {
     // 4. iperf3 TCP through the main farm unit on port 5201.
     let iperf = in_ns(
         CLIENT,
-        &["iperf3", "-c", &VIP.to_string(), "-p", "5201", "-t", "5", "-J"],
+        &[
+            "iperf3",
+            "-c",
+            &VIP.to_string(),
+            "-p",
+            "5201",
+            "-t",
+            "5",
+            "-J",
+        ],
         30,
     );
     assert!(iperf.status.success(), "iperf3: {}", text(&iperf));
@@ -529,7 +608,10 @@ fn real_tcp_clients_through_farmlb_in_namespaces() {
         .as_f64()
         .expect("iperf3 received rate");
     assert!(bps > 0.0, "iperf3 moved nothing");
-    eprintln!("e2e: iperf3 TCP 5 s through {VIP}:5201: {:.3} Gbit/s", bps / 1e9);
+    eprintln!(
+        "e2e: iperf3 TCP 5 s through {VIP}:5201: {:.3} Gbit/s",
+        bps / 1e9
+    );
 
     // farmlb stops on SIGTERM and writes its stats.
     assert!(
