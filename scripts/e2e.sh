@@ -5,12 +5,15 @@
 # namespace and says what happened. Everything is torn down on exit.
 #   scripts/e2e.sh            release build
 #   PROFILE=debug scripts/e2e.sh
+#   FARMLB=path FARM_SERVER=path scripts/e2e.sh    use these binaries, no build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PROFILE=${PROFILE:-release}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET/$PROFILE
+FARMLB=${FARMLB:-}
+FARM_SERVER=${FARM_SERVER:-}
 WORK=$(mktemp -d /tmp/farmlb-e2e.XXXXXX)
 VIP=198.18.30.100
 PIDS=()
@@ -26,11 +29,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "building farmlb and farm-server ($PROFILE)"
-flag=()
-[[ $PROFILE == release ]] && flag=(--release)
-cargo build -q "${flag[@]}" -p farmlb -p farm-server
-"$BIN"/farmlb check-config config/demo.toml
+if [[ -z $FARMLB || -z $FARM_SERVER ]]; then
+  say "building farmlb and farm-server ($PROFILE)"
+  flag=()
+  [[ $PROFILE == release ]] && flag=(--release)
+  cargo build -q "${flag[@]}" -p farmlb -p farm-server
+fi
+FARMLB=${FARMLB:-$BIN/farmlb}
+FARM_SERVER=${FARM_SERVER:-$BIN/farm-server}
+"$FARMLB" check-config config/demo.toml
 
 say "network namespaces: flb-client -- farmlb (flb-lb) -- flb-s1..3"
 scripts/netns.sh up
@@ -38,7 +45,7 @@ ip netns list | sort | sed 's/^/  /'
 
 say "starting farm servers web1..3 (weights 1,1,2) and iperf3 servers"
 for i in 1 2 3; do
-  ip netns exec flb-s$i "$BIN"/farm-server --name web$i --listen 0.0.0.0:8080 \
+  ip netns exec flb-s$i "$FARM_SERVER" --name web$i --listen 0.0.0.0:8080 \
     --sub-farm-url http://web$i.shop.farm.test/ --cookie-domain shop.farm.test \
     --db "sqlite:$WORK/farm.db" >"$WORK/web$i.log" 2>&1 &
   PIDS+=($!)
@@ -47,7 +54,7 @@ for i in 1 2 3; do
 done
 
 say "starting farmlb: main farm unit $VIP:80, sub-farm units 198.18.30.101-103:80, iperf3 on $VIP:5201"
-ip netns exec flb-lb "$BIN"/farmlb --log info run --config config/demo.toml \
+ip netns exec flb-lb "$FARMLB" --log info run --config config/demo.toml \
   --run-for 300s --stats-out "$WORK/stats.json" >"$WORK/farmlb.log" 2>&1 &
 LB=$!
 PIDS+=("$LB")
