@@ -25,6 +25,8 @@ cargo test -p farmlb --no-default-features
 section "tests: everything with DPDK (unit, config files, pcap vdevs)"
 # DPDK tests must run: a missing DPDK is a failure, never a skip.
 export FARMLB_REQUIRE_DPDK=1
+# The end-to-end tests run the farm server next to farmlb: build it first.
+cargo build -p farm-server
 cargo test --workspace --exclude farm-server
 
 if [[ -x scripts/test-farm-server.sh ]]; then
