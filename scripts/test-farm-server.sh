@@ -10,6 +10,9 @@
 # rather than skip if the database is not there.
 #
 # Extra arguments go to `cargo test` (e.g. a test name filter).
+# `scripts/test-farm-server.sh --with-pg CMD ARGS...` runs CMD instead of the
+# tests, with the same throw-away database in FARM_SERVER_PG (e.g. the bench:
+# `scripts/test-farm-server.sh --with-pg scripts/bench-farm-server.sh`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -97,6 +100,12 @@ as_pg "$PG_BIN/createdb" -h "$WORK" "$DB"
 export FARM_SERVER_PG="host=$WORK user=$PG_USER dbname=$DB"
 export FARM_SERVER_REQUIRE_PG=1
 say "FARM_SERVER_PG=$FARM_SERVER_PG"
+if [[ "${1:-}" == "--with-pg" ]]; then
+  shift
+  say "running: $*"
+  "$@"
+  exit 0
+fi
 say "cargo test -p farm-server $*"
 cargo test -p farm-server "$@"
 say "farm-server tests passed on SQLite and PostgreSQL"

@@ -510,7 +510,25 @@ async fn server_headers(
         .requests_in_flight
         .fetch_add(1, Ordering::Relaxed);
     let _in_flight = InFlight(&shared.counters.requests_in_flight);
+    // Per-request log lines only when debug logging is on (no cost otherwise).
+    let log = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+        let started = std::time::Instant::now();
+        (
+            request.method().clone(),
+            request.uri().path().to_string(),
+            started,
+        )
+    });
     let mut response = next.run(request).await;
+    if let Some((method, path, started)) = log {
+        tracing::debug!(
+            %method,
+            %path,
+            status = response.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "request"
+        );
+    }
     if response.extensions().get::<ClearCookies>().is_some() {
         for name in [SESSION_COOKIE, INSTANCE_COOKIE] {
             let expired = shared.cookie(name, "", true);

@@ -524,3 +524,42 @@ async fn stats_report_counters(backend: &Backend) {
     server.stop().await.unwrap();
 }
 both_backends!(stats_report_counters);
+
+/// With --cookie-domain the cookies carry Domain=, so the main farm unit and every
+/// sub-farm unit under that domain see the same session.
+#[tokio::test]
+async fn cookie_domain_is_set_when_configured() {
+    let backend = Backend::sqlite();
+    let config = farm_server::AppConfig::new("web1", SUB_FARM_URL, Some("shop.example"), 100)
+        .expect("config");
+    let server = farm_server::RunningServer::start(
+        config,
+        backend.open_store().await,
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let r = Browser::new().get(server.addr, "/").await;
+    let cookies = r.set_cookies();
+    assert_eq!(cookies.len(), 2);
+    assert!(
+        cookies.iter().all(|c| c.contains("; Domain=shop.example")),
+        "{cookies:?}"
+    );
+    // Expired malformed cookies are expired for the same domain.
+    let r = Browser::new()
+        .request(
+            server.addr,
+            Method::GET,
+            "/cart",
+            &[("cookie", "farm_session=bad")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r
+        .set_cookies()
+        .iter()
+        .all(|c| c.contains("Max-Age=0") && c.contains("Domain=shop.example")));
+    server.stop().await.unwrap();
+}

@@ -1,8 +1,10 @@
 //! PostgreSQL store, for farms whose servers run on several machines.
 //!
-//! A small pool of connections, each behind an async mutex (a transaction needs
-//! its connection to itself). A connection that died (database restart) is
-//! replaced on its next use, so the server recovers without a restart.
+//! A small pool of connections, each behind an async mutex (one request at a
+//! time per connection; a free connection is taken first). Every operation is a
+//! single statement, so a write costs one round trip. A connection that died
+//! (database restart) is replaced on its next use, so the server recovers
+//! without a restart.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,14 +22,32 @@ use crate::state::{SessionRecord, SessionState};
 /// Key of the advisory lock that serializes schema migrations between servers.
 const MIGRATION_LOCK: i64 = 7_197_547;
 
+/// The whole version-guarded write in one statement (one round trip, atomic):
+/// bump the session row if it is still at the expected version, and only then
+/// delete the cart rows not in the new cart and upsert the ones that are. The
+/// DELETE and the upsert touch disjoint rows, as one statement requires.
+/// Answers 1 if the session was written, 0 if not.
+const UPDATE_SQL: &str = "
+    WITH s AS (
+        UPDATE sessions SET user_name = $1, version = version + 1, updated_at = $2
+        WHERE id = $3 AND version = $4
+        RETURNING id
+    ), gone AS (
+        DELETE FROM cart_items c USING s
+        WHERE c.session_id = s.id AND NOT (c.item = ANY($5::TEXT[]))
+    ), put AS (
+        INSERT INTO cart_items (session_id, item, quantity)
+        SELECT s.id, x.item, x.quantity FROM s, unnest($5::TEXT[], $6::INTEGER[]) AS x(item, quantity)
+        ON CONFLICT (session_id, item) DO UPDATE SET quantity = EXCLUDED.quantity
+    )
+    SELECT count(*) FROM s";
+
 struct PgConn {
     client: Client,
     load: Statement,
     create: Statement,
     update: Statement,
     exists: Statement,
-    delete_items: Statement,
-    insert_item: Statement,
 }
 
 impl PgConn {
@@ -52,20 +72,9 @@ impl PgConn {
                      VALUES ($1, NULL, 1, $2, $2)",
                 )
                 .await?,
-            update: client
-                .prepare(
-                    "UPDATE sessions SET user_name = $1, version = version + 1, updated_at = $2
-                     WHERE id = $3 AND version = $4",
-                )
-                .await?,
+            update: client.prepare(UPDATE_SQL).await?,
             exists: client
                 .prepare("SELECT 1 FROM sessions WHERE id = $1")
-                .await?,
-            delete_items: client
-                .prepare("DELETE FROM cart_items WHERE session_id = $1")
-                .await?,
-            insert_item: client
-                .prepare("INSERT INTO cart_items (session_id, item, quantity) VALUES ($1, $2, $3)")
                 .await?,
             client,
         })
@@ -218,38 +227,44 @@ impl Store for PgStore {
         state: SessionState,
     ) -> StoreFuture<'_, UpdateOutcome> {
         Box::pin(async move {
-            let mut guard = self.conn().await?;
-            let conn = guard.as_mut().ok_or_else(closed)?;
+            let guard = self.conn().await?;
+            let conn = guard.as_ref().ok_or_else(closed)?;
             let id = id.to_hex();
-            let tx = conn.client.transaction().await?;
+            let items: Vec<&str> = state.cart.keys().map(String::as_str).collect();
+            let quantities = state
+                .cart
+                .values()
+                .map(|q| i32::try_from(*q))
+                .collect::<Result<Vec<i32>, _>>()
+                .map_err(|_| StoreError::Corrupt("quantity beyond INTEGER".into()))?;
             // READ COMMITTED: a concurrent writer's UPDATE waits for our row lock,
             // then re-checks `version = $4` against our committed row and matches
             // nothing, so exactly one of two racing writers wins.
-            let changed = tx
-                .execute(
+            let written: i64 = conn
+                .client
+                .query_one(
                     &conn.update,
-                    &[&state.user, &unix_now(), &id, &expected_version],
+                    &[
+                        &state.user,
+                        &unix_now(),
+                        &id,
+                        &expected_version,
+                        &items,
+                        &quantities,
+                    ],
                 )
-                .await?;
-            if changed == 0 {
-                let exists = !tx.query(&conn.exists, &[&id]).await?.is_empty();
-                tx.rollback().await?;
-                return Ok(if exists {
-                    UpdateOutcome::Conflict
-                } else {
-                    UpdateOutcome::Missing
+                .await?
+                .try_get(0)?;
+            if written == 1 {
+                return Ok(UpdateOutcome::Written {
+                    version: expected_version + 1,
                 });
             }
-            tx.execute(&conn.delete_items, &[&id]).await?;
-            for (item, quantity) in &state.cart {
-                let quantity = i32::try_from(*quantity)
-                    .map_err(|_| StoreError::Corrupt(format!("quantity {quantity}")))?;
-                tx.execute(&conn.insert_item, &[&id, item, &quantity])
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok(UpdateOutcome::Written {
-                version: expected_version + 1,
+            let exists = !conn.client.query(&conn.exists, &[&id]).await?.is_empty();
+            Ok(if exists {
+                UpdateOutcome::Conflict
+            } else {
+                UpdateOutcome::Missing
             })
         })
     }
