@@ -194,6 +194,12 @@ pub struct PortConfig {
     pub promiscuous: bool,
     #[serde(default)]
     pub neighbours: Vec<NeighbourConfig>,
+    /// Kernel interface for the exception path: traffic to the port's own
+    /// addresses that the data plane does not answer itself goes to this
+    /// tap interface (DPDK net_tap), and what the kernel sends on it leaves
+    /// through the port. Unset: such traffic is dropped and counted.
+    #[serde(default)]
+    pub tap: Option<Spanned<String>>,
 }
 
 /// Transport protocol of a farm unit.
@@ -470,6 +476,8 @@ pub struct Port {
     pub mtu: u16,
     pub promiscuous: bool,
     pub neighbours: Vec<(IpAddr, [u8; 6])>,
+    /// Kernel tap interface name for the exception path.
+    pub tap: Option<String>,
 }
 
 /// A resolved server.
@@ -813,6 +821,31 @@ impl Validator<'_> {
                     format!("port '{name}' mtu {} is not 576..=9216", p.mtu),
                 ));
             }
+            let tap = match &p.tap {
+                None => None,
+                Some(t) => {
+                    let n = t.get_ref();
+                    let ok = !n.is_empty()
+                        && n.len() <= 15
+                        && n.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                    if !ok {
+                        return Err(self.err(
+                            t.span(),
+                            format!("tap interface name '{n}' must be 1..=15 characters of letters, digits, '-', '_', '.'"),
+                        ));
+                    }
+                    if ports
+                        .iter()
+                        .any(|q: &Port| q.tap.as_deref() == Some(n.as_str()))
+                    {
+                        return Err(
+                            self.err(t.span(), format!("tap interface '{n}' used by two ports"))
+                        );
+                    }
+                    Some(n.clone())
+                }
+            };
             ports.push(Port {
                 name,
                 device,
@@ -822,6 +855,7 @@ impl Validator<'_> {
                 mtu: p.mtu,
                 promiscuous: p.promiscuous,
                 neighbours,
+                tap,
             });
         }
 

@@ -19,7 +19,7 @@ use crossbeam::queue::ArrayQueue;
 
 use crate::farm::{Farm, FarmBalancer, FarmCounters, FarmError, Publisher};
 use crate::packet::{
-    Balancer, CoreSetup, Counters, DropReason, Io, PortAddr, PortIdx, PortSetup, Processor,
+    Balancer, CoreSetup, Counters, DropReason, Frame, Io, PortAddr, PortIdx, PortSetup, Processor,
 };
 
 /// Frames per rx burst at most (the configured burst may be smaller).
@@ -45,6 +45,8 @@ pub enum RunError {
     Farm(#[from] FarmError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error("exception tap '{iface}': {reason}")]
+    Tap { iface: String, reason: String },
     #[error("port '{port}' offers {queues} tx queue(s) but {workers} workers need one each; reduce the worker lcores")]
     TooFewTxQueues {
         port: String,
@@ -74,8 +76,13 @@ pub struct WorkerStats {
     pub tx: u64,
     /// Frames the NIC's tx queue did not accept (freed).
     pub tx_dropped: u64,
-    /// Frames for the kernel exception path while no tap is attached (freed).
+    /// Frames for the kernel exception path while no tap is attached, or
+    /// while the tap's queue was full (freed).
     pub exception_dropped: u64,
+    /// Frames handed to the kernel on a port's tap, and frames the kernel
+    /// sent out through the port.
+    pub to_kernel: u64,
+    pub from_kernel: u64,
     /// Rx bursts that returned at least one frame.
     pub busy_polls: u64,
     /// Frames received from other workers' redirect rings.
@@ -166,6 +173,12 @@ struct WorkerIo<'a> {
     tx_queue: QueueId,
     tx: Vec<MbufBurst<TX_BUFFER>>,
     rings: &'a [RedirectRing],
+    /// The exception path: a tap per data port (or none). Only worker 0
+    /// touches the taps; the others hand it their exception frames.
+    taps: &'a [Option<Port>],
+    tap_owner: bool,
+    tap_tx: Vec<MbufBurst<TX_BUFFER>>,
+    exceptions: &'a RedirectRing,
     stats: &'a mut WorkerStats,
 }
 
@@ -187,6 +200,35 @@ impl WorkerIo<'_> {
     fn flush_all(&mut self) {
         for p in 0..self.tx.len() {
             self.flush(p);
+        }
+        for (p, burst) in self.tap_tx.iter_mut().enumerate() {
+            if burst.is_empty() {
+                continue;
+            }
+            if let Some(Some(tap)) = self.taps.get(p) {
+                self.stats.to_kernel += tap.tx_burst(QueueId(0), burst) as u64;
+            }
+            for m in burst.drain() {
+                self.stats.exception_dropped += 1;
+                drop(m);
+            }
+        }
+    }
+
+    /// The kernel behind a tap resolves its own neighbours: it gets a copy of
+    /// every ARP reply and neighbour advertisement received on the port (the
+    /// core answers requests for the LB's addresses itself).
+    fn copy_neighbour_answer(&mut self, port: PortIdx, m: &Mbuf) {
+        if !matches!(self.taps.get(port as usize), Some(Some(_))) || !is_neighbour_answer(m.data())
+        {
+            return;
+        }
+        let Some(mut copy) = self.pool.alloc() else {
+            return;
+        };
+        if copy.set_len(m.data().len()) {
+            copy.data_mut().copy_from_slice(m.data());
+            self.exception(port, copy);
         }
     }
 }
@@ -215,9 +257,24 @@ impl Io for WorkerIo<'_> {
     }
 
     #[inline]
-    fn exception(&mut self, _port: PortIdx, frame: Mbuf) {
-        self.stats.exception_dropped += 1;
-        drop(frame);
+    fn exception(&mut self, port: PortIdx, frame: Mbuf) {
+        let p = port as usize;
+        if !matches!(self.taps.get(p), Some(Some(_))) {
+            self.stats.exception_dropped += 1;
+            return;
+        }
+        if !self.tap_owner {
+            if self.exceptions.push((port, frame)).is_err() {
+                self.stats.exception_dropped += 1;
+            }
+            return;
+        }
+        if let Err(frame) = self.tap_tx[p].push(frame) {
+            self.flush_all();
+            if self.tap_tx[p].push(frame).is_err() {
+                self.stats.exception_dropped += 1;
+            }
+        }
     }
 
     #[inline]
@@ -255,8 +312,11 @@ impl Worker {
         pool: &Mempool,
         ports: &[Port],
         rings: &[RedirectRing],
+        exc: (&[Option<Port>], &RedirectRing),
         stop: &AtomicBool,
     ) -> WorkerStats {
+        let (taps, exceptions) = exc;
+        let tap_owner = self.index == 0;
         let mut stats = WorkerStats {
             worker: self.index,
             lcore: self.lcore,
@@ -281,6 +341,10 @@ impl Worker {
                 tx_queue: self.tx_queue,
                 tx: (0..n_ports).map(|_| MbufBurst::new()).collect(),
                 rings,
+                taps,
+                tap_owner,
+                tap_tx: (0..n_ports).map(|_| MbufBurst::new()).collect(),
+                exceptions,
                 stats: &mut stats,
             };
             if self.announce {
@@ -312,6 +376,24 @@ impl Worker {
                     io.stats.redirected_in += 1;
                     core.process_redirected(&mut io, &mut balancer, port, m, now);
                 }
+                if tap_owner {
+                    // The exception path: other workers' frames for the
+                    // kernel, and what the kernel sends out of each port.
+                    for _ in 0..self.burst {
+                        let Some((port, m)) = exceptions.pop() else {
+                            break;
+                        };
+                        io.exception(port, m);
+                    }
+                    for (p, tap) in taps.iter().enumerate() {
+                        let Some(tap) = tap else { continue };
+                        let n = tap.rx_burst(QueueId(0), &mut rx, self.burst);
+                        io.stats.from_kernel += n as u64;
+                        for m in rx.drain() {
+                            core.from_exception(&mut io, p as PortIdx, m, now);
+                        }
+                    }
+                }
                 io.flush_all();
                 if tsc.wrapping_sub(next_poll) < u64::MAX / 2 {
                     polls += 1;
@@ -335,19 +417,23 @@ impl Worker {
         stats.farm = balancer.counters();
         // Frames still queued for this worker are freed with the ring.
         while inbox.pop().is_some() {}
+        if tap_owner {
+            while exceptions.pop().is_some() {}
+        }
         stats
     }
 }
 
 #[inline]
-fn process_one<I: Io<Frame = Mbuf>, B: Balancer>(
+fn process_one<B: Balancer>(
     core: &mut Processor<Mbuf>,
-    io: &mut I,
+    io: &mut WorkerIo<'_>,
     balancer: &mut B,
     port: PortIdx,
     m: Mbuf,
     now: u64,
 ) {
+    io.copy_neighbour_answer(port, &m);
     if m.is_chained() {
         // The core sees one contiguous segment; multi-segment frames only
         // come from ports configured for jumbo frames beyond the mbuf size.
@@ -356,6 +442,79 @@ fn process_one<I: Io<Frame = Mbuf>, B: Balancer>(
         return;
     }
     core.process(io, balancer, port, m, now);
+}
+
+/// The EAL device of the exception tap of port `index`.
+fn tap_device(index: usize, iface: &str) -> String {
+    format!("net_tap_exc{index},iface={iface}")
+}
+
+/// Starts the exception taps (one queue pair each, the data port's MAC) and
+/// gives the kernel interfaces the ports' addresses.
+fn start_taps(
+    cfg: &Config,
+    ports: &[Port],
+    pool: &Mempool,
+    socket: i32,
+) -> Result<Vec<Option<Port>>, RunError> {
+    let mut taps = Vec::with_capacity(cfg.ports.len());
+    for (i, (pc, port)) in cfg.ports.iter().zip(ports).enumerate() {
+        let Some(iface) = &pc.tap else {
+            taps.push(None);
+            continue;
+        };
+        let tap = Port::start(
+            &PortConfig {
+                device: tap_device(i, iface),
+                queues: 1,
+                rx_desc: 512,
+                tx_desc: 512,
+                mtu: Some(pc.mtu),
+                mac: Some(port.mac()),
+                promiscuous: false,
+            },
+            pool,
+            socket,
+        )?;
+        let mut cmds: Vec<Vec<String>> = vec![vec![
+            "link".into(),
+            "set".into(),
+            "dev".into(),
+            iface.clone(),
+            "up".into(),
+        ]];
+        for a in &pc.addresses {
+            cmds.push(vec![
+                "addr".into(),
+                "replace".into(),
+                format!("{}/{}", a.addr, a.prefix_len),
+                "dev".into(),
+                iface.clone(),
+            ]);
+        }
+        for args in cmds {
+            let out = std::process::Command::new("ip")
+                .args(&args)
+                .output()
+                .map_err(|e| RunError::Tap {
+                    iface: iface.clone(),
+                    reason: format!("cannot run ip: {e}"),
+                })?;
+            if !out.status.success() {
+                return Err(RunError::Tap {
+                    iface: iface.clone(),
+                    reason: format!(
+                        "ip {}: {}",
+                        args.join(" "),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ),
+                });
+            }
+        }
+        tracing::info!(port = %pc.name, tap = %iface, "exception path on tap");
+        taps.push(Some(tap));
+    }
+    Ok(taps)
 }
 
 /// `farmlb run`: runs until SIGINT/SIGTERM or `run_for`, then writes the
@@ -379,7 +538,17 @@ pub fn run(
         hugepages: cfg.eal.hugepages,
         memory_mb: cfg.eal.memory_mb,
         file_prefix: cfg.eal.file_prefix.clone(),
-        devices: cfg.ports.iter().map(|p| p.device.clone()).collect(),
+        devices: cfg
+            .ports
+            .iter()
+            .map(|p| p.device.clone())
+            .chain(
+                cfg.ports
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, p)| p.tap.as_ref().map(|t| tap_device(i, t))),
+            )
+            .collect(),
         extra: cfg.eal.args.clone(),
     };
     let eal = Eal::init(&eal_args)?;
@@ -436,6 +605,8 @@ fn run_with_eal(
         }
         ports.push(port);
     }
+    let taps: Arc<Vec<Option<Port>>> = Arc::new(start_taps(cfg, &ports, &pool, socket)?);
+    let exceptions: Arc<RedirectRing> = Arc::new(ArrayQueue::new(REDIRECT_RING));
     let ports = Arc::new(ports);
     let setup = core_setup(cfg, &ports);
     let publisher = Publisher::new(Farm::from_config(cfg)?)?;
@@ -474,10 +645,11 @@ fn run_with_eal(
             Arc::clone(&slots[i]),
         );
         let rings = Arc::clone(&rings);
+        let (taps, exceptions) = (Arc::clone(&taps), Arc::clone(&exceptions));
         jobs.push((
             LcoreId(lcore),
             Box::new(move || {
-                let stats = worker.run(&pool, &ports, &rings, &stop);
+                let stats = worker.run(&pool, &ports, &rings, (&taps, &exceptions), &stop);
                 if let Ok(mut s) = slot.lock() {
                     *s = Some(stats);
                 }
@@ -557,10 +729,21 @@ fn run_with_eal(
     // Ports stop (and pcap files flush) before the pool and the EAL go;
     // frames left in the redirect rings go back to the pool first.
     drop(rings);
+    drop(exceptions);
+    drop(taps);
     drop(ports);
     drop(pool);
     if let Some(i) = codes.iter().position(|&c| c != 0) {
         return Err(RunError::Worker(i));
     }
     Ok(())
+}
+
+/// An ARP reply, or an IPv6 neighbour advertisement (untagged frames).
+fn is_neighbour_answer(f: &[u8]) -> bool {
+    match f.get(12..14) {
+        Some([0x08, 0x06]) => f.get(20..22) == Some(&[0, 2]),
+        Some([0x86, 0xdd]) => f.get(20) == Some(&58) && f.get(54) == Some(&136),
+        _ => false,
+    }
 }
