@@ -37,6 +37,49 @@ pub enum Command {
         /// Configuration file (TOML).
         file: PathBuf,
     },
+    /// Print the server status table and the farm units of a running farmlb.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Print the admin API's JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Operate on one server of a running farmlb.
+    Server {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        op: ServerOp,
+    },
+    /// Make a running farmlb re-read its config file (a bad file changes nothing).
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// Where the admin API of the running farmlb is.
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// The admin API address (`[admin] listen` of the running farmlb).
+    #[arg(long, global = true, env = "FARMLB_ADMIN", default_value = "127.0.0.1:9190")]
+    pub admin: String,
+    /// Bearer token (`[admin] token`), needed when farmlb listens beyond loopback.
+    #[arg(long, global = true, env = "FARMLB_TOKEN")]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerOp {
+    /// No new flows; existing ones finish.
+    Drain { name: String },
+    /// Back in service (when healthy).
+    Enable { name: String },
+    /// Out of service: its sub-farm units fail over to their backups.
+    Disable { name: String },
+    /// Set the scheduling weight.
+    Weight { name: String, weight: u32 },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use farmlb::cli::{Cli, Command};
+use farmlb::cli::{AdminArgs, Cli, Command, ServerOp};
 use farmlb::config::Config;
 
 fn main() -> ExitCode {
@@ -33,6 +33,30 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Status { admin, json } => admin_call(&admin, |c| {
+            if json {
+                c.call("GET", "/status", None)
+            } else {
+                c.status()
+                    .map(|s| farmlb::control::client::format_status(&s))
+            }
+        }),
+        Command::Server { admin, op } => admin_call(&admin, |c| {
+            let (path, method, body) = match &op {
+                ServerOp::Drain { name } => (format!("/servers/{name}/drain"), "POST", None),
+                ServerOp::Enable { name } => (format!("/servers/{name}/enable"), "POST", None),
+                ServerOp::Disable { name } => (format!("/servers/{name}/disable"), "POST", None),
+                ServerOp::Weight { name, weight } => (
+                    format!("/servers/{name}/weight"),
+                    "PUT",
+                    Some(format!("{{\"weight\": {weight}}}")),
+                ),
+            };
+            c.call(method, &path, body.as_deref())?;
+            c.status()
+                .map(|s| farmlb::control::client::format_status(&s))
+        }),
+        Command::Reload { admin } => admin_call(&admin, |c| c.call("POST", "/reload", None)),
         Command::Run {
             config,
             run_for,
@@ -73,4 +97,27 @@ fn run(
 ) -> ExitCode {
     eprintln!("error: this farmlb was built without the `dpdk` feature; `run` needs it");
     ExitCode::FAILURE
+}
+
+/// Runs one admin API interaction and prints its answer (or the error).
+fn admin_call(
+    args: &AdminArgs,
+    f: impl FnOnce(
+        &farmlb::control::client::AdminClient,
+    ) -> Result<String, farmlb::control::client::ClientError>,
+) -> ExitCode {
+    let client = farmlb::control::client::AdminClient::new(&args.admin, args.token.clone());
+    match f(&client) {
+        Ok(text) => {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::farm::{Publisher, Snapshot};
 
 pub mod admin;
+pub mod client;
 pub mod health;
 pub mod metrics;
 pub mod probe;
