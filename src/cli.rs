@@ -63,7 +63,12 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct AdminArgs {
     /// The admin API address (`[admin] listen` of the running farmlb).
-    #[arg(long, global = true, env = "FARMLB_ADMIN", default_value = "127.0.0.1:9190")]
+    #[arg(
+        long,
+        global = true,
+        env = "FARMLB_ADMIN",
+        default_value = "127.0.0.1:9190"
+    )]
     pub admin: String,
     /// Bearer token (`[admin] token`), needed when farmlb listens beyond loopback.
     #[arg(long, global = true, env = "FARMLB_TOKEN")]
