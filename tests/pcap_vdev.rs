@@ -311,8 +311,17 @@ fn sigterm_stops_cleanly_and_writes_stats() {
         .find_map(|w| w.strip_prefix("admin="))
         .expect("admin address in the log")
         .to_string();
-    std::thread::sleep(std::time::Duration::from_millis(400));
-    let metrics = http_get(&admin, "/metrics");
+    // Workers publish their counters about every 100 ms: poll, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let metrics = loop {
+        let m = http_get(&admin, "/metrics");
+        if m.contains("farmlb_worker_core_echo_replies{worker=\"0\"} 1")
+            || std::time::Instant::now() > deadline
+        {
+            break m;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
     assert!(
         metrics.contains("farmlb_worker_core_echo_replies{worker=\"0\"} 1"),
