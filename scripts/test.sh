@@ -27,7 +27,9 @@ section "tests: everything with DPDK (unit, config files, pcap vdevs)"
 export FARMLB_REQUIRE_DPDK=1
 # The end-to-end tests run the farm server next to farmlb: build it first.
 cargo build -p farm-server
-cargo test --workspace --exclude farm-server
+# Each pcap/namespace test runs a busy-polling farmlb: two at a time on a
+# two-core machine keeps their timing honest.
+RUST_TEST_THREADS=2 cargo test --workspace --exclude farm-server
 
 if [[ -x scripts/test-farm-server.sh ]]; then
   section "tests: farm-server (SQLite and PostgreSQL)"
