@@ -50,7 +50,11 @@ HUGE=false
 if [ -w $HP/nr_hugepages ] && [ "$(cat $HP/nr_hugepages)" -lt 512 ]; then
     echo 512 >$HP/nr_hugepages 2>/dev/null || true
 fi
-if [ -r $HP/free_hugepages ] && [ "$(cat $HP/free_hugepages)" -ge 384 ]; then
+if ! grep -q hugetlbfs /proc/mounts && [ "$(id -u)" = 0 ]; then
+    mkdir -p /dev/hugepages && mount -t hugetlbfs nodev /dev/hugepages 2>/dev/null || true
+fi
+if grep -q hugetlbfs /proc/mounts && [ -r $HP/free_hugepages ] &&
+    [ "$(cat $HP/free_hugepages)" -ge 300 ]; then
     HUGE=true
 fi
 
@@ -79,6 +83,7 @@ cleanup() {
     sleep 0.5
     for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
     rm -rf "$TMP"
+    rm -f /dev/hugepages/"$PREFIX"-* 2>/dev/null || true
 }
 trap cleanup EXIT
 PREFIX="fb$$"
@@ -174,18 +179,18 @@ stop() { # PID
 echo "bench.sh: $WORKERS worker(s), ${DURATION}s per scenario, hugepages=$HUGE, farmlb lcores $LB_LCORES, generator $GEN_LCORES, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 # The limit: the same generator through testpmd's io forwarding.
-HP_ARG=(--no-huge -m 512)
+HP_ARG=(--no-huge -m 1024)
 [ "$HUGE" = true ] && HP_ARG=(-m 256)
 mkfifo "$TMP/pmd.in"
 sleep 100000 >"$TMP/pmd.in" &
 HOLD=$!
 "$TESTPMD" --lcores "$PMD_LCORES" "${HP_ARG[@]}" --file-prefix "$PREFIX-pmd" --no-pci \
     --vdev "net_memif0,role=server,$MEMIF_A" --vdev "net_memif1,role=server,$MEMIF_B" \
-    --log-level=4 -- --forward-mode=io --nb-cores="$WORKERS" --rxq="$WORKERS" --txq="$WORKERS" \
+    --log-level=4 -- --total-num-mbufs=32768 --forward-mode=io --nb-cores="$WORKERS" --rxq="$WORKERS" --txq="$WORKERS" \
     --auto-start <"$TMP/pmd.in" >"$TMP/testpmd.log" 2>&1 &
 PMD=$!
 PIDS=("$PMD")
-if ! wait_for_log "$TMP/testpmd.log" "Press enter to exit\|Start automatic packet forwarding" "$PMD"; then
+if ! wait_for_log "$TMP/testpmd.log" "Checking link statuses\|Press enter to exit" "$PMD"; then
     cat "$TMP/testpmd.log" >&2; exit 1
 fi
 echo "bench.sh: limit (testpmd io forwarding) ..." >&2
