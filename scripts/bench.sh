@@ -6,6 +6,9 @@
 #   scripts/bench.sh [--workers 1|2] [--duration SECS] [--out FILE]
 #                    [--scenarios "established:1000 new:1000000 ..."] [--no-build]
 #
+# Environment: CARGO_TARGET_DIR (where the release binaries are), TESTPMD,
+# LB_WRAP (a command prefix for farmlb, e.g. "perf record -g -o lb.perf --").
+#
 # Scenarios are NAME:FLOWS with NAME one of established, udp, new, mix,
 # synflood (see src/bin/farmlb-gen.rs). Prints a table and writes
 # bench-results.json (or --out). Needs root only to reserve hugepages; without
@@ -25,7 +28,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --scenarios) SCENARIOS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -204,7 +207,8 @@ for sc in $SCENARIOS; do
     flows=${sc##*:}
     i=$((i + 1))
     write_config "$TMP/lb$i.toml" "$flows"
-    "$LB" run --config "$TMP/lb$i.toml" --stats-out "$TMP/lb$i.stats.json" --log info \
+    # LB_WRAP runs farmlb under a profiler, e.g. LB_WRAP="perf record -g -o lb.perf --".
+    ${LB_WRAP:-} "$LB" run --config "$TMP/lb$i.toml" --stats-out "$TMP/lb$i.stats.json" --log info \
         >"$TMP/lb$i.log" 2>&1 &
     LBPID=$!
     PIDS=("$LBPID")
