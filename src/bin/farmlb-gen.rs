@@ -473,26 +473,32 @@ impl Gen<'_> {
 
     /// Sends one frame of `kind(i)` for every flow `i < flows`, at most
     /// `window` frames in flight, then waits for the answers (up to `idle`
-    /// without progress). Returns (sent, answered).
+    /// without progress). Only answers of the class `answer` count (late
+    /// answers to frames of an earlier phase do not). Returns (sent, answered).
     fn windowed_pass(
         &mut self,
         flows: u32,
         window: u64,
         idle: Duration,
         kind: fn(u32) -> Next,
+        answer: Class,
     ) -> (u64, u64) {
+        let answered = |c: &Counts| match answer {
+            Class::Setup => c.rx_a_setup,
+            _ => c.rx_a_data,
+        };
         let hz = dpdk::tsc_hz().max(1);
         let idle_ticks = (hz as u128 * idle.as_nanos() / 1_000_000_000) as u64;
         let start = self.c;
         let mut i = 0u32;
         let mut last_progress = dpdk::tsc_now();
-        let mut last_rx = self.c.rx_a;
+        let mut last_rx = answered(&self.c);
         // Frames lost in the loop never come back; after an idle period the
         // window is re-based so the pass goes on.
         let mut lost_base = 0u64;
         loop {
             let d = self.c.minus(&start);
-            let in_flight = d.tx_a - (d.rx_a - d.rx_a_other) - lost_base
+            let in_flight = d.tx_a.saturating_sub(answered(&d) + lost_base)
                 + self.stage_a.iter().map(|s| s.len() as u64).sum::<u64>();
             if i < flows && in_flight < window && self.can_generate() {
                 let n = (window - in_flight).min(BURST as u64) as u32;
@@ -503,8 +509,8 @@ impl Gen<'_> {
             }
             self.pump();
             let now = dpdk::tsc_now();
-            if self.c.rx_a != last_rx {
-                last_rx = self.c.rx_a;
+            if answered(&self.c) != last_rx {
+                last_rx = answered(&self.c);
                 last_progress = now;
             } else if now.wrapping_sub(last_progress) > idle_ticks {
                 if i >= flows && self.stage_a.iter().all(|s| s.is_empty()) {
@@ -515,7 +521,7 @@ impl Gen<'_> {
             }
         }
         let d = self.c.minus(&start);
-        (d.tx_a, d.rx_a - d.rx_a_other)
+        (d.tx_a, answered(&d).min(d.tx_a))
     }
 
     /// Sends at most one client frame until a reply comes back on A.
@@ -721,9 +727,13 @@ fn drive(g: &mut Gen<'_>, args: &Args) -> Result<Report, String> {
         Scenario::Established | Scenario::Mix | Scenario::Synflood
     );
     if established {
-        for kind in [Next::Syn as fn(u32) -> Next, Next::Ack as fn(u32) -> Next] {
+        let passes = [
+            (Next::Syn as fn(u32) -> Next, Class::Setup),
+            (Next::Ack as fn(u32) -> Next, Class::Data),
+        ];
+        for (kind, answer) in passes {
             let t0 = dpdk::tsc_now();
-            let (sent, answered) = g.windowed_pass(flows, args.window, idle, kind);
+            let (sent, answered) = g.windowed_pass(flows, args.window, idle, kind, answer);
             warmup.push(Pass {
                 sent,
                 answered,
@@ -812,7 +822,7 @@ fn drive(g: &mut Gen<'_>, args: &Args) -> Result<Report, String> {
     let check = if args.scenario == Scenario::Synflood || args.scenario == Scenario::Established {
         g.free_staged();
         let t0 = dpdk::tsc_now();
-        let (sent, answered) = g.windowed_pass(flows, args.window, idle, Next::Data);
+        let (sent, answered) = g.windowed_pass(flows, args.window, idle, Next::Data, Class::Data);
         Some(Pass {
             sent,
             answered,
