@@ -359,6 +359,25 @@ struct Gen<'a> {
     /// Next never-used flow number for new SYNs.
     next_new: u32,
     alloc_failures: u64,
+    /// During the check: one bit per established flow that got an answer.
+    answered: Option<Vec<u64>>,
+}
+
+/// Flow number of a reply to a client (the inverse of [`client`]).
+fn flow_of_reply(f: &[u8]) -> Option<u32> {
+    let dst = u32::from_be_bytes([f[30], f[31], f[32], f[33]]);
+    let port = u16::from_be_bytes([f[36], f[37]]);
+    let a = dst.checked_sub(CLIENT_BASE).filter(|&a| a < CLIENT_ADDRS)?;
+    let p = u32::from(port.checked_sub(1024)?);
+    Some(p * CLIENT_ADDRS + a)
+}
+
+fn mark_answered(bits: &mut [u64], f: &[u8]) {
+    if let Some(i) = flow_of_reply(f) {
+        if let Some(w) = bits.get_mut(i as usize / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
 }
 
 impl Gen<'_> {
@@ -463,7 +482,12 @@ impl Gen<'_> {
                 for m in self.rx.drain() {
                     match classify(m.data()) {
                         Class::Setup => self.c.rx_a_setup += 1,
-                        Class::Data => self.c.rx_a_data += 1,
+                        Class::Data => {
+                            self.c.rx_a_data += 1;
+                            if let Some(bits) = &mut self.answered {
+                                mark_answered(bits, m.data());
+                            }
+                        }
                         Class::Other => self.c.rx_a_other += 1,
                     }
                 }
@@ -471,13 +495,15 @@ impl Gen<'_> {
         }
     }
 
-    /// Sends one frame of `kind(i)` for every flow `i < flows`, at most
+    /// Sends one frame of `kind(i)` for every flow `i < flows` (or
+    /// `kind(ids[i])`), at most
     /// `window` frames in flight, then waits for the answers (up to `idle`
     /// without progress). Only answers of the class `answer` count (late
     /// answers to frames of an earlier phase do not). Returns (sent, answered).
     fn windowed_pass(
         &mut self,
         flows: u32,
+        ids: Option<&[u32]>,
         window: u64,
         idle: Duration,
         kind: fn(u32) -> Next,
@@ -503,7 +529,7 @@ impl Gen<'_> {
             if i < flows && in_flight < window && self.can_generate() {
                 let n = (window - in_flight).min(BURST as u64) as u32;
                 for _ in 0..n.min(flows - i) {
-                    self.stage(kind(i));
+                    self.stage(kind(ids.map_or(i, |v| v[i as usize])));
                     i += 1;
                 }
             }
@@ -684,6 +710,7 @@ fn run_with_eal(eal: &Eal, args: &Args, lb_mac: [u8; 6], gw_mac: [u8; 6]) -> Res
             rng: 0x9e37_79b9_7f4a_7c15,
             next_new: args.flows,
             alloc_failures: 0,
+            answered: None,
         };
         let r = drive(&mut g, args);
         g.drain(Duration::from_millis(50));
@@ -733,7 +760,7 @@ fn drive(g: &mut Gen<'_>, args: &Args) -> Result<Report, String> {
         ];
         for (kind, answer) in passes {
             let t0 = dpdk::tsc_now();
-            let (sent, answered) = g.windowed_pass(flows, args.window, idle, kind, answer);
+            let (sent, answered) = g.windowed_pass(flows, None, args.window, idle, kind, answer);
             warmup.push(Pass {
                 sent,
                 answered,
@@ -822,7 +849,30 @@ fn drive(g: &mut Gen<'_>, args: &Args) -> Result<Report, String> {
     let check = if args.scenario == Scenario::Synflood || args.scenario == Scenario::Established {
         g.free_staged();
         let t0 = dpdk::tsc_now();
-        let (sent, answered) = g.windowed_pass(flows, args.window, idle, Next::Data, Class::Data);
+        g.answered = Some(vec![0u64; (flows as usize).div_ceil(64)]);
+        let (sent, _) = g.windowed_pass(flows, None, args.window, idle, Next::Data, Class::Data);
+        // A frame lost to a full ring is not a lost flow: ask the flows that
+        // did not answer again, twice, before counting them lost.
+        for _ in 0..2 {
+            let bits = g.answered.clone().unwrap_or_default();
+            let missing: Vec<u32> = (0..flows)
+                .filter(|&i| bits[i as usize / 64] & (1 << (i % 64)) == 0)
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            let n = missing.len() as u32;
+            g.windowed_pass(
+                n,
+                Some(&missing),
+                args.window,
+                idle,
+                Next::Data,
+                Class::Data,
+            );
+        }
+        let bits = g.answered.take().unwrap_or_default();
+        let answered: u64 = bits.iter().map(|w| u64::from(w.count_ones())).sum();
         Some(Pass {
             sent,
             answered,
@@ -944,6 +994,29 @@ mod tests {
         assert!(!make_reply(&mut arp));
         assert_eq!(classify(&arp), Class::Other);
         assert!(!make_reply(&mut [0u8; 10]));
+    }
+
+    #[test]
+    fn replies_map_back_to_their_flow() {
+        let vip = Ipv4Addr::new(198, 18, 0, 100);
+        let t = Template::new(LB, GW, vip, 6, 80, TCP_ACK | TCP_PSH);
+        let mut bits = vec![0u64; 2];
+        for i in [0u32, 70, 16384 + 3] {
+            let (src, sport) = client(i);
+            let mut f = [0u8; FRAME_LEN];
+            t.write(&mut f, src, sport);
+            assert!(make_reply(&mut f));
+            assert_eq!(flow_of_reply(&f), Some(i));
+            mark_answered(&mut bits, &f);
+        }
+        assert_eq!(
+            bits,
+            [1, 1 << 6],
+            "flow 16387 is beyond the bitmap and ignored"
+        );
+        let mut other = [0u8; FRAME_LEN];
+        other[30..34].copy_from_slice(&[198, 19, 128, 1]);
+        assert_eq!(flow_of_reply(&other), None);
     }
 
     #[test]
