@@ -7,7 +7,7 @@
 #                              server behind a link with a 1280-byte route MTU
 #   scripts/netns.sh down      deletes everything `up` made (idempotent)
 #
-#   flb-client  eth0 198.18.10.2/24, default via 198.18.10.1 (farmlb)
+#   flb-client  eth0 198.18.10.2/24 (and .3, .4), default via 198.18.10.1 (farmlb)
 #        |  veth
 #   flb-lb      lbc   farmlb's client port (net_af_packet, 198.18.10.1 in farmlb)
 #               lbs   farmlb's server port (net_af_packet, 198.18.20.1 in farmlb)
@@ -38,6 +38,9 @@ CLIENT_NS=flb-client
 SERVER_NS=(flb-s1 flb-s2 flb-s3)
 CLIENT_ADDR=198.18.10.2/24
 CLIENT_GW=198.18.10.1
+# More client addresses, so probes and long-lived connections of the tests
+# never share a reply tuple with ab's connections.
+CLIENT_EXTRA="198.18.10.3/24 198.18.10.4/24"
 SERVER_ADDRS=(198.18.20.11/24 198.18.20.12/24 198.18.20.13/24)
 SERVER_GW=198.18.20.1
 CONTROL_ADDR=198.18.20.2/24
@@ -96,6 +99,9 @@ up() {
   # Client arm.
   ip link add lbc netns "$LB_NS" type veth peer name eth0 netns "$CLIENT_NS"
   ip -n "$CLIENT_NS" addr add "$CLIENT_ADDR" dev eth0
+  for a in $CLIENT_EXTRA; do
+    ip -n "$CLIENT_NS" addr add "$a" dev eth0
+  done
   ip -n "$CLIENT_NS" link set eth0 up
   ip -n "$CLIENT_NS" route add default via "$CLIENT_GW"
   ip -n "$LB_NS" link set lbc up
