@@ -134,7 +134,9 @@ fn server_crash_under_load_fails_over_and_recovers() {
         ],
     );
     assert!(
-        wait_until(Duration::from_secs(5), || topo.log("keepalive").contains("first")),
+        wait_until(Duration::from_secs(5), || topo
+            .log("keepalive")
+            .contains("first")),
         "keep-alive client: {}",
         topo.log("keepalive")
     );
@@ -225,7 +227,9 @@ fn server_crash_under_load_fails_over_and_recovers() {
     let lines: Vec<&str> = ka_log.lines().collect();
     let port = |l: &str| l.split_whitespace().nth(2).map(str::to_string);
     assert!(
-        lines.len() == 2 && lines[1].starts_with("second web3 ") && port(lines[0]) == port(lines[1]),
+        lines.len() == 2
+            && lines[1].starts_with("second web3 ")
+            && port(lines[0]) == port(lines[1]),
         "the long-lived connection moved: {ka_log}"
     );
     eprintln!("e2e-failover: web2 restarted (instance {old_instance} -> {new_instance}); new flows to web2-own reach web2, the keep-alive connection stays on web3");
@@ -247,7 +251,12 @@ fn server_crash_under_load_fails_over_and_recovers() {
         .collect();
     let down = history
         .iter()
-        .position(|(o, n, c)| o == "up" && n == "down" && c.contains("health check") && c.contains("3 consecutive failures"))
+        .position(|(o, n, c)| {
+            o == "up"
+                && n == "down"
+                && c.contains("health check")
+                && c.contains("3 consecutive failures")
+        })
         .unwrap_or_else(|| panic!("no up -> down by the health check: {history:?}"));
     assert!(
         history[down + 1..]

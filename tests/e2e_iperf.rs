@@ -14,10 +14,23 @@ use e2e_support::*;
 fn iperf(port: &str) -> (f64, f64) {
     let out = in_ns(
         CLIENT,
-        &["iperf3", "-c", &VIP.to_string(), "-p", port, "-t", "10", "-J"],
+        &[
+            "iperf3",
+            "-c",
+            &VIP.to_string(),
+            "-p",
+            port,
+            "-t",
+            "10",
+            "-J",
+        ],
         40,
     );
-    assert!(out.status.success(), "iperf3 to port {port}: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "iperf3 to port {port}: {}",
+        text(&out)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
     let received = report["end"]["sum_received"]["bits_per_second"]
         .as_f64()
@@ -34,7 +47,11 @@ fn iperf3_through_nat_and_fullnat_units() {
     let mut topo = Topology::up("iperf", None);
     // NAT: source-hash picks one of the three; FullNAT: flb-s1 on 5202.
     for (name, ns, _, _) in SERVERS {
-        topo.spawn(&format!("iperf-{name}"), ns, &["iperf3", "-s", "-p", "5201"]);
+        topo.spawn(
+            &format!("iperf-{name}"),
+            ns,
+            &["iperf3", "-s", "-p", "5201"],
+        );
     }
     topo.spawn("iperf-fullnat", "flb-s1", &["iperf3", "-s", "-p", "5202"]);
     topo.start_web("web1");

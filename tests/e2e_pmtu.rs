@@ -109,25 +109,56 @@ fn frag_needed_from_the_server_side_reaches_the_client_rewritten() {
     );
     // farmlb is up when it answers ARP and ping for the farm unit.
     let ok = wait_until(Duration::from_secs(20), || {
-        in_ns(CLIENT, &["ping", "-c", "1", "-W", "1", &UNIT.to_string()], 3)
-            .status
-            .success()
+        in_ns(
+            CLIENT,
+            &["ping", "-c", "1", "-W", "1", &UNIT.to_string()],
+            3,
+        )
+        .status
+        .success()
     });
-    assert!(ok, "farmlb does not answer for {UNIT}:\n{}", topo.log("farmlb"));
+    assert!(
+        ok,
+        "farmlb does not answer for {UNIT}:\n{}",
+        topo.log("farmlb")
+    );
 
     let capture = topo.path("client-icmp.pcap");
     topo.spawn(
         "tcpdump",
         CLIENT,
-        &["tcpdump", "-i", "eth0", "-n", "-U", "--immediate-mode", "-w", &capture, "icmp"],
+        &[
+            "tcpdump",
+            "-i",
+            "eth0",
+            "-n",
+            "-U",
+            "--immediate-mode",
+            "-w",
+            &capture,
+            "icmp",
+        ],
     );
     std::thread::sleep(Duration::from_millis(800));
     let out = in_ns(
         CLIENT,
-        &["iperf3", "-c", &UNIT.to_string(), "-p", "5201", "-t", "2", "-J"],
+        &[
+            "iperf3",
+            "-c",
+            &UNIT.to_string(),
+            "-p",
+            "5201",
+            "-t",
+            "2",
+            "-J",
+        ],
         30,
     );
-    assert!(out.status.success(), "iperf3 through the narrow path: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "iperf3 through the narrow path: {}",
+        text(&out)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
     let bps = report["end"]["sum_received"]["bits_per_second"]
         .as_f64()
@@ -137,13 +168,19 @@ fn frag_needed_from_the_server_side_reaches_the_client_rewritten() {
     topo.stop("tcpdump", Duration::from_secs(5));
 
     let icmps = frag_needed(Path::new(&capture));
-    assert!(!icmps.is_empty(), "no fragmentation needed reached the client");
+    assert!(
+        !icmps.is_empty(),
+        "no fragmentation needed reached the client"
+    );
     for m in &icmps {
         assert_eq!(m.dst, CLIENT_ADDR, "{m:?}");
         assert_eq!(m.src, UNIT, "outer source not the farm unit: {m:?}");
         assert_eq!(m.mtu, 1280, "{m:?}");
         assert_eq!(m.inner_src, CLIENT_ADDR, "{m:?}");
-        assert_eq!(m.inner_dst, UNIT, "embedded destination not the farm unit: {m:?}");
+        assert_eq!(
+            m.inner_dst, UNIT,
+            "embedded destination not the farm unit: {m:?}"
+        );
         assert_ne!(m.inner_dst, SERVER);
         assert_eq!(m.inner_dport, 5201, "{m:?}");
         assert!(m.inner_header_ok && m.icmp_ok, "bad checksum: {m:?}");
@@ -151,7 +188,10 @@ fn frag_needed_from_the_server_side_reaches_the_client_rewritten() {
     // The client's kernel took the MTU from it.
     let route = in_ns(CLIENT, &["ip", "route", "get", &UNIT.to_string()], 5);
     let route = String::from_utf8_lossy(&route.stdout).into_owned();
-    assert!(route.contains("mtu 1280"), "the client did not learn the path MTU: {route}");
+    assert!(
+        route.contains("mtu 1280"),
+        "the client did not learn the path MTU: {route}"
+    );
     eprintln!(
         "e2e-pmtu: {} frag-needed (MTU 1280) reached the client from {UNIT}, embedded {CLIENT_ADDR} -> {UNIT}:5201; client route: {}; upload {:.0} Mbit/s; total {:?}",
         icmps.len(),

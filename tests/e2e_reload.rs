@@ -22,17 +22,27 @@ fn ten_reloads_under_load_fail_no_request() {
     // farmlb reads a copy of the demo config that the test rewrites.
     let demo = std::fs::read_to_string(demo_config()).expect("demo.toml");
     let heavy = "name = \"web3\"\naddress = \"198.18.20.13\"\nport = 8080\nweight = 2\n";
-    assert!(demo.contains(heavy), "config/demo.toml changed: web3's block");
+    assert!(
+        demo.contains(heavy),
+        "config/demo.toml changed: web3's block"
+    );
     let light = heavy.replace("weight = 2", "weight = 1");
     let config = topo.dir.join("demo-reload.toml");
     std::fs::write(&config, &demo).expect("config copy");
     topo.start_farmlb(&config, &format!("http://{VIP}/health"));
     for (name, _, _, _) in SERVERS {
-        assert!(wait_state(name, "up", Duration::from_secs(10)), "{name} not up");
+        assert!(
+            wait_state(name, "up", Duration::from_secs(10)),
+            "{name} not up"
+        );
     }
 
     let url = format!("http://{VIP}/health");
-    topo.spawn("ab", CLIENT, &["ab", "-q", "-n", "25000", "-c", "8", "-s", "5", &url]);
+    topo.spawn(
+        "ab",
+        CLIENT,
+        &["ab", "-q", "-n", "25000", "-c", "8", "-s", "5", &url],
+    );
     std::thread::sleep(Duration::from_millis(500));
     let mut weights = Vec::new();
     for i in 0..RELOADS {
@@ -46,7 +56,10 @@ fn ten_reloads_under_load_fail_no_request() {
         let by = if i % 2 == 0 {
             let (code, body) = admin("POST", "/reload");
             assert_eq!(code, 200, "POST /reload {i}: {body}");
-            assert!(body.contains("web3"), "reload {i} reports no change of web3: {body}");
+            assert!(
+                body.contains("web3"),
+                "reload {i} reports no change of web3: {body}"
+            );
             "POST /reload"
         } else {
             topo.signal("farmlb", "HUP");
@@ -75,7 +88,10 @@ fn ten_reloads_under_load_fail_no_request() {
     assert_eq!(st["reloads"]["ok"].as_u64(), Some(RELOADS as u64));
     assert_eq!(st["reloads"]["failed"].as_u64(), Some(0));
     let history = server_status(&st, "web3")["history"].to_string();
-    assert!(history.contains("reload"), "web3's history shows no reload: {history}");
+    assert!(
+        history.contains("reload"),
+        "web3's history shows no reload: {history}"
+    );
     eprintln!("e2e-reload: {}", weights.join(", "));
     eprintln!(
         "e2e-reload: ab: 25000 requests, 0 failed, {} requests/s across {RELOADS} reloads; total {:?}",

@@ -68,7 +68,11 @@ impl Topology {
     }
 
     pub fn path(&self, file: &str) -> String {
-        self.dir.join(file).to_str().expect("utf-8 path").to_string()
+        self.dir
+            .join(file)
+            .to_str()
+            .expect("utf-8 path")
+            .to_string()
     }
 
     /// Starts `args` in namespace `ns`, output to `<dir>/<name>.log`.
@@ -98,7 +102,9 @@ impl Topology {
 
     /// Sends `signal` (e.g. "TERM", "KILL", "HUP") to `name`.
     pub fn signal(&self, name: &str, signal: &str) {
-        let pid = self.pid(name).unwrap_or_else(|| panic!("no process {name}"));
+        let pid = self
+            .pid(name)
+            .unwrap_or_else(|| panic!("no process {name}"));
         let ok = Command::new("kill")
             .args([&format!("-{signal}"), &pid.to_string()])
             .status()
@@ -228,7 +234,11 @@ impl Topology {
             .status
             .success()
         });
-        assert!(ok, "{probe_url} does not answer through farmlb:\n{}", self.log("farmlb"));
+        assert!(
+            ok,
+            "{probe_url} does not answer through farmlb:\n{}",
+            self.log("farmlb")
+        );
     }
 }
 
@@ -264,7 +274,9 @@ pub fn require_tools() {
         "0",
         "the end-to-end tests need root (network namespaces)"
     );
-    for tool in ["ip", "ethtool", "curl", "ab", "iperf3", "tcpdump", "python3"] {
+    for tool in [
+        "ip", "ethtool", "curl", "ab", "iperf3", "tcpdump", "python3",
+    ] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
@@ -376,7 +388,15 @@ pub fn admin(method: &str, path: &str) -> (u16, String) {
     let out = in_ns(
         LB,
         &[
-            "curl", "-sS", "-m", "3", "-X", method, "-w", "\n%{http_code}", &url,
+            "curl",
+            "-sS",
+            "-m",
+            "3",
+            "-X",
+            method,
+            "-w",
+            "\n%{http_code}",
+            &url,
         ],
         5,
     );
@@ -432,7 +452,17 @@ pub fn header(dump: &str, name: &str) -> Option<String> {
 pub fn get_from(from: &str, url: &str) -> (u16, String, String) {
     let out = in_ns(
         CLIENT,
-        &["curl", "-sS", "-m", "2", "--interface", from, "-D", "-", url],
+        &[
+            "curl",
+            "-sS",
+            "-m",
+            "2",
+            "--interface",
+            from,
+            "-D",
+            "-",
+            url,
+        ],
         4,
     );
     split_response(&out)
@@ -463,15 +493,37 @@ impl Browser {
     }
 
     /// (status, headers, body); the jar is read and updated.
-    pub fn request(&self, method: &str, url: &str, accept: &str, json: Option<&str>) -> (u16, String, String) {
+    pub fn request(
+        &self,
+        method: &str,
+        url: &str,
+        accept: &str,
+        json: Option<&str>,
+    ) -> (u16, String, String) {
         let mut args = vec![
-            "curl", "-sS", "-m", "5", "--interface", PROBE_ADDR, "-c", &self.jar, "-b", &self.jar,
-            "-X", method, "-H",
+            "curl",
+            "-sS",
+            "-m",
+            "5",
+            "--interface",
+            PROBE_ADDR,
+            "-c",
+            &self.jar,
+            "-b",
+            &self.jar,
+            "-X",
+            method,
+            "-H",
         ];
         let accept = format!("Accept: {accept}");
         args.push(&accept);
         if let Some(body) = json {
-            args.extend(["-H", "Content-Type: application/json", "--data-binary", body]);
+            args.extend([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                body,
+            ]);
         }
         args.extend(["-D", "-", url]);
         let out = in_ns(CLIENT, &args, 10);
