@@ -15,7 +15,12 @@
 //!   a farm unit's address as its source, never a server's.
 //!
 //! Every process is killed by PID and the namespaces deleted when the test
-//! ends, passes or fails (a Drop guard); every wait is bounded.
+//! ends, passes or fails (a Drop guard); every wait is bounded. The other
+//! end-to-end scenarios are their own test binaries on the same helpers
+//! (tests/e2e_support): e2e_failover (a server crash under load),
+//! e2e_session (the session story of US 7,197,547), e2e_reload (10 reloads
+//! under load), e2e_iperf (NAT and FullNAT), e2e_pmtu (a real ICMP
+//! fragmentation needed through farmlb).
 
 mod e2e_support;
 

@@ -38,10 +38,15 @@ fn ten_reloads_under_load_fail_no_request() {
     }
 
     let url = format!("http://{VIP}/health");
+    // ab for 6 s (at most 50000 requests), a new connection each: a wide
+    // port range so that no client port is used twice meanwhile.
+    client_ports("10000 65000");
     topo.spawn(
         "ab",
         CLIENT,
-        &["ab", "-q", "-n", "25000", "-c", "8", "-s", "5", &url],
+        &[
+            "ab", "-q", "-t", "6", "-n", "50000", "-c", "8", "-s", "5", &url,
+        ],
     );
     std::thread::sleep(Duration::from_millis(500));
     let mut weights = Vec::new();
@@ -81,7 +86,8 @@ fn ten_reloads_under_load_fail_no_request() {
     let ab = topo.wait("ab", Duration::from_secs(60)).expect("ab ends");
     let out = topo.log("ab");
     assert!(ab.success(), "ab: {out}");
-    assert_eq!(ab_field(&out, "Complete requests:"), "25000", "{out}");
+    let complete: u64 = ab_field(&out, "Complete requests:").parse().unwrap_or(0);
+    assert!(complete > 1000, "{out}");
     assert_eq!(ab_field(&out, "Failed requests:"), "0", "{out}");
     assert!(!out.contains("Non-2xx"), "{out}");
     let st = status();
@@ -94,7 +100,7 @@ fn ten_reloads_under_load_fail_no_request() {
     );
     eprintln!("e2e-reload: {}", weights.join(", "));
     eprintln!(
-        "e2e-reload: ab: 25000 requests, 0 failed, {} requests/s across {RELOADS} reloads; total {:?}",
+        "e2e-reload: ab: {complete} requests, 0 failed, {} requests/s across {RELOADS} reloads; total {:?}",
         ab_field(&out, "Requests per second:"),
         started.elapsed()
     );
