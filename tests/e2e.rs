@@ -5,9 +5,9 @@
 //! `farm-server`s (and iperf3 servers) run in `flb-s1..3`, and real Linux TCP
 //! clients in `flb-client` talk to the farm units:
 //!
-//! - 2000 HTTP requests, one connection each, to the main farm unit: none
+//! - 10,000 HTTP requests, one connection each, to the main farm unit: none
 //!   fails and each server's share is within 5 points of its weight;
-//! - 500 requests to a sub-farm unit: all served by its server;
+//! - 1,000 requests to a sub-farm unit: all served by its server;
 //! - a session: the first page comes from some server and links to its
 //!   sub-farm unit, where the next requests hit that server's cache;
 //! - iperf3 TCP for 5 s through a main farm unit;
@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use e2e_support::*;
 
-const REQUESTS: usize = 2000;
-const SUB_FARM_REQUESTS: usize = 500;
+const REQUESTS: usize = 10_000;
+const SUB_FARM_REQUESTS: usize = 1_000;
 /// Source ports for the curl phases, apart from the ephemeral ports ab used
 /// (32768-60999). In NAT mode farmlb refuses a new flow whose reply tuple
 /// (server address and port, client address and port) belongs to an older
