@@ -635,7 +635,10 @@ impl FarmBalancer {
             _ => {
                 // NAT: the server's reply must identify one flow. Two flows
                 // from the same client address and port to two units that
-                // share a server would not; refuse the second.
+                // share a server would not; refuse the second while the
+                // first is live. A flow that is closing or closed (FIN, RST,
+                // TIME_WAIT) or has expired gives way to a new SYN, as in
+                // IPVS and conntrack: the client has reused its port.
                 let rev = Tuple {
                     src: end.addr,
                     src_port: server_port,
@@ -644,8 +647,20 @@ impl FarmBalancer {
                     proto: t.proto,
                     v6: t.v6,
                 };
-                if self.table.find(&rev).is_some() {
-                    return Err(DropReason::NoServer);
+                if let Some((slot, _)) = self.table.find(&rev) {
+                    let old = self.table.get(slot);
+                    let expired = self.table.is_expired(slot, now);
+                    let closing = !udp
+                        && old.proto() == 6
+                        && matches!(old.state, FlowState::Fin | FlowState::Close);
+                    if !expired && !closing {
+                        return Err(DropReason::NoServer);
+                    }
+                    let old = self.table.remove(slot);
+                    if expired {
+                        self.table.stats.expired += 1;
+                    }
+                    flow_gone(&mut self.counters, active, &old);
                 }
             }
         }
