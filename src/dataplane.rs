@@ -18,9 +18,7 @@ use crate::dpdk::{
 use crossbeam::queue::ArrayQueue;
 
 use crate::farm::{Farm, FarmBalancer, FarmCounters, FarmError, Publisher};
-use crate::packet::{
-    Balancer, CoreSetup, Counters, DropReason, Io, PortAddr, PortIdx, PortSetup, Processor,
-};
+use crate::packet::{CoreSetup, Counters, DropReason, Io, PortAddr, PortIdx, PortSetup, Processor};
 
 /// Frames per rx burst at most (the configured burst may be smaller).
 pub const MAX_BURST: usize = 256;
@@ -272,6 +270,8 @@ impl Worker {
         let poll_ticks = (hz as u128 * POLL_INTERVAL.as_nanos() / 1_000_000_000) as u64;
         let mut next_poll = t0;
         let mut rx: MbufBurst<MAX_BURST> = MbufBurst::new();
+        // The frames of one rx burst as the core takes them (process_burst).
+        let mut frames: [Option<Mbuf>; MAX_BURST] = std::array::from_fn(|_| None);
         let n_ports = ports.len();
 
         {
@@ -303,9 +303,14 @@ impl Worker {
                     io.stats.busy_polls += 1;
                     io.stats.rx += n as u64;
                     rx.prefetch_all();
+                    let mut k = 0;
                     for m in rx.drain() {
-                        process_one(&mut core, &mut io, &mut balancer, port, m, now);
+                        if let Some(m) = accept_one(&mut core, &mut io, m) {
+                            frames[k] = Some(m);
+                            k += 1;
+                        }
                     }
+                    core.process_burst(&mut io, &mut balancer, port, &mut frames[..k], now);
                 }
                 for _ in 0..self.burst {
                     let Some((port, m)) = inbox.pop() else { break };
@@ -339,23 +344,21 @@ impl Worker {
     }
 }
 
+/// A received frame the core can take, or `None` when it was dropped here.
 #[inline]
-fn process_one<I: Io<Frame = Mbuf>, B: Balancer>(
+fn accept_one<I: Io<Frame = Mbuf>>(
     core: &mut Processor<Mbuf>,
     io: &mut I,
-    balancer: &mut B,
-    port: PortIdx,
     m: Mbuf,
-    now: u64,
-) {
+) -> Option<Mbuf> {
     if m.is_chained() {
         // The core sees one contiguous segment; multi-segment frames only
         // come from ports configured for jumbo frames beyond the mbuf size.
         core.count_drop(DropReason::BadTotalLength);
         io.free(m);
-        return;
+        return None;
     }
-    core.process(io, balancer, port, m, now);
+    Some(m)
 }
 
 /// `farmlb run`: runs until SIGINT/SIGTERM or `run_for`, then writes the
