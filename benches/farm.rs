@@ -93,6 +93,28 @@ fn lookup(c: &mut Criterion) {
                 black_box(b.lookup(black_box(k), ACK, 64, 1))
             })
         });
+        // As the worker does it with Processor::process_burst: a burst of
+        // 32 keys is hashed and its index lines touched, then its flow
+        // entries, then looked up (time per key).
+        g.throughput(Throughput::Elements(32));
+        g.bench_function(format!("{n}_flows_random_burst32"), |bch| {
+            bch.iter(|| {
+                let start = i & !31;
+                let burst = &ks[start..start + 32];
+                i = (start + 32) & mask;
+                let mut hints = [0u64; 32];
+                for (h, k) in hints.iter_mut().zip(burst) {
+                    *h = b.prefetch(black_box(k));
+                }
+                for (h, k) in hints.iter().zip(burst) {
+                    b.prefetch_flow(k, *h);
+                }
+                for (h, k) in hints.iter().zip(burst) {
+                    black_box(b.lookup_hinted(k, *h, ACK, 64, 1).ok());
+                }
+            })
+        });
+        g.throughput(Throughput::Elements(1));
     }
     g.finish();
 }
