@@ -722,7 +722,9 @@ fn syn_replaces_a_closing_flow_with_the_same_reply_tuple() {
         after.servers[0].traffic.active_flows,
         before.servers[0].traffic.active_flows
     );
-    let back = b.lookup(&reply(&nat2), SYN | ACK, 60, now + 2 * SEC).unwrap();
+    let back = b
+        .lookup(&reply(&nat2), SYN | ACK, 60, now + 2 * SEC)
+        .unwrap();
     assert_eq!(back.src, ip(sub));
     // Closed by RST (TIME_WAIT-like close state): the main unit may take the
     // port back with a new SYN.
