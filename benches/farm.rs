@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Instant;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use farmlb::config::Config;
 use farmlb::farm::maglev::{self, Member};
 use farmlb::farm::{Farm, FarmBalancer, Publisher, ServerId};
@@ -93,6 +93,28 @@ fn lookup(c: &mut Criterion) {
                 black_box(b.lookup(black_box(k), ACK, 64, 1))
             })
         });
+        // As the worker does it with Processor::process_burst: a burst of
+        // 32 keys is hashed and its index lines touched, then its flow
+        // entries, then looked up (time per key).
+        g.throughput(Throughput::Elements(32));
+        g.bench_function(format!("{n}_flows_random_burst32"), |bch| {
+            bch.iter(|| {
+                let start = i & !31;
+                let burst = &ks[start..start + 32];
+                i = (start + 32) & mask;
+                let mut hints = [0u64; 32];
+                for (h, k) in hints.iter_mut().zip(burst) {
+                    *h = b.prefetch(black_box(k));
+                }
+                for (h, k) in hints.iter().zip(burst) {
+                    b.prefetch_flow(k, *h);
+                }
+                for (h, k) in hints.iter().zip(burst) {
+                    black_box(b.lookup_hinted(k, *h, ACK, 64, 1).ok());
+                }
+            })
+        });
+        g.throughput(Throughput::Elements(1));
     }
     g.finish();
 }
@@ -136,9 +158,12 @@ fn new_flow(c: &mut Criterion) {
     );
 }
 
-fn maglev_build(c: &mut Criterion) {
-    let names: Vec<String> = (0..1000).map(|i| format!("server-{i}")).collect();
-    let members: Vec<Member<'_>> = names
+fn maglev_names() -> Vec<String> {
+    (0..1000).map(|i| format!("server-{i}")).collect()
+}
+
+fn maglev_members(names: &[String]) -> Vec<Member<'_>> {
+    names
         .iter()
         .enumerate()
         .map(|(i, n)| Member {
@@ -146,11 +171,74 @@ fn maglev_build(c: &mut Criterion) {
             name: n,
             weight: 1 + (i as u32 % 4),
         })
-        .collect();
+        .collect()
+}
+
+fn maglev_build(c: &mut Criterion) {
+    let names = maglev_names();
+    let members = maglev_members(&names);
     c.bench_function("maglev_build_1000_servers_65537", |bch| {
         bch.iter(|| black_box(maglev::build(black_box(&members), maglev::DEFAULT_SIZE)))
     });
 }
 
+/// `FARMLB_BENCH_ITERS=n FARMLB_BENCH_CASE=maglev|lookup_1k|new_flow`:
+/// runs one case `n` times in a plain loop, without criterion, for
+/// instruction counts under callgrind that do not depend on the machine's
+/// load (run at two values of n and divide the difference).
+fn count_mode(n: usize, case: &str) {
+    match case {
+        "maglev" => {
+            let names = maglev_names();
+            let members = maglev_members(&names);
+            for _ in 0..n {
+                black_box(maglev::build(black_box(&members), maglev::DEFAULT_SIZE));
+            }
+        }
+        "lookup_1k" | "new_flow" => {
+            let p = Publisher::new(Farm::from_config(&config(10)).unwrap()).unwrap();
+            let cap = 1usize << 10;
+            let mut b = balancer(
+                &p,
+                if case == "new_flow" {
+                    1 << 16
+                } else {
+                    cap as u32
+                },
+            );
+            let ks = keys(if case == "new_flow" { 1 << 16 } else { cap }, 0);
+            if case == "lookup_1k" {
+                for k in &ks {
+                    b.lookup(k, SYN, 64, 0).expect("setup flow");
+                }
+                for i in 0..n {
+                    black_box(b.lookup(black_box(&ks[i & (cap - 1)]), ACK, 64, 1).ok());
+                }
+            } else {
+                for (i, k) in ks.iter().cycle().take(n).enumerate() {
+                    let now = i as u64 * 100_000;
+                    black_box(b.lookup(black_box(k), SYN, 64, now).ok());
+                    if i % 32 == 0 {
+                        b.expire(now);
+                    }
+                }
+            }
+        }
+        other => panic!("unknown case {other}"),
+    }
+}
+
 criterion_group!(benches, lookup, new_flow, maglev_build);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var("FARMLB_BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        let case = std::env::var("FARMLB_BENCH_CASE").unwrap_or_else(|_| "maglev".into());
+        count_mode(n, &case);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -9,7 +9,7 @@
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use farmlb::packet::{
     Balancer, CoreSetup, DropReason, FlowKey, Io, Nanos, Nat, Offload, PortAddr, PortIdx,
     PortSetup, Processor, Verdict,
@@ -48,6 +48,8 @@ impl Balancer for OneFlow {
 #[derive(Default)]
 struct Recycle {
     last: Option<Vec<u8>>,
+    /// Frames of a burst, to be reused by the next burst.
+    sent: Vec<Vec<u8>>,
 }
 
 impl Io for Recycle {
@@ -57,7 +59,9 @@ impl Io for Recycle {
     }
     #[inline]
     fn transmit(&mut self, _port: PortIdx, frame: Vec<u8>) {
-        self.last = Some(frame);
+        if let Some(old) = self.last.replace(frame) {
+            self.sent.push(old);
+        }
     }
     fn exception(&mut self, _port: PortIdx, frame: Vec<u8>) {
         self.last = Some(frame);
@@ -148,41 +152,90 @@ fn frame6() -> Vec<u8> {
     f
 }
 
-/// Processes `frame` again and again. The rewrite is undone between
-/// iterations by putting the original bytes back (a 60/74-byte copy, as a
-/// NIC would have written a fresh frame).
-fn bench_one(c: &mut Criterion, name: &str, frame: Vec<u8>, key: FlowKey, nat: Nat) {
-    let mut core: Processor<Vec<u8>> = Processor::new(setup());
-    let mut lb = OneFlow { key, nat };
-    let mut io = Recycle::default();
-    let original = frame.clone();
-    let mut buf = Some(frame);
-    // Sanity: the frame is forwarded, not dropped.
-    {
-        let mut f = original.clone();
-        f.copy_from_slice(&original);
-        let v = core.process(&mut io, &mut lb, 0, f, 0);
+/// One benchmark case: a core, a one-flow balancer and the frame.
+struct Case {
+    core: Processor<Vec<u8>>,
+    lb: OneFlow,
+    io: Recycle,
+    original: Vec<u8>,
+    buf: Option<Vec<u8>>,
+    burst: Vec<Option<Vec<u8>>>,
+}
+
+impl Case {
+    fn new(name: &str, frame: Vec<u8>, key: FlowKey, nat: Nat) -> Case {
+        let mut c = Case {
+            core: Processor::new(setup()),
+            lb: OneFlow { key, nat },
+            io: Recycle::default(),
+            original: frame.clone(),
+            buf: Some(frame),
+            burst: (0..BURST).map(|_| None).collect(),
+        };
+        // Sanity: the frame is forwarded, not dropped.
+        let v = c
+            .core
+            .process(&mut c.io, &mut c.lb, 0, c.original.clone(), 0);
         assert_eq!(
             v,
             Verdict::Forward(0),
             "{name}: benchmark frame must be forwarded"
         );
+        c
     }
+
+    /// Processes the frame once. The rewrite is undone between iterations
+    /// by putting the original bytes back (a 60/74-byte copy, as a NIC would
+    /// have written a fresh frame).
+    #[inline]
+    fn step(&mut self) {
+        let mut f = self
+            .buf
+            .take()
+            .or_else(|| self.io.last.take())
+            .unwrap_or_default();
+        f.copy_from_slice(&self.original);
+        let v = self
+            .core
+            .process(&mut self.io, &mut self.lb, 0, black_box(f), 1);
+        black_box(v);
+        self.buf = self.io.last.take();
+    }
+
+    /// Processes a burst of [`BURST`] copies of the frame through
+    /// `process_burst`.
+    #[inline]
+    fn step_burst(&mut self) {
+        for slot in self.burst.iter_mut() {
+            let mut f = self
+                .io
+                .sent
+                .pop()
+                .or_else(|| self.io.last.take())
+                .unwrap_or_else(|| self.original.clone());
+            f.copy_from_slice(&self.original);
+            *slot = Some(f);
+        }
+        self.core
+            .process_burst(&mut self.io, &mut self.lb, 0, black_box(&mut self.burst), 1);
+    }
+}
+
+const BURST: usize = 32;
+
+fn bench_one(c: &mut Criterion, name: &str, frame: Vec<u8>, key: FlowKey, nat: Nat) {
+    let mut case = Case::new(name, frame, key, nat);
     let mut g = c.benchmark_group("packet");
     g.throughput(Throughput::Elements(1));
-    g.bench_function(name, |b| {
-        b.iter(|| {
-            let mut f = buf.take().or_else(|| io.last.take()).unwrap_or_default();
-            f.copy_from_slice(&original);
-            let v = core.process(&mut io, &mut lb, 0, black_box(f), 1);
-            black_box(v);
-            buf = io.last.take();
-        })
+    g.bench_function(name, |b| b.iter(|| case.step()));
+    g.throughput(Throughput::Elements(BURST as u64));
+    g.bench_function(format!("{name}_burst{BURST}"), |b| {
+        b.iter(|| case.step_burst())
     });
     g.finish();
 }
 
-fn nat_rewrite(c: &mut Criterion) {
+fn cases() -> Vec<(&'static str, Vec<u8>, FlowKey, Nat)> {
     let key4 = FlowKey {
         proto: 6,
         src: IpAddr::V4(CLIENT4),
@@ -196,7 +249,6 @@ fn nat_rewrite(c: &mut Criterion) {
         dst: IpAddr::V4(SERVER4),
         dst_port: 8080,
     };
-    bench_one(c, "ipv4_tcp_nat_64B", frame4(), key4, nat4);
     let key6 = FlowKey {
         proto: 6,
         src: IpAddr::V6(CLIENT6),
@@ -210,8 +262,47 @@ fn nat_rewrite(c: &mut Criterion) {
         dst: IpAddr::V6(SERVER6),
         dst_port: 8080,
     };
-    bench_one(c, "ipv6_tcp_nat_74B", frame6(), key6, nat6);
+    vec![
+        ("ipv4_tcp_nat_64B", frame4(), key4, nat4),
+        ("ipv6_tcp_nat_74B", frame6(), key6, nat6),
+    ]
 }
 
-criterion_group!(benches, nat_rewrite);
-criterion_main!(benches);
+fn nat_rewrite(c: &mut Criterion) {
+    for (name, frame, key, nat) in cases() {
+        bench_one(c, name, frame, key, nat);
+    }
+}
+
+/// `FARMLB_BENCH_ITERS=n [FARMLB_BENCH_CASE=name]`: runs each case `n`
+/// times in a plain loop, without criterion, for instruction counts that do
+/// not depend on the machine's load:
+/// `valgrind --tool=callgrind target/release/deps/packet-*` at two values of
+/// n; the difference of the totals divided by the difference of n is the
+/// cost per frame.
+fn count_mode(n: u64) {
+    let only = std::env::var("FARMLB_BENCH_CASE").ok();
+    for (name, frame, key, nat) in cases() {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        let mut case = Case::new(name, frame, key, nat);
+        for _ in 0..n {
+            case.step();
+        }
+    }
+}
+
+fn main() {
+    if let Some(n) = std::env::var("FARMLB_BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        count_mode(n);
+        return;
+    }
+    nat_rewrite_group();
+    Criterion::default().configure_from_args().final_summary();
+}
+
+criterion_group!(nat_rewrite_group, nat_rewrite);

@@ -19,7 +19,7 @@ use crossbeam::queue::ArrayQueue;
 
 use crate::farm::{Farm, FarmBalancer, FarmCounters, FarmError, Publisher};
 use crate::packet::{
-    Balancer, CoreSetup, Counters, DropReason, Frame, Io, PortAddr, PortIdx, PortSetup, Processor,
+    CoreSetup, Counters, DropReason, Frame, Io, PortAddr, PortIdx, PortSetup, Processor,
 };
 
 /// Frames per rx burst at most (the configured burst may be smaller).
@@ -328,10 +328,20 @@ impl Worker {
         let mut polls: u32 = 0;
         let hz = dpdk::tsc_hz().max(1);
         let t0 = dpdk::tsc_now();
-        let to_ns = |tsc: u64| ((tsc.wrapping_sub(t0)) as u128 * 1_000_000_000 / hz as u128) as u64;
+        // TSC ticks to nanoseconds with a multiply and a shift (no division
+        // on the packet path): ns = ticks * (1e9 << 32 / hz) >> 32.
+        let ns_per_tick_q32 = ((1_000_000_000u128 << 32) / hz as u128) as u64;
+        let to_ns =
+            |tsc: u64| ((tsc.wrapping_sub(t0) as u128 * ns_per_tick_q32 as u128) >> 32) as u64;
+        // With one worker nobody redirects; without taps there are no
+        // exception frames to collect.
+        let has_peers = rings.len() > 1;
+        let has_taps = taps.iter().any(Option::is_some);
         let poll_ticks = (hz as u128 * POLL_INTERVAL.as_nanos() / 1_000_000_000) as u64;
         let mut next_poll = t0;
         let mut rx: MbufBurst<MAX_BURST> = MbufBurst::new();
+        // The frames of one rx burst as the core takes them (process_burst).
+        let mut frames: [Option<Mbuf>; MAX_BURST] = std::array::from_fn(|_| None);
         let n_ports = ports.len();
 
         {
@@ -367,16 +377,21 @@ impl Worker {
                     io.stats.busy_polls += 1;
                     io.stats.rx += n as u64;
                     rx.prefetch_all();
+                    let mut k = 0;
                     for m in rx.drain() {
-                        process_one(&mut core, &mut io, &mut balancer, port, m, now);
+                        if let Some(m) = accept_one(&mut core, &mut io, port, m) {
+                            frames[k] = Some(m);
+                            k += 1;
+                        }
                     }
+                    core.process_burst(&mut io, &mut balancer, port, &mut frames[..k], now);
                 }
-                for _ in 0..self.burst {
+                for _ in 0..if has_peers { self.burst } else { 0 } {
                     let Some((port, m)) = inbox.pop() else { break };
                     io.stats.redirected_in += 1;
                     core.process_redirected(&mut io, &mut balancer, port, m, now);
                 }
-                if tap_owner {
+                if tap_owner && has_taps {
                     // The exception path: other workers' frames for the
                     // kernel, and what the kernel sends out of each port.
                     for _ in 0..self.burst {
@@ -424,24 +439,23 @@ impl Worker {
     }
 }
 
+/// A received frame the core can take, or `None` when it was dropped here.
 #[inline]
-fn process_one<B: Balancer>(
+fn accept_one(
     core: &mut Processor<Mbuf>,
     io: &mut WorkerIo<'_>,
-    balancer: &mut B,
     port: PortIdx,
     m: Mbuf,
-    now: u64,
-) {
+) -> Option<Mbuf> {
     io.copy_neighbour_answer(port, &m);
     if m.is_chained() {
         // The core sees one contiguous segment; multi-segment frames only
         // come from ports configured for jumbo frames beyond the mbuf size.
         core.count_drop(DropReason::BadTotalLength);
         io.free(m);
-        return;
+        return None;
     }
-    core.process(io, balancer, port, m, now);
+    Some(m)
 }
 
 /// The EAL device of the exception tap of port `index`.

@@ -635,7 +635,10 @@ impl FarmBalancer {
             _ => {
                 // NAT: the server's reply must identify one flow. Two flows
                 // from the same client address and port to two units that
-                // share a server would not; refuse the second.
+                // share a server would not; refuse the second while the
+                // first is live. A flow that is closing or closed (FIN, RST,
+                // TIME_WAIT) or has expired gives way to a new SYN, as in
+                // IPVS and conntrack: the client has reused its port.
                 let rev = Tuple {
                     src: end.addr,
                     src_port: server_port,
@@ -644,8 +647,20 @@ impl FarmBalancer {
                     proto: t.proto,
                     v6: t.v6,
                 };
-                if self.table.find(&rev).is_some() {
-                    return Err(DropReason::NoServer);
+                if let Some((slot, _)) = self.table.find(&rev) {
+                    let old = self.table.get(slot);
+                    let expired = self.table.is_expired(slot, now);
+                    let closing = !udp
+                        && old.proto() == 6
+                        && matches!(old.state, FlowState::Fin | FlowState::Close);
+                    if !expired && !closing {
+                        return Err(DropReason::NoServer);
+                    }
+                    let old = self.table.remove(slot);
+                    if expired {
+                        self.table.stats.expired += 1;
+                    }
+                    flow_gone(&mut self.counters, active, &old);
                 }
             }
         }
@@ -694,7 +709,66 @@ impl Balancer for FarmBalancer {
     ) -> Result<Nat, DropReason> {
         let t = Tuple::from_key(key);
         let h = self.table.hash(&t);
-        if let Some((slot, dir)) = self.table.find_hashed(&t, h) {
+        self.lookup_tuple(key, &t, h, tcp_flags, len, now)
+    }
+
+    /// The flow hash, and the index line on its way.
+    #[inline]
+    fn prefetch(&self, key: &FlowKey) -> u64 {
+        let h = self.table.hash(&Tuple::from_key(key));
+        self.table.prefetch_index(h);
+        h
+    }
+
+    #[inline]
+    fn prefetch_flow(&self, _key: &FlowKey, hint: u64) {
+        self.table.prefetch_flow(hint);
+    }
+
+    /// `hint` must be what [`FarmBalancer::prefetch`] returned for `key`
+    /// (the flow hash).
+    #[inline]
+    fn lookup_hinted(
+        &mut self,
+        key: &FlowKey,
+        hint: u64,
+        tcp_flags: u8,
+        len: u16,
+        now: Nanos,
+    ) -> Result<Nat, DropReason> {
+        let t = Tuple::from_key(key);
+        debug_assert_eq!(hint, self.table.hash(&t));
+        self.lookup_tuple(key, &t, hint, tcp_flags, len, now)
+    }
+
+    fn peek(&self, key: &FlowKey) -> Option<Nat> {
+        let (slot, dir) = self.table.find(&Tuple::from_key(key))?;
+        Some(nat_for(self.table.endpoints(), self.table.get(slot), dir))
+    }
+
+    #[inline]
+    fn foreign_owner(&self, key: &FlowKey) -> Option<usize> {
+        if self.workers == 1 {
+            return None;
+        }
+        let owner = self.owner(key);
+        (owner != self.worker).then_some(owner)
+    }
+}
+
+impl FarmBalancer {
+    /// [`Balancer::lookup`] with the tuple and its hash computed.
+    #[inline]
+    fn lookup_tuple(
+        &mut self,
+        key: &FlowKey,
+        t: &Tuple,
+        h: u64,
+        tcp_flags: u8,
+        len: u16,
+        now: Nanos,
+    ) -> Result<Nat, DropReason> {
+        if let Some((slot, dir)) = self.table.find_hashed(t, h) {
             let f = self.table.get(slot);
             let expired = self.table.is_expired(slot, now);
             let restart = dir == Dir::Forward
@@ -710,20 +784,6 @@ impl Balancer for FarmBalancer {
             }
             flow_gone(&mut self.counters, self.reader.active(), &f);
         }
-        self.create(key, &t, tcp_flags, len, now)
-    }
-
-    fn peek(&self, key: &FlowKey) -> Option<Nat> {
-        let (slot, dir) = self.table.find(&Tuple::from_key(key))?;
-        Some(nat_for(self.table.endpoints(), self.table.get(slot), dir))
-    }
-
-    #[inline]
-    fn foreign_owner(&self, key: &FlowKey) -> Option<usize> {
-        if self.workers == 1 {
-            return None;
-        }
-        let owner = self.owner(key);
-        (owner != self.worker).then_some(owner)
+        self.create(key, t, tcp_flags, len, now)
     }
 }

@@ -68,46 +68,65 @@ pub fn build(members: &[Member<'_>], size: usize) -> Option<MaglevTable> {
         return None;
     }
     ms.sort_by_key(|m| m.id);
-    let m = size as u64;
     let max_w = ms.iter().map(|s| s.weight as u64).max().unwrap_or(1);
-    // Per server: next position in its permutation, its skip, its credit.
-    let mut pos: Vec<u64> = Vec::with_capacity(ms.len());
-    let mut skip: Vec<u64> = Vec::with_capacity(ms.len());
-    for s in &ms {
-        pos.push(name_hash(s.name, 0x6d61_676c_6576_3031) % m);
-        skip.push(name_hash(s.name, 0x736b_6970_7370_6565) % (m - 1) + 1);
+    // Per server: next position in its permutation, its skip, its credit,
+    // together so one turn touches one cache line. Positions stay below
+    // `size` (< 2^32) by adding the skip and subtracting `size` once, never
+    // dividing.
+    struct Walk {
+        pos: u32,
+        skip: u32,
+        credit: u64,
+        weight: u64,
+        id: ServerId,
     }
-    let mut credit = vec![0u64; ms.len()];
+    let m = size as u64;
+    let mut walks: Vec<Walk> = ms
+        .iter()
+        .map(|s| Walk {
+            pos: (name_hash(s.name, 0x6d61_676c_6576_3031) % m) as u32,
+            skip: (name_hash(s.name, 0x736b_6970_7370_6565) % (m - 1) + 1) as u32,
+            credit: 0,
+            weight: s.weight as u64,
+            id: s.id,
+        })
+        .collect();
+    assert!(
+        size <= u32::MAX as usize,
+        "Maglev table size {size} too large"
+    );
+    let size32 = size as u32;
     let mut slots = vec![ServerId::NONE; size];
-    // Which slots are taken, as bits: 8 KiB for 65537 slots, so the probing
-    // (about size × ln(size) probes in all) stays in L1.
-    let mut taken = vec![0u64; size.div_ceil(64)];
     let mut filled = 0usize;
     'rounds: loop {
-        for (i, s) in ms.iter().enumerate() {
-            credit[i] += s.weight as u64;
-            while credit[i] >= max_w {
-                credit[i] -= max_w;
+        for w in walks.iter_mut() {
+            w.credit += w.weight;
+            while w.credit >= max_w {
+                w.credit -= max_w;
+                let (mut pos, skip) = (w.pos, w.skip);
                 loop {
-                    let c = pos[i] as usize;
-                    pos[i] += skip[i];
-                    if pos[i] >= m {
-                        pos[i] -= m;
-                    }
-                    let (word, bit) = (c / 64, 1u64 << (c % 64));
-                    if taken[word] & bit == 0 {
-                        taken[word] |= bit;
-                        slots[c] = s.id;
+                    let c = pos as usize;
+                    // pos + skip < 2 × size < 2^33: no overflow in u64.
+                    let next = pos as u64 + skip as u64;
+                    pos = if next >= m {
+                        (next - m) as u32
+                    } else {
+                        next as u32
+                    };
+                    if slots[c] == ServerId::NONE {
+                        slots[c] = w.id;
                         filled += 1;
                         break;
                     }
                 }
+                w.pos = pos;
                 if filled == size {
                     break 'rounds;
                 }
             }
         }
     }
+    debug_assert!(walks.iter().all(|w| w.pos < size32));
     Some(MaglevTable {
         slots: slots.into_boxed_slice(),
     })
@@ -174,6 +193,57 @@ mod tests {
                 weight: weight(i),
             })
             .collect()
+    }
+
+    /// The textbook construction, with a modulo per probe: server i's j-th
+    /// choice is (offset_i + j × skip_i) mod size.
+    fn reference(members: &[Member<'_>], size: usize) -> Vec<ServerId> {
+        let mut ms: Vec<Member<'_>> = members.iter().copied().filter(|m| m.weight > 0).collect();
+        ms.sort_by_key(|m| m.id);
+        let m = size as u64;
+        let max_w = ms.iter().map(|s| s.weight as u64).max().unwrap();
+        let offset: Vec<u64> = ms
+            .iter()
+            .map(|s| name_hash(s.name, 0x6d61_676c_6576_3031) % m)
+            .collect();
+        let skip: Vec<u64> = ms
+            .iter()
+            .map(|s| name_hash(s.name, 0x736b_6970_7370_6565) % (m - 1) + 1)
+            .collect();
+        let mut next = vec![0u64; ms.len()];
+        let mut credit = vec![0u64; ms.len()];
+        let mut slots = vec![ServerId::NONE; size];
+        let mut filled = 0;
+        while filled < size {
+            for (i, s) in ms.iter().enumerate() {
+                credit[i] += s.weight as u64;
+                while credit[i] >= max_w && filled < size {
+                    credit[i] -= max_w;
+                    loop {
+                        let c = ((offset[i] + next[i] * skip[i]) % m) as usize;
+                        next[i] += 1;
+                        if slots[c] == ServerId::NONE {
+                            slots[c] = s.id;
+                            filled += 1;
+                            break;
+                        }
+                    }
+                }
+                if filled == size {
+                    break;
+                }
+            }
+        }
+        slots
+    }
+
+    #[test]
+    fn build_is_the_textbook_permutation_walk() {
+        let n = names(37);
+        for size in [251, 65537] {
+            let ms = members(&n, |i| 1 + (i as u32 % 4));
+            assert_eq!(build(&ms, size).unwrap().slots(), &reference(&ms, size)[..]);
+        }
     }
 
     #[test]

@@ -677,6 +677,67 @@ fn timeouts_restart_and_table_full() {
 }
 
 #[test]
+fn syn_replaces_a_closing_flow_with_the_same_reply_tuple() {
+    let p = publisher();
+    let mut b = balancer(&p, 0, 1, &config().flows);
+    let (client, vip, sub) = ("198.19.9.9", "198.18.0.100", "198.18.0.101");
+    let s1 = ip("198.18.1.11");
+    // A client port whose flow to the main unit lands on s1.
+    let port = (1000..2000u16)
+        .find(|&sp| {
+            let k = tcp(client, sp, vip, 80);
+            let on_s1 = b.lookup(&k, SYN, 60, 0).unwrap().dst == s1;
+            b.lookup(&k, RST, 54, 0).unwrap();
+            on_s1
+        })
+        .expect("some port maps to s1");
+    // The probes were reset; they leave on the close timeout.
+    b.expire_budget(100 * SEC, 4096);
+    assert_eq!(b.flows(), 0);
+    let now = 200 * SEC;
+    let main = tcp(client, port, vip, 80);
+    let to_sub = tcp(client, port, sub, 80);
+    let nat = connect(&mut b, &main, now);
+    assert_eq!(nat.dst, s1);
+    // Live: the server's reply could not tell the flows apart, so refused.
+    assert_eq!(
+        b.lookup(&to_sub, SYN, 60, now + SEC),
+        Err(DropReason::NoServer)
+    );
+    // The client closes (FIN from one side is enough: closing).
+    b.lookup(&main, FIN | ACK, 54, now + SEC).unwrap();
+    assert_eq!(b.flow_state(&main), Some(FlowState::Fin));
+    let before = b.counters();
+    let nat2 = b.lookup(&to_sub, SYN, 60, now + 2 * SEC).unwrap();
+    assert_eq!(nat2.dst, s1);
+    assert_eq!(nat2.dst_port, 8080);
+    // The old flow is gone and accounted for; the reply belongs to the new one.
+    assert_eq!(b.flow_state(&main), None);
+    assert_eq!(b.flow_state(&to_sub), Some(FlowState::SynSent));
+    assert_eq!(b.flows(), 1);
+    let after = b.counters();
+    assert_eq!(after.units[0].traffic.active_flows, 0);
+    assert_eq!(after.units[6].traffic.active_flows, 1);
+    assert_eq!(
+        after.servers[0].traffic.active_flows,
+        before.servers[0].traffic.active_flows
+    );
+    let back = b
+        .lookup(&reply(&nat2), SYN | ACK, 60, now + 2 * SEC)
+        .unwrap();
+    assert_eq!(back.src, ip(sub));
+    // Closed by RST (TIME_WAIT-like close state): the main unit may take the
+    // port back with a new SYN.
+    b.lookup(&to_sub, RST, 54, now + 3 * SEC).unwrap();
+    let nat3 = b.lookup(&main, SYN, 60, now + 4 * SEC).unwrap();
+    assert_eq!(nat3.dst, s1);
+    assert_eq!(b.flow_state(&to_sub), None);
+    assert_eq!(b.flows(), 1);
+    assert_eq!(b.counters().units[6].traffic.active_flows, 0);
+    assert_eq!(b.counters().units[0].traffic.active_flows, 1);
+}
+
+#[test]
 fn balancer_and_reader_can_move_to_worker_threads() {
     fn send<T: Send>() {}
     send::<FarmBalancer>();

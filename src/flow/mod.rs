@@ -542,6 +542,39 @@ impl FlowTable {
         }
     }
 
+    /// Starts loading the index cache line a lookup of `hash` begins at
+    /// (a plain load whose value is discarded: the core has no `unsafe`, so
+    /// no prefetch instruction; out-of-order execution overlaps these loads
+    /// across a burst all the same).
+    #[inline]
+    pub fn prefetch_index(&self, hash: u64) {
+        let i = hash as u32 as usize & self.mask;
+        std::hint::black_box(self.index[i]);
+    }
+
+    /// Starts loading the flow entry a lookup of `hash` would most likely
+    /// compare first (the first index entry with the hash's fingerprint).
+    /// Best after [`FlowTable::prefetch_index`] for the same hash had time
+    /// to complete.
+    #[inline]
+    pub fn prefetch_flow(&self, hash: u64) {
+        let fp = hash as u32;
+        let mut i = fp as usize & self.mask;
+        for _ in 0..4 {
+            let e = self.index[i];
+            if e == EMPTY {
+                return;
+            }
+            if (e >> 32) as u32 == fp {
+                let f = &self.flows[(e as u32 >> 1) as usize];
+                // Both ends: a 40-byte entry may straddle two cache lines.
+                std::hint::black_box((f.client[0], f.flags));
+                return;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
     #[inline]
     pub fn get(&self, slot: u32) -> &Flow {
         &self.flows[slot as usize]

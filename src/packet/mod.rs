@@ -270,6 +270,32 @@ pub trait Balancer {
     fn foreign_owner(&self, _key: &FlowKey) -> Option<usize> {
         None
     }
+    /// Burst pipelining, stage 1: a lookup of `key` will follow soon; start
+    /// loading what it touches first (the flow table's index bucket). The
+    /// returned hint (the flow hash) is passed to [`Balancer::prefetch_flow`]
+    /// and [`Balancer::lookup_hinted`] for the same key, so the key is
+    /// hashed once.
+    #[inline]
+    fn prefetch(&self, _key: &FlowKey) -> u64 {
+        0
+    }
+    /// Burst pipelining, stage 2 (after stage 1 ran for the other frames of
+    /// the burst): start loading the flow entry itself.
+    #[inline]
+    fn prefetch_flow(&self, _key: &FlowKey, _hint: u64) {}
+    /// [`Balancer::lookup`] with the hint [`Balancer::prefetch`] returned
+    /// for `key`.
+    #[inline]
+    fn lookup_hinted(
+        &mut self,
+        key: &FlowKey,
+        _hint: u64,
+        tcp_flags: u8,
+        len: u16,
+        now: Nanos,
+    ) -> Result<Nat, DropReason> {
+        self.lookup(key, tcp_flags, len, now)
+    }
 }
 
 /// A balancer with no farm units: every transit packet is dropped as

@@ -86,6 +86,9 @@ pub enum Task<F> {
 pub struct Neighbours<F> {
     timers: NeighbourTimers,
     map: HashMap<(PortIdx, IpAddr), Entry<F>>,
+    /// Changes whenever an entry's MAC, state or `used` mark changes, so
+    /// that callers may cache answers of [`Neighbours::lookup`] until then.
+    generation: u64,
 }
 
 impl<F> Neighbours<F> {
@@ -93,6 +96,7 @@ impl<F> Neighbours<F> {
         Neighbours {
             timers,
             map: HashMap::new(),
+            generation: 0,
         }
     }
 
@@ -100,8 +104,33 @@ impl<F> Neighbours<F> {
         &self.timers
     }
 
+    /// Bumped by every change that could alter an answer of
+    /// [`Neighbours::lookup`] (or whether a use must be recorded).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The MAC of a resolved neighbour and until when it may be used
+    /// without asking again (`Nanos::MAX` for static entries), marking the
+    /// entry used as [`Neighbours::resolve`] does. `None`: unresolved or
+    /// expired; call [`Neighbours::resolve`].
+    #[inline]
+    pub fn lookup(&mut self, port: PortIdx, addr: IpAddr, now: Nanos) -> Option<([u8; 6], Nanos)> {
+        let e = self.map.get_mut(&(port, addr))?;
+        match e.state {
+            State::Static => Some((e.mac, Nanos::MAX)),
+            State::Reachable { expires } if now < expires => {
+                e.used = true;
+                Some((e.mac, expires))
+            }
+            _ => None,
+        }
+    }
+
     /// Adds a configured entry that never expires.
     pub fn add_static(&mut self, port: PortIdx, addr: IpAddr, mac: [u8; 6]) {
+        self.generation += 1;
         self.map.insert(
             (port, addr),
             Entry {
@@ -126,6 +155,7 @@ impl<F> Neighbours<F> {
     /// Finds the MAC for `frame`'s next hop or holds the frame until it is known.
     pub fn resolve(&mut self, port: PortIdx, addr: IpAddr, frame: F, now: Nanos) -> Resolve<F> {
         let t = self.timers;
+        self.generation += 1;
         // One hash lookup on the hot path (a known neighbour).
         if let Some(e) = self.map.get_mut(&(port, addr)) {
             return match e.state {
@@ -188,6 +218,7 @@ impl<F> Neighbours<F> {
     ) -> Option<Vec<F>> {
         let expires = now + self.timers.reachable;
         let room = self.map.len() < self.timers.max_entries;
+        self.generation += 1;
         match self.map.get_mut(&(port, addr)) {
             Some(e) => {
                 if e.state == State::Static {
@@ -220,6 +251,8 @@ impl<F> Neighbours<F> {
     /// entries before they expire, removal of expired ones.
     pub fn poll(&mut self, now: Nanos, tasks: &mut Vec<Task<F>>) {
         let t = self.timers;
+        let before = tasks.len();
+        let entries = self.map.len();
         self.map.retain(|&(port, addr), e| match e.state {
             State::Static => true,
             State::Reachable { expires } => {
@@ -251,6 +284,10 @@ impl<F> Neighbours<F> {
                 true
             }
         });
+        // Every change above either queues a task or removes an entry.
+        if tasks.len() != before || self.map.len() != entries {
+            self.generation += 1;
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -84,10 +84,14 @@ pub enum Verdict {
 
 /// The result of handling a frame in place.
 enum Out {
-    /// Route to `next_hop` via `port`; the Ethernet addresses are set on send.
+    /// Route to `next_hop` via `port`; the Ethernet addresses are set on
+    /// send. `dst` is the packet's destination (the key of the next-hop
+    /// cache); `mac` the next hop's MAC when the cache already knew it.
     Route {
         port: PortIdx,
         next_hop: IpAddr,
+        dst: IpAddr,
+        mac: Option<[u8; 6]>,
     },
     Reply(PortIdx),
     Learned,
@@ -180,9 +184,176 @@ impl RateLimit {
     }
 }
 
+/// Entries of the next-hop cache (direct mapped by destination).
+const HOP_CACHE: usize = 64;
+
+/// Frames of a burst whose flow lookups are started together.
+const BURST_CHUNK: usize = 32;
+
+/// A cached answer to "how does a packet to `dst` leave": the route and the
+/// next hop's MAC, valid while the neighbour table's generation is
+/// unchanged and until `until`.
+#[derive(Clone, Copy, Debug)]
+struct Hop {
+    dst: IpAddr,
+    port: PortIdx,
+    next_hop: IpAddr,
+    mac: [u8; 6],
+    until: Nanos,
+    generation: u64,
+}
+
+impl Hop {
+    const EMPTY: Hop = Hop {
+        dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        port: 0,
+        next_hop: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        mac: [0; 6],
+        until: 0,
+        generation: 0,
+    };
+}
+
+#[inline]
+fn hop_index(dst: IpAddr) -> usize {
+    let x = match dst {
+        IpAddr::V4(a) => u64::from(u32::from(a)),
+        IpAddr::V6(a) => {
+            let v = u128::from(a);
+            (v as u64) ^ ((v >> 64) as u64)
+        }
+    };
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % HOP_CACHE
+}
+
+/// A TCP/UDP packet of the common shape (untagged Ethernet to our MAC,
+/// IPv4 without options or IPv6 without extension headers, not a fragment,
+/// valid lengths and IPv4 header checksum), parsed in one pass.
+#[derive(Clone, Copy, Debug)]
+struct Fast {
+    key: FlowKey,
+    flags: u8,
+    l4: L4,
+    ttl: u8,
+    df: bool,
+}
+
+/// The ports and TCP flags of a TCP/UDP segment `seg` that passes the
+/// checks of the wire views (`TcpPacket`/`UdpPacket::new_checked`).
+#[inline]
+fn fast_ports(seg: &[u8], proto: u8) -> Option<(u16, u16, u8)> {
+    let sp = u16::from_be_bytes([*seg.first()?, *seg.get(1)?]);
+    let dp = u16::from_be_bytes([*seg.get(2)?, *seg.get(3)?]);
+    if proto == protocol::TCP {
+        let hl = usize::from(*seg.get(12)? >> 4) * 4;
+        if hl < 20 || hl > seg.len() {
+            return None;
+        }
+        Some((sp, dp, seg[13]))
+    } else {
+        let ul = usize::from(u16::from_be_bytes([*seg.get(4)?, *seg.get(5)?]));
+        if ul < udp::HEADER_LEN || ul > seg.len() {
+            return None;
+        }
+        Some((sp, dp, 0))
+    }
+}
+
+/// Parses `data` if it is a frame of the common shape (see [`Fast`]);
+/// `None` for anything else, which then takes the general path.
+#[inline]
+fn parse_fast(data: &[u8], my_mac: &[u8; 6]) -> Option<Fast> {
+    const L2: usize = ethernet::HEADER_LEN;
+    let eth: &[u8; L2] = data.get(..L2)?.try_into().ok()?;
+    if eth[..6] != my_mac[..] {
+        return None;
+    }
+    match [eth[12], eth[13]] {
+        [0x08, 0x00] => {
+            let h: &[u8; 20] = data.get(L2..L2 + 20)?.try_into().ok()?;
+            let proto = h[9];
+            // Version 4, no options, not a fragment (MF clear, offset 0).
+            if h[0] != 0x45 || (proto != protocol::TCP && proto != protocol::UDP) {
+                return None;
+            }
+            if h[6] & 0x3f != 0 || h[7] != 0 {
+                return None;
+            }
+            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+            let mut sum = 0u32;
+            for w in h.chunks_exact(2) {
+                sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+            }
+            if checksum::fold(sum) != 0xffff || total < 20 {
+                return None;
+            }
+            let seg = data.get(L2 + 20..L2 + total)?;
+            let (src_port, dst_port, flags) = fast_ports(seg, proto)?;
+            let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
+            let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+            Some(Fast {
+                key: FlowKey {
+                    proto,
+                    src: IpAddr::V4(src),
+                    src_port,
+                    dst: IpAddr::V4(dst),
+                    dst_port,
+                },
+                flags,
+                l4: L4 {
+                    proto,
+                    offset: 20,
+                    len: total - 20,
+                    present: true,
+                },
+                ttl: h[8],
+                df: h[6] & 0x40 != 0,
+            })
+        }
+        [0x86, 0xdd] => {
+            let h: &[u8; 40] = data.get(L2..L2 + 40)?.try_into().ok()?;
+            let proto = h[6];
+            if h[0] >> 4 != 6 || (proto != protocol::TCP && proto != protocol::UDP) {
+                return None;
+            }
+            let payload = usize::from(u16::from_be_bytes([h[4], h[5]]));
+            let seg = data.get(L2 + 40..L2 + 40 + payload)?;
+            let (src_port, dst_port, flags) = fast_ports(seg, proto)?;
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&h[8..24]);
+            let src = Ipv6Addr::from(a);
+            a.copy_from_slice(&h[24..40]);
+            let dst = Ipv6Addr::from(a);
+            Some(Fast {
+                key: FlowKey {
+                    proto,
+                    src: IpAddr::V6(src),
+                    src_port,
+                    dst: IpAddr::V6(dst),
+                    dst_port,
+                },
+                flags,
+                l4: L4 {
+                    proto,
+                    offset: 40,
+                    len: payload,
+                    present: true,
+                },
+                ttl: h[7],
+                df: true,
+            })
+        }
+        _ => None,
+    }
+}
+
 /// The packet core of one worker.
 pub struct Processor<F> {
     ports: Vec<PortState>,
+    /// The LB's own port addresses (all ports), for the per-packet check.
+    own4: Vec<u32>,
+    own6: Vec<u128>,
+    hops: Box<[Hop; HOP_CACHE]>,
     farm_addrs: Vec<IpAddr>,
     neighbours: Neighbours<(PortIdx, F)>,
     frags: HashMap<FragKey, (Nat, Nanos)>,
@@ -239,8 +410,27 @@ impl<F: Frame> Processor<F> {
                 }
             })
             .collect();
+        let own4 = ports
+            .iter()
+            .flat_map(|p| p.setup.addrs.iter())
+            .filter_map(|a| match a.addr {
+                IpAddr::V4(x) => Some(u32::from(x)),
+                _ => None,
+            })
+            .collect();
+        let own6 = ports
+            .iter()
+            .flat_map(|p| p.setup.addrs.iter())
+            .filter_map(|a| match a.addr {
+                IpAddr::V6(x) => Some(u128::from(x)),
+                _ => None,
+            })
+            .collect();
         Processor {
             ports,
+            own4,
+            own6,
+            hops: Box::new([Hop::EMPTY; HOP_CACHE]),
             farm_addrs: setup.farm_addrs,
             neighbours,
             frags: HashMap::with_capacity(FRAGMENT_ENTRIES),
@@ -263,10 +453,29 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Is `a` one of the LB's own port addresses (any port)?
+    #[inline]
     fn is_port_addr(&self, a: IpAddr) -> bool {
-        self.ports
-            .iter()
-            .any(|p| p.setup.addrs.iter().any(|x| x.addr == a))
+        match a {
+            IpAddr::V4(x) => self.own4.contains(&u32::from(x)),
+            IpAddr::V6(x) => self.own6.contains(&u128::from(x)),
+        }
+    }
+
+    /// The cached route and next-hop MAC for `dst`, if still valid.
+    #[inline]
+    fn hop(&self, dst: IpAddr, now: Nanos) -> Option<&Hop> {
+        let h = &self.hops[hop_index(dst)];
+        (h.dst == dst && now < h.until && h.generation == self.neighbours.generation()).then_some(h)
+    }
+
+    /// The port, next hop and (when cached) next-hop MAC for `dst`.
+    #[inline]
+    fn route_cached(&self, dst: IpAddr, now: Nanos) -> Option<(PortIdx, IpAddr, Option<[u8; 6]>)> {
+        if let Some(h) = self.hop(dst, now) {
+            return Some((h.port, h.next_hop, Some(h.mac)));
+        }
+        let (port, next_hop) = self.route(dst)?;
+        Some((port, next_hop, None))
     }
 
     fn is_farm_addr(&self, a: IpAddr) -> bool {
@@ -321,7 +530,43 @@ impl<F: Frame> Processor<F> {
         frame: F,
         now: Nanos,
     ) -> Verdict {
-        self.process_inner(io, balancer, port, frame, now, false)
+        self.process_inner(io, balancer, port, frame, now, false, None)
+    }
+
+    /// Handles a burst of frames received on `port` (each taken out of
+    /// `frames`) with the same verdicts as [`Processor::process`] on each in
+    /// turn, pipelined as the fast data planes do: the headers of up to
+    /// [`BURST_CHUNK`] frames are parsed and their flow lookups started
+    /// ([`Balancer::prefetch`], then [`Balancer::prefetch_flow`]) before the
+    /// first frame is decided, so the memory latency of the flow table is
+    /// paid once per chunk instead of once per frame.
+    pub fn process_burst<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        frames: &mut [Option<F>],
+        now: Nanos,
+    ) {
+        let my_mac = self.ports.get(port as usize).map(|p| p.setup.mac);
+        for chunk in frames.chunks_mut(BURST_CHUNK) {
+            let mut pre: [Option<(Fast, u64)>; BURST_CHUNK] = [None; BURST_CHUNK];
+            if let Some(my_mac) = my_mac {
+                for (p, f) in pre.iter_mut().zip(chunk.iter()) {
+                    if let Some(fast) = f.as_ref().and_then(|f| parse_fast(f.data(), &my_mac)) {
+                        *p = Some((fast, balancer.prefetch(&fast.key)));
+                    }
+                }
+                for (fast, hint) in pre.iter().flatten() {
+                    balancer.prefetch_flow(&fast.key, *hint);
+                }
+            }
+            for (p, f) in pre.iter().zip(chunk.iter_mut()) {
+                if let Some(frame) = f.take() {
+                    self.process_inner(io, balancer, port, frame, now, false, p.as_ref());
+                }
+            }
+        }
     }
 
     /// Handles a frame another worker handed over because this worker owns
@@ -334,9 +579,13 @@ impl<F: Frame> Processor<F> {
         frame: F,
         now: Nanos,
     ) -> Verdict {
-        self.process_inner(io, balancer, port, frame, now, true)
+        self.process_inner(io, balancer, port, frame, now, true, None)
     }
 
+    /// `pre`: the frame as [`parse_fast`] parsed it on this `port`, and the
+    /// balancer's prefetch hint for its key.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn process_inner<I: Io<Frame = F>, B: Balancer>(
         &mut self,
         io: &mut I,
@@ -345,15 +594,23 @@ impl<F: Frame> Processor<F> {
         mut frame: F,
         now: Nanos,
         redirected: bool,
+        pre: Option<&(Fast, u64)>,
     ) -> Verdict {
-        let out = self.handle(io, balancer, port, &mut frame, now, redirected);
+        let out = match pre {
+            Some((fast, hint)) => {
+                self.transport_fast(balancer, &mut frame, fast, Some(*hint), now, redirected)
+            }
+            None => self.handle(io, balancer, port, &mut frame, now, redirected),
+        };
         match out {
             Ok(Out::Route {
                 port: out_port,
                 next_hop,
+                dst,
+                mac,
             }) => {
                 let len = frame.data().len() as u64;
-                match self.send_via(io, out_port, next_hop, frame, now) {
+                match self.send_via(io, out_port, next_hop, dst, mac, frame, now) {
                     Ok(()) => {
                         self.counters.forwarded += 1;
                         self.counters.forwarded_bytes += len;
@@ -413,6 +670,9 @@ impl<F: Frame> Processor<F> {
             return Err(DropReason::NotForUs);
         };
         let my_mac = ps.setup.mac;
+        if let Some(fast) = parse_fast(frame.data(), &my_mac) {
+            return self.transport_fast(balancer, frame, &fast, None, now, redirected);
+        }
         let (l2, ethertype) = {
             let eth = EthernetFrame::new_checked(frame.data())?;
             let dst = eth.dst_addr();
@@ -507,15 +767,37 @@ impl<F: Frame> Processor<F> {
     /// Sets the Ethernet addresses for `next_hop` and transmits, or holds the
     /// frame until the next hop resolves. When the frame cannot be held it is
     /// counted, freed, and the reason returned.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn send_via<I: Io<Frame = F>>(
         &mut self,
         io: &mut I,
         port: PortIdx,
         next_hop: IpAddr,
+        dst: IpAddr,
+        mac: Option<[u8; 6]>,
         mut frame: F,
         now: Nanos,
     ) -> Result<(), DropReason> {
         let my_mac = self.ports[port as usize].setup.mac;
+        if let Some(mac) = mac {
+            set_macs(&mut frame, &mac, &my_mac);
+            io.transmit(port, frame);
+            return Ok(());
+        }
+        if let Some((mac, until)) = self.neighbours.lookup(port, next_hop, now) {
+            self.hops[hop_index(dst)] = Hop {
+                dst,
+                port,
+                next_hop,
+                mac,
+                until,
+                generation: self.neighbours.generation(),
+            };
+            set_macs(&mut frame, &mac, &my_mac);
+            io.transmit(port, frame);
+            return Ok(());
+        }
         match self.neighbours.resolve(port, next_hop, (port, frame), now) {
             Resolve::Mac(mac, (_, mut f)) => {
                 set_macs(&mut f, &mac, &my_mac);
@@ -698,18 +980,83 @@ impl<F: Frame> Processor<F> {
             let u = UdpPacket::new_checked(seg)?;
             (u.src_port(), u.dst_port(), 0)
         };
-        let key = FlowKey {
-            proto: l4.proto,
-            src,
-            src_port,
-            dst,
-            dst_port,
+        let fast = Fast {
+            key: FlowKey {
+                proto: l4.proto,
+                src,
+                src_port,
+                dst,
+                dst_port,
+            },
+            flags,
+            l4,
+            ttl,
+            df,
         };
+        self.transport_with(
+            balancer,
+            frame,
+            l2,
+            &fast,
+            None,
+            now,
+            redirected,
+            first_fragment,
+        )
+    }
+
+    /// [`Processor::transport`] for a frame [`parse_fast`] accepted.
+    /// `hint`: what [`Balancer::prefetch`] returned for its key.
+    #[inline]
+    fn transport_fast<B: Balancer>(
+        &mut self,
+        balancer: &mut B,
+        frame: &mut F,
+        fast: &Fast,
+        hint: Option<u64>,
+        now: Nanos,
+        redirected: bool,
+    ) -> Handled {
+        self.transport_with(
+            balancer,
+            frame,
+            ethernet::HEADER_LEN,
+            fast,
+            hint,
+            now,
+            redirected,
+            None,
+        )
+    }
+
+    /// The part of [`Processor::transport`] after the ports are parsed.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn transport_with<B: Balancer>(
+        &mut self,
+        balancer: &mut B,
+        frame: &mut F,
+        l2: usize,
+        fast: &Fast,
+        hint: Option<u64>,
+        now: Nanos,
+        redirected: bool,
+        first_fragment: Option<FragKey>,
+    ) -> Handled {
+        let Fast {
+            ref key,
+            flags,
+            l4,
+            ttl,
+            df,
+        } = *fast;
+        let (src, dst) = (key.src, key.dst);
         if !redirected {
-            if let Some(w) = balancer.foreign_owner(&key) {
+            if let Some(w) = balancer.foreign_owner(key) {
                 return Ok(Out::Redirect(w));
             }
         }
+        let data = frame.data();
         let local = self.is_port_addr(dst);
         if ttl <= 1 && !local {
             return Ok(Out::IcmpError {
@@ -718,7 +1065,11 @@ impl<F: Frame> Processor<F> {
             });
         }
         let len = data.len().min(u16::MAX as usize) as u16;
-        let nat = match balancer.lookup(&key, flags, len, now) {
+        let looked = match hint {
+            Some(h) => balancer.lookup_hinted(key, h, flags, len, now),
+            None => balancer.lookup(key, flags, len, now),
+        };
+        let nat = match looked {
             Ok(nat) => nat,
             Err(DropReason::NoFarmUnit) if local => return Ok(Out::Exception),
             Err(r) => return Err(r),
@@ -731,7 +1082,7 @@ impl<F: Frame> Processor<F> {
                 reason: DropReason::TtlExpired,
             });
         }
-        let Some((out_port, next_hop)) = self.route(nat.dst) else {
+        let Some((out_port, next_hop, mac)) = self.route_cached(nat.dst, now) else {
             return Err(DropReason::NoRoute);
         };
         let ps = &self.ports[out_port as usize];
@@ -763,6 +1114,8 @@ impl<F: Frame> Processor<F> {
         Ok(Out::Route {
             port: out_port,
             next_hop,
+            dst: nat.dst,
+            mac,
         })
     }
 
@@ -837,6 +1190,8 @@ impl<F: Frame> Processor<F> {
         Ok(Out::Route {
             port: out_port,
             next_hop,
+            dst: nat.dst,
+            mac: None,
         })
     }
 
@@ -1020,6 +1375,8 @@ impl<F: Frame> Processor<F> {
         Ok(Out::Route {
             port: out_port,
             next_hop,
+            dst: nat.dst,
+            mac: None,
         })
     }
 
@@ -1511,4 +1868,296 @@ fn build_icmpv6_error<F: Frame>(
     Icmpv6Packet::new_unchecked(msg).fill_checksum(&src, &dst);
     f.set_tx_offload(Default::default());
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{Offload, PortAddr};
+
+    const LB_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+    const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 3];
+    const LB4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const CLIENT4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
+    const SERVER4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
+    const UNRESOLVED4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 12);
+    const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 100);
+    const LB6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+    const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
+    const SERVER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x11);
+    const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x100);
+
+    fn setup() -> CoreSetup {
+        CoreSetup {
+            ports: vec![PortSetup {
+                mac: LB_MAC,
+                addrs: vec![
+                    PortAddr {
+                        addr: IpAddr::V4(LB4),
+                        prefix_len: 24,
+                    },
+                    PortAddr {
+                        addr: IpAddr::V6(LB6),
+                        prefix_len: 64,
+                    },
+                ],
+                gateways: vec![],
+                static_neighbours: vec![
+                    (IpAddr::V4(SERVER4), SERVER_MAC),
+                    (IpAddr::V6(SERVER6), SERVER_MAC),
+                ],
+                offload: Offload::default(),
+                mtu: 1500,
+            }],
+            farm_addrs: vec![IpAddr::V4(VIP4), IpAddr::V6(VIP6)],
+        }
+    }
+
+    /// VIP port 80 → the server (v4: the reachable one for client port
+    /// 1000, the unresolved one for 1001); other IPv4 destinations: no farm
+    /// unit; anything else: no flow.
+    struct Table {
+        lookups: u32,
+        prefetched: u32,
+    }
+
+    impl Balancer for Table {
+        fn lookup(&mut self, k: &FlowKey, _f: u8, _l: u16, _n: Nanos) -> Result<Nat, DropReason> {
+            self.lookups += 1;
+            match k.dst {
+                IpAddr::V4(v) if v != VIP4 => return Err(DropReason::NoFarmUnit),
+                _ => {}
+            }
+            self.peek(k).ok_or(DropReason::NoFlow)
+        }
+        fn peek(&self, k: &FlowKey) -> Option<Nat> {
+            let dst = match k.dst {
+                IpAddr::V4(v) if v == VIP4 && k.src_port == 1001 => IpAddr::V4(UNRESOLVED4),
+                IpAddr::V4(v) if v == VIP4 => IpAddr::V4(SERVER4),
+                IpAddr::V6(v) if v == VIP6 => IpAddr::V6(SERVER6),
+                _ => return None,
+            };
+            (k.dst_port == 80).then_some(Nat {
+                src: k.src,
+                src_port: k.src_port,
+                dst,
+                dst_port: 8080,
+            })
+        }
+        fn prefetch(&self, k: &FlowKey) -> u64 {
+            u64::from(k.src_port)
+        }
+        fn lookup_hinted(
+            &mut self,
+            k: &FlowKey,
+            hint: u64,
+            f: u8,
+            l: u16,
+            n: Nanos,
+        ) -> Result<Nat, DropReason> {
+            assert_eq!(hint, u64::from(k.src_port), "hint belongs to the key");
+            self.prefetched += 1;
+            self.lookup(k, f, l, n)
+        }
+    }
+
+    #[derive(Default)]
+    struct Log {
+        sent: Vec<(PortIdx, Vec<u8>)>,
+        freed: usize,
+        exceptions: usize,
+    }
+
+    impl Io for Log {
+        type Frame = Vec<u8>;
+        fn alloc(&mut self) -> Option<Vec<u8>> {
+            Some(Vec::new())
+        }
+        fn transmit(&mut self, port: PortIdx, frame: Vec<u8>) {
+            self.sent.push((port, frame));
+        }
+        fn exception(&mut self, _port: PortIdx, _frame: Vec<u8>) {
+            self.exceptions += 1;
+        }
+        fn free(&mut self, _frame: Vec<u8>) {
+            self.freed += 1;
+        }
+    }
+
+    fn eth(dst: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&PEER_MAC);
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(payload);
+        if f.len() < 60 {
+            f.resize(60, 0);
+        }
+        f
+    }
+
+    fn tcp_seg(sport: u16, flags: u8, pseudo: u32) -> Vec<u8> {
+        let mut t = vec![0u8; 20];
+        t[0..2].copy_from_slice(&sport.to_be_bytes());
+        t[2..4].copy_from_slice(&80u16.to_be_bytes());
+        t[12] = 0x50;
+        t[13] = flags;
+        let c = !checksum::fold(checksum::combine(pseudo, checksum::sum(&t)));
+        t[16..18].copy_from_slice(&c.to_be_bytes());
+        t
+    }
+
+    fn tcp4(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, ttl: u8) -> Vec<u8> {
+        let seg = tcp_seg(sport, 0x10, checksum::pseudo_header_v4(src, dst, 6, 20));
+        let mut ip = vec![0x45, 0, 0, 40, 0, 1, 0x40, 0, ttl, 6, 0, 0];
+        ip.extend_from_slice(&src.octets());
+        ip.extend_from_slice(&dst.octets());
+        let c = checksum::checksum(&ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        ip.extend_from_slice(&seg);
+        eth(LB_MAC, 0x0800, &ip)
+    }
+
+    fn tcp6(src: Ipv6Addr, dst: Ipv6Addr, sport: u16) -> Vec<u8> {
+        let seg = tcp_seg(sport, 0x10, checksum::pseudo_header_v6(&src, &dst, 6, 20));
+        let mut ip = vec![0x60, 0, 0, 0, 0, 20, 6, 64];
+        ip.extend_from_slice(&src.octets());
+        ip.extend_from_slice(&dst.octets());
+        ip.extend_from_slice(&seg);
+        eth(LB_MAC, 0x86dd, &ip)
+    }
+
+    fn arp_request(target: Ipv4Addr) -> Vec<u8> {
+        let mut a = vec![0, 1, 8, 0, 6, 4, 0, 1];
+        a.extend_from_slice(&PEER_MAC);
+        a.extend_from_slice(&CLIENT4.octets());
+        a.extend_from_slice(&[0; 6]);
+        a.extend_from_slice(&target.octets());
+        eth([0xff; 6], 0x0806, &a)
+    }
+
+    /// Every kind of frame a burst may mix: fast-path flows (v4 and v6),
+    /// no flow, TTL expiry, a bad IPv4 checksum, an unresolved next hop, ARP,
+    /// another host's MAC, traffic to the LB itself, a truncated frame.
+    fn mixed() -> Vec<Vec<u8>> {
+        let mut bad_cksum = tcp4(CLIENT4, VIP4, 1000, 64);
+        bad_cksum[24] ^= 0x55;
+        let mut other_mac = tcp4(CLIENT4, VIP4, 1000, 64);
+        other_mac[0] = 0x0a;
+        let mut truncated = tcp4(CLIENT4, VIP4, 1000, 64);
+        truncated.truncate(30);
+        let mut v = vec![
+            tcp4(CLIENT4, VIP4, 1000, 64),
+            tcp6(CLIENT6, VIP6, 1000),
+            tcp4(CLIENT4, VIP4, 1001, 64),
+            tcp4(CLIENT4, VIP4, 1001, 64),
+            tcp4(CLIENT4, LB4, 1000, 64),
+            tcp4(CLIENT4, VIP4, 1000, 1),
+            tcp4(CLIENT4, Ipv4Addr::new(198, 18, 9, 9), 1000, 64),
+            bad_cksum,
+            arp_request(LB4),
+            other_mac,
+            truncated,
+            tcp6(CLIENT6, VIP6, 2000),
+        ];
+        // More than one chunk.
+        for i in 0..40u16 {
+            v.push(tcp4(CLIENT4, VIP4, 1000 + (i % 2), 64));
+        }
+        v
+    }
+
+    #[test]
+    fn burst_does_what_single_frames_do() {
+        let frames = mixed();
+        let mut one: Processor<Vec<u8>> = Processor::new(setup());
+        let (mut lb1, mut io1) = (
+            Table {
+                lookups: 0,
+                prefetched: 0,
+            },
+            Log::default(),
+        );
+        for f in frames.clone() {
+            one.process(&mut io1, &mut lb1, 0, f, 5);
+        }
+        let mut many: Processor<Vec<u8>> = Processor::new(setup());
+        let (mut lb2, mut io2) = (
+            Table {
+                lookups: 0,
+                prefetched: 0,
+            },
+            Log::default(),
+        );
+        let mut burst: Vec<Option<Vec<u8>>> = frames.into_iter().map(Some).collect();
+        many.process_burst(&mut io2, &mut lb2, 0, &mut burst, 5);
+        assert!(burst.iter().all(Option::is_none), "every frame taken");
+        assert_eq!(io1.sent, io2.sent);
+        assert_eq!((io1.freed, io1.exceptions), (io2.freed, io2.exceptions));
+        assert_eq!(one.counters(), many.counters());
+        assert_eq!(lb1.lookups, lb2.lookups);
+        // The fast-path frames used the prefetch hint.
+        assert!(lb2.prefetched >= 40, "{}", lb2.prefetched);
+        // Sanity: the mix exercised forwarding, drops, ARP and the exception path.
+        let c = many.counters();
+        assert!(c.forwarded >= 22, "{c:?}");
+        assert_eq!(c.arp_replies, 1);
+        assert!(c.neighbour_requests >= 1);
+        assert_eq!(io2.exceptions, 1);
+        assert!(c.drops.total() >= 4, "{c:?}");
+    }
+
+    #[test]
+    fn next_hop_cache_follows_neighbour_changes() {
+        let mut core: Processor<Vec<u8>> = Processor::new(setup());
+        let mut lb = Table {
+            lookups: 0,
+            prefetched: 0,
+        };
+        let mut io = Log::default();
+        // Unresolved: held, ARP request sent.
+        let v = core.process(&mut io, &mut lb, 0, tcp4(CLIENT4, VIP4, 1001, 64), 0);
+        assert_eq!(v, Verdict::Forward(0));
+        assert_eq!(io.sent.len(), 1, "only the ARP request");
+        // The reply arrives: the held frame leaves to the learned MAC.
+        let mac = [2, 0, 0, 0, 0, 0x12];
+        let mut reply = vec![0, 1, 8, 0, 6, 4, 0, 2];
+        reply.extend_from_slice(&mac);
+        reply.extend_from_slice(&UNRESOLVED4.octets());
+        reply.extend_from_slice(&LB_MAC);
+        reply.extend_from_slice(&LB4.octets());
+        let mut f = eth(LB_MAC, 0x0806, &reply);
+        f[6..12].copy_from_slice(&mac);
+        assert_eq!(core.process(&mut io, &mut lb, 0, f, 1), Verdict::Learned);
+        assert_eq!(io.sent.len(), 2);
+        assert_eq!(io.sent[1].1[..6], mac);
+        // Cached now; a changed MAC (gratuitous ARP) is used at once.
+        core.process(&mut io, &mut lb, 0, tcp4(CLIENT4, VIP4, 1001, 64), 2);
+        assert_eq!(io.sent[2].1[..6], mac);
+        let mac2 = [2, 0, 0, 0, 0, 0x13];
+        let mut garp = vec![0, 1, 8, 0, 6, 4, 0, 1];
+        garp.extend_from_slice(&mac2);
+        garp.extend_from_slice(&UNRESOLVED4.octets());
+        garp.extend_from_slice(&[0; 6]);
+        garp.extend_from_slice(&UNRESOLVED4.octets());
+        core.process(&mut io, &mut lb, 0, eth([0xff; 6], 0x0806, &garp), 3);
+        core.process(&mut io, &mut lb, 0, tcp4(CLIENT4, VIP4, 1001, 64), 4);
+        assert_eq!(io.sent.last().unwrap().1[..6], mac2);
+        // Expired (60 s reachable): the cache does not outlive the entry.
+        let held_before = io.sent.len();
+        core.process(
+            &mut io,
+            &mut lb,
+            0,
+            tcp4(CLIENT4, VIP4, 1001, 64),
+            3 + 61 * SEC,
+        );
+        assert_eq!(
+            io.sent.len(),
+            held_before + 1,
+            "an ARP request, not the frame"
+        );
+        assert_eq!(io.sent.last().unwrap().1[..6], [0xff; 6]);
+    }
 }

@@ -60,12 +60,60 @@ fn put16(b: &mut [u8], at: usize, v: u16) {
 /// its first 8 bytes in an ICMP error) after the addresses changed from
 /// `old_*` to `new_*`. `addr_delta` folds the address change into the checksum.
 /// `udp_zero_ok`: a zero UDP checksum means "none" (IPv4) and stays zero.
+/// Folds an unfolded ones' complement sum (below 2^48) to 16 bits in a
+/// fixed number of steps. As [`checksum::fold`], a non-zero sum never folds
+/// to zero.
+#[inline]
+fn fold(x: u64) -> u16 {
+    let x = (x & 0xffff_ffff) + (x >> 32);
+    let x = (x & 0xffff) + (x >> 16);
+    let x = (x & 0xffff) + (x >> 16);
+    let x = (x & 0xffff) + (x >> 16);
+    x as u16
+}
+
+/// The RFC 1624 (eqn. 3) update of checksum `c` by an unfolded change sum
+/// `delta` (Σ ~old + Σ new over the changed words), folded once. Folding
+/// once gives the same value as a chain of 16-bit updates: both are the
+/// unique representative in `1..=0xFFFF` of the same ones' complement sum
+/// (or zero for an all-zero one).
+#[inline]
+fn apply(c: u16, delta: u64) -> u16 {
+    !fold(u64::from(!c) + delta)
+}
+
+/// Σ ~old + Σ new over the 16-bit words of a changed 32-bit field.
+#[inline]
+fn delta32(old: u32, new: u32) -> u64 {
+    u64::from(!(old >> 16) & 0xffff)
+        + u64::from(!old & 0xffff)
+        + u64::from(new >> 16)
+        + u64::from(new & 0xffff)
+}
+
+/// Σ ~old + Σ new over the 16-bit words of a changed IPv6 address.
+#[inline]
+fn delta_addr16(old: &[u8; 16], new: &[u8; 16]) -> u64 {
+    let mut d = 0u64;
+    for i in 0..8 {
+        d += u64::from(!u16::from_be_bytes([old[2 * i], old[2 * i + 1]]));
+        d += u64::from(u16::from_be_bytes([new[2 * i], new[2 * i + 1]]));
+    }
+    d
+}
+
+#[inline]
+fn delta16(old: u16, new: u16) -> u64 {
+    u64::from(!old) + u64::from(new)
+}
+
+#[inline]
 fn rewrite_ports(
     seg: &mut [u8],
     proto: u8,
     src_port: u16,
     dst_port: u16,
-    addr_delta: &dyn Fn(u16) -> u16,
+    addr_delta: u64,
     udp_zero_ok: bool,
 ) {
     let (old_sp, old_dp) = (get16(seg, 0), get16(seg, 2));
@@ -81,9 +129,10 @@ fn rewrite_ports(
     if proto == protocol::UDP && old == 0 && udp_zero_ok {
         return;
     }
-    let mut c = addr_delta(old);
-    c = checksum::update16(c, old_sp, src_port);
-    c = checksum::update16(c, old_dp, dst_port);
+    let mut c = apply(
+        old,
+        addr_delta + delta16(old_sp, src_port) + delta16(old_dp, dst_port),
+    );
     if proto == protocol::UDP && c == 0 {
         c = 0xffff;
     }
@@ -92,37 +141,49 @@ fn rewrite_ports(
 
 /// Applies `nat` to an IPv4 packet `ip` (from its header on) and decrements the
 /// TTL (the caller checked it is above 1). Returns the offload request for the port.
+#[inline]
 pub fn nat_ipv4(ip: &mut [u8], l4: L4, nat: &Nat, offload: Offload, l2_len: u8) -> TxOffload {
-    let (ns, nd) = (v4(nat.src), v4(nat.dst));
-    let mut p = Ipv4Packet::new_unchecked(&mut *ip);
-    let (os, od, ttl) = (p.src_addr(), p.dst_addr(), p.ttl());
-    p.set_src_addr(ns);
-    p.set_dst_addr(nd);
-    p.set_ttl(ttl - 1);
+    let (ns, nd) = (u32::from(v4(nat.src)), u32::from(v4(nat.dst)));
     let mut req = TxOffload {
         l2_len,
         l3_len: l4.offset as u16,
         ipv4: true,
         ..TxOffload::default()
     };
+    // The fields rewritten here are all in the first 20 bytes (options or
+    // not): one bounds check for all of them.
+    let Some(h) = ip
+        .get_mut(..20)
+        .and_then(|h| <&mut [u8; 20]>::try_from(h).ok())
+    else {
+        return req;
+    };
+    let os = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+    let od = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+    let ttl = h[8];
+    h[12..16].copy_from_slice(&ns.to_be_bytes());
+    h[16..20].copy_from_slice(&nd.to_be_bytes());
+    h[8] = ttl - 1;
+    let addr_delta = delta32(os, ns) + delta32(od, nd);
     if offload.ipv4_cksum {
-        p.set_checksum(0);
+        h[10] = 0;
+        h[11] = 0;
         req.ip_cksum = true;
     } else {
-        let mut c = p.checksum();
-        c = checksum::update32(c, u32::from(os), u32::from(ns));
-        c = checksum::update32(c, u32::from(od), u32::from(nd));
-        c = checksum::update16(
-            c,
-            u16::from(ttl) << 8 | u16::from(l4.proto),
-            u16::from(ttl - 1) << 8 | u16::from(l4.proto),
+        // TTL and protocol share a word: TTL drops by one in the high byte.
+        let ttl_delta = delta16(
+            u16::from(ttl) << 8 | u16::from(h[9]),
+            u16::from(ttl - 1) << 8 | u16::from(h[9]),
         );
-        p.set_checksum(c);
+        let c = apply(u16::from_be_bytes([h[10], h[11]]), addr_delta + ttl_delta);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
     }
     if !l4.present {
         return req;
     }
-    let seg = &mut ip[l4.offset..l4.offset + l4.len];
+    let Some(seg) = ip.get_mut(l4.offset..l4.offset + l4.len) else {
+        return req;
+    };
     let l4_offloaded = match l4.proto {
         protocol::TCP => offload.tcp_cksum,
         // A zero UDP checksum (none) must stay zero: the port would fill one in.
@@ -133,7 +194,12 @@ pub fn nat_ipv4(ip: &mut [u8], l4: L4, nat: &Nat, offload: Offload, l2_len: u8) 
         put16(seg, 0, nat.src_port);
         put16(seg, 2, nat.dst_port);
         let at = l4_cksum_offset(l4.proto).unwrap_or(16);
-        let pseudo = checksum::pseudo_header_v4(ns, nd, l4.proto, l4.len as u32);
+        let pseudo = checksum::pseudo_header_v4(
+            Ipv4Addr::from(ns),
+            Ipv4Addr::from(nd),
+            l4.proto,
+            l4.len as u32,
+        );
         put16(seg, at, checksum::fold(pseudo));
         req.l4 = if l4.proto == protocol::TCP {
             L4Offload::Tcp
@@ -142,28 +208,33 @@ pub fn nat_ipv4(ip: &mut [u8], l4: L4, nat: &Nat, offload: Offload, l2_len: u8) 
         };
         return req;
     }
-    let delta = |c: u16| {
-        let c = checksum::update32(c, u32::from(os), u32::from(ns));
-        checksum::update32(c, u32::from(od), u32::from(nd))
-    };
-    rewrite_ports(seg, l4.proto, nat.src_port, nat.dst_port, &delta, true);
+    rewrite_ports(seg, l4.proto, nat.src_port, nat.dst_port, addr_delta, true);
     req
 }
 
 /// Applies `nat` to an IPv6 packet and decrements the hop limit.
+#[inline]
 pub fn nat_ipv6(ip: &mut [u8], l4: L4, nat: &Nat, offload: Offload, l2_len: u8) -> TxOffload {
-    let (ns, nd) = (v6(nat.src), v6(nat.dst));
-    let mut p = Ipv6Packet::new_unchecked(&mut *ip);
-    let (os, od, hops) = (p.src_addr(), p.dst_addr(), p.hop_limit());
-    p.set_src_addr(&ns);
-    p.set_dst_addr(&nd);
-    p.set_hop_limit(hops - 1);
+    let (ns, nd) = (v6(nat.src).octets(), v6(nat.dst).octets());
     let mut req = TxOffload {
         l2_len,
         l3_len: l4.offset as u16,
         ipv6: true,
         ..TxOffload::default()
     };
+    let Some(h) = ip
+        .get_mut(..40)
+        .and_then(|h| <&mut [u8; 40]>::try_from(h).ok())
+    else {
+        return req;
+    };
+    let mut os = [0u8; 16];
+    let mut od = [0u8; 16];
+    os.copy_from_slice(&h[8..24]);
+    od.copy_from_slice(&h[24..40]);
+    h[8..24].copy_from_slice(&ns);
+    h[24..40].copy_from_slice(&nd);
+    h[7] -= 1;
     if !l4.present {
         return req;
     }
@@ -177,7 +248,12 @@ pub fn nat_ipv6(ip: &mut [u8], l4: L4, nat: &Nat, offload: Offload, l2_len: u8) 
         put16(seg, 0, nat.src_port);
         put16(seg, 2, nat.dst_port);
         let at = l4_cksum_offset(l4.proto).unwrap_or(16);
-        let pseudo = checksum::pseudo_header_v6(&ns, &nd, l4.proto, l4.len as u32);
+        let pseudo = checksum::pseudo_header_v6(
+            &Ipv6Addr::from(ns),
+            &Ipv6Addr::from(nd),
+            l4.proto,
+            l4.len as u32,
+        );
         put16(seg, at, checksum::fold(pseudo));
         req.l4 = if l4.proto == protocol::TCP {
             L4Offload::Tcp
@@ -186,11 +262,8 @@ pub fn nat_ipv6(ip: &mut [u8], l4: L4, nat: &Nat, offload: Offload, l2_len: u8) 
         };
         return req;
     }
-    let delta = |c: u16| {
-        let c = checksum::update_bytes(c, &os.octets(), &ns.octets());
-        checksum::update_bytes(c, &od.octets(), &nd.octets())
-    };
-    rewrite_ports(seg, l4.proto, nat.src_port, nat.dst_port, &delta, false);
+    let delta = delta_addr16(&os, &ns) + delta_addr16(&od, &nd);
+    rewrite_ports(seg, l4.proto, nat.src_port, nat.dst_port, delta, false);
     req
 }
 
@@ -214,20 +287,16 @@ pub fn embedded(
             let (os, od) = (p.src_addr(), p.dst_addr());
             p.set_src_addr(ns);
             p.set_dst_addr(nd);
-            let mut c = p.checksum();
-            c = checksum::update32(c, u32::from(os), u32::from(ns));
-            c = checksum::update32(c, u32::from(od), u32::from(nd));
+            let delta =
+                delta32(u32::from(os), u32::from(ns)) + delta32(u32::from(od), u32::from(nd));
+            let c = apply(p.checksum(), delta);
             p.set_checksum(c);
-            let delta = |c: u16| {
-                let c = checksum::update32(c, u32::from(os), u32::from(ns));
-                checksum::update32(c, u32::from(od), u32::from(nd))
-            };
             rewrite_ports(
                 &mut inner[l4_offset..],
                 proto,
                 src_port,
                 dst_port,
-                &delta,
+                delta,
                 true,
             );
         }
@@ -237,16 +306,14 @@ pub fn embedded(
             let (os, od) = (p.src_addr(), p.dst_addr());
             p.set_src_addr(&ns);
             p.set_dst_addr(&nd);
-            let delta = |c: u16| {
-                let c = checksum::update_bytes(c, &os.octets(), &ns.octets());
-                checksum::update_bytes(c, &od.octets(), &nd.octets())
-            };
+            let delta =
+                delta_addr16(&os.octets(), &ns.octets()) + delta_addr16(&od.octets(), &nd.octets());
             rewrite_ports(
                 &mut inner[l4_offset..],
                 proto,
                 src_port,
                 dst_port,
-                &delta,
+                delta,
                 false,
             );
         }
