@@ -5,6 +5,9 @@
 #   scripts/netns.sh up        (re)creates the topology; on failure it tears down
 #   scripts/netns.sh up pmtu   the same plus a router namespace and a fourth
 #                              server behind a link with a 1280-byte route MTU
+#   scripts/netns.sh up tap    the same without flb-lb's kernel address on br0:
+#                              farmlb's control thread then reaches the servers
+#                              only through farmlb's exception tap
 #   scripts/netns.sh down      deletes everything `up` made (idempotent)
 #
 #   flb-client  eth0 198.18.10.2/24 (and .3, .4), default via 198.18.10.1 (farmlb)
@@ -111,7 +114,9 @@ up() {
   # Server arm: farmlb's port and the servers on one bridge.
   ip -n "$LB_NS" link add br0 type bridge stp_state 0 forward_delay 0
   ip -n "$LB_NS" link set br0 up
-  ip -n "$LB_NS" addr add "$CONTROL_ADDR" dev br0
+  if [[ ${1:-} != tap ]]; then
+    ip -n "$LB_NS" addr add "$CONTROL_ADDR" dev br0
+  fi
   ip -n "$LB_NS" link add lbs type veth peer name lbs-br
   ip -n "$LB_NS" link set lbs-br master br0
   ip -n "$LB_NS" link set lbs-br up

@@ -1071,7 +1071,10 @@ impl<F: Frame> Processor<F> {
         };
         let nat = match looked {
             Ok(nat) => nat,
-            Err(DropReason::NoFarmUnit) if local => return Ok(Out::Exception),
+            // Addressed to the LB itself and no flow or unit claims it: a
+            // kernel socket's traffic (also when the address doubles as a
+            // FullNAT local address and the port is the kernel's).
+            Err(DropReason::NoFarmUnit | DropReason::NoFlow) if local => return Ok(Out::Exception),
             Err(r) => return Err(r),
         };
         if ttl <= 1 {
