@@ -457,9 +457,10 @@ impl FarmBalancer {
         let snap = self.reader.snapshot().clone();
         self.structure = snap.structure;
         let farm = &snap.farm;
-        self.counters
-            .units
-            .resize(farm.units.len().max(self.counters.units.len()), Traffic::default());
+        self.counters.units.resize(
+            farm.units.len().max(self.counters.units.len()),
+            Traffic::default(),
+        );
         self.counters.servers.resize(
             farm.servers.len().max(self.counters.servers.len()),
             Traffic::default(),

@@ -475,7 +475,9 @@ impl Publisher {
         for ns in &new.servers {
             let found = (0..n_old).find(|&p| {
                 let s = &servers[p];
-                !kept[p] && !s.removed && (&s.name, s.address, s.port) == (&ns.name, ns.address, ns.port)
+                !kept[p]
+                    && !s.removed
+                    && (&s.name, s.address, s.port) == (&ns.name, ns.address, ns.port)
             });
             let id = match found {
                 Some(p) => {
@@ -518,12 +520,20 @@ impl Publisher {
         for nu in &new.units {
             let kind = match &nu.kind {
                 UnitKind::Main(m) => UnitKind::Main(MainUnit {
-                    servers: m.servers.iter().map(|&s| map(s)).collect::<Result<_, _>>()?,
+                    servers: m
+                        .servers
+                        .iter()
+                        .map(|&s| map(s))
+                        .collect::<Result<_, _>>()?,
                     ..m.clone()
                 }),
                 UnitKind::Sub(su) => UnitKind::Sub(SubUnit {
                     server: map(su.server)?,
-                    backups: su.backups.iter().map(|&s| map(s)).collect::<Result<_, _>>()?,
+                    backups: su
+                        .backups
+                        .iter()
+                        .map(|&s| map(s))
+                        .collect::<Result<_, _>>()?,
                 }),
             };
             let found = (0..n_old).find(|&p| !kept[p] && same_unit(&units[p], nu));
