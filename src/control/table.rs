@@ -560,7 +560,8 @@ impl StatusTable {
                     history: VecDeque::new(),
                     epoch: fresh_epoch,
                 });
-                causes_of.push(vec!["added".to_string()]);
+                // Reported above as "added server"; history only.
+                causes_of.push((vec!["added".to_string()], false));
                 continue;
             };
             let mut causes = Vec::new();
@@ -627,7 +628,7 @@ impl StatusTable {
                 e.check = ns.check;
             }
             self.entries.push(e);
-            causes_of.push(causes);
+            causes_of.push((causes, true));
         }
         if replaced.is_some() {
             // Indexes moved: every checker restarts, and none of the old
@@ -643,17 +644,19 @@ impl StatusTable {
             }
             restart = (0..n_old.max(self.entries.len())).collect();
         }
-        for (i, causes) in causes_of.into_iter().enumerate() {
+        for (i, (causes, reported)) in causes_of.into_iter().enumerate() {
             if causes.is_empty() {
                 if replaced.is_some() {
                     self.apply(i, now, None);
                 }
                 continue;
             }
-            let name = &self.entries[i].name;
-            report
-                .changed
-                .push(format!("server '{name}': {}", causes.join(", ")));
+            if reported {
+                let name = &self.entries[i].name;
+                report
+                    .changed
+                    .push(format!("server '{name}': {}", causes.join(", ")));
+            }
             self.record_only(i, now, format!("reload: {}", causes.join(", ")));
         }
         self.reloads_ok += 1;
