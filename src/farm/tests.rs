@@ -886,11 +886,10 @@ fn replace_keeps_flows_of_kept_servers_and_drops_those_of_removed_ones() {
     assert_eq!(b.counters().units[7].traffic.new_flows, 1);
 
     // Removing a unit: no new flows to it, its established flows stay.
-    let lc_flow = flows
+    let lc_flow = *flows
         .iter()
         .find(|(k, n)| k.dst == ip("198.18.0.120") && n.dst != s3)
-        .unwrap()
-        .clone();
+        .unwrap();
     let r = p.replace(reloaded(true)).unwrap();
     assert_eq!(r.units_removed, vec!["lc".to_string()]);
     assert!(r.servers_added.is_empty() && r.servers_removed.is_empty());
