@@ -33,6 +33,15 @@
 //! farm unit `on_server_down = "keep"` keeps it, `"reschedule"` gives it to
 //! the scheduler's choice. Draining servers keep their flows.
 //!
+//! # Reload
+//!
+//! After [`super::Publisher::replace`], [`FarmBalancer::refresh`] grows the
+//! per-server and per-unit counters, the round-robin state and the flow
+//! table's endpoints (ids are only ever appended). Flows on kept servers
+//! are untouched; the next packet of a flow whose server was removed
+//! removes the flow and is dropped (`NoServer`, counted as
+//! `server_removed`).
+//!
 //! # Rewrites
 //!
 //! NAT: client→unit gets dst := server address/port; server→client gets
