@@ -635,23 +635,44 @@ fn reload_applies_changes_and_keeps_the_old_config_on_errors() {
     assert_eq!(st.server("s2").unwrap().weight, 4);
     assert_eq!((st.reloads.ok, st.reloads.failed), (1, 1));
 
-    // A new server needs a restart: refused whole.
-    let grown = config_text(peer, peer2, "", 9).replace(
-        "[[farm_unit]]",
-        "[[server]]\nname = \"s3\"\naddress = \"127.0.0.3\"\nport = 80\n\n[[farm_unit]]",
-    );
-    write(&grown);
+    // A new server, added to the farm unit, is applied live: it shows in
+    // /status and in the workers' snapshots; the kept servers keep their ids.
+    let grown =
+        |w: u32| {
+            config_text(peer, peer2, "", w)
+            .replace(
+                "[[farm_unit]]",
+                "[[server]]\nname = \"s3\"\naddress = \"127.0.0.3\"\nport = 80\n\n[[farm_unit]]",
+            )
+            .replace("servers = [\"s1\", \"s2\"]", "servers = [\"s1\", \"s2\", \"s3\"]")
+        };
+    write(&grown(4));
     let (code, body) = call(a, "POST", "/reload", None, "");
-    assert_eq!(code, 409, "{body}");
-    assert!(json(&body)["error"]
-        .as_str()
+    assert_eq!(code, 200, "{body}");
+    let v = json(&body);
+    let changed: Vec<&str> = v["changed"]
+        .as_array()
         .unwrap()
-        .contains("server 's3' added"));
-    assert_eq!(s.plane.status().server("s2").unwrap().weight, 4);
-    assert_eq!(s.plane.status().servers.len(), 2);
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(changed, ["added server 's3'", "changed farm unit 'shop'"]);
+    let st = s.plane.status();
+    assert_eq!(st.servers.len(), 3);
+    assert_eq!(state(&st, "s3"), ServerState::Up);
+    assert_eq!(st.server("s2").unwrap().weight, 4);
+    assert_eq!(st.farm_units[0].servers, ["s1", "s2", "s3"]);
+    assert_eq!(st.farm_units[0].available.len(), 3);
+    assert!(s.reader.refresh());
+    let farm = &s.reader.snapshot().farm;
+    let s3 = farm.server_id("s3").unwrap();
+    assert_eq!(farm.server_id("s2"), Some(id));
+    assert_eq!(farm.server(s3).state, ServerState::Up);
+    let shop = farm.unit_id("shop").unwrap();
+    assert!(farm.unit(shop).members().contains(&s3));
 
     // A changed check profile restarts that server's checker.
-    write(&config_text(peer, peer2, "", 4).replace(
+    write(&grown(4).replace(
         "interval = \"50ms\"\ntimeout = \"300ms\"",
         "interval = \"40ms\"\ntimeout = \"300ms\"",
     ));

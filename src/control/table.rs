@@ -131,7 +131,7 @@ pub struct ReloadReport {
 pub enum ReloadError {
     #[error("{0}")]
     Invalid(#[from] crate::config::ConfigError),
-    #[error("the farm's servers or farm units changed; restart farmlb to apply: {}", .0.join("; "))]
+    #[error("the new farm cannot be applied: {}", .0.join("; "))]
     Structure(Vec<String>),
 }
 
@@ -460,23 +460,47 @@ impl StatusTable {
     }
 
     /// Applies a new, validated configuration: server weights, start states
-    /// (as operator states), slow start and health checks. A config whose
-    /// servers or farm units differ is refused whole. Returns the report and
-    /// the servers whose checkers must be replaced.
+    /// (as operator states), slow start and health checks, and the farm
+    /// itself: servers and farm units added, removed or changed are
+    /// published with [`Publisher::replace`] (ids stable by name; flows on
+    /// kept servers stay, those of removed servers are dropped). Returns the
+    /// report and the servers whose checkers must be replaced (after a farm
+    /// change: every index, old and new, as indexes moved). Refused whole,
+    /// changing nothing, when the new farm cannot be built.
     pub fn reload(
         &mut self,
         new: Config,
         now: Duration,
     ) -> Result<(ReloadReport, Vec<usize>), ReloadError> {
-        let structure = structure_changes(&self.config, &new);
-        if !structure.is_empty() {
-            self.reloads_failed += 1;
-            return Err(ReloadError::Structure(structure));
-        }
+        let structural = structure_changed(&self.config, &new);
+        let replaced = if structural {
+            let r = Farm::from_config(&new).and_then(|farm| self.publisher.replace(farm));
+            match r {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    self.reloads_failed += 1;
+                    return Err(ReloadError::Structure(vec![e.to_string()]));
+                }
+            }
+        } else {
+            None
+        };
         let mut report = ReloadReport {
             needs_restart: restart_changes(&self.config, &new),
             ..ReloadReport::default()
         };
+        if let Some(r) = &replaced {
+            let mut say = |names: &[String], what: &str| {
+                for n in names {
+                    report.changed.push(format!("{what} '{n}'"));
+                }
+            };
+            say(&r.servers_removed, "removed server");
+            say(&r.servers_added, "added server");
+            say(&r.units_removed, "removed farm unit");
+            say(&r.units_added, "added farm unit");
+            say(&r.units_changed, "changed farm unit");
+        }
         for h in &new.health_checks {
             match self.config.health_checks.iter().find(|o| o.name == h.name) {
                 None => report
@@ -497,11 +521,50 @@ impl StatusTable {
         }
         let mut restart = Vec::new();
         let old = std::mem::replace(&mut self.config, new);
-        for i in 0..self.entries.len() {
-            let (os, ns) = (&old.servers[i], &self.config.servers[i]);
-            let name = ns.name.clone();
+        let n_old = self.entries.len();
+        let mut old_entries: Vec<Option<Entry>> = std::mem::take(&mut self.entries)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let fresh_epoch = old_entries
+            .iter()
+            .flatten()
+            .map(|e| e.epoch)
+            .max()
+            .map_or(0, |m| m + 1);
+        let mut causes_of = Vec::with_capacity(self.config.servers.len());
+        for (i, ns) in self.config.servers.iter().enumerate() {
+            // The entry of the same server before the reload (by position
+            // when the farm did not change, else by the id replace kept).
+            let id = replaced
+                .as_ref()
+                .and_then(|r| r.server_ids.get(i).copied())
+                .unwrap_or(ServerId(i as u16));
+            let pos = old_entries
+                .iter()
+                .position(|e| e.as_ref().is_some_and(|e| e.id == id));
+            let Some((mut e, os)) =
+                pos.and_then(|j| Some((old_entries[j].take()?, &old.servers[j])))
+            else {
+                self.entries.push(Entry {
+                    id,
+                    name: ns.name.clone(),
+                    address: ns.address,
+                    port: ns.port,
+                    admin: admin_for(ns.state, ns.check.is_some()),
+                    check: ns.check,
+                    health: entry_health(&self.config, ns.check, ns.state, now),
+                    weight: ns.weight,
+                    slow_start: ns.slow_start,
+                    ramp: None,
+                    history: VecDeque::new(),
+                    epoch: fresh_epoch,
+                });
+                // Reported above as "added server"; history only.
+                causes_of.push((vec!["added".to_string()], false));
+                continue;
+            };
             let mut causes = Vec::new();
-            let e = &mut self.entries[i];
             if os.weight != ns.weight {
                 causes.push(format!("weight {} -> {}", os.weight, ns.weight));
                 e.weight = ns.weight;
@@ -564,13 +627,37 @@ impl StatusTable {
                 // Same profile at another position.
                 e.check = ns.check;
             }
-            if !causes.is_empty() {
-                let cause = format!("reload: {}", causes.join(", "));
+            self.entries.push(e);
+            causes_of.push((causes, true));
+        }
+        if replaced.is_some() {
+            // Indexes moved: every checker restarts, and none of the old
+            // ones' results can match a new epoch.
+            let epoch = self
+                .entries
+                .iter()
+                .map(|e| e.epoch)
+                .max()
+                .map_or(fresh_epoch, |m| m.max(fresh_epoch));
+            for e in &mut self.entries {
+                e.epoch = epoch;
+            }
+            restart = (0..n_old.max(self.entries.len())).collect();
+        }
+        for (i, (causes, reported)) in causes_of.into_iter().enumerate() {
+            if causes.is_empty() {
+                if replaced.is_some() {
+                    self.apply(i, now, None);
+                }
+                continue;
+            }
+            if reported {
+                let name = &self.entries[i].name;
                 report
                     .changed
                     .push(format!("server '{name}': {}", causes.join(", ")));
-                self.record_only(i, now, cause);
             }
+            self.record_only(i, now, format!("reload: {}", causes.join(", ")));
         }
         self.reloads_ok += 1;
         Ok((report, restart))
@@ -692,37 +779,13 @@ fn promotions(farm: &Farm) -> Vec<(String, ServerId, Option<ServerId>)> {
         .collect()
 }
 
-/// Differences a running farm cannot take (its server list and farm units
-/// are fixed for the life of the process).
-fn structure_changes(old: &Config, new: &Config) -> Vec<String> {
-    let mut out = Vec::new();
+/// True when the servers (name, address, port, order) or the farm units
+/// differ: the farm must be replaced, not just updated.
+fn structure_changed(old: &Config, new: &Config) -> bool {
     let key = |s: &crate::config::Server| (s.name.clone(), s.address, s.port);
-    let olds: Vec<_> = old.servers.iter().map(key).collect();
-    let news: Vec<_> = new.servers.iter().map(key).collect();
-    if olds != news {
-        for n in &news {
-            if !olds.iter().any(|o| o.0 == n.0) {
-                out.push(format!("server '{}' added", n.0));
-            } else if !olds.contains(n) {
-                out.push(format!("server '{}' address or port changed", n.0));
-            }
-        }
-        for o in &olds {
-            if !news.iter().any(|n| n.0 == o.0) {
-                out.push(format!("server '{}' removed", o.0));
-            }
-        }
-        if out.is_empty() {
-            out.push("servers reordered".to_string());
-        }
-    }
-    if old.farm_units != new.farm_units {
-        out.push("farm units changed".to_string());
-    }
-    if old.sub_farm_units != new.sub_farm_units {
-        out.push("sub-farm units changed".to_string());
-    }
-    out
+    !old.servers.iter().map(key).eq(new.servers.iter().map(key))
+        || old.farm_units != new.farm_units
+        || old.sub_farm_units != new.sub_farm_units
 }
 
 /// Differences that wait for a restart (data plane and listener settings).
@@ -1198,26 +1261,47 @@ backups = ["s2"]
     }
 
     #[test]
-    fn reload_refuses_structural_changes_whole() {
+    fn reload_replaces_servers_and_units_live() {
         let mut t = table();
         let new_text = CONFIG
             .replace("weight = 10", "weight = 20")
             .replace("198.18.1.12", "198.18.1.13")
             .replace("servers = [\"s1\", \"s2\"]", "servers = [\"s1\"]");
         let new = Config::parse(Path::new("t.toml"), &new_text).unwrap();
-        match t.reload(new, ms(1)) {
-            Err(ReloadError::Structure(v)) => assert_eq!(
-                v,
-                vec![
-                    "server 's2' address or port changed".to_string(),
-                    "farm units changed".to_string()
-                ]
-            ),
-            other => panic!("{other:?}"),
+        let (report, restart) = t.reload(new, ms(1)).unwrap();
+        for c in [
+            "removed server 's2'",
+            "added server 's2'",
+            "changed farm unit 'shop'",
+            "changed farm unit 'shop-s1'",
+            "server 's1': weight 10 -> 20",
+        ] {
+            assert!(report.changed.contains(&c.to_string()), "{c}: {report:?}");
         }
-        // Nothing applied.
-        assert_eq!(published(&t, 0), (ServerState::Up, 10));
-        assert_eq!(t.status(ms(1)).reloads.failed, 1);
+        // s1 kept its id; the re-addressed s2 is a new server (id 2), the
+        // old one a tombstone.
+        assert_eq!(published(&t, 0), (ServerState::Up, 20));
+        assert_eq!(published(&t, 1).0, ServerState::Down);
+        assert!(t.publisher().farm().server(ServerId(1)).removed);
+        assert_eq!(published(&t, 2), (ServerState::Up, 1));
+        let st = t.status(ms(1));
+        assert_eq!(st.servers.len(), 2);
+        let s2 = st.server("s2").unwrap();
+        assert_eq!(s2.address, "198.18.1.13".parse::<IpAddr>().unwrap());
+        assert_eq!(s2.history.last().unwrap().cause, "reload: added");
+        assert_eq!(st.farm_units[0].servers, vec!["s1".to_string()]);
+        assert_eq!(st.reloads.ok, 1);
+        // Every checker restarts with an epoch no old one had.
+        assert_eq!(restart, vec![0, 1]);
+        let spec = t.checker(1).unwrap();
+        assert_eq!(spec.addr, "198.18.1.13:80".parse().unwrap());
+        assert!(spec.epoch > 0);
+        assert_eq!(t.observe(1, 0, fail(), ms(2)), None);
+        // Health results of the new checker reach the new server.
+        for n in 0..5 {
+            t.observe(1, spec.epoch, fail(), ms(10 + n));
+        }
+        assert_eq!(published(&t, 2).0, ServerState::Down);
         // Data-plane settings are reported, not applied.
         let new = Config::parse(
             Path::new("t.toml"),

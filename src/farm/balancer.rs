@@ -33,6 +33,15 @@
 //! farm unit `on_server_down = "keep"` keeps it, `"reschedule"` gives it to
 //! the scheduler's choice. Draining servers keep their flows.
 //!
+//! # Reload
+//!
+//! After [`super::Publisher::replace`], [`FarmBalancer::refresh`] grows the
+//! per-server and per-unit counters, the round-robin state and the flow
+//! table's endpoints (ids are only ever appended). Flows on kept servers
+//! are untouched; the next packet of a flow whose server was removed
+//! removes the flow and is dropped (`NoServer`, counted as
+//! `server_removed`).
+//!
 //! # Rewrites
 //!
 //! NAT: client→unit gets dst := server address/port; server→client gets
@@ -131,6 +140,8 @@ pub struct WorkerCounters {
     pub expired: u64,
     /// FullNAT flows refused for want of a free local port.
     pub no_local_port: u64,
+    /// Flows dropped because a reload removed their server.
+    pub server_removed: u64,
 }
 
 /// Counters of one worker's balancer, or the sum over workers
@@ -191,6 +202,11 @@ pub struct FarmBalancer {
     sched: Sched,
     ports: LocalPorts,
     counters: Counters,
+    /// [`Snapshot::structure`] the per-server and per-unit state is sized
+    /// for.
+    structure: u64,
+    /// Flows dropped because their server was removed.
+    server_removed: u64,
 }
 
 fn endpoints(snap: &Snapshot) -> Endpoints {
@@ -423,16 +439,50 @@ impl FarmBalancer {
                 units: vec![Traffic::default(); snap.farm.units.len()],
                 servers: vec![Traffic::default(); snap.farm.servers.len()],
             },
+            structure: snap.structure,
+            server_removed: 0,
             table,
             reader,
         }
     }
 
     /// Picks up a newly published snapshot (between bursts). True when it
-    /// changed.
+    /// changed. After a reload ([`super::Publisher::replace`]) it resizes
+    /// the per-server and per-unit state and the flow table's endpoints
+    /// (the only allocation outside construction).
     #[inline]
     pub fn refresh(&mut self) -> bool {
-        self.reader.refresh()
+        if !self.reader.refresh() {
+            return false;
+        }
+        if self.reader.snapshot().structure != self.structure {
+            self.reconfigure();
+        }
+        true
+    }
+
+    #[cold]
+    fn reconfigure(&mut self) {
+        let snap = self.reader.snapshot().clone();
+        self.structure = snap.structure;
+        let farm = &snap.farm;
+        self.counters.units.resize(
+            farm.units.len().max(self.counters.units.len()),
+            Traffic::default(),
+        );
+        self.counters.servers.resize(
+            farm.servers.len().max(self.counters.servers.len()),
+            Traffic::default(),
+        );
+        // Round-robin state: a unit whose server list changed starts over.
+        self.sched.rr.resize(farm.units.len(), Vec::new());
+        for (cur, u) in self.sched.rr.iter_mut().zip(&farm.units) {
+            let n = u.members().len();
+            if cur.len() != n {
+                *cur = vec![0; n];
+            }
+        }
+        self.table.set_endpoints(endpoints(&snap));
     }
 
     /// The snapshot in use.
@@ -502,6 +552,7 @@ impl FarmBalancer {
                 table_full_drops: st.table_full_drops,
                 expired: st.expired,
                 no_local_port: self.ports.exhausted,
+                server_removed: self.server_removed,
             }],
             units: snap
                 .farm
@@ -540,7 +591,15 @@ impl FarmBalancer {
     ) -> Result<Nat, DropReason> {
         let snap: &Snapshot = self.reader.snapshot();
         let server = ServerId(self.table.get(slot).server);
-        if dir == Dir::Forward && snap.farm.server(server).state == ServerState::Down {
+        let s = snap.farm.server(server);
+        if s.removed {
+            // A reload removed the server: the flow goes with it.
+            let f = self.table.remove(slot);
+            flow_gone(&mut self.counters, self.reader.active(), &f);
+            self.server_removed += 1;
+            return Err(DropReason::NoServer);
+        }
+        if dir == Dir::Forward && s.state == ServerState::Down {
             let f = *self.table.get(slot);
             let uid = UnitId(f.unit);
             let unit = snap.farm.unit(uid);

@@ -2,10 +2,13 @@
 //! the snapshots the control thread publishes to the workers, and the
 //! per-worker [`FarmBalancer`].
 //!
-//! The set of servers and farm units is fixed by the configuration; at run
-//! time only server states and weights change. Ids ([`ServerId`], [`UnitId`])
-//! are positions in the configuration and stay valid for the life of the
-//! process, so flows can refer to them across snapshot updates.
+//! Server states and weights change at run time; a reload
+//! ([`Publisher::replace`]) can also add, remove and change servers and farm
+//! units. Ids ([`ServerId`], [`UnitId`]) are positions in the farm and stay
+//! valid for the life of the process, so flows can refer to them across
+//! snapshot updates: a reload keeps the id of a server or unit it keeps
+//! (matched by name), appends new ones and leaves removed ones in place as
+//! tombstones (`removed`).
 
 use std::net::IpAddr;
 
@@ -21,7 +24,9 @@ pub use balancer::{
     FarmBalancer, FarmCounters, ServerCounters, Traffic, UnitCounters, WorkerCounters,
 };
 pub use maglev::MaglevTable;
-pub use snapshot::{Change, Publisher, ServerRef, Snapshot, SnapshotReader, UnitChange};
+pub use snapshot::{
+    Change, Publisher, ReplaceReport, ServerRef, Snapshot, SnapshotReader, UnitChange,
+};
 
 /// A server's position in the configuration's `[[server]]` list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -71,6 +76,9 @@ pub struct Server {
     pub port: u16,
     pub weight: u32,
     pub state: ServerState,
+    /// Removed by a reload: a tombstone kept so that ids stay stable. It is
+    /// down and member of no unit; its flows are dropped.
+    pub removed: bool,
 }
 
 impl Server {
@@ -116,6 +124,9 @@ pub struct Unit {
     pub port: u16,
     pub protocol: Protocol,
     pub kind: UnitKind,
+    /// Removed by a reload: a tombstone kept so that ids stay stable. It is
+    /// out of the address index (no new flows); its established flows stay.
+    pub removed: bool,
 }
 
 impl Unit {
@@ -160,6 +171,8 @@ pub enum FarmError {
     UnknownServer(String),
     #[error("no server with id {0}")]
     UnknownServerId(u16),
+    #[error("too many servers over the life of the process ({0}, removed ones included); at most {max}", max = snapshot::MAX_SERVERS)]
+    TooManyServersLive(usize),
 }
 
 /// The whole farm: servers with their current states and weights, and the
@@ -195,6 +208,7 @@ impl Farm {
                 port: s.port,
                 weight: s.weight,
                 state: s.state,
+                removed: false,
             })
             .collect();
         let mut units = Vec::with_capacity(n_units);
@@ -215,6 +229,7 @@ impl Farm {
                     local_addresses: u.local_addresses.clone(),
                     on_server_down: u.on_server_down,
                 }),
+                removed: false,
             });
         }
         for u in &cfg.sub_farm_units {
@@ -228,6 +243,7 @@ impl Farm {
                     server: sid(u.server),
                     backups: u.backups.iter().map(|&i| sid(i)).collect(),
                 }),
+                removed: false,
             });
         }
         Ok(Farm {
@@ -245,9 +261,20 @@ impl Farm {
         &self.units[id.0 as usize]
     }
 
-    /// The id of the server called `name`.
+    /// The id of the (not removed) server called `name`.
     pub fn server_id(&self, name: &str) -> Option<ServerId> {
-        self.servers.iter().find(|s| s.name == name).map(|s| s.id)
+        self.servers
+            .iter()
+            .find(|s| !s.removed && s.name == name)
+            .map(|s| s.id)
+    }
+
+    /// The id of the (not removed) farm unit called `name`.
+    pub fn unit_id(&self, name: &str) -> Option<UnitId> {
+        self.units
+            .iter()
+            .find(|u| !u.removed && u.name == name)
+            .map(|u| u.id)
     }
 }
 

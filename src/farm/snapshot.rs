@@ -20,7 +20,7 @@ use hashbrown::{HashMap, HashSet};
 use serde::Serialize;
 
 use super::maglev::{self, MaglevTable, Member};
-use super::{Farm, FarmError, ServerId, ServerState, UnitId};
+use super::{Farm, FarmError, MainUnit, ServerId, ServerState, SubUnit, UnitId, UnitKind};
 use crate::config::SchedulerKind;
 use crate::flow::mix;
 use crate::packet::FlowKey;
@@ -29,11 +29,19 @@ use crate::packet::FlowKey;
 /// system's.
 pub const LOCAL_PORT_MIN: u16 = 1024;
 
+/// Servers a process can have over its life, removed ones (tombstones)
+/// included: the shared active-flow counters are allocated for that many
+/// at start, so a reload never has to hand the workers a new array.
+pub const MAX_SERVERS: usize = 4096;
+
 /// A complete, immutable view of the farm for the workers.
 #[derive(Debug)]
 pub struct Snapshot {
     /// Increases by one with every published snapshot.
     pub generation: u64,
+    /// Increases with every [`Publisher::replace`]: workers resize their
+    /// per-server and per-unit state when it moved.
+    pub structure: u64,
     pub farm: Farm,
     /// Per unit: the Maglev table of a `maglev` or `source-hash` main unit
     /// over its servers that accept new flows (`None` when there are none or
@@ -47,6 +55,9 @@ pub struct Snapshot {
 
 fn table_for(farm: &Farm, unit: UnitId) -> Option<Arc<MaglevTable>> {
     let u = farm.unit(unit);
+    if u.removed {
+        return None;
+    }
     let m = u.main()?;
     if !matches!(
         m.scheduler,
@@ -75,6 +86,7 @@ impl Snapshot {
     fn build(
         farm: Farm,
         generation: u64,
+        structure: u64,
         reuse: Option<&Snapshot>,
         rebuild: &[UnitId],
     ) -> Snapshot {
@@ -90,7 +102,11 @@ impl Snapshot {
         let mut unit_addrs = HashSet::new();
         let mut local_addrs = HashSet::new();
         for u in &farm.units {
-            by_addr.insert((u.address, u.protocol.number(), u.port), u.id);
+            // A removed unit takes no new flows, but its address stays known
+            // so its established flows keep their owner worker.
+            if !u.removed {
+                by_addr.insert((u.address, u.protocol.number(), u.port), u.id);
+            }
             unit_addrs.insert(u.address);
             if let Some(m) = u.main() {
                 if m.mode == crate::config::ForwardingMode::FullNat {
@@ -100,6 +116,7 @@ impl Snapshot {
         }
         Snapshot {
             generation,
+            structure,
             farm,
             tables,
             by_addr,
@@ -282,8 +299,9 @@ impl Publisher {
         if !maglev::is_prime(farm.maglev_size) {
             return Err(FarmError::BadTableSize(farm.maglev_size));
         }
-        let active: ActiveFlows = (0..farm.servers.len()).map(|_| AtomicU32::new(0)).collect();
-        let snap = Arc::new(Snapshot::build(farm, 1, None, &[]));
+        let n = farm.servers.len().max(MAX_SERVERS);
+        let active: ActiveFlows = (0..n).map(|_| AtomicU32::new(0)).collect();
+        let snap = Arc::new(Snapshot::build(farm, 1, 0, None, &[]));
         Ok(Publisher {
             shared: Arc::new(Shared {
                 generation: AtomicU64::new(1),
@@ -326,7 +344,15 @@ impl Publisher {
                 .farm()
                 .server_id(n)
                 .ok_or_else(|| FarmError::UnknownServer(n.to_string())),
-            ServerRef::Id(id) if (id.0 as usize) < self.farm().servers.len() => Ok(id),
+            ServerRef::Id(id)
+                if self
+                    .farm()
+                    .servers
+                    .get(id.0 as usize)
+                    .is_some_and(|s| !s.removed) =>
+            {
+                Ok(id)
+            }
             ServerRef::Id(id) => Err(FarmError::UnknownServerId(id.0)),
         }
     }
@@ -382,6 +408,7 @@ impl Publisher {
         let snap = Arc::new(Snapshot::build(
             farm,
             generation,
+            self.current.structure,
             Some(&self.current),
             &affected,
         ));
@@ -399,6 +426,21 @@ impl Publisher {
             });
         }
         change.generation = generation;
+        self.publish(snap);
+        tracing::info!(
+            server = %change.name,
+            state = change.state.as_str(),
+            weight = change.weight,
+            generation,
+            "farm snapshot published"
+        );
+        change
+    }
+}
+
+impl Publisher {
+    fn publish(&mut self, snap: Arc<Snapshot>) {
+        let generation = snap.generation;
         self.current = snap.clone();
         {
             let mut slot = self
@@ -409,15 +451,182 @@ impl Publisher {
             *slot = snap;
         }
         self.shared.generation.store(generation, Ordering::Release);
-        tracing::info!(
-            server = %change.name,
-            state = change.state.as_str(),
-            weight = change.weight,
-            generation,
-            "farm snapshot published"
-        );
-        change
     }
+
+    /// Replaces the farm with `new` (built from a reloaded configuration)
+    /// and publishes it. Servers are matched by name, address and port,
+    /// farm units by name and everything but their servers and scheduling
+    /// (scheduler, `on_server_down`): a matched one keeps its id (a matched
+    /// server also keeps its published state and weight, which the caller
+    /// then sets), the others of `new` get new ids after the existing ones,
+    /// and the old ones left over become tombstones. A removed server is
+    /// down and in no unit (workers drop its flows); a removed unit is out
+    /// of the address index (its flows stay on their servers). All Maglev
+    /// tables are rebuilt. Nothing is published on error.
+    pub fn replace(&mut self, new: Farm) -> Result<ReplaceReport, FarmError> {
+        if !maglev::is_prime(new.maglev_size) {
+            return Err(FarmError::BadTableSize(new.maglev_size));
+        }
+        let old = &self.current.farm;
+        let mut report = ReplaceReport::default();
+        let mut servers = old.servers.clone();
+        let n_old = servers.len();
+        let mut kept = vec![false; n_old];
+        for ns in &new.servers {
+            let found = (0..n_old).find(|&p| {
+                let s = &servers[p];
+                !kept[p]
+                    && !s.removed
+                    && (&s.name, s.address, s.port) == (&ns.name, ns.address, ns.port)
+            });
+            let id = match found {
+                Some(p) => {
+                    kept[p] = true;
+                    ServerId(p as u16)
+                }
+                None => {
+                    let id = ServerId(servers.len() as u16);
+                    report.servers_added.push(ns.name.clone());
+                    servers.push(super::Server {
+                        id,
+                        removed: false,
+                        ..ns.clone()
+                    });
+                    id
+                }
+            };
+            report.server_ids.push(id);
+        }
+        if servers.len() > self.active.len() || servers.len() >= u16::MAX as usize {
+            return Err(FarmError::TooManyServersLive(servers.len()));
+        }
+        for (p, s) in servers.iter_mut().enumerate().take(n_old) {
+            if !kept[p] && !s.removed {
+                s.removed = true;
+                s.state = ServerState::Down;
+                report.servers_removed.push(s.name.clone());
+            }
+        }
+        let map = |id: ServerId| -> Result<ServerId, FarmError> {
+            report
+                .server_ids
+                .get(id.0 as usize)
+                .copied()
+                .ok_or(FarmError::UnknownServerId(id.0))
+        };
+        let mut units = old.units.clone();
+        let n_old = units.len();
+        let mut kept = vec![false; n_old];
+        for nu in &new.units {
+            let kind = match &nu.kind {
+                UnitKind::Main(m) => UnitKind::Main(MainUnit {
+                    servers: m
+                        .servers
+                        .iter()
+                        .map(|&s| map(s))
+                        .collect::<Result<_, _>>()?,
+                    ..m.clone()
+                }),
+                UnitKind::Sub(su) => UnitKind::Sub(SubUnit {
+                    server: map(su.server)?,
+                    backups: su
+                        .backups
+                        .iter()
+                        .map(|&s| map(s))
+                        .collect::<Result<_, _>>()?,
+                }),
+            };
+            let found = (0..n_old).find(|&p| !kept[p] && same_unit(&units[p], nu));
+            let id = match found {
+                Some(p) => {
+                    kept[p] = true;
+                    let u = &mut units[p];
+                    if u.kind != kind {
+                        report.units_changed.push(nu.name.clone());
+                        u.kind = kind;
+                    }
+                    u.id
+                }
+                None => {
+                    let id = UnitId(units.len() as u16);
+                    report.units_added.push(nu.name.clone());
+                    units.push(super::Unit {
+                        id,
+                        kind,
+                        removed: false,
+                        ..nu.clone()
+                    });
+                    id
+                }
+            };
+            report.unit_ids.push(id);
+        }
+        if units.len() >= u16::MAX as usize {
+            return Err(FarmError::TooManyUnits(units.len()));
+        }
+        for (p, u) in units.iter_mut().enumerate().take(n_old) {
+            if !kept[p] && !u.removed {
+                u.removed = true;
+                report.units_removed.push(u.name.clone());
+            }
+        }
+        let farm = Farm {
+            servers,
+            units,
+            maglev_size: new.maglev_size,
+        };
+        let generation = self.current.generation + 1;
+        let structure = self.current.structure + 1;
+        let snap = Arc::new(Snapshot::build(farm, generation, structure, None, &[]));
+        report.generation = generation;
+        self.publish(snap);
+        tracing::info!(
+            servers_added = ?report.servers_added,
+            servers_removed = ?report.servers_removed,
+            units_added = ?report.units_added,
+            units_removed = ?report.units_removed,
+            units_changed = ?report.units_changed,
+            generation,
+            "farm replaced"
+        );
+        Ok(report)
+    }
+}
+
+/// True when `new` can take over `old`'s id: same name, address, port,
+/// protocol and kind, and for a main unit the same forwarding mode and
+/// local addresses (what established flows depend on).
+fn same_unit(old: &super::Unit, new: &super::Unit) -> bool {
+    if old.removed
+        || (&old.name, old.address, old.port, old.protocol)
+            != (&new.name, new.address, new.port, new.protocol)
+    {
+        return false;
+    }
+    match (&old.kind, &new.kind) {
+        (UnitKind::Main(a), UnitKind::Main(b)) => {
+            a.mode == b.mode && a.local_addresses == b.local_addresses
+        }
+        (UnitKind::Sub(_), UnitKind::Sub(_)) => true,
+        _ => false,
+    }
+}
+
+/// What [`Publisher::replace`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReplaceReport {
+    /// The generation now published.
+    pub generation: u64,
+    /// Per server of the new farm (in its order): its id.
+    pub server_ids: Vec<ServerId>,
+    /// Per unit of the new farm (in its order): its id.
+    pub unit_ids: Vec<UnitId>,
+    pub servers_added: Vec<String>,
+    pub servers_removed: Vec<String>,
+    pub units_added: Vec<String>,
+    pub units_removed: Vec<String>,
+    /// Kept units whose servers or scheduling changed.
+    pub units_changed: Vec<String>,
 }
 
 /// A worker's view of the published snapshots.

@@ -755,3 +755,177 @@ fn balancer_and_reader_can_move_to_worker_threads() {
     p.set_state("s1", ServerState::Down).unwrap();
     assert_eq!(t.join().unwrap(), ServerState::Down);
 }
+
+/// CONFIG with s3 removed, s5 added (to the Maglev unit and a new unit
+/// "new") and, when `drop_lc`, the least-conn unit removed.
+fn reloaded(drop_lc: bool) -> Farm {
+    let mut text = CONFIG
+        .replacen(
+            "servers = [\"s1\", \"s2\", \"s3\", \"s4\"]",
+            "servers = [\"s1\", \"s2\", \"s4\", \"s5\"]",
+            1,
+        )
+        .replace(", \"s3\"", "")
+        .replace(
+            "name = \"s3\"\naddress = \"198.18.1.13\"",
+            "name = \"s5\"\naddress = \"198.18.1.15\"",
+        )
+        .replace(
+            "[[sub_farm_unit]]",
+            "[[farm_unit]]\nname = \"new\"\naddress = \"198.18.0.150\"\nport = 80\nprotocol = \"tcp\"\nservers = [\"s5\"]\n\n[[sub_farm_unit]]",
+        );
+    if drop_lc {
+        text = text.replace(
+            "[[farm_unit]]\nname = \"lc\"\naddress = \"198.18.0.120\"\nport = 80\nprotocol = \"tcp\"\nservers = [\"s1\", \"s2\"]\nscheduler = \"least-conn\"\n",
+            "",
+        );
+        assert!(!text.contains("\"lc\""));
+    }
+    let cfg = crate::config::Config::parse(Path::new("farm.toml"), &text).unwrap();
+    Farm::from_config(&cfg).unwrap()
+}
+
+#[test]
+fn replace_keeps_flows_of_kept_servers_and_drops_those_of_removed_ones() {
+    let mut p = publisher();
+    let mut b = balancer(&p, 0, 1, &config().flows);
+    let mut flows = Vec::new();
+    for i in 0..40u16 {
+        for (j, (unit, port)) in [
+            ("198.18.0.100", 80),
+            ("198.18.0.110", 80),
+            ("198.18.0.120", 80),
+            ("198.18.0.140", 443),
+            ("198.18.0.101", 80),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let k = tcp("198.19.0.9", 5000 + i + 100 * j as u16, unit, port);
+            let nat = connect(&mut b, &k, 0);
+            flows.push((k, nat));
+        }
+    }
+    let s3 = ip("198.18.1.13");
+    let on_s3 = flows.iter().filter(|(_, n)| n.dst == s3).count();
+    assert!(on_s3 > 0);
+    assert_eq!(p.active_flows(ServerId(2)), on_s3 as u32);
+
+    let g = p.snapshot().generation;
+    let r = p.replace(reloaded(false)).unwrap();
+    assert_eq!(r.generation, g + 1);
+    assert_eq!(r.servers_added, vec!["s5".to_string()]);
+    assert_eq!(r.servers_removed, vec!["s3".to_string()]);
+    assert_eq!(r.units_added, vec!["new".to_string()]);
+    assert!(r.units_removed.is_empty());
+    for u in ["maglev", "rr", "lc", "sh", "sub-s1"] {
+        assert!(r.units_changed.contains(&u.to_string()), "{r:?}");
+    }
+    assert!(!r.units_changed.contains(&"full".to_string()));
+    // Ids by name: s5 is appended, s3 stays as a tombstone.
+    assert_eq!(
+        r.server_ids,
+        vec![
+            ServerId(0),
+            ServerId(1),
+            ServerId(5),
+            ServerId(3),
+            ServerId(4)
+        ]
+    );
+    assert_eq!(p.farm().server_id("s3"), None);
+    assert_eq!(p.farm().server_id("s5"), Some(ServerId(5)));
+    let t = p.farm().server(ServerId(2));
+    assert!(t.removed && t.state == ServerState::Down);
+    assert!(p
+        .farm()
+        .units
+        .iter()
+        .all(|u| !u.members().contains(&ServerId(2))));
+    assert_eq!(
+        p.set_state(ServerId(2), ServerState::Up),
+        Err(FarmError::UnknownServerId(2))
+    );
+
+    assert!(b.refresh());
+    let mut dropped = 0;
+    for (k, nat) in &flows {
+        if nat.dst == s3 {
+            assert_eq!(b.lookup(k, ACK, 54, SEC), Err(DropReason::NoServer));
+            assert_eq!(b.flow_server(k), None);
+            dropped += 1;
+        } else {
+            // Untouched both ways, on its server.
+            assert_eq!(b.lookup(k, ACK, 54, SEC).unwrap(), *nat);
+            assert!(b.lookup(&reply(nat), ACK, 54, SEC).is_ok());
+        }
+    }
+    assert_eq!(dropped, on_s3);
+    let c = b.counters();
+    assert_eq!(c.workers[0].server_removed, on_s3 as u64);
+    assert_eq!(p.active_flows(ServerId(2)), 0);
+    assert_eq!(c.servers.len(), 6);
+    assert_eq!(c.servers[5].name, "s5");
+
+    // New flows: never s3; s5 takes some of the Maglev unit and all of
+    // the new unit; the round-robin unit (now 3 servers) still works.
+    let mut on_s5 = 0;
+    for i in 0..300u16 {
+        let k = tcp("198.19.1.1", 10000 + i, "198.18.0.100", 80);
+        let nat = b.lookup(&k, SYN, 60, 2 * SEC).unwrap();
+        assert_ne!(nat.dst, s3);
+        on_s5 += u32::from(nat.dst == ip("198.18.1.15"));
+        let k = tcp("198.19.1.2", 10000 + i, "198.18.0.110", 80);
+        let nat = b.lookup(&k, SYN, 60, 2 * SEC).unwrap();
+        assert_ne!(nat.dst, s3);
+    }
+    assert!(on_s5 > 0);
+    let k = tcp("198.19.1.3", 999, "198.18.0.150", 80);
+    let nat = b.lookup(&k, SYN, 60, 2 * SEC).unwrap();
+    assert_eq!((nat.dst, nat.dst_port), (ip("198.18.1.15"), 8080));
+    assert_eq!(b.counters().units[7].traffic.new_flows, 1);
+
+    // Removing a unit: no new flows to it, its established flows stay.
+    let lc_flow = *flows
+        .iter()
+        .find(|(k, n)| k.dst == ip("198.18.0.120") && n.dst != s3)
+        .unwrap();
+    let r = p.replace(reloaded(true)).unwrap();
+    assert_eq!(r.units_removed, vec!["lc".to_string()]);
+    assert!(r.servers_added.is_empty() && r.servers_removed.is_empty());
+    assert_eq!(p.farm().unit_id("lc"), None);
+    assert!(b.refresh());
+    assert_eq!(b.lookup(&lc_flow.0, ACK, 54, 3 * SEC).unwrap(), lc_flow.1);
+    let k = tcp("198.19.1.4", 999, "198.18.0.120", 80);
+    assert_eq!(b.lookup(&k, SYN, 60, 3 * SEC), Err(DropReason::NoFarmUnit));
+    // The same reload again changes nothing but the generation.
+    let r = p.replace(reloaded(true)).unwrap();
+    assert!(
+        r.servers_added.is_empty()
+            && r.servers_removed.is_empty()
+            && r.units_added.is_empty()
+            && r.units_removed.is_empty()
+            && r.units_changed.is_empty(),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn replace_moves_a_server_whose_address_changed_to_a_new_id() {
+    let mut p = publisher();
+    let mut b = balancer(&p, 0, 1, &config().flows);
+    let k = tcp("198.19.0.9", 4000, "198.18.0.101", 80);
+    let nat = connect(&mut b, &k, 0);
+    assert_eq!(nat.dst, ip("198.18.1.11"));
+    let text = CONFIG.replace("198.18.1.11", "198.18.1.21");
+    let cfg = crate::config::Config::parse(Path::new("farm.toml"), &text).unwrap();
+    let r = p.replace(Farm::from_config(&cfg).unwrap()).unwrap();
+    assert_eq!(r.servers_added, vec!["s1".to_string()]);
+    assert_eq!(r.servers_removed, vec!["s1".to_string()]);
+    assert_eq!(p.farm().server_id("s1"), Some(ServerId(5)));
+    b.refresh();
+    // The flow to the old address goes; a new one reaches the new address.
+    assert_eq!(b.lookup(&k, ACK, 54, SEC), Err(DropReason::NoServer));
+    let nat = b.lookup(&k, SYN, 60, SEC).unwrap();
+    assert_eq!(nat.dst, ip("198.18.1.21"));
+}

@@ -504,6 +504,12 @@ impl FlowTable {
         &self.ends
     }
 
+    /// Replaces the endpoints (a reload). Ids of flows in the table must
+    /// stay valid in `ends`: servers and units are only ever appended.
+    pub fn set_endpoints(&mut self, ends: Endpoints) {
+        self.ends = ends;
+    }
+
     /// The hash of `t` in this table.
     #[inline]
     pub fn hash(&self, t: &Tuple) -> u64 {
