@@ -285,6 +285,11 @@ pub enum OnServerDown {
     /// choice for UDP services and for TCP clients that prefer a quick reset
     /// (from the new server) to a long retransmission timeout.
     Reschedule,
+    /// End them: the next client packet of such a TCP flow makes farmlb send
+    /// a RST to the client and one to the server, and the flow is removed (a
+    /// UDP flow is just removed); the client's next connection is scheduled
+    /// to a healthy server.
+    Reset,
 }
 
 /// `[flows]`: the per-worker flow tables.

@@ -207,6 +207,8 @@ pub struct FarmBalancer {
     structure: u64,
     /// Flows dropped because their server was removed.
     server_removed: u64,
+    /// The rewrite of the last packet refused with `ServerDownReset`.
+    pending_reset: Option<Nat>,
 }
 
 fn endpoints(snap: &Snapshot) -> Endpoints {
@@ -441,6 +443,7 @@ impl FarmBalancer {
             },
             structure: snap.structure,
             server_removed: 0,
+            pending_reset: None,
             table,
             reader,
         }
@@ -607,6 +610,13 @@ impl FarmBalancer {
                 UnitKind::Sub(_) => Some(failover(snap, unit).ok_or(DropReason::NoServer)?),
                 UnitKind::Main(m) => match m.on_server_down {
                     OnServerDown::Keep => None,
+                    OnServerDown::Reset => {
+                        let nat = nat_for(self.table.endpoints(), &f, dir);
+                        let gone = self.table.remove(slot);
+                        flow_gone(&mut self.counters, self.reader.active(), &gone);
+                        self.pending_reset = Some(nat);
+                        return Err(DropReason::ServerDownReset);
+                    }
                     OnServerDown::Reschedule => {
                         let t = self.table.endpoints().forward(&f);
                         let active = self.reader.active();
@@ -806,6 +816,10 @@ impl Balancer for FarmBalancer {
     }
 
     #[inline]
+    fn take_reset(&mut self) -> Option<Nat> {
+        self.pending_reset.take()
+    }
+
     fn foreign_owner(&self, key: &FlowKey) -> Option<usize> {
         if self.workers == 1 {
             return None;

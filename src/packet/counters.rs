@@ -75,6 +75,8 @@ pub struct Counters {
     pub held_then_sent: u64,
     /// Non-first fragments that followed their first fragment's flow.
     pub fragments_forwarded: u64,
+    /// TCP RSTs sent to end flows whose server went down (policy `reset`).
+    pub resets_sent: u64,
     pub drops: DropCounters,
 }
 
@@ -101,6 +103,7 @@ impl Counters {
         self.redirected += o.redirected;
         self.held_then_sent += o.held_then_sent;
         self.fragments_forwarded += o.fragments_forwarded;
+        self.resets_sent += o.resets_sent;
         for (a, b) in self.drops.0.iter_mut().zip(o.drops.0.iter()) {
             *a += b;
         }

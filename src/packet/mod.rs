@@ -175,10 +175,13 @@ pub enum DropReason {
     TooBig,
     /// The ring to the worker that owns the flow was full.
     RedirectRingFull,
+    /// The flow's server is down and its farm unit's policy is `reset`: RSTs
+    /// went to both sides.
+    ServerDownReset,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::Truncated,
         DropReason::BadHeaderLength,
         DropReason::BadTotalLength,
@@ -198,6 +201,7 @@ impl DropReason {
         DropReason::NeighbourUnreachable,
         DropReason::TooBig,
         DropReason::RedirectRingFull,
+        DropReason::ServerDownReset,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -222,6 +226,7 @@ impl DropReason {
             DropReason::NeighbourUnreachable => "neighbour_unreachable",
             DropReason::TooBig => "too_big",
             DropReason::RedirectRingFull => "redirect_ring_full",
+            DropReason::ServerDownReset => "server_down_reset",
         }
     }
 }
@@ -295,6 +300,11 @@ pub trait Balancer {
         now: Nanos,
     ) -> Result<Nat, DropReason> {
         self.lookup(key, tcp_flags, len, now)
+    }
+    /// After `lookup` failed with [`DropReason::ServerDownReset`]: the
+    /// rewrite the packet would have had, so the core can reset both sides.
+    fn take_reset(&mut self) -> Option<Nat> {
+        None
     }
 }
 

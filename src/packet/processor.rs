@@ -102,6 +102,13 @@ enum Out {
         kind: IcmpError,
         reason: DropReason,
     },
+    /// The flow's server is down with policy `reset`: send a RST to this
+    /// TCP frame's sender and one to the other side (`nat`: the rewrite the
+    /// frame would have had), then drop it.
+    Reset {
+        nat: Nat,
+        l2: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -643,6 +650,12 @@ impl<F: Frame> Processor<F> {
                     Verdict::Drop(DropReason::RedirectRingFull)
                 }
             },
+            Ok(Out::Reset { nat, l2 }) => {
+                self.send_resets(io, &frame, l2, &nat, now);
+                self.counters.drop(DropReason::ServerDownReset);
+                io.free(frame);
+                Verdict::Drop(DropReason::ServerDownReset)
+            }
             Ok(Out::IcmpError { kind, reason }) => {
                 self.send_icmp_error(io, port, &frame, kind, now);
                 self.counters.drop(reason);
@@ -1075,6 +1088,12 @@ impl<F: Frame> Processor<F> {
             // kernel socket's traffic (also when the address doubles as a
             // FullNAT local address and the port is the kernel's).
             Err(DropReason::NoFarmUnit | DropReason::NoFlow) if local => return Ok(Out::Exception),
+            Err(DropReason::ServerDownReset) => {
+                return match balancer.take_reset() {
+                    Some(nat) if l4.proto == protocol::TCP => Ok(Out::Reset { nat, l2 }),
+                    _ => Err(DropReason::ServerDownReset),
+                };
+            }
             Err(r) => return Err(r),
         };
         if ttl <= 1 {
@@ -1635,6 +1654,87 @@ impl<F: Frame> Processor<F> {
         }
     }
 
+    /// Resets both sides of a TCP flow whose server is down (policy
+    /// `reset`): the frame's sender gets a RST from the address it sent to,
+    /// the other side one as if from the sender through farmlb (`nat`).
+    fn send_resets<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        frame: &F,
+        l2: usize,
+        nat: &Nat,
+        now: Nanos,
+    ) {
+        let data = frame.data();
+        let Some(ip_bytes) = data.get(l2..) else {
+            return;
+        };
+        let (src, dst, l4_off) = match ip_bytes.first().map(|b| b >> 4) {
+            Some(4) => {
+                let ip = Ipv4Packet::new_unchecked(ip_bytes);
+                (
+                    IpAddr::V4(ip.src_addr()),
+                    IpAddr::V4(ip.dst_addr()),
+                    ip.header_len(),
+                )
+            }
+            Some(6) => {
+                let ip = Ipv6Packet::new_unchecked(ip_bytes);
+                let Ok(upper) = ip.upper_layer() else { return };
+                (
+                    IpAddr::V6(ip.src_addr()),
+                    IpAddr::V6(ip.dst_addr()),
+                    ipv6::HEADER_LEN + upper.offset,
+                )
+            }
+            _ => return,
+        };
+        let Some(seg) = ip_bytes.get(l4_off..) else {
+            return;
+        };
+        let Ok(tcp) = TcpPacket::new_checked(seg) else {
+            return;
+        };
+        let (sport, dport, seq, ack, flags) = (
+            tcp.src_port(),
+            tcp.dst_port(),
+            tcp.seq_number(),
+            tcp.ack_number(),
+            tcp.flags(),
+        );
+        let seg_len = tcp.payload().len() as u32
+            + u32::from(flags & crate::wire::tcp::flags::SYN != 0)
+            + u32::from(flags & crate::wire::tcp::flags::FIN != 0);
+        // RFC 793: a RST answering a segment with ACK carries its ACK number
+        // as sequence; otherwise sequence 0 and an ACK of what was sent.
+        let (to_sender_seq, to_sender_ack) = if flags & crate::wire::tcp::flags::ACK != 0 {
+            (ack, None)
+        } else {
+            (0, Some(seq.wrapping_add(seg_len)))
+        };
+        let resets = [
+            (dst, dport, src, sport, to_sender_seq, to_sender_ack),
+            // The other side expects the sender's next sequence number.
+            (nat.src, nat.src_port, nat.dst, nat.dst_port, seq, None),
+        ];
+        for (s_addr, s_port, d_addr, d_port, r_seq, r_ack) in resets {
+            let Some((out_port, next_hop)) = self.route(d_addr) else {
+                continue;
+            };
+            let Some(mut f) = io.alloc() else {
+                self.counters.drop(DropReason::NoBuffer);
+                continue;
+            };
+            if build_tcp_rst(&mut f, s_addr, s_port, d_addr, d_port, r_seq, r_ack) {
+                self.counters.resets_sent += 1;
+                // A frame that cannot wait for its neighbour is counted there.
+                let _ = self.send_via(io, out_port, next_hop, d_addr, None, f, now);
+            } else {
+                io.free(f);
+            }
+        }
+    }
+
     /// The port came up: announce the LB's addresses on it (gratuitous ARP,
     /// unsolicited neighbour advertisements).
     pub fn port_up<I: Io<Frame = F>>(&mut self, io: &mut I, port: PortIdx, _now: Nanos) {
@@ -1793,6 +1893,57 @@ fn build_ndisc<F: Frame>(
     let at = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
     data[at..at + n].copy_from_slice(&buf[..n]);
     Icmpv6Packet::new_unchecked(&mut data[at..at + n]).fill_checksum(&src, &dst);
+    f.set_tx_offload(Default::default());
+    true
+}
+
+/// Writes an untagged Ethernet + IP + TCP RST frame (the MACs are set when
+/// it is sent). False when the addresses are of different families or the
+/// frame cannot hold it.
+fn build_tcp_rst<F: Frame>(
+    f: &mut F,
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+    seq: u32,
+    ack: Option<u32>,
+) -> bool {
+    let (l3, ethertype) = match (src, dst) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => (ipv4::HEADER_LEN, ethertype::IPV4),
+        (IpAddr::V6(_), IpAddr::V6(_)) => (ipv6::HEADER_LEN, ethertype::IPV6),
+        _ => return false,
+    };
+    let total = ethernet::HEADER_LEN + l3 + 20;
+    if !f.set_len(total.max(MIN_FRAME)) {
+        return false;
+    }
+    let data = f.data_mut();
+    data.fill(0);
+    ethernet::emit_header(data, &[0; 6], &[0; 6], ethertype);
+    let ip_at = ethernet::HEADER_LEN;
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Ipv4Repr {
+            src_addr: s,
+            dst_addr: d,
+            protocol: protocol::TCP,
+            payload_len: 20,
+            ttl: OWN_TTL,
+        }
+        .emit(&mut data[ip_at..ip_at + l3]),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Ipv6Repr {
+            src_addr: s,
+            dst_addr: d,
+            next_header: protocol::TCP,
+            payload_len: 20,
+            hop_limit: OWN_TTL,
+        }
+        .emit(&mut data[ip_at..ip_at + l3]),
+        _ => return false,
+    }
+    let seg = &mut data[ip_at + l3..ip_at + l3 + 20];
+    crate::wire::tcp::emit_rst(seg, sport, dport, seq, ack);
+    TcpPacket::new_unchecked(seg).fill_checksum(&src, &dst);
     f.set_tx_offload(Default::default());
     true
 }
