@@ -215,3 +215,52 @@ fn a_down_server_with_policy_reset_gets_both_sides_reset() {
     let (_, _, _, dst, _, _, _) = parse(&io.sent.pop().unwrap());
     assert_ne!(dst, server_ip, "scheduled to the healthy server");
 }
+
+#[test]
+fn a_server_refusing_a_connection_is_counted_and_hidden_from_the_client() {
+    let cfg = Config::parse(Path::new("refuse.toml"), CONFIG).expect("config");
+    let publisher = Publisher::new(Farm::from_config(&cfg).unwrap()).unwrap();
+    let mut balancer = FarmBalancer::new(0, 1, publisher.reader(), &cfg.flows);
+    let mut neighbours = vec![(IpAddr::V4(CLIENT), CLIENT_MAC)];
+    neighbours.extend(SERVERS.iter().map(|&(_, ip, mac)| (IpAddr::V4(ip), mac)));
+    let mut core: Processor<Vec<u8>> = Processor::new(CoreSetup {
+        ports: vec![PortSetup {
+            mac: LB_MAC,
+            addrs: vec![PortAddr {
+                addr: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+                prefix_len: 24,
+            }],
+            gateways: vec![],
+            static_neighbours: neighbours,
+            offload: Default::default(),
+            mtu: 1500,
+        }],
+        farm_addrs: cfg.farm_addrs(),
+    });
+    let mut io = TestIo::default();
+    let syn = segment(CLIENT, 41000, VIP, 80, 1000, 0, 0x02, b"");
+    assert_eq!(
+        core.process(&mut io, &mut balancer, 0, syn.clone(), 1),
+        Verdict::Forward(0)
+    );
+    let (_, _, _, server_ip, _, _, _) = parse(&io.sent.pop().unwrap());
+    let (name, _, _) = *SERVERS.iter().find(|s| s.1 == server_ip).unwrap();
+
+    // The server's kernel answers with RST|ACK (nothing listens): the
+    // client does not get it, the refusal is counted for the control thread.
+    let rst = segment(server_ip, 8080, CLIENT, 41000, 0, 1001, 0x14, b"");
+    assert_eq!(
+        core.process(&mut io, &mut balancer, 0, rst, 2),
+        Verdict::Drop(DropReason::ServerRefused)
+    );
+    assert!(io.sent.is_empty(), "the RST is not forwarded");
+    let id = publisher.farm().server_id(name).unwrap();
+    assert_eq!(publisher.refusals(id), 1);
+
+    // The client's SYN retransmission is a new flow, scheduled again.
+    assert_eq!(
+        core.process(&mut io, &mut balancer, 0, syn, 3),
+        Verdict::Forward(0)
+    );
+    assert_eq!(io.sent.len(), 1);
+}

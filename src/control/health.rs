@@ -133,6 +133,25 @@ impl HealthState {
         self.fall
     }
 
+    /// The server refused `count` connections the data plane gave it (a RST
+    /// answering the SYN): an up server goes down at once; the checks bring
+    /// it back after `rise` passes.
+    pub fn refused(&mut self, count: u32, now: Duration) -> Option<Transition> {
+        if self.health != Health::Up {
+            return None;
+        }
+        let t = Transition {
+            from: Health::Up,
+            to: Health::Down,
+            at: now,
+            reason: format!("refused {count} connection(s): RST answering the SYN"),
+        };
+        self.health = Health::Down;
+        self.streak = 0;
+        self.since = now;
+        Some(t)
+    }
+
     /// Takes one check result; returns the transition when this result
     /// completes a rise or a fall.
     pub fn observe(&mut self, result: CheckResult, now: Duration) -> Option<Transition> {
@@ -311,5 +330,19 @@ mod tests {
     fn slow_answers_do_not_pile_up_checks() {
         assert_eq!(next_check_at(ms(0), ms(10), ms(100)), ms(100));
         assert_eq!(next_check_at(ms(0), ms(250), ms(100)), ms(250));
+    }
+
+    #[test]
+    fn a_refusal_takes_an_up_server_down_at_once() {
+        let mut h = HealthState::new(Health::Up, 2, 3, ms(0));
+        let t = h.refused(2, ms(10)).expect("down");
+        assert_eq!((t.from, t.to), (Health::Up, Health::Down));
+        assert!(t.reason.contains("refused 2"), "{}", t.reason);
+        assert_eq!(h.refused(1, ms(20)), None, "already down");
+        assert_eq!(h.observe(pass(), ms(30)), None);
+        assert!(
+            h.observe(pass(), ms(40)).is_some(),
+            "back after rise passes"
+        );
     }
 }

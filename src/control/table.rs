@@ -153,6 +153,9 @@ pub struct StatusTable {
     epoch_unix_ms: u64,
     reloads_ok: u64,
     reloads_failed: u64,
+    /// Per server id: the refusals (RST answering a forwarded SYN) already
+    /// acted on.
+    refusals_seen: Vec<u32>,
 }
 
 fn entry_health(
@@ -219,6 +222,7 @@ impl StatusTable {
             epoch_unix_ms,
             reloads_ok: 0,
             reloads_failed: 0,
+            refusals_seen: Vec::new(),
         };
         for i in 0..t.entries.len() {
             t.apply(i, now, None);
@@ -398,7 +402,7 @@ impl StatusTable {
     /// Advances slow-start ramps; call it often (every ramp step or more).
     /// Returns true when a weight was published.
     pub fn tick(&mut self, now: Duration) -> bool {
-        let mut any = false;
+        let mut any = self.passive_checks(now);
         for i in 0..self.entries.len() {
             let e = &self.entries[i];
             let (Some(start), Some(ss)) = (e.ramp, e.slow_start) else {
@@ -412,6 +416,35 @@ impl StatusTable {
             } else {
                 any |= self.apply(i, now, None);
             }
+        }
+        any
+    }
+
+    /// Passive health: a checked server that refused connections the workers
+    /// gave it (its process died, its port closed) goes down at once, before
+    /// its next checks would find out; its checks bring it back (`rise`).
+    fn passive_checks(&mut self, now: Duration) -> bool {
+        let mut any = false;
+        for i in 0..self.entries.len() {
+            let id = self.entries[i].id;
+            let n = self.publisher.refusals(id);
+            let k = id.0 as usize;
+            if self.refusals_seen.len() <= k {
+                self.refusals_seen.resize(k + 1, 0);
+            }
+            let new = n.wrapping_sub(self.refusals_seen[k]);
+            if new == 0 {
+                continue;
+            }
+            self.refusals_seen[k] = n;
+            let e = &mut self.entries[i];
+            let Some(t) = e.health.as_mut().and_then(|h| h.refused(new, now)) else {
+                continue;
+            };
+            e.ramp = None;
+            tracing::warn!(server = %e.name, reason = %t.reason, "server is down");
+            let cause = format!("passive check down: {}", t.reason);
+            any |= self.apply(i, now, Some(cause));
         }
         any
     }

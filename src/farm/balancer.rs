@@ -142,6 +142,8 @@ pub struct WorkerCounters {
     pub no_local_port: u64,
     /// Flows dropped because a reload removed their server.
     pub server_removed: u64,
+    /// Connections a server refused (a RST answering the forwarded SYN).
+    pub refused: u64,
 }
 
 /// Counters of one worker's balancer, or the sum over workers
@@ -209,6 +211,8 @@ pub struct FarmBalancer {
     server_removed: u64,
     /// The rewrite of the last packet refused with `ServerDownReset`.
     pending_reset: Option<Nat>,
+    /// Connections servers refused (RST answering the SYN).
+    refused: u64,
 }
 
 fn endpoints(snap: &Snapshot) -> Endpoints {
@@ -444,6 +448,7 @@ impl FarmBalancer {
             structure: snap.structure,
             server_removed: 0,
             pending_reset: None,
+            refused: 0,
             table,
             reader,
         }
@@ -556,6 +561,7 @@ impl FarmBalancer {
                 expired: st.expired,
                 no_local_port: self.ports.exhausted,
                 server_removed: self.server_removed,
+                refused: self.refused,
             }],
             units: snap
                 .farm
@@ -601,6 +607,20 @@ impl FarmBalancer {
             flow_gone(&mut self.counters, self.reader.active(), &f);
             self.server_removed += 1;
             return Err(DropReason::NoServer);
+        }
+        // Connection redispatch: a server that refuses the connection (a RST
+        // answering the forwarded SYN, e.g. its process died) is counted for
+        // the control thread, which takes it out at once; the client never
+        // sees the RST, and its SYN retransmission is scheduled again.
+        if dir == Dir::Reverse
+            && tflags & tcp_flags::RST != 0
+            && self.table.get(slot).state == FlowState::SynSent
+        {
+            let f = self.table.remove(slot);
+            flow_gone(&mut self.counters, self.reader.active(), &f);
+            self.reader.count_refusal(server);
+            self.refused += 1;
+            return Err(DropReason::ServerRefused);
         }
         if dir == Dir::Forward && s.state == ServerState::Down {
             let f = *self.table.get(slot);

@@ -291,7 +291,13 @@ pub struct Publisher {
     current: Arc<Snapshot>,
     shared: Arc<Shared>,
     active: ActiveFlows,
+    refusals: Refusals,
 }
+
+/// Per server: connections it refused (a RST answering the SYN a worker
+/// forwarded), counted by the workers, read by the control thread, which
+/// takes a refusing server out before its next health check does.
+pub type Refusals = Arc<[AtomicU32]>;
 
 impl Publisher {
     /// Publishes generation 1 of `farm`.
@@ -301,6 +307,7 @@ impl Publisher {
         }
         let n = farm.servers.len().max(MAX_SERVERS);
         let active: ActiveFlows = (0..n).map(|_| AtomicU32::new(0)).collect();
+        let refusals: Refusals = (0..n).map(|_| AtomicU32::new(0)).collect();
         let snap = Arc::new(Snapshot::build(farm, 1, 0, None, &[]));
         Ok(Publisher {
             shared: Arc::new(Shared {
@@ -309,6 +316,7 @@ impl Publisher {
             }),
             current: snap,
             active,
+            refusals,
         })
     }
 
@@ -319,7 +327,15 @@ impl Publisher {
             snap: self.current.clone(),
             generation: self.current.generation,
             active: self.active.clone(),
+            refusals: self.refusals.clone(),
         }
+    }
+
+    /// Connections server `id` refused so far (see [`Refusals`]).
+    pub fn refusals(&self, id: ServerId) -> u32 {
+        self.refusals
+            .get(id.0 as usize)
+            .map_or(0, |r| r.load(Ordering::Relaxed))
     }
 
     /// The snapshot published last.
@@ -636,6 +652,7 @@ pub struct SnapshotReader {
     snap: Arc<Snapshot>,
     generation: u64,
     active: ActiveFlows,
+    refusals: Refusals,
 }
 
 impl SnapshotReader {
@@ -668,5 +685,12 @@ impl SnapshotReader {
     /// The shared per-server active flow counts.
     pub fn active(&self) -> &ActiveFlows {
         &self.active
+    }
+
+    /// Counts a connection refused by server `id`.
+    pub fn count_refusal(&self, id: ServerId) {
+        if let Some(r) = self.refusals.get(id.0 as usize) {
+            r.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }

@@ -178,10 +178,13 @@ pub enum DropReason {
     /// The flow's server is down and its farm unit's policy is `reset`: RSTs
     /// went to both sides.
     ServerDownReset,
+    /// The server answered the SYN it was given with a RST: the RST is kept
+    /// from the client, whose SYN retransmission is scheduled again.
+    ServerRefused,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 20] = [
+    pub const ALL: [DropReason; 21] = [
         DropReason::Truncated,
         DropReason::BadHeaderLength,
         DropReason::BadTotalLength,
@@ -202,6 +205,7 @@ impl DropReason {
         DropReason::TooBig,
         DropReason::RedirectRingFull,
         DropReason::ServerDownReset,
+        DropReason::ServerRefused,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -227,6 +231,7 @@ impl DropReason {
             DropReason::TooBig => "too_big",
             DropReason::RedirectRingFull => "redirect_ring_full",
             DropReason::ServerDownReset => "server_down_reset",
+            DropReason::ServerRefused => "server_refused",
         }
     }
 }
