@@ -240,7 +240,7 @@ struct Fast {
 
 /// The ports and TCP flags of a TCP/UDP segment `seg` that passes the
 /// checks of the wire views (`TcpPacket`/`UdpPacket::new_checked`).
-#[inline]
+#[inline(always)]
 fn fast_ports(seg: &[u8], proto: u8) -> Option<(u16, u16, u8)> {
     let sp = u16::from_be_bytes([*seg.first()?, *seg.get(1)?]);
     let dp = u16::from_be_bytes([*seg.get(2)?, *seg.get(3)?]);
@@ -261,7 +261,7 @@ fn fast_ports(seg: &[u8], proto: u8) -> Option<(u16, u16, u8)> {
 
 /// Parses `data` if it is a frame of the common shape (see [`Fast`]);
 /// `None` for anything else, which then takes the general path.
-#[inline]
+#[inline(always)]
 fn parse_fast(data: &[u8], my_mac: &[u8; 6]) -> Option<Fast> {
     const L2: usize = ethernet::HEADER_LEN;
     let eth: &[u8; L2] = data.get(..L2)?.try_into().ok()?;
@@ -600,7 +600,18 @@ impl<F: Frame> Processor<F> {
             Some((fast, hint)) => {
                 self.transport_fast(balancer, &mut frame, fast, Some(*hint), now, redirected)
             }
-            None => self.handle(io, balancer, port, &mut frame, now, redirected),
+            None => {
+                let fast = self
+                    .ports
+                    .get(port as usize)
+                    .and_then(|ps| parse_fast(frame.data(), &ps.setup.mac));
+                match fast {
+                    Some(fast) => {
+                        self.transport_fast(balancer, &mut frame, &fast, None, now, redirected)
+                    }
+                    None => self.handle(io, balancer, port, &mut frame, now, redirected),
+                }
+            }
         };
         match out {
             Ok(Out::Route {
@@ -669,10 +680,8 @@ impl<F: Frame> Processor<F> {
         let Some(ps) = self.ports.get(port as usize) else {
             return Err(DropReason::NotForUs);
         };
+        // Frames of the common shape took the fast path in `process_inner`.
         let my_mac = ps.setup.mac;
-        if let Some(fast) = parse_fast(frame.data(), &my_mac) {
-            return self.transport_fast(balancer, frame, &fast, None, now, redirected);
-        }
         let (l2, ethertype) = {
             let eth = EthernetFrame::new_checked(frame.data())?;
             let dst = eth.dst_addr();
@@ -1007,7 +1016,7 @@ impl<F: Frame> Processor<F> {
 
     /// [`Processor::transport`] for a frame [`parse_fast`] accepted.
     /// `hint`: what [`Balancer::prefetch`] returned for its key.
-    #[inline]
+    #[inline(always)]
     fn transport_fast<B: Balancer>(
         &mut self,
         balancer: &mut B,
@@ -1031,7 +1040,7 @@ impl<F: Frame> Processor<F> {
 
     /// The part of [`Processor::transport`] after the ports are parsed.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     fn transport_with<B: Balancer>(
         &mut self,
         balancer: &mut B,

@@ -107,7 +107,7 @@ fn delta16(old: u16, new: u16) -> u64 {
     u64::from(!old) + u64::from(new)
 }
 
-#[inline]
+#[inline(always)]
 fn rewrite_ports(
     seg: &mut [u8],
     proto: u8,
@@ -141,7 +141,7 @@ fn rewrite_ports(
 
 /// Applies `nat` to an IPv4 packet `ip` (from its header on) and decrements the
 /// TTL (the caller checked it is above 1). Returns the offload request for the port.
-#[inline]
+#[inline(always)]
 pub fn nat_ipv4(ip: &mut [u8], l4: L4, nat: &Nat, offload: Offload, l2_len: u8) -> TxOffload {
     let (ns, nd) = (u32::from(v4(nat.src)), u32::from(v4(nat.dst)));
     let mut req = TxOffload {
