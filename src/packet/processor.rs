@@ -280,11 +280,13 @@ fn parse_fast(data: &[u8], my_mac: &[u8; 6]) -> Option<Fast> {
                 return None;
             }
             let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-            let mut sum = 0u32;
-            for w in h.chunks_exact(2) {
-                sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+            // The ones' complement sum of the header, five 32-bit words at a
+            // time (2^16 ≡ 1 modulo 2^16 - 1): all ones when it is valid.
+            let mut sum = 0u64;
+            for w in h.chunks_exact(4) {
+                sum += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
             }
-            if checksum::fold(sum) != 0xffff || total < 20 {
+            if rewrite::fold(sum) != 0xffff || total < 20 {
                 return None;
             }
             let seg = data.get(L2 + 20..L2 + total)?;
