@@ -86,13 +86,15 @@ pub enum Verdict {
 enum Out {
     /// Route to `next_hop` via `port`; the Ethernet addresses are set on
     /// send. `dst` is the packet's destination (the key of the next-hop
-    /// cache); `mac` the next hop's MAC when the cache already knew it.
+    /// cache).
     Route {
         port: PortIdx,
         next_hop: IpAddr,
         dst: IpAddr,
-        mac: Option<[u8; 6]>,
     },
+    /// Transmit on `port` as is: the next-hop cache knew the MAC and the
+    /// Ethernet addresses are already set.
+    Send(PortIdx),
     Reply(PortIdx),
     Learned,
     Exception,
@@ -197,7 +199,6 @@ const BURST_CHUNK: usize = 32;
 struct Hop {
     dst: IpAddr,
     port: PortIdx,
-    next_hop: IpAddr,
     mac: [u8; 6],
     until: Nanos,
     generation: u64,
@@ -207,7 +208,6 @@ impl Hop {
     const EMPTY: Hop = Hop {
         dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         port: 0,
-        next_hop: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         mac: [0; 6],
         until: 0,
         generation: 0,
@@ -470,16 +470,6 @@ impl<F: Frame> Processor<F> {
         (h.dst == dst && now < h.until && h.generation == self.neighbours.generation()).then_some(h)
     }
 
-    /// The port, next hop and (when cached) next-hop MAC for `dst`.
-    #[inline]
-    fn route_cached(&self, dst: IpAddr, now: Nanos) -> Option<(PortIdx, IpAddr, Option<[u8; 6]>)> {
-        if let Some(h) = self.hop(dst, now) {
-            return Some((h.port, h.next_hop, Some(h.mac)));
-        }
-        let (port, next_hop) = self.route(dst)?;
-        Some((port, next_hop, None))
-    }
-
     fn is_farm_addr(&self, a: IpAddr) -> bool {
         self.farm_addrs.contains(&a)
     }
@@ -620,10 +610,9 @@ impl<F: Frame> Processor<F> {
                 port: out_port,
                 next_hop,
                 dst,
-                mac,
             }) => {
                 let len = frame.data().len() as u64;
-                match self.send_via(io, out_port, next_hop, dst, mac, frame, now) {
+                match self.send_via(io, out_port, next_hop, dst, frame, now) {
                     Ok(()) => {
                         self.counters.forwarded += 1;
                         self.counters.forwarded_bytes += len;
@@ -631,6 +620,13 @@ impl<F: Frame> Processor<F> {
                     }
                     Err(reason) => Verdict::Drop(reason),
                 }
+            }
+            Ok(Out::Send(p)) => {
+                let len = frame.data().len() as u64;
+                io.transmit(p, frame);
+                self.counters.forwarded += 1;
+                self.counters.forwarded_bytes += len;
+                Verdict::Forward(p)
             }
             Ok(Out::Reply(p)) => {
                 io.transmit(p, frame);
@@ -786,21 +782,14 @@ impl<F: Frame> Processor<F> {
         port: PortIdx,
         next_hop: IpAddr,
         dst: IpAddr,
-        mac: Option<[u8; 6]>,
         mut frame: F,
         now: Nanos,
     ) -> Result<(), DropReason> {
         let my_mac = self.ports[port as usize].setup.mac;
-        if let Some(mac) = mac {
-            set_macs(&mut frame, &mac, &my_mac);
-            io.transmit(port, frame);
-            return Ok(());
-        }
         if let Some((mac, until)) = self.neighbours.lookup(port, next_hop, now) {
             self.hops[hop_index(dst)] = Hop {
                 dst,
                 port,
-                next_hop,
                 mac,
                 until,
                 generation: self.neighbours.generation(),
@@ -1093,8 +1082,14 @@ impl<F: Frame> Processor<F> {
                 reason: DropReason::TtlExpired,
             });
         }
-        let Some((out_port, next_hop, mac)) = self.route_cached(nat.dst, now) else {
-            return Err(DropReason::NoRoute);
+        // The next-hop cache, else the routing table (the frame then goes
+        // through `send_via`, which resolves the MAC and fills the cache).
+        let (out_port, cached) = match self.hop(nat.dst, now) {
+            Some(h) => (h.port, Ok(h.mac)),
+            None => match self.route(nat.dst) {
+                Some((p, next_hop)) => (p, Err(next_hop)),
+                None => return Err(DropReason::NoRoute),
+            },
         };
         let ps = &self.ports[out_port as usize];
         let ip_len = data.len() - l2;
@@ -1122,12 +1117,18 @@ impl<F: Frame> Processor<F> {
         if let Some(k) = first_fragment {
             self.remember_fragment(k, nat, now);
         }
-        Ok(Out::Route {
-            port: out_port,
-            next_hop,
-            dst: nat.dst,
-            mac,
-        })
+        match cached {
+            Ok(mac) => {
+                let my_mac = self.ports[out_port as usize].setup.mac;
+                set_macs(frame, &mac, &my_mac);
+                Ok(Out::Send(out_port))
+            }
+            Err(next_hop) => Ok(Out::Route {
+                port: out_port,
+                next_hop,
+                dst: nat.dst,
+            }),
+        }
     }
 
     fn remember_fragment(&mut self, k: FragKey, nat: Nat, now: Nanos) {
@@ -1202,7 +1203,6 @@ impl<F: Frame> Processor<F> {
             port: out_port,
             next_hop,
             dst: nat.dst,
-            mac: None,
         })
     }
 
@@ -1387,7 +1387,6 @@ impl<F: Frame> Processor<F> {
             port: out_port,
             next_hop,
             dst: nat.dst,
-            mac: None,
         })
     }
 
