@@ -1057,8 +1057,9 @@ impl<F: Frame> Processor<F> {
             }
         }
         let data = frame.data();
-        let local = self.is_port_addr(dst);
-        if ttl <= 1 && !local {
+        // Whether `dst` is the LB's own address matters only for expiring
+        // TTLs and failed lookups: checked there, not per frame.
+        if ttl <= 1 && !self.is_port_addr(dst) {
             return Ok(Out::IcmpError {
                 kind: IcmpError::TimeExceeded,
                 reason: DropReason::TtlExpired,
@@ -1071,7 +1072,7 @@ impl<F: Frame> Processor<F> {
         };
         let nat = match looked {
             Ok(nat) => nat,
-            Err(DropReason::NoFarmUnit) if local => return Ok(Out::Exception),
+            Err(DropReason::NoFarmUnit) if self.is_port_addr(dst) => return Ok(Out::Exception),
             Err(r) => return Err(r),
         };
         if ttl <= 1 {
