@@ -86,13 +86,15 @@ pub enum Verdict {
 enum Out {
     /// Route to `next_hop` via `port`; the Ethernet addresses are set on
     /// send. `dst` is the packet's destination (the key of the next-hop
-    /// cache); `mac` the next hop's MAC when the cache already knew it.
+    /// cache).
     Route {
         port: PortIdx,
         next_hop: IpAddr,
         dst: IpAddr,
-        mac: Option<[u8; 6]>,
     },
+    /// Transmit on `port` as is: the next-hop cache knew the MAC and the
+    /// Ethernet addresses are already set.
+    Send(PortIdx),
     Reply(PortIdx),
     Learned,
     Exception,
@@ -204,7 +206,6 @@ const BURST_CHUNK: usize = 32;
 struct Hop {
     dst: IpAddr,
     port: PortIdx,
-    next_hop: IpAddr,
     mac: [u8; 6],
     until: Nanos,
     generation: u64,
@@ -214,7 +215,6 @@ impl Hop {
     const EMPTY: Hop = Hop {
         dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         port: 0,
-        next_hop: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         mac: [0; 6],
         until: 0,
         generation: 0,
@@ -247,7 +247,7 @@ struct Fast {
 
 /// The ports and TCP flags of a TCP/UDP segment `seg` that passes the
 /// checks of the wire views (`TcpPacket`/`UdpPacket::new_checked`).
-#[inline]
+#[inline(always)]
 fn fast_ports(seg: &[u8], proto: u8) -> Option<(u16, u16, u8)> {
     let sp = u16::from_be_bytes([*seg.first()?, *seg.get(1)?]);
     let dp = u16::from_be_bytes([*seg.get(2)?, *seg.get(3)?]);
@@ -268,7 +268,7 @@ fn fast_ports(seg: &[u8], proto: u8) -> Option<(u16, u16, u8)> {
 
 /// Parses `data` if it is a frame of the common shape (see [`Fast`]);
 /// `None` for anything else, which then takes the general path.
-#[inline]
+#[inline(always)]
 fn parse_fast(data: &[u8], my_mac: &[u8; 6]) -> Option<Fast> {
     const L2: usize = ethernet::HEADER_LEN;
     let eth: &[u8; L2] = data.get(..L2)?.try_into().ok()?;
@@ -287,11 +287,13 @@ fn parse_fast(data: &[u8], my_mac: &[u8; 6]) -> Option<Fast> {
                 return None;
             }
             let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-            let mut sum = 0u32;
-            for w in h.chunks_exact(2) {
-                sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+            // The ones' complement sum of the header, five 32-bit words at a
+            // time (2^16 ≡ 1 modulo 2^16 - 1): all ones when it is valid.
+            let mut sum = 0u64;
+            for w in h.chunks_exact(4) {
+                sum += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
             }
-            if checksum::fold(sum) != 0xffff || total < 20 {
+            if rewrite::fold(sum) != 0xffff || total < 20 {
                 return None;
             }
             let seg = data.get(L2 + 20..L2 + total)?;
@@ -475,16 +477,6 @@ impl<F: Frame> Processor<F> {
         (h.dst == dst && now < h.until && h.generation == self.neighbours.generation()).then_some(h)
     }
 
-    /// The port, next hop and (when cached) next-hop MAC for `dst`.
-    #[inline]
-    fn route_cached(&self, dst: IpAddr, now: Nanos) -> Option<(PortIdx, IpAddr, Option<[u8; 6]>)> {
-        if let Some(h) = self.hop(dst, now) {
-            return Some((h.port, h.next_hop, Some(h.mac)));
-        }
-        let (port, next_hop) = self.route(dst)?;
-        Some((port, next_hop, None))
-    }
-
     fn is_farm_addr(&self, a: IpAddr) -> bool {
         self.farm_addrs.contains(&a)
     }
@@ -607,17 +599,27 @@ impl<F: Frame> Processor<F> {
             Some((fast, hint)) => {
                 self.transport_fast(balancer, &mut frame, fast, Some(*hint), now, redirected)
             }
-            None => self.handle(io, balancer, port, &mut frame, now, redirected),
+            None => {
+                let fast = self
+                    .ports
+                    .get(port as usize)
+                    .and_then(|ps| parse_fast(frame.data(), &ps.setup.mac));
+                match fast {
+                    Some(fast) => {
+                        self.transport_fast(balancer, &mut frame, &fast, None, now, redirected)
+                    }
+                    None => self.handle(io, balancer, port, &mut frame, now, redirected),
+                }
+            }
         };
         match out {
             Ok(Out::Route {
                 port: out_port,
                 next_hop,
                 dst,
-                mac,
             }) => {
                 let len = frame.data().len() as u64;
-                match self.send_via(io, out_port, next_hop, dst, mac, frame, now) {
+                match self.send_via(io, out_port, next_hop, dst, frame, now) {
                     Ok(()) => {
                         self.counters.forwarded += 1;
                         self.counters.forwarded_bytes += len;
@@ -625,6 +627,13 @@ impl<F: Frame> Processor<F> {
                     }
                     Err(reason) => Verdict::Drop(reason),
                 }
+            }
+            Ok(Out::Send(p)) => {
+                let len = frame.data().len() as u64;
+                io.transmit(p, frame);
+                self.counters.forwarded += 1;
+                self.counters.forwarded_bytes += len;
+                Verdict::Forward(p)
             }
             Ok(Out::Reply(p)) => {
                 io.transmit(p, frame);
@@ -682,10 +691,8 @@ impl<F: Frame> Processor<F> {
         let Some(ps) = self.ports.get(port as usize) else {
             return Err(DropReason::NotForUs);
         };
+        // Frames of the common shape took the fast path in `process_inner`.
         let my_mac = ps.setup.mac;
-        if let Some(fast) = parse_fast(frame.data(), &my_mac) {
-            return self.transport_fast(balancer, frame, &fast, None, now, redirected);
-        }
         let (l2, ethertype) = {
             let eth = EthernetFrame::new_checked(frame.data())?;
             let dst = eth.dst_addr();
@@ -788,21 +795,14 @@ impl<F: Frame> Processor<F> {
         port: PortIdx,
         next_hop: IpAddr,
         dst: IpAddr,
-        mac: Option<[u8; 6]>,
         mut frame: F,
         now: Nanos,
     ) -> Result<(), DropReason> {
         let my_mac = self.ports[port as usize].setup.mac;
-        if let Some(mac) = mac {
-            set_macs(&mut frame, &mac, &my_mac);
-            io.transmit(port, frame);
-            return Ok(());
-        }
         if let Some((mac, until)) = self.neighbours.lookup(port, next_hop, now) {
             self.hops[hop_index(dst)] = Hop {
                 dst,
                 port,
-                next_hop,
                 mac,
                 until,
                 generation: self.neighbours.generation(),
@@ -1020,7 +1020,7 @@ impl<F: Frame> Processor<F> {
 
     /// [`Processor::transport`] for a frame [`parse_fast`] accepted.
     /// `hint`: what [`Balancer::prefetch`] returned for its key.
-    #[inline]
+    #[inline(always)]
     fn transport_fast<B: Balancer>(
         &mut self,
         balancer: &mut B,
@@ -1044,7 +1044,7 @@ impl<F: Frame> Processor<F> {
 
     /// The part of [`Processor::transport`] after the ports are parsed.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     fn transport_with<B: Balancer>(
         &mut self,
         balancer: &mut B,
@@ -1070,8 +1070,9 @@ impl<F: Frame> Processor<F> {
             }
         }
         let data = frame.data();
-        let local = self.is_port_addr(dst);
-        if ttl <= 1 && !local {
+        // Whether `dst` is the LB's own address matters only for expiring
+        // TTLs and failed lookups: checked there, not per frame.
+        if ttl <= 1 && !self.is_port_addr(dst) {
             return Ok(Out::IcmpError {
                 kind: IcmpError::TimeExceeded,
                 reason: DropReason::TtlExpired,
@@ -1087,7 +1088,9 @@ impl<F: Frame> Processor<F> {
             // Addressed to the LB itself and no flow or unit claims it: a
             // kernel socket's traffic (also when the address doubles as a
             // FullNAT local address and the port is the kernel's).
-            Err(DropReason::NoFarmUnit | DropReason::NoFlow) if local => return Ok(Out::Exception),
+            Err(DropReason::NoFarmUnit | DropReason::NoFlow) if self.is_port_addr(dst) => {
+                return Ok(Out::Exception)
+            }
             Err(DropReason::ServerDownReset) => {
                 return match balancer.take_reset() {
                     Some(nat) if l4.proto == protocol::TCP => Ok(Out::Reset { nat, l2 }),
@@ -1104,8 +1107,14 @@ impl<F: Frame> Processor<F> {
                 reason: DropReason::TtlExpired,
             });
         }
-        let Some((out_port, next_hop, mac)) = self.route_cached(nat.dst, now) else {
-            return Err(DropReason::NoRoute);
+        // The next-hop cache, else the routing table (the frame then goes
+        // through `send_via`, which resolves the MAC and fills the cache).
+        let (out_port, cached) = match self.hop(nat.dst, now) {
+            Some(h) => (h.port, Ok(h.mac)),
+            None => match self.route(nat.dst) {
+                Some((p, next_hop)) => (p, Err(next_hop)),
+                None => return Err(DropReason::NoRoute),
+            },
         };
         let ps = &self.ports[out_port as usize];
         let ip_len = data.len() - l2;
@@ -1133,12 +1142,18 @@ impl<F: Frame> Processor<F> {
         if let Some(k) = first_fragment {
             self.remember_fragment(k, nat, now);
         }
-        Ok(Out::Route {
-            port: out_port,
-            next_hop,
-            dst: nat.dst,
-            mac,
-        })
+        match cached {
+            Ok(mac) => {
+                let my_mac = self.ports[out_port as usize].setup.mac;
+                set_macs(frame, &mac, &my_mac);
+                Ok(Out::Send(out_port))
+            }
+            Err(next_hop) => Ok(Out::Route {
+                port: out_port,
+                next_hop,
+                dst: nat.dst,
+            }),
+        }
     }
 
     fn remember_fragment(&mut self, k: FragKey, nat: Nat, now: Nanos) {
@@ -1213,7 +1228,6 @@ impl<F: Frame> Processor<F> {
             port: out_port,
             next_hop,
             dst: nat.dst,
-            mac: None,
         })
     }
 
@@ -1398,7 +1412,6 @@ impl<F: Frame> Processor<F> {
             port: out_port,
             next_hop,
             dst: nat.dst,
-            mac: None,
         })
     }
 
@@ -1728,7 +1741,7 @@ impl<F: Frame> Processor<F> {
             if build_tcp_rst(&mut f, s_addr, s_port, d_addr, d_port, r_seq, r_ack) {
                 self.counters.resets_sent += 1;
                 // A frame that cannot wait for its neighbour is counted there.
-                let _ = self.send_via(io, out_port, next_hop, d_addr, None, f, now);
+                let _ = self.send_via(io, out_port, next_hop, d_addr, f, now);
             } else {
                 io.free(f);
             }

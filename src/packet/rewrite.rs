@@ -25,6 +25,7 @@ pub struct L4 {
     pub present: bool,
 }
 
+#[inline]
 fn v4(a: IpAddr) -> Ipv4Addr {
     match a {
         IpAddr::V4(a) => a,
@@ -32,6 +33,7 @@ fn v4(a: IpAddr) -> Ipv4Addr {
     }
 }
 
+#[inline]
 fn v6(a: IpAddr) -> Ipv6Addr {
     match a {
         IpAddr::V6(a) => a,
@@ -40,6 +42,7 @@ fn v6(a: IpAddr) -> Ipv6Addr {
 }
 
 /// Offset of the checksum field inside the L4 header.
+#[inline]
 fn l4_cksum_offset(proto: u8) -> Option<usize> {
     match proto {
         protocol::TCP => Some(16),
@@ -48,10 +51,12 @@ fn l4_cksum_offset(proto: u8) -> Option<usize> {
     }
 }
 
+#[inline]
 fn get16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
 
+#[inline]
 fn put16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
@@ -64,7 +69,7 @@ fn put16(b: &mut [u8], at: usize, v: u16) {
 /// fixed number of steps. As [`checksum::fold`], a non-zero sum never folds
 /// to zero.
 #[inline]
-fn fold(x: u64) -> u16 {
+pub(crate) fn fold(x: u64) -> u16 {
     let x = (x & 0xffff_ffff) + (x >> 32);
     let x = (x & 0xffff) + (x >> 16);
     let x = (x & 0xffff) + (x >> 16);
@@ -82,13 +87,13 @@ fn apply(c: u16, delta: u64) -> u16 {
     !fold(u64::from(!c) + delta)
 }
 
-/// Σ ~old + Σ new over the 16-bit words of a changed 32-bit field.
+/// Σ ~old + Σ new over the 16-bit words of a changed 32-bit field, up to
+/// ones' complement equivalence: a 32-bit word weighs its high half by
+/// 2^16 ≡ 1 (mod 2^16 - 1), so the 32-bit values are added whole and
+/// [`fold`] gives the same 16-bit result as word-by-word sums.
 #[inline]
 fn delta32(old: u32, new: u32) -> u64 {
-    u64::from(!(old >> 16) & 0xffff)
-        + u64::from(!old & 0xffff)
-        + u64::from(new >> 16)
-        + u64::from(new & 0xffff)
+    u64::from(!old) + u64::from(new)
 }
 
 /// Σ ~old + Σ new over the 16-bit words of a changed IPv6 address.
@@ -102,12 +107,7 @@ fn delta_addr16(old: &[u8; 16], new: &[u8; 16]) -> u64 {
     d
 }
 
-#[inline]
-fn delta16(old: u16, new: u16) -> u64 {
-    u64::from(!old) + u64::from(new)
-}
-
-#[inline]
+#[inline(always)]
 fn rewrite_ports(
     seg: &mut [u8],
     proto: u8,
@@ -116,9 +116,15 @@ fn rewrite_ports(
     addr_delta: u64,
     udp_zero_ok: bool,
 ) {
-    let (old_sp, old_dp) = (get16(seg, 0), get16(seg, 2));
-    put16(seg, 0, src_port);
-    put16(seg, 2, dst_port);
+    let Some(p) = seg
+        .get_mut(..4)
+        .and_then(|p| <&mut [u8; 4]>::try_from(p).ok())
+    else {
+        return;
+    };
+    let old_ports = u32::from_be_bytes(*p);
+    let new_ports = u32::from(src_port) << 16 | u32::from(dst_port);
+    *p = new_ports.to_be_bytes();
     let Some(at) = l4_cksum_offset(proto) else {
         return;
     };
@@ -129,10 +135,7 @@ fn rewrite_ports(
     if proto == protocol::UDP && old == 0 && udp_zero_ok {
         return;
     }
-    let mut c = apply(
-        old,
-        addr_delta + delta16(old_sp, src_port) + delta16(old_dp, dst_port),
-    );
+    let mut c = apply(old, addr_delta + delta32(old_ports, new_ports));
     if proto == protocol::UDP && c == 0 {
         c = 0xffff;
     }
@@ -141,7 +144,7 @@ fn rewrite_ports(
 
 /// Applies `nat` to an IPv4 packet `ip` (from its header on) and decrements the
 /// TTL (the caller checked it is above 1). Returns the offload request for the port.
-#[inline]
+#[inline(always)]
 pub fn nat_ipv4(ip: &mut [u8], l4: L4, nat: &Nat, offload: Offload, l2_len: u8) -> TxOffload {
     let (ns, nd) = (u32::from(v4(nat.src)), u32::from(v4(nat.dst)));
     let mut req = TxOffload {
@@ -170,11 +173,9 @@ pub fn nat_ipv4(ip: &mut [u8], l4: L4, nat: &Nat, offload: Offload, l2_len: u8) 
         h[11] = 0;
         req.ip_cksum = true;
     } else {
-        // TTL and protocol share a word: TTL drops by one in the high byte.
-        let ttl_delta = delta16(
-            u16::from(ttl) << 8 | u16::from(h[9]),
-            u16::from(ttl - 1) << 8 | u16::from(h[9]),
-        );
+        // TTL and protocol share a word whose high byte drops by one (TTL
+        // is above 1): ~w + (w - 0x100) = 0xffff - 0x100 for every w.
+        let ttl_delta = 0xfeff;
         let c = apply(u16::from_be_bytes([h[10], h[11]]), addr_delta + ttl_delta);
         h[10..12].copy_from_slice(&c.to_be_bytes());
     }
