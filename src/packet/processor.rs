@@ -1639,7 +1639,8 @@ impl<F: Frame> Processor<F> {
                     }
                 };
                 src.is_some_and(|src| {
-                    build_icmpv4_error(
+                    let (src, orig_src) = (IpAddr::V4(src), IpAddr::V4(orig_src));
+                    build_icmp_error(
                         &mut f, &my_mac, &peer_mac, src, orig_src, t, code, extra, quote,
                     )
                 })
@@ -1654,7 +1655,10 @@ impl<F: Frame> Processor<F> {
                     IcmpError::TooBig(mtu) => (icmpv6::msg_type::PACKET_TOO_BIG, u32::from(mtu)),
                 };
                 src.is_some_and(|src| {
-                    build_icmpv6_error(&mut f, &my_mac, &peer_mac, src, orig_src, t, extra, quote)
+                    let (src, orig_src) = (IpAddr::V6(src), IpAddr::V6(orig_src));
+                    build_icmp_error(
+                        &mut f, &my_mac, &peer_mac, src, orig_src, t, 0, extra, quote,
+                    )
                 })
             }
             _ => false,
@@ -1876,6 +1880,57 @@ fn build_arp<F: Frame>(
     true
 }
 
+/// Makes `f` an untagged Ethernet + IP frame (IPv4 or IPv6 by the
+/// addresses' family) with `payload_len` bytes after the IP header, zeroed
+/// and padded to the Ethernet minimum, headers written; returns the payload
+/// for the caller to fill. `None` for mixed families or a frame too small.
+#[allow(clippy::too_many_arguments)]
+fn ip_frame<'a, F: Frame>(
+    f: &'a mut F,
+    src_mac: &[u8; 6],
+    dst_mac: &[u8; 6],
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    ttl: u8,
+    payload_len: usize,
+) -> Option<&'a mut [u8]> {
+    let (l3, et) = match (src, dst) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => (ipv4::HEADER_LEN, ethertype::IPV4),
+        (IpAddr::V6(_), IpAddr::V6(_)) => (ipv6::HEADER_LEN, ethertype::IPV6),
+        _ => return None,
+    };
+    let at = ethernet::HEADER_LEN + l3;
+    if !f.set_len((at + payload_len).max(MIN_FRAME)) {
+        return None;
+    }
+    f.set_tx_offload(Default::default());
+    let data = f.data_mut();
+    data.fill(0);
+    ethernet::emit_header(data, dst_mac, src_mac, et);
+    let header = &mut data[ethernet::HEADER_LEN..at];
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Ipv4Repr {
+            src_addr: s,
+            dst_addr: d,
+            protocol: proto,
+            payload_len,
+            ttl,
+        }
+        .emit(header),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Ipv6Repr {
+            src_addr: s,
+            dst_addr: d,
+            next_header: proto,
+            payload_len,
+            hop_limit: ttl,
+        }
+        .emit(header),
+        _ => return None,
+    }
+    Some(&mut data[at..at + payload_len])
+}
+
 /// Writes an untagged Ethernet + IPv6 + ICMPv6 frame whose ICMPv6 message
 /// `emit` writes (returning its length); hop limit 255 as ND requires.
 fn build_ndisc<F: Frame>(
@@ -1888,25 +1943,12 @@ fn build_ndisc<F: Frame>(
 ) -> bool {
     let mut buf = [0u8; 64];
     let n = emit(&mut buf);
-    let total = ethernet::HEADER_LEN + ipv6::HEADER_LEN + n;
-    if !f.set_len(total.max(MIN_FRAME)) {
+    let (s, d) = (IpAddr::V6(src), IpAddr::V6(dst));
+    let Some(msg) = ip_frame(f, src_mac, dst_mac, s, d, protocol::ICMPV6, 255, n) else {
         return false;
-    }
-    let data = f.data_mut();
-    data.fill(0);
-    ethernet::emit_header(data, dst_mac, src_mac, ethertype::IPV6);
-    let repr = Ipv6Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: protocol::ICMPV6,
-        payload_len: n,
-        hop_limit: 255,
     };
-    repr.emit(&mut data[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv6::HEADER_LEN]);
-    let at = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
-    data[at..at + n].copy_from_slice(&buf[..n]);
-    Icmpv6Packet::new_unchecked(&mut data[at..at + n]).fill_checksum(&src, &dst);
-    f.set_tx_offload(Default::default());
+    msg.copy_from_slice(&buf[..n]);
+    Icmpv6Packet::new_unchecked(msg).fill_checksum(&src, &dst);
     true
 }
 
@@ -1922,118 +1964,44 @@ fn build_tcp_rst<F: Frame>(
     seq: u32,
     ack: Option<u32>,
 ) -> bool {
-    let (l3, ethertype) = match (src, dst) {
-        (IpAddr::V4(_), IpAddr::V4(_)) => (ipv4::HEADER_LEN, ethertype::IPV4),
-        (IpAddr::V6(_), IpAddr::V6(_)) => (ipv6::HEADER_LEN, ethertype::IPV6),
-        _ => return false,
-    };
-    let total = ethernet::HEADER_LEN + l3 + 20;
-    if !f.set_len(total.max(MIN_FRAME)) {
+    let Some(seg) = ip_frame(f, &[0; 6], &[0; 6], src, dst, protocol::TCP, OWN_TTL, 20) else {
         return false;
-    }
-    let data = f.data_mut();
-    data.fill(0);
-    ethernet::emit_header(data, &[0; 6], &[0; 6], ethertype);
-    let ip_at = ethernet::HEADER_LEN;
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => Ipv4Repr {
-            src_addr: s,
-            dst_addr: d,
-            protocol: protocol::TCP,
-            payload_len: 20,
-            ttl: OWN_TTL,
-        }
-        .emit(&mut data[ip_at..ip_at + l3]),
-        (IpAddr::V6(s), IpAddr::V6(d)) => Ipv6Repr {
-            src_addr: s,
-            dst_addr: d,
-            next_header: protocol::TCP,
-            payload_len: 20,
-            hop_limit: OWN_TTL,
-        }
-        .emit(&mut data[ip_at..ip_at + l3]),
-        _ => return false,
-    }
-    let seg = &mut data[ip_at + l3..ip_at + l3 + 20];
+    };
     crate::wire::tcp::emit_rst(seg, sport, dport, seq, ack);
     TcpPacket::new_unchecked(seg).fill_checksum(&src, &dst);
-    f.set_tx_offload(Default::default());
     true
 }
 
+/// Writes an ICMP (IPv4) or ICMPv6 error of type `t`, `code`, with `extra`
+/// in the second word (the MTU for fragmentation needed / packet too big)
+/// and `quote`, the start of the offending packet.
 #[allow(clippy::too_many_arguments)]
-fn build_icmpv4_error<F: Frame>(
+fn build_icmp_error<F: Frame>(
     f: &mut F,
     src_mac: &[u8; 6],
     dst_mac: &[u8; 6],
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
+    src: IpAddr,
+    dst: IpAddr,
     t: u8,
     code: u8,
     extra: u32,
     quote: &[u8],
 ) -> bool {
-    let icmp_len = icmpv4::HEADER_LEN + quote.len();
-    let total = ethernet::HEADER_LEN + ipv4::HEADER_LEN + icmp_len;
-    if !f.set_len(total.max(MIN_FRAME)) {
+    let v6 = matches!(src, IpAddr::V6(_));
+    let proto = if v6 { protocol::ICMPV6 } else { protocol::ICMP };
+    // ICMPv4 and ICMPv6 share the 8-byte header layout.
+    let len = icmpv4::HEADER_LEN + quote.len();
+    let Some(msg) = ip_frame(f, src_mac, dst_mac, src, dst, proto, OWN_TTL, len) else {
         return false;
-    }
-    let data = f.data_mut();
-    data.fill(0);
-    ethernet::emit_header(data, dst_mac, src_mac, ethertype::IPV4);
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol: protocol::ICMP,
-        payload_len: icmp_len,
-        ttl: OWN_TTL,
     };
-    ip.emit(&mut data[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::HEADER_LEN]);
-    let at = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
-    let msg = &mut data[at..at + icmp_len];
     msg[0] = t;
     msg[1] = code;
     msg[4..8].copy_from_slice(&extra.to_be_bytes());
     msg[8..].copy_from_slice(quote);
-    Icmpv4Packet::new_unchecked(msg).fill_checksum();
-    f.set_tx_offload(Default::default());
-    true
-}
-
-#[allow(clippy::too_many_arguments)]
-fn build_icmpv6_error<F: Frame>(
-    f: &mut F,
-    src_mac: &[u8; 6],
-    dst_mac: &[u8; 6],
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-    t: u8,
-    extra: u32,
-    quote: &[u8],
-) -> bool {
-    let icmp_len = icmpv6::HEADER_LEN + quote.len();
-    let total = ethernet::HEADER_LEN + ipv6::HEADER_LEN + icmp_len;
-    if !f.set_len(total.max(MIN_FRAME)) {
-        return false;
+    match (src, dst) {
+        (IpAddr::V6(s), IpAddr::V6(d)) => Icmpv6Packet::new_unchecked(msg).fill_checksum(&s, &d),
+        _ => Icmpv4Packet::new_unchecked(msg).fill_checksum(),
     }
-    let data = f.data_mut();
-    data.fill(0);
-    ethernet::emit_header(data, dst_mac, src_mac, ethertype::IPV6);
-    let ip = Ipv6Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: protocol::ICMPV6,
-        payload_len: icmp_len,
-        hop_limit: OWN_TTL,
-    };
-    ip.emit(&mut data[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv6::HEADER_LEN]);
-    let at = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
-    let msg = &mut data[at..at + icmp_len];
-    msg[0] = t;
-    msg[4..8].copy_from_slice(&extra.to_be_bytes());
-    msg[8..].copy_from_slice(quote);
-    Icmpv6Packet::new_unchecked(msg).fill_checksum(&src, &dst);
-    f.set_tx_offload(Default::default());
     true
 }
 
