@@ -21,6 +21,11 @@ use crate::farm::{Farm, FarmBalancer, FarmCounters, FarmError, Publisher};
 use crate::packet::{
     CoreSetup, Counters, DropReason, Frame, Io, PortAddr, PortIdx, PortSetup, Processor,
 };
+use crate::wire::arp::{self, ArpPacket};
+use crate::wire::ethernet::{ethertype, EthernetFrame};
+use crate::wire::icmpv6;
+use crate::wire::ipv6::Ipv6Packet;
+use crate::wire::protocol;
 
 /// Frames per rx burst at most (the configured burst may be smaller).
 pub const MAX_BURST: usize = 256;
@@ -215,14 +220,11 @@ impl WorkerIo<'_> {
         }
     }
 
-    /// The kernel behind a tap resolves its own neighbours: it gets a copy of
-    /// every ARP reply and neighbour advertisement received on the port (the
-    /// core answers requests for the LB's addresses itself).
-    fn copy_neighbour_answer(&mut self, port: PortIdx, m: &Mbuf) {
-        if !matches!(self.taps.get(port as usize), Some(Some(_))) || !is_neighbour_answer(m.data())
-        {
-            return;
-        }
+    /// Hands a copy of `m` to the kernel behind the port's tap. The worker
+    /// loop does it for every ARP reply and neighbour advertisement, so the
+    /// kernel resolves its own neighbours (the core answers requests for the
+    /// LB's addresses itself).
+    fn copy_to_kernel(&mut self, port: PortIdx, m: &Mbuf) {
         let Some(mut copy) = self.pool.alloc() else {
             return;
         };
@@ -377,19 +379,23 @@ impl Worker {
                     io.stats.busy_polls += 1;
                     io.stats.rx += n as u64;
                     rx.prefetch_all();
+                    // Decided once per burst, not per frame.
+                    let tapped = has_taps && taps[port as usize].is_some();
                     let mut k = 0;
                     for m in rx.drain() {
-                        if let Some(m) = accept_one(&mut core, &mut io, port, m) {
+                        if let Some(m) = accept_one(&mut core, &mut io, port, tapped, m) {
                             frames[k] = Some(m);
                             k += 1;
                         }
                     }
                     core.process_burst(&mut io, &mut balancer, port, &mut frames[..k], now);
                 }
-                for _ in 0..if has_peers { self.burst } else { 0 } {
-                    let Some((port, m)) = inbox.pop() else { break };
-                    io.stats.redirected_in += 1;
-                    core.process_redirected(&mut io, &mut balancer, port, m, now);
+                if has_peers {
+                    for _ in 0..self.burst {
+                        let Some((port, m)) = inbox.pop() else { break };
+                        io.stats.redirected_in += 1;
+                        core.process_redirected(&mut io, &mut balancer, port, m, now);
+                    }
                 }
                 if tap_owner && has_taps {
                     // The exception path: other workers' frames for the
@@ -445,9 +451,12 @@ fn accept_one(
     core: &mut Processor<Mbuf>,
     io: &mut WorkerIo<'_>,
     port: PortIdx,
+    tapped: bool,
     m: Mbuf,
 ) -> Option<Mbuf> {
-    io.copy_neighbour_answer(port, &m);
+    if tapped && is_neighbour_answer(m.data()) {
+        io.copy_to_kernel(port, &m);
+    }
     if m.is_chained() {
         // The core sees one contiguous segment; multi-segment frames only
         // come from ports configured for jumbo frames beyond the mbuf size.
@@ -753,11 +762,19 @@ fn run_with_eal(
     Ok(())
 }
 
-/// An ARP reply, or an IPv6 neighbour advertisement (untagged frames).
+/// An ARP reply, or an IPv6 neighbour advertisement.
 fn is_neighbour_answer(f: &[u8]) -> bool {
-    match f.get(12..14) {
-        Some([0x08, 0x06]) => f.get(20..22) == Some(&[0, 2]),
-        Some([0x86, 0xdd]) => f.get(20) == Some(&58) && f.get(54) == Some(&136),
+    let Ok(eth) = EthernetFrame::new_checked(f) else {
+        return false;
+    };
+    match eth.ethertype() {
+        ethertype::ARP => {
+            ArpPacket::new_checked(eth.payload()).is_ok_and(|a| a.operation() == arp::op::REPLY)
+        }
+        ethertype::IPV6 => Ipv6Packet::new_checked(eth.payload()).is_ok_and(|ip| {
+            ip.next_header() == protocol::ICMPV6
+                && ip.payload().first() == Some(&icmpv6::msg_type::NEIGHBOR_ADVERT)
+        }),
         _ => false,
     }
 }
