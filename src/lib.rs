@@ -2,7 +2,8 @@
 //!
 //! The pure core (`wire`, `packet`, `farm`, `flow`, `config`) has no DPDK types and
 //! builds with `--no-default-features`; the DPDK shell (`dpdk`, `dataplane`) is
-//! behind the default `dpdk` feature.
+//! behind the default `dpdk` feature, except `dpdk::hint` (cache prefetching),
+//! which the core uses and which needs no DPDK.
 
 pub mod cli;
 pub mod config;
@@ -14,5 +15,4 @@ pub mod wire;
 
 #[cfg(feature = "dpdk")]
 pub mod dataplane;
-#[cfg(feature = "dpdk")]
 pub mod dpdk;
