@@ -59,6 +59,7 @@ fn main() {
         .allowlist_function("rte_.*")
         .allowlist_function("farmlb_.*")
         .allowlist_type("rte_.*")
+        .allowlist_type("farmlb_.*")
         .allowlist_var("RTE_.*")
         .allowlist_var("FARMLB_.*")
         .opaque_type("rte_mbuf")

@@ -2,6 +2,7 @@
  * bindgen cannot bind. Each is a one-line forwarder compiled into the crate. */
 #ifndef FARMLB_SHIM_H
 #define FARMLB_SHIM_H
+#include <stddef.h>
 #include <stdint.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
@@ -30,6 +31,18 @@ unsigned farmlb_ring_dequeue_burst(struct rte_ring *r, void **objs, unsigned n);
 unsigned farmlb_lcore_id(void);
 uint64_t farmlb_rdtsc(void);
 int farmlb_errno(void);
+
+/* Where the per-packet fields sit in struct rte_mbuf (bindgen keeps the
+ * struct opaque): the packet path reads them directly instead of calling a
+ * shim function for each. clang evaluates offsetof, so these are the
+ * installed DPDK's own offsets. */
+enum farmlb_mbuf_field {
+	FARMLB_MBUF_BUF_ADDR = offsetof(struct rte_mbuf, buf_addr),
+	FARMLB_MBUF_DATA_OFF = offsetof(struct rte_mbuf, data_off),
+	FARMLB_MBUF_NB_SEGS = offsetof(struct rte_mbuf, nb_segs),
+	FARMLB_MBUF_DATA_LEN = offsetof(struct rte_mbuf, data_len),
+	FARMLB_MBUF_BUF_LEN = offsetof(struct rte_mbuf, buf_len),
+};
 
 /* Offload flags and capability bits that DPDK defines as macros (bindgen drops
  * the shifted-constant macros), exported as constants. */

@@ -88,8 +88,15 @@ pub struct WorkerStats {
     /// sent out through the port.
     pub to_kernel: u64,
     pub from_kernel: u64,
-    /// Rx bursts that returned at least one frame.
+    /// Rx bursts (one per rx queue per loop) and those that returned at
+    /// least one frame: `rx / busy_polls` is the mean burst size, and
+    /// `busy_polls / polls` how busy the worker was.
+    pub polls: u64,
     pub busy_polls: u64,
+    /// Time spent in loop iterations that had frames to handle (from the
+    /// rx polls to the tx flush): `busy_ns / rx` is the worker's cost per
+    /// frame, whatever share of the time it was idle.
+    pub busy_ns: u64,
     /// Frames received from other workers' redirect rings.
     pub redirected_in: u64,
     /// Snapshots adopted after the first.
@@ -371,8 +378,10 @@ impl Worker {
                 }
                 let tsc = dpdk::tsc_now();
                 let now = to_ns(tsc);
+                let busy_before = io.stats.busy_polls;
                 for &(port, queue) in &self.rx {
                     let n = ports[port as usize].rx_burst(queue, &mut rx, self.burst);
+                    io.stats.polls += 1;
                     if n == 0 {
                         continue;
                     }
@@ -416,6 +425,9 @@ impl Worker {
                     }
                 }
                 io.flush_all();
+                if io.stats.busy_polls != busy_before {
+                    io.stats.busy_ns += to_ns(dpdk::tsc_now()).saturating_sub(now);
+                }
                 if tsc.wrapping_sub(next_poll) < u64::MAX / 2 {
                     polls += 1;
                     if polls.is_multiple_of(PUBLISH_EVERY) {

@@ -66,8 +66,17 @@ pub fn launch_workers(jobs: Vec<(LcoreId, Job)>) -> Result<WorkerHandle> {
 /// Timestamp counter now.
 #[inline]
 pub fn tsc_now() -> u64 {
+    // RDTSC in place on x86_64 (what rte_rdtsc does), the shim elsewhere.
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: RDTSC only reads the CPU's timestamp counter.
+    unsafe {
+        std::arch::x86_64::_rdtsc()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
     // SAFETY: reads the CPU's timestamp counter.
-    unsafe { sys::farmlb_rdtsc() }
+    unsafe {
+        sys::farmlb_rdtsc()
+    }
 }
 
 /// Timestamp counter ticks per second.

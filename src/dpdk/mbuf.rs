@@ -32,10 +32,23 @@ impl Mbuf {
         p
     }
 
+    /// A pointer to the field at byte `offset` of the mbuf header.
+    #[inline(always)]
+    fn field<T>(&self, offset: sys::farmlb_mbuf_field) -> *mut T {
+        field(self.raw.as_ptr(), offset)
+    }
+
+    /// The first byte of the packet data.
+    #[inline(always)]
+    fn data_ptr(&self) -> *mut u8 {
+        // SAFETY: the mbuf is owned, hence valid.
+        unsafe { data_start(self.raw.as_ptr()) }
+    }
+
     #[inline]
     pub fn len(&self) -> usize {
-        // SAFETY: the mbuf is valid while owned.
-        unsafe { sys::farmlb_pktmbuf_data_len(self.raw.as_ptr()) as usize }
+        // SAFETY: data_len is an aligned u16 field of an mbuf we own.
+        unsafe { *self.field::<u16>(sys::farmlb_mbuf_field_FARMLB_MBUF_DATA_LEN) as usize }
     }
 
     #[inline]
@@ -47,8 +60,8 @@ impl Mbuf {
     /// the first; such packets are only produced by jumbo-frame ports).
     #[inline]
     pub fn is_chained(&self) -> bool {
-        // SAFETY: the mbuf is valid while owned.
-        unsafe { sys::farmlb_pktmbuf_nb_segs(self.raw.as_ptr()) != 1 }
+        // SAFETY: nb_segs is an aligned u16 field of an mbuf we own.
+        unsafe { *self.field::<u16>(sys::farmlb_mbuf_field_FARMLB_MBUF_NB_SEGS) != 1 }
     }
 
     /// The NIC's RSS hash of the packet (0 when the port has no RSS).
@@ -61,29 +74,62 @@ impl Mbuf {
     /// Prefetches the packet data into cache.
     #[inline]
     pub fn prefetch(&self) {
-        // SAFETY: a prefetch never faults; the pointer is the mbuf's data start.
-        unsafe { sys::farmlb_prefetch0(sys::farmlb_pktmbuf_mtod(self.raw.as_ptr())) }
+        prefetch_ptr(self.data_ptr());
     }
+}
+
+/// A pointer to the field at byte `offset` of mbuf `m`'s header (one of
+/// the `farmlb_mbuf_field` offsets the shim exports; reading the fields in
+/// place saves a call into the shim per access on the packet path).
+#[inline(always)]
+fn field<T>(m: *mut sys::rte_mbuf, offset: sys::farmlb_mbuf_field) -> *mut T {
+    // The offsets come from offsetof over the installed DPDK's struct
+    // rte_mbuf: the result points inside the header, and wrapping_add
+    // needs no unsafe.
+    m.cast::<u8>().wrapping_add(offset as usize).cast::<T>()
+}
+
+/// The first byte of the packet data of `m`: buf_addr + data_off, as
+/// rte_pktmbuf_mtod computes it.
+///
+/// # Safety
+/// `m` must be a valid mbuf.
+#[inline(always)]
+unsafe fn data_start(m: *mut sys::rte_mbuf) -> *mut u8 {
+    // SAFETY: buf_addr and data_off are naturally aligned fields of a valid
+    // mbuf; data_off lies within the buffer by DPDK's invariant.
+    unsafe {
+        let buf = *field::<*mut u8>(m, sys::farmlb_mbuf_field_FARMLB_MBUF_BUF_ADDR);
+        let off = *field::<u16>(m, sys::farmlb_mbuf_field_FARMLB_MBUF_DATA_OFF);
+        buf.add(off as usize)
+    }
+}
+
+/// Starts loading the cache line at `p` (what rte_prefetch0 does).
+#[inline(always)]
+fn prefetch_ptr(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is a hint: it never faults and writes nothing.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 impl Frame for Mbuf {
     #[inline]
     fn data(&self) -> &[u8] {
-        // SAFETY: mtod points at data_len initialised bytes inside the mbuf's
-        // buffer, which lives as long as self and is not aliased mutably.
-        unsafe {
-            let p = sys::farmlb_pktmbuf_mtod(self.raw.as_ptr()) as *const u8;
-            std::slice::from_raw_parts(p, self.len())
-        }
+        // SAFETY: the data start points at data_len initialised bytes inside
+        // the mbuf's buffer, which lives as long as self and is not aliased
+        // mutably.
+        unsafe { std::slice::from_raw_parts(self.data_ptr(), self.len()) }
     }
 
     #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in data(); &mut self guarantees exclusive access.
-        unsafe {
-            let p = sys::farmlb_pktmbuf_mtod(self.raw.as_ptr()) as *mut u8;
-            std::slice::from_raw_parts_mut(p, self.len())
-        }
+        unsafe { std::slice::from_raw_parts_mut(self.data_ptr(), self.len()) }
     }
 
     #[inline]
@@ -112,6 +158,11 @@ impl Frame for Mbuf {
             L4Offload::None => {}
             L4Offload::Tcp => flags |= sys::FARMLB_MBUF_F_TX_TCP_CKSUM,
             L4Offload::Udp => flags |= sys::FARMLB_MBUF_F_TX_UDP_CKSUM,
+        }
+        if flags == 0 {
+            // Nothing to request (a port without checksum offload): the
+            // mbuf came from rx or alloc with no tx flags set.
+            return;
         }
         // SAFETY: writes the offload fields of an mbuf we own.
         unsafe {
@@ -195,8 +246,8 @@ impl<const N: usize> MbufBurst<N> {
     #[inline]
     pub fn prefetch_all(&self) {
         for &p in &self.ptrs[..self.len] {
-            // SAFETY: prefetch of an owned mbuf's data start never faults.
-            unsafe { sys::farmlb_prefetch0(sys::farmlb_pktmbuf_mtod(p)) }
+            // SAFETY: entries below len are owned, valid mbufs.
+            prefetch_ptr(unsafe { data_start(p) });
         }
     }
 
