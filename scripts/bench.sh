@@ -11,7 +11,10 @@
 #
 # Scenarios are NAME:FLOWS with NAME one of established, udp, new, mix,
 # synflood (see src/bin/farmlb-gen.rs). Prints a table and writes
-# bench-results.json (or --out). Needs root only to reserve hugepages; without
+# bench-results.json (or --out); "ns/frame" is the worker's own cost per
+# frame while it had frames (busy_ns / rx) and "busy" the share of its time
+# it had any, so a worker waiting on a slow generator is told apart from a
+# worker that is the bottleneck. Needs root only to reserve hugepages; without
 # them the EAL runs with --no-huge.
 set -euo pipefail
 
@@ -37,6 +40,9 @@ case "$WORKERS" in 1 | 2) ;; *) echo "bench.sh: --workers must be 1 or 2" >&2; e
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 TESTPMD=${TESTPMD:-dpdk-testpmd}
+# DPDK (testpmd, the memif PMD, headers for the build) and the rest of the
+# build dependencies: installed when missing (Debian, as root).
+"$ROOT/scripts/setup.sh"
 if [ "$BUILD" = 1 ]; then
     (cd "$ROOT" && cargo build --release --bins)
 fi
@@ -229,6 +235,19 @@ tmp, out, workers, duration, huge, shared, lb_lcores, gen_lcores = sys.argv[1:]
 workers = int(workers)
 limit = json.load(open(os.path.join(tmp, "limit.json")))
 lim = limit["forwarded_mpps"]
+def busy_ns_per_frame(s):
+    ws = s.get("workers", [])
+    rx = sum(w.get("rx", 0) for w in ws)
+    busy = sum(w.get("busy_ns", 0) for w in ws)
+    return busy / rx if rx and busy else None
+
+def busy_share(s):
+    ws = s.get("workers", [])
+    up = s.get("uptime_secs")
+    if not ws or not up:
+        return None
+    return sum(w.get("busy_ns", 0) for w in ws) / 1e9 / up / len(ws)
+
 rows = []
 for line in open(os.path.join(tmp, "runs")):
     name, flows, gpath, spath = line.split()
@@ -251,6 +270,11 @@ for line in open(os.path.join(tmp, "runs")):
         "flows_lost": (check["sent"] - check["answered"]) if check else None,
         "farmlb_drops": drops,
         "farmlb_tx_dropped": sum(w.get("tx_dropped", 0) for w in s.get("workers", [])),
+        # The workers' own cost per frame while they had frames to handle
+        # (busy_ns / rx): independent of how long they waited for the
+        # generator, so it says what one worker core can do.
+        "worker_ns_per_frame": busy_ns_per_frame(s),
+        "worker_busy_share": busy_share(s),
         "generator": g,
         "farmlb_stats": s,
     })
@@ -269,7 +293,7 @@ doc = {
 json.dump(doc, open(out, "w"), indent=2)
 print(f"\nfarmlb on net_memif, 64-byte frames, {workers} worker(s), hugepages={huge}, load {' '.join(load)}")
 print(f"limit (testpmd io fwd, same generator): {lim:.2f} Mpps forwarded\n")
-hdr = f"{'scenario':<12}{'flows':>9}{'Mpps':>8}{'Mpps/wk':>9}{'%limit':>8}{'new flows/s':>13}{'data loss':>11}{'flows lost':>12}  drops"
+hdr = f"{'scenario':<12}{'flows':>9}{'Mpps':>8}{'Mpps/wk':>9}{'%limit':>8}{'ns/frame':>10}{'busy':>6}{'new flows/s':>13}{'data loss':>11}{'flows lost':>12}  drops"
 print(hdr)
 print("-" * len(hdr))
 for r in rows:
@@ -278,7 +302,9 @@ for r in rows:
     d = ", ".join(f"{k}={v}" for k, v in r["farmlb_drops"].items())
     if r["farmlb_tx_dropped"]:
         d = (d + ", " if d else "") + f"tx_dropped={r['farmlb_tx_dropped']}"
-    print(f"{r['scenario']:<12}{r['flows']:>9}{r['forwarded_mpps']:>8.2f}{r['mpps_per_worker']:>9.2f}{pct:>8}"
+    nsf = "-" if r["worker_ns_per_frame"] is None else f"{r['worker_ns_per_frame']:.0f}"
+    busy = "-" if r["worker_busy_share"] is None else f"{100 * r['worker_busy_share']:.0f}%"
+    print(f"{r['scenario']:<12}{r['flows']:>9}{r['forwarded_mpps']:>8.2f}{r['mpps_per_worker']:>9.2f}{pct:>8}{nsf:>10}{busy:>6}"
           f"{r['new_flows_per_sec']:>13.0f}{100 * r['data_loss']:>10.2f}%{lost:>12}  {d}")
 print(f"\nwritten: {out}")
 PY
