@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --scenarios) SCENARIOS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
