@@ -49,7 +49,8 @@ use crate::wire::{protocol, Error as WireError};
 use super::neighbour::{NeighbourTimers, Neighbours, Resolve, Task};
 use super::rewrite::{self, L4};
 use super::{
-    Balancer, CoreSetup, Counters, DropReason, FlowKey, Frame, Io, Nanos, Nat, PortIdx, PortSetup,
+    Balancer, CoreSetup, Counters, DropReason, FlowKey, Frame, Io, Nanos, Nat, Offload, PortIdx,
+    PortSetup, TxOffload,
 };
 
 const SEC: Nanos = 1_000_000_000;
@@ -223,21 +224,21 @@ impl Hop {
 
 #[inline]
 fn hop_index(dst: IpAddr) -> usize {
+    // Any hash of the address will do: the native byte order saves the swap.
     let x = match dst {
-        IpAddr::V4(a) => u64::from(u32::from(a)),
+        IpAddr::V4(a) => u64::from(u32::from_ne_bytes(a.octets())),
         IpAddr::V6(a) => {
-            let v = u128::from(a);
+            let v = u128::from_ne_bytes(a.octets());
             (v as u64) ^ ((v >> 64) as u64)
         }
     };
     (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % HOP_CACHE
 }
 
-/// A TCP/UDP packet of the common shape (untagged Ethernet to our MAC,
-/// IPv4 without options or IPv6 without extension headers, not a fragment,
-/// valid lengths and IPv4 header checksum), parsed in one pass.
+/// A TCP/UDP packet (its flow key and what the rewrite needs), on the way
+/// from parsing to [`Processor::transport_with`].
 #[derive(Clone, Copy, Debug)]
-struct Fast {
+struct Transport {
     key: FlowKey,
     flags: u8,
     l4: L4,
@@ -245,24 +246,68 @@ struct Fast {
     df: bool,
 }
 
+/// A TCP/UDP packet of the common shape (untagged Ethernet to our MAC,
+/// IPv4 without options or IPv6 without extension headers, not a fragment,
+/// valid lengths and IPv4 header checksum), parsed in one pass. Its L4
+/// header follows the IP header (at 14 + 20 or 14 + 40), and its L4 header
+/// is complete (20 bytes of TCP or 8 of UDP are in the frame).
+#[derive(Clone, Copy, Debug)]
+struct Fast {
+    key: FlowKey,
+    flags: u8,
+    ttl: u8,
+    df: bool,
+    v6: bool,
+    /// Length of the L4 segment (the IP payload).
+    l4_len: u16,
+}
+
+impl Fast {
+    #[inline(always)]
+    fn transport(&self) -> Transport {
+        Transport {
+            key: self.key,
+            flags: self.flags,
+            l4: L4 {
+                proto: self.key.proto,
+                offset: if self.v6 { 40 } else { 20 },
+                len: usize::from(self.l4_len),
+                present: true,
+            },
+            ttl: self.ttl,
+            df: self.df,
+        }
+    }
+}
+
 /// The ports and TCP flags of a TCP/UDP segment `seg` that passes the
 /// checks of the wire views (`TcpPacket`/`UdpPacket::new_checked`).
 #[inline(always)]
 fn fast_ports(seg: &[u8], proto: u8) -> Option<(u16, u16, u8)> {
-    let sp = u16::from_be_bytes([*seg.first()?, *seg.get(1)?]);
-    let dp = u16::from_be_bytes([*seg.get(2)?, *seg.get(3)?]);
     if proto == protocol::TCP {
-        let hl = usize::from(*seg.get(12)? >> 4) * 4;
+        // A data offset of at least 20 bytes that lies inside the segment
+        // implies a complete fixed header.
+        let t: &[u8; 20] = seg.get(..20)?.try_into().ok()?;
+        let hl = usize::from(t[12] >> 4) * 4;
         if hl < 20 || hl > seg.len() {
             return None;
         }
-        Some((sp, dp, seg[13]))
+        Some((
+            u16::from_be_bytes([t[0], t[1]]),
+            u16::from_be_bytes([t[2], t[3]]),
+            t[13],
+        ))
     } else {
-        let ul = usize::from(u16::from_be_bytes([*seg.get(4)?, *seg.get(5)?]));
+        let u: &[u8; 8] = seg.get(..8)?.try_into().ok()?;
+        let ul = usize::from(u16::from_be_bytes([u[4], u[5]]));
         if ul < udp::HEADER_LEN || ul > seg.len() {
             return None;
         }
-        Some((sp, dp, 0))
+        Some((
+            u16::from_be_bytes([u[0], u[1]]),
+            u16::from_be_bytes([u[2], u[3]]),
+            0,
+        ))
     }
 }
 
@@ -275,84 +320,83 @@ fn parse_fast(data: &[u8], my_mac: &[u8; 6]) -> Option<Fast> {
     if eth[..6] != my_mac[..] {
         return None;
     }
-    match [eth[12], eth[13]] {
-        [0x08, 0x00] => {
-            let h: &[u8; 20] = data.get(L2..L2 + 20)?.try_into().ok()?;
-            let proto = h[9];
-            // Version 4, no options, not a fragment (MF clear, offset 0).
-            if h[0] != 0x45 || (proto != protocol::TCP && proto != protocol::UDP) {
-                return None;
-            }
-            if h[6] & 0x3f != 0 || h[7] != 0 {
-                return None;
-            }
-            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-            // The ones' complement sum of the header, five 32-bit words at a
-            // time (2^16 ≡ 1 modulo 2^16 - 1): all ones when it is valid.
-            let mut sum = 0u64;
-            for w in h.chunks_exact(4) {
-                sum += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
-            }
-            if rewrite::fold(sum) != 0xffff || total < 20 {
-                return None;
-            }
-            let seg = data.get(L2 + 20..L2 + total)?;
-            let (src_port, dst_port, flags) = fast_ports(seg, proto)?;
-            let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
-            let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
-            Some(Fast {
-                key: FlowKey {
-                    proto,
-                    src: IpAddr::V4(src),
-                    src_port,
-                    dst: IpAddr::V4(dst),
-                    dst_port,
-                },
-                flags,
-                l4: L4 {
-                    proto,
-                    offset: 20,
-                    len: total - 20,
-                    present: true,
-                },
-                ttl: h[8],
-                df: h[6] & 0x40 != 0,
-            })
+    let et = u16::from_ne_bytes([eth[12], eth[13]]);
+    if et == u16::from_ne_bytes([0x08, 0x00]) {
+        let h: &[u8; 20] = data.get(L2..L2 + 20)?.try_into().ok()?;
+        let proto = h[9];
+        // Version 4, no options, not a fragment (MF clear, offset 0).
+        if h[0] != 0x45 || (proto != protocol::TCP && proto != protocol::UDP) {
+            return None;
         }
-        [0x86, 0xdd] => {
-            let h: &[u8; 40] = data.get(L2..L2 + 40)?.try_into().ok()?;
-            let proto = h[6];
-            if h[0] >> 4 != 6 || (proto != protocol::TCP && proto != protocol::UDP) {
-                return None;
-            }
-            let payload = usize::from(u16::from_be_bytes([h[4], h[5]]));
-            let seg = data.get(L2 + 40..L2 + 40 + payload)?;
-            let (src_port, dst_port, flags) = fast_ports(seg, proto)?;
-            let mut a = [0u8; 16];
-            a.copy_from_slice(&h[8..24]);
-            let src = Ipv6Addr::from(a);
-            a.copy_from_slice(&h[24..40]);
-            let dst = Ipv6Addr::from(a);
-            Some(Fast {
-                key: FlowKey {
-                    proto,
-                    src: IpAddr::V6(src),
-                    src_port,
-                    dst: IpAddr::V6(dst),
-                    dst_port,
-                },
-                flags,
-                l4: L4 {
-                    proto,
-                    offset: 40,
-                    len: payload,
-                    present: true,
-                },
-                ttl: h[7],
-                df: true,
-            })
+        if u16::from_ne_bytes([h[6], h[7]]) & u16::from_ne_bytes([0x3f, 0xff]) != 0 {
+            return None;
         }
-        _ => None,
+        // The header checksum is valid when the ones' complement sum of the
+        // header is all ones: when the plain sum of its five 32-bit words
+        // is a non-zero multiple of 2^16 - 1 (2^16 ≡ 1 modulo 2^16 - 1; the
+        // first byte is 0x45, so the sum is not zero). That holds in either
+        // byte order (swapping the bytes of a 16-bit word multiplies it by
+        // 2^8 modulo 2^16 - 1, which is invertible), so the words are read
+        // in little-endian order, which costs no byte swaps on x86.
+        let mut sum = 0u64;
+        for w in h.chunks_exact(4) {
+            sum += u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+        }
+        if sum % 0xffff != 0 {
+            return None;
+        }
+        let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        if total < 20 {
+            return None;
+        }
+        let seg = data.get(L2 + 20..L2 + total)?;
+        let (src_port, dst_port, flags) = fast_ports(seg, proto)?;
+        let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
+        let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+        Some(Fast {
+            key: FlowKey {
+                proto,
+                src: IpAddr::V4(src),
+                src_port,
+                dst: IpAddr::V4(dst),
+                dst_port,
+            },
+            flags,
+            ttl: h[8],
+            df: h[6] & 0x40 != 0,
+            v6: false,
+            l4_len: (total - 20) as u16,
+        })
+    } else if et == u16::from_ne_bytes([0x86, 0xdd]) {
+        let h: &[u8; 40] = data.get(L2..L2 + 40)?.try_into().ok()?;
+        let proto = h[6];
+        if h[0] >> 4 != 6 || (proto != protocol::TCP && proto != protocol::UDP) {
+            return None;
+        }
+        let payload = u16::from_be_bytes([h[4], h[5]]);
+        let seg = data.get(L2 + 40..L2 + 40 + usize::from(payload))?;
+        let (src_port, dst_port, flags) = fast_ports(seg, proto)?;
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&h[8..24]);
+        let src = Ipv6Addr::from(a);
+        a.copy_from_slice(&h[24..40]);
+        let dst = Ipv6Addr::from(a);
+        Some(Fast {
+            key: FlowKey {
+                proto,
+                src: IpAddr::V6(src),
+                src_port,
+                dst: IpAddr::V6(dst),
+                dst_port,
+            },
+            flags,
+            ttl: h[7],
+            df: true,
+            v6: true,
+            l4_len: payload,
+        })
+    } else {
+        None
     }
 }
 
@@ -553,7 +597,8 @@ impl<F: Frame> Processor<F> {
             if let Some(my_mac) = my_mac {
                 for (p, f) in pre.iter_mut().zip(chunk.iter()) {
                     if let Some(fast) = f.as_ref().and_then(|f| parse_fast(f.data(), &my_mac)) {
-                        *p = Some((fast, balancer.prefetch(&fast.key)));
+                        let hint = balancer.prefetch(&fast.key);
+                        *p = Some((fast, hint));
                     }
                 }
                 for (fast, hint) in pre.iter().flatten() {
@@ -595,23 +640,181 @@ impl<F: Frame> Processor<F> {
         redirected: bool,
         pre: Option<&(Fast, u64)>,
     ) -> Verdict {
-        let out = match pre {
-            Some((fast, hint)) => {
-                self.transport_fast(balancer, &mut frame, fast, Some(*hint), now, redirected)
-            }
+        let parsed;
+        let fast = match pre {
+            Some((fast, hint)) => Some((fast, Some(*hint))),
             None => {
-                let fast = self
+                parsed = self
                     .ports
                     .get(port as usize)
                     .and_then(|ps| parse_fast(frame.data(), &ps.setup.mac));
-                match fast {
-                    Some(fast) => {
-                        self.transport_fast(balancer, &mut frame, &fast, None, now, redirected)
-                    }
-                    None => self.handle(io, balancer, port, &mut frame, now, redirected),
-                }
+                parsed.as_ref().map(|f| (f, None))
             }
         };
+        if let Some((fast, hint)) = fast {
+            return self.forward_fast(io, balancer, port, frame, fast, hint, now, redirected);
+        }
+        let out = self.handle(io, balancer, port, &mut frame, now, redirected);
+        self.finish(io, port, frame, out, now)
+    }
+
+    /// A frame of the common shape (see [`Fast`]): the balancer decides, and
+    /// when the next hop is cached the frame is rewritten and sent here;
+    /// anything else (expiring TTL, a flow owned by another worker, a
+    /// failed lookup, an uncached next hop, a frame over the MTU, checksum
+    /// offloads) goes the general way ([`Processor::transport_with`] and
+    /// [`Processor::forward_nat`]), with the same verdicts.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn forward_fast<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        mut frame: F,
+        fast: &Fast,
+        hint: Option<u64>,
+        now: Nanos,
+        redirected: bool,
+    ) -> Verdict {
+        let key = &fast.key;
+        if fast.ttl <= 1 || (!redirected && balancer.foreign_owner(key).is_some()) {
+            let t = fast.transport();
+            let out = self.transport_with(
+                balancer,
+                &mut frame,
+                ethernet::HEADER_LEN,
+                &t,
+                hint,
+                now,
+                redirected,
+                None,
+            );
+            return self.finish(io, port, frame, out, now);
+        }
+        let flen = frame.data().len();
+        let len = flen.min(u16::MAX as usize) as u16;
+        let looked = match hint {
+            Some(h) => balancer.lookup_hinted(key, h, fast.flags, len, now),
+            None => balancer.lookup(key, fast.flags, len, now),
+        };
+        let out = match looked {
+            Ok(nat) => match self.send_cached(&mut frame, fast, &nat, now) {
+                Some(out_port) => {
+                    io.transmit(out_port, frame);
+                    self.counters.forwarded += 1;
+                    self.counters.forwarded_bytes += flen as u64;
+                    return Verdict::Forward(out_port);
+                }
+                None => self.forward_nat(
+                    &mut frame,
+                    ethernet::HEADER_LEN,
+                    &fast.transport(),
+                    &nat,
+                    now,
+                    None,
+                ),
+            },
+            Err(e) => self.lookup_failed(balancer, e, key, ethernet::HEADER_LEN),
+        };
+        self.finish(io, port, frame, out, now)
+    }
+
+    /// The common case of [`Processor::forward_nat`] for a frame of the
+    /// common shape: the balancer's rewrite is of the frame's family, the
+    /// next hop is in the cache and the frame fits the egress MTU. Rewrites
+    /// the frame, sets its Ethernet addresses and returns the egress port;
+    /// `None` (and the frame unchanged) otherwise.
+    #[inline(always)]
+    fn send_cached(
+        &mut self,
+        frame: &mut F,
+        fast: &Fast,
+        nat: &Nat,
+        now: Nanos,
+    ) -> Option<PortIdx> {
+        const L2: usize = ethernet::HEADER_LEN;
+        let udp = fast.key.proto == protocol::UDP;
+        match (fast.v6, nat.src, nat.dst) {
+            (false, IpAddr::V4(ns), IpAddr::V4(nd)) => {
+                let h = self.hop(nat.dst, now)?;
+                let (out_port, mac) = (h.port, h.mac);
+                let ps = &self.ports[out_port as usize].setup;
+                let data = frame.data_mut();
+                let ip_len = data.len() - L2;
+                if ip_len > ps.mtu as usize && fast.df {
+                    return None;
+                }
+                let req = if ps.offload == Offload::default() {
+                    let ok = if udp {
+                        rewrite::nat_frame_ipv4::<42, 40>(data, true, ns, nd, nat)
+                    } else {
+                        rewrite::nat_frame_ipv4::<54, 50>(data, false, ns, nd, nat)
+                    };
+                    if !ok {
+                        return None;
+                    }
+                    TxOffload {
+                        l2_len: L2 as u8,
+                        l3_len: 20,
+                        ipv4: true,
+                        ..TxOffload::default()
+                    }
+                } else {
+                    let l4 = fast.transport().l4;
+                    rewrite::nat_ipv4(&mut data[L2..], l4, nat, ps.offload, L2 as u8)
+                };
+                let my_mac = ps.mac;
+                set_macs(frame, &mac, &my_mac);
+                frame.set_tx_offload(req);
+                Some(out_port)
+            }
+            (true, IpAddr::V6(ns), IpAddr::V6(nd)) => {
+                let h = self.hop(nat.dst, now)?;
+                let (out_port, mac) = (h.port, h.mac);
+                let ps = &self.ports[out_port as usize].setup;
+                let data = frame.data_mut();
+                if data.len() - L2 > ps.mtu as usize {
+                    return None;
+                }
+                let req = if ps.offload == Offload::default() {
+                    let ok = if udp {
+                        rewrite::nat_frame_ipv6::<62, 60>(data, true, &ns, &nd, nat)
+                    } else {
+                        rewrite::nat_frame_ipv6::<74, 70>(data, false, &ns, &nd, nat)
+                    };
+                    if !ok {
+                        return None;
+                    }
+                    TxOffload {
+                        l2_len: L2 as u8,
+                        l3_len: 40,
+                        ipv6: true,
+                        ..TxOffload::default()
+                    }
+                } else {
+                    let l4 = fast.transport().l4;
+                    rewrite::nat_ipv6(&mut data[L2..], l4, nat, ps.offload, L2 as u8)
+                };
+                let my_mac = ps.mac;
+                set_macs(frame, &mac, &my_mac);
+                frame.set_tx_offload(req);
+                Some(out_port)
+            }
+            _ => None,
+        }
+    }
+
+    /// Disposes of a frame as `out` says, counting it.
+    #[inline(never)]
+    fn finish<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        frame: F,
+        out: Handled,
+        now: Nanos,
+    ) -> Verdict {
         match out {
             Ok(Out::Route {
                 port: out_port,
@@ -993,7 +1196,7 @@ impl<F: Frame> Processor<F> {
             let u = UdpPacket::new_checked(seg)?;
             (u.src_port(), u.dst_port(), 0)
         };
-        let fast = Fast {
+        let t = Transport {
             key: FlowKey {
                 proto: l4.proto,
                 src,
@@ -1010,7 +1213,7 @@ impl<F: Frame> Processor<F> {
             balancer,
             frame,
             l2,
-            &fast,
+            &t,
             None,
             now,
             redirected,
@@ -1018,87 +1221,86 @@ impl<F: Frame> Processor<F> {
         )
     }
 
-    /// [`Processor::transport`] for a frame [`parse_fast`] accepted.
-    /// `hint`: what [`Balancer::prefetch`] returned for its key.
-    #[inline(always)]
-    fn transport_fast<B: Balancer>(
-        &mut self,
-        balancer: &mut B,
-        frame: &mut F,
-        fast: &Fast,
-        hint: Option<u64>,
-        now: Nanos,
-        redirected: bool,
-    ) -> Handled {
-        self.transport_with(
-            balancer,
-            frame,
-            ethernet::HEADER_LEN,
-            fast,
-            hint,
-            now,
-            redirected,
-            None,
-        )
-    }
-
     /// The part of [`Processor::transport`] after the ports are parsed.
+    /// `hint`: what [`Balancer::prefetch`] returned for its key.
     #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
+    #[inline]
     fn transport_with<B: Balancer>(
         &mut self,
         balancer: &mut B,
         frame: &mut F,
         l2: usize,
-        fast: &Fast,
+        t: &Transport,
         hint: Option<u64>,
         now: Nanos,
         redirected: bool,
         first_fragment: Option<FragKey>,
     ) -> Handled {
-        let Fast {
-            ref key,
-            flags,
-            l4,
-            ttl,
-            df,
-        } = *fast;
-        let (src, dst) = (key.src, key.dst);
+        let key = &t.key;
         if !redirected {
             if let Some(w) = balancer.foreign_owner(key) {
                 return Ok(Out::Redirect(w));
             }
         }
-        let data = frame.data();
         // Whether `dst` is the LB's own address matters only for expiring
         // TTLs and failed lookups: checked there, not per frame.
-        if ttl <= 1 && !self.is_port_addr(dst) {
+        if t.ttl <= 1 && !self.is_port_addr(key.dst) {
             return Ok(Out::IcmpError {
                 kind: IcmpError::TimeExceeded,
                 reason: DropReason::TtlExpired,
             });
         }
-        let len = data.len().min(u16::MAX as usize) as u16;
+        let len = frame.data().len().min(u16::MAX as usize) as u16;
         let looked = match hint {
-            Some(h) => balancer.lookup_hinted(key, h, flags, len, now),
-            None => balancer.lookup(key, flags, len, now),
+            Some(h) => balancer.lookup_hinted(key, h, t.flags, len, now),
+            None => balancer.lookup(key, t.flags, len, now),
         };
-        let nat = match looked {
-            Ok(nat) => nat,
+        match looked {
+            Ok(nat) => self.forward_nat(frame, l2, t, &nat, now, first_fragment),
+            Err(e) => self.lookup_failed(balancer, e, key, l2),
+        }
+    }
+
+    /// What happens to a TCP/UDP packet with `key` whose lookup failed
+    /// with `e`.
+    #[cold]
+    #[inline(never)]
+    fn lookup_failed<B: Balancer>(
+        &self,
+        balancer: &mut B,
+        e: DropReason,
+        key: &FlowKey,
+        l2: usize,
+    ) -> Handled {
+        match e {
             // Addressed to the LB itself and no flow or unit claims it: a
             // kernel socket's traffic (also when the address doubles as a
             // FullNAT local address and the port is the kernel's).
-            Err(DropReason::NoFarmUnit | DropReason::NoFlow) if self.is_port_addr(dst) => {
-                return Ok(Out::Exception)
+            DropReason::NoFarmUnit | DropReason::NoFlow if self.is_port_addr(key.dst) => {
+                Ok(Out::Exception)
             }
-            Err(DropReason::ServerDownReset) => {
-                return match balancer.take_reset() {
-                    Some(nat) if l4.proto == protocol::TCP => Ok(Out::Reset { nat, l2 }),
-                    _ => Err(DropReason::ServerDownReset),
-                };
-            }
-            Err(r) => return Err(r),
-        };
+            DropReason::ServerDownReset => match balancer.take_reset() {
+                Some(nat) if key.proto == protocol::TCP => Ok(Out::Reset { nat, l2 }),
+                _ => Err(DropReason::ServerDownReset),
+            },
+            r => Err(r),
+        }
+    }
+
+    /// The part of [`Processor::transport_with`] after the balancer's
+    /// lookup gave `nat`: TTL, next hop, MTU, rewrite.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn forward_nat(
+        &mut self,
+        frame: &mut F,
+        l2: usize,
+        t: &Transport,
+        nat: &Nat,
+        now: Nanos,
+        first_fragment: Option<FragKey>,
+    ) -> Handled {
+        let Transport { l4, ttl, df, .. } = *t;
         if ttl <= 1 {
             // Addressed to the LB (a FullNAT local address) but forwarded on:
             // it would leave with TTL 0, or wrap from 0 to 255.
@@ -1117,8 +1319,9 @@ impl<F: Frame> Processor<F> {
             },
         };
         let ps = &self.ports[out_port as usize];
+        let data = frame.data();
         let ip_len = data.len() - l2;
-        let ipv4 = matches!(src, IpAddr::V4(_));
+        let ipv4 = matches!(t.key.src, IpAddr::V4(_));
         if ip_len > ps.setup.mtu as usize && (df || !ipv4) {
             return Ok(Out::IcmpError {
                 kind: IcmpError::TooBig(ps.setup.mtu),
@@ -1134,13 +1337,13 @@ impl<F: Frame> Processor<F> {
         }
         let data = frame.data_mut();
         let req = if ipv4 {
-            rewrite::nat_ipv4(&mut data[l2..], l4, &nat, offload, l2 as u8)
+            rewrite::nat_ipv4(&mut data[l2..], l4, nat, offload, l2 as u8)
         } else {
-            rewrite::nat_ipv6(&mut data[l2..], l4, &nat, offload, l2 as u8)
+            rewrite::nat_ipv6(&mut data[l2..], l4, nat, offload, l2 as u8)
         };
         frame.set_tx_offload(req);
         if let Some(k) = first_fragment {
-            self.remember_fragment(k, nat, now);
+            self.remember_fragment(k, *nat, now);
         }
         match cached {
             Ok(mac) => {

@@ -320,3 +320,146 @@ pub fn embedded(
         }
     }
 }
+
+// ------------------------------------------------------------------------
+// The fast path: whole frames of the common shape, checksums in
+// little-endian lanes.
+//
+// The ones' complement sum does not depend on byte order (RFC 1071, 2.(B)):
+// swapping the bytes of every 16-bit word multiplies each word, and so the
+// sum, by 2^8 modulo 2^16 - 1. Reading every word (the checksum field
+// included) little-endian, updating, and writing it back little-endian
+// gives exactly the bytes the big-endian computation gives: both folded
+// results are the unique representative in `1..=0xFFFF` of the same residue
+// (or zero for an all-zero sum, in both orders). On a little-endian machine
+// this saves every byte swap.
+
+/// `b[at..at + 4]` as a little-endian `u32`.
+#[inline(always)]
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// `b[at..at + 8]` as a little-endian `u64`.
+#[inline(always)]
+fn le64(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// Folds a ones' complement sum of any size below 2^128 to 16 bits with
+/// end-around carries (2^64 ≡ 2^32 ≡ 2^16 ≡ 1 modulo 2^16 - 1). As
+/// [`fold`], a non-zero sum never folds to zero.
+#[inline(always)]
+fn fold128(x: u128) -> u16 {
+    let (s, c) = (x as u64).overflowing_add((x >> 64) as u64);
+    let s = s.wrapping_add(u64::from(c));
+    let (t, c) = (s as u32).overflowing_add((s >> 32) as u32);
+    let t = t.wrapping_add(u32::from(c));
+    let (u, c) = (t as u16).overflowing_add((t >> 16) as u16);
+    u.wrapping_add(u16::from(c))
+}
+
+/// The new ports of `nat` as the little-endian reading of the first four
+/// bytes of the L4 header.
+#[inline(always)]
+fn ports_le(nat: &Nat) -> u32 {
+    let s = nat.src_port.to_be_bytes();
+    let d = nat.dst_port.to_be_bytes();
+    u32::from_le_bytes([s[0], s[1], d[0], d[1]])
+}
+
+/// [`nat_ipv4`] without offloads for a whole untagged Ethernet frame whose
+/// IPv4 header has no options and whose TCP (`udp` false) or UDP header
+/// follows it complete: `N` is the length of Ethernet, IP and L4 headers
+/// up to the L4 checksum's end, `CS` the offset of the L4 checksum in the
+/// frame. `ns`/`nd` are `nat`'s addresses. Returns false, changing nothing,
+/// when the frame is shorter than `N`. The caller checked that the TTL is
+/// above 1.
+#[inline(always)]
+pub(crate) fn nat_frame_ipv4<const N: usize, const CS: usize>(
+    data: &mut [u8],
+    udp: bool,
+    ns: Ipv4Addr,
+    nd: Ipv4Addr,
+    nat: &Nat,
+) -> bool {
+    const IP: usize = 14;
+    const L4: usize = IP + 20;
+    let Some(f) = data
+        .get_mut(..N)
+        .and_then(|f| <&mut [u8; N]>::try_from(f).ok())
+    else {
+        return false;
+    };
+    let (os, od) = (le32(f, IP + 12), le32(f, IP + 16));
+    let (ns, nd) = (
+        u32::from_le_bytes(ns.octets()),
+        u32::from_le_bytes(nd.octets()),
+    );
+    f[IP + 12..IP + 16].copy_from_slice(&ns.to_le_bytes());
+    f[IP + 16..IP + 20].copy_from_slice(&nd.to_le_bytes());
+    f[IP + 8] = f[IP + 8].wrapping_sub(1);
+    let addr_delta = delta32(os, ns) + delta32(od, nd);
+    // TTL and protocol share a word; read little-endian its low byte (the
+    // TTL) drops by one: ~w + (w - 1) = 0xffff - 1 for every w.
+    let c = u16::from_le_bytes([f[IP + 10], f[IP + 11]]);
+    let c = !fold(u64::from(!c) + addr_delta + 0xfffe);
+    f[IP + 10..IP + 12].copy_from_slice(&c.to_le_bytes());
+    let (op, np) = (le32(f, L4), ports_le(nat));
+    f[L4..L4 + 4].copy_from_slice(&np.to_le_bytes());
+    let old = u16::from_le_bytes([f[CS], f[CS + 1]]);
+    if udp && old == 0 {
+        // No UDP checksum over IPv4: stays none.
+        return true;
+    }
+    let mut c = !fold(u64::from(!old) + addr_delta + delta32(op, np));
+    if udp && c == 0 {
+        c = 0xffff;
+    }
+    f[CS..CS + 2].copy_from_slice(&c.to_le_bytes());
+    true
+}
+
+/// [`nat_frame_ipv4`] for IPv6 without extension headers ([`nat_ipv6`]
+/// without offloads): decrements the hop limit (the caller checked it is
+/// above 1).
+#[inline(always)]
+pub(crate) fn nat_frame_ipv6<const N: usize, const CS: usize>(
+    data: &mut [u8],
+    udp: bool,
+    ns: &Ipv6Addr,
+    nd: &Ipv6Addr,
+    nat: &Nat,
+) -> bool {
+    const IP: usize = 14;
+    const L4: usize = IP + 40;
+    let Some(f) = data
+        .get_mut(..N)
+        .and_then(|f| <&mut [u8; N]>::try_from(f).ok())
+    else {
+        return false;
+    };
+    let (ns, nd) = (ns.octets(), nd.octets());
+    let mut sum = 0u128;
+    for i in [0, 8] {
+        sum += u128::from(!le64(f, IP + 8 + i)) + u128::from(le64(&ns, i));
+        sum += u128::from(!le64(f, IP + 24 + i)) + u128::from(le64(&nd, i));
+    }
+    f[IP + 8..IP + 24].copy_from_slice(&ns);
+    f[IP + 24..IP + 40].copy_from_slice(&nd);
+    f[IP + 7] = f[IP + 7].wrapping_sub(1);
+    let (op, np) = (le32(f, L4), ports_le(nat));
+    f[L4..L4 + 4].copy_from_slice(&np.to_le_bytes());
+    let old = u16::from_le_bytes([f[CS], f[CS + 1]]);
+    sum += u128::from(!old) + u128::from(delta32(op, np));
+    let mut c = !fold128(sum);
+    // A computed UDP checksum of zero is sent as all ones (over IPv6 the
+    // checksum is mandatory).
+    if udp && c == 0 {
+        c = 0xffff;
+    }
+    f[CS..CS + 2].copy_from_slice(&c.to_le_bytes());
+    true
+}
