@@ -203,11 +203,18 @@ const BURST_CHUNK: usize = 32;
 /// A cached answer to "how does a packet to `dst` leave": the route and the
 /// next hop's MAC, valid while the neighbour table's generation is
 /// unchanged and until `until`.
+/// With it, what the fast path needs of the egress port (copies of its
+/// setup, which does not change), so that a cached frame touches no
+/// `PortState`.
 #[derive(Clone, Copy, Debug)]
 struct Hop {
     dst: IpAddr,
     port: PortIdx,
     mac: [u8; 6],
+    /// The egress port's MAC, MTU, and whether it offloads no checksum.
+    my_mac: [u8; 6],
+    mtu: u16,
+    no_offload: bool,
     until: Nanos,
     generation: u64,
 }
@@ -217,6 +224,9 @@ impl Hop {
         dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         port: 0,
         mac: [0; 6],
+        my_mac: [0; 6],
+        mtu: 0,
+        no_offload: false,
         until: 0,
         generation: 0,
     };
@@ -573,7 +583,7 @@ impl<F: Frame> Processor<F> {
         frame: F,
         now: Nanos,
     ) -> Verdict {
-        self.process_inner(io, balancer, port, frame, now, false, None)
+        self.process_inner(io, balancer, port, frame, now, false)
     }
 
     /// Handles a burst of frames received on `port` (each taken out of
@@ -591,23 +601,32 @@ impl<F: Frame> Processor<F> {
         frames: &mut [Option<F>],
         now: Nanos,
     ) {
-        let my_mac = self.ports.get(port as usize).map(|p| p.setup.mac);
+        let Some(my_mac) = self.ports.get(port as usize).map(|p| p.setup.mac) else {
+            for frame in frames.iter_mut().filter_map(Option::take) {
+                self.general(io, balancer, port, frame, now, false);
+            }
+            return;
+        };
         for chunk in frames.chunks_mut(BURST_CHUNK) {
             let mut pre: [Option<(Fast, u64)>; BURST_CHUNK] = [None; BURST_CHUNK];
-            if let Some(my_mac) = my_mac {
-                for (p, f) in pre.iter_mut().zip(chunk.iter()) {
-                    if let Some(fast) = f.as_ref().and_then(|f| parse_fast(f.data(), &my_mac)) {
-                        let hint = balancer.prefetch(&fast.key);
-                        *p = Some((fast, hint));
-                    }
-                }
-                for (fast, hint) in pre.iter().flatten() {
-                    balancer.prefetch_flow(&fast.key, *hint);
+            for (p, f) in pre.iter_mut().zip(chunk.iter()) {
+                if let Some(fast) = f.as_ref().and_then(|f| parse_fast(f.data(), &my_mac)) {
+                    let hint = balancer.prefetch(&fast.key);
+                    *p = Some((fast, hint));
                 }
             }
+            for (fast, hint) in pre.iter().flatten() {
+                balancer.prefetch_flow(&fast.key, *hint);
+            }
             for (p, f) in pre.iter().zip(chunk.iter_mut()) {
-                if let Some(frame) = f.take() {
-                    self.process_inner(io, balancer, port, frame, now, false, p.as_ref());
+                let Some(frame) = f.take() else { continue };
+                match p {
+                    Some((fast, hint)) => {
+                        self.forward_fast(io, balancer, port, frame, fast, Some(*hint), now, false);
+                    }
+                    None => {
+                        self.general(io, balancer, port, frame, now, false);
+                    }
                 }
             }
         }
@@ -623,14 +642,34 @@ impl<F: Frame> Processor<F> {
         frame: F,
         now: Nanos,
     ) -> Verdict {
-        self.process_inner(io, balancer, port, frame, now, true, None)
+        self.process_inner(io, balancer, port, frame, now, true)
     }
 
-    /// `pre`: the frame as [`parse_fast`] parsed it on this `port`, and the
-    /// balancer's prefetch hint for its key.
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     fn process_inner<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: F,
+        now: Nanos,
+        redirected: bool,
+    ) -> Verdict {
+        let fast = self
+            .ports
+            .get(port as usize)
+            .and_then(|ps| parse_fast(frame.data(), &ps.setup.mac));
+        match fast {
+            Some(fast) => {
+                self.forward_fast(io, balancer, port, frame, &fast, None, now, redirected)
+            }
+            None => self.general(io, balancer, port, frame, now, redirected),
+        }
+    }
+
+    /// A frame that is not of the common shape (see [`Fast`]).
+    #[inline(never)]
+    fn general<I: Io<Frame = F>, B: Balancer>(
         &mut self,
         io: &mut I,
         balancer: &mut B,
@@ -638,22 +677,7 @@ impl<F: Frame> Processor<F> {
         mut frame: F,
         now: Nanos,
         redirected: bool,
-        pre: Option<&(Fast, u64)>,
     ) -> Verdict {
-        let parsed;
-        let fast = match pre {
-            Some((fast, hint)) => Some((fast, Some(*hint))),
-            None => {
-                parsed = self
-                    .ports
-                    .get(port as usize)
-                    .and_then(|ps| parse_fast(frame.data(), &ps.setup.mac));
-                parsed.as_ref().map(|f| (f, None))
-            }
-        };
-        if let Some((fast, hint)) = fast {
-            return self.forward_fast(io, balancer, port, frame, fast, hint, now, redirected);
-        }
         let out = self.handle(io, balancer, port, &mut frame, now, redirected);
         self.finish(io, port, frame, out, now)
     }
@@ -671,7 +695,7 @@ impl<F: Frame> Processor<F> {
         io: &mut I,
         balancer: &mut B,
         port: PortIdx,
-        mut frame: F,
+        frame: F,
         fast: &Fast,
         hint: Option<u64>,
         now: Nanos,
@@ -679,18 +703,7 @@ impl<F: Frame> Processor<F> {
     ) -> Verdict {
         let key = &fast.key;
         if fast.ttl <= 1 || (!redirected && balancer.foreign_owner(key).is_some()) {
-            let t = fast.transport();
-            let out = self.transport_with(
-                balancer,
-                &mut frame,
-                ethernet::HEADER_LEN,
-                &t,
-                hint,
-                now,
-                redirected,
-                None,
-            );
-            return self.finish(io, port, frame, out, now);
+            return self.transport_general(io, balancer, port, frame, fast, hint, now, redirected);
         }
         let flen = frame.data().len();
         let len = flen.min(u16::MAX as usize) as u16;
@@ -698,111 +711,151 @@ impl<F: Frame> Processor<F> {
             Some(h) => balancer.lookup_hinted(key, h, fast.flags, len, now),
             None => balancer.lookup(key, fast.flags, len, now),
         };
-        let out = match looked {
-            Ok(nat) => match self.send_cached(&mut frame, fast, &nat, now) {
-                Some(out_port) => {
-                    io.transmit(out_port, frame);
-                    self.counters.forwarded += 1;
-                    self.counters.forwarded_bytes += flen as u64;
-                    return Verdict::Forward(out_port);
-                }
-                None => self.forward_nat(
-                    &mut frame,
-                    ethernet::HEADER_LEN,
-                    &fast.transport(),
-                    &nat,
-                    now,
-                    None,
-                ),
-            },
-            Err(e) => self.lookup_failed(balancer, e, key, ethernet::HEADER_LEN),
-        };
+        match looked {
+            Ok(nat) => self.send_fast(io, port, frame, fast, nat, now),
+            Err(e) => self.lookup_failed_fast(io, balancer, port, frame, fast, e, now),
+        }
+    }
+
+    /// [`Processor::forward_fast`] for a frame it does not handle itself.
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    #[inline(never)]
+    fn transport_general<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        mut frame: F,
+        fast: &Fast,
+        hint: Option<u64>,
+        now: Nanos,
+        redirected: bool,
+    ) -> Verdict {
+        let t = fast.transport();
+        let out = self.transport_with(
+            balancer,
+            &mut frame,
+            ethernet::HEADER_LEN,
+            &t,
+            hint,
+            now,
+            redirected,
+            None,
+        );
+        self.finish(io, port, frame, out, now)
+    }
+
+    /// [`Processor::forward_fast`] after a failed lookup.
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    #[inline(never)]
+    fn lookup_failed_fast<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: F,
+        fast: &Fast,
+        e: DropReason,
+        now: Nanos,
+    ) -> Verdict {
+        let out = self.lookup_failed(balancer, e, &fast.key, ethernet::HEADER_LEN);
         self.finish(io, port, frame, out, now)
     }
 
     /// The common case of [`Processor::forward_nat`] for a frame of the
     /// common shape: the balancer's rewrite is of the frame's family, the
-    /// next hop is in the cache and the frame fits the egress MTU. Rewrites
-    /// the frame, sets its Ethernet addresses and returns the egress port;
-    /// `None` (and the frame unchanged) otherwise.
+    /// next hop is in the cache and the frame fits the egress MTU: the
+    /// frame is rewritten, its Ethernet addresses set, and it is sent.
+    /// Anything else goes through [`Processor::forward_nat`].
     #[inline(always)]
-    fn send_cached(
+    fn send_fast<I: Io<Frame = F>>(
         &mut self,
-        frame: &mut F,
+        io: &mut I,
+        port: PortIdx,
+        mut frame: F,
+        fast: &Fast,
+        nat: Nat,
+        now: Nanos,
+    ) -> Verdict {
+        const L2: usize = ethernet::HEADER_LEN;
+        let udp = fast.key.proto == protocol::UDP;
+        let flen = frame.data().len();
+        let ip_len = flen.wrapping_sub(L2);
+        let sent = match (fast.v6, nat.src, nat.dst) {
+            (false, IpAddr::V4(ns), IpAddr::V4(nd)) => match self.hop(nat.dst, now) {
+                Some(h) if h.no_offload && !(ip_len > usize::from(h.mtu) && fast.df) => {
+                    let (mac, my_mac, out_port) = (h.mac, h.my_mac, h.port);
+                    let data = frame.data_mut();
+                    let ok = if udp {
+                        rewrite::nat_frame_ipv4::<42, 40>(data, true, ns, nd, &nat, &mac, &my_mac)
+                    } else {
+                        rewrite::nat_frame_ipv4::<54, 50>(data, false, ns, nd, &nat, &mac, &my_mac)
+                    };
+                    ok.then(|| {
+                        frame.set_tx_offload(TxOffload {
+                            l2_len: L2 as u8,
+                            l3_len: 20,
+                            ipv4: true,
+                            ..TxOffload::default()
+                        });
+                        out_port
+                    })
+                }
+                _ => None,
+            },
+            (true, IpAddr::V6(ns), IpAddr::V6(nd)) => match self.hop(nat.dst, now) {
+                Some(h) if h.no_offload && ip_len <= usize::from(h.mtu) => {
+                    let (mac, my_mac, out_port) = (h.mac, h.my_mac, h.port);
+                    let data = frame.data_mut();
+                    let ok = if udp {
+                        rewrite::nat_frame_ipv6::<62, 60>(data, true, &ns, &nd, &nat, &mac, &my_mac)
+                    } else {
+                        rewrite::nat_frame_ipv6::<74, 70>(
+                            data, false, &ns, &nd, &nat, &mac, &my_mac,
+                        )
+                    };
+                    ok.then(|| {
+                        frame.set_tx_offload(TxOffload {
+                            l2_len: L2 as u8,
+                            l3_len: 40,
+                            ipv6: true,
+                            ..TxOffload::default()
+                        });
+                        out_port
+                    })
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        match sent {
+            Some(out_port) => {
+                io.transmit(out_port, frame);
+                self.counters.forwarded += 1;
+                self.counters.forwarded_bytes += flen as u64;
+                Verdict::Forward(out_port)
+            }
+            None => self.send_general(io, port, frame, fast, &nat, now),
+        }
+    }
+
+    /// [`Processor::send_fast`] for a frame it does not handle itself.
+    #[cold]
+    #[inline(never)]
+    fn send_general<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        mut frame: F,
         fast: &Fast,
         nat: &Nat,
         now: Nanos,
-    ) -> Option<PortIdx> {
-        const L2: usize = ethernet::HEADER_LEN;
-        let udp = fast.key.proto == protocol::UDP;
-        match (fast.v6, nat.src, nat.dst) {
-            (false, IpAddr::V4(ns), IpAddr::V4(nd)) => {
-                let h = self.hop(nat.dst, now)?;
-                let (out_port, mac) = (h.port, h.mac);
-                let ps = &self.ports[out_port as usize].setup;
-                let data = frame.data_mut();
-                let ip_len = data.len() - L2;
-                if ip_len > ps.mtu as usize && fast.df {
-                    return None;
-                }
-                let req = if ps.offload == Offload::default() {
-                    let ok = if udp {
-                        rewrite::nat_frame_ipv4::<42, 40>(data, true, ns, nd, nat)
-                    } else {
-                        rewrite::nat_frame_ipv4::<54, 50>(data, false, ns, nd, nat)
-                    };
-                    if !ok {
-                        return None;
-                    }
-                    TxOffload {
-                        l2_len: L2 as u8,
-                        l3_len: 20,
-                        ipv4: true,
-                        ..TxOffload::default()
-                    }
-                } else {
-                    let l4 = fast.transport().l4;
-                    rewrite::nat_ipv4(&mut data[L2..], l4, nat, ps.offload, L2 as u8)
-                };
-                let my_mac = ps.mac;
-                set_macs(frame, &mac, &my_mac);
-                frame.set_tx_offload(req);
-                Some(out_port)
-            }
-            (true, IpAddr::V6(ns), IpAddr::V6(nd)) => {
-                let h = self.hop(nat.dst, now)?;
-                let (out_port, mac) = (h.port, h.mac);
-                let ps = &self.ports[out_port as usize].setup;
-                let data = frame.data_mut();
-                if data.len() - L2 > ps.mtu as usize {
-                    return None;
-                }
-                let req = if ps.offload == Offload::default() {
-                    let ok = if udp {
-                        rewrite::nat_frame_ipv6::<62, 60>(data, true, &ns, &nd, nat)
-                    } else {
-                        rewrite::nat_frame_ipv6::<74, 70>(data, false, &ns, &nd, nat)
-                    };
-                    if !ok {
-                        return None;
-                    }
-                    TxOffload {
-                        l2_len: L2 as u8,
-                        l3_len: 40,
-                        ipv6: true,
-                        ..TxOffload::default()
-                    }
-                } else {
-                    let l4 = fast.transport().l4;
-                    rewrite::nat_ipv6(&mut data[L2..], l4, nat, ps.offload, L2 as u8)
-                };
-                let my_mac = ps.mac;
-                set_macs(frame, &mac, &my_mac);
-                frame.set_tx_offload(req);
-                Some(out_port)
-            }
-            _ => None,
-        }
+    ) -> Verdict {
+        let t = fast.transport();
+        let out = self.forward_nat(&mut frame, ethernet::HEADER_LEN, &t, nat, now, None);
+        self.finish(io, port, frame, out, now)
     }
 
     /// Disposes of a frame as `out` says, counting it.
@@ -1001,12 +1054,16 @@ impl<F: Frame> Processor<F> {
         mut frame: F,
         now: Nanos,
     ) -> Result<(), DropReason> {
-        let my_mac = self.ports[port as usize].setup.mac;
+        let ps = &self.ports[port as usize].setup;
+        let my_mac = ps.mac;
         if let Some((mac, until)) = self.neighbours.lookup(port, next_hop, now) {
             self.hops[hop_index(dst)] = Hop {
                 dst,
                 port,
                 mac,
+                my_mac,
+                mtu: ps.mtu,
+                no_offload: ps.offload == Offload::default(),
                 until,
                 generation: self.neighbours.generation(),
             };

@@ -374,7 +374,7 @@ fn ports_le(nat: &Nat) -> u32 {
 /// IPv4 header has no options and whose TCP (`udp` false) or UDP header
 /// follows it complete: `N` is the length of Ethernet, IP and L4 headers
 /// up to the L4 checksum's end, `CS` the offset of the L4 checksum in the
-/// frame. `ns`/`nd` are `nat`'s addresses. Returns false, changing nothing,
+/// frame. `ns`/`nd` are `nat`'s addresses. Also sets the Ethernet addresses. Returns false, changing nothing,
 /// when the frame is shorter than `N`. The caller checked that the TTL is
 /// above 1.
 #[inline(always)]
@@ -384,6 +384,8 @@ pub(crate) fn nat_frame_ipv4<const N: usize, const CS: usize>(
     ns: Ipv4Addr,
     nd: Ipv4Addr,
     nat: &Nat,
+    dst_mac: &[u8; 6],
+    src_mac: &[u8; 6],
 ) -> bool {
     const IP: usize = 14;
     const L4: usize = IP + 20;
@@ -393,6 +395,8 @@ pub(crate) fn nat_frame_ipv4<const N: usize, const CS: usize>(
     else {
         return false;
     };
+    f[..6].copy_from_slice(dst_mac);
+    f[6..12].copy_from_slice(src_mac);
     let (os, od) = (le32(f, IP + 12), le32(f, IP + 16));
     let (ns, nd) = (
         u32::from_le_bytes(ns.octets()),
@@ -432,6 +436,8 @@ pub(crate) fn nat_frame_ipv6<const N: usize, const CS: usize>(
     ns: &Ipv6Addr,
     nd: &Ipv6Addr,
     nat: &Nat,
+    dst_mac: &[u8; 6],
+    src_mac: &[u8; 6],
 ) -> bool {
     const IP: usize = 14;
     const L4: usize = IP + 40;
@@ -441,6 +447,8 @@ pub(crate) fn nat_frame_ipv6<const N: usize, const CS: usize>(
     else {
         return false;
     };
+    f[..6].copy_from_slice(dst_mac);
+    f[6..12].copy_from_slice(src_mac);
     let (ns, nd) = (ns.octets(), nd.octets());
     let mut sum = 0u128;
     for i in [0, 8] {
