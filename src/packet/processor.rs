@@ -703,7 +703,7 @@ impl<F: Frame> Processor<F> {
     ) -> Verdict {
         let key = &fast.key;
         if fast.ttl <= 1 || (!redirected && balancer.foreign_owner(key).is_some()) {
-            return self.transport_general(io, balancer, port, frame, fast, hint, now, redirected);
+            return self.transport_general(io, balancer, port, frame, *fast, hint, now, redirected);
         }
         let flen = frame.data().len();
         let len = flen.min(u16::MAX as usize) as u16;
@@ -713,7 +713,7 @@ impl<F: Frame> Processor<F> {
         };
         match looked {
             Ok(nat) => self.send_fast(io, port, frame, fast, nat, now),
-            Err(e) => self.lookup_failed_fast(io, balancer, port, frame, fast, e, now),
+            Err(e) => self.lookup_failed_fast(io, balancer, port, frame, fast.key, e, now),
         }
     }
 
@@ -727,7 +727,7 @@ impl<F: Frame> Processor<F> {
         balancer: &mut B,
         port: PortIdx,
         mut frame: F,
-        fast: &Fast,
+        fast: Fast,
         hint: Option<u64>,
         now: Nanos,
         redirected: bool,
@@ -756,11 +756,11 @@ impl<F: Frame> Processor<F> {
         balancer: &mut B,
         port: PortIdx,
         frame: F,
-        fast: &Fast,
+        key: FlowKey,
         e: DropReason,
         now: Nanos,
     ) -> Verdict {
-        let out = self.lookup_failed(balancer, e, &fast.key, ethernet::HEADER_LEN);
+        let out = self.lookup_failed(balancer, e, &key, ethernet::HEADER_LEN);
         self.finish(io, port, frame, out, now)
     }
 
@@ -837,7 +837,7 @@ impl<F: Frame> Processor<F> {
                 self.counters.forwarded_bytes += flen as u64;
                 Verdict::Forward(out_port)
             }
-            None => self.send_general(io, port, frame, fast, &nat, now),
+            None => self.send_general(io, port, frame, *fast, nat, now),
         }
     }
 
@@ -849,12 +849,12 @@ impl<F: Frame> Processor<F> {
         io: &mut I,
         port: PortIdx,
         mut frame: F,
-        fast: &Fast,
-        nat: &Nat,
+        fast: Fast,
+        nat: Nat,
         now: Nanos,
     ) -> Verdict {
         let t = fast.transport();
-        let out = self.forward_nat(&mut frame, ethernet::HEADER_LEN, &t, nat, now, None);
+        let out = self.forward_nat(&mut frame, ethernet::HEADER_LEN, &t, &nat, now, None);
         self.finish(io, port, frame, out, now)
     }
 

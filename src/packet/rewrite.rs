@@ -365,9 +365,19 @@ fn fold128(x: u128) -> u16 {
 /// bytes of the L4 header.
 #[inline(always)]
 fn ports_le(nat: &Nat) -> u32 {
-    let s = nat.src_port.to_be_bytes();
-    let d = nat.dst_port.to_be_bytes();
-    u32::from_le_bytes([s[0], s[1], d[0], d[1]])
+    // The bytes are the big-endian source port, then destination port.
+    u32::from_le_bytes((u32::from(nat.src_port) << 16 | u32::from(nat.dst_port)).to_be_bytes())
+}
+
+/// [`fold`] for a sum below 2^35 (at most eight 32-bit words), in three
+/// steps: below 2^19 + 2^16, then 2^16 + 2^4, then at most 0xFFFF.
+#[inline(always)]
+fn fold35(x: u64) -> u16 {
+    debug_assert!(x < 1 << 35);
+    let x = (x & 0xffff) + (x >> 16);
+    let x = (x & 0xffff) + (x >> 16);
+    let x = (x & 0xffff) + (x >> 16);
+    x as u16
 }
 
 /// [`nat_ipv4`] without offloads for a whole untagged Ethernet frame whose
@@ -409,7 +419,7 @@ pub(crate) fn nat_frame_ipv4<const N: usize, const CS: usize>(
     // TTL and protocol share a word; read little-endian its low byte (the
     // TTL) drops by one: ~w + (w - 1) = 0xffff - 1 for every w.
     let c = u16::from_le_bytes([f[IP + 10], f[IP + 11]]);
-    let c = !fold(u64::from(!c) + addr_delta + 0xfffe);
+    let c = !fold35(u64::from(!c) + addr_delta + 0xfffe);
     f[IP + 10..IP + 12].copy_from_slice(&c.to_le_bytes());
     let (op, np) = (le32(f, L4), ports_le(nat));
     f[L4..L4 + 4].copy_from_slice(&np.to_le_bytes());
@@ -418,7 +428,7 @@ pub(crate) fn nat_frame_ipv4<const N: usize, const CS: usize>(
         // No UDP checksum over IPv4: stays none.
         return true;
     }
-    let mut c = !fold(u64::from(!old) + addr_delta + delta32(op, np));
+    let mut c = !fold35(u64::from(!old) + addr_delta + delta32(op, np));
     if udp && c == 0 {
         c = 0xffff;
     }
