@@ -201,7 +201,7 @@ impl<const N: usize> Case<N> {
         let v = self
             .core
             .process(&mut self.io, &mut self.lb, 0, black_box(f), 1);
-        black_box(v);
+        assert!(v == Verdict::Forward(0), "benchmark frame not forwarded");
     }
 
     /// Processes a burst of [`BURST`] copies of the frame through

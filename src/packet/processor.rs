@@ -325,13 +325,32 @@ fn fast_ports(seg: &[u8], proto: u8) -> Option<(u16, u16, u8)> {
 /// `None` for anything else, which then takes the general path.
 #[inline(always)]
 fn parse_fast(data: &[u8], my_mac: &[u8; 6]) -> Option<Fast> {
-    const L2: usize = ethernet::HEADER_LEN;
-    let eth: &[u8; L2] = data.get(..L2)?.try_into().ok()?;
+    match fast_family(data, my_mac)? {
+        false => parse_fast4(data),
+        true => parse_fast6(data),
+    }
+}
+
+/// Whether `data` is an untagged Ethernet frame to `my_mac` carrying IPv4
+/// (`Some(false)`) or IPv6 (`Some(true)`).
+#[inline(always)]
+fn fast_family(data: &[u8], my_mac: &[u8; 6]) -> Option<bool> {
+    let eth: &[u8; ethernet::HEADER_LEN] = data.get(..ethernet::HEADER_LEN)?.try_into().ok()?;
     if eth[..6] != my_mac[..] {
         return None;
     }
-    let et = u16::from_ne_bytes([eth[12], eth[13]]);
-    if et == u16::from_ne_bytes([0x08, 0x00]) {
+    match u16::from_ne_bytes([eth[12], eth[13]]) {
+        et if et == u16::from_ne_bytes([0x08, 0x00]) => Some(false),
+        et if et == u16::from_ne_bytes([0x86, 0xdd]) => Some(true),
+        _ => None,
+    }
+}
+
+/// [`parse_fast`] after [`fast_family`] found IPv4.
+#[inline(always)]
+fn parse_fast4(data: &[u8]) -> Option<Fast> {
+    const L2: usize = ethernet::HEADER_LEN;
+    {
         let h: &[u8; 20] = data.get(L2..L2 + 20)?.try_into().ok()?;
         let proto = h[9];
         // Version 4, no options, not a fragment (MF clear, offset 0).
@@ -377,7 +396,14 @@ fn parse_fast(data: &[u8], my_mac: &[u8; 6]) -> Option<Fast> {
             v6: false,
             l4_len: (total - 20) as u16,
         })
-    } else if et == u16::from_ne_bytes([0x86, 0xdd]) {
+    }
+}
+
+/// [`parse_fast`] after [`fast_family`] found IPv6.
+#[inline(always)]
+fn parse_fast6(data: &[u8]) -> Option<Fast> {
+    const L2: usize = ethernet::HEADER_LEN;
+    {
         let h: &[u8; 40] = data.get(L2..L2 + 40)?.try_into().ok()?;
         let proto = h[6];
         if h[0] >> 4 != 6 || (proto != protocol::TCP && proto != protocol::UDP) {
@@ -405,8 +431,6 @@ fn parse_fast(data: &[u8], my_mac: &[u8; 6]) -> Option<Fast> {
             v6: true,
             l4_len: payload,
         })
-    } else {
-        None
     }
 }
 
@@ -655,16 +679,27 @@ impl<F: Frame> Processor<F> {
         now: Nanos,
         redirected: bool,
     ) -> Verdict {
-        let fast = self
+        // One copy of the fast path per family, each specialised for it.
+        let family = self
             .ports
             .get(port as usize)
-            .and_then(|ps| parse_fast(frame.data(), &ps.setup.mac));
-        match fast {
-            Some(fast) => {
-                self.forward_fast(io, balancer, port, frame, &fast, None, now, redirected)
+            .and_then(|ps| fast_family(frame.data(), &ps.setup.mac));
+        match family {
+            Some(false) => {
+                if let Some(fast) = parse_fast4(frame.data()) {
+                    return self
+                        .forward_fast(io, balancer, port, frame, &fast, None, now, redirected);
+                }
             }
-            None => self.general(io, balancer, port, frame, now, redirected),
+            Some(true) => {
+                if let Some(fast) = parse_fast6(frame.data()) {
+                    return self
+                        .forward_fast(io, balancer, port, frame, &fast, None, now, redirected);
+                }
+            }
+            None => {}
         }
+        self.general(io, balancer, port, frame, now, redirected)
     }
 
     /// A frame that is not of the common shape (see [`Fast`]).
