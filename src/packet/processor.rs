@@ -738,7 +738,7 @@ impl<F: Frame> Processor<F> {
     ) -> Verdict {
         let key = &fast.key;
         if fast.ttl <= 1 || (!redirected && balancer.foreign_owner(key).is_some()) {
-            return self.transport_general(io, balancer, port, frame, *fast, hint, now, redirected);
+            return self.transport_general(io, balancer, port, frame, hint, now, redirected);
         }
         let flen = frame.data().len();
         let len = flen.min(u16::MAX as usize) as u16;
@@ -748,8 +748,18 @@ impl<F: Frame> Processor<F> {
         };
         match looked {
             Ok(nat) => self.send_fast(io, port, frame, fast, nat, now),
-            Err(e) => self.lookup_failed_fast(io, balancer, port, frame, fast.key, e, now),
+            Err(e) => self.lookup_failed_fast(io, balancer, port, frame, e, now),
         }
+    }
+
+    /// The fast path's cold branches parse the frame again rather than
+    /// keep what it parsed (which would cost stores on every frame): the
+    /// frame has not changed, so this is what [`parse_fast`] gave before
+    /// (`None` cannot happen).
+    #[inline]
+    fn reparse(&self, port: PortIdx, frame: &F) -> Option<Fast> {
+        let ps = self.ports.get(port as usize)?;
+        parse_fast(frame.data(), &ps.setup.mac)
     }
 
     /// [`Processor::forward_fast`] for a frame it does not handle itself.
@@ -762,11 +772,13 @@ impl<F: Frame> Processor<F> {
         balancer: &mut B,
         port: PortIdx,
         mut frame: F,
-        fast: Fast,
         hint: Option<u64>,
         now: Nanos,
         redirected: bool,
     ) -> Verdict {
+        let Some(fast) = self.reparse(port, &frame) else {
+            return self.general(io, balancer, port, frame, now, redirected);
+        };
         let t = fast.transport();
         let out = self.transport_with(
             balancer,
@@ -791,11 +803,13 @@ impl<F: Frame> Processor<F> {
         balancer: &mut B,
         port: PortIdx,
         frame: F,
-        key: FlowKey,
         e: DropReason,
         now: Nanos,
     ) -> Verdict {
-        let out = self.lookup_failed(balancer, e, &key, ethernet::HEADER_LEN);
+        let out = match self.reparse(port, &frame) {
+            Some(fast) => self.lookup_failed(balancer, e, &fast.key, ethernet::HEADER_LEN),
+            None => Err(e),
+        };
         self.finish(io, port, frame, out, now)
     }
 
@@ -872,7 +886,7 @@ impl<F: Frame> Processor<F> {
                 self.counters.forwarded_bytes += flen as u64;
                 Verdict::Forward(out_port)
             }
-            None => self.send_general(io, port, frame, *fast, nat, now),
+            None => self.send_general(io, port, frame, nat, now),
         }
     }
 
@@ -884,12 +898,16 @@ impl<F: Frame> Processor<F> {
         io: &mut I,
         port: PortIdx,
         mut frame: F,
-        fast: Fast,
         nat: Nat,
         now: Nanos,
     ) -> Verdict {
-        let t = fast.transport();
-        let out = self.forward_nat(&mut frame, ethernet::HEADER_LEN, &t, &nat, now, None);
+        let out = match self.reparse(port, &frame) {
+            Some(fast) => {
+                let t = fast.transport();
+                self.forward_nat(&mut frame, ethernet::HEADER_LEN, &t, &nat, now, None)
+            }
+            None => Err(DropReason::BadHeaderLength),
+        };
         self.finish(io, port, frame, out, now)
     }
 
