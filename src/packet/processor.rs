@@ -2556,6 +2556,37 @@ mod tests {
         assert!(c.drops.total() >= 4, "{c:?}");
     }
 
+    /// The fast parse accepts an IPv4 header exactly when the wire view's
+    /// checksum verification does, for every value of the checksum field
+    /// and for headers with random addresses.
+    #[test]
+    fn fast_parse_checks_the_header_checksum_as_the_wire_view_does() {
+        let mut x = 0x1234_5678_9abc_def1u64;
+        for round in 0..8 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let [a, b, c, d, e, f, g, h] = x.to_be_bytes();
+            let mut frame = tcp4(
+                Ipv4Addr::new(a, b, c, d),
+                Ipv4Addr::new(e, f, g, h),
+                1000,
+                64,
+            );
+            for sum in 0..=u16::MAX {
+                frame[24..26].copy_from_slice(&sum.to_be_bytes());
+                let view = Ipv4Packet::new_checked(&frame[14..])
+                    .unwrap()
+                    .verify_checksum();
+                assert_eq!(
+                    parse_fast(&frame, &LB_MAC).is_some(),
+                    view,
+                    "round {round}, checksum {sum:#06x}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn next_hop_cache_follows_neighbour_changes() {
         let mut core: Processor<Vec<u8>> = Processor::new(setup());

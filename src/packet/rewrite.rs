@@ -481,3 +481,183 @@ pub(crate) fn nat_frame_ipv6<const N: usize, const CS: usize>(
     f[CS..CS + 2].copy_from_slice(&c.to_le_bytes());
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (xorshift64*).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn bytes<const N: usize>(&mut self) -> [u8; N] {
+            let mut b = [0u8; N];
+            for x in b.iter_mut() {
+                *x = self.next() as u8;
+            }
+            b
+        }
+    }
+
+    const DST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
+    const SRC_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+
+    /// A frame: Ethernet, an IP header with random addresses (and, for
+    /// IPv4, a valid header checksum), the L4 header with random ports and
+    /// checksum `l4_sum`, a few payload bytes.
+    fn frame(rng: &mut Rng, v6: bool, udp: bool, l4_sum: u16) -> Vec<u8> {
+        let proto = if udp { protocol::UDP } else { protocol::TCP };
+        let l4_len = if udp { 8 } else { 20 } + 6;
+        let mut f = vec![0u8; 14];
+        f[12..14].copy_from_slice(if v6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
+        if v6 {
+            f.extend_from_slice(&[
+                0x60,
+                0,
+                0,
+                0,
+                0,
+                l4_len as u8,
+                proto,
+                2 + rng.next() as u8 % 250,
+            ]);
+            f.extend_from_slice(&rng.bytes::<32>());
+        } else {
+            let total = 20 + l4_len as u16;
+            let mut h = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0];
+            h[2..4].copy_from_slice(&total.to_be_bytes());
+            h.extend_from_slice(&[2 + rng.next() as u8 % 250, proto, 0, 0]);
+            h.extend_from_slice(&rng.bytes::<8>());
+            let c = !checksum::fold(checksum::sum(&h));
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            f.extend_from_slice(&h);
+        }
+        let mut l4 = rng.bytes::<26>()[..l4_len].to_vec();
+        let at = if udp { 6 } else { 16 };
+        l4[at..at + 2].copy_from_slice(&l4_sum.to_be_bytes());
+        if udp {
+            l4[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+        } else {
+            l4[12] = 0x50;
+        }
+        f.extend_from_slice(&l4);
+        f
+    }
+
+    fn nat(rng: &mut Rng, v6: bool) -> Nat {
+        let addr = |rng: &mut Rng| {
+            if v6 {
+                IpAddr::V6(Ipv6Addr::from(rng.bytes::<16>()))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(rng.bytes::<4>()))
+            }
+        };
+        Nat {
+            src: addr(rng),
+            src_port: rng.next() as u16,
+            dst: addr(rng),
+            dst_port: rng.next() as u16,
+        }
+    }
+
+    /// The general rewrite (big-endian words) and MACs, for comparison.
+    fn general(f: &[u8], v6: bool, udp: bool, nat: &Nat) -> Vec<u8> {
+        let mut g = f.to_vec();
+        g[..6].copy_from_slice(&DST_MAC);
+        g[6..12].copy_from_slice(&SRC_MAC);
+        let l4 = L4 {
+            proto: if udp { protocol::UDP } else { protocol::TCP },
+            offset: if v6 { 40 } else { 20 },
+            len: f.len() - 14 - if v6 { 40 } else { 20 },
+            present: true,
+        };
+        if v6 {
+            nat_ipv6(&mut g[14..], l4, nat, Offload::default(), 14);
+        } else {
+            nat_ipv4(&mut g[14..], l4, nat, Offload::default(), 14);
+        }
+        g
+    }
+
+    fn fast(f: &[u8], v6: bool, udp: bool, nat: &Nat) -> Vec<u8> {
+        let mut g = f.to_vec();
+        let ok = match (v6, udp, nat.src, nat.dst) {
+            (false, true, IpAddr::V4(s), IpAddr::V4(d)) => {
+                nat_frame_ipv4::<42, 40>(&mut g, true, s, d, nat, &DST_MAC, &SRC_MAC)
+            }
+            (false, false, IpAddr::V4(s), IpAddr::V4(d)) => {
+                nat_frame_ipv4::<54, 50>(&mut g, false, s, d, nat, &DST_MAC, &SRC_MAC)
+            }
+            (true, true, IpAddr::V6(s), IpAddr::V6(d)) => {
+                nat_frame_ipv6::<62, 60>(&mut g, true, &s, &d, nat, &DST_MAC, &SRC_MAC)
+            }
+            (true, false, IpAddr::V6(s), IpAddr::V6(d)) => {
+                nat_frame_ipv6::<74, 70>(&mut g, false, &s, &d, nat, &DST_MAC, &SRC_MAC)
+            }
+            _ => unreachable!(),
+        };
+        assert!(ok);
+        g
+    }
+
+    /// The fast-path rewrite (little-endian lanes) writes exactly the bytes
+    /// of the general one, for random packets and rewrites.
+    #[test]
+    fn frame_rewrite_equals_general_rewrite() {
+        let mut rng = Rng(0x5eed_1234_abcd_0001);
+        for i in 0..20_000 {
+            let (v6, udp) = (i % 2 == 1, i % 4 >= 2);
+            let l4_sum = match i % 16 {
+                // Zero (no UDP checksum over IPv4) and all ones.
+                0..=3 if (i / 16) % 2 == 0 => 0,
+                0..=3 => 0xffff,
+                _ => rng.next() as u16,
+            };
+            let f = frame(&mut rng, v6, udp, l4_sum);
+            let n = nat(&mut rng, v6);
+            assert_eq!(fast(&f, v6, udp, &n), general(&f, v6, udp, &n), "case {i}");
+        }
+    }
+
+    /// Every old L4 checksum value (so every new one, zero included) gives
+    /// the same bytes in both rewrites.
+    #[test]
+    fn frame_rewrite_equals_general_rewrite_for_every_checksum() {
+        let mut rng = Rng(0x0dd_ba11_cafe_f00d);
+        for (v6, udp) in [(false, false), (false, true), (true, false), (true, true)] {
+            let base = frame(&mut rng, v6, udp, 0);
+            let n = nat(&mut rng, v6);
+            let at = 14 + if v6 { 40 } else { 20 } + if udp { 6 } else { 16 };
+            for c in 0..=u16::MAX {
+                let mut f = base.clone();
+                f[at..at + 2].copy_from_slice(&c.to_be_bytes());
+                assert_eq!(
+                    fast(&f, v6, udp, &n),
+                    general(&f, v6, udp, &n),
+                    "v6 {v6} udp {udp} checksum {c:#06x}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn short_frames_are_left_alone() {
+        let mut rng = Rng(7);
+        let f = frame(&mut rng, false, false, 1);
+        let n = nat(&mut rng, false);
+        let (IpAddr::V4(s), IpAddr::V4(d)) = (n.src, n.dst) else {
+            unreachable!()
+        };
+        let mut short = f[..53].to_vec();
+        assert!(!nat_frame_ipv4::<54, 50>(
+            &mut short, false, s, d, &n, &DST_MAC, &SRC_MAC
+        ));
+        assert_eq!(short, f[..53]);
+    }
+}
