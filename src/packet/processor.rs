@@ -215,6 +215,7 @@ struct Hop {
     my_mac: [u8; 6],
     mtu: u16,
     no_offload: bool,
+    offload: Offload,
     until: Nanos,
     generation: u64,
 }
@@ -227,6 +228,11 @@ impl Hop {
         my_mac: [0; 6],
         mtu: 0,
         no_offload: false,
+        offload: Offload {
+            ipv4_cksum: false,
+            tcp_cksum: false,
+            udp_cksum: false,
+        },
         until: 0,
         generation: 0,
     };
@@ -834,8 +840,15 @@ impl<F: Frame> Processor<F> {
         let ip_len = flen.wrapping_sub(L2);
         let sent = match (fast.v6, nat.src, nat.dst) {
             (false, IpAddr::V4(ns), IpAddr::V4(nd)) => match self.hop(nat.dst, now) {
-                Some(h) if h.no_offload && !(ip_len > usize::from(h.mtu) && fast.df) => {
+                Some(h) if !(ip_len > usize::from(h.mtu) && fast.df) => {
                     let (mac, my_mac, out_port) = (h.mac, h.my_mac, h.port);
+                    if !h.no_offload {
+                        let (proto, len, offload) = (fast.key.proto, fast.l4_len, h.offload);
+                        let req = offloaded(&mut frame, false, proto, len, &nat, offload);
+                        set_macs(&mut frame, &mac, &my_mac);
+                        frame.set_tx_offload(req);
+                        return self.sent(io, frame, out_port, flen);
+                    }
                     let data = frame.data_mut();
                     let ok = if udp {
                         rewrite::nat_frame_ipv4::<42, 40>(data, true, ns, nd, &nat, &mac, &my_mac)
@@ -855,8 +868,15 @@ impl<F: Frame> Processor<F> {
                 _ => None,
             },
             (true, IpAddr::V6(ns), IpAddr::V6(nd)) => match self.hop(nat.dst, now) {
-                Some(h) if h.no_offload && ip_len <= usize::from(h.mtu) => {
+                Some(h) if ip_len <= usize::from(h.mtu) => {
                     let (mac, my_mac, out_port) = (h.mac, h.my_mac, h.port);
+                    if !h.no_offload {
+                        let (proto, len, offload) = (fast.key.proto, fast.l4_len, h.offload);
+                        let req = offloaded(&mut frame, true, proto, len, &nat, offload);
+                        set_macs(&mut frame, &mac, &my_mac);
+                        frame.set_tx_offload(req);
+                        return self.sent(io, frame, out_port, flen);
+                    }
                     let data = frame.data_mut();
                     let ok = if udp {
                         rewrite::nat_frame_ipv6::<62, 60>(data, true, &ns, &nd, &nat, &mac, &my_mac)
@@ -880,14 +900,24 @@ impl<F: Frame> Processor<F> {
             _ => None,
         };
         match sent {
-            Some(out_port) => {
-                io.transmit(out_port, frame);
-                self.counters.forwarded += 1;
-                self.counters.forwarded_bytes += flen as u64;
-                Verdict::Forward(out_port)
-            }
+            Some(out_port) => self.sent(io, frame, out_port, flen),
             None => self.send_general(io, port, frame, nat, now),
         }
+    }
+
+    /// Transmits a forwarded frame of `flen` bytes on `out_port` and counts it.
+    #[inline(always)]
+    fn sent<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        frame: F,
+        out_port: PortIdx,
+        flen: usize,
+    ) -> Verdict {
+        io.transmit(out_port, frame);
+        self.counters.forwarded += 1;
+        self.counters.forwarded_bytes += flen as u64;
+        Verdict::Forward(out_port)
     }
 
     /// [`Processor::send_fast`] for a frame it does not handle itself.
@@ -1117,6 +1147,7 @@ impl<F: Frame> Processor<F> {
                 my_mac,
                 mtu: ps.mtu,
                 no_offload: ps.offload == Offload::default(),
+                offload: ps.offload,
                 until,
                 generation: self.neighbours.generation(),
             };
@@ -2146,6 +2177,36 @@ impl<F: Frame> Processor<F> {
     }
 }
 
+/// The rewrite of a frame of the common shape (see [`Fast`]) for a port
+/// with checksum offloads: the general rewrite, which leaves the offloaded
+/// checksums to the port.
+#[inline(never)]
+fn offloaded<F: Frame>(
+    frame: &mut F,
+    v6: bool,
+    proto: u8,
+    l4_len: u16,
+    nat: &Nat,
+    offload: Offload,
+) -> TxOffload {
+    const L2: usize = ethernet::HEADER_LEN;
+    let l4 = L4 {
+        proto,
+        offset: if v6 { 40 } else { 20 },
+        len: usize::from(l4_len),
+        present: true,
+    };
+    let data = frame.data_mut();
+    let Some(ip) = data.get_mut(L2..) else {
+        return TxOffload::default();
+    };
+    if v6 {
+        rewrite::nat_ipv6(ip, l4, nat, offload, L2 as u8)
+    } else {
+        rewrite::nat_ipv4(ip, l4, nat, offload, L2 as u8)
+    }
+}
+
 fn set_macs<F: Frame>(f: &mut F, dst: &[u8; 6], src: &[u8; 6]) {
     let data = f.data_mut();
     if data.len() >= ethernet::HEADER_LEN {
@@ -2554,6 +2615,42 @@ mod tests {
         assert!(c.neighbour_requests >= 1);
         assert_eq!(io2.exceptions, 1);
         assert!(c.drops.total() >= 4, "{c:?}");
+    }
+
+    /// The first frame to a server fills the next-hop cache on the general
+    /// path; the next one takes the fast path. Both leave with the same
+    /// bytes, with and without checksum offloads on the port.
+    #[test]
+    fn fast_path_sends_what_the_general_path_sends() {
+        let all = Offload {
+            ipv4_cksum: true,
+            tcp_cksum: true,
+            udp_cksum: true,
+        };
+        for offload in [Offload::default(), all] {
+            for frame in [tcp4(CLIENT4, VIP4, 1000, 64), tcp6(CLIENT6, VIP6, 1000)] {
+                let mut s = setup();
+                s.ports[0].offload = offload;
+                let mut core: Processor<Vec<u8>> = Processor::new(s);
+                let mut lb = Table {
+                    lookups: 0,
+                    prefetched: 0,
+                };
+                let mut io = Log::default();
+                for _ in 0..3 {
+                    let v = core.process(&mut io, &mut lb, 0, frame.clone(), 1);
+                    assert_eq!(v, Verdict::Forward(0));
+                }
+                let mut burst = vec![Some(frame.clone()), Some(frame.clone())];
+                core.process_burst(&mut io, &mut lb, 0, &mut burst, 1);
+                assert_eq!(io.sent.len(), 5);
+                assert_ne!(io.sent[0].1, frame, "rewritten");
+                for (p, f) in &io.sent {
+                    assert_eq!((*p, f), (0, &io.sent[0].1), "offload {offload:?}");
+                }
+                assert_eq!(core.counters().forwarded, 5);
+            }
+        }
     }
 
     /// The fast parse accepts an IPv4 header exactly when the wire view's
