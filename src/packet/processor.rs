@@ -377,7 +377,7 @@ fn parse_fast4(data: &[u8]) -> Option<Fast> {
         for w in h.chunks_exact(4) {
             sum += u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
         }
-        if sum % 0xffff != 0 {
+        if !sum.is_multiple_of(0xffff) {
             return None;
         }
         let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
