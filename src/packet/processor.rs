@@ -27,6 +27,16 @@
 //!    from the neighbour table (the frame waits in a bounded queue while ARP/ND
 //!    resolves).
 //!
+//! Fast path: a TCP/UDP frame of the common shape (untagged, to our MAC,
+//! IPv4 without options or IPv6 without extension headers, not a fragment)
+//! is parsed in one pass ([`parse_fast`]); when the balancer's rewrite is
+//! of its family and the next hop is in the next-hop cache, it is
+//! rewritten in place ([`rewrite::nat_frame_ipv4`]/`nat_frame_ipv6`) and
+//! sent without touching the port table. Everything else on that path
+//! (expiring TTL, a flow owned by another worker, a failed lookup, an
+//! uncached next hop, a frame over the MTU) goes the general way, with the
+//! same verdicts, bytes and counters; the tests compare the two.
+//!
 //! L4 checksums of forwarded TCP/UDP packets are not verified: the
 //! incremental update keeps a corrupt checksum corrupt, so the end host drops
 //! it, as it would without a load balancer.
