@@ -27,6 +27,16 @@
 //!    from the neighbour table (the frame waits in a bounded queue while ARP/ND
 //!    resolves).
 //!
+//! Fast path: a TCP/UDP frame of the common shape (untagged, to our MAC,
+//! IPv4 without options or IPv6 without extension headers, not a fragment)
+//! is parsed in one pass ([`parse_fast`]); when the balancer's rewrite is
+//! of its family and the next hop is in the next-hop cache, it is
+//! rewritten in place ([`rewrite::nat_frame_ipv4`]/`nat_frame_ipv6`) and
+//! sent without touching the port table. Everything else on that path
+//! (expiring TTL, a flow owned by another worker, a failed lookup, an
+//! uncached next hop, a frame over the MTU) goes the general way, with the
+//! same verdicts, bytes and counters; the tests compare the two.
+//!
 //! L4 checksums of forwarded TCP/UDP packets are not verified: the
 //! incremental update keeps a corrupt checksum corrupt, so the end host drops
 //! it, as it would without a load balancer.
@@ -49,7 +59,8 @@ use crate::wire::{protocol, Error as WireError};
 use super::neighbour::{NeighbourTimers, Neighbours, Resolve, Task};
 use super::rewrite::{self, L4};
 use super::{
-    Balancer, CoreSetup, Counters, DropReason, FlowKey, Frame, Io, Nanos, Nat, PortIdx, PortSetup,
+    Balancer, CoreSetup, Counters, DropReason, FlowKey, Frame, Io, Nanos, Nat, Offload, PortIdx,
+    PortSetup, TxOffload,
 };
 
 const SEC: Nanos = 1_000_000_000;
@@ -202,11 +213,19 @@ const BURST_CHUNK: usize = 32;
 /// A cached answer to "how does a packet to `dst` leave": the route and the
 /// next hop's MAC, valid while the neighbour table's generation is
 /// unchanged and until `until`.
+/// With it, what the fast path needs of the egress port (copies of its
+/// setup, which does not change), so that a cached frame touches no
+/// `PortState`.
 #[derive(Clone, Copy, Debug)]
 struct Hop {
     dst: IpAddr,
     port: PortIdx,
     mac: [u8; 6],
+    /// The egress port's MAC, MTU, and whether it offloads no checksum.
+    my_mac: [u8; 6],
+    mtu: u16,
+    no_offload: bool,
+    offload: Offload,
     until: Nanos,
     generation: u64,
 }
@@ -216,6 +235,14 @@ impl Hop {
         dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         port: 0,
         mac: [0; 6],
+        my_mac: [0; 6],
+        mtu: 0,
+        no_offload: false,
+        offload: Offload {
+            ipv4_cksum: false,
+            tcp_cksum: false,
+            udp_cksum: false,
+        },
         until: 0,
         generation: 0,
     };
@@ -223,21 +250,21 @@ impl Hop {
 
 #[inline]
 fn hop_index(dst: IpAddr) -> usize {
+    // Any hash of the address will do: the native byte order saves the swap.
     let x = match dst {
-        IpAddr::V4(a) => u64::from(u32::from(a)),
+        IpAddr::V4(a) => u64::from(u32::from_ne_bytes(a.octets())),
         IpAddr::V6(a) => {
-            let v = u128::from(a);
+            let v = u128::from_ne_bytes(a.octets());
             (v as u64) ^ ((v >> 64) as u64)
         }
     };
     (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % HOP_CACHE
 }
 
-/// A TCP/UDP packet of the common shape (untagged Ethernet to our MAC,
-/// IPv4 without options or IPv6 without extension headers, not a fragment,
-/// valid lengths and IPv4 header checksum), parsed in one pass.
+/// A TCP/UDP packet (its flow key and what the rewrite needs), on the way
+/// from parsing to [`Processor::transport_with`].
 #[derive(Clone, Copy, Debug)]
-struct Fast {
+struct Transport {
     key: FlowKey,
     flags: u8,
     l4: L4,
@@ -245,24 +272,68 @@ struct Fast {
     df: bool,
 }
 
+/// A TCP/UDP packet of the common shape (untagged Ethernet to our MAC,
+/// IPv4 without options or IPv6 without extension headers, not a fragment,
+/// valid lengths and IPv4 header checksum), parsed in one pass. Its L4
+/// header follows the IP header (at 14 + 20 or 14 + 40), and its L4 header
+/// is complete (20 bytes of TCP or 8 of UDP are in the frame).
+#[derive(Clone, Copy, Debug)]
+struct Fast {
+    key: FlowKey,
+    flags: u8,
+    ttl: u8,
+    df: bool,
+    v6: bool,
+    /// Length of the L4 segment (the IP payload).
+    l4_len: u16,
+}
+
+impl Fast {
+    #[inline(always)]
+    fn transport(&self) -> Transport {
+        Transport {
+            key: self.key,
+            flags: self.flags,
+            l4: L4 {
+                proto: self.key.proto,
+                offset: if self.v6 { 40 } else { 20 },
+                len: usize::from(self.l4_len),
+                present: true,
+            },
+            ttl: self.ttl,
+            df: self.df,
+        }
+    }
+}
+
 /// The ports and TCP flags of a TCP/UDP segment `seg` that passes the
 /// checks of the wire views (`TcpPacket`/`UdpPacket::new_checked`).
 #[inline(always)]
 fn fast_ports(seg: &[u8], proto: u8) -> Option<(u16, u16, u8)> {
-    let sp = u16::from_be_bytes([*seg.first()?, *seg.get(1)?]);
-    let dp = u16::from_be_bytes([*seg.get(2)?, *seg.get(3)?]);
     if proto == protocol::TCP {
-        let hl = usize::from(*seg.get(12)? >> 4) * 4;
+        // A data offset of at least 20 bytes that lies inside the segment
+        // implies a complete fixed header.
+        let t: &[u8; 20] = seg.get(..20)?.try_into().ok()?;
+        let hl = usize::from(t[12] >> 4) * 4;
         if hl < 20 || hl > seg.len() {
             return None;
         }
-        Some((sp, dp, seg[13]))
+        Some((
+            u16::from_be_bytes([t[0], t[1]]),
+            u16::from_be_bytes([t[2], t[3]]),
+            t[13],
+        ))
     } else {
-        let ul = usize::from(u16::from_be_bytes([*seg.get(4)?, *seg.get(5)?]));
+        let u: &[u8; 8] = seg.get(..8)?.try_into().ok()?;
+        let ul = usize::from(u16::from_be_bytes([u[4], u[5]]));
         if ul < udp::HEADER_LEN || ul > seg.len() {
             return None;
         }
-        Some((sp, dp, 0))
+        Some((
+            u16::from_be_bytes([u[0], u[1]]),
+            u16::from_be_bytes([u[2], u[3]]),
+            0,
+        ))
     }
 }
 
@@ -270,89 +341,112 @@ fn fast_ports(seg: &[u8], proto: u8) -> Option<(u16, u16, u8)> {
 /// `None` for anything else, which then takes the general path.
 #[inline(always)]
 fn parse_fast(data: &[u8], my_mac: &[u8; 6]) -> Option<Fast> {
-    const L2: usize = ethernet::HEADER_LEN;
-    let eth: &[u8; L2] = data.get(..L2)?.try_into().ok()?;
+    match fast_family(data, my_mac)? {
+        false => parse_fast4(data),
+        true => parse_fast6(data),
+    }
+}
+
+/// Whether `data` is an untagged Ethernet frame to `my_mac` carrying IPv4
+/// (`Some(false)`) or IPv6 (`Some(true)`).
+#[inline(always)]
+fn fast_family(data: &[u8], my_mac: &[u8; 6]) -> Option<bool> {
+    let eth: &[u8; ethernet::HEADER_LEN] = data.get(..ethernet::HEADER_LEN)?.try_into().ok()?;
     if eth[..6] != my_mac[..] {
         return None;
     }
-    match [eth[12], eth[13]] {
-        [0x08, 0x00] => {
-            let h: &[u8; 20] = data.get(L2..L2 + 20)?.try_into().ok()?;
-            let proto = h[9];
-            // Version 4, no options, not a fragment (MF clear, offset 0).
-            if h[0] != 0x45 || (proto != protocol::TCP && proto != protocol::UDP) {
-                return None;
-            }
-            if h[6] & 0x3f != 0 || h[7] != 0 {
-                return None;
-            }
-            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-            // The ones' complement sum of the header, five 32-bit words at a
-            // time (2^16 ≡ 1 modulo 2^16 - 1): all ones when it is valid.
-            let mut sum = 0u64;
-            for w in h.chunks_exact(4) {
-                sum += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
-            }
-            if rewrite::fold(sum) != 0xffff || total < 20 {
-                return None;
-            }
-            let seg = data.get(L2 + 20..L2 + total)?;
-            let (src_port, dst_port, flags) = fast_ports(seg, proto)?;
-            let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
-            let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
-            Some(Fast {
-                key: FlowKey {
-                    proto,
-                    src: IpAddr::V4(src),
-                    src_port,
-                    dst: IpAddr::V4(dst),
-                    dst_port,
-                },
-                flags,
-                l4: L4 {
-                    proto,
-                    offset: 20,
-                    len: total - 20,
-                    present: true,
-                },
-                ttl: h[8],
-                df: h[6] & 0x40 != 0,
-            })
-        }
-        [0x86, 0xdd] => {
-            let h: &[u8; 40] = data.get(L2..L2 + 40)?.try_into().ok()?;
-            let proto = h[6];
-            if h[0] >> 4 != 6 || (proto != protocol::TCP && proto != protocol::UDP) {
-                return None;
-            }
-            let payload = usize::from(u16::from_be_bytes([h[4], h[5]]));
-            let seg = data.get(L2 + 40..L2 + 40 + payload)?;
-            let (src_port, dst_port, flags) = fast_ports(seg, proto)?;
-            let mut a = [0u8; 16];
-            a.copy_from_slice(&h[8..24]);
-            let src = Ipv6Addr::from(a);
-            a.copy_from_slice(&h[24..40]);
-            let dst = Ipv6Addr::from(a);
-            Some(Fast {
-                key: FlowKey {
-                    proto,
-                    src: IpAddr::V6(src),
-                    src_port,
-                    dst: IpAddr::V6(dst),
-                    dst_port,
-                },
-                flags,
-                l4: L4 {
-                    proto,
-                    offset: 40,
-                    len: payload,
-                    present: true,
-                },
-                ttl: h[7],
-                df: true,
-            })
-        }
+    match u16::from_ne_bytes([eth[12], eth[13]]) {
+        et if et == u16::from_ne_bytes([0x08, 0x00]) => Some(false),
+        et if et == u16::from_ne_bytes([0x86, 0xdd]) => Some(true),
         _ => None,
+    }
+}
+
+/// [`parse_fast`] after [`fast_family`] found IPv4.
+#[inline(always)]
+fn parse_fast4(data: &[u8]) -> Option<Fast> {
+    const L2: usize = ethernet::HEADER_LEN;
+    {
+        let h: &[u8; 20] = data.get(L2..L2 + 20)?.try_into().ok()?;
+        let proto = h[9];
+        // Version 4, no options, not a fragment (MF clear, offset 0).
+        if h[0] != 0x45 || (proto != protocol::TCP && proto != protocol::UDP) {
+            return None;
+        }
+        if u16::from_ne_bytes([h[6], h[7]]) & u16::from_ne_bytes([0x3f, 0xff]) != 0 {
+            return None;
+        }
+        // The header checksum is valid when the ones' complement sum of the
+        // header is all ones: when the plain sum of its five 32-bit words
+        // is a non-zero multiple of 2^16 - 1 (2^16 ≡ 1 modulo 2^16 - 1; the
+        // first byte is 0x45, so the sum is not zero). That holds in either
+        // byte order (swapping the bytes of a 16-bit word multiplies it by
+        // 2^8 modulo 2^16 - 1, which is invertible), so the words are read
+        // in little-endian order, which costs no byte swaps on x86.
+        let mut sum = 0u64;
+        for w in h.chunks_exact(4) {
+            sum += u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+        }
+        if !sum.is_multiple_of(0xffff) {
+            return None;
+        }
+        let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        if total < 20 {
+            return None;
+        }
+        let seg = data.get(L2 + 20..L2 + total)?;
+        let (src_port, dst_port, flags) = fast_ports(seg, proto)?;
+        let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
+        let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+        Some(Fast {
+            key: FlowKey {
+                proto,
+                src: IpAddr::V4(src),
+                src_port,
+                dst: IpAddr::V4(dst),
+                dst_port,
+            },
+            flags,
+            ttl: h[8],
+            df: h[6] & 0x40 != 0,
+            v6: false,
+            l4_len: (total - 20) as u16,
+        })
+    }
+}
+
+/// [`parse_fast`] after [`fast_family`] found IPv6.
+#[inline(always)]
+fn parse_fast6(data: &[u8]) -> Option<Fast> {
+    const L2: usize = ethernet::HEADER_LEN;
+    {
+        let h: &[u8; 40] = data.get(L2..L2 + 40)?.try_into().ok()?;
+        let proto = h[6];
+        if h[0] >> 4 != 6 || (proto != protocol::TCP && proto != protocol::UDP) {
+            return None;
+        }
+        let payload = u16::from_be_bytes([h[4], h[5]]);
+        let seg = data.get(L2 + 40..L2 + 40 + usize::from(payload))?;
+        let (src_port, dst_port, flags) = fast_ports(seg, proto)?;
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&h[8..24]);
+        let src = Ipv6Addr::from(a);
+        a.copy_from_slice(&h[24..40]);
+        let dst = Ipv6Addr::from(a);
+        Some(Fast {
+            key: FlowKey {
+                proto,
+                src: IpAddr::V6(src),
+                src_port,
+                dst: IpAddr::V6(dst),
+                dst_port,
+            },
+            flags,
+            ttl: h[7],
+            df: true,
+            v6: true,
+            l4_len: payload,
+        })
     }
 }
 
@@ -529,7 +623,7 @@ impl<F: Frame> Processor<F> {
         frame: F,
         now: Nanos,
     ) -> Verdict {
-        self.process_inner(io, balancer, port, frame, now, false, None)
+        self.process_inner(io, balancer, port, frame, now, false)
     }
 
     /// Handles a burst of frames received on `port` (each taken out of
@@ -547,22 +641,32 @@ impl<F: Frame> Processor<F> {
         frames: &mut [Option<F>],
         now: Nanos,
     ) {
-        let my_mac = self.ports.get(port as usize).map(|p| p.setup.mac);
+        let Some(my_mac) = self.ports.get(port as usize).map(|p| p.setup.mac) else {
+            for frame in frames.iter_mut().filter_map(Option::take) {
+                self.general(io, balancer, port, frame, now, false);
+            }
+            return;
+        };
         for chunk in frames.chunks_mut(BURST_CHUNK) {
             let mut pre: [Option<(Fast, u64)>; BURST_CHUNK] = [None; BURST_CHUNK];
-            if let Some(my_mac) = my_mac {
-                for (p, f) in pre.iter_mut().zip(chunk.iter()) {
-                    if let Some(fast) = f.as_ref().and_then(|f| parse_fast(f.data(), &my_mac)) {
-                        *p = Some((fast, balancer.prefetch(&fast.key)));
-                    }
-                }
-                for (fast, hint) in pre.iter().flatten() {
-                    balancer.prefetch_flow(&fast.key, *hint);
+            for (p, f) in pre.iter_mut().zip(chunk.iter()) {
+                if let Some(fast) = f.as_ref().and_then(|f| parse_fast(f.data(), &my_mac)) {
+                    let hint = balancer.prefetch(&fast.key);
+                    *p = Some((fast, hint));
                 }
             }
+            for (fast, hint) in pre.iter().flatten() {
+                balancer.prefetch_flow(&fast.key, *hint);
+            }
             for (p, f) in pre.iter().zip(chunk.iter_mut()) {
-                if let Some(frame) = f.take() {
-                    self.process_inner(io, balancer, port, frame, now, false, p.as_ref());
+                let Some(frame) = f.take() else { continue };
+                match p {
+                    Some((fast, hint)) => {
+                        self.forward_fast(io, balancer, port, frame, fast, Some(*hint), now, false);
+                    }
+                    None => {
+                        self.general(io, balancer, port, frame, now, false);
+                    }
                 }
             }
         }
@@ -578,14 +682,45 @@ impl<F: Frame> Processor<F> {
         frame: F,
         now: Nanos,
     ) -> Verdict {
-        self.process_inner(io, balancer, port, frame, now, true, None)
+        self.process_inner(io, balancer, port, frame, now, true)
     }
 
-    /// `pre`: the frame as [`parse_fast`] parsed it on this `port`, and the
-    /// balancer's prefetch hint for its key.
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     fn process_inner<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: F,
+        now: Nanos,
+        redirected: bool,
+    ) -> Verdict {
+        // One copy of the fast path per family, each specialised for it.
+        let family = self
+            .ports
+            .get(port as usize)
+            .and_then(|ps| fast_family(frame.data(), &ps.setup.mac));
+        match family {
+            Some(false) => {
+                if let Some(fast) = parse_fast4(frame.data()) {
+                    return self
+                        .forward_fast(io, balancer, port, frame, &fast, None, now, redirected);
+                }
+            }
+            Some(true) => {
+                if let Some(fast) = parse_fast6(frame.data()) {
+                    return self
+                        .forward_fast(io, balancer, port, frame, &fast, None, now, redirected);
+                }
+            }
+            None => {}
+        }
+        self.general(io, balancer, port, frame, now, redirected)
+    }
+
+    /// A frame that is not of the common shape (see [`Fast`]).
+    #[inline(never)]
+    fn general<I: Io<Frame = F>, B: Balancer>(
         &mut self,
         io: &mut I,
         balancer: &mut B,
@@ -593,25 +728,239 @@ impl<F: Frame> Processor<F> {
         mut frame: F,
         now: Nanos,
         redirected: bool,
-        pre: Option<&(Fast, u64)>,
     ) -> Verdict {
-        let out = match pre {
-            Some((fast, hint)) => {
-                self.transport_fast(balancer, &mut frame, fast, Some(*hint), now, redirected)
-            }
-            None => {
-                let fast = self
-                    .ports
-                    .get(port as usize)
-                    .and_then(|ps| parse_fast(frame.data(), &ps.setup.mac));
-                match fast {
-                    Some(fast) => {
-                        self.transport_fast(balancer, &mut frame, &fast, None, now, redirected)
-                    }
-                    None => self.handle(io, balancer, port, &mut frame, now, redirected),
-                }
-            }
+        let out = self.handle(io, balancer, port, &mut frame, now, redirected);
+        self.finish(io, port, frame, out, now)
+    }
+
+    /// A frame of the common shape (see [`Fast`]): the balancer decides, and
+    /// when the next hop is cached the frame is rewritten and sent here;
+    /// anything else (expiring TTL, a flow owned by another worker, a
+    /// failed lookup, an uncached next hop, a frame over the MTU, checksum
+    /// offloads) goes the general way ([`Processor::transport_with`] and
+    /// [`Processor::forward_nat`]), with the same verdicts.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn forward_fast<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: F,
+        fast: &Fast,
+        hint: Option<u64>,
+        now: Nanos,
+        redirected: bool,
+    ) -> Verdict {
+        let key = &fast.key;
+        if fast.ttl <= 1 || (!redirected && balancer.foreign_owner(key).is_some()) {
+            return self.transport_general(io, balancer, port, frame, hint, now, redirected);
+        }
+        let flen = frame.data().len();
+        let len = flen.min(u16::MAX as usize) as u16;
+        let looked = match hint {
+            Some(h) => balancer.lookup_hinted(key, h, fast.flags, len, now),
+            None => balancer.lookup(key, fast.flags, len, now),
         };
+        match looked {
+            Ok(nat) => self.send_fast(io, port, frame, fast, nat, now),
+            Err(e) => self.lookup_failed_fast(io, balancer, port, frame, e, now),
+        }
+    }
+
+    /// The fast path's cold branches parse the frame again rather than
+    /// keep what it parsed (which would cost stores on every frame): the
+    /// frame has not changed, so this is what [`parse_fast`] gave before
+    /// (`None` cannot happen).
+    #[inline]
+    fn reparse(&self, port: PortIdx, frame: &F) -> Option<Fast> {
+        let ps = self.ports.get(port as usize)?;
+        parse_fast(frame.data(), &ps.setup.mac)
+    }
+
+    /// [`Processor::forward_fast`] for a frame it does not handle itself.
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    #[inline(never)]
+    fn transport_general<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        mut frame: F,
+        hint: Option<u64>,
+        now: Nanos,
+        redirected: bool,
+    ) -> Verdict {
+        let Some(fast) = self.reparse(port, &frame) else {
+            return self.general(io, balancer, port, frame, now, redirected);
+        };
+        let t = fast.transport();
+        let out = self.transport_with(
+            balancer,
+            &mut frame,
+            ethernet::HEADER_LEN,
+            &t,
+            hint,
+            now,
+            redirected,
+            None,
+        );
+        self.finish(io, port, frame, out, now)
+    }
+
+    /// [`Processor::forward_fast`] after a failed lookup.
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    #[inline(never)]
+    fn lookup_failed_fast<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: F,
+        e: DropReason,
+        now: Nanos,
+    ) -> Verdict {
+        let out = match self.reparse(port, &frame) {
+            Some(fast) => self.lookup_failed(balancer, e, &fast.key, ethernet::HEADER_LEN),
+            None => Err(e),
+        };
+        self.finish(io, port, frame, out, now)
+    }
+
+    /// The common case of [`Processor::forward_nat`] for a frame of the
+    /// common shape: the balancer's rewrite is of the frame's family, the
+    /// next hop is in the cache and the frame fits the egress MTU: the
+    /// frame is rewritten, its Ethernet addresses set, and it is sent.
+    /// Anything else goes through [`Processor::forward_nat`].
+    #[inline(always)]
+    fn send_fast<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        mut frame: F,
+        fast: &Fast,
+        nat: Nat,
+        now: Nanos,
+    ) -> Verdict {
+        const L2: usize = ethernet::HEADER_LEN;
+        let udp = fast.key.proto == protocol::UDP;
+        let flen = frame.data().len();
+        let ip_len = flen.wrapping_sub(L2);
+        let sent = match (fast.v6, nat.src, nat.dst) {
+            (false, IpAddr::V4(ns), IpAddr::V4(nd)) => match self.hop(nat.dst, now) {
+                Some(h) if !(ip_len > usize::from(h.mtu) && fast.df) => {
+                    let (mac, my_mac, out_port) = (h.mac, h.my_mac, h.port);
+                    if !h.no_offload {
+                        let (proto, len, offload) = (fast.key.proto, fast.l4_len, h.offload);
+                        let req = offloaded(&mut frame, false, proto, len, &nat, offload);
+                        set_macs(&mut frame, &mac, &my_mac);
+                        frame.set_tx_offload(req);
+                        return self.sent(io, frame, out_port, flen);
+                    }
+                    let data = frame.data_mut();
+                    let ok = if udp {
+                        rewrite::nat_frame_ipv4::<42, 40>(data, true, ns, nd, &nat, &mac, &my_mac)
+                    } else {
+                        rewrite::nat_frame_ipv4::<54, 50>(data, false, ns, nd, &nat, &mac, &my_mac)
+                    };
+                    ok.then(|| {
+                        frame.set_tx_offload(TxOffload {
+                            l2_len: L2 as u8,
+                            l3_len: 20,
+                            ipv4: true,
+                            ..TxOffload::default()
+                        });
+                        out_port
+                    })
+                }
+                _ => None,
+            },
+            (true, IpAddr::V6(ns), IpAddr::V6(nd)) => match self.hop(nat.dst, now) {
+                Some(h) if ip_len <= usize::from(h.mtu) => {
+                    let (mac, my_mac, out_port) = (h.mac, h.my_mac, h.port);
+                    if !h.no_offload {
+                        let (proto, len, offload) = (fast.key.proto, fast.l4_len, h.offload);
+                        let req = offloaded(&mut frame, true, proto, len, &nat, offload);
+                        set_macs(&mut frame, &mac, &my_mac);
+                        frame.set_tx_offload(req);
+                        return self.sent(io, frame, out_port, flen);
+                    }
+                    let data = frame.data_mut();
+                    let ok = if udp {
+                        rewrite::nat_frame_ipv6::<62, 60>(data, true, &ns, &nd, &nat, &mac, &my_mac)
+                    } else {
+                        rewrite::nat_frame_ipv6::<74, 70>(
+                            data, false, &ns, &nd, &nat, &mac, &my_mac,
+                        )
+                    };
+                    ok.then(|| {
+                        frame.set_tx_offload(TxOffload {
+                            l2_len: L2 as u8,
+                            l3_len: 40,
+                            ipv6: true,
+                            ..TxOffload::default()
+                        });
+                        out_port
+                    })
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        match sent {
+            Some(out_port) => self.sent(io, frame, out_port, flen),
+            None => self.send_general(io, port, frame, nat, now),
+        }
+    }
+
+    /// Transmits a forwarded frame of `flen` bytes on `out_port` and counts it.
+    #[inline(always)]
+    fn sent<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        frame: F,
+        out_port: PortIdx,
+        flen: usize,
+    ) -> Verdict {
+        io.transmit(out_port, frame);
+        self.counters.forwarded += 1;
+        self.counters.forwarded_bytes += flen as u64;
+        Verdict::Forward(out_port)
+    }
+
+    /// [`Processor::send_fast`] for a frame it does not handle itself.
+    #[cold]
+    #[inline(never)]
+    fn send_general<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        mut frame: F,
+        nat: Nat,
+        now: Nanos,
+    ) -> Verdict {
+        let out = match self.reparse(port, &frame) {
+            Some(fast) => {
+                let t = fast.transport();
+                self.forward_nat(&mut frame, ethernet::HEADER_LEN, &t, &nat, now, None)
+            }
+            None => Err(DropReason::BadHeaderLength),
+        };
+        self.finish(io, port, frame, out, now)
+    }
+
+    /// Disposes of a frame as `out` says, counting it.
+    #[inline(never)]
+    fn finish<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        frame: F,
+        out: Handled,
+        now: Nanos,
+    ) -> Verdict {
         match out {
             Ok(Out::Route {
                 port: out_port,
@@ -798,12 +1147,17 @@ impl<F: Frame> Processor<F> {
         mut frame: F,
         now: Nanos,
     ) -> Result<(), DropReason> {
-        let my_mac = self.ports[port as usize].setup.mac;
+        let ps = &self.ports[port as usize].setup;
+        let my_mac = ps.mac;
         if let Some((mac, until)) = self.neighbours.lookup(port, next_hop, now) {
             self.hops[hop_index(dst)] = Hop {
                 dst,
                 port,
                 mac,
+                my_mac,
+                mtu: ps.mtu,
+                no_offload: ps.offload == Offload::default(),
+                offload: ps.offload,
                 until,
                 generation: self.neighbours.generation(),
             };
@@ -993,7 +1347,7 @@ impl<F: Frame> Processor<F> {
             let u = UdpPacket::new_checked(seg)?;
             (u.src_port(), u.dst_port(), 0)
         };
-        let fast = Fast {
+        let t = Transport {
             key: FlowKey {
                 proto: l4.proto,
                 src,
@@ -1010,7 +1364,7 @@ impl<F: Frame> Processor<F> {
             balancer,
             frame,
             l2,
-            &fast,
+            &t,
             None,
             now,
             redirected,
@@ -1018,87 +1372,86 @@ impl<F: Frame> Processor<F> {
         )
     }
 
-    /// [`Processor::transport`] for a frame [`parse_fast`] accepted.
-    /// `hint`: what [`Balancer::prefetch`] returned for its key.
-    #[inline(always)]
-    fn transport_fast<B: Balancer>(
-        &mut self,
-        balancer: &mut B,
-        frame: &mut F,
-        fast: &Fast,
-        hint: Option<u64>,
-        now: Nanos,
-        redirected: bool,
-    ) -> Handled {
-        self.transport_with(
-            balancer,
-            frame,
-            ethernet::HEADER_LEN,
-            fast,
-            hint,
-            now,
-            redirected,
-            None,
-        )
-    }
-
     /// The part of [`Processor::transport`] after the ports are parsed.
+    /// `hint`: what [`Balancer::prefetch`] returned for its key.
     #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
+    #[inline]
     fn transport_with<B: Balancer>(
         &mut self,
         balancer: &mut B,
         frame: &mut F,
         l2: usize,
-        fast: &Fast,
+        t: &Transport,
         hint: Option<u64>,
         now: Nanos,
         redirected: bool,
         first_fragment: Option<FragKey>,
     ) -> Handled {
-        let Fast {
-            ref key,
-            flags,
-            l4,
-            ttl,
-            df,
-        } = *fast;
-        let (src, dst) = (key.src, key.dst);
+        let key = &t.key;
         if !redirected {
             if let Some(w) = balancer.foreign_owner(key) {
                 return Ok(Out::Redirect(w));
             }
         }
-        let data = frame.data();
         // Whether `dst` is the LB's own address matters only for expiring
         // TTLs and failed lookups: checked there, not per frame.
-        if ttl <= 1 && !self.is_port_addr(dst) {
+        if t.ttl <= 1 && !self.is_port_addr(key.dst) {
             return Ok(Out::IcmpError {
                 kind: IcmpError::TimeExceeded,
                 reason: DropReason::TtlExpired,
             });
         }
-        let len = data.len().min(u16::MAX as usize) as u16;
+        let len = frame.data().len().min(u16::MAX as usize) as u16;
         let looked = match hint {
-            Some(h) => balancer.lookup_hinted(key, h, flags, len, now),
-            None => balancer.lookup(key, flags, len, now),
+            Some(h) => balancer.lookup_hinted(key, h, t.flags, len, now),
+            None => balancer.lookup(key, t.flags, len, now),
         };
-        let nat = match looked {
-            Ok(nat) => nat,
+        match looked {
+            Ok(nat) => self.forward_nat(frame, l2, t, &nat, now, first_fragment),
+            Err(e) => self.lookup_failed(balancer, e, key, l2),
+        }
+    }
+
+    /// What happens to a TCP/UDP packet with `key` whose lookup failed
+    /// with `e`.
+    #[cold]
+    #[inline(never)]
+    fn lookup_failed<B: Balancer>(
+        &self,
+        balancer: &mut B,
+        e: DropReason,
+        key: &FlowKey,
+        l2: usize,
+    ) -> Handled {
+        match e {
             // Addressed to the LB itself and no flow or unit claims it: a
             // kernel socket's traffic (also when the address doubles as a
             // FullNAT local address and the port is the kernel's).
-            Err(DropReason::NoFarmUnit | DropReason::NoFlow) if self.is_port_addr(dst) => {
-                return Ok(Out::Exception)
+            DropReason::NoFarmUnit | DropReason::NoFlow if self.is_port_addr(key.dst) => {
+                Ok(Out::Exception)
             }
-            Err(DropReason::ServerDownReset) => {
-                return match balancer.take_reset() {
-                    Some(nat) if l4.proto == protocol::TCP => Ok(Out::Reset { nat, l2 }),
-                    _ => Err(DropReason::ServerDownReset),
-                };
-            }
-            Err(r) => return Err(r),
-        };
+            DropReason::ServerDownReset => match balancer.take_reset() {
+                Some(nat) if key.proto == protocol::TCP => Ok(Out::Reset { nat, l2 }),
+                _ => Err(DropReason::ServerDownReset),
+            },
+            r => Err(r),
+        }
+    }
+
+    /// The part of [`Processor::transport_with`] after the balancer's
+    /// lookup gave `nat`: TTL, next hop, MTU, rewrite.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn forward_nat(
+        &mut self,
+        frame: &mut F,
+        l2: usize,
+        t: &Transport,
+        nat: &Nat,
+        now: Nanos,
+        first_fragment: Option<FragKey>,
+    ) -> Handled {
+        let Transport { l4, ttl, df, .. } = *t;
         if ttl <= 1 {
             // Addressed to the LB (a FullNAT local address) but forwarded on:
             // it would leave with TTL 0, or wrap from 0 to 255.
@@ -1117,8 +1470,9 @@ impl<F: Frame> Processor<F> {
             },
         };
         let ps = &self.ports[out_port as usize];
+        let data = frame.data();
         let ip_len = data.len() - l2;
-        let ipv4 = matches!(src, IpAddr::V4(_));
+        let ipv4 = matches!(t.key.src, IpAddr::V4(_));
         if ip_len > ps.setup.mtu as usize && (df || !ipv4) {
             return Ok(Out::IcmpError {
                 kind: IcmpError::TooBig(ps.setup.mtu),
@@ -1134,13 +1488,13 @@ impl<F: Frame> Processor<F> {
         }
         let data = frame.data_mut();
         let req = if ipv4 {
-            rewrite::nat_ipv4(&mut data[l2..], l4, &nat, offload, l2 as u8)
+            rewrite::nat_ipv4(&mut data[l2..], l4, nat, offload, l2 as u8)
         } else {
-            rewrite::nat_ipv6(&mut data[l2..], l4, &nat, offload, l2 as u8)
+            rewrite::nat_ipv6(&mut data[l2..], l4, nat, offload, l2 as u8)
         };
         frame.set_tx_offload(req);
         if let Some(k) = first_fragment {
-            self.remember_fragment(k, nat, now);
+            self.remember_fragment(k, *nat, now);
         }
         match cached {
             Ok(mac) => {
@@ -1833,6 +2187,36 @@ impl<F: Frame> Processor<F> {
     }
 }
 
+/// The rewrite of a frame of the common shape (see [`Fast`]) for a port
+/// with checksum offloads: the general rewrite, which leaves the offloaded
+/// checksums to the port.
+#[inline(never)]
+fn offloaded<F: Frame>(
+    frame: &mut F,
+    v6: bool,
+    proto: u8,
+    l4_len: u16,
+    nat: &Nat,
+    offload: Offload,
+) -> TxOffload {
+    const L2: usize = ethernet::HEADER_LEN;
+    let l4 = L4 {
+        proto,
+        offset: if v6 { 40 } else { 20 },
+        len: usize::from(l4_len),
+        present: true,
+    };
+    let data = frame.data_mut();
+    let Some(ip) = data.get_mut(L2..) else {
+        return TxOffload::default();
+    };
+    if v6 {
+        rewrite::nat_ipv6(ip, l4, nat, offload, L2 as u8)
+    } else {
+        rewrite::nat_ipv4(ip, l4, nat, offload, L2 as u8)
+    }
+}
+
 fn set_macs<F: Frame>(f: &mut F, dst: &[u8; 6], src: &[u8; 6]) {
     let data = f.data_mut();
     if data.len() >= ethernet::HEADER_LEN {
@@ -2241,6 +2625,73 @@ mod tests {
         assert!(c.neighbour_requests >= 1);
         assert_eq!(io2.exceptions, 1);
         assert!(c.drops.total() >= 4, "{c:?}");
+    }
+
+    /// The first frame to a server fills the next-hop cache on the general
+    /// path; the next one takes the fast path. Both leave with the same
+    /// bytes, with and without checksum offloads on the port.
+    #[test]
+    fn fast_path_sends_what_the_general_path_sends() {
+        let all = Offload {
+            ipv4_cksum: true,
+            tcp_cksum: true,
+            udp_cksum: true,
+        };
+        for offload in [Offload::default(), all] {
+            for frame in [tcp4(CLIENT4, VIP4, 1000, 64), tcp6(CLIENT6, VIP6, 1000)] {
+                let mut s = setup();
+                s.ports[0].offload = offload;
+                let mut core: Processor<Vec<u8>> = Processor::new(s);
+                let mut lb = Table {
+                    lookups: 0,
+                    prefetched: 0,
+                };
+                let mut io = Log::default();
+                for _ in 0..3 {
+                    let v = core.process(&mut io, &mut lb, 0, frame.clone(), 1);
+                    assert_eq!(v, Verdict::Forward(0));
+                }
+                let mut burst = vec![Some(frame.clone()), Some(frame.clone())];
+                core.process_burst(&mut io, &mut lb, 0, &mut burst, 1);
+                assert_eq!(io.sent.len(), 5);
+                assert_ne!(io.sent[0].1, frame, "rewritten");
+                for (p, f) in &io.sent {
+                    assert_eq!((*p, f), (0, &io.sent[0].1), "offload {offload:?}");
+                }
+                assert_eq!(core.counters().forwarded, 5);
+            }
+        }
+    }
+
+    /// The fast parse accepts an IPv4 header exactly when the wire view's
+    /// checksum verification does, for every value of the checksum field
+    /// and for headers with random addresses.
+    #[test]
+    fn fast_parse_checks_the_header_checksum_as_the_wire_view_does() {
+        let mut x = 0x1234_5678_9abc_def1u64;
+        for round in 0..8 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let [a, b, c, d, e, f, g, h] = x.to_be_bytes();
+            let mut frame = tcp4(
+                Ipv4Addr::new(a, b, c, d),
+                Ipv4Addr::new(e, f, g, h),
+                1000,
+                64,
+            );
+            for sum in 0..=u16::MAX {
+                frame[24..26].copy_from_slice(&sum.to_be_bytes());
+                let view = Ipv4Packet::new_checked(&frame[14..])
+                    .unwrap()
+                    .verify_checksum();
+                assert_eq!(
+                    parse_fast(&frame, &LB_MAC).is_some(),
+                    view,
+                    "round {round}, checksum {sum:#06x}"
+                );
+            }
+        }
     }
 
     #[test]

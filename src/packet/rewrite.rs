@@ -320,3 +320,344 @@ pub fn embedded(
         }
     }
 }
+
+// ------------------------------------------------------------------------
+// The fast path: whole frames of the common shape, checksums in
+// little-endian lanes.
+//
+// The ones' complement sum does not depend on byte order (RFC 1071, 2.(B)):
+// swapping the bytes of every 16-bit word multiplies each word, and so the
+// sum, by 2^8 modulo 2^16 - 1. Reading every word (the checksum field
+// included) little-endian, updating, and writing it back little-endian
+// gives exactly the bytes the big-endian computation gives: both folded
+// results are the unique representative in `1..=0xFFFF` of the same residue
+// (or zero for an all-zero sum, in both orders). On a little-endian machine
+// this saves every byte swap.
+
+/// `b[at..at + 4]` as a little-endian `u32`.
+#[inline(always)]
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// `b[at..at + 8]` as a little-endian `u64`.
+#[inline(always)]
+fn le64(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// Folds a ones' complement sum of any size below 2^128 to 16 bits with
+/// end-around carries (2^64 ≡ 2^32 ≡ 2^16 ≡ 1 modulo 2^16 - 1). As
+/// [`fold`], a non-zero sum never folds to zero.
+#[inline(always)]
+fn fold128(x: u128) -> u16 {
+    let (s, c) = (x as u64).overflowing_add((x >> 64) as u64);
+    let s = s.wrapping_add(u64::from(c));
+    let (t, c) = (s as u32).overflowing_add((s >> 32) as u32);
+    let t = t.wrapping_add(u32::from(c));
+    let (u, c) = (t as u16).overflowing_add((t >> 16) as u16);
+    u.wrapping_add(u16::from(c))
+}
+
+/// The new ports of `nat` as the little-endian reading of the first four
+/// bytes of the L4 header.
+#[inline(always)]
+fn ports_le(nat: &Nat) -> u32 {
+    // The bytes are the big-endian source port, then destination port.
+    u32::from_le_bytes((u32::from(nat.src_port) << 16 | u32::from(nat.dst_port)).to_be_bytes())
+}
+
+/// [`fold`] for a sum below 2^35 (at most eight 32-bit words), in three
+/// steps: below 2^19 + 2^16, then 2^16 + 2^4, then at most 0xFFFF.
+#[inline(always)]
+fn fold35(x: u64) -> u16 {
+    debug_assert!(x < 1 << 35);
+    let x = (x & 0xffff) + (x >> 16);
+    let x = (x & 0xffff) + (x >> 16);
+    let x = (x & 0xffff) + (x >> 16);
+    x as u16
+}
+
+/// [`nat_ipv4`] without offloads for a whole untagged Ethernet frame whose
+/// IPv4 header has no options and whose TCP (`udp` false) or UDP header
+/// follows it complete: `N` is the length of Ethernet, IP and L4 headers
+/// up to the L4 checksum's end, `CS` the offset of the L4 checksum in the
+/// frame. `ns`/`nd` are `nat`'s addresses. Also sets the Ethernet addresses. Returns false, changing nothing,
+/// when the frame is shorter than `N`. The caller checked that the TTL is
+/// above 1.
+#[inline(always)]
+pub(crate) fn nat_frame_ipv4<const N: usize, const CS: usize>(
+    data: &mut [u8],
+    udp: bool,
+    ns: Ipv4Addr,
+    nd: Ipv4Addr,
+    nat: &Nat,
+    dst_mac: &[u8; 6],
+    src_mac: &[u8; 6],
+) -> bool {
+    const IP: usize = 14;
+    const L4: usize = IP + 20;
+    let Some(f) = data
+        .get_mut(..N)
+        .and_then(|f| <&mut [u8; N]>::try_from(f).ok())
+    else {
+        return false;
+    };
+    f[..6].copy_from_slice(dst_mac);
+    f[6..12].copy_from_slice(src_mac);
+    let (os, od) = (le32(f, IP + 12), le32(f, IP + 16));
+    let (ns, nd) = (
+        u32::from_le_bytes(ns.octets()),
+        u32::from_le_bytes(nd.octets()),
+    );
+    f[IP + 12..IP + 16].copy_from_slice(&ns.to_le_bytes());
+    f[IP + 16..IP + 20].copy_from_slice(&nd.to_le_bytes());
+    f[IP + 8] = f[IP + 8].wrapping_sub(1);
+    let addr_delta = delta32(os, ns) + delta32(od, nd);
+    // TTL and protocol share a word; read little-endian its low byte (the
+    // TTL) drops by one: ~w + (w - 1) = 0xffff - 1 for every w.
+    let c = u16::from_le_bytes([f[IP + 10], f[IP + 11]]);
+    let c = !fold35(u64::from(!c) + addr_delta + 0xfffe);
+    f[IP + 10..IP + 12].copy_from_slice(&c.to_le_bytes());
+    let (op, np) = (le32(f, L4), ports_le(nat));
+    f[L4..L4 + 4].copy_from_slice(&np.to_le_bytes());
+    let old = u16::from_le_bytes([f[CS], f[CS + 1]]);
+    if udp && old == 0 {
+        // No UDP checksum over IPv4: stays none.
+        return true;
+    }
+    let mut c = !fold35(u64::from(!old) + addr_delta + delta32(op, np));
+    if udp && c == 0 {
+        c = 0xffff;
+    }
+    f[CS..CS + 2].copy_from_slice(&c.to_le_bytes());
+    true
+}
+
+/// [`nat_frame_ipv4`] for IPv6 without extension headers ([`nat_ipv6`]
+/// without offloads): decrements the hop limit (the caller checked it is
+/// above 1).
+#[inline(always)]
+pub(crate) fn nat_frame_ipv6<const N: usize, const CS: usize>(
+    data: &mut [u8],
+    udp: bool,
+    ns: &Ipv6Addr,
+    nd: &Ipv6Addr,
+    nat: &Nat,
+    dst_mac: &[u8; 6],
+    src_mac: &[u8; 6],
+) -> bool {
+    const IP: usize = 14;
+    const L4: usize = IP + 40;
+    let Some(f) = data
+        .get_mut(..N)
+        .and_then(|f| <&mut [u8; N]>::try_from(f).ok())
+    else {
+        return false;
+    };
+    f[..6].copy_from_slice(dst_mac);
+    f[6..12].copy_from_slice(src_mac);
+    let (ns, nd) = (ns.octets(), nd.octets());
+    let mut sum = 0u128;
+    for i in [0, 8] {
+        sum += u128::from(!le64(f, IP + 8 + i)) + u128::from(le64(&ns, i));
+        sum += u128::from(!le64(f, IP + 24 + i)) + u128::from(le64(&nd, i));
+    }
+    f[IP + 8..IP + 24].copy_from_slice(&ns);
+    f[IP + 24..IP + 40].copy_from_slice(&nd);
+    f[IP + 7] = f[IP + 7].wrapping_sub(1);
+    let (op, np) = (le32(f, L4), ports_le(nat));
+    f[L4..L4 + 4].copy_from_slice(&np.to_le_bytes());
+    let old = u16::from_le_bytes([f[CS], f[CS + 1]]);
+    sum += u128::from(!old) + u128::from(delta32(op, np));
+    let mut c = !fold128(sum);
+    // A computed UDP checksum of zero is sent as all ones (over IPv6 the
+    // checksum is mandatory).
+    if udp && c == 0 {
+        c = 0xffff;
+    }
+    f[CS..CS + 2].copy_from_slice(&c.to_le_bytes());
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (xorshift64*).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn bytes<const N: usize>(&mut self) -> [u8; N] {
+            let mut b = [0u8; N];
+            for x in b.iter_mut() {
+                *x = self.next() as u8;
+            }
+            b
+        }
+    }
+
+    const DST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
+    const SRC_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+
+    /// A frame: Ethernet, an IP header with random addresses (and, for
+    /// IPv4, a valid header checksum), the L4 header with random ports and
+    /// checksum `l4_sum`, a few payload bytes.
+    fn frame(rng: &mut Rng, v6: bool, udp: bool, l4_sum: u16) -> Vec<u8> {
+        let proto = if udp { protocol::UDP } else { protocol::TCP };
+        let l4_len = if udp { 8 } else { 20 } + 6;
+        let mut f = vec![0u8; 14];
+        f[12..14].copy_from_slice(if v6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
+        if v6 {
+            f.extend_from_slice(&[
+                0x60,
+                0,
+                0,
+                0,
+                0,
+                l4_len as u8,
+                proto,
+                2 + rng.next() as u8 % 250,
+            ]);
+            f.extend_from_slice(&rng.bytes::<32>());
+        } else {
+            let total = 20 + l4_len as u16;
+            let mut h = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0];
+            h[2..4].copy_from_slice(&total.to_be_bytes());
+            h.extend_from_slice(&[2 + rng.next() as u8 % 250, proto, 0, 0]);
+            h.extend_from_slice(&rng.bytes::<8>());
+            let c = !checksum::fold(checksum::sum(&h));
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            f.extend_from_slice(&h);
+        }
+        let mut l4 = rng.bytes::<26>()[..l4_len].to_vec();
+        let at = if udp { 6 } else { 16 };
+        l4[at..at + 2].copy_from_slice(&l4_sum.to_be_bytes());
+        if udp {
+            l4[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+        } else {
+            l4[12] = 0x50;
+        }
+        f.extend_from_slice(&l4);
+        f
+    }
+
+    fn nat(rng: &mut Rng, v6: bool) -> Nat {
+        let addr = |rng: &mut Rng| {
+            if v6 {
+                IpAddr::V6(Ipv6Addr::from(rng.bytes::<16>()))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(rng.bytes::<4>()))
+            }
+        };
+        Nat {
+            src: addr(rng),
+            src_port: rng.next() as u16,
+            dst: addr(rng),
+            dst_port: rng.next() as u16,
+        }
+    }
+
+    /// The general rewrite (big-endian words) and MACs, for comparison.
+    fn general(f: &[u8], v6: bool, udp: bool, nat: &Nat) -> Vec<u8> {
+        let mut g = f.to_vec();
+        g[..6].copy_from_slice(&DST_MAC);
+        g[6..12].copy_from_slice(&SRC_MAC);
+        let l4 = L4 {
+            proto: if udp { protocol::UDP } else { protocol::TCP },
+            offset: if v6 { 40 } else { 20 },
+            len: f.len() - 14 - if v6 { 40 } else { 20 },
+            present: true,
+        };
+        if v6 {
+            nat_ipv6(&mut g[14..], l4, nat, Offload::default(), 14);
+        } else {
+            nat_ipv4(&mut g[14..], l4, nat, Offload::default(), 14);
+        }
+        g
+    }
+
+    fn fast(f: &[u8], v6: bool, udp: bool, nat: &Nat) -> Vec<u8> {
+        let mut g = f.to_vec();
+        let ok = match (v6, udp, nat.src, nat.dst) {
+            (false, true, IpAddr::V4(s), IpAddr::V4(d)) => {
+                nat_frame_ipv4::<42, 40>(&mut g, true, s, d, nat, &DST_MAC, &SRC_MAC)
+            }
+            (false, false, IpAddr::V4(s), IpAddr::V4(d)) => {
+                nat_frame_ipv4::<54, 50>(&mut g, false, s, d, nat, &DST_MAC, &SRC_MAC)
+            }
+            (true, true, IpAddr::V6(s), IpAddr::V6(d)) => {
+                nat_frame_ipv6::<62, 60>(&mut g, true, &s, &d, nat, &DST_MAC, &SRC_MAC)
+            }
+            (true, false, IpAddr::V6(s), IpAddr::V6(d)) => {
+                nat_frame_ipv6::<74, 70>(&mut g, false, &s, &d, nat, &DST_MAC, &SRC_MAC)
+            }
+            _ => unreachable!(),
+        };
+        assert!(ok);
+        g
+    }
+
+    /// The fast-path rewrite (little-endian lanes) writes exactly the bytes
+    /// of the general one, for random packets and rewrites.
+    #[test]
+    fn frame_rewrite_equals_general_rewrite() {
+        let mut rng = Rng(0x5eed_1234_abcd_0001);
+        for i in 0..20_000 {
+            let (v6, udp) = (i % 2 == 1, i % 4 >= 2);
+            let l4_sum = match i % 16 {
+                // Zero (no UDP checksum over IPv4) and all ones.
+                0..=3 if (i / 16) % 2 == 0 => 0,
+                0..=3 => 0xffff,
+                _ => rng.next() as u16,
+            };
+            let f = frame(&mut rng, v6, udp, l4_sum);
+            let n = nat(&mut rng, v6);
+            assert_eq!(fast(&f, v6, udp, &n), general(&f, v6, udp, &n), "case {i}");
+        }
+    }
+
+    /// Every old L4 checksum value (so every new one, zero included) gives
+    /// the same bytes in both rewrites.
+    #[test]
+    fn frame_rewrite_equals_general_rewrite_for_every_checksum() {
+        let mut rng = Rng(0x0dd_ba11_cafe_f00d);
+        for (v6, udp) in [(false, false), (false, true), (true, false), (true, true)] {
+            let base = frame(&mut rng, v6, udp, 0);
+            let n = nat(&mut rng, v6);
+            let at = 14 + if v6 { 40 } else { 20 } + if udp { 6 } else { 16 };
+            for c in 0..=u16::MAX {
+                let mut f = base.clone();
+                f[at..at + 2].copy_from_slice(&c.to_be_bytes());
+                assert_eq!(
+                    fast(&f, v6, udp, &n),
+                    general(&f, v6, udp, &n),
+                    "v6 {v6} udp {udp} checksum {c:#06x}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn short_frames_are_left_alone() {
+        let mut rng = Rng(7);
+        let f = frame(&mut rng, false, false, 1);
+        let n = nat(&mut rng, false);
+        let (IpAddr::V4(s), IpAddr::V4(d)) = (n.src, n.dst) else {
+            unreachable!()
+        };
+        let mut short = f[..53].to_vec();
+        assert!(!nat_frame_ipv4::<54, 50>(
+            &mut short, false, s, d, &n, &DST_MAC, &SRC_MAC
+        ));
+        assert_eq!(short, f[..53]);
+    }
+}
