@@ -354,7 +354,7 @@ fn alloc_local(
 }
 
 /// The addresses a packet of `f` in `dir` leaves with.
-#[inline]
+#[inline(always)]
 fn nat_for(ends: &Endpoints, f: &Flow, dir: Dir) -> Nat {
     let v6 = f.is_v6();
     match dir {
@@ -588,8 +588,9 @@ impl FarmBalancer {
         }
     }
 
-    /// An existing flow's packet.
-    #[inline]
+    /// An existing flow's packet (the general case: see
+    /// [`FarmBalancer::lookup_tuple`] for the common one).
+    #[inline(never)]
     fn existing(
         &mut self,
         slot: u32,
@@ -678,6 +679,7 @@ impl FarmBalancer {
     }
 
     /// The first packet of a new flow.
+    #[inline(never)]
     fn create(
         &mut self,
         key: &FlowKey,
@@ -861,22 +863,75 @@ impl FarmBalancer {
         len: u16,
         now: Nanos,
     ) -> Result<Nat, DropReason> {
-        if let Some((slot, dir)) = self.table.find_hashed(t, h) {
-            let f = self.table.get(slot);
-            let expired = self.table.is_expired(slot, now);
-            let restart = dir == Dir::Forward
-                && f.proto() == 6
-                && f.state == FlowState::Close
-                && is_syn(tcp_flags);
-            if !expired && !restart {
-                return self.existing(slot, dir, tcp_flags, len, now);
-            }
-            let f = self.table.remove(slot);
-            if expired {
-                self.table.stats.expired += 1;
-            }
-            flow_gone(&mut self.counters, self.reader.active(), &f);
+        match self.table.find_hashed(t, h) {
+            Some((slot, dir)) => match self.live(slot, dir, tcp_flags, len, now) {
+                Some(nat) => Ok(nat),
+                None => self.not_live(key, t, slot, dir, tcp_flags, len, now),
+            },
+            None => self.create(key, t, tcp_flags, len, now),
         }
+    }
+
+    /// The common packet: of a live flow on a server that is neither
+    /// removed nor down, not a refused SYN, not a SYN restarting a closed
+    /// flow. `None` for everything else ([`FarmBalancer::not_live`]).
+    #[inline(always)]
+    fn live(&mut self, slot: u32, dir: Dir, tcp_flags: u8, len: u16, now: Nanos) -> Option<Nat> {
+        let timeout = self.table.timeout(self.table.get(slot).state);
+        let f = self.table.get_mut(slot);
+        // `find` never returns a free slot.
+        if now.saturating_sub(f.last_seen) >= timeout {
+            return None;
+        }
+        let s = self.reader.snapshot().farm.server(ServerId(f.server));
+        let plain = !s.removed
+            && match dir {
+                Dir::Forward => {
+                    s.state != ServerState::Down
+                        && (f.state != FlowState::Close || !is_syn(tcp_flags) || f.proto() != 6)
+                }
+                Dir::Reverse => tcp_flags & tcp_flags::RST == 0 || f.state != FlowState::SynSent,
+            };
+        if !plain {
+            return None;
+        }
+        f.on_packet(dir, tcp_flags);
+        f.last_seen = now;
+        let f = *f;
+        self.counters.units[f.unit as usize].count(dir, len);
+        self.counters.servers[f.server as usize].count(dir, len);
+        Some(nat_for(self.table.endpoints(), &f, dir))
+    }
+
+    /// A packet of a flow in the table that [`FarmBalancer::live`] did not
+    /// take: expired, restarted by a SYN after close, or on a server that is
+    /// down or removed.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn not_live(
+        &mut self,
+        key: &FlowKey,
+        t: &Tuple,
+        slot: u32,
+        dir: Dir,
+        tcp_flags: u8,
+        len: u16,
+        now: Nanos,
+    ) -> Result<Nat, DropReason> {
+        let f = self.table.get(slot);
+        let expired = self.table.is_expired(slot, now);
+        let restart = dir == Dir::Forward
+            && f.proto() == 6
+            && f.state == FlowState::Close
+            && is_syn(tcp_flags);
+        if !expired && !restart {
+            return self.existing(slot, dir, tcp_flags, len, now);
+        }
+        let f = self.table.remove(slot);
+        if expired {
+            self.table.stats.expired += 1;
+        }
+        flow_gone(&mut self.counters, self.reader.active(), &f);
         self.create(key, t, tcp_flags, len, now)
     }
 }

@@ -38,7 +38,7 @@
 //! LRU (a bounded sample, like Redis' and CLOCK's), chosen because an exact
 //! LRU list would add two random memory writes to every packet.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use crate::dpdk::hint::prefetch;
@@ -120,18 +120,23 @@ pub fn addr_bytes(ip: IpAddr) -> Addr {
     }
 }
 
-/// The `IpAddr` of a 16-byte address of the given family.
+/// The `IpAddr` of a 16-byte address of the given family: for IPv4 the
+/// last four bytes (every address of an IPv4 flow is IPv4-mapped: clients
+/// come from IPv4 packets, and the configuration keeps the servers and
+/// local addresses of a unit in the unit's family).
 #[inline]
 pub fn addr_ip(a: &Addr, v6: bool) -> IpAddr {
-    let v6a = std::net::Ipv6Addr::from(*a);
     if v6 {
-        IpAddr::V6(v6a)
+        IpAddr::V6(Ipv6Addr::from(*a))
     } else {
-        match v6a.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6a),
-        }
+        IpAddr::V4(Ipv4Addr::new(a[12], a[13], a[14], a[15]))
     }
+}
+
+/// The last 4 bytes of `a` (the IPv4 address of a mapped one).
+#[inline(always)]
+fn low32(a: &Addr) -> u64 {
+    u64::from(u32::from_le_bytes([a[12], a[13], a[14], a[15]]))
 }
 
 /// A 5-tuple in the flow table's compact form.
@@ -171,6 +176,11 @@ impl Tuple {
             | (self.dst_port as u64) << 16
             | (self.proto as u64) << 32
             | (self.v6 as u64) << 40;
+        if !self.v6 {
+            // IPv4: both addresses fit one word; two rounds.
+            let h = mix(seed ^ (low32(&self.src) << 32 | low32(&self.dst)), K1);
+            return mix(h ^ tail ^ seed.rotate_left(32), K2);
+        }
         let mut h = mix(seed ^ w(&self.src, 0), K1);
         h = mix(h ^ w(&self.src, 8), K2);
         h = mix(h ^ w(&self.dst, 0), K1);
@@ -395,16 +405,35 @@ impl Endpoints {
         }
     }
 
+    /// True when `t` is the `dir` tuple of `f` (field by field, cheapest
+    /// first, without building the flow's tuple).
     #[inline]
     fn matches(&self, f: &Flow, dir: Dir, t: &Tuple) -> bool {
-        if f.state == FlowState::Free {
+        if f.state == FlowState::Free || f.is_v6() != t.v6 || f.proto() != t.proto {
             return false;
         }
-        let ft = match dir {
-            Dir::Forward => self.forward(f),
-            Dir::Reverse => self.reverse(f),
-        };
-        ft == *t
+        match dir {
+            Dir::Forward => {
+                f.client_port == t.src_port
+                    && f.unit_port == t.dst_port
+                    && f.client == t.src
+                    && self.units[f.unit as usize].addr == t.dst
+            }
+            Dir::Reverse => {
+                let (dst, dst_port) = if f.is_fullnat() {
+                    (
+                        &self.units[f.unit as usize].locals[f.local as usize],
+                        f.local_port,
+                    )
+                } else {
+                    (&f.client, f.client_port)
+                };
+                dst_port == t.dst_port
+                    && *dst == t.dst
+                    && self.servers[f.server as usize].addr == t.src
+                    && self.server_port(f) == t.src_port
+            }
+        }
     }
 }
 
