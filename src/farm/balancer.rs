@@ -684,6 +684,7 @@ impl FarmBalancer {
         &mut self,
         key: &FlowKey,
         t: &Tuple,
+        fwd_hash: u64,
         tflags: u8,
         len: u16,
         now: Nanos,
@@ -716,6 +717,7 @@ impl FarmBalancer {
             fl |= flags::V6;
         }
         let (mut local, mut local_port) = (0, 0);
+        let mut rev_hash = None;
         match unit.main() {
             Some(m) if m.mode == ForwardingMode::FullNat => {
                 fl |= flags::FULLNAT;
@@ -738,7 +740,9 @@ impl FarmBalancer {
                     proto: t.proto,
                     v6: t.v6,
                 };
-                if let Some((slot, _)) = self.table.find(&rev) {
+                let h = self.table.hash(&rev);
+                rev_hash = Some(h);
+                if let Some((slot, _)) = self.table.find_hashed(&rev, h) {
                     let old = self.table.get(slot);
                     let expired = self.table.is_expired(slot, now);
                     let closing = !udp
@@ -771,9 +775,12 @@ impl FarmBalancer {
             },
             flags: fl,
         };
+        // NAT: the reverse tuple is the one checked above.
+        let rev_hash =
+            rev_hash.unwrap_or_else(|| self.table.hash(&self.table.endpoints().reverse(&flow)));
         let (_, evicted) = self
             .table
-            .insert(flow, now)
+            .insert_hashed(flow, fwd_hash, rev_hash, now)
             .map_err(|_| DropReason::FlowTableFull)?;
         if let Some(e) = evicted {
             flow_gone(&mut self.counters, active, &e);
@@ -866,9 +873,9 @@ impl FarmBalancer {
         match self.table.find_hashed(t, h) {
             Some((slot, dir)) => match self.live(slot, dir, tcp_flags, len, now) {
                 Some(nat) => Ok(nat),
-                None => self.not_live(key, t, slot, dir, tcp_flags, len, now),
+                None => self.not_live(key, t, h, slot, dir, tcp_flags, len, now),
             },
-            None => self.create(key, t, tcp_flags, len, now),
+            None => self.create(key, t, h, tcp_flags, len, now),
         }
     }
 
@@ -912,6 +919,7 @@ impl FarmBalancer {
         &mut self,
         key: &FlowKey,
         t: &Tuple,
+        h: u64,
         slot: u32,
         dir: Dir,
         tcp_flags: u8,
@@ -932,6 +940,6 @@ impl FarmBalancer {
             self.table.stats.expired += 1;
         }
         flow_gone(&mut self.counters, self.reader.active(), &f);
-        self.create(key, t, tcp_flags, len, now)
+        self.create(key, t, h, tcp_flags, len, now)
     }
 }
