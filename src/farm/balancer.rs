@@ -253,6 +253,27 @@ fn failover(snap: &Snapshot, unit: &Unit) -> Option<ServerId> {
         .find(|&s| snap.farm.server(s).accepts_new_flows())
 }
 
+/// The hash of `t` that a Maglev table is indexed with: the whole 5-tuple
+/// (`maglev`) or the client address only (`source-hash`). `None` for the
+/// other schedulers.
+#[inline]
+fn scheduler_hash(kind: SchedulerKind, t: &Tuple) -> Option<u64> {
+    match kind {
+        SchedulerKind::Maglev => Some(t.hash(SCHED_SEED)),
+        SchedulerKind::SourceHash => {
+            let only_addr = Tuple {
+                src_port: 0,
+                dst: [0; 16],
+                dst_port: 0,
+                proto: 0,
+                ..*t
+            };
+            Some(only_addr.hash(SCHED_SEED))
+        }
+        _ => None,
+    }
+}
+
 /// The server a main farm unit's scheduler gives a new flow with tuple `t`.
 fn schedule(
     snap: &Snapshot,
@@ -263,16 +284,8 @@ fn schedule(
     t: &Tuple,
 ) -> Option<ServerId> {
     match m.scheduler {
-        SchedulerKind::Maglev => Some(snap.table(unit)?.lookup(t.hash(SCHED_SEED))),
-        SchedulerKind::SourceHash => {
-            let only_addr = Tuple {
-                src_port: 0,
-                dst: [0; 16],
-                dst_port: 0,
-                proto: 0,
-                ..*t
-            };
-            Some(snap.table(unit)?.lookup(only_addr.hash(SCHED_SEED)))
+        SchedulerKind::Maglev | SchedulerKind::SourceHash => {
+            Some(snap.table(unit)?.lookup(scheduler_hash(m.scheduler, t)?))
         }
         SchedulerKind::LeastConn => {
             let n = m.servers.len();
@@ -818,9 +831,15 @@ impl Balancer for FarmBalancer {
         h
     }
 
+    /// Also, for a packet that will start a new flow, the index line of
+    /// the flow's reverse tuple, which the new flow's NAT check and insert
+    /// touch (when the unit's server is known before the lookup: Maglev,
+    /// source hash, sub-farm units).
     #[inline]
-    fn prefetch_flow(&self, _key: &FlowKey, hint: u64) {
-        self.table.prefetch_flow(hint);
+    fn prefetch_flow(&self, key: &FlowKey, hint: u64) {
+        if !self.table.prefetch_flow(hint) {
+            self.prefetch_new(key);
+        }
     }
 
     /// `hint` must be what [`FarmBalancer::prefetch`] returned for `key`
@@ -859,6 +878,41 @@ impl Balancer for FarmBalancer {
 }
 
 impl FarmBalancer {
+    /// See [`Balancer::prefetch_flow`]: the reverse tuple's index line of
+    /// a new NAT flow. Only a hint: the scheduler runs again in `create`.
+    #[inline(never)]
+    fn prefetch_new(&self, key: &FlowKey) {
+        let snap: &Snapshot = self.reader.snapshot();
+        let Some(uid) = snap.unit_for(key.dst, key.proto, key.dst_port) else {
+            return;
+        };
+        let unit = snap.farm.unit(uid);
+        let t = Tuple::from_key(key);
+        let server = match &unit.kind {
+            UnitKind::Sub(_) => failover(snap, unit),
+            UnitKind::Main(m) if m.mode == ForwardingMode::Nat => match m.scheduler {
+                SchedulerKind::Maglev | SchedulerKind::SourceHash => {
+                    scheduler_hash(m.scheduler, &t).and_then(|h| Some(snap.table(uid)?.lookup(h)))
+                }
+                _ => None,
+            },
+            UnitKind::Main(_) => None,
+        };
+        let Some(server) = server else { return };
+        let Some(end) = self.table.endpoints().servers.get(server.0 as usize) else {
+            return;
+        };
+        let rev = Tuple {
+            src: end.addr,
+            src_port: if unit.port == 0 { t.dst_port } else { end.port },
+            dst: t.src,
+            dst_port: t.src_port,
+            proto: t.proto,
+            v6: t.v6,
+        };
+        self.table.prefetch_index(self.table.hash(&rev));
+    }
+
     /// [`Balancer::lookup`] with the tuple and its hash computed.
     #[inline]
     fn lookup_tuple(

@@ -118,7 +118,9 @@ pub type Addr = [u8; 16];
 #[inline]
 pub fn addr_bytes(ip: IpAddr) -> Addr {
     match ip {
-        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        // As `to_ipv6_mapped().octets()`, in two register operations
+        // instead of byte by byte.
+        IpAddr::V4(a) => (0xffff_u128 << 32 | u128::from(u32::from(a))).to_be_bytes(),
         IpAddr::V6(a) => a.octets(),
     }
 }
@@ -595,25 +597,27 @@ impl FlowTable {
     /// Starts loading the flow entry a lookup of `hash` would most likely
     /// compare first (the first index entry with the hash's fingerprint).
     /// Best after [`FlowTable::prefetch_index`] for the same hash had time
-    /// to complete.
+    /// to complete. Returns false when the index shows that no flow has a
+    /// tuple with this hash (a new flow follows, or a stray packet).
     #[inline]
-    pub fn prefetch_flow(&self, hash: u64) {
+    pub fn prefetch_flow(&self, hash: u64) -> bool {
         let fp = hash as u32;
         let mut i = fp as usize & self.mask;
         for _ in 0..4 {
             let e = self.index[i];
             if e == EMPTY {
-                return;
+                return false;
             }
             if (e >> 32) as u32 == fp {
                 let f = &self.flows[(e as u32 >> 1) as usize];
                 // Both ends: a 40-byte entry may straddle two cache lines.
                 prefetch(&f.client);
                 prefetch(&f.flags);
-                return;
+                return true;
             }
             i = (i + 1) & self.mask;
         }
+        true
     }
 
     #[inline]
