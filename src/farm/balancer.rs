@@ -820,6 +820,9 @@ impl Balancer for FarmBalancer {
     ) -> Result<Nat, DropReason> {
         let t = Tuple::from_key(key);
         let h = self.table.hash(&t);
+        if is_syn(tcp_flags) {
+            self.prefetch_syn(key, h);
+        }
         self.lookup_tuple(key, &t, h, tcp_flags, len, now)
     }
 
@@ -878,6 +881,15 @@ impl Balancer for FarmBalancer {
 }
 
 impl FarmBalancer {
+    /// A SYN is most likely a new flow: its two index lines (forward and
+    /// reverse tuple) load in parallel instead of one after the other.
+    #[cold]
+    #[inline(never)]
+    fn prefetch_syn(&self, key: &FlowKey, h: u64) {
+        self.table.prefetch_index(h);
+        self.prefetch_new(key);
+    }
+
     /// See [`Balancer::prefetch_flow`]: the reverse tuple's index line of
     /// a new NAT flow. Only a hint: the scheduler runs again in `create`.
     #[inline(never)]
