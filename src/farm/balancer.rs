@@ -253,6 +253,27 @@ fn failover(snap: &Snapshot, unit: &Unit) -> Option<ServerId> {
         .find(|&s| snap.farm.server(s).accepts_new_flows())
 }
 
+/// The hash of `t` that a Maglev table is indexed with: the whole 5-tuple
+/// (`maglev`) or the client address only (`source-hash`). `None` for the
+/// other schedulers.
+#[inline]
+fn scheduler_hash(kind: SchedulerKind, t: &Tuple) -> Option<u64> {
+    match kind {
+        SchedulerKind::Maglev => Some(t.hash(SCHED_SEED)),
+        SchedulerKind::SourceHash => {
+            let only_addr = Tuple {
+                src_port: 0,
+                dst: [0; 16],
+                dst_port: 0,
+                proto: 0,
+                ..*t
+            };
+            Some(only_addr.hash(SCHED_SEED))
+        }
+        _ => None,
+    }
+}
+
 /// The server a main farm unit's scheduler gives a new flow with tuple `t`.
 fn schedule(
     snap: &Snapshot,
@@ -263,16 +284,8 @@ fn schedule(
     t: &Tuple,
 ) -> Option<ServerId> {
     match m.scheduler {
-        SchedulerKind::Maglev => Some(snap.table(unit)?.lookup(t.hash(SCHED_SEED))),
-        SchedulerKind::SourceHash => {
-            let only_addr = Tuple {
-                src_port: 0,
-                dst: [0; 16],
-                dst_port: 0,
-                proto: 0,
-                ..*t
-            };
-            Some(snap.table(unit)?.lookup(only_addr.hash(SCHED_SEED)))
+        SchedulerKind::Maglev | SchedulerKind::SourceHash => {
+            Some(snap.table(unit)?.lookup(scheduler_hash(m.scheduler, t)?))
         }
         SchedulerKind::LeastConn => {
             let n = m.servers.len();
@@ -354,7 +367,7 @@ fn alloc_local(
 }
 
 /// The addresses a packet of `f` in `dir` leaves with.
-#[inline]
+#[inline(always)]
 fn nat_for(ends: &Endpoints, f: &Flow, dir: Dir) -> Nat {
     let v6 = f.is_v6();
     match dir {
@@ -588,8 +601,9 @@ impl FarmBalancer {
         }
     }
 
-    /// An existing flow's packet.
-    #[inline]
+    /// An existing flow's packet (the general case: see
+    /// [`FarmBalancer::lookup_tuple`] for the common one).
+    #[inline(never)]
     fn existing(
         &mut self,
         slot: u32,
@@ -678,10 +692,12 @@ impl FarmBalancer {
     }
 
     /// The first packet of a new flow.
+    #[inline(never)]
     fn create(
         &mut self,
         key: &FlowKey,
         t: &Tuple,
+        fwd_hash: u64,
         tflags: u8,
         len: u16,
         now: Nanos,
@@ -714,6 +730,7 @@ impl FarmBalancer {
             fl |= flags::V6;
         }
         let (mut local, mut local_port) = (0, 0);
+        let mut rev_hash = None;
         match unit.main() {
             Some(m) if m.mode == ForwardingMode::FullNat => {
                 fl |= flags::FULLNAT;
@@ -736,7 +753,9 @@ impl FarmBalancer {
                     proto: t.proto,
                     v6: t.v6,
                 };
-                if let Some((slot, _)) = self.table.find(&rev) {
+                let h = self.table.hash(&rev);
+                rev_hash = Some(h);
+                if let Some((slot, _)) = self.table.find_hashed(&rev, h) {
                     let old = self.table.get(slot);
                     let expired = self.table.is_expired(slot, now);
                     let closing = !udp
@@ -769,9 +788,12 @@ impl FarmBalancer {
             },
             flags: fl,
         };
+        // NAT: the reverse tuple is the one checked above.
+        let rev_hash =
+            rev_hash.unwrap_or_else(|| self.table.hash(&self.table.endpoints().reverse(&flow)));
         let (_, evicted) = self
             .table
-            .insert(flow, now)
+            .insert_hashed(flow, fwd_hash, rev_hash, now)
             .map_err(|_| DropReason::FlowTableFull)?;
         if let Some(e) = evicted {
             flow_gone(&mut self.counters, active, &e);
@@ -798,6 +820,9 @@ impl Balancer for FarmBalancer {
     ) -> Result<Nat, DropReason> {
         let t = Tuple::from_key(key);
         let h = self.table.hash(&t);
+        if is_syn(tcp_flags) {
+            self.prefetch_syn(key, h);
+        }
         self.lookup_tuple(key, &t, h, tcp_flags, len, now)
     }
 
@@ -809,9 +834,15 @@ impl Balancer for FarmBalancer {
         h
     }
 
+    /// Also, for a packet that will start a new flow, the index line of
+    /// the flow's reverse tuple, which the new flow's NAT check and insert
+    /// touch (when the unit's server is known before the lookup: Maglev,
+    /// source hash, sub-farm units).
     #[inline]
-    fn prefetch_flow(&self, _key: &FlowKey, hint: u64) {
-        self.table.prefetch_flow(hint);
+    fn prefetch_flow(&self, key: &FlowKey, hint: u64) {
+        if !self.table.prefetch_flow(hint) {
+            self.prefetch_new(key);
+        }
     }
 
     /// `hint` must be what [`FarmBalancer::prefetch`] returned for `key`
@@ -850,6 +881,50 @@ impl Balancer for FarmBalancer {
 }
 
 impl FarmBalancer {
+    /// A SYN is most likely a new flow: its two index lines (forward and
+    /// reverse tuple) load in parallel instead of one after the other.
+    #[cold]
+    #[inline(never)]
+    fn prefetch_syn(&self, key: &FlowKey, h: u64) {
+        self.table.prefetch_index(h);
+        self.prefetch_new(key);
+    }
+
+    /// See [`Balancer::prefetch_flow`]: the reverse tuple's index line of
+    /// a new NAT flow. Only a hint: the scheduler runs again in `create`.
+    #[inline(never)]
+    fn prefetch_new(&self, key: &FlowKey) {
+        let snap: &Snapshot = self.reader.snapshot();
+        let Some(uid) = snap.unit_for(key.dst, key.proto, key.dst_port) else {
+            return;
+        };
+        let unit = snap.farm.unit(uid);
+        let t = Tuple::from_key(key);
+        let server = match &unit.kind {
+            UnitKind::Sub(_) => failover(snap, unit),
+            UnitKind::Main(m) if m.mode == ForwardingMode::Nat => match m.scheduler {
+                SchedulerKind::Maglev | SchedulerKind::SourceHash => {
+                    scheduler_hash(m.scheduler, &t).and_then(|h| Some(snap.table(uid)?.lookup(h)))
+                }
+                _ => None,
+            },
+            UnitKind::Main(_) => None,
+        };
+        let Some(server) = server else { return };
+        let Some(end) = self.table.endpoints().servers.get(server.0 as usize) else {
+            return;
+        };
+        let rev = Tuple {
+            src: end.addr,
+            src_port: if unit.port == 0 { t.dst_port } else { end.port },
+            dst: t.src,
+            dst_port: t.src_port,
+            proto: t.proto,
+            v6: t.v6,
+        };
+        self.table.prefetch_index(self.table.hash(&rev));
+    }
+
     /// [`Balancer::lookup`] with the tuple and its hash computed.
     #[inline]
     fn lookup_tuple(
@@ -861,22 +936,76 @@ impl FarmBalancer {
         len: u16,
         now: Nanos,
     ) -> Result<Nat, DropReason> {
-        if let Some((slot, dir)) = self.table.find_hashed(t, h) {
-            let f = self.table.get(slot);
-            let expired = self.table.is_expired(slot, now);
-            let restart = dir == Dir::Forward
-                && f.proto() == 6
-                && f.state == FlowState::Close
-                && is_syn(tcp_flags);
-            if !expired && !restart {
-                return self.existing(slot, dir, tcp_flags, len, now);
-            }
-            let f = self.table.remove(slot);
-            if expired {
-                self.table.stats.expired += 1;
-            }
-            flow_gone(&mut self.counters, self.reader.active(), &f);
+        match self.table.find_hashed(t, h) {
+            Some((slot, dir)) => match self.live(slot, dir, tcp_flags, len, now) {
+                Some(nat) => Ok(nat),
+                None => self.not_live(key, t, h, slot, dir, tcp_flags, len, now),
+            },
+            None => self.create(key, t, h, tcp_flags, len, now),
         }
-        self.create(key, t, tcp_flags, len, now)
+    }
+
+    /// The common packet: of a live flow on a server that is neither
+    /// removed nor down, not a refused SYN, not a SYN restarting a closed
+    /// flow. `None` for everything else ([`FarmBalancer::not_live`]).
+    #[inline(always)]
+    fn live(&mut self, slot: u32, dir: Dir, tcp_flags: u8, len: u16, now: Nanos) -> Option<Nat> {
+        let timeout = self.table.timeout(self.table.get(slot).state);
+        let f = self.table.get_mut(slot);
+        // `find` never returns a free slot.
+        if now.saturating_sub(f.last_seen) >= timeout {
+            return None;
+        }
+        let s = self.reader.snapshot().farm.server(ServerId(f.server));
+        let plain = !s.removed
+            && match dir {
+                Dir::Forward => {
+                    s.state != ServerState::Down
+                        && (f.state != FlowState::Close || !is_syn(tcp_flags) || f.proto() != 6)
+                }
+                Dir::Reverse => tcp_flags & tcp_flags::RST == 0 || f.state != FlowState::SynSent,
+            };
+        if !plain {
+            return None;
+        }
+        f.on_packet(dir, tcp_flags);
+        f.last_seen = now;
+        let f = *f;
+        self.counters.units[f.unit as usize].count(dir, len);
+        self.counters.servers[f.server as usize].count(dir, len);
+        Some(nat_for(self.table.endpoints(), &f, dir))
+    }
+
+    /// A packet of a flow in the table that [`FarmBalancer::live`] did not
+    /// take: expired, restarted by a SYN after close, or on a server that is
+    /// down or removed.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn not_live(
+        &mut self,
+        key: &FlowKey,
+        t: &Tuple,
+        h: u64,
+        slot: u32,
+        dir: Dir,
+        tcp_flags: u8,
+        len: u16,
+        now: Nanos,
+    ) -> Result<Nat, DropReason> {
+        let f = self.table.get(slot);
+        let expired = self.table.is_expired(slot, now);
+        let restart = dir == Dir::Forward
+            && f.proto() == 6
+            && f.state == FlowState::Close
+            && is_syn(tcp_flags);
+        if !expired && !restart {
+            return self.existing(slot, dir, tcp_flags, len, now);
+        }
+        let f = self.table.remove(slot);
+        if expired {
+            self.table.stats.expired += 1;
+        }
+        flow_gone(&mut self.counters, self.reader.active(), &f);
+        self.create(key, t, h, tcp_flags, len, now)
     }
 }

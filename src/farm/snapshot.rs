@@ -16,7 +16,6 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use hashbrown::{HashMap, HashSet};
 use serde::Serialize;
 
 use super::maglev::{self, MaglevTable, Member};
@@ -48,9 +47,96 @@ pub struct Snapshot {
     /// the unit schedules otherwise).
     tables: Vec<Option<Arc<MaglevTable>>>,
     /// (address, protocol, port) → unit; port 0 for any-port units.
-    by_addr: HashMap<(IpAddr, u8, u16), UnitId>,
-    unit_addrs: HashSet<IpAddr>,
-    local_addrs: HashSet<IpAddr>,
+    by_addr: AddrMap,
+    /// Unit addresses (protocol and port 0).
+    unit_addrs: AddrMap,
+    /// FullNAT local addresses (protocol and port 0).
+    local_addrs: AddrMap,
+}
+
+/// A small fixed map from (address, protocol, port) to a `u16`, built once
+/// per snapshot: open addressing with linear probing at load at most 1/2
+/// over plain integer keys, so that a lookup on the packet path costs one
+/// multiply and usually one compare (a general hash map hashes the `IpAddr`
+/// enum field by field).
+#[derive(Debug, Default)]
+struct AddrMap {
+    /// (address bits, tag, value); tag 0: empty. The tag holds the family,
+    /// protocol and port and a used bit, so an IPv4 address never equals
+    /// the IPv6 address with the same bits.
+    slots: Vec<(u128, u32, u16)>,
+    len: usize,
+}
+
+impl AddrMap {
+    #[inline]
+    fn key(ip: IpAddr, proto: u8, port: u16) -> (u128, u32) {
+        let (bits, v6) = match ip {
+            IpAddr::V4(a) => (u128::from(u32::from(a)), 0),
+            IpAddr::V6(a) => (u128::from(a), 1),
+        };
+        (
+            bits,
+            1 << 31 | v6 << 24 | u32::from(proto) << 16 | u32::from(port),
+        )
+    }
+
+    #[inline]
+    fn home(&self, bits: u128, tag: u32) -> usize {
+        let x = (bits as u64) ^ ((bits >> 64) as u64).rotate_left(29) ^ u64::from(tag) << 13;
+        mix(x, 0x9e37_79b9_7f4a_7c15) as usize & (self.slots.len() - 1)
+    }
+
+    fn build(entries: impl IntoIterator<Item = (IpAddr, u8, u16, u16)>) -> AddrMap {
+        let entries: Vec<_> = entries.into_iter().collect();
+        let size = (entries.len() * 2).next_power_of_two().max(4);
+        let mut m = AddrMap {
+            slots: vec![(0, 0, 0); size],
+            len: 0,
+        };
+        for (ip, proto, port, v) in entries {
+            let (bits, tag) = Self::key(ip, proto, port);
+            let mut i = m.home(bits, tag);
+            loop {
+                let e = &mut m.slots[i];
+                if e.1 == 0 {
+                    *e = (bits, tag, v);
+                    m.len += 1;
+                    break;
+                }
+                if e.0 == bits && e.1 == tag {
+                    // The last entry of a key wins (as with a map's
+                    // insert); the configuration keeps keys unique.
+                    e.2 = v;
+                    break;
+                }
+                i = (i + 1) & (size - 1);
+            }
+        }
+        m
+    }
+
+    #[inline]
+    fn get(&self, ip: IpAddr, proto: u8, port: u16) -> Option<u16> {
+        let (bits, tag) = Self::key(ip, proto, port);
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(bits, tag);
+        loop {
+            let e = &self.slots[i];
+            if e.1 == tag && e.0 == bits {
+                return Some(e.2);
+            }
+            if e.1 == 0 {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    #[inline]
+    fn contains(&self, ip: IpAddr) -> bool {
+        self.len != 0 && self.get(ip, 0, 0).is_some()
+    }
 }
 
 fn table_for(farm: &Farm, unit: UnitId) -> Option<Arc<MaglevTable>> {
@@ -98,22 +184,25 @@ impl Snapshot {
                 _ => table_for(&farm, u.id),
             })
             .collect();
-        let mut by_addr = HashMap::new();
-        let mut unit_addrs = HashSet::new();
-        let mut local_addrs = HashSet::new();
+        let mut by_addr = Vec::new();
+        let mut unit_addrs = Vec::new();
+        let mut local_addrs = Vec::new();
         for u in &farm.units {
             // A removed unit takes no new flows, but its address stays known
             // so its established flows keep their owner worker.
             if !u.removed {
-                by_addr.insert((u.address, u.protocol.number(), u.port), u.id);
+                by_addr.push((u.address, u.protocol.number(), u.port, u.id.0));
             }
-            unit_addrs.insert(u.address);
+            unit_addrs.push((u.address, 0, 0, 0));
             if let Some(m) = u.main() {
                 if m.mode == crate::config::ForwardingMode::FullNat {
-                    local_addrs.extend(m.local_addresses.iter().copied());
+                    local_addrs.extend(m.local_addresses.iter().map(|&a| (a, 0, 0, 0)));
                 }
             }
         }
+        let by_addr = AddrMap::build(by_addr);
+        let unit_addrs = AddrMap::build(unit_addrs);
+        let local_addrs = AddrMap::build(local_addrs);
         Snapshot {
             generation,
             structure,
@@ -129,10 +218,10 @@ impl Snapshot {
     /// that exact port, else an any-port unit of the address.
     #[inline]
     pub fn unit_for(&self, dst: IpAddr, proto: u8, port: u16) -> Option<UnitId> {
-        if let Some(&u) = self.by_addr.get(&(dst, proto, port)) {
-            return Some(u);
-        }
-        self.by_addr.get(&(dst, proto, 0)).copied()
+        self.by_addr
+            .get(dst, proto, port)
+            .or_else(|| self.by_addr.get(dst, proto, 0))
+            .map(UnitId)
     }
 
     /// The Maglev table of `unit`, if it has one.
@@ -144,13 +233,13 @@ impl Snapshot {
     /// True when `ip` is a FullNAT local address of some unit.
     #[inline]
     pub fn is_local_addr(&self, ip: IpAddr) -> bool {
-        !self.local_addrs.is_empty() && self.local_addrs.contains(&ip)
+        self.local_addrs.contains(ip)
     }
 
     /// True when `ip` is a main or sub-farm unit address.
     #[inline]
     pub fn is_unit_addr(&self, ip: IpAddr) -> bool {
-        self.unit_addrs.contains(&ip)
+        self.unit_addrs.contains(ip)
     }
 
     /// The worker (of `workers`) that owns the flow of a packet with `key`,
@@ -692,5 +781,47 @@ impl SnapshotReader {
         if let Some(r) = self.refusals.get(id.0 as usize) {
             r.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AddrMap;
+    use std::net::IpAddr;
+
+    #[test]
+    fn addr_map_finds_what_it_holds_and_nothing_else() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let entries: Vec<(IpAddr, u8, u16, u16)> = (0..300u16)
+            .map(|i| {
+                (
+                    ip(&format!("10.0.{}.{}", i / 200, i % 200)),
+                    6,
+                    80 + i % 3,
+                    i,
+                )
+            })
+            .chain([
+                (ip("2001:db8::1"), 17, 0, 1000),
+                (ip("::ffff:10.0.0.1"), 6, 80, 1001),
+            ])
+            .collect();
+        let m = AddrMap::build(entries.clone());
+        for (a, p, port, v) in &entries {
+            assert_eq!(m.get(*a, *p, *port), Some(*v), "{a} {p} {port}");
+        }
+        // The IPv4 address and its v4-mapped IPv6 form are different keys.
+        assert_eq!(m.get(ip("10.0.0.1"), 6, 81), Some(1));
+        assert_eq!(m.get(ip("::ffff:10.0.0.1"), 6, 80), Some(1001));
+        assert_eq!(m.get(ip("10.0.0.1"), 6, 80), None);
+        assert_eq!(m.get(ip("10.0.0.0"), 17, 80), None);
+        assert_eq!(m.get(ip("2001:db8::1"), 17, 1), None);
+        assert!(!m.contains(ip("10.0.0.0")));
+        let empty = AddrMap::build([]);
+        assert!(!empty.contains(ip("10.0.0.0")));
+        assert_eq!(empty.get(ip("10.0.0.0"), 6, 80), None);
+        let set = AddrMap::build([(ip("192.0.2.1"), 0, 0, 0)]);
+        assert!(set.contains(ip("192.0.2.1")));
+        assert!(!set.contains(ip("192.0.2.2")));
     }
 }

@@ -38,14 +38,17 @@
 //! LRU (a bounded sample, like Redis' and CLOCK's), chosen because an exact
 //! LRU list would add two random memory writes to every packet.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use crate::dpdk::hint::prefetch;
+use crate::dpdk::hint::{prefetch, HugeArray};
 use crate::packet::{FlowKey, Nanos};
 
 /// How many slots the eviction sweep looks at for one new flow.
 pub const EVICT_SAMPLE: u32 = 64;
+
+/// How many expired flows [`FlowTable::expire`] prefetches at a time.
+const EXPIRE_BATCH: usize = 16;
 
 /// Idle timeouts per flow state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,23 +118,30 @@ pub type Addr = [u8; 16];
 #[inline]
 pub fn addr_bytes(ip: IpAddr) -> Addr {
     match ip {
-        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        // As `to_ipv6_mapped().octets()`, in two register operations
+        // instead of byte by byte.
+        IpAddr::V4(a) => (0xffff_u128 << 32 | u128::from(u32::from(a))).to_be_bytes(),
         IpAddr::V6(a) => a.octets(),
     }
 }
 
-/// The `IpAddr` of a 16-byte address of the given family.
+/// The `IpAddr` of a 16-byte address of the given family: for IPv4 the
+/// last four bytes (every address of an IPv4 flow is IPv4-mapped: clients
+/// come from IPv4 packets, and the configuration keeps the servers and
+/// local addresses of a unit in the unit's family).
 #[inline]
 pub fn addr_ip(a: &Addr, v6: bool) -> IpAddr {
-    let v6a = std::net::Ipv6Addr::from(*a);
     if v6 {
-        IpAddr::V6(v6a)
+        IpAddr::V6(Ipv6Addr::from(*a))
     } else {
-        match v6a.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6a),
-        }
+        IpAddr::V4(Ipv4Addr::new(a[12], a[13], a[14], a[15]))
     }
+}
+
+/// The last 4 bytes of `a` (the IPv4 address of a mapped one).
+#[inline(always)]
+fn low32(a: &Addr) -> u64 {
+    u64::from(u32::from_le_bytes([a[12], a[13], a[14], a[15]]))
 }
 
 /// A 5-tuple in the flow table's compact form.
@@ -171,6 +181,11 @@ impl Tuple {
             | (self.dst_port as u64) << 16
             | (self.proto as u64) << 32
             | (self.v6 as u64) << 40;
+        if !self.v6 {
+            // IPv4: both addresses fit one word; two rounds.
+            let h = mix(seed ^ (low32(&self.src) << 32 | low32(&self.dst)), K1);
+            return mix(h ^ tail ^ seed.rotate_left(32), K2);
+        }
         let mut h = mix(seed ^ w(&self.src, 0), K1);
         h = mix(h ^ w(&self.src, 8), K2);
         h = mix(h ^ w(&self.dst, 0), K1);
@@ -395,16 +410,35 @@ impl Endpoints {
         }
     }
 
+    /// True when `t` is the `dir` tuple of `f` (field by field, cheapest
+    /// first, without building the flow's tuple).
     #[inline]
     fn matches(&self, f: &Flow, dir: Dir, t: &Tuple) -> bool {
-        if f.state == FlowState::Free {
+        if f.state == FlowState::Free || f.is_v6() != t.v6 || f.proto() != t.proto {
             return false;
         }
-        let ft = match dir {
-            Dir::Forward => self.forward(f),
-            Dir::Reverse => self.reverse(f),
-        };
-        ft == *t
+        match dir {
+            Dir::Forward => {
+                f.client_port == t.src_port
+                    && f.unit_port == t.dst_port
+                    && f.client == t.src
+                    && self.units[f.unit as usize].addr == t.dst
+            }
+            Dir::Reverse => {
+                let (dst, dst_port) = if f.is_fullnat() {
+                    (
+                        &self.units[f.unit as usize].locals[f.local as usize],
+                        f.local_port,
+                    )
+                } else {
+                    (&f.client, f.client_port)
+                };
+                dst_port == t.dst_port
+                    && *dst == t.dst
+                    && self.servers[f.server as usize].addr == t.src
+                    && self.server_port(f) == t.src_port
+            }
+        }
     }
 }
 
@@ -427,9 +461,12 @@ const EMPTY: u64 = u64::MAX;
 
 /// The per-worker flow table. See the module documentation.
 pub struct FlowTable {
-    flows: Vec<Flow>,
+    /// The slab and the index: on transparent huge pages where the kernel
+    /// grants them (a 1M-flow table is about 72 MiB of randomly accessed
+    /// memory: on 4 KiB pages nearly every lookup would also miss the TLB).
+    flows: HugeArray<Flow>,
     free: Vec<u32>,
-    index: Vec<u64>,
+    index: HugeArray<u64>,
     mask: usize,
     seed: u64,
     ends: Endpoints,
@@ -466,9 +503,9 @@ impl FlowTable {
         timeout_ns[FlowState::Udp as usize] = ns(t.udp);
         timeout_ns[FlowState::UdpReplied as usize] = ns(t.udp);
         FlowTable {
-            flows: vec![Flow::default(); cap],
+            flows: HugeArray::new(cap, Flow::default()),
             free: (0..cap as u32).rev().collect(),
-            index: vec![EMPTY; slots],
+            index: HugeArray::new(slots, EMPTY),
             mask: slots - 1,
             seed,
             ends,
@@ -482,8 +519,8 @@ impl FlowTable {
     /// Memory held per flow at this table's capacity, in bytes: slab entry,
     /// index share and free-stack share.
     pub fn bytes_per_flow(&self) -> usize {
-        let total = self.flows.capacity() * std::mem::size_of::<Flow>()
-            + self.index.capacity() * std::mem::size_of::<u64>()
+        let total = self.flows.allocated_bytes()
+            + self.index.allocated_bytes()
             + self.free.capacity() * std::mem::size_of::<u32>();
         total.div_ceil(self.flows.len())
     }
@@ -560,25 +597,27 @@ impl FlowTable {
     /// Starts loading the flow entry a lookup of `hash` would most likely
     /// compare first (the first index entry with the hash's fingerprint).
     /// Best after [`FlowTable::prefetch_index`] for the same hash had time
-    /// to complete.
+    /// to complete. Returns false when the index shows that no flow has a
+    /// tuple with this hash (a new flow follows, or a stray packet).
     #[inline]
-    pub fn prefetch_flow(&self, hash: u64) {
+    pub fn prefetch_flow(&self, hash: u64) -> bool {
         let fp = hash as u32;
         let mut i = fp as usize & self.mask;
         for _ in 0..4 {
             let e = self.index[i];
             if e == EMPTY {
-                return;
+                return false;
             }
             if (e >> 32) as u32 == fp {
                 let f = &self.flows[(e as u32 >> 1) as usize];
                 // Both ends: a 40-byte entry may straddle two cache lines.
                 prefetch(&f.client);
                 prefetch(&f.flags);
-                return;
+                return true;
             }
             i = (i + 1) & self.mask;
         }
+        true
     }
 
     #[inline]
@@ -608,7 +647,23 @@ impl FlowTable {
     /// an expired or unassured flow is evicted and returned with the new slot;
     /// an assured flow never is.
     pub fn insert(&mut self, flow: Flow, now: Nanos) -> Result<(u32, Option<Flow>), TableFull> {
+        let fwd = self.hash(&self.ends.forward(&flow));
+        let rev = self.hash(&self.ends.reverse(&flow));
+        self.insert_hashed(flow, fwd, rev, now)
+    }
+
+    /// As [`FlowTable::insert`] with the hashes of the flow's forward and
+    /// reverse tuples already computed (the caller looked both up).
+    pub fn insert_hashed(
+        &mut self,
+        flow: Flow,
+        fwd: u64,
+        rev: u64,
+        now: Nanos,
+    ) -> Result<(u32, Option<Flow>), TableFull> {
         debug_assert!(flow.state != FlowState::Free);
+        debug_assert_eq!(fwd, self.hash(&self.ends.forward(&flow)));
+        debug_assert_eq!(rev, self.hash(&self.ends.reverse(&flow)));
         let mut evicted = None;
         if self.free.is_empty() {
             match self.evict_one(now) {
@@ -621,7 +676,8 @@ impl FlowTable {
         }
         let slot = self.free.pop().ok_or(TableFull)?;
         self.flows[slot as usize] = flow;
-        self.link(slot);
+        self.index_insert(fwd, slot << 1);
+        self.index_insert(rev, slot << 1 | 1);
         Ok((slot, evicted))
     }
 
@@ -655,20 +711,52 @@ impl FlowTable {
     /// many were removed. Calling it with a small budget every loop keeps
     /// the cost per call bounded; the whole table is covered every
     /// `capacity / budget` calls.
+    ///
+    /// The expired flows are taken [`EXPIRE_BATCH`] at a time: the index
+    /// lines of both their tuples are prefetched before the first of them
+    /// is unlinked, so their cache misses overlap.
     pub fn expire(&mut self, now: Nanos, budget: u32, mut on_remove: impl FnMut(&Flow)) -> usize {
         let cap = self.flows.len() as u32;
         let mut removed = 0;
+        let mut batch = [(0u32, 0u64, 0u64); EXPIRE_BATCH];
+        let mut n = 0;
         for _ in 0..budget.min(cap) {
             let s = self.expire_hand;
             self.expire_hand = if s + 1 == cap { 0 } else { s + 1 };
             if self.is_expired(s, now) {
-                let f = self.remove(s);
-                self.stats.expired += 1;
-                on_remove(&f);
-                removed += 1;
+                let f = &self.flows[s as usize];
+                let fwd = self.hash(&self.ends.forward(f));
+                let rev = self.hash(&self.ends.reverse(f));
+                self.prefetch_index(fwd);
+                self.prefetch_index(rev);
+                batch[n] = (s, fwd, rev);
+                n += 1;
+                if n == EXPIRE_BATCH {
+                    removed += self.remove_batch(&batch, &mut on_remove);
+                    n = 0;
+                }
             }
         }
-        removed
+        removed + self.remove_batch(&batch[..n], &mut on_remove)
+    }
+
+    /// Removes the expired flows of `batch` (slot, forward and reverse
+    /// hash), counting them as expired.
+    fn remove_batch(
+        &mut self,
+        batch: &[(u32, u64, u64)],
+        on_remove: &mut impl FnMut(&Flow),
+    ) -> usize {
+        for &(s, fwd, rev) in batch {
+            let f = self.flows[s as usize];
+            self.index_remove(fwd, s << 1);
+            self.index_remove(rev, s << 1 | 1);
+            self.flows[s as usize] = Flow::default();
+            self.free.push(s);
+            self.stats.expired += 1;
+            on_remove(&f);
+        }
+        batch.len()
     }
 
     fn evict_one(&mut self, now: Nanos) -> Option<Flow> {
@@ -694,14 +782,6 @@ impl FlowTable {
         let s = best?;
         self.stats.evictions += 1;
         Some(self.remove(s))
-    }
-
-    fn link(&mut self, slot: u32) {
-        let f = &self.flows[slot as usize];
-        let fwd = self.ends.forward(f);
-        let rev = self.ends.reverse(f);
-        self.index_insert(self.hash(&fwd), slot << 1);
-        self.index_insert(self.hash(&rev), slot << 1 | 1);
     }
 
     fn unlink(&mut self, slot: u32) {

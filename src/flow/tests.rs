@@ -262,3 +262,55 @@ fn full_table_evicts_expired_then_oldest_unassured_never_established() {
     assert_eq!(t.len(), 4);
     t.check();
 }
+
+#[test]
+fn batched_expiry_removes_exactly_the_expired_flows() {
+    // Many expired flows in one sweep (more than one prefetch batch), NAT
+    // and FullNAT, mixed with live ones, in a small index where probe runs
+    // collide: the index stays exact and the live flows stay findable.
+    let mut t = FlowTable::with_seed(&cfg(256), ends(), 7);
+    let mut live = Vec::new();
+    for p in 1..=200u16 {
+        let mut f = flow(p, FlowState::SynSent, 0);
+        if p % 3 == 0 {
+            f.unit = 1;
+            f.flags |= flags::FULLNAT;
+            f.local_port = 2000 + p;
+        }
+        // Every fifth flow is established (15 min timeout): it stays.
+        if p % 5 == 0 {
+            f.state = FlowState::Established;
+            live.push(f);
+        }
+        t.insert(f, 0).unwrap();
+    }
+    let mut gone = 0;
+    assert_eq!(t.expire(31 * SEC, 256, |_| gone += 1), 160);
+    assert_eq!(gone, 160);
+    assert_eq!(t.stats.expired, 160);
+    assert_eq!(t.len(), 40);
+    t.check();
+    for f in &live {
+        let (s, d) = t.find(&t.endpoints().forward(f)).unwrap();
+        assert_eq!((t.get(s).client_port, d), (f.client_port, Dir::Forward));
+        assert_eq!(t.find(&t.endpoints().reverse(f)), Some((s, Dir::Reverse)));
+    }
+}
+
+#[test]
+fn ipv4_and_ipv6_tuples_hash_and_match_apart() {
+    // An IPv4 tuple and the IPv6 tuple with the v4-mapped addresses have
+    // the same address bytes: the family keeps them apart.
+    let mut t = FlowTable::with_seed(&cfg(16), ends(), 1);
+    let f = flow(1000, FlowState::Established, 0);
+    t.insert(f, 0).unwrap();
+    let fwd = t.endpoints().forward(&f);
+    assert!(t.find(&fwd).is_some());
+    let as_v6 = Tuple { v6: true, ..fwd };
+    assert_ne!(fwd.hash(5), as_v6.hash(5));
+    assert_eq!(t.find(&as_v6), None);
+    assert_eq!(
+        addr_ip(&f.client, false),
+        IpAddr::V4(Ipv4Addr::new(198, 19, 0, 1))
+    );
+}
