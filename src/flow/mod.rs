@@ -33,8 +33,12 @@
 //! looks at the next [`EVICT_SAMPLE`] slots after a rotating hand and takes
 //! the first expired flow, otherwise the one idle longest among those that
 //! are not *assured* (assured: TCP established, or UDP that has seen a reply,
-//! as conntrack's early-drop does). An established flow is never evicted:
-//! when no candidate is found the new flow is refused. This is an approximate
+//! as conntrack's early-drop does). An established flow is never evicted.
+//! Flows established together occupy neighbouring slots, so a window of
+//! assured flows only says little about the rest of the table: the sweep
+//! then jumps a golden-ratio step on and samples again, up to
+//! [`EVICT_WINDOWS`] windows, and refuses the new flow only when all of
+//! them held assured flows only. This is an approximate
 //! LRU (a bounded sample, like Redis' and CLOCK's), chosen because an exact
 //! LRU list would add two random memory writes to every packet.
 
@@ -46,6 +50,10 @@ use crate::packet::{FlowKey, Nanos};
 
 /// How many slots the eviction sweep looks at for one new flow.
 pub const EVICT_SAMPLE: u32 = 64;
+/// How many windows of [`EVICT_SAMPLE`] slots the eviction looks at before
+/// it refuses a new flow (only when every flow in a window is assured does
+/// it look at the next).
+pub const EVICT_WINDOWS: u32 = 8;
 
 /// How many expired flows [`FlowTable::expire`] prefetches at a time.
 const EXPIRE_BATCH: usize = 16;
@@ -761,22 +769,35 @@ impl FlowTable {
 
     fn evict_one(&mut self, now: Nanos) -> Option<Flow> {
         let cap = self.flows.len() as u32;
+        // After a window of assured flows only, the next window starts a
+        // golden-ratio step further on: flows established together sit in
+        // neighbouring slots, so the unassured ones are likely far away.
+        let jump = ((u64::from(cap) * 0x9e37_79b9) >> 32) as u32 | 1;
         let mut best: Option<u32> = None;
-        for _ in 0..EVICT_SAMPLE.min(cap) {
-            let s = self.evict_hand;
-            self.evict_hand = if s + 1 == cap { 0 } else { s + 1 };
-            let f = &self.flows[s as usize];
-            if f.state == FlowState::Free {
-                continue;
+        'windows: for w in 0..EVICT_WINDOWS {
+            if w > 0 {
+                self.evict_hand =
+                    ((u64::from(self.evict_hand) + u64::from(jump)) % u64::from(cap)) as u32;
             }
-            if self.is_expired(s, now) {
-                best = Some(s);
+            for _ in 0..EVICT_SAMPLE.min(cap) {
+                let s = self.evict_hand;
+                self.evict_hand = if s + 1 == cap { 0 } else { s + 1 };
+                let f = &self.flows[s as usize];
+                if f.state == FlowState::Free {
+                    continue;
+                }
+                if self.is_expired(s, now) {
+                    best = Some(s);
+                    break 'windows;
+                }
+                if !f.state.is_assured()
+                    && best.is_none_or(|b| f.last_seen < self.flows[b as usize].last_seen)
+                {
+                    best = Some(s);
+                }
+            }
+            if best.is_some() {
                 break;
-            }
-            if !f.state.is_assured()
-                && best.is_none_or(|b| f.last_seen < self.flows[b as usize].last_seen)
-            {
-                best = Some(s);
             }
         }
         let s = best?;

@@ -314,3 +314,37 @@ fn ipv4_and_ipv6_tuples_hash_and_match_apart() {
         IpAddr::V4(Ipv4Addr::new(198, 19, 0, 1))
     );
 }
+
+#[test]
+fn eviction_looks_past_a_run_of_established_flows() {
+    // The first half of the slots holds established flows (created first,
+    // as after a warm-up), the second half half-open ones: new flows must
+    // replace half-open ones, never be refused, and never evict an
+    // established flow, wherever the eviction hand starts.
+    let cap = 4096u32;
+    let mut t = FlowTable::with_seed(&cfg(cap), ends(), 9);
+    for i in 0..cap {
+        let state = if i < cap / 2 {
+            FlowState::Established
+        } else {
+            FlowState::SynSent
+        };
+        t.insert(flow(1024 + i as u16, state, SEC), SEC).unwrap();
+    }
+    assert_eq!(t.len(), cap as usize);
+    let mut port = 1024 + cap as u16;
+    for k in 0..cap {
+        let (_, ev) = t
+            .insert(flow(port, FlowState::SynSent, 2 * SEC + k as u64), 2 * SEC)
+            .expect("a half-open flow can always make room");
+        let ev = ev.expect("full table: something was evicted");
+        assert_ne!(ev.state, FlowState::Established);
+        port = port.wrapping_add(1);
+    }
+    assert_eq!(t.stats.table_full_drops, 0);
+    let established = (0..cap)
+        .filter(|&s| t.get(s).state == FlowState::Established)
+        .count();
+    assert_eq!(established, cap as usize / 2);
+    t.check();
+}
