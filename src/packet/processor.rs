@@ -568,7 +568,28 @@ impl<F: Frame> Processor<F> {
     #[inline]
     fn hop(&self, dst: IpAddr, now: Nanos) -> Option<&Hop> {
         let h = &self.hops[hop_index(dst)];
-        (h.dst == dst && now < h.until && h.generation == self.neighbours.generation()).then_some(h)
+        if h.dst == dst && now < h.until && h.generation == self.neighbours.generation() {
+            return Some(h);
+        }
+        self.gateway_hop(dst, now)
+    }
+
+    /// [`Processor::hop`] for a destination without an entry of its own:
+    /// when it is reached through a gateway, the gateway's entry (keyed by
+    /// the gateway's address, filled by `send_via`). Many clients behind one
+    /// gateway then share one entry instead of evicting each other's.
+    #[inline(never)]
+    fn gateway_hop(&self, dst: IpAddr, now: Nanos) -> Option<&Hop> {
+        let (port, next_hop) = self.route(dst)?;
+        if next_hop == dst {
+            return None;
+        }
+        let h = &self.hops[hop_index(next_hop)];
+        (h.dst == next_hop
+            && h.port == port
+            && now < h.until
+            && h.generation == self.neighbours.generation())
+        .then_some(h)
     }
 
     fn is_farm_addr(&self, a: IpAddr) -> bool {
@@ -1150,7 +1171,7 @@ impl<F: Frame> Processor<F> {
         let ps = &self.ports[port as usize].setup;
         let my_mac = ps.mac;
         if let Some((mac, until)) = self.neighbours.lookup(port, next_hop, now) {
-            self.hops[hop_index(dst)] = Hop {
+            let hop = Hop {
                 dst,
                 port,
                 mac,
@@ -1161,6 +1182,15 @@ impl<F: Frame> Processor<F> {
                 until,
                 generation: self.neighbours.generation(),
             };
+            self.hops[hop_index(dst)] = hop;
+            if next_hop != dst {
+                // The gateway's own entry, which `gateway_hop` finds for
+                // every other destination behind it.
+                self.hops[hop_index(next_hop)] = Hop {
+                    dst: next_hop,
+                    ..hop
+                };
+            }
             set_macs(&mut frame, &mac, &my_mac);
             io.transmit(port, frame);
             return Ok(());
@@ -2692,6 +2722,73 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn clients_behind_a_gateway_share_its_next_hop_entry() {
+        // Replies to many clients beyond the connected prefix all leave
+        // through the gateway, with its MAC, also after it changes.
+        const GW: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
+        struct Back;
+        impl Balancer for Back {
+            fn lookup(
+                &mut self,
+                k: &FlowKey,
+                _f: u8,
+                _l: u16,
+                _n: Nanos,
+            ) -> Result<Nat, DropReason> {
+                self.peek(k).ok_or(DropReason::NoFlow)
+            }
+            fn peek(&self, k: &FlowKey) -> Option<Nat> {
+                Some(Nat {
+                    src: k.dst,
+                    src_port: k.dst_port,
+                    dst: k.src,
+                    dst_port: k.src_port,
+                })
+            }
+        }
+        let mut cfg = setup();
+        cfg.ports[0].gateways = vec![IpAddr::V4(GW)];
+        let mut core: Processor<Vec<u8>> = Processor::new(cfg);
+        let mut io = Log::default();
+        let client = |i: u8| Ipv4Addr::new(203, 0, 113, i);
+        let arp = |op: u8, mac: [u8; 6], target_mac: [u8; 6], target: Ipv4Addr| {
+            let mut a = vec![0, 1, 8, 0, 6, 4, 0, op];
+            a.extend_from_slice(&mac);
+            a.extend_from_slice(&GW.octets());
+            a.extend_from_slice(&target_mac);
+            a.extend_from_slice(&target.octets());
+            a
+        };
+        // The first reply waits for the gateway's ARP answer.
+        core.process(&mut io, &mut Back, 0, tcp4(client(1), VIP4, 1000, 64), 0);
+        let gw_mac = [2, 0, 0, 0, 0, 0x54];
+        let mut f = eth(LB_MAC, 0x0806, &arp(2, gw_mac, LB_MAC, LB4));
+        f[6..12].copy_from_slice(&gw_mac);
+        assert_eq!(core.process(&mut io, &mut Back, 0, f, 1), Verdict::Learned);
+        let n = io.sent.len();
+        for i in 1..=200u8 {
+            let v = core.process(&mut io, &mut Back, 0, tcp4(client(i), VIP4, 1000, 64), 2);
+            assert_eq!(v, Verdict::Forward(0));
+        }
+        assert_eq!(io.sent.len(), n + 200);
+        for (i, (_, f)) in io.sent[n..].iter().enumerate() {
+            assert_eq!(f[..6], gw_mac, "reply {i} to the gateway's MAC");
+            assert_eq!(f[30..34], client(i as u8 + 1).octets(), "to client {i}");
+        }
+        // The gateway moves to another MAC (gratuitous ARP): old and new
+        // clients alike follow at once.
+        let gw_mac2 = [2, 0, 0, 0, 0, 0x55];
+        let garp = eth([0xff; 6], 0x0806, &arp(1, gw_mac2, [0; 6], GW));
+        core.process(&mut io, &mut Back, 0, garp, 3);
+        let n = io.sent.len();
+        for i in [1u8, 7, 250] {
+            core.process(&mut io, &mut Back, 0, tcp4(client(i), VIP4, 1000, 64), 4);
+        }
+        assert!(io.sent[n..].iter().all(|(_, f)| f[..6] == gw_mac2));
+        assert_eq!(io.sent.len(), n + 3);
     }
 
     #[test]
