@@ -380,6 +380,21 @@ fn fold35(x: u64) -> u16 {
     x as u16
 }
 
+/// The first `N` bytes of `data` as an array (`None` when shorter), with
+/// the Ethernet destination and source set: the common start of the
+/// fast-path frame rewrites.
+#[inline(always)]
+fn frame_with_macs<'a, const N: usize>(
+    data: &'a mut [u8],
+    dst_mac: &[u8; 6],
+    src_mac: &[u8; 6],
+) -> Option<&'a mut [u8; N]> {
+    let f = <&mut [u8; N]>::try_from(data.get_mut(..N)?).ok()?;
+    f[..6].copy_from_slice(dst_mac);
+    f[6..12].copy_from_slice(src_mac);
+    Some(f)
+}
+
 /// [`nat_ipv4`] without offloads for a whole untagged Ethernet frame whose
 /// IPv4 header has no options and whose TCP (`udp` false) or UDP header
 /// follows it complete: `N` is the length of Ethernet, IP and L4 headers
@@ -399,14 +414,9 @@ pub(crate) fn nat_frame_ipv4<const N: usize, const CS: usize>(
 ) -> bool {
     const IP: usize = 14;
     const L4: usize = IP + 20;
-    let Some(f) = data
-        .get_mut(..N)
-        .and_then(|f| <&mut [u8; N]>::try_from(f).ok())
-    else {
+    let Some(f) = frame_with_macs::<N>(data, dst_mac, src_mac) else {
         return false;
     };
-    f[..6].copy_from_slice(dst_mac);
-    f[6..12].copy_from_slice(src_mac);
     let (os, od) = (le32(f, IP + 12), le32(f, IP + 16));
     let (ns, nd) = (
         u32::from_le_bytes(ns.octets()),
@@ -451,14 +461,9 @@ pub(crate) fn nat_frame_ipv6<const N: usize, const CS: usize>(
 ) -> bool {
     const IP: usize = 14;
     const L4: usize = IP + 40;
-    let Some(f) = data
-        .get_mut(..N)
-        .and_then(|f| <&mut [u8; N]>::try_from(f).ok())
-    else {
+    let Some(f) = frame_with_macs::<N>(data, dst_mac, src_mac) else {
         return false;
     };
-    f[..6].copy_from_slice(dst_mac);
-    f[6..12].copy_from_slice(src_mac);
     let (ns, nd) = (ns.octets(), nd.octets());
     let mut sum = 0u128;
     for i in [0, 8] {
