@@ -366,6 +366,20 @@ fn alloc_local(
     None
 }
 
+/// The server→client tuple of a NAT flow with client→unit tuple `t` on
+/// server `end`, reached on `server_port`.
+#[inline]
+fn nat_reverse(end: &ServerEnd, server_port: u16, t: &Tuple) -> Tuple {
+    Tuple {
+        src: end.addr,
+        src_port: server_port,
+        dst: t.src,
+        dst_port: t.src_port,
+        proto: t.proto,
+        v6: t.v6,
+    }
+}
+
 /// The addresses a packet of `f` in `dir` leaves with.
 #[inline(always)]
 fn nat_for(ends: &Endpoints, f: &Flow, dir: Dir) -> Nat {
@@ -682,13 +696,20 @@ impl FarmBalancer {
                 flow_added(&mut self.counters, active, self.table.get(slot), false);
             }
         }
+        Ok(self.touch(slot, dir, tflags, len, now))
+    }
+
+    /// A packet of the flow in `slot` goes through: its state advances, it
+    /// was seen `now`, it is counted, and its rewrite is returned.
+    #[inline(always)]
+    fn touch(&mut self, slot: u32, dir: Dir, tflags: u8, len: u16, now: Nanos) -> Nat {
         let f = self.table.get_mut(slot);
         f.on_packet(dir, tflags);
         f.last_seen = now;
         let f = *f;
         self.counters.units[f.unit as usize].count(dir, len);
         self.counters.servers[f.server as usize].count(dir, len);
-        Ok(nat_for(self.table.endpoints(), &f, dir))
+        nat_for(self.table.endpoints(), &f, dir)
     }
 
     /// The first packet of a new flow.
@@ -745,14 +766,7 @@ impl FarmBalancer {
                 // first is live. A flow that is closing or closed (FIN, RST,
                 // TIME_WAIT) or has expired gives way to a new SYN, as in
                 // IPVS and conntrack: the client has reused its port.
-                let rev = Tuple {
-                    src: end.addr,
-                    src_port: server_port,
-                    dst: t.src,
-                    dst_port: t.src_port,
-                    proto: t.proto,
-                    v6: t.v6,
-                };
+                let rev = nat_reverse(&end, server_port, t);
                 let h = self.table.hash(&rev);
                 rev_hash = Some(h);
                 if let Some((slot, _)) = self.table.find_hashed(&rev, h) {
@@ -914,14 +928,8 @@ impl FarmBalancer {
         let Some(end) = self.table.endpoints().servers.get(server.0 as usize) else {
             return;
         };
-        let rev = Tuple {
-            src: end.addr,
-            src_port: if unit.port == 0 { t.dst_port } else { end.port },
-            dst: t.src,
-            dst_port: t.src_port,
-            proto: t.proto,
-            v6: t.v6,
-        };
+        let server_port = if unit.port == 0 { t.dst_port } else { end.port };
+        let rev = nat_reverse(end, server_port, &t);
         self.table.prefetch_index(self.table.hash(&rev));
     }
 
@@ -950,12 +958,10 @@ impl FarmBalancer {
     /// flow. `None` for everything else ([`FarmBalancer::not_live`]).
     #[inline(always)]
     fn live(&mut self, slot: u32, dir: Dir, tcp_flags: u8, len: u16, now: Nanos) -> Option<Nat> {
-        let timeout = self.table.timeout(self.table.get(slot).state);
-        let f = self.table.get_mut(slot);
-        // `find` never returns a free slot.
-        if now.saturating_sub(f.last_seen) >= timeout {
+        if self.table.is_expired(slot, now) {
             return None;
         }
+        let f = self.table.get(slot);
         let s = self.reader.snapshot().farm.server(ServerId(f.server));
         let plain = !s.removed
             && match dir {
@@ -968,12 +974,7 @@ impl FarmBalancer {
         if !plain {
             return None;
         }
-        f.on_packet(dir, tcp_flags);
-        f.last_seen = now;
-        let f = *f;
-        self.counters.units[f.unit as usize].count(dir, len);
-        self.counters.servers[f.server as usize].count(dir, len);
-        Some(nat_for(self.table.endpoints(), &f, dir))
+        Some(self.touch(slot, dir, tcp_flags, len, now))
     }
 
     /// A packet of a flow in the table that [`FarmBalancer::live`] did not
