@@ -843,9 +843,27 @@ impl<F: Frame> Processor<F> {
         e: DropReason,
         now: Nanos,
     ) -> Verdict {
+        self.reparsed(io, port, frame, now, e, |core, _, fast| {
+            core.lookup_failed(balancer, e, &fast.key, ethernet::HEADER_LEN)
+        })
+    }
+
+    /// The cold paths' common shape: `then` decides on the frame as
+    /// [`Processor::reparse`] parses it again (`Err(unparsed)` if it did
+    /// not, which cannot happen), and [`Processor::finish`] disposes of it.
+    #[inline(always)]
+    fn reparsed<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        mut frame: F,
+        now: Nanos,
+        unparsed: DropReason,
+        then: impl FnOnce(&mut Self, &mut F, &Fast) -> Handled,
+    ) -> Verdict {
         let out = match self.reparse(port, &frame) {
-            Some(fast) => self.lookup_failed(balancer, e, &fast.key, ethernet::HEADER_LEN),
-            None => Err(e),
+            Some(fast) => then(self, &mut frame, &fast),
+            None => Err(unparsed),
         };
         self.finish(io, port, frame, out, now)
     }
@@ -958,18 +976,21 @@ impl<F: Frame> Processor<F> {
         &mut self,
         io: &mut I,
         port: PortIdx,
-        mut frame: F,
+        frame: F,
         nat: Nat,
         now: Nanos,
     ) -> Verdict {
-        let out = match self.reparse(port, &frame) {
-            Some(fast) => {
+        self.reparsed(
+            io,
+            port,
+            frame,
+            now,
+            DropReason::BadHeaderLength,
+            |core, frame, fast| {
                 let t = fast.transport();
-                self.forward_nat(&mut frame, ethernet::HEADER_LEN, &t, &nat, now, None)
-            }
-            None => Err(DropReason::BadHeaderLength),
-        };
-        self.finish(io, port, frame, out, now)
+                core.forward_nat(frame, ethernet::HEADER_LEN, &t, &nat, now, None)
+            },
+        )
     }
 
     /// Disposes of a frame as `out` says, counting it.
