@@ -565,13 +565,13 @@ impl FarmBalancer {
 
     /// The server the flow of `key` (either direction) is on.
     pub fn flow_server(&self, key: &FlowKey) -> Option<ServerId> {
-        let (slot, _) = self.table.find(&Tuple::from_key(key))?;
+        let (slot, _) = self.table.find(key)?;
         Some(ServerId(self.table.get(slot).server))
     }
 
     /// The state of the flow of `key`.
     pub fn flow_state(&self, key: &FlowKey) -> Option<FlowState> {
-        let (slot, _) = self.table.find(&Tuple::from_key(key))?;
+        let (slot, _) = self.table.find(key)?;
         Some(self.table.get(slot).state)
     }
 
@@ -616,7 +616,7 @@ impl FarmBalancer {
     }
 
     /// An existing flow's packet (the general case: see
-    /// [`FarmBalancer::lookup_tuple`] for the common one).
+    /// [`FarmBalancer::live`] for the common one).
     #[inline(never)]
     fn existing(
         &mut self,
@@ -717,12 +717,12 @@ impl FarmBalancer {
     fn create(
         &mut self,
         key: &FlowKey,
-        t: &Tuple,
         fwd_hash: u64,
         tflags: u8,
         len: u16,
         now: Nanos,
     ) -> Result<Nat, DropReason> {
+        let t = &Tuple::from_key(key);
         let snap: &Snapshot = self.reader.snapshot();
         let Some(uid) = snap.unit_for(key.dst, key.proto, key.dst_port) else {
             return Err(if snap.is_local_addr(key.dst) {
@@ -832,18 +832,17 @@ impl Balancer for FarmBalancer {
         len: u16,
         now: Nanos,
     ) -> Result<Nat, DropReason> {
-        let t = Tuple::from_key(key);
-        let h = self.table.hash(&t);
+        let h = self.table.hash(key);
         if is_syn(tcp_flags) {
             self.prefetch_syn(key, h);
         }
-        self.lookup_tuple(key, &t, h, tcp_flags, len, now)
+        self.lookup_hashed(key, h, tcp_flags, len, now)
     }
 
     /// The flow hash, and the index line on its way.
     #[inline]
     fn prefetch(&self, key: &FlowKey) -> u64 {
-        let h = self.table.hash(&Tuple::from_key(key));
+        let h = self.table.hash(key);
         self.table.prefetch_index(h);
         h
     }
@@ -870,13 +869,12 @@ impl Balancer for FarmBalancer {
         len: u16,
         now: Nanos,
     ) -> Result<Nat, DropReason> {
-        let t = Tuple::from_key(key);
-        debug_assert_eq!(hint, self.table.hash(&t));
-        self.lookup_tuple(key, &t, hint, tcp_flags, len, now)
+        debug_assert_eq!(hint, self.table.hash(key));
+        self.lookup_hashed(key, hint, tcp_flags, len, now)
     }
 
     fn peek(&self, key: &FlowKey) -> Option<Nat> {
-        let (slot, dir) = self.table.find(&Tuple::from_key(key))?;
+        let (slot, dir) = self.table.find(key)?;
         Some(nat_for(self.table.endpoints(), self.table.get(slot), dir))
     }
 
@@ -885,16 +883,23 @@ impl Balancer for FarmBalancer {
         self.pending_reset.take()
     }
 
+    #[inline]
     fn foreign_owner(&self, key: &FlowKey) -> Option<usize> {
         if self.workers == 1 {
             return None;
         }
-        let owner = self.owner(key);
-        (owner != self.worker).then_some(owner)
+        self.foreign_owner_of(key)
     }
 }
 
 impl FarmBalancer {
+    /// [`Balancer::foreign_owner`] with more than one worker.
+    #[inline(never)]
+    fn foreign_owner_of(&self, key: &FlowKey) -> Option<usize> {
+        let owner = self.owner(key);
+        (owner != self.worker).then_some(owner)
+    }
+
     /// A SYN is most likely a new flow: its two index lines (forward and
     /// reverse tuple) load in parallel instead of one after the other.
     #[cold]
@@ -933,23 +938,22 @@ impl FarmBalancer {
         self.table.prefetch_index(self.table.hash(&rev));
     }
 
-    /// [`Balancer::lookup`] with the tuple and its hash computed.
+    /// [`Balancer::lookup`] with the key's hash `h` computed.
     #[inline]
-    fn lookup_tuple(
+    fn lookup_hashed(
         &mut self,
         key: &FlowKey,
-        t: &Tuple,
         h: u64,
         tcp_flags: u8,
         len: u16,
         now: Nanos,
     ) -> Result<Nat, DropReason> {
-        match self.table.find_hashed(t, h) {
+        match self.table.find_hashed(key, h) {
             Some((slot, dir)) => match self.live(slot, dir, tcp_flags, len, now) {
                 Some(nat) => Ok(nat),
-                None => self.not_live(key, t, h, slot, dir, tcp_flags, len, now),
+                None => self.not_live(key, h, slot, dir, tcp_flags, len, now),
             },
-            None => self.create(key, t, h, tcp_flags, len, now),
+            None => self.create(key, h, tcp_flags, len, now),
         }
     }
 
@@ -985,7 +989,6 @@ impl FarmBalancer {
     fn not_live(
         &mut self,
         key: &FlowKey,
-        t: &Tuple,
         h: u64,
         slot: u32,
         dir: Dir,
@@ -1007,6 +1010,6 @@ impl FarmBalancer {
             self.table.stats.expired += 1;
         }
         flow_gone(&mut self.counters, self.reader.active(), &f);
-        self.create(key, t, h, tcp_flags, len, now)
+        self.create(key, h, tcp_flags, len, now)
     }
 }

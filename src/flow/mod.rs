@@ -180,25 +180,139 @@ impl Tuple {
     /// per table so that clients cannot aim at one probe chain).
     #[inline]
     pub fn hash(&self, seed: u64) -> u64 {
-        let w = |b: &Addr, i: usize| {
-            let mut x = [0u8; 8];
-            x.copy_from_slice(&b[i..i + 8]);
-            u64::from_le_bytes(x)
-        };
-        let tail = (self.src_port as u64)
-            | (self.dst_port as u64) << 16
-            | (self.proto as u64) << 32
-            | (self.v6 as u64) << 40;
+        let tail = tail(self.src_port, self.dst_port, self.proto, self.v6);
         if !self.v6 {
-            // IPv4: both addresses fit one word; two rounds.
-            let h = mix(seed ^ (low32(&self.src) << 32 | low32(&self.dst)), K1);
-            return mix(h ^ tail ^ seed.rotate_left(32), K2);
+            return hash4(seed, low32(&self.src), low32(&self.dst), tail);
         }
-        let mut h = mix(seed ^ w(&self.src, 0), K1);
-        h = mix(h ^ w(&self.src, 8), K2);
-        h = mix(h ^ w(&self.dst, 0), K1);
-        h = mix(h ^ w(&self.dst, 8), K2);
-        mix(h ^ tail, K3)
+        hash6(seed, &self.src, &self.dst, tail)
+    }
+}
+
+/// The ports, protocol and family of a 5-tuple in one word (hashed last).
+#[inline(always)]
+fn tail(src_port: u16, dst_port: u16, proto: u8, v6: bool) -> u64 {
+    (src_port as u64) | (dst_port as u64) << 16 | (proto as u64) << 32 | (v6 as u64) << 40
+}
+
+/// An IPv4 5-tuple's hash: both addresses fit one word; two rounds.
+#[inline(always)]
+fn hash4(seed: u64, src: u64, dst: u64, tail: u64) -> u64 {
+    let h = mix(seed ^ (src << 32 | dst), K1);
+    mix(h ^ tail ^ seed.rotate_left(32), K2)
+}
+
+/// An IPv6 5-tuple's hash: four rounds over the addresses, one for the rest.
+#[inline(always)]
+fn hash6(seed: u64, src: &Addr, dst: &Addr, tail: u64) -> u64 {
+    let w = |b: &Addr, i: usize| {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&b[i..i + 8]);
+        u64::from_le_bytes(x)
+    };
+    let mut h = mix(seed ^ w(src, 0), K1);
+    h = mix(h ^ w(src, 8), K2);
+    h = mix(h ^ w(dst, 0), K1);
+    h = mix(h ^ w(dst, 8), K2);
+    mix(h ^ tail, K3)
+}
+
+/// What the flow table hashes and compares flows with: a [`Tuple`], or a
+/// packet's [`FlowKey`] as the packet core parsed it (the per-packet path,
+/// which so builds no tuple). Both give the same hash and the same matches
+/// for the same 5-tuple.
+pub trait Probe {
+    fn is_v6(&self) -> bool;
+    fn proto(&self) -> u8;
+    fn src_port(&self) -> u16;
+    fn dst_port(&self) -> u16;
+    /// Whether the source address is `a`, an address of the probe's family
+    /// in the table's form (IPv4-mapped for IPv4).
+    fn src_is(&self, a: &Addr) -> bool;
+    /// As [`Probe::src_is`] for the destination address.
+    fn dst_is(&self, a: &Addr) -> bool;
+    /// The hash under `seed` (as [`Tuple::hash`]).
+    fn hash(&self, seed: u64) -> u64;
+}
+
+impl Probe for Tuple {
+    #[inline(always)]
+    fn is_v6(&self) -> bool {
+        self.v6
+    }
+    #[inline(always)]
+    fn proto(&self) -> u8 {
+        self.proto
+    }
+    #[inline(always)]
+    fn src_port(&self) -> u16 {
+        self.src_port
+    }
+    #[inline(always)]
+    fn dst_port(&self) -> u16 {
+        self.dst_port
+    }
+    #[inline(always)]
+    fn src_is(&self, a: &Addr) -> bool {
+        self.src == *a
+    }
+    #[inline(always)]
+    fn dst_is(&self, a: &Addr) -> bool {
+        self.dst == *a
+    }
+    #[inline(always)]
+    fn hash(&self, seed: u64) -> u64 {
+        Tuple::hash(self, seed)
+    }
+}
+
+/// Whether `ip` is `a` (of the same family; an IPv4 address is compared
+/// with the low 32 bits of its mapped form only).
+#[inline(always)]
+fn ip_is(ip: &IpAddr, a: &Addr) -> bool {
+    match ip {
+        IpAddr::V4(x) => low32(a) == u64::from(u32::from_le_bytes(x.octets())),
+        IpAddr::V6(x) => x.octets() == *a,
+    }
+}
+
+impl Probe for FlowKey {
+    #[inline(always)]
+    fn is_v6(&self) -> bool {
+        self.src.is_ipv6()
+    }
+    #[inline(always)]
+    fn proto(&self) -> u8 {
+        self.proto
+    }
+    #[inline(always)]
+    fn src_port(&self) -> u16 {
+        self.src_port
+    }
+    #[inline(always)]
+    fn dst_port(&self) -> u16 {
+        self.dst_port
+    }
+    #[inline(always)]
+    fn src_is(&self, a: &Addr) -> bool {
+        ip_is(&self.src, a)
+    }
+    #[inline(always)]
+    fn dst_is(&self, a: &Addr) -> bool {
+        ip_is(&self.dst, a)
+    }
+    #[inline(always)]
+    fn hash(&self, seed: u64) -> u64 {
+        let v6 = self.src.is_ipv6();
+        let tail = tail(self.src_port, self.dst_port, self.proto, v6);
+        match (self.src, self.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => hash4(
+                seed,
+                u64::from(u32::from_le_bytes(s.octets())),
+                u64::from(u32::from_le_bytes(d.octets())),
+                tail,
+            ),
+            _ => hash6(seed, &addr_bytes(self.src), &addr_bytes(self.dst), tail),
+        }
     }
 }
 
@@ -311,8 +425,13 @@ impl Flow {
     }
 
     /// Advances the TCP/UDP state for a packet in `dir` with `tcp_flags`.
+    #[inline]
     pub fn on_packet(&mut self, dir: Dir, tcp_flags: u8) {
         use tcp_flags::*;
+        // The common packet: a plain segment of an established connection.
+        if self.state == FlowState::Established && tcp_flags & (SYN | FIN | RST) == 0 {
+            return;
+        }
         if self.flags & flags::UDP != 0 {
             if dir == Dir::Reverse {
                 self.state = FlowState::UdpReplied;
@@ -418,19 +537,20 @@ impl Endpoints {
         }
     }
 
-    /// True when `t` is the `dir` tuple of `f` (field by field, cheapest
-    /// first, without building the flow's tuple).
+    /// True when `p` is the `dir` tuple of `f` (field by field, cheapest
+    /// first, without building the flow's tuple). The families are checked
+    /// first: every address of an IPv4 flow is IPv4-mapped.
     #[inline]
-    fn matches(&self, f: &Flow, dir: Dir, t: &Tuple) -> bool {
-        if f.state == FlowState::Free || f.is_v6() != t.v6 || f.proto() != t.proto {
+    fn matches<P: Probe>(&self, f: &Flow, dir: Dir, p: &P) -> bool {
+        if f.state == FlowState::Free || f.is_v6() != p.is_v6() || f.proto() != p.proto() {
             return false;
         }
         match dir {
             Dir::Forward => {
-                f.client_port == t.src_port
-                    && f.unit_port == t.dst_port
-                    && f.client == t.src
-                    && self.units[f.unit as usize].addr == t.dst
+                f.client_port == p.src_port()
+                    && f.unit_port == p.dst_port()
+                    && p.src_is(&f.client)
+                    && p.dst_is(&self.units[f.unit as usize].addr)
             }
             Dir::Reverse => {
                 let (dst, dst_port) = if f.is_fullnat() {
@@ -441,10 +561,10 @@ impl Endpoints {
                 } else {
                     (&f.client, f.client_port)
                 };
-                dst_port == t.dst_port
-                    && *dst == t.dst
-                    && self.servers[f.server as usize].addr == t.src
-                    && self.server_port(f) == t.src_port
+                dst_port == p.dst_port()
+                    && p.dst_is(dst)
+                    && p.src_is(&self.servers[f.server as usize].addr)
+                    && self.server_port(f) == p.src_port()
             }
         }
     }
@@ -558,19 +678,19 @@ impl FlowTable {
 
     /// The hash of `t` in this table.
     #[inline]
-    pub fn hash(&self, t: &Tuple) -> u64 {
+    pub fn hash<P: Probe>(&self, t: &P) -> u64 {
         t.hash(self.seed)
     }
 
     /// The slot and direction of the flow `t` belongs to.
     #[inline]
-    pub fn find(&self, t: &Tuple) -> Option<(u32, Dir)> {
+    pub fn find<P: Probe>(&self, t: &P) -> Option<(u32, Dir)> {
         self.find_hashed(t, self.hash(t))
     }
 
     /// As [`FlowTable::find`] with the hash already computed.
     #[inline]
-    pub fn find_hashed(&self, t: &Tuple, hash: u64) -> Option<(u32, Dir)> {
+    pub fn find_hashed<P: Probe>(&self, t: &P, hash: u64) -> Option<(u32, Dir)> {
         let fp = hash as u32;
         let mut i = fp as usize & self.mask;
         loop {

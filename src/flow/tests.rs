@@ -348,3 +348,86 @@ fn eviction_looks_past_a_run_of_established_flows() {
     assert_eq!(established, cap as usize / 2);
     t.check();
 }
+
+/// The packet's key as parsed, as a probe: same hash and same matches as
+/// its tuple, in both families.
+#[test]
+fn packet_keys_hash_and_match_as_their_tuples() {
+    use std::net::Ipv6Addr;
+    let key = |t: &Tuple| FlowKey {
+        proto: t.proto,
+        src: addr_ip(&t.src, t.v6),
+        src_port: t.src_port,
+        dst: addr_ip(&t.dst, t.v6),
+        dst_port: t.dst_port,
+    };
+    let mut x: u64 = 99;
+    let mut next = || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        x
+    };
+    for _ in 0..2000 {
+        let (a, b, r) = (next(), next(), next());
+        let (src, dst) = if r & 1 == 0 {
+            (
+                IpAddr::V4(Ipv4Addr::from(a as u32)),
+                IpAddr::V4(Ipv4Addr::from(b as u32)),
+            )
+        } else {
+            (
+                IpAddr::V6(Ipv6Addr::from(u128::from(a) << 64 | u128::from(b))),
+                IpAddr::V6(Ipv6Addr::from(u128::from(b) << 64 | u128::from(a))),
+            )
+        };
+        let k = FlowKey {
+            proto: if r & 2 == 0 { 6 } else { 17 },
+            src,
+            src_port: (r >> 8) as u16,
+            dst,
+            dst_port: (r >> 24) as u16,
+        };
+        let t = Tuple::from_key(&k);
+        assert_eq!(Probe::hash(&k, r), t.hash(r), "{k:?}");
+        assert_eq!(key(&t), k);
+    }
+    // Lookups by key find what lookups by tuple find, both directions of
+    // NAT and FullNAT flows, and nothing for a near miss.
+    let mut t = FlowTable::with_seed(&cfg(16), ends(), 7);
+    let nat = flow(40000, FlowState::Established, 0);
+    let full = Flow {
+        unit: 1,
+        unit_port: 443,
+        local_port: 20000,
+        server: 1,
+        flags: flags::FULLNAT,
+        ..flow(40001, FlowState::Established, 0)
+    };
+    for f in [nat, full] {
+        let (slot, _) = t.insert(f, 0).unwrap();
+        for (tuple, dir) in [
+            (t.endpoints().forward(&f), Dir::Forward),
+            (t.endpoints().reverse(&f), Dir::Reverse),
+        ] {
+            let k = key(&tuple);
+            assert_eq!(t.find(&k), Some((slot, dir)));
+            assert_eq!(t.find(&tuple), Some((slot, dir)));
+            let IpAddr::V4(src) = k.src else { panic!() };
+            let other = FlowKey {
+                src: IpAddr::V4(Ipv4Addr::from(u32::from(src) ^ 1)),
+                ..k
+            };
+            assert_eq!(t.find(&other), None);
+            let mapped = FlowKey {
+                src: IpAddr::V6(src.to_ipv6_mapped()),
+                dst: IpAddr::V6(match k.dst {
+                    IpAddr::V4(d) => d.to_ipv6_mapped(),
+                    IpAddr::V6(d) => d,
+                }),
+                ..k
+            };
+            assert_eq!(t.find(&mapped), None);
+        }
+    }
+}

@@ -210,6 +210,13 @@ const HOP_CACHE: usize = 64;
 /// Frames of a burst whose flow lookups are started together.
 const BURST_CHUNK: usize = 32;
 
+/// How many frames ahead of the one being decided [`Processor::process_burst`]
+/// starts loading flow entries ([`Balancer::prefetch_flow`]): spread over
+/// the burst instead of all at once, the loads overlap with the work on the
+/// frames before them rather than queue for the core's few line-fill
+/// buffers.
+const FLOW_AHEAD: usize = 8;
+
 /// A cached answer to "how does a packet to `dst` leave": the route and the
 /// next hop's MAC, valid while the neighbour table's generation is
 /// unchanged and until `until`.
@@ -650,10 +657,11 @@ impl<F: Frame> Processor<F> {
     /// Handles a burst of frames received on `port` (each taken out of
     /// `frames`) with the same verdicts as [`Processor::process`] on each in
     /// turn, pipelined as the fast data planes do: the headers of up to
-    /// [`BURST_CHUNK`] frames are parsed and their flow lookups started
-    /// ([`Balancer::prefetch`], then [`Balancer::prefetch_flow`]) before the
-    /// first frame is decided, so the memory latency of the flow table is
-    /// paid once per chunk instead of once per frame.
+    /// [`BURST_CHUNK`] frames are parsed and their index lookups started
+    /// ([`Balancer::prefetch`]) before the first frame is decided, and each
+    /// frame's flow entry starts loading ([`Balancer::prefetch_flow`])
+    /// [`FLOW_AHEAD`] frames before its turn, so the memory latency of the
+    /// flow table overlaps with the work on other frames.
     pub fn process_burst<I: Io<Frame = F>, B: Balancer>(
         &mut self,
         io: &mut I,
@@ -676,10 +684,14 @@ impl<F: Frame> Processor<F> {
                     *p = Some((fast, hint));
                 }
             }
-            for (fast, hint) in pre.iter().flatten() {
+            for (fast, hint) in pre.iter().take(FLOW_AHEAD).flatten() {
                 balancer.prefetch_flow(&fast.key, *hint);
             }
-            for (p, f) in pre.iter().zip(chunk.iter_mut()) {
+            for (i, f) in chunk.iter_mut().enumerate() {
+                if let Some(Some((fast, hint))) = pre.get(i + FLOW_AHEAD) {
+                    balancer.prefetch_flow(&fast.key, *hint);
+                }
+                let p = &pre[i];
                 let Some(frame) = f.take() else { continue };
                 match p {
                     Some((fast, hint)) => {
