@@ -43,7 +43,7 @@ fn config(servers: usize) -> Config {
 
 /// Distinct client keys to the farm unit, in pseudo-random order.
 fn keys(n: usize, salt: u32) -> Vec<FlowKey> {
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d ^ salt as u64;
+    let x: u64 = 0x2545_f491_4f6c_dd1d ^ salt as u64;
     let mut out: Vec<FlowKey> = (0..n as u32)
         .map(|i| {
             // 2^20 clients per salt: 16 ports each on 65536 addresses.
@@ -57,13 +57,27 @@ fn keys(n: usize, salt: u32) -> Vec<FlowKey> {
             }
         })
         .collect();
-    for i in (1..out.len()).rev() {
+    shuffle(&mut out, x);
+    out
+}
+
+/// Shuffles `v` (Fisher-Yates with a xorshift generator seeded by `x`).
+fn shuffle<T>(v: &mut [T], mut x: u64) {
+    for i in (1..v.len()).rev() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        out.swap(i, (x % (i as u64 + 1)) as usize);
+        v.swap(i, (x % (i as u64 + 1)) as usize);
     }
-    out
+}
+
+/// `ks` in another random order: flows are placed in the table's slab in
+/// the order they were created, so visiting them in that same order would
+/// walk the slab sequentially; established flows are visited in this order.
+fn reordered(ks: &[FlowKey]) -> Vec<FlowKey> {
+    let mut v = ks.to_vec();
+    shuffle(&mut v, 0x9e37_79b9_7f4a_7c15);
+    v
 }
 
 fn balancer(p: &Publisher, capacity: u32) -> FarmBalancer {
@@ -86,13 +100,15 @@ fn lookup(c: &mut Criterion) {
             b.lookup(k, SYN, 64, 0).expect("setup flow");
         }
         assert_eq!(b.flows(), n);
+        let ks = reordered(&ks);
         let mask = n - 1;
         let mut i = 0usize;
         g.bench_function(format!("{n}_flows_random"), |bch| {
             bch.iter(|| {
                 let k = &ks[i];
-                // The keys are in random order: walking them in sequence
-                // touches the flows at random.
+                // The keys are in random order, and not in the order the
+                // flows were created: walking them in sequence touches the
+                // flows at random.
                 i = (i + 1) & mask;
                 black_box(b.lookup(black_box(k), ACK, 64, 1))
             })
@@ -315,7 +331,7 @@ fn whole_path(c: &mut Criterion) {
     // is instructions rather than memory.
     for n in [1usize << 20, 1 << 10] {
         let ks = keys(n, 0);
-        let mut w = Worker::new(established(&p, &ks), clients(&ks), ACK);
+        let mut w = Worker::new(established(&p, &ks), clients(&reordered(&ks)), ACK);
         g.bench_function(format!("{n}_flows_random_burst{BURST}"), |bch| {
             bch.iter(|| w.burst(1_000_000_000))
         });
@@ -447,7 +463,7 @@ fn count_mode(n: usize, case: &str) {
         }
         "whole_1k" => {
             let ks = keys(1 << 10, 0);
-            let mut w = Worker::new(established(&p, &ks), clients(&ks), ACK);
+            let mut w = Worker::new(established(&p, &ks), clients(&reordered(&ks)), ACK);
             for _ in 0..n / BURST {
                 w.burst(1_000_000_000);
             }
@@ -488,7 +504,7 @@ fn whole_path_batches(b: usize) {
     let p = Publisher::new(Farm::from_config(&config(10)).unwrap()).unwrap();
     for n in [1usize << 20, 1 << 10] {
         let ks = keys(n, 0);
-        let mut w = Worker::new(established(&p, &ks), clients(&ks), ACK);
+        let mut w = Worker::new(established(&p, &ks), clients(&reordered(&ks)), ACK);
         // One pass over the flows first, as a warm-up.
         for _ in 0..n.div_ceil(BURST) {
             w.burst(1_000_000_000);
