@@ -17,7 +17,8 @@
 //! RSS NIC would do.
 //!
 //! Scenarios: `established` (a windowed SYN pass and ACK pass over all flows
-//! first, then ACK/PSH data round-robin over them), `udp` (UDP datagrams over
+//! first, then ACK/PSH data round-robin over them in a scattered order, see
+//! `visit_order`), `udp` (UDP datagrams over
 //! the flows), `new` (SYNs of never-seen flows only), `mix` (half data on
 //! established flows, half new SYNs), `synflood` (half data on established
 //! flows, half SYNs from random sources in 198.19.128.0/17, then a windowed
@@ -224,6 +225,18 @@ impl Template {
 
 /// Client address and port of flow `i`.
 #[inline]
+/// The flow the `k`-th data frame of a pass over `flows` flows goes to: a
+/// fixed permutation of `0..flows` (a multiplicative stride, prime and so
+/// coprime to `flows`) rather than the order the flows were opened in. The
+/// load balancer's flow table places flows in the order they were created,
+/// so walking them in that order would read its memory sequentially, which
+/// no real traffic does.
+fn visit_order(k: u32, flows: u32) -> u32 {
+    const STRIDE: u64 = 2_654_435_761;
+    debug_assert!(u64::from(flows) % STRIDE != 0);
+    ((u64::from(k) * STRIDE) % u64::from(flows.max(1))) as u32
+}
+
 fn client(i: u32) -> (u32, u16) {
     (
         CLIENT_BASE + i % CLIENT_ADDRS,
@@ -811,9 +824,9 @@ fn drive(g: &mut Gen<'_>, args: &Args) -> Result<Report, String> {
                         let f = flow;
                         flow = if flow + 1 == flows { 0 } else { flow + 1 };
                         if args.scenario == Scenario::Udp {
-                            Next::Udp(f)
+                            Next::Udp(visit_order(f, flows))
                         } else {
-                            Next::Data(f)
+                            Next::Data(visit_order(f, flows))
                         }
                     }
                     Scenario::Mix | Scenario::Synflood => {
@@ -828,7 +841,7 @@ fn drive(g: &mut Gen<'_>, args: &Args) -> Result<Report, String> {
                         } else {
                             let f = flow;
                             flow = if flow + 1 == flows { 0 } else { flow + 1 };
-                            Next::Data(f)
+                            Next::Data(visit_order(f, flows))
                         }
                     }
                 };
