@@ -706,10 +706,10 @@ impl FarmBalancer {
         let f = self.table.get_mut(slot);
         f.on_packet(dir, tflags);
         f.last_seen = now;
-        let f = *f;
+        let f = self.table.get(slot);
         self.counters.units[f.unit as usize].count(dir, len);
         self.counters.servers[f.server as usize].count(dir, len);
-        nat_for(self.table.endpoints(), &f, dir)
+        nat_for(self.table.endpoints(), f, dir)
     }
 
     /// The first packet of a new flow.
