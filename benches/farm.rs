@@ -5,6 +5,12 @@
 //! in bursts, and the Maglev table build.
 //!
 //! cargo bench --no-default-features --bench farm -- --warm-up-time 1 --measurement-time 3
+//!
+//! Without criterion (run the built binary, `target/release/deps/farm-*`):
+//! `FARMLB_BENCH_BATCHES=b` times the whole path in batches (fastest and
+//! median), `FARMLB_BENCH_ITERS=n FARMLB_BENCH_CASE=case` runs one case in a
+//! plain loop for callgrind, and `FARMLB_BENCH_MEMORY=1` measures what a
+//! random cache line costs on the machine.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -13,6 +19,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, Criterion, Throughput};
 use farmlb::config::Config;
+use farmlb::dpdk::hint::{prefetch, HugeArray};
 use farmlb::farm::maglev::{self, Member};
 use farmlb::farm::{Farm, FarmBalancer, Publisher, ServerId};
 use farmlb::flow::tcp_flags::{ACK, SYN};
@@ -528,9 +535,65 @@ fn whole_path_batches(b: usize) {
     }
 }
 
+/// `FARMLB_BENCH_MEMORY=1`: what a random cache line costs on this machine,
+/// with the flow table's own tools (a 96 MiB [`HugeArray`], about the 1M-flow
+/// table's size, and [`prefetch`] 16 iterations ahead). Each iteration does
+/// a fixed amount of dependent arithmetic (about the packet path's length
+/// in cycles) and reads 0, 1 or 2 random lines of the array; the difference
+/// between the rows is what the memory adds per line when the work cannot
+/// hide it.
+fn memory_probe() {
+    const AHEAD: usize = 16;
+    const ITERS: usize = 1 << 22;
+    let words = (96usize << 20) / 8;
+    let mut arr = HugeArray::new(words, 0u64);
+    for (i, w) in arr.iter_mut().enumerate() {
+        *w = i as u64;
+    }
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x as usize % words
+    };
+    let a: Vec<usize> = (0..ITERS + AHEAD).map(|_| next()).collect();
+    let b: Vec<usize> = (0..ITERS + AHEAD).map(|_| next()).collect();
+    for work in [16u64, 48] {
+        for lines in 0..=2 {
+            let t = std::time::Instant::now();
+            let mut sum = 0u64;
+            for i in 0..ITERS {
+                if lines >= 1 {
+                    prefetch(&arr[a[i + AHEAD]]);
+                    sum = sum.wrapping_add(arr[a[i]]);
+                }
+                if lines >= 2 {
+                    prefetch(&arr[b[i + AHEAD]]);
+                    sum = sum.wrapping_add(arr[b[i]]);
+                }
+                let mut w = i as u64;
+                for k in 0..work {
+                    w = black_box(w.wrapping_mul(31).wrapping_add(k));
+                }
+                sum = sum.wrapping_add(w);
+            }
+            black_box(sum);
+            println!(
+                "memory: {work} steps of work and {lines} random lines: {:.1} ns per iteration",
+                t.elapsed().as_nanos() as f64 / ITERS as f64
+            );
+        }
+    }
+}
+
 criterion_group!(benches, whole_path, lookup, new_flow, maglev_build);
 
 fn main() {
+    if std::env::var_os("FARMLB_BENCH_MEMORY").is_some() {
+        memory_probe();
+        return;
+    }
     if let Some(b) = std::env::var("FARMLB_BENCH_BATCHES")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())

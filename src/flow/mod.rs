@@ -740,10 +740,8 @@ impl FlowTable {
                 return false;
             }
             if (e >> 32) as u32 == fp {
-                let f = &self.flows[(e as u32 >> 1) as usize];
-                // Both ends: a 40-byte entry may straddle two cache lines.
-                prefetch(&f.client);
-                prefetch(&f.flags);
+                // One line: entries are line-aligned.
+                prefetch(&self.flows[(e as u32 >> 1) as usize]);
                 return true;
             }
             i = (i + 1) & self.mask;
