@@ -221,12 +221,11 @@ fn hash6(seed: u64, src: &Addr, dst: &Addr, tail: u64) -> u64 {
 /// What the flow table hashes and compares flows with: a [`Tuple`], or a
 /// packet's [`FlowKey`] as the packet core parsed it (the per-packet path,
 /// which so builds no tuple). Both give the same hash and the same matches
-/// for the same 5-tuple.
+/// for the same 5-tuple (of one family: the parser never mixes them).
 pub trait Probe {
-    fn is_v6(&self) -> bool;
-    fn proto(&self) -> u8;
-    fn src_port(&self) -> u16;
-    fn dst_port(&self) -> u16;
+    /// Whether the family is IPv6, the protocol, the source and the
+    /// destination port.
+    fn head(&self) -> (bool, u8, u16, u16);
     /// Whether the source address is `a`, an address of the probe's family
     /// in the table's form (IPv4-mapped for IPv4).
     fn src_is(&self, a: &Addr) -> bool;
@@ -238,20 +237,8 @@ pub trait Probe {
 
 impl Probe for Tuple {
     #[inline(always)]
-    fn is_v6(&self) -> bool {
-        self.v6
-    }
-    #[inline(always)]
-    fn proto(&self) -> u8 {
-        self.proto
-    }
-    #[inline(always)]
-    fn src_port(&self) -> u16 {
-        self.src_port
-    }
-    #[inline(always)]
-    fn dst_port(&self) -> u16 {
-        self.dst_port
+    fn head(&self) -> (bool, u8, u16, u16) {
+        (self.v6, self.proto, self.src_port, self.dst_port)
     }
     #[inline(always)]
     fn src_is(&self, a: &Addr) -> bool {
@@ -279,20 +266,8 @@ fn ip_is(ip: &IpAddr, a: &Addr) -> bool {
 
 impl Probe for FlowKey {
     #[inline(always)]
-    fn is_v6(&self) -> bool {
-        self.src.is_ipv6()
-    }
-    #[inline(always)]
-    fn proto(&self) -> u8 {
-        self.proto
-    }
-    #[inline(always)]
-    fn src_port(&self) -> u16 {
-        self.src_port
-    }
-    #[inline(always)]
-    fn dst_port(&self) -> u16 {
-        self.dst_port
+    fn head(&self) -> (bool, u8, u16, u16) {
+        (self.src.is_ipv6(), self.proto, self.src_port, self.dst_port)
     }
     #[inline(always)]
     fn src_is(&self, a: &Addr) -> bool {
@@ -545,18 +520,22 @@ impl Endpoints {
     /// first: every address of an IPv4 flow is IPv4-mapped.
     #[inline]
     fn matches<P: Probe>(&self, f: &Flow, dir: Dir, p: &P) -> bool {
-        if f.state == FlowState::Free || f.is_v6() != p.is_v6() || f.proto() != p.proto() {
+        if f.state == FlowState::Free {
+            return false;
+        }
+        let (v6, proto, src_port, dst_port) = p.head();
+        if f.is_v6() != v6 || f.proto() != proto {
             return false;
         }
         match dir {
             Dir::Forward => {
-                f.client_port == p.src_port()
-                    && f.unit_port == p.dst_port()
+                f.client_port == src_port
+                    && f.unit_port == dst_port
                     && p.src_is(&f.client)
                     && p.dst_is(&self.units[f.unit as usize].addr)
             }
             Dir::Reverse => {
-                let (dst, dst_port) = if f.is_fullnat() {
+                let (f_dst, f_dst_port) = if f.is_fullnat() {
                     (
                         &self.units[f.unit as usize].locals[f.local as usize],
                         f.local_port,
@@ -564,10 +543,10 @@ impl Endpoints {
                 } else {
                     (&f.client, f.client_port)
                 };
-                dst_port == p.dst_port()
-                    && p.dst_is(dst)
+                f_dst_port == dst_port
+                    && p.dst_is(f_dst)
                     && p.src_is(&self.servers[f.server as usize].addr)
-                    && self.server_port(f) == p.src_port()
+                    && self.server_port(f) == src_port
             }
         }
     }
