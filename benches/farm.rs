@@ -538,10 +538,9 @@ fn whole_path_batches(b: usize) {
 /// `FARMLB_BENCH_MEMORY=1`: what a random cache line costs on this machine,
 /// with the flow table's own tools (a 96 MiB [`HugeArray`], about the 1M-flow
 /// table's size, and [`prefetch`] 16 iterations ahead). Each iteration does
-/// a fixed amount of dependent arithmetic (about the packet path's length
-/// in cycles) and reads 0, 1 or 2 random lines of the array; the difference
-/// between the rows is what the memory adds per line when the work cannot
-/// hide it.
+/// 16 or 48 steps of dependent arithmetic and reads 0, 1 or 2 random lines
+/// of the array; the difference between the rows is what the memory adds
+/// per line when that much work cannot hide it.
 fn memory_probe() {
     const AHEAD: usize = 16;
     const ITERS: usize = 1 << 22;

@@ -223,8 +223,6 @@ impl Template {
     }
 }
 
-/// Client address and port of flow `i`.
-#[inline]
 /// The flow the `k`-th data frame of a pass over `flows` flows goes to: a
 /// fixed permutation of `0..flows` (a multiplicative stride, prime and so
 /// coprime to `flows`) rather than the order the flows were opened in. The
@@ -237,6 +235,8 @@ fn visit_order(k: u32, flows: u32) -> u32 {
     ((u64::from(k) * STRIDE) % u64::from(flows.max(1))) as u32
 }
 
+/// Client address and port of flow `i`.
+#[inline]
 fn client(i: u32) -> (u32, u16) {
     (
         CLIENT_BASE + i % CLIENT_ADDRS,

@@ -148,10 +148,17 @@ pub fn addr_ip(a: &Addr, v6: bool) -> IpAddr {
     }
 }
 
-/// The last 4 bytes of `a` (the IPv4 address of a mapped one).
+/// The last 4 bytes of `a` (the IPv4 address of a mapped one), as
+/// [`v4_word`] gives it for the address itself.
 #[inline(always)]
 fn low32(a: &Addr) -> u64 {
     u64::from(u32::from_le_bytes([a[12], a[13], a[14], a[15]]))
+}
+
+/// An IPv4 address as the word [`low32`] reads from its mapped form.
+#[inline(always)]
+fn v4_word(a: Ipv4Addr) -> u64 {
+    u64::from(u32::from_le_bytes(a.octets()))
 }
 
 /// A 5-tuple in the flow table's compact form.
@@ -259,7 +266,7 @@ impl Probe for Tuple {
 #[inline(always)]
 fn ip_is(ip: &IpAddr, a: &Addr) -> bool {
     match ip {
-        IpAddr::V4(x) => low32(a) == u64::from(u32::from_le_bytes(x.octets())),
+        IpAddr::V4(x) => low32(a) == v4_word(*x),
         IpAddr::V6(x) => x.octets() == *a,
     }
 }
@@ -282,12 +289,7 @@ impl Probe for FlowKey {
         let v6 = self.src.is_ipv6();
         let tail = tail(self.src_port, self.dst_port, self.proto, v6);
         match (self.src, self.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => hash4(
-                seed,
-                u64::from(u32::from_le_bytes(s.octets())),
-                u64::from(u32::from_le_bytes(d.octets())),
-                tail,
-            ),
+            (IpAddr::V4(s), IpAddr::V4(d)) => hash4(seed, v4_word(s), v4_word(d), tail),
             _ => hash6(seed, &addr_bytes(self.src), &addr_bytes(self.dst), tail),
         }
     }
