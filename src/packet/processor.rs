@@ -903,11 +903,8 @@ impl<F: Frame> Processor<F> {
                 Some(h) if !(ip_len > usize::from(h.mtu) && fast.df) => {
                     let (mac, my_mac, out_port) = (h.mac, h.my_mac, h.port);
                     if !h.no_offload {
-                        let (proto, len, offload) = (fast.key.proto, fast.l4_len, h.offload);
-                        let req = offloaded(&mut frame, false, proto, len, &nat, offload);
-                        set_macs(&mut frame, &mac, &my_mac);
-                        frame.set_tx_offload(req);
-                        return self.sent(io, frame, out_port, flen);
+                        let hop = (mac, my_mac, out_port, h.offload);
+                        return self.send_offloaded(io, frame, false, fast, &nat, hop, flen);
                     }
                     let data = frame.data_mut();
                     let ok = if udp {
@@ -931,11 +928,8 @@ impl<F: Frame> Processor<F> {
                 Some(h) if ip_len <= usize::from(h.mtu) => {
                     let (mac, my_mac, out_port) = (h.mac, h.my_mac, h.port);
                     if !h.no_offload {
-                        let (proto, len, offload) = (fast.key.proto, fast.l4_len, h.offload);
-                        let req = offloaded(&mut frame, true, proto, len, &nat, offload);
-                        set_macs(&mut frame, &mac, &my_mac);
-                        frame.set_tx_offload(req);
-                        return self.sent(io, frame, out_port, flen);
+                        let hop = (mac, my_mac, out_port, h.offload);
+                        return self.send_offloaded(io, frame, true, fast, &nat, hop, flen);
                     }
                     let data = frame.data_mut();
                     let ok = if udp {
@@ -963,6 +957,28 @@ impl<F: Frame> Processor<F> {
             Some(out_port) => self.sent(io, frame, out_port, flen),
             None => self.send_general(io, port, frame, nat, now),
         }
+    }
+
+    /// [`Processor::send_fast`] on a port with checksum offloads: the NIC
+    /// completes the checksums; `hop` is the next hop's MAC, the egress
+    /// port's MAC, the egress port and its offloads.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn send_offloaded<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        mut frame: F,
+        v6: bool,
+        fast: &Fast,
+        nat: &Nat,
+        hop: ([u8; 6], [u8; 6], PortIdx, Offload),
+        flen: usize,
+    ) -> Verdict {
+        let (mac, my_mac, out_port, offload) = hop;
+        let req = offloaded(&mut frame, v6, fast.key.proto, fast.l4_len, nat, offload);
+        set_macs(&mut frame, &mac, &my_mac);
+        frame.set_tx_offload(req);
+        self.sent(io, frame, out_port, flen)
     }
 
     /// Transmits a forwarded frame of `flen` bytes on `out_port` and counts it.
