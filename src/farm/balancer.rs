@@ -63,8 +63,9 @@ use crate::flow::{
 };
 use crate::packet::{Balancer, DropReason, FlowKey, Nanos, Nat};
 
-/// Slots [`FarmBalancer::expire`] sweeps per call.
-pub const EXPIRE_BUDGET: u32 = 256;
+/// Slots (flow entries of 32 bytes: 16 KiB) [`FarmBalancer::expire`]
+/// sweeps per call.
+pub const EXPIRE_BUDGET: u32 = 512;
 
 /// How many local ports FullNAT tries for one new flow.
 const LOCAL_PORT_TRIES: u32 = 64;
@@ -358,7 +359,7 @@ fn alloc_local(
             proto: t.proto,
             v6: t.v6,
         };
-        if table.find(&rev).is_none() {
+        if table.find_reply(&rev, table.hash(&rev)).is_none() {
             return Some((li as u8, port));
         }
     }
@@ -572,7 +573,7 @@ impl FarmBalancer {
     /// The state of the flow of `key`.
     pub fn flow_state(&self, key: &FlowKey) -> Option<FlowState> {
         let (slot, _) = self.table.find(key)?;
-        Some(self.table.get(slot).state)
+        Some(self.table.get(slot).state())
     }
 
     pub fn counters(&self) -> FarmCounters {
@@ -642,7 +643,7 @@ impl FarmBalancer {
         // sees the RST, and its SYN retransmission is scheduled again.
         if dir == Dir::Reverse
             && tflags & tcp_flags::RST != 0
-            && self.table.get(slot).state == FlowState::SynSent
+            && self.table.get(slot).state() == FlowState::SynSent
         {
             let f = self.table.remove(slot);
             flow_gone(&mut self.counters, self.reader.active(), &f);
@@ -705,7 +706,7 @@ impl FarmBalancer {
     fn touch(&mut self, slot: u32, dir: Dir, tflags: u8, len: u16, now: Nanos) -> Nat {
         let f = self.table.get_mut(slot);
         f.on_packet(dir, tflags);
-        f.last_seen = now;
+        f.seen_at(now);
         let f = self.table.get(slot);
         self.counters.units[f.unit as usize].count(dir, len);
         self.counters.servers[f.server as usize].count(dir, len);
@@ -769,12 +770,12 @@ impl FarmBalancer {
                 let rev = nat_reverse(&end, server_port, t);
                 let h = self.table.hash(&rev);
                 rev_hash = Some(h);
-                if let Some((slot, _)) = self.table.find_hashed(&rev, h) {
+                if let Some(slot) = self.table.find_reply(&rev, h) {
                     let old = self.table.get(slot);
                     let expired = self.table.is_expired(slot, now);
                     let closing = !udp
                         && old.proto() == 6
-                        && matches!(old.state, FlowState::Fin | FlowState::Close);
+                        && matches!(old.state(), FlowState::Fin | FlowState::Close);
                     if !expired && !closing {
                         return Err(DropReason::NoServer);
                     }
@@ -786,22 +787,19 @@ impl FarmBalancer {
                 }
             }
         }
-        let flow = Flow {
-            client: t.src,
-            last_seen: now,
-            client_port: t.src_port,
-            unit_port: t.dst_port,
-            local_port,
-            unit: uid.0,
-            server: server.0,
-            local,
-            state: if udp {
-                FlowState::Udp
-            } else {
-                FlowState::SynSent
-            },
-            flags: fl,
+        let state = if udp {
+            FlowState::Udp
+        } else {
+            FlowState::SynSent
         };
+        let mut flow = Flow::new(state, fl, now);
+        flow.client = t.src;
+        flow.client_port = t.src_port;
+        flow.unit_port = t.dst_port;
+        flow.local_port = local_port;
+        flow.unit = uid.0;
+        flow.server = server.0;
+        flow.local = local;
         // NAT: the reverse tuple is the one checked above.
         let rev_hash =
             rev_hash.unwrap_or_else(|| self.table.hash(&self.table.endpoints().reverse(&flow)));
@@ -853,7 +851,7 @@ impl Balancer for FarmBalancer {
     /// source hash, sub-farm units).
     #[inline]
     fn prefetch_flow(&self, key: &FlowKey, hint: u64) {
-        if !self.table.prefetch_flow(hint) {
+        if !self.table.prefetch_flow(key, hint) {
             self.prefetch_new(key);
         }
     }
@@ -971,9 +969,9 @@ impl FarmBalancer {
             && match dir {
                 Dir::Forward => {
                     s.state != ServerState::Down
-                        && (f.state != FlowState::Close || !is_syn(tcp_flags) || f.proto() != 6)
+                        && (f.state() != FlowState::Close || !is_syn(tcp_flags) || f.proto() != 6)
                 }
-                Dir::Reverse => tcp_flags & tcp_flags::RST == 0 || f.state != FlowState::SynSent,
+                Dir::Reverse => tcp_flags & tcp_flags::RST == 0 || f.state() != FlowState::SynSent,
             };
         if !plain {
             return None;
@@ -1000,7 +998,7 @@ impl FarmBalancer {
         let expired = self.table.is_expired(slot, now);
         let restart = dir == Dir::Forward
             && f.proto() == 6
-            && f.state == FlowState::Close
+            && f.state() == FlowState::Close
             && is_syn(tcp_flags);
         if !expired && !restart {
             return self.existing(slot, dir, tcp_flags, len, now);

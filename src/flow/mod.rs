@@ -3,28 +3,39 @@
 //!
 //! # Layout
 //!
-//! Flows live in a fixed slab of [`Flow`] entries (one 64-byte cache line
-//! each: 37 bytes of fields, aligned so that no entry straddles two lines,
-//! which a random lookup would pay for with a second miss) allocated at
-//! construction; a free-slot stack hands them out. An open-addressing index
-//! (linear probing, power-of-two size, load factor at most 1/2, backward-shift
-//! deletion so there are no tombstones) maps both directions of every flow to
-//! its slot: the client→unit tuple and the server→client tuple (in FullNAT the
-//! server→local-address tuple). Each index entry is a `u64`: 32 bits of the
-//! tuple's hash (the low bits are the home bucket) and the slot number with a
-//! direction bit. A lookup costs one hash, usually one index cache line and
-//! one slab entry. Nothing allocates after [`FlowTable::new`].
+//! Flows live in a fixed array of 32-byte [`Flow`] entries, two to a cache
+//! line, allocated at construction with twice as many entries as the
+//! capacity (load factor at most 1/2). A flow sits at or after its *home
+//! line*, the line the hash of its forward (client→unit) tuple picks
+//! (linear probing, backward-shift deletion so there are no tombstones):
+//! a packet from a client usually finds its flow in the one line its hash
+//! names, which the worker prefetches a burst ahead. About one flow in
+//! eight at full load sits on a later line; the lookup's second prefetch
+//! ([`FlowTable::prefetch_flow`]) sees that on the home line and fetches
+//! the next lines too.
+//!
+//! The reverse direction (server→client, in FullNAT server→local address)
+//! goes through a separate open-addressing index: per flow one `u64`, 32
+//! bits of the reverse tuple's hash (which pick its home slot) above the
+//! number of the flow's entry, so a reply costs an index line and then the
+//! entry. Which one a lookup tries first depends on the packet's
+//! destination: a farm unit address (by a 4 KiB filter of their hashes)
+//! means forward first. When an entry moves (deletion), its reverse index
+//! entry follows it. Nothing allocates after [`FlowTable::new`].
 //!
 //! Flow entries store ids instead of addresses where the address is fixed by
 //! the configuration (farm unit, server, local address); the [`Endpoints`]
 //! table given at construction turns them back into addresses. With the
 //! default capacity of 1,048,576 flows the table needs
-//! 64 (slab) + 32 (index) + 4 (free stack) = 100 bytes per flow, see
+//! 2 × 32 (entries) + 2 × 8 (reverse index) = 80 bytes per flow, see
 //! [`FlowTable::bytes_per_flow`].
 //!
 //! # Timeouts
 //!
 //! Idle timeouts per state follow IPVS and Linux conntrack (see [`Timeouts`]).
+//! Flows keep the time they were last seen in ticks of the flow clock
+//! ([`TICK_NS`], about 2.1 ms): a flow expires after its timeout, never
+//! before, and at most [`EXPIRY_SLACK`] after.
 //! An expired flow is gone even before the incremental sweep
 //! ([`FlowTable::expire`]) has removed it: [`FlowTable::find`] callers check
 //! [`FlowTable::is_expired`].
@@ -32,13 +43,13 @@
 //! # Eviction
 //!
 //! When the table is full, a new flow may replace an existing one: the sweep
-//! looks at the next [`EVICT_SAMPLE`] slots after a rotating hand and takes
-//! the first expired flow, otherwise the one idle longest among those that
-//! are not *assured* (assured: TCP established, or UDP that has seen a reply,
-//! as conntrack's early-drop does). An established flow is never evicted.
-//! Flows established together occupy neighbouring slots, so a window of
-//! assured flows only says little about the rest of the table: the sweep
-//! then jumps a golden-ratio step on and samples again, up to
+//! looks at the next [`EVICT_SAMPLE`] slots (entries, about half of them in
+//! use at full load) after a rotating hand and takes the first expired
+//! flow, otherwise the one idle longest among those that are not *assured*
+//! (assured: TCP established, or UDP that has seen a reply, as conntrack's
+//! early-drop does). An established flow is never evicted. When a window
+//! holds assured flows only, the sweep jumps a golden-ratio step on and
+//! samples again, up to
 //! [`EVICT_WINDOWS`] windows, and refuses the new flow only when all of
 //! them held assured flows only. This is an approximate
 //! LRU (a bounded sample, like Redis' and CLOCK's), chosen because an exact
@@ -240,6 +251,23 @@ pub trait Probe {
     fn dst_is(&self, a: &Addr) -> bool;
     /// The hash under `seed` (as [`Tuple::hash`]).
     fn hash(&self, seed: u64) -> u64;
+    /// The destination address folded into one word (as [`addr_word`]).
+    fn dst_word(&self) -> u64;
+    /// The last four bytes of the source address (in the table's form) and
+    /// the source and destination port in one word: what a flow's
+    /// forward tuple has there ([`Flow::forward_word`]).
+    fn forward_word(&self) -> u64;
+}
+
+/// An address in the table's form folded into one word (the XOR of its two
+/// halves).
+#[inline(always)]
+fn addr_word(a: &Addr) -> u64 {
+    let mut lo = [0u8; 8];
+    let mut hi = [0u8; 8];
+    lo.copy_from_slice(&a[..8]);
+    hi.copy_from_slice(&a[8..]);
+    u64::from_le_bytes(lo) ^ u64::from_le_bytes(hi)
 }
 
 impl Probe for Tuple {
@@ -258,6 +286,14 @@ impl Probe for Tuple {
     #[inline(always)]
     fn hash(&self, seed: u64) -> u64 {
         Tuple::hash(self, seed)
+    }
+    #[inline(always)]
+    fn dst_word(&self) -> u64 {
+        addr_word(&self.dst)
+    }
+    #[inline(always)]
+    fn forward_word(&self) -> u64 {
+        low32(&self.src) | u64::from(self.src_port) << 32 | u64::from(self.dst_port) << 48
     }
 }
 
@@ -292,6 +328,25 @@ impl Probe for FlowKey {
             (IpAddr::V4(s), IpAddr::V4(d)) => hash4(seed, v4_word(s), v4_word(d), tail),
             _ => hash6(seed, &addr_bytes(self.src), &addr_bytes(self.dst), tail),
         }
+    }
+    #[inline(always)]
+    fn dst_word(&self) -> u64 {
+        match self.dst {
+            // The mapped form's halves: zero, and 0xffff then the address.
+            IpAddr::V4(a) => v4_word(a) << 32 | 0xffff_0000,
+            IpAddr::V6(a) => addr_word(&a.octets()),
+        }
+    }
+    #[inline(always)]
+    fn forward_word(&self) -> u64 {
+        let src = match self.src {
+            IpAddr::V4(a) => v4_word(a),
+            IpAddr::V6(a) => {
+                let o = a.octets();
+                u64::from(u32::from_le_bytes([o[12], o[13], o[14], o[15]]))
+            }
+        };
+        src | u64::from(self.src_port) << 32 | u64::from(self.dst_port) << 48
     }
 }
 
@@ -354,25 +409,46 @@ pub enum Dir {
     Reverse,
 }
 
-/// Flow flag bits.
+/// Flow flag bits (the upper five bits of a flow's state byte; the lower
+/// three hold its [`FlowState`]).
 pub mod flags {
-    pub const V6: u8 = 0x01;
-    pub const UDP: u8 = 0x02;
-    pub const FULLNAT: u8 = 0x04;
-    pub const FIN_CLIENT: u8 = 0x08;
-    pub const FIN_SERVER: u8 = 0x10;
+    pub const V6: u8 = 0x08;
+    pub const UDP: u8 = 0x10;
+    pub const FULLNAT: u8 = 0x20;
+    pub const FIN_CLIENT: u8 = 0x40;
+    pub const FIN_SERVER: u8 = 0x80;
 }
 
-/// One tracked connection. Addresses fixed by the configuration are stored
-/// as ids into the table's [`Endpoints`].
+/// The bits of a flow's state byte that hold its [`FlowState`].
+const STATE_BITS: u8 = 0x07;
+
+/// The flow clock's tick: 2^21 ns (about 2.1 ms). A flow keeps when it was
+/// last seen in ticks, in 32 bits; see [`FlowTable::is_expired`].
+pub const TICK_NS: Nanos = 1 << TICK_SHIFT;
+const TICK_SHIFT: u32 = 21;
+
+/// The most a flow outlives its timeout: two ticks (see
+/// [`FlowTable::is_expired`]).
+pub const EXPIRY_SLACK: Nanos = 2 * TICK_NS;
+
+/// `now` in flow clock ticks (wrapping every 2^32 ticks, about 104 days).
+#[inline(always)]
+pub fn tick(now: Nanos) -> u32 {
+    (now >> TICK_SHIFT) as u32
+}
+
+/// One tracked connection, in 32 bytes (two to a cache line). Addresses
+/// fixed by the configuration are stored as ids into the table's
+/// [`Endpoints`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(align(64))]
+#[repr(C, align(32))]
 pub struct Flow {
     pub client: Addr,
-    pub last_seen: Nanos,
     pub client_port: u16,
     /// The port the client contacted on the farm unit.
     pub unit_port: u16,
+    /// When a packet of the flow was last seen, in [`tick`]s.
+    seen: u32,
     /// FullNAT: the local source port towards the server.
     pub local_port: u16,
     /// Index into [`Endpoints::units`].
@@ -381,19 +457,79 @@ pub struct Flow {
     pub server: u16,
     /// FullNAT: index into the unit's local addresses.
     pub local: u8,
-    pub state: FlowState,
-    /// [`flags`] bits.
-    pub flags: u8,
+    /// The [`FlowState`] (low three bits) and the [`flags`].
+    bits: u8,
 }
 
 impl Flow {
+    /// A flow in `state` with [`flags`] `flags`, last seen `now`, its other
+    /// fields zero.
+    #[inline]
+    pub fn new(state: FlowState, flags: u8, now: Nanos) -> Flow {
+        Flow {
+            seen: tick(now),
+            bits: (flags & !STATE_BITS) | state as u8,
+            ..Flow::default()
+        }
+    }
+
+    #[inline(always)]
+    pub fn state(&self) -> FlowState {
+        match self.bits & STATE_BITS {
+            0 => FlowState::Free,
+            1 => FlowState::SynSent,
+            2 => FlowState::SynAck,
+            3 => FlowState::Established,
+            4 => FlowState::Fin,
+            5 => FlowState::Close,
+            6 => FlowState::Udp,
+            _ => FlowState::UdpReplied,
+        }
+    }
+
+    #[inline(always)]
+    pub fn set_state(&mut self, state: FlowState) {
+        self.bits = (self.bits & !STATE_BITS) | state as u8;
+    }
+
+    /// The last four bytes of the client address and the two ports of the
+    /// forward tuple in one word, as [`Probe::forward_word`] gives them for
+    /// a tuple (a lookup compares this first; they sit side by side).
+    #[inline(always)]
+    fn forward_word(&self) -> u64 {
+        low32(&self.client) | u64::from(self.client_port) << 32 | u64::from(self.unit_port) << 48
+    }
+
+    #[inline(always)]
+    fn is_free(&self) -> bool {
+        self.bits & STATE_BITS == 0
+    }
+
+    /// The [`flags`] bits.
+    #[inline]
+    pub fn flags(&self) -> u8 {
+        self.bits & !STATE_BITS
+    }
+
+    /// Records a packet seen at `now`.
+    #[inline(always)]
+    pub fn seen_at(&mut self, now: Nanos) {
+        self.seen = tick(now);
+    }
+
+    /// When the flow was last seen, in [`tick`]s.
+    #[inline]
+    pub fn last_seen(&self) -> u32 {
+        self.seen
+    }
+
     #[inline]
     pub fn is_v6(&self) -> bool {
-        self.flags & flags::V6 != 0
+        self.bits & flags::V6 != 0
     }
     #[inline]
     pub fn proto(&self) -> u8 {
-        if self.flags & flags::UDP != 0 {
+        if self.bits & flags::UDP != 0 {
             17
         } else {
             6
@@ -401,46 +537,47 @@ impl Flow {
     }
     #[inline]
     pub fn is_fullnat(&self) -> bool {
-        self.flags & flags::FULLNAT != 0
+        self.bits & flags::FULLNAT != 0
     }
 
     /// Advances the TCP/UDP state for a packet in `dir` with `tcp_flags`.
     #[inline]
     pub fn on_packet(&mut self, dir: Dir, tcp_flags: u8) {
         use tcp_flags::*;
+        let state = self.state();
         // The common packet: a plain segment of an established connection.
-        if self.state == FlowState::Established && tcp_flags & (SYN | FIN | RST) == 0 {
+        if state == FlowState::Established && tcp_flags & (SYN | FIN | RST) == 0 {
             return;
         }
-        if self.flags & flags::UDP != 0 {
+        if self.bits & flags::UDP != 0 {
             if dir == Dir::Reverse {
-                self.state = FlowState::UdpReplied;
+                self.set_state(FlowState::UdpReplied);
             }
             return;
         }
         if tcp_flags & RST != 0 {
-            self.state = FlowState::Close;
+            self.set_state(FlowState::Close);
             return;
         }
         if tcp_flags & FIN != 0 {
-            self.flags |= match dir {
+            self.bits |= match dir {
                 Dir::Forward => flags::FIN_CLIENT,
                 Dir::Reverse => flags::FIN_SERVER,
             };
             let both = flags::FIN_CLIENT | flags::FIN_SERVER;
-            self.state = if self.flags & both == both || self.state == FlowState::Close {
+            self.set_state(if self.bits & both == both || state == FlowState::Close {
                 FlowState::Close
             } else {
                 FlowState::Fin
-            };
+            });
             return;
         }
-        match (self.state, dir) {
+        match (state, dir) {
             (FlowState::SynSent, Dir::Reverse) if tcp_flags & (SYN | ACK) == SYN | ACK => {
-                self.state = FlowState::SynAck
+                self.set_state(FlowState::SynAck)
             }
             (FlowState::SynAck, Dir::Forward) if tcp_flags & (SYN | ACK) == ACK => {
-                self.state = FlowState::Established
+                self.set_state(FlowState::Established)
             }
             _ => {}
         }
@@ -517,40 +654,47 @@ impl Endpoints {
         }
     }
 
-    /// True when `p` is the `dir` tuple of `f` (field by field, cheapest
+    /// True when `p` is the reverse tuple of `f` (field by field, cheapest
     /// first, without building the flow's tuple). The families are checked
     /// first: every address of an IPv4 flow is IPv4-mapped.
     #[inline]
-    fn matches<P: Probe>(&self, f: &Flow, dir: Dir, p: &P) -> bool {
-        if f.state == FlowState::Free {
+    fn matches_reverse<P: Probe>(&self, f: &Flow, p: &P) -> bool {
+        if f.is_free() {
             return false;
         }
         let (v6, proto, src_port, dst_port) = p.head();
         if f.is_v6() != v6 || f.proto() != proto {
             return false;
         }
-        match dir {
-            Dir::Forward => {
-                f.client_port == src_port
-                    && f.unit_port == dst_port
-                    && p.src_is(&f.client)
-                    && p.dst_is(&self.units[f.unit as usize].addr)
-            }
-            Dir::Reverse => {
-                let (f_dst, f_dst_port) = if f.is_fullnat() {
-                    (
-                        &self.units[f.unit as usize].locals[f.local as usize],
-                        f.local_port,
-                    )
-                } else {
-                    (&f.client, f.client_port)
-                };
-                f_dst_port == dst_port
-                    && p.dst_is(f_dst)
-                    && p.src_is(&self.servers[f.server as usize].addr)
-                    && self.server_port(f) == src_port
-            }
+        let (f_dst, f_dst_port) = if f.is_fullnat() {
+            (
+                &self.units[f.unit as usize].locals[f.local as usize],
+                f.local_port,
+            )
+        } else {
+            (&f.client, f.client_port)
+        };
+        f_dst_port == dst_port
+            && p.dst_is(f_dst)
+            && p.src_is(&self.servers[f.server as usize].addr)
+            && self.server_port(f) == src_port
+    }
+
+    /// True when `p`, whose [`Probe::forward_word`] is `word`, is the
+    /// forward tuple of `f` (a free entry has no tuple). The word settles
+    /// nearly every mismatch in one comparison; the families are compared
+    /// before the addresses, as every address of an IPv4 flow is
+    /// IPv4-mapped.
+    #[inline(always)]
+    fn matches_forward<P: Probe>(&self, f: &Flow, p: &P, word: u64) -> bool {
+        if f.forward_word() != word || f.is_free() {
+            return false;
         }
+        let (v6, proto, _, _) = p.head();
+        f.is_v6() == v6
+            && f.proto() == proto
+            && p.src_is(&f.client)
+            && p.dst_is(&self.units[f.unit as usize].addr)
     }
 }
 
@@ -569,20 +713,41 @@ pub struct TableStats {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableFull;
 
+/// An empty reverse index entry.
 const EMPTY: u64 = u64::MAX;
+
+/// The bit of [`FlowTable::hash`] that says the tuple's destination is
+/// probably a farm unit address, so a lookup tries the forward direction
+/// first (the other 63 bits are the tuple's hash; the table uses the low
+/// 32).
+const FORWARD_FIRST: u64 = 1 << 63;
+
+/// log2 of the bits in the table's filter of farm unit addresses.
+const UNIT_FILTER_LOG2: u32 = 15;
 
 /// The per-worker flow table. See the module documentation.
 pub struct FlowTable {
-    /// The slab and the index: on transparent huge pages where the kernel
-    /// grants them (a 1M-flow table is about 72 MiB of randomly accessed
-    /// memory: on 4 KiB pages nearly every lookup would also miss the TLB).
+    /// The flow entries (`2 * capacity` of them, two to a cache line),
+    /// each at or after its home line, the line the hash of its forward
+    /// tuple picks (linear probing). On transparent huge pages where the
+    /// kernel grants them: at 1M flows the entries and the reverse index
+    /// are 80 MiB of randomly read memory, on 4 KiB pages nearly every
+    /// lookup would also miss the TLB.
     flows: HugeArray<Flow>,
-    free: Vec<u32>,
-    index: HugeArray<u64>,
-    mask: usize,
+    /// The reverse index: per flow one entry, 32 bits of the hash of its
+    /// reverse tuple above the flow's entry number, at or after the slot
+    /// the hash picks (linear probing), `EMPTY` elsewhere.
+    rev: HugeArray<u64>,
+    /// Flows in the table, and at most.
+    len: usize,
+    cap: usize,
     seed: u64,
     ends: Endpoints,
-    timeout_ns: [u64; 8],
+    /// A bit per hash of a farm unit address (a filter: a set bit may be
+    /// another address's), which picks the direction a lookup tries first.
+    units: Box<[u64]>,
+    /// Timeouts per state in ticks, plus one (see [`FlowTable::is_expired`]).
+    timeout: [u32; 8],
     expire_hand: u32,
     evict_hand: u32,
     pub stats: TableStats,
@@ -602,52 +767,62 @@ impl FlowTable {
     /// As [`FlowTable::new`] with a fixed hash seed (reproducible tests).
     pub fn with_seed(cfg: &FlowTableConfig, ends: Endpoints, seed: u64) -> FlowTable {
         let cap = cfg.capacity.clamp(1, FlowTableConfig::MAX_CAPACITY) as usize;
-        // Two index entries per flow at load factor <= 1/2.
-        let slots = (cap * 4).next_power_of_two();
-        let ns = |d: Duration| d.as_nanos().min(u64::MAX as u128) as u64;
+        // Rounded up to whole ticks, plus one: a flow never expires before
+        // its timeout (see `is_expired`).
+        let ticks = |d: Duration| {
+            let t = d.as_nanos().div_ceil(u128::from(TICK_NS)) + 1;
+            t.min(u128::from(u32::MAX)) as u32
+        };
         let t = &cfg.timeouts;
-        let mut timeout_ns = [0u64; 8];
-        timeout_ns[FlowState::SynSent as usize] = ns(t.syn);
-        timeout_ns[FlowState::SynAck as usize] = ns(t.syn);
-        timeout_ns[FlowState::Established as usize] = ns(t.established);
-        timeout_ns[FlowState::Fin as usize] = ns(t.fin);
-        timeout_ns[FlowState::Close as usize] = ns(t.close);
-        timeout_ns[FlowState::Udp as usize] = ns(t.udp);
-        timeout_ns[FlowState::UdpReplied as usize] = ns(t.udp);
-        FlowTable {
-            flows: HugeArray::new(cap, Flow::default()),
-            free: (0..cap as u32).rev().collect(),
-            index: HugeArray::new(slots, EMPTY),
-            mask: slots - 1,
+        let mut timeout = [0u32; 8];
+        timeout[FlowState::SynSent as usize] = ticks(t.syn);
+        timeout[FlowState::SynAck as usize] = ticks(t.syn);
+        timeout[FlowState::Established as usize] = ticks(t.established);
+        timeout[FlowState::Fin as usize] = ticks(t.fin);
+        timeout[FlowState::Close as usize] = ticks(t.close);
+        timeout[FlowState::Udp as usize] = ticks(t.udp);
+        timeout[FlowState::UdpReplied as usize] = ticks(t.udp);
+        let mut table = FlowTable {
+            // Load factor at most 1/2 in both.
+            flows: HugeArray::new(2 * cap, Flow::default()),
+            rev: HugeArray::new(2 * cap, EMPTY),
+            len: 0,
+            cap,
             seed,
-            ends,
-            timeout_ns,
+            ends: Endpoints::default(),
+            units: vec![0; 1 << (UNIT_FILTER_LOG2 - 6)].into_boxed_slice(),
+            timeout,
             expire_hand: 0,
             evict_hand: 0,
             stats: TableStats::default(),
-        }
+        };
+        table.set_endpoints(ends);
+        table
     }
 
-    /// Memory held per flow at this table's capacity, in bytes: slab entry,
-    /// index share and free-stack share.
+    /// Memory held per flow at this table's capacity, in bytes: the flow
+    /// entries and the reverse index.
     pub fn bytes_per_flow(&self) -> usize {
-        let total = self.flows.allocated_bytes()
-            + self.index.allocated_bytes()
-            + self.free.capacity() * std::mem::size_of::<u32>();
-        total.div_ceil(self.flows.len())
+        (self.flows.allocated_bytes() + self.rev.allocated_bytes()).div_ceil(self.cap)
     }
 
     pub fn capacity(&self) -> usize {
-        self.flows.len()
+        self.cap
     }
 
     /// Flows in the table (expired ones not yet swept included).
     pub fn len(&self) -> usize {
-        self.flows.len() - self.free.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
+    }
+
+    /// Flow entries: the slots [`FlowTable::expire`] sweeps, twice the
+    /// capacity.
+    pub fn slots(&self) -> usize {
+        self.flows.len()
     }
 
     pub fn endpoints(&self) -> &Endpoints {
@@ -655,15 +830,43 @@ impl FlowTable {
     }
 
     /// Replaces the endpoints (a reload). Ids of flows in the table must
-    /// stay valid in `ends`: servers and units are only ever appended.
+    /// stay valid in `ends`: servers and units are only ever appended, and
+    /// a unit keeps its address.
     pub fn set_endpoints(&mut self, ends: Endpoints) {
+        self.units.fill(0);
+        for u in &ends.units {
+            let b = unit_filter_bit(addr_word(&u.addr));
+            self.units[b >> 6] |= 1 << (b & 63);
+        }
         self.ends = ends;
     }
 
-    /// The hash of `t` in this table.
+    /// The hash of `t` in this table, with the [`FORWARD_FIRST`] bit set
+    /// when `t`'s destination may be a farm unit address.
     #[inline]
     pub fn hash<P: Probe>(&self, t: &P) -> u64 {
+        let b = unit_filter_bit(t.dst_word());
+        let unit = self.units[b >> 6] >> (b & 63) & 1;
+        (t.hash(self.seed) & !FORWARD_FIRST) | unit << 63
+    }
+
+    /// The hash of `t` without the direction bit (all the index uses).
+    #[inline]
+    fn raw_hash<P: Probe>(&self, t: &P) -> u64 {
         t.hash(self.seed)
+    }
+
+    /// The first entry of the home line of a forward tuple with hash `h`.
+    #[inline(always)]
+    fn home(&self, h: u64) -> usize {
+        // The 32-bit fingerprint scaled to the number of lines.
+        (((h as u32 as u64) * (self.flows.len() as u64 / 2)) >> 32) as usize * 2
+    }
+
+    /// The reverse index slot a reverse tuple with hash `h` starts at.
+    #[inline(always)]
+    fn rev_home(&self, h: u64) -> usize {
+        (((h as u32 as u64) * self.rev.len() as u64) >> 32) as usize
     }
 
     /// The slot and direction of the flow `t` belongs to.
@@ -672,60 +875,133 @@ impl FlowTable {
         self.find_hashed(t, self.hash(t))
     }
 
-    /// As [`FlowTable::find`] with the hash already computed.
+    /// As [`FlowTable::find`] with the hash ([`FlowTable::hash`]) already
+    /// computed. Looks for a flow with `t` as its forward tuple first when
+    /// `t`'s destination may be a farm unit address, otherwise for one
+    /// with `t` as its reverse tuple first, then the other.
     #[inline]
     pub fn find_hashed<P: Probe>(&self, t: &P, hash: u64) -> Option<(u32, Dir)> {
-        let fp = hash as u32;
-        let mut i = fp as usize & self.mask;
+        if hash & FORWARD_FIRST != 0 {
+            match self.find_forward(t, hash) {
+                Some(s) => Some((s, Dir::Forward)),
+                None => self.find_reply(t, hash).map(|s| (s, Dir::Reverse)),
+            }
+        } else {
+            match self.find_reply(t, hash) {
+                Some(s) => Some((s, Dir::Reverse)),
+                None => self.find_forward(t, hash).map(|s| (s, Dir::Forward)),
+            }
+        }
+    }
+
+    /// The slot of the flow whose forward (client→unit) tuple is `t`.
+    #[inline]
+    pub fn find_forward<P: Probe>(&self, t: &P, hash: u64) -> Option<u32> {
+        let n = self.flows.len();
+        let word = t.forward_word();
+        let mut i = self.home(hash);
         loop {
-            let e = self.index[i];
+            let f = &self.flows[i];
+            if f.is_free() {
+                return None;
+            }
+            if self.ends.matches_forward(f, t, word) {
+                return Some(i as u32);
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+    }
+
+    /// The slot of the flow whose reverse (server→client, or in FullNAT
+    /// server→local address) tuple is `t`.
+    #[inline]
+    pub fn find_reply<P: Probe>(&self, t: &P, hash: u64) -> Option<u32> {
+        let fp = hash as u32;
+        let n = self.rev.len();
+        let mut i = self.rev_home(hash);
+        loop {
+            let e = self.rev[i];
             if e == EMPTY {
                 return None;
             }
             if (e >> 32) as u32 == fp {
-                let v = e as u32;
-                let slot = v >> 1;
-                let dir = if v & 1 == 0 {
-                    Dir::Forward
-                } else {
-                    Dir::Reverse
-                };
-                if self.ends.matches(&self.flows[slot as usize], dir, t) {
-                    return Some((slot, dir));
+                let slot = e as u32;
+                if self.ends.matches_reverse(&self.flows[slot as usize], t) {
+                    return Some(slot);
                 }
             }
-            i = (i + 1) & self.mask;
+            i += 1;
+            if i == n {
+                i = 0;
+            }
         }
     }
 
-    /// Starts loading the index cache line a lookup of `hash` begins at
+    /// Starts loading the cache line a lookup of `hash` ([`FlowTable::hash`])
+    /// begins at: the home line of the flow entries, or the reverse index
     /// (a prefetch: returns at once).
     #[inline]
     pub fn prefetch_index(&self, hash: u64) {
-        let i = hash as u32 as usize & self.mask;
-        prefetch(&self.index[i]);
+        if hash & FORWARD_FIRST != 0 {
+            prefetch(&self.flows[self.home(hash)]);
+        } else {
+            prefetch(&self.rev[self.rev_home(hash)]);
+        }
     }
 
-    /// Starts loading the flow entry a lookup of `hash` would most likely
-    /// compare first (the first index entry with the hash's fingerprint).
-    /// Best after [`FlowTable::prefetch_index`] for the same hash had time
-    /// to complete. Returns false when the index shows that no flow has a
-    /// tuple with this hash (a new flow follows, or a stray packet).
+    /// Starts loading what a lookup of `t` with `hash` will most likely
+    /// need after the line [`FlowTable::prefetch_index`] loaded, best when
+    /// that load had time to complete. Forward first: when the home line
+    /// is full and holds neither entry of `t` (compared by
+    /// [`Probe::forward_word`]), the next two lines. Reverse first: the flow
+    /// entry of the first index entry with the hash's fingerprint.
+    ///
+    /// Returns false when the line shows that no flow has `t` as its tuple
+    /// in the direction tried first (a new flow follows, or a stray
+    /// packet); the line of the other direction is then on its way.
     #[inline]
-    pub fn prefetch_flow(&self, hash: u64) -> bool {
+    pub fn prefetch_flow<P: Probe>(&self, t: &P, hash: u64) -> bool {
+        if hash & FORWARD_FIRST != 0 {
+            let n = self.flows.len();
+            let i = self.home(hash);
+            let word = t.forward_word();
+            // Entries come in pairs: `i + 1` is on the home line too.
+            for f in [&self.flows[i], &self.flows[i + 1]] {
+                if f.is_free() {
+                    prefetch(&self.rev[self.rev_home(hash)]);
+                    return false;
+                }
+                if f.forward_word() == word {
+                    return true;
+                }
+            }
+            // The probe run goes on past the home line (about one flow in
+            // eight at full load).
+            let wrap = |k: usize| if k >= n { k - n } else { k };
+            prefetch(&self.flows[wrap(i + 2)]);
+            prefetch(&self.flows[wrap(i + 4)]);
+            return true;
+        }
         let fp = hash as u32;
-        let mut i = fp as usize & self.mask;
+        let n = self.rev.len();
+        let mut i = self.rev_home(hash);
         for _ in 0..4 {
-            let e = self.index[i];
+            let e = self.rev[i];
             if e == EMPTY {
+                prefetch(&self.flows[self.home(hash)]);
                 return false;
             }
             if (e >> 32) as u32 == fp {
-                // One line: entries are line-aligned.
-                prefetch(&self.flows[(e as u32 >> 1) as usize]);
+                prefetch(&self.flows[e as u32 as usize]);
                 return true;
             }
-            i = (i + 1) & self.mask;
+            i += 1;
+            if i == n {
+                i = 0;
+            }
         }
         true
     }
@@ -740,25 +1016,39 @@ impl FlowTable {
         &mut self.flows[slot as usize]
     }
 
-    /// The idle timeout of a flow in `state`, in nanoseconds.
+    /// How many ticks a flow in `state` may be idle, plus one.
     #[inline]
-    pub fn timeout(&self, state: FlowState) -> Nanos {
-        self.timeout_ns[state as usize]
+    fn timeout_ticks(&self, state: FlowState) -> u32 {
+        self.timeout[state as usize]
+    }
+
+    /// Ticks since `f` was last seen, at `now` in ticks (zero when it was
+    /// seen after `now`).
+    #[inline(always)]
+    fn idle(f: &Flow, now: u32) -> u32 {
+        (now.wrapping_sub(f.seen) as i32).max(0) as u32
     }
 
     /// True when the flow in `slot` has been idle for its state's timeout.
+    ///
+    /// Times are kept in [`tick`]s: a flow is expired when the ticks
+    /// between when it was last seen and `now` exceed its timeout rounded
+    /// up to ticks, so never before its timeout and at most two ticks
+    /// ([`EXPIRY_SLACK`], 4.2 ms) after. Idle times are differences of 32-bit tick counts,
+    /// exact up to 2^31 ticks (52 days, beyond the longest timeout
+    /// accepted, [`Timeouts::MAX`]).
     #[inline]
     pub fn is_expired(&self, slot: u32, now: Nanos) -> bool {
         let f = &self.flows[slot as usize];
-        f.state != FlowState::Free && now.saturating_sub(f.last_seen) >= self.timeout(f.state)
+        !f.is_free() && Self::idle(f, tick(now)) >= self.timeout_ticks(f.state())
     }
 
-    /// Adds `flow` (its `state` must not be `Free`). When the table is full,
+    /// Adds `flow` (its state must not be `Free`). When the table is full,
     /// an expired or unassured flow is evicted and returned with the new slot;
     /// an assured flow never is.
     pub fn insert(&mut self, flow: Flow, now: Nanos) -> Result<(u32, Option<Flow>), TableFull> {
-        let fwd = self.hash(&self.ends.forward(&flow));
-        let rev = self.hash(&self.ends.reverse(&flow));
+        let fwd = self.raw_hash(&self.ends.forward(&flow));
+        let rev = self.raw_hash(&self.ends.reverse(&flow));
         self.insert_hashed(flow, fwd, rev, now)
     }
 
@@ -771,11 +1061,11 @@ impl FlowTable {
         rev: u64,
         now: Nanos,
     ) -> Result<(u32, Option<Flow>), TableFull> {
-        debug_assert!(flow.state != FlowState::Free);
-        debug_assert_eq!(fwd, self.hash(&self.ends.forward(&flow)));
-        debug_assert_eq!(rev, self.hash(&self.ends.reverse(&flow)));
+        debug_assert!(!flow.is_free());
+        debug_assert_eq!(fwd as u32, self.raw_hash(&self.ends.forward(&flow)) as u32);
+        debug_assert_eq!(rev as u32, self.raw_hash(&self.ends.reverse(&flow)) as u32);
         let mut evicted = None;
-        if self.free.is_empty() {
+        if self.len == self.cap {
             match self.evict_one(now) {
                 Some(f) => evicted = Some(f),
                 None => {
@@ -784,22 +1074,32 @@ impl FlowTable {
                 }
             }
         }
-        let slot = self.free.pop().ok_or(TableFull)?;
-        self.flows[slot as usize] = flow;
-        self.index_insert(fwd, slot << 1);
-        self.index_insert(rev, slot << 1 | 1);
-        Ok((slot, evicted))
+        // At most half the entries are in use: there is a free one.
+        let n = self.flows.len();
+        let mut i = self.home(fwd);
+        while !self.flows[i].is_free() {
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+        self.flows[i] = flow;
+        self.rev_insert(rev, i as u32);
+        self.len += 1;
+        Ok((i as u32, evicted))
     }
 
-    /// Removes the flow in `slot` and returns it.
+    /// Removes the flow in `slot` and returns it. Other flows may move to
+    /// other slots (slots of flows are valid until the next removal).
     pub fn remove(&mut self, slot: u32) -> Flow {
         let f = self.flows[slot as usize];
-        if f.state == FlowState::Free {
+        if f.is_free() {
             return f;
         }
-        self.unlink(slot);
-        self.flows[slot as usize] = Flow::default();
-        self.free.push(slot);
+        let rev = self.raw_hash(&self.ends.reverse(&f));
+        self.rev_remove(rev, slot);
+        self.delete_entry(slot as usize);
+        self.len -= 1;
         f
     }
 
@@ -807,93 +1107,103 @@ impl FlowTable {
     /// address and port), keeping both directions findable.
     pub fn rebind(&mut self, slot: u32, server: u16, local: u8, local_port: u16) {
         let t = self.ends.reverse(&self.flows[slot as usize]);
-        self.index_remove(self.hash(&t), slot << 1 | 1);
+        self.rev_remove(self.raw_hash(&t), slot);
         let f = &mut self.flows[slot as usize];
         f.server = server;
         f.local = local;
         f.local_port = local_port;
         let t = self.ends.reverse(&self.flows[slot as usize]);
-        self.index_insert(self.hash(&t), slot << 1 | 1);
+        self.rev_insert(self.raw_hash(&t), slot);
     }
 
-    /// Sweeps at most `budget` slots from where the last sweep stopped and
-    /// removes the expired flows, passing each to `on_remove`. Returns how
-    /// many were removed. Calling it with a small budget every loop keeps
-    /// the cost per call bounded; the whole table is covered every
-    /// `capacity / budget` calls.
+    /// Sweeps at most `budget` slots (flow entries, [`FlowTable::slots`])
+    /// from where the last sweep stopped and removes the expired flows,
+    /// passing each to `on_remove`. Returns how many were removed. Calling
+    /// it with a small budget every loop keeps the cost per call bounded;
+    /// the whole table is covered every `slots / budget` calls.
     ///
-    /// The expired flows are taken [`EXPIRE_BATCH`] at a time: the index
-    /// lines of both their tuples are prefetched before the first of them
+    /// The expired flows are taken [`EXPIRE_BATCH`] at a time: the reverse
+    /// index lines of all of them are prefetched before the first of them
     /// is unlinked, so their cache misses overlap.
     pub fn expire(&mut self, now: Nanos, budget: u32, mut on_remove: impl FnMut(&Flow)) -> usize {
-        let cap = self.flows.len() as u32;
+        let n = self.flows.len() as u32;
         let mut removed = 0;
-        let mut batch = [(0u32, 0u64, 0u64); EXPIRE_BATCH];
-        let mut n = 0;
-        for _ in 0..budget.min(cap) {
+        let mut first = None;
+        let mut batch = 0;
+        for _ in 0..budget.min(n) {
             let s = self.expire_hand;
-            self.expire_hand = if s + 1 == cap { 0 } else { s + 1 };
+            self.expire_hand = if s + 1 == n { 0 } else { s + 1 };
             if self.is_expired(s, now) {
-                let f = &self.flows[s as usize];
-                let fwd = self.hash(&self.ends.forward(f));
-                let rev = self.hash(&self.ends.reverse(f));
-                self.prefetch_index(fwd);
-                self.prefetch_index(rev);
-                batch[n] = (s, fwd, rev);
-                n += 1;
-                if n == EXPIRE_BATCH {
-                    removed += self.remove_batch(&batch, &mut on_remove);
-                    n = 0;
+                let rev = self.raw_hash(&self.ends.reverse(&self.flows[s as usize]));
+                prefetch(&self.rev[self.rev_home(rev)]);
+                first.get_or_insert(s);
+                batch += 1;
+                if batch == EXPIRE_BATCH {
+                    removed += self.remove_expired(first.take().unwrap_or(s), now, &mut on_remove);
+                    batch = 0;
                 }
             }
         }
-        removed + self.remove_batch(&batch[..n], &mut on_remove)
+        match first {
+            Some(s) => removed + self.remove_expired(s, now, &mut on_remove),
+            None => removed,
+        }
     }
 
-    /// Removes the expired flows of `batch` (slot, forward and reverse
-    /// hash), counting them as expired.
-    fn remove_batch(
+    /// Removes the expired flows in the slots from `from` up to the sweep's
+    /// hand, counting them as expired. A removal moves later flows of the
+    /// probe run back, never behind the slot removed, which is looked at
+    /// again: so every expired flow the sweep passed goes.
+    fn remove_expired(
         &mut self,
-        batch: &[(u32, u64, u64)],
+        from: u32,
+        now: Nanos,
         on_remove: &mut impl FnMut(&Flow),
     ) -> usize {
-        for &(s, fwd, rev) in batch {
-            let f = self.flows[s as usize];
-            self.index_remove(fwd, s << 1);
-            self.index_remove(rev, s << 1 | 1);
-            self.flows[s as usize] = Flow::default();
-            self.free.push(s);
-            self.stats.expired += 1;
-            on_remove(&f);
+        let n = self.flows.len() as u32;
+        let mut removed = 0;
+        let mut s = from;
+        loop {
+            while self.is_expired(s, now) {
+                let f = self.remove(s);
+                self.stats.expired += 1;
+                on_remove(&f);
+                removed += 1;
+            }
+            s = if s + 1 == n { 0 } else { s + 1 };
+            if s == self.expire_hand {
+                return removed;
+            }
         }
-        batch.len()
     }
 
     fn evict_one(&mut self, now: Nanos) -> Option<Flow> {
-        let cap = self.flows.len() as u32;
+        let n = self.flows.len() as u32;
+        let now_tick = tick(now);
         // After a window of assured flows only, the next window starts a
-        // golden-ratio step further on: flows established together sit in
-        // neighbouring slots, so the unassured ones are likely far away.
-        let jump = ((u64::from(cap) * 0x9e37_79b9) >> 32) as u32 | 1;
+        // golden-ratio step further on.
+        let jump = ((u64::from(n) * 0x9e37_79b9) >> 32) as u32 | 1;
         let mut best: Option<u32> = None;
         'windows: for w in 0..EVICT_WINDOWS {
             if w > 0 {
                 self.evict_hand =
-                    ((u64::from(self.evict_hand) + u64::from(jump)) % u64::from(cap)) as u32;
+                    ((u64::from(self.evict_hand) + u64::from(jump)) % u64::from(n)) as u32;
             }
-            for _ in 0..EVICT_SAMPLE.min(cap) {
+            for _ in 0..EVICT_SAMPLE.min(n) {
                 let s = self.evict_hand;
-                self.evict_hand = if s + 1 == cap { 0 } else { s + 1 };
+                self.evict_hand = if s + 1 == n { 0 } else { s + 1 };
                 let f = &self.flows[s as usize];
-                if f.state == FlowState::Free {
+                if f.is_free() {
                     continue;
                 }
                 if self.is_expired(s, now) {
                     best = Some(s);
                     break 'windows;
                 }
-                if !f.state.is_assured()
-                    && best.is_none_or(|b| f.last_seen < self.flows[b as usize].last_seen)
+                if !f.state().is_assured()
+                    && best.is_none_or(|b| {
+                        Self::idle(f, now_tick) > Self::idle(&self.flows[b as usize], now_tick)
+                    })
                 {
                     best = Some(s);
                 }
@@ -907,83 +1217,135 @@ impl FlowTable {
         Some(self.remove(s))
     }
 
-    fn unlink(&mut self, slot: u32) {
-        let f = &self.flows[slot as usize];
-        let fwd = self.ends.forward(f);
-        let rev = self.ends.reverse(f);
-        self.index_remove(self.hash(&fwd), slot << 1);
-        self.index_remove(self.hash(&rev), slot << 1 | 1);
-    }
-
-    fn index_insert(&mut self, hash: u64, value: u32) {
-        let fp = hash as u32;
-        let mut i = fp as usize & self.mask;
-        while self.index[i] != EMPTY {
-            i = (i + 1) & self.mask;
-        }
-        self.index[i] = (fp as u64) << 32 | value as u64;
-    }
-
-    fn index_remove(&mut self, hash: u64, value: u32) {
-        let fp = hash as u32;
-        let want = (fp as u64) << 32 | value as u64;
-        let mut i = fp as usize & self.mask;
-        loop {
-            let e = self.index[i];
-            if e == EMPTY {
-                debug_assert!(false, "flow index entry missing");
-                return;
-            }
-            if e == want {
-                break;
-            }
-            i = (i + 1) & self.mask;
-        }
-        // Backward-shift deletion: pull later entries of the probe run into
-        // the hole unless that would move them before their home bucket.
+    /// Empties entry `i` of the flow entries: later entries of its probe
+    /// run move back into the hole unless that would put them before their
+    /// home line (backward-shift deletion, so there are no tombstones), and
+    /// the reverse index follows them.
+    fn delete_entry(&mut self, mut i: usize) {
+        let n = self.flows.len();
         let mut j = i;
         loop {
-            j = (j + 1) & self.mask;
-            let e = self.index[j];
-            if e == EMPTY {
+            j += 1;
+            if j == n {
+                j = 0;
+            }
+            let e = self.flows[j];
+            if e.is_free() {
                 break;
             }
-            let home = (e >> 32) as usize & self.mask;
+            let home = self.home(self.raw_hash(&self.ends.forward(&e)));
             let stays = if i <= j {
                 i < home && home <= j
             } else {
                 i < home || home <= j
             };
             if !stays {
-                self.index[i] = e;
+                self.flows[i] = e;
+                let rev = self.raw_hash(&self.ends.reverse(&e));
+                self.rev_repoint(rev, j as u32, i as u32);
                 i = j;
             }
         }
-        self.index[i] = EMPTY;
+        self.flows[i] = Flow::default();
     }
 
-    /// Checks that every flow is findable in both directions and the index
-    /// holds nothing else (tests).
+    fn rev_insert(&mut self, hash: u64, slot: u32) {
+        let n = self.rev.len();
+        let mut i = self.rev_home(hash);
+        while self.rev[i] != EMPTY {
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+        self.rev[i] = (hash as u32 as u64) << 32 | u64::from(slot);
+    }
+
+    /// The position in the reverse index of the entry for `slot` with
+    /// `hash`.
+    fn rev_position(&self, hash: u64, slot: u32) -> Option<usize> {
+        let want = (hash as u32 as u64) << 32 | u64::from(slot);
+        let n = self.rev.len();
+        let mut i = self.rev_home(hash);
+        loop {
+            match self.rev[i] {
+                EMPTY => return None,
+                e if e == want => return Some(i),
+                _ => {}
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+    }
+
+    /// Points the reverse index entry of the flow that moved from slot
+    /// `from` to `to` at its new slot.
+    fn rev_repoint(&mut self, hash: u64, from: u32, to: u32) {
+        match self.rev_position(hash, from) {
+            Some(i) => self.rev[i] = (hash as u32 as u64) << 32 | u64::from(to),
+            None => debug_assert!(false, "reverse index entry missing"),
+        }
+    }
+
+    fn rev_remove(&mut self, hash: u64, slot: u32) {
+        let Some(mut i) = self.rev_position(hash, slot) else {
+            debug_assert!(false, "reverse index entry missing");
+            return;
+        };
+        // Backward-shift deletion, as for the flow entries.
+        let n = self.rev.len();
+        let mut j = i;
+        loop {
+            j += 1;
+            if j == n {
+                j = 0;
+            }
+            let e = self.rev[j];
+            if e == EMPTY {
+                break;
+            }
+            let home = self.rev_home(e >> 32);
+            let stays = if i <= j {
+                i < home && home <= j
+            } else {
+                i < home || home <= j
+            };
+            if !stays {
+                self.rev[i] = e;
+                i = j;
+            }
+        }
+        self.rev[i] = EMPTY;
+    }
+
+    /// Checks that every flow is findable in both directions and the
+    /// reverse index holds nothing else (tests).
     #[cfg(test)]
     fn check(&self) {
         let mut n = 0;
         for (s, f) in self.flows.iter().enumerate() {
-            if f.state == FlowState::Free {
+            if f.is_free() {
                 continue;
             }
             n += 1;
-            assert_eq!(
-                self.find(&self.ends.forward(f)),
-                Some((s as u32, Dir::Forward))
-            );
-            assert_eq!(
-                self.find(&self.ends.reverse(f)),
-                Some((s as u32, Dir::Reverse))
-            );
+            let fwd = self.ends.forward(f);
+            let rev = self.ends.reverse(f);
+            assert_eq!(self.find(&fwd), Some((s as u32, Dir::Forward)));
+            assert_eq!(self.find(&rev), Some((s as u32, Dir::Reverse)));
+            assert_eq!(self.find_forward(&fwd, self.hash(&fwd)), Some(s as u32));
+            assert_eq!(self.find_reply(&rev, self.hash(&rev)), Some(s as u32));
         }
         assert_eq!(n, self.len());
-        assert_eq!(self.index.iter().filter(|&&e| e != EMPTY).count(), 2 * n);
+        assert_eq!(self.rev.iter().filter(|&&e| e != EMPTY).count(), n);
     }
+}
+
+/// The bit of the farm unit address filter for an address word.
+#[inline(always)]
+fn unit_filter_bit(word: u64) -> usize {
+    (word.wrapping_mul(K1) >> (64 - UNIT_FILTER_LOG2)) as usize
 }
 
 #[cfg(test)]

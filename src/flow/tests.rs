@@ -44,17 +44,31 @@ fn cfg(capacity: u32) -> FlowTableConfig {
     }
 }
 
+const LATE: Nanos = EXPIRY_SLACK;
+
 fn flow(client_port: u16, state: FlowState, last_seen: Nanos) -> Flow {
     Flow {
         client: v4(198, 19, 0, 1),
-        last_seen,
         client_port,
         unit_port: 80,
         unit: 0,
         server: client_port % 2,
-        state,
-        ..Flow::default()
+        ..Flow::new(state, 0, last_seen)
     }
+}
+
+/// `f` with the [`flags`] `fl` set too.
+fn flagged(mut f: Flow, fl: u8) -> Flow {
+    f.bits |= fl;
+    f
+}
+
+/// The slot of the flow from `client_port` (NAT, unit 0).
+fn slot_of(t: &FlowTable, client_port: u16) -> u32 {
+    let f = flow(client_port, FlowState::SynSent, 0);
+    t.find(&t.endpoints().forward(&f))
+        .expect("flow in the table")
+        .0
 }
 
 #[test]
@@ -62,8 +76,9 @@ fn bytes_per_flow_at_one_million_is_at_most_128() {
     let t = FlowTable::new(&cfg(1 << 20), ends());
     let b = t.bytes_per_flow();
     assert!(b <= 128, "{b} bytes per flow");
-    assert_eq!(std::mem::size_of::<Flow>(), 64);
-    assert_eq!(b, 64 + 32 + 4);
+    assert_eq!(std::mem::size_of::<Flow>(), 32);
+    // Two flow entries and two reverse index entries per flow.
+    assert_eq!(b, 2 * 32 + 2 * 8);
 }
 
 #[test]
@@ -108,15 +123,17 @@ fn both_directions_find_a_nat_flow() {
 #[test]
 fn fullnat_reverse_is_server_to_local_address() {
     let mut t = FlowTable::with_seed(&cfg(16), ends(), 2);
-    let f = Flow {
-        unit: 1,
-        unit_port: 443,
-        local: 0,
-        local_port: 20000,
-        server: 1,
-        flags: flags::FULLNAT,
-        ..flow(40000, FlowState::SynSent, 0)
-    };
+    let f = flagged(
+        Flow {
+            unit: 1,
+            unit_port: 443,
+            local: 0,
+            local_port: 20000,
+            server: 1,
+            ..flow(40000, FlowState::SynSent, 0)
+        },
+        flags::FULLNAT,
+    );
     let (slot, _) = t.insert(f, 0).unwrap();
     let rev = Tuple {
         src: v4(198, 18, 1, 12),
@@ -142,8 +159,9 @@ fn fullnat_reverse_is_server_to_local_address() {
 #[test]
 fn random_inserts_and_removes_keep_the_index_exact() {
     // A tiny index so probe runs collide and wrap around.
+    // Removals move flows to other slots: flows are tracked by client port.
     let mut t = FlowTable::with_seed(&cfg(64), ends(), 3);
-    let mut live: Vec<u32> = Vec::new();
+    let mut live: Vec<u16> = Vec::new();
     let mut x: u64 = 12345;
     let mut next_port = 1u16;
     for _ in 0..5000 {
@@ -155,14 +173,17 @@ fn random_inserts_and_removes_keep_the_index_exact() {
                 .insert(flow(next_port, FlowState::Established, 0), 0)
                 .unwrap();
             assert!(ev.is_none());
+            assert_eq!(t.get(s).client_port, next_port);
+            live.push(next_port);
             next_port = next_port.wrapping_add(1).max(1);
-            live.push(s);
         } else if !live.is_empty() {
             let i = (x >> 40) as usize % live.len();
-            let s = live.swap_remove(i);
-            t.remove(s);
+            let port = live.swap_remove(i);
+            let gone = t.remove(slot_of(&t, port));
+            assert_eq!(gone.client_port, port);
         }
         t.check();
+        assert_eq!(t.len(), live.len());
     }
 }
 
@@ -171,56 +192,123 @@ fn tcp_states() {
     use tcp_flags::*;
     let mut f = flow(1, FlowState::SynSent, 0);
     f.on_packet(Dir::Forward, SYN); // retransmitted SYN
-    assert_eq!(f.state, FlowState::SynSent);
+    assert_eq!(f.state(), FlowState::SynSent);
     f.on_packet(Dir::Forward, ACK); // ACK before the server answered
-    assert_eq!(f.state, FlowState::SynSent);
+    assert_eq!(f.state(), FlowState::SynSent);
     f.on_packet(Dir::Reverse, SYN | ACK);
-    assert_eq!(f.state, FlowState::SynAck);
+    assert_eq!(f.state(), FlowState::SynAck);
     f.on_packet(Dir::Forward, ACK);
-    assert_eq!(f.state, FlowState::Established);
+    assert_eq!(f.state(), FlowState::Established);
     f.on_packet(Dir::Reverse, FIN | ACK);
-    assert_eq!(f.state, FlowState::Fin);
+    assert_eq!(f.state(), FlowState::Fin);
     f.on_packet(Dir::Forward, ACK);
-    assert_eq!(f.state, FlowState::Fin);
+    assert_eq!(f.state(), FlowState::Fin);
     f.on_packet(Dir::Forward, FIN | ACK);
-    assert_eq!(f.state, FlowState::Close);
+    assert_eq!(f.state(), FlowState::Close);
 
     let mut g = flow(2, FlowState::Established, 0);
     g.on_packet(Dir::Reverse, RST);
-    assert_eq!(g.state, FlowState::Close);
+    assert_eq!(g.state(), FlowState::Close);
 
-    let mut u = Flow {
-        flags: flags::UDP,
-        ..flow(3, FlowState::Udp, 0)
-    };
+    let mut u = flagged(flow(3, FlowState::Udp, 0), flags::UDP);
     u.on_packet(Dir::Forward, 0);
-    assert_eq!(u.state, FlowState::Udp);
+    assert_eq!(u.state(), FlowState::Udp);
     u.on_packet(Dir::Reverse, 0);
-    assert_eq!(u.state, FlowState::UdpReplied);
+    assert_eq!(u.state(), FlowState::UdpReplied);
 }
 
 #[test]
 fn incremental_expiry_respects_state_timeouts_and_budget() {
     let mut t = FlowTable::with_seed(&cfg(8), ends(), 4);
+    let all = t.slots() as u32;
     t.insert(flow(1, FlowState::SynSent, 0), 0).unwrap();
     t.insert(flow(2, FlowState::Established, 0), 0).unwrap();
     t.insert(flow(3, FlowState::Fin, 0), 0).unwrap();
     t.insert(flow(4, FlowState::Close, 0), 0).unwrap();
     let mut gone = Vec::new();
-    // At 10 s only the closed flow is due (close timeout 10 s).
-    assert_eq!(t.expire(10 * SEC, 8, |f| gone.push(f.client_port)), 1);
+    // Never before the timeout: at 10 s the closed flow (close timeout
+    // 10 s) is still there; just after, it is the only one due.
+    assert_eq!(t.expire(10 * SEC, all, |f| gone.push(f.client_port)), 0);
+    assert_eq!(
+        t.expire(10 * SEC + LATE, all, |f| gone.push(f.client_port)),
+        1
+    );
     assert_eq!(gone, vec![4]);
-    // A budget of 2 looks at two slots only: slots 0 and 1.
-    assert_eq!(t.expire(30 * SEC, 2, |f| gone.push(f.client_port)), 1);
+    // A budget looks at that many slots from the hand (back at slot 0
+    // after whole sweeps): the slots before the half-open flow's, then
+    // its own.
+    let s1 = slot_of(&t, 1);
+    assert_eq!(
+        t.expire(30 * SEC + LATE, s1, |f| gone.push(f.client_port)),
+        0
+    );
+    assert_eq!(
+        t.expire(30 * SEC + LATE, 1, |f| gone.push(f.client_port)),
+        1
+    );
     assert_eq!(gone, vec![4, 1]);
-    assert_eq!(t.expire(119 * SEC, 8, |f| gone.push(f.client_port)), 0);
-    assert_eq!(t.expire(120 * SEC, 8, |f| gone.push(f.client_port)), 1);
-    assert_eq!(t.expire(899 * SEC, 8, |f| gone.push(f.client_port)), 0);
-    assert_eq!(t.expire(900 * SEC, 8, |f| gone.push(f.client_port)), 1);
+    // Back to slot 0 for the next whole sweeps.
+    assert_eq!(t.expire(30 * SEC + LATE, all - s1 - 1, |_| ()), 0);
+    assert_eq!(t.expire(120 * SEC, all, |f| gone.push(f.client_port)), 0);
+    assert_eq!(
+        t.expire(120 * SEC + LATE, all, |f| gone.push(f.client_port)),
+        1
+    );
+    assert_eq!(t.expire(900 * SEC, all, |f| gone.push(f.client_port)), 0);
+    assert_eq!(
+        t.expire(900 * SEC + LATE, all, |f| gone.push(f.client_port)),
+        1
+    );
     assert_eq!(gone, vec![4, 1, 3, 2]);
     assert!(t.is_empty());
     assert_eq!(t.stats.expired, 4);
     t.check();
+}
+
+/// Flows expire after their timeout, never before, and at most two ticks
+/// after, wherever in a tick they were seen and whatever the timeout.
+#[test]
+fn expiry_is_never_early_and_at_most_two_ticks_late() {
+    let mut x: u64 = 0x1234_5678;
+    for _ in 0..2000 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let seen = x >> 20;
+        let timeout = (x >> 8) % (400 * SEC);
+        let c = FlowTableConfig {
+            capacity: 4,
+            timeouts: Timeouts {
+                established: Duration::from_nanos(timeout),
+                ..Timeouts::default()
+            },
+        };
+        let mut t = FlowTable::with_seed(&c, ends(), 1);
+        let (s, _) = t
+            .insert(flow(7, FlowState::Established, seen), seen)
+            .unwrap();
+        assert!(!t.is_expired(s, seen + timeout), "{seen} {timeout}");
+        assert!(!t.is_expired(s, seen), "{seen} {timeout}");
+        assert!(t.is_expired(s, seen + timeout + LATE), "{seen} {timeout}");
+        // A clock behind the flow's: not expired.
+        assert!(!t.is_expired(s, seen.saturating_sub(SEC)));
+    }
+    // The longest timeout accepted, across a wrap of the 32-bit tick count.
+    let c = FlowTableConfig {
+        capacity: 4,
+        timeouts: Timeouts {
+            established: Timeouts::MAX,
+            ..Timeouts::default()
+        },
+    };
+    let mut t = FlowTable::with_seed(&c, ends(), 1);
+    let seen = (u64::from(u32::MAX) - 10) * TICK_NS;
+    let max = Timeouts::MAX.as_nanos() as u64;
+    let (s, _) = t
+        .insert(flow(7, FlowState::Established, seen), seen)
+        .unwrap();
+    assert!(!t.is_expired(s, seen + max));
+    assert!(t.is_expired(s, seen + max + LATE));
 }
 
 #[test]
@@ -234,10 +322,10 @@ fn full_table_evicts_expired_then_oldest_unassured_never_established() {
         .unwrap();
     t.insert(flow(4, FlowState::Close, 4 * SEC), 4 * SEC)
         .unwrap();
-    // At 14 s the closed flow (seen at 4 s, timeout 10 s) has expired: it
-    // goes first although others are older.
+    // After 14 s the closed flow (seen at 4 s, timeout 10 s) has expired:
+    // it goes first although others are older.
     let (_, ev) = t
-        .insert(flow(5, FlowState::SynSent, 14 * SEC), 14 * SEC)
+        .insert(flow(5, FlowState::SynSent, 14 * SEC), 14 * SEC + LATE)
         .unwrap();
     assert_eq!(ev.map(|f| f.client_port), Some(4));
     // Then the oldest unassured one.
@@ -251,8 +339,10 @@ fn full_table_evicts_expired_then_oldest_unassured_never_established() {
     assert_eq!(ev.map(|f| f.client_port), Some(2));
     assert_eq!(t.stats.evictions, 3);
     // Make all established: nothing may go.
-    for s in 0..4 {
-        t.get_mut(s).state = FlowState::Established;
+    for s in 0..t.slots() as u32 {
+        if !t.get(s).is_free() {
+            t.get_mut(s).set_state(FlowState::Established);
+        }
     }
     assert_eq!(
         t.insert(flow(8, FlowState::SynSent, 17 * SEC), 17 * SEC),
@@ -274,18 +364,18 @@ fn batched_expiry_removes_exactly_the_expired_flows() {
         let mut f = flow(p, FlowState::SynSent, 0);
         if p % 3 == 0 {
             f.unit = 1;
-            f.flags |= flags::FULLNAT;
+            f.bits |= flags::FULLNAT;
             f.local_port = 2000 + p;
         }
         // Every fifth flow is established (15 min timeout): it stays.
         if p % 5 == 0 {
-            f.state = FlowState::Established;
+            f.set_state(FlowState::Established);
             live.push(f);
         }
         t.insert(f, 0).unwrap();
     }
     let mut gone = 0;
-    assert_eq!(t.expire(31 * SEC, 256, |_| gone += 1), 160);
+    assert_eq!(t.expire(31 * SEC, t.slots() as u32, |_| gone += 1), 160);
     assert_eq!(gone, 160);
     assert_eq!(t.stats.expired, 160);
     assert_eq!(t.len(), 40);
@@ -317,10 +407,10 @@ fn ipv4_and_ipv6_tuples_hash_and_match_apart() {
 
 #[test]
 fn eviction_looks_past_a_run_of_established_flows() {
-    // The first half of the slots holds established flows (created first,
-    // as after a warm-up), the second half half-open ones: new flows must
-    // replace half-open ones, never be refused, and never evict an
-    // established flow, wherever the eviction hand starts.
+    // Half the flows are established (created first, as after a warm-up),
+    // the other half half-open: new flows must replace half-open ones,
+    // never be refused, and never evict an established flow, wherever the
+    // eviction hand starts.
     let cap = 4096u32;
     let mut t = FlowTable::with_seed(&cfg(cap), ends(), 9);
     for i in 0..cap {
@@ -338,12 +428,12 @@ fn eviction_looks_past_a_run_of_established_flows() {
             .insert(flow(port, FlowState::SynSent, 2 * SEC + k as u64), 2 * SEC)
             .expect("a half-open flow can always make room");
         let ev = ev.expect("full table: something was evicted");
-        assert_ne!(ev.state, FlowState::Established);
+        assert_ne!(ev.state(), FlowState::Established);
         port = port.wrapping_add(1);
     }
     assert_eq!(t.stats.table_full_drops, 0);
-    let established = (0..cap)
-        .filter(|&s| t.get(s).state == FlowState::Established)
+    let established = (0..t.slots() as u32)
+        .filter(|&s| t.get(s).state() == FlowState::Established)
         .count();
     assert_eq!(established, cap as usize / 2);
     t.check();
@@ -390,20 +480,23 @@ fn packet_keys_hash_and_match_as_their_tuples() {
         };
         let t = Tuple::from_key(&k);
         assert_eq!(Probe::hash(&k, r), t.hash(r), "{k:?}");
+        assert_eq!(k.dst_word(), t.dst_word(), "{k:?}");
         assert_eq!(key(&t), k);
     }
     // Lookups by key find what lookups by tuple find, both directions of
     // NAT and FullNAT flows, and nothing for a near miss.
     let mut t = FlowTable::with_seed(&cfg(16), ends(), 7);
     let nat = flow(40000, FlowState::Established, 0);
-    let full = Flow {
-        unit: 1,
-        unit_port: 443,
-        local_port: 20000,
-        server: 1,
-        flags: flags::FULLNAT,
-        ..flow(40001, FlowState::Established, 0)
-    };
+    let full = flagged(
+        Flow {
+            unit: 1,
+            unit_port: 443,
+            local_port: 20000,
+            server: 1,
+            ..flow(40001, FlowState::Established, 0)
+        },
+        flags::FULLNAT,
+    );
     for f in [nat, full] {
         let (slot, _) = t.insert(f, 0).unwrap();
         for (tuple, dir) in [

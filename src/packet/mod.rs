@@ -281,7 +281,7 @@ pub trait Balancer {
         None
     }
     /// Burst pipelining, stage 1: a lookup of `key` will follow soon; start
-    /// loading what it touches first (the flow table's index bucket). The
+    /// loading what it touches first (a cache line of the flow table). The
     /// returned hint (the flow hash) is passed to [`Balancer::prefetch_flow`]
     /// and [`Balancer::lookup_hinted`] for the same key, so the key is
     /// hashed once.
@@ -290,7 +290,7 @@ pub trait Balancer {
         0
     }
     /// Burst pipelining, stage 2 (after stage 1 ran for the other frames of
-    /// the burst): start loading the flow entry itself.
+    /// the burst): start loading what the lookup needs after that line.
     #[inline]
     fn prefetch_flow(&self, _key: &FlowKey, _hint: u64) {}
     /// [`Balancer::lookup`] with the hint [`Balancer::prefetch`] returned

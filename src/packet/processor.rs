@@ -211,9 +211,9 @@ const HOP_CACHE: usize = 64;
 const BURST_CHUNK: usize = 32;
 
 /// How many frames ahead of the one being decided [`Processor::process_burst`]
-/// starts loading flow entries ([`Balancer::prefetch_flow`]), spread over
-/// the burst instead of all before the first frame (about 2 ns per packet
-/// faster at 1M flows in the farm bench; 4, 16 and 32 measured no better).
+/// runs the second prefetch stage ([`Balancer::prefetch_flow`]), spread over
+/// the burst instead of all before the first frame (4, 12 and 16 measured
+/// within a nanosecond of 8 at 1M flows in the farm bench).
 const FLOW_AHEAD: usize = 8;
 
 /// A cached answer to "how does a packet to `dst` leave": the route and the
@@ -656,11 +656,11 @@ impl<F: Frame> Processor<F> {
     /// Handles a burst of frames received on `port` (each taken out of
     /// `frames`) with the same verdicts as [`Processor::process`] on each in
     /// turn, pipelined as the fast data planes do: the headers of up to
-    /// [`BURST_CHUNK`] frames are parsed and their index lookups started
-    /// ([`Balancer::prefetch`]) before the first frame is decided, and each
-    /// frame's flow entry starts loading ([`Balancer::prefetch_flow`])
-    /// [`FLOW_AHEAD`] frames before its turn, so the memory latency of the
-    /// flow table overlaps with the work on other frames.
+    /// [`BURST_CHUNK`] frames are parsed and their flow lookups started
+    /// ([`Balancer::prefetch`]) before the first frame is decided, and the
+    /// second stage of each frame's lookup ([`Balancer::prefetch_flow`])
+    /// runs [`FLOW_AHEAD`] frames before its turn, so the memory latency of
+    /// the flow table overlaps with the work on other frames.
     pub fn process_burst<I: Io<Frame = F>, B: Balancer>(
         &mut self,
         io: &mut I,
