@@ -4,30 +4,31 @@
 //! # Layout
 //!
 //! Flows live in a fixed array of 32-byte [`Flow`] entries, two to a cache
-//! line, allocated at construction with twice as many entries as the
-//! capacity (load factor at most 1/2). A flow sits at or after its *home
+//! line, allocated at construction with three times as many entries as
+//! the capacity (load factor at most 1/3). A flow sits at or after its *home
 //! line*, the line the hash of its forward (client→unit) tuple picks
 //! (linear probing, backward-shift deletion so there are no tombstones):
 //! a packet from a client usually finds its flow in the one line its hash
 //! names, which the worker prefetches a burst ahead. About one flow in
-//! eight at full load sits on a later line; the lookup's second prefetch
+//! twenty at full load sits on a later line; the lookup's second prefetch
 //! ([`FlowTable::prefetch_flow`]) sees that on the home line and fetches
 //! the next lines too.
 //!
 //! The reverse direction (server→client, in FullNAT server→local address)
 //! goes through a separate open-addressing index: per flow one `u64`, 32
 //! bits of the reverse tuple's hash (which pick its home slot) above the
-//! number of the flow's entry, so a reply costs an index line and then the
-//! entry. Which one a lookup tries first depends on the packet's
-//! destination: a farm unit address (by a 4 KiB filter of their hashes)
-//! means forward first. When an entry moves (deletion), its reverse index
-//! entry follows it. Nothing allocates after [`FlowTable::new`].
+//! flow's home line, so a reply costs an index line and then the flow's
+//! line. The index names the home line, not the entry, so deletions, which
+//! move flows back within their probe runs, never touch it. Which one a
+//! lookup tries first depends on the packet's destination: a farm unit
+//! address (by a 4 KiB filter of their hashes) means forward first.
+//! Nothing allocates after [`FlowTable::new`].
 //!
 //! Flow entries store ids instead of addresses where the address is fixed by
 //! the configuration (farm unit, server, local address); the [`Endpoints`]
 //! table given at construction turns them back into addresses. With the
 //! default capacity of 1,048,576 flows the table needs
-//! 2 × 32 (entries) + 2 × 8 (reverse index) = 80 bytes per flow, see
+//! 3 × 32 (entries) + 2 × 8 (reverse index) = 112 bytes per flow, see
 //! [`FlowTable::bytes_per_flow`].
 //!
 //! # Timeouts
@@ -727,16 +728,19 @@ const UNIT_FILTER_LOG2: u32 = 15;
 
 /// The per-worker flow table. See the module documentation.
 pub struct FlowTable {
-    /// The flow entries (`2 * capacity` of them, two to a cache line),
+    /// The flow entries (`3 * capacity` of them, rounded up to whole lines
+    /// of two),
     /// each at or after its home line, the line the hash of its forward
     /// tuple picks (linear probing). On transparent huge pages where the
     /// kernel grants them: at 1M flows the entries and the reverse index
-    /// are 80 MiB of randomly read memory, on 4 KiB pages nearly every
+    /// are 112 MiB of randomly read memory, on 4 KiB pages nearly every
     /// lookup would also miss the TLB.
     flows: HugeArray<Flow>,
     /// The reverse index: per flow one entry, 32 bits of the hash of its
-    /// reverse tuple above the flow's entry number, at or after the slot
-    /// the hash picks (linear probing), `EMPTY` elsewhere.
+    /// reverse tuple above the number of the flow's home line, at or after
+    /// the slot the hash picks (linear probing), `EMPTY` elsewhere. It
+    /// names the home line rather than the entry, so flows moving within
+    /// their probe run (deletions) never touch it.
     rev: HugeArray<u64>,
     /// Flows in the table, and at most.
     len: usize,
@@ -783,8 +787,11 @@ impl FlowTable {
         timeout[FlowState::Udp as usize] = ticks(t.udp);
         timeout[FlowState::UdpReplied as usize] = ticks(t.udp);
         let mut table = FlowTable {
-            // Load factor at most 1/2 in both.
-            flows: HugeArray::new(2 * cap, Flow::default()),
+            // Load factor at most 1/3 in the entries (at 1/2, one flow in
+            // eight is not on its home line, at 1/3 one in twenty: the
+            // farm bench measured 61 against 55 ns per packet at 1M
+            // flows), at most 1/2 in the reverse index.
+            flows: HugeArray::new(2 * (3 * cap).div_ceil(2), Flow::default()),
             rev: HugeArray::new(2 * cap, EMPTY),
             len: 0,
             cap,
@@ -819,7 +826,7 @@ impl FlowTable {
         self.len == 0
     }
 
-    /// Flow entries: the slots [`FlowTable::expire`] sweeps, twice the
+    /// Flow entries: the slots [`FlowTable::expire`] sweeps, three times the
     /// capacity.
     pub fn slots(&self) -> usize {
         self.flows.len()
@@ -856,11 +863,17 @@ impl FlowTable {
         t.hash(self.seed)
     }
 
+    /// The home line of a forward tuple with hash `h`.
+    #[inline(always)]
+    fn home_line(&self, h: u64) -> u32 {
+        // The 32-bit fingerprint scaled to the number of lines.
+        (((h as u32 as u64) * (self.flows.len() as u64 / 2)) >> 32) as u32
+    }
+
     /// The first entry of the home line of a forward tuple with hash `h`.
     #[inline(always)]
     fn home(&self, h: u64) -> usize {
-        // The 32-bit fingerprint scaled to the number of lines.
-        (((h as u32 as u64) * (self.flows.len() as u64 / 2)) >> 32) as usize * 2
+        self.home_line(h) as usize * 2
     }
 
     /// The reverse index slot a reverse tuple with hash `h` starts at.
@@ -891,6 +904,20 @@ impl FlowTable {
                 Some(s) => Some((s, Dir::Reverse)),
                 None => self.find_forward(t, hash).map(|s| (s, Dir::Forward)),
             }
+        }
+    }
+
+    /// As [`FlowTable::find_hashed`] for a packet that opens a connection
+    /// (a TCP SYN without ACK): when its destination may be a farm unit,
+    /// only a flow with `t` as its forward tuple can be its flow (a server
+    /// never sends a bare SYN on a connection it was given), so the reverse
+    /// index is not searched; the SYN of a new flow so costs one line.
+    #[inline]
+    pub fn find_opening<P: Probe>(&self, t: &P, hash: u64) -> Option<(u32, Dir)> {
+        if hash & FORWARD_FIRST != 0 {
+            self.find_forward(t, hash).map(|s| (s, Dir::Forward))
+        } else {
+            self.find_hashed(t, hash)
         }
     }
 
@@ -928,10 +955,30 @@ impl FlowTable {
                 return None;
             }
             if (e >> 32) as u32 == fp {
-                let slot = e as u32;
-                if self.ends.matches_reverse(&self.flows[slot as usize], t) {
+                if let Some(slot) = self.find_in_run(t, e as u32) {
                     return Some(slot);
                 }
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+    }
+
+    /// The slot of the flow in the probe run from home line `line` whose
+    /// reverse tuple is `t`.
+    #[inline]
+    fn find_in_run<P: Probe>(&self, t: &P, line: u32) -> Option<u32> {
+        let n = self.flows.len();
+        let mut i = line as usize * 2;
+        loop {
+            let f = &self.flows[i];
+            if f.is_free() {
+                return None;
+            }
+            if self.ends.matches_reverse(f, t) {
+                return Some(i as u32);
             }
             i += 1;
             if i == n {
@@ -961,9 +1008,11 @@ impl FlowTable {
     ///
     /// Returns false when the line shows that no flow has `t` as its tuple
     /// in the direction tried first (a new flow follows, or a stray
-    /// packet); the line of the other direction is then on its way.
+    /// packet); the line of the other direction is then on its way, unless
+    /// `opening` (`t` is a TCP SYN, which [`FlowTable::find_opening`]
+    /// looks up).
     #[inline]
-    pub fn prefetch_flow<P: Probe>(&self, t: &P, hash: u64) -> bool {
+    pub fn prefetch_flow<P: Probe>(&self, t: &P, hash: u64, opening: bool) -> bool {
         if hash & FORWARD_FIRST != 0 {
             let n = self.flows.len();
             let i = self.home(hash);
@@ -971,7 +1020,9 @@ impl FlowTable {
             // Entries come in pairs: `i + 1` is on the home line too.
             for f in [&self.flows[i], &self.flows[i + 1]] {
                 if f.is_free() {
-                    prefetch(&self.rev[self.rev_home(hash)]);
+                    if !opening {
+                        prefetch(&self.rev[self.rev_home(hash)]);
+                    }
                     return false;
                 }
                 if f.forward_word() == word {
@@ -979,7 +1030,7 @@ impl FlowTable {
                 }
             }
             // The probe run goes on past the home line (about one flow in
-            // eight at full load).
+            // twenty at full load; fewer than one in 400 past the next two).
             let wrap = |k: usize| if k >= n { k - n } else { k };
             prefetch(&self.flows[wrap(i + 2)]);
             prefetch(&self.flows[wrap(i + 4)]);
@@ -995,7 +1046,7 @@ impl FlowTable {
                 return false;
             }
             if (e >> 32) as u32 == fp {
-                prefetch(&self.flows[e as u32 as usize]);
+                prefetch(&self.flows[e as u32 as usize * 2]);
                 return true;
             }
             i += 1;
@@ -1084,7 +1135,7 @@ impl FlowTable {
             }
         }
         self.flows[i] = flow;
-        self.rev_insert(rev, i as u32);
+        self.rev_insert(rev, self.home_line(fwd));
         self.len += 1;
         Ok((i as u32, evicted))
     }
@@ -1096,8 +1147,9 @@ impl FlowTable {
         if f.is_free() {
             return f;
         }
+        let line = self.home_line(self.raw_hash(&self.ends.forward(&f)));
         let rev = self.raw_hash(&self.ends.reverse(&f));
-        self.rev_remove(rev, slot);
+        self.rev_remove(rev, line);
         self.delete_entry(slot as usize);
         self.len -= 1;
         f
@@ -1106,14 +1158,15 @@ impl FlowTable {
     /// Gives the flow in `slot` another server (and in FullNAT another local
     /// address and port), keeping both directions findable.
     pub fn rebind(&mut self, slot: u32, server: u16, local: u8, local_port: u16) {
+        let line = self.home_line(self.raw_hash(&self.ends.forward(&self.flows[slot as usize])));
         let t = self.ends.reverse(&self.flows[slot as usize]);
-        self.rev_remove(self.raw_hash(&t), slot);
+        self.rev_remove(self.raw_hash(&t), line);
         let f = &mut self.flows[slot as usize];
         f.server = server;
         f.local = local;
         f.local_port = local_port;
         let t = self.ends.reverse(&self.flows[slot as usize]);
-        self.rev_insert(self.raw_hash(&t), slot);
+        self.rev_insert(self.raw_hash(&t), line);
     }
 
     /// Sweeps at most `budget` slots (flow entries, [`FlowTable::slots`])
@@ -1130,10 +1183,12 @@ impl FlowTable {
         let mut removed = 0;
         let mut first = None;
         let mut batch = 0;
+        let now_tick = tick(now);
         for _ in 0..budget.min(n) {
             let s = self.expire_hand;
             self.expire_hand = if s + 1 == n { 0 } else { s + 1 };
-            if self.is_expired(s, now) {
+            let f = &self.flows[s as usize];
+            if !f.is_free() && Self::idle(f, now_tick) >= self.timeout_ticks(f.state()) {
                 let rev = self.raw_hash(&self.ends.reverse(&self.flows[s as usize]));
                 prefetch(&self.rev[self.rev_home(rev)]);
                 first.get_or_insert(s);
@@ -1219,8 +1274,7 @@ impl FlowTable {
 
     /// Empties entry `i` of the flow entries: later entries of its probe
     /// run move back into the hole unless that would put them before their
-    /// home line (backward-shift deletion, so there are no tombstones), and
-    /// the reverse index follows them.
+    /// home line (backward-shift deletion, so there are no tombstones).
     fn delete_entry(&mut self, mut i: usize) {
         let n = self.flows.len();
         let mut j = i;
@@ -1241,15 +1295,15 @@ impl FlowTable {
             };
             if !stays {
                 self.flows[i] = e;
-                let rev = self.raw_hash(&self.ends.reverse(&e));
-                self.rev_repoint(rev, j as u32, i as u32);
                 i = j;
             }
         }
         self.flows[i] = Flow::default();
     }
 
-    fn rev_insert(&mut self, hash: u64, slot: u32) {
+    /// Adds the reverse index entry of a flow with reverse tuple hash `hash`
+    /// and home line `line`.
+    fn rev_insert(&mut self, hash: u64, line: u32) {
         let n = self.rev.len();
         let mut i = self.rev_home(hash);
         while self.rev[i] != EMPTY {
@@ -1258,13 +1312,14 @@ impl FlowTable {
                 i = 0;
             }
         }
-        self.rev[i] = (hash as u32 as u64) << 32 | u64::from(slot);
+        self.rev[i] = (hash as u32 as u64) << 32 | u64::from(line);
     }
 
-    /// The position in the reverse index of the entry for `slot` with
-    /// `hash`.
-    fn rev_position(&self, hash: u64, slot: u32) -> Option<usize> {
-        let want = (hash as u32 as u64) << 32 | u64::from(slot);
+    /// The position in the reverse index of an entry for `hash` and home
+    /// line `line` (two flows with the same pair have equal entries, either
+    /// serves both).
+    fn rev_position(&self, hash: u64, line: u32) -> Option<usize> {
+        let want = (hash as u32 as u64) << 32 | u64::from(line);
         let n = self.rev.len();
         let mut i = self.rev_home(hash);
         loop {
@@ -1280,17 +1335,8 @@ impl FlowTable {
         }
     }
 
-    /// Points the reverse index entry of the flow that moved from slot
-    /// `from` to `to` at its new slot.
-    fn rev_repoint(&mut self, hash: u64, from: u32, to: u32) {
-        match self.rev_position(hash, from) {
-            Some(i) => self.rev[i] = (hash as u32 as u64) << 32 | u64::from(to),
-            None => debug_assert!(false, "reverse index entry missing"),
-        }
-    }
-
-    fn rev_remove(&mut self, hash: u64, slot: u32) {
-        let Some(mut i) = self.rev_position(hash, slot) else {
+    fn rev_remove(&mut self, hash: u64, line: u32) {
+        let Some(mut i) = self.rev_position(hash, line) else {
             debug_assert!(false, "reverse index entry missing");
             return;
         };
