@@ -360,7 +360,7 @@ fn alloc_local(
             proto: t.proto,
             v6: t.v6,
         };
-        if table.find_reply(&rev, table.hash(&rev)).is_none() {
+        if table.local_reply_of(&rev).is_none() {
             return Some((li as u8, port));
         }
     }
@@ -719,7 +719,6 @@ impl FarmBalancer {
     fn create(
         &mut self,
         key: &FlowKey,
-        fwd_hash: u64,
         tflags: u8,
         len: u16,
         now: Nanos,
@@ -753,7 +752,6 @@ impl FarmBalancer {
             fl |= flags::V6;
         }
         let (mut local, mut local_port) = (0, 0);
-        let mut rev_hash = None;
         match unit.main() {
             Some(m) if m.mode == ForwardingMode::FullNat => {
                 fl |= flags::FULLNAT;
@@ -769,9 +767,7 @@ impl FarmBalancer {
                 // TIME_WAIT) or has expired gives way to a new SYN, as in
                 // IPVS and conntrack: the client has reused its port.
                 let rev = nat_reverse(&end, server_port, t);
-                let h = self.table.hash(&rev);
-                rev_hash = Some(h);
-                if let Some(slot) = self.table.find_reply(&rev, h) {
+                if let Some(slot) = self.table.nat_reply_of(&rev) {
                     let old = self.table.get(slot);
                     let expired = self.table.is_expired(slot, now);
                     let closing = !udp
@@ -801,12 +797,9 @@ impl FarmBalancer {
         flow.unit = uid.0;
         flow.server = server.0;
         flow.local = local;
-        // NAT: the reverse tuple is the one checked above.
-        let rev_hash =
-            rev_hash.unwrap_or_else(|| self.table.hash(&self.table.endpoints().reverse(&flow)));
         let (_, evicted) = self
             .table
-            .insert_hashed(flow, fwd_hash, rev_hash, now)
+            .insert(flow, now)
             .map_err(|_| DropReason::FlowTableFull)?;
         if let Some(e) = evicted {
             flow_gone(&mut self.counters, active, &e);
@@ -832,9 +825,6 @@ impl Balancer for FarmBalancer {
         now: Nanos,
     ) -> Result<Nat, DropReason> {
         let h = self.table.hash(key);
-        if is_syn(tcp_flags) {
-            self.prefetch_syn(key, h);
-        }
         self.lookup_hashed(key, h, tcp_flags, len, now)
     }
 
@@ -846,15 +836,10 @@ impl Balancer for FarmBalancer {
         h
     }
 
-    /// Also, for a packet that will start a new flow, the index line of
-    /// the flow's reverse tuple, which the new flow's NAT check and insert
-    /// touch (when the unit's server is known before the lookup: Maglev,
-    /// source hash, sub-farm units).
+    /// See [`FlowTable::prefetch_flow`].
     #[inline]
     fn prefetch_flow(&self, key: &FlowKey, tcp_flags: u8, hint: u64) {
-        if !self.table.prefetch_flow(key, hint, is_syn(tcp_flags)) {
-            self.prefetch_new(key);
-        }
+        self.table.prefetch_flow(key, hint, is_syn(tcp_flags));
     }
 
     /// `hint` must be what [`FarmBalancer::prefetch`] returned for `key`
@@ -899,44 +884,6 @@ impl FarmBalancer {
         (owner != self.worker).then_some(owner)
     }
 
-    /// A SYN is most likely a new flow: its two index lines (forward and
-    /// reverse tuple) load in parallel instead of one after the other.
-    #[cold]
-    #[inline(never)]
-    fn prefetch_syn(&self, key: &FlowKey, h: u64) {
-        self.table.prefetch_index(h);
-        self.prefetch_new(key);
-    }
-
-    /// See [`Balancer::prefetch_flow`]: the reverse tuple's index line of
-    /// a new NAT flow. Only a hint: the scheduler runs again in `create`.
-    #[inline(never)]
-    fn prefetch_new(&self, key: &FlowKey) {
-        let snap: &Snapshot = self.reader.snapshot();
-        let Some(uid) = snap.unit_for(key.dst, key.proto, key.dst_port) else {
-            return;
-        };
-        let unit = snap.farm.unit(uid);
-        let t = Tuple::from_key(key);
-        let server = match &unit.kind {
-            UnitKind::Sub(_) => failover(snap, unit),
-            UnitKind::Main(m) if m.mode == ForwardingMode::Nat => match m.scheduler {
-                SchedulerKind::Maglev | SchedulerKind::SourceHash => {
-                    scheduler_hash(m.scheduler, &t).and_then(|h| Some(snap.table(uid)?.lookup(h)))
-                }
-                _ => None,
-            },
-            UnitKind::Main(_) => None,
-        };
-        let Some(server) = server else { return };
-        let Some(end) = self.table.endpoints().servers.get(server.0 as usize) else {
-            return;
-        };
-        let server_port = if unit.port == 0 { t.dst_port } else { end.port };
-        let rev = nat_reverse(end, server_port, &t);
-        self.table.prefetch_index(self.table.hash(&rev));
-    }
-
     /// [`Balancer::lookup`] with the key's hash `h` computed.
     #[inline]
     fn lookup_hashed(
@@ -955,9 +902,9 @@ impl FarmBalancer {
         match found {
             Some((slot, dir)) => match self.live(slot, dir, tcp_flags, len, now) {
                 Some(nat) => Ok(nat),
-                None => self.not_live(key, h, slot, dir, tcp_flags, len, now),
+                None => self.not_live(key, slot, dir, tcp_flags, len, now),
             },
-            None => self.create(key, h, tcp_flags, len, now),
+            None => self.create(key, tcp_flags, len, now),
         }
     }
 
@@ -988,12 +935,10 @@ impl FarmBalancer {
     /// A packet of a flow in the table that [`FarmBalancer::live`] did not
     /// take: expired, restarted by a SYN after close, or on a server that is
     /// down or removed.
-    #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn not_live(
         &mut self,
         key: &FlowKey,
-        h: u64,
         slot: u32,
         dir: Dir,
         tcp_flags: u8,
@@ -1014,6 +959,6 @@ impl FarmBalancer {
             self.table.stats.expired += 1;
         }
         flow_gone(&mut self.counters, self.reader.active(), &f);
-        self.create(key, h, tcp_flags, len, now)
+        self.create(key, tcp_flags, len, now)
     }
 }

@@ -258,6 +258,46 @@ pub trait Probe {
     /// the source and destination port in one word: what a flow's
     /// forward tuple has there ([`Flow::forward_word`]).
     fn forward_word(&self) -> u64;
+    /// The last four bytes of the destination address and the destination
+    /// port: what a NAT flow's reverse tuple has there (its client's,
+    /// [`Flow::client_word`]).
+    fn dst_end_word(&self) -> u64;
+    /// The hash under `seed` of the source end (address and port), or with
+    /// `dst` of the destination end, with the protocol and family: a flow
+    /// sits at the line its client end's hash picks (as [`end_hash`]).
+    fn end_hash(&self, seed: u64, dst: bool) -> u64;
+}
+
+/// The hash under `seed` of one end of a 5-tuple: `addr` (in the table's
+/// form) and `port`, with the protocol and the family.
+#[inline(always)]
+fn end_hash(seed: u64, addr: &Addr, port: u16, proto: u8, v6: bool) -> u64 {
+    let tail = u64::from(port) | u64::from(proto) << 16 | u64::from(v6) << 24;
+    if !v6 {
+        let h = mix(seed ^ (low32(addr) << 32 | tail), K1);
+        return mix(h ^ seed.rotate_left(32), K2);
+    }
+    let w = |i: usize| {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&addr[i..i + 8]);
+        u64::from_le_bytes(x)
+    };
+    let h = mix(seed ^ w(0), K1);
+    let h = mix(h ^ w(8), K2);
+    mix(h ^ tail, K3)
+}
+
+/// [`end_hash`] of an address as the packet parser gives it.
+#[inline(always)]
+fn ip_end_hash(seed: u64, ip: &IpAddr, port: u16, proto: u8) -> u64 {
+    match ip {
+        IpAddr::V4(a) => {
+            let tail = u64::from(port) | u64::from(proto) << 16;
+            let h = mix(seed ^ (v4_word(*a) << 32 | tail), K1);
+            mix(h ^ seed.rotate_left(32), K2)
+        }
+        IpAddr::V6(a) => end_hash(seed, &a.octets(), port, proto, true),
+    }
 }
 
 /// An address in the table's form folded into one word (the XOR of its two
@@ -295,6 +335,18 @@ impl Probe for Tuple {
     #[inline(always)]
     fn forward_word(&self) -> u64 {
         low32(&self.src) | u64::from(self.src_port) << 32 | u64::from(self.dst_port) << 48
+    }
+    #[inline(always)]
+    fn dst_end_word(&self) -> u64 {
+        low32(&self.dst) | u64::from(self.dst_port) << 32
+    }
+    #[inline(always)]
+    fn end_hash(&self, seed: u64, dst: bool) -> u64 {
+        if dst {
+            end_hash(seed, &self.dst, self.dst_port, self.proto, self.v6)
+        } else {
+            end_hash(seed, &self.src, self.src_port, self.proto, self.v6)
+        }
     }
 }
 
@@ -348,6 +400,25 @@ impl Probe for FlowKey {
             }
         };
         src | u64::from(self.src_port) << 32 | u64::from(self.dst_port) << 48
+    }
+    #[inline(always)]
+    fn dst_end_word(&self) -> u64 {
+        let dst = match self.dst {
+            IpAddr::V4(a) => v4_word(a),
+            IpAddr::V6(a) => {
+                let o = a.octets();
+                u64::from(u32::from_le_bytes([o[12], o[13], o[14], o[15]]))
+            }
+        };
+        dst | u64::from(self.dst_port) << 32
+    }
+    #[inline(always)]
+    fn end_hash(&self, seed: u64, dst: bool) -> u64 {
+        if dst {
+            ip_end_hash(seed, &self.dst, self.dst_port, self.proto)
+        } else {
+            ip_end_hash(seed, &self.src, self.src_port, self.proto)
+        }
     }
 }
 
@@ -499,6 +570,13 @@ impl Flow {
     #[inline(always)]
     fn forward_word(&self) -> u64 {
         low32(&self.client) | u64::from(self.client_port) << 32 | u64::from(self.unit_port) << 48
+    }
+
+    /// The last four bytes of the client address and the client port, as
+    /// [`Probe::dst_end_word`] gives them for a NAT reply.
+    #[inline(always)]
+    fn client_word(&self) -> u64 {
+        low32(&self.client) | u64::from(self.client_port) << 32
     }
 
     #[inline(always)]
@@ -717,39 +795,48 @@ pub struct TableFull;
 /// An empty reverse index entry.
 const EMPTY: u64 = u64::MAX;
 
-/// The bit of [`FlowTable::hash`] that says the tuple's destination is
-/// probably a farm unit address, so a lookup tries the forward direction
-/// first (the other 63 bits are the tuple's hash; the table uses the low
-/// 32).
-const FORWARD_FIRST: u64 = 1 << 63;
+/// The bit of [`FlowTable::hash`] that says the tuple's destination may be
+/// a farm unit address: the tuple is probably a flow's forward tuple, and
+/// the hash is of its source end (the client).
+const TO_UNIT: u64 = 1 << 63;
+/// The bit of [`FlowTable::hash`] that says the tuple's destination may be
+/// a FullNAT local address (and is no farm unit address): the tuple is
+/// probably a FullNAT flow's reverse tuple, and the hash is of the whole
+/// tuple (the reverse index). With neither bit the tuple can only be a NAT
+/// flow's reverse tuple, and the hash is of its destination end (the
+/// client).
+const TO_LOCAL: u64 = 1 << 62;
+const CLASS: u64 = TO_UNIT | TO_LOCAL;
 
-/// log2 of the bits in the table's filter of farm unit addresses.
-const UNIT_FILTER_LOG2: u32 = 15;
+/// log2 of the bits in each of the table's address filters.
+const FILTER_LOG2: u32 = 15;
 
 /// The per-worker flow table. See the module documentation.
 pub struct FlowTable {
     /// The flow entries (`3 * capacity` of them, rounded up to whole lines
-    /// of two),
-    /// each at or after its home line, the line the hash of its forward
-    /// tuple picks (linear probing). On transparent huge pages where the
-    /// kernel grants them: at 1M flows the entries and the reverse index
-    /// are 112 MiB of randomly read memory, on 4 KiB pages nearly every
-    /// lookup would also miss the TLB.
+    /// of two), each at or after its home line, the line the hash of its
+    /// client's end picks (linear probing). On transparent huge pages where
+    /// the kernel grants them: at 1M flows the entries and the reverse
+    /// index are 112 MiB of randomly read memory, on 4 KiB pages nearly
+    /// every lookup would also miss the TLB.
     flows: HugeArray<Flow>,
-    /// The reverse index: per flow one entry, 32 bits of the hash of its
-    /// reverse tuple above the number of the flow's home line, at or after
-    /// the slot the hash picks (linear probing), `EMPTY` elsewhere. It
-    /// names the home line rather than the entry, so flows moving within
-    /// their probe run (deletions) never touch it.
+    /// The reverse index of FullNAT flows (whose replies do not carry the
+    /// client): per flow one entry, 32 bits of the hash of its reverse
+    /// tuple above the number of the flow's home line, at or after the slot
+    /// the hash picks (linear probing), `EMPTY` elsewhere. It names the
+    /// home line rather than the entry, so flows moving within their probe
+    /// run (deletions) never touch it.
     rev: HugeArray<u64>,
     /// Flows in the table, and at most.
     len: usize,
     cap: usize,
     seed: u64,
     ends: Endpoints,
-    /// A bit per hash of a farm unit address (a filter: a set bit may be
-    /// another address's), which picks the direction a lookup tries first.
+    /// A bit per hash of a farm unit address, and of a FullNAT local
+    /// address (filters: a set bit may be another address's too), which
+    /// tell a lookup where to look first.
     units: Box<[u64]>,
+    locals: Box<[u64]>,
     /// Timeouts per state in ticks, plus one (see [`FlowTable::is_expired`]).
     timeout: [u32; 8],
     expire_hand: u32,
@@ -786,18 +873,21 @@ impl FlowTable {
         timeout[FlowState::Close as usize] = ticks(t.close);
         timeout[FlowState::Udp as usize] = ticks(t.udp);
         timeout[FlowState::UdpReplied as usize] = ticks(t.udp);
+        let filter = || vec![0u64; 1 << (FILTER_LOG2 - 6)].into_boxed_slice();
         let mut table = FlowTable {
             // Load factor at most 1/3 in the entries (at 1/2, one flow in
             // eight is not on its home line, at 1/3 one in twenty: the
             // farm bench measured 61 against 55 ns per packet at 1M
-            // flows), at most 1/2 in the reverse index.
+            // flows), at most 1/2 in the reverse index (when every flow is
+            // FullNAT).
             flows: HugeArray::new(2 * (3 * cap).div_ceil(2), Flow::default()),
             rev: HugeArray::new(2 * cap, EMPTY),
             len: 0,
             cap,
             seed,
             ends: Endpoints::default(),
-            units: vec![0; 1 << (UNIT_FILTER_LOG2 - 6)].into_boxed_slice(),
+            units: filter(),
+            locals: filter(),
             timeout,
             expire_hand: 0,
             evict_hand: 0,
@@ -841,36 +931,51 @@ impl FlowTable {
     /// a unit keeps its address.
     pub fn set_endpoints(&mut self, ends: Endpoints) {
         self.units.fill(0);
+        self.locals.fill(0);
         for u in &ends.units {
-            let b = unit_filter_bit(addr_word(&u.addr));
-            self.units[b >> 6] |= 1 << (b & 63);
+            set_bit(&mut self.units, addr_word(&u.addr));
+            for l in &u.locals {
+                set_bit(&mut self.locals, addr_word(l));
+            }
         }
         self.ends = ends;
     }
 
-    /// The hash of `t` in this table, with the [`FORWARD_FIRST`] bit set
-    /// when `t`'s destination may be a farm unit address.
+    /// The hash of `t` in this table: where its lookup starts, with the
+    /// [`TO_UNIT`] or [`TO_LOCAL`] bit for the kind of tuple its
+    /// destination suggests (see there).
     #[inline]
     pub fn hash<P: Probe>(&self, t: &P) -> u64 {
-        let b = unit_filter_bit(t.dst_word());
-        let unit = self.units[b >> 6] >> (b & 63) & 1;
-        (t.hash(self.seed) & !FORWARD_FIRST) | unit << 63
+        let dst = t.dst_word();
+        if has_bit(&self.units, dst) {
+            return t.end_hash(self.seed, false) & !CLASS | TO_UNIT;
+        }
+        if has_bit(&self.locals, dst) {
+            return t.hash(self.seed) & !CLASS | TO_LOCAL;
+        }
+        t.end_hash(self.seed, true) & !CLASS
     }
 
-    /// The hash of `t` without the direction bit (all the index uses).
+    /// The hash of `f`'s client end (its home line's).
     #[inline]
-    fn raw_hash<P: Probe>(&self, t: &P) -> u64 {
-        t.hash(self.seed)
+    fn client_hash(&self, f: &Flow) -> u64 {
+        end_hash(self.seed, &f.client, f.client_port, f.proto(), f.is_v6())
     }
 
-    /// The home line of a forward tuple with hash `h`.
+    /// The hash of `f`'s reverse tuple (its reverse index entry's).
+    #[inline]
+    fn reverse_hash(&self, f: &Flow) -> u64 {
+        self.ends.reverse(f).hash(self.seed)
+    }
+
+    /// The home line of a client end with hash `h`.
     #[inline(always)]
     fn home_line(&self, h: u64) -> u32 {
         // The 32-bit fingerprint scaled to the number of lines.
         (((h as u32 as u64) * (self.flows.len() as u64 / 2)) >> 32) as u32
     }
 
-    /// The first entry of the home line of a forward tuple with hash `h`.
+    /// The first entry of the home line of a client end with hash `h`.
     #[inline(always)]
     fn home(&self, h: u64) -> usize {
         self.home_line(h) as usize * 2
@@ -889,39 +994,59 @@ impl FlowTable {
     }
 
     /// As [`FlowTable::find`] with the hash ([`FlowTable::hash`]) already
-    /// computed. Looks for a flow with `t` as its forward tuple first when
-    /// `t`'s destination may be a farm unit address, otherwise for one
-    /// with `t` as its reverse tuple first, then the other.
+    /// computed. Looks where the hash's kind of tuple says first; a tuple
+    /// to a farm unit or local address that is not found there may be a
+    /// reply to a client or local address that shares a filter bit (or an
+    /// address) with one, and is looked for as such too.
     #[inline]
     pub fn find_hashed<P: Probe>(&self, t: &P, hash: u64) -> Option<(u32, Dir)> {
-        if hash & FORWARD_FIRST != 0 {
+        if hash & TO_UNIT != 0 {
             match self.find_forward(t, hash) {
                 Some(s) => Some((s, Dir::Forward)),
-                None => self.find_reply(t, hash).map(|s| (s, Dir::Reverse)),
+                None => self.find_other_reply(t, true),
+            }
+        } else if hash & TO_LOCAL != 0 {
+            match self.find_local_reply(t, hash) {
+                Some(s) => Some((s, Dir::Reverse)),
+                None => self.find_other_reply(t, false),
             }
         } else {
-            match self.find_reply(t, hash) {
-                Some(s) => Some((s, Dir::Reverse)),
-                None => self.find_forward(t, hash).map(|s| (s, Dir::Forward)),
-            }
+            self.find_nat_reply(t, hash).map(|s| (s, Dir::Reverse))
         }
     }
 
+    /// The rest of [`FlowTable::find_hashed`] after the first place missed
+    /// (cold: strays and address collisions).
+    #[cold]
+    #[inline(never)]
+    fn find_other_reply<P: Probe>(&self, t: &P, local_too: bool) -> Option<(u32, Dir)> {
+        if let Some(s) = self.find_nat_reply(t, t.end_hash(self.seed, true)) {
+            return Some((s, Dir::Reverse));
+        }
+        if local_too && has_bit(&self.locals, t.dst_word()) {
+            return self
+                .find_local_reply(t, t.hash(self.seed))
+                .map(|s| (s, Dir::Reverse));
+        }
+        None
+    }
+
     /// As [`FlowTable::find_hashed`] for a packet that opens a connection
-    /// (a TCP SYN without ACK): when its destination may be a farm unit,
-    /// only a flow with `t` as its forward tuple can be its flow (a server
-    /// never sends a bare SYN on a connection it was given), so the reverse
-    /// index is not searched; the SYN of a new flow so costs one line.
+    /// (a TCP SYN without ACK): to a farm unit address only a flow with `t`
+    /// as its forward tuple can be its flow (a server never sends a bare
+    /// SYN on a connection it was given), so nothing else is searched; the
+    /// SYN of a new flow so costs one line.
     #[inline]
     pub fn find_opening<P: Probe>(&self, t: &P, hash: u64) -> Option<(u32, Dir)> {
-        if hash & FORWARD_FIRST != 0 {
+        if hash & TO_UNIT != 0 {
             self.find_forward(t, hash).map(|s| (s, Dir::Forward))
         } else {
             self.find_hashed(t, hash)
         }
     }
 
-    /// The slot of the flow whose forward (client→unit) tuple is `t`.
+    /// The slot of the flow whose forward (client→unit) tuple is `t`, with
+    /// `hash` the hash of `t`'s source end.
     #[inline]
     pub fn find_forward<P: Probe>(&self, t: &P, hash: u64) -> Option<u32> {
         let n = self.flows.len();
@@ -942,10 +1067,33 @@ impl FlowTable {
         }
     }
 
-    /// The slot of the flow whose reverse (server→client, or in FullNAT
-    /// server→local address) tuple is `t`.
+    /// The slot of the NAT flow whose reverse (server→client) tuple is `t`,
+    /// with `hash` the hash of `t`'s destination end (the client's: the
+    /// flow's home line).
     #[inline]
-    pub fn find_reply<P: Probe>(&self, t: &P, hash: u64) -> Option<u32> {
+    pub fn find_nat_reply<P: Probe>(&self, t: &P, hash: u64) -> Option<u32> {
+        let n = self.flows.len();
+        let word = t.dst_end_word();
+        let mut i = self.home(hash);
+        loop {
+            let f = &self.flows[i];
+            if f.is_free() {
+                return None;
+            }
+            if f.client_word() == word && !f.is_fullnat() && self.ends.matches_reverse(f, t) {
+                return Some(i as u32);
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+    }
+
+    /// The slot of the FullNAT flow whose reverse (server→local address)
+    /// tuple is `t`, with `hash` the hash of `t`.
+    #[inline]
+    pub fn find_local_reply<P: Probe>(&self, t: &P, hash: u64) -> Option<u32> {
         let fp = hash as u32;
         let n = self.rev.len();
         let mut i = self.rev_home(hash);
@@ -966,8 +1114,19 @@ impl FlowTable {
         }
     }
 
-    /// The slot of the flow in the probe run from home line `line` whose
-    /// reverse tuple is `t`.
+    /// The slot of the NAT flow that a new flow with NAT reply tuple `t`
+    /// would collide with.
+    pub fn nat_reply_of(&self, t: &Tuple) -> Option<u32> {
+        self.find_nat_reply(t, t.end_hash(self.seed, true))
+    }
+
+    /// The slot of the FullNAT flow with reverse tuple `t`.
+    pub fn local_reply_of(&self, t: &Tuple) -> Option<u32> {
+        self.find_local_reply(t, t.hash(self.seed))
+    }
+
+    /// The slot of the FullNAT flow in the probe run from home line `line`
+    /// whose reverse tuple is `t`.
     #[inline]
     fn find_in_run<P: Probe>(&self, t: &P, line: u32) -> Option<u32> {
         let n = self.flows.len();
@@ -977,7 +1136,7 @@ impl FlowTable {
             if f.is_free() {
                 return None;
             }
-            if self.ends.matches_reverse(f, t) {
+            if f.is_fullnat() && self.ends.matches_reverse(f, t) {
                 return Some(i as u32);
             }
             i += 1;
@@ -988,72 +1147,71 @@ impl FlowTable {
     }
 
     /// Starts loading the cache line a lookup of `hash` ([`FlowTable::hash`])
-    /// begins at: the home line of the flow entries, or the reverse index
-    /// (a prefetch: returns at once).
+    /// begins at: a line of flow entries, or of the reverse index (a
+    /// prefetch: returns at once).
     #[inline]
     pub fn prefetch_index(&self, hash: u64) {
-        if hash & FORWARD_FIRST != 0 {
-            prefetch(&self.flows[self.home(hash)]);
-        } else {
+        if hash & TO_LOCAL != 0 {
             prefetch(&self.rev[self.rev_home(hash)]);
+        } else {
+            prefetch(&self.flows[self.home(hash)]);
         }
     }
 
     /// Starts loading what a lookup of `t` with `hash` will most likely
     /// need after the line [`FlowTable::prefetch_index`] loaded, best when
-    /// that load had time to complete. Forward first: when the home line
-    /// is full and holds neither entry of `t` (compared by
-    /// [`Probe::forward_word`]), the next two lines. Reverse first: the flow
-    /// entry of the first index entry with the hash's fingerprint.
+    /// that load had time to complete: when the home line is full and holds
+    /// neither entry of `t` (compared by [`Probe::forward_word`] or
+    /// [`Probe::dst_end_word`]), the next two lines; from the reverse index,
+    /// the home line of the first entry with the hash's fingerprint.
+    /// `opening`: `t` is a TCP SYN (see [`FlowTable::find_opening`]).
     ///
     /// Returns false when the line shows that no flow has `t` as its tuple
-    /// in the direction tried first (a new flow follows, or a stray
-    /// packet); the line of the other direction is then on its way, unless
-    /// `opening` (`t` is a TCP SYN, which [`FlowTable::find_opening`]
-    /// looks up).
+    /// where the lookup looks first (a new flow follows, or a stray packet).
     #[inline]
     pub fn prefetch_flow<P: Probe>(&self, t: &P, hash: u64, opening: bool) -> bool {
-        if hash & FORWARD_FIRST != 0 {
-            let n = self.flows.len();
-            let i = self.home(hash);
-            let word = t.forward_word();
-            // Entries come in pairs: `i + 1` is on the home line too.
-            for f in [&self.flows[i], &self.flows[i + 1]] {
-                if f.is_free() {
-                    if !opening {
-                        prefetch(&self.rev[self.rev_home(hash)]);
-                    }
+        let _ = opening;
+        if hash & TO_LOCAL != 0 {
+            let fp = hash as u32;
+            let n = self.rev.len();
+            let mut i = self.rev_home(hash);
+            for _ in 0..4 {
+                let e = self.rev[i];
+                if e == EMPTY {
                     return false;
                 }
-                if f.forward_word() == word {
+                if (e >> 32) as u32 == fp {
+                    prefetch(&self.flows[e as u32 as usize * 2]);
                     return true;
                 }
+                i += 1;
+                if i == n {
+                    i = 0;
+                }
             }
-            // The probe run goes on past the home line (about one flow in
-            // twenty at full load; fewer than one in 400 past the next two).
-            let wrap = |k: usize| if k >= n { k - n } else { k };
-            prefetch(&self.flows[wrap(i + 2)]);
-            prefetch(&self.flows[wrap(i + 4)]);
             return true;
         }
-        let fp = hash as u32;
-        let n = self.rev.len();
-        let mut i = self.rev_home(hash);
-        for _ in 0..4 {
-            let e = self.rev[i];
-            if e == EMPTY {
-                prefetch(&self.flows[self.home(hash)]);
+        let (word, mask) = if hash & TO_UNIT != 0 {
+            (t.forward_word(), u64::MAX)
+        } else {
+            (t.dst_end_word(), 0xffff_ffff_ffff)
+        };
+        let n = self.flows.len();
+        let i = self.home(hash);
+        // Entries come in pairs: `i + 1` is on the home line too.
+        for f in [&self.flows[i], &self.flows[i + 1]] {
+            if f.is_free() {
                 return false;
             }
-            if (e >> 32) as u32 == fp {
-                prefetch(&self.flows[e as u32 as usize * 2]);
+            if f.forward_word() & mask == word {
                 return true;
             }
-            i += 1;
-            if i == n {
-                i = 0;
-            }
         }
+        // The probe run goes on past the home line (about one flow in
+        // twenty at full load; fewer than one in 400 past the next two).
+        let wrap = |k: usize| if k >= n { k - n } else { k };
+        prefetch(&self.flows[wrap(i + 2)]);
+        prefetch(&self.flows[wrap(i + 4)]);
         true
     }
 
@@ -1085,9 +1243,9 @@ impl FlowTable {
     /// Times are kept in [`tick`]s: a flow is expired when the ticks
     /// between when it was last seen and `now` exceed its timeout rounded
     /// up to ticks, so never before its timeout and at most two ticks
-    /// ([`EXPIRY_SLACK`], 4.2 ms) after. Idle times are differences of 32-bit tick counts,
-    /// exact up to 2^31 ticks (52 days, beyond the longest timeout
-    /// accepted, [`Timeouts::MAX`]).
+    /// ([`EXPIRY_SLACK`], 4.2 ms) after. Idle times are differences of
+    /// 32-bit tick counts, exact up to 2^31 ticks (52 days, beyond the
+    /// longest timeout accepted, [`Timeouts::MAX`]).
     #[inline]
     pub fn is_expired(&self, slot: u32, now: Nanos) -> bool {
         let f = &self.flows[slot as usize];
@@ -1095,26 +1253,10 @@ impl FlowTable {
     }
 
     /// Adds `flow` (its state must not be `Free`). When the table is full,
-    /// an expired or unassured flow is evicted and returned with the new slot;
-    /// an assured flow never is.
+    /// an expired or unassured flow is evicted and returned with the new
+    /// slot; an assured flow never is.
     pub fn insert(&mut self, flow: Flow, now: Nanos) -> Result<(u32, Option<Flow>), TableFull> {
-        let fwd = self.raw_hash(&self.ends.forward(&flow));
-        let rev = self.raw_hash(&self.ends.reverse(&flow));
-        self.insert_hashed(flow, fwd, rev, now)
-    }
-
-    /// As [`FlowTable::insert`] with the hashes of the flow's forward and
-    /// reverse tuples already computed (the caller looked both up).
-    pub fn insert_hashed(
-        &mut self,
-        flow: Flow,
-        fwd: u64,
-        rev: u64,
-        now: Nanos,
-    ) -> Result<(u32, Option<Flow>), TableFull> {
         debug_assert!(!flow.is_free());
-        debug_assert_eq!(fwd as u32, self.raw_hash(&self.ends.forward(&flow)) as u32);
-        debug_assert_eq!(rev as u32, self.raw_hash(&self.ends.reverse(&flow)) as u32);
         let mut evicted = None;
         if self.len == self.cap {
             match self.evict_one(now) {
@@ -1125,9 +1267,10 @@ impl FlowTable {
                 }
             }
         }
-        // At most half the entries are in use: there is a free one.
+        // At most a third of the entries are in use: there is a free one.
+        let line = self.home_line(self.client_hash(&flow));
         let n = self.flows.len();
-        let mut i = self.home(fwd);
+        let mut i = line as usize * 2;
         while !self.flows[i].is_free() {
             i += 1;
             if i == n {
@@ -1135,7 +1278,9 @@ impl FlowTable {
             }
         }
         self.flows[i] = flow;
-        self.rev_insert(rev, self.home_line(fwd));
+        if flow.is_fullnat() {
+            self.rev_insert(self.reverse_hash(&flow), line);
+        }
         self.len += 1;
         Ok((i as u32, evicted))
     }
@@ -1147,9 +1292,10 @@ impl FlowTable {
         if f.is_free() {
             return f;
         }
-        let line = self.home_line(self.raw_hash(&self.ends.forward(&f)));
-        let rev = self.raw_hash(&self.ends.reverse(&f));
-        self.rev_remove(rev, line);
+        if f.is_fullnat() {
+            let line = self.home_line(self.client_hash(&f));
+            self.rev_remove(self.reverse_hash(&f), line);
+        }
         self.delete_entry(slot as usize);
         self.len -= 1;
         f
@@ -1158,15 +1304,19 @@ impl FlowTable {
     /// Gives the flow in `slot` another server (and in FullNAT another local
     /// address and port), keeping both directions findable.
     pub fn rebind(&mut self, slot: u32, server: u16, local: u8, local_port: u16) {
-        let line = self.home_line(self.raw_hash(&self.ends.forward(&self.flows[slot as usize])));
-        let t = self.ends.reverse(&self.flows[slot as usize]);
-        self.rev_remove(self.raw_hash(&t), line);
+        let f = self.flows[slot as usize];
+        let line = self.home_line(self.client_hash(&f));
+        if f.is_fullnat() {
+            self.rev_remove(self.reverse_hash(&f), line);
+        }
         let f = &mut self.flows[slot as usize];
         f.server = server;
         f.local = local;
         f.local_port = local_port;
-        let t = self.ends.reverse(&self.flows[slot as usize]);
-        self.rev_insert(self.raw_hash(&t), line);
+        let f = self.flows[slot as usize];
+        if f.is_fullnat() {
+            self.rev_insert(self.reverse_hash(&f), line);
+        }
     }
 
     /// Sweeps at most `budget` slots (flow entries, [`FlowTable::slots`])
@@ -1176,8 +1326,9 @@ impl FlowTable {
     /// the whole table is covered every `slots / budget` calls.
     ///
     /// The expired flows are taken [`EXPIRE_BATCH`] at a time: the reverse
-    /// index lines of all of them are prefetched before the first of them
-    /// is unlinked, so their cache misses overlap.
+    /// index lines of the FullNAT ones among them are prefetched before the
+    /// first of them is unlinked, so their cache misses overlap (a NAT flow
+    /// is removed within its own line).
     pub fn expire(&mut self, now: Nanos, budget: u32, mut on_remove: impl FnMut(&Flow)) -> usize {
         let n = self.flows.len() as u32;
         let mut removed = 0;
@@ -1189,8 +1340,9 @@ impl FlowTable {
             self.expire_hand = if s + 1 == n { 0 } else { s + 1 };
             let f = &self.flows[s as usize];
             if !f.is_free() && Self::idle(f, now_tick) >= self.timeout_ticks(f.state()) {
-                let rev = self.raw_hash(&self.ends.reverse(&self.flows[s as usize]));
-                prefetch(&self.rev[self.rev_home(rev)]);
+                if f.is_fullnat() {
+                    prefetch(&self.rev[self.rev_home(self.reverse_hash(f))]);
+                }
                 first.get_or_insert(s);
                 batch += 1;
                 if batch == EXPIRE_BATCH {
@@ -1287,7 +1439,7 @@ impl FlowTable {
             if e.is_free() {
                 break;
             }
-            let home = self.home(self.raw_hash(&self.ends.forward(&e)));
+            let home = self.home(self.client_hash(&e));
             let stays = if i <= j {
                 i < home && home <= j
             } else {
@@ -1366,11 +1518,12 @@ impl FlowTable {
         self.rev[i] = EMPTY;
     }
 
-    /// Checks that every flow is findable in both directions and the
-    /// reverse index holds nothing else (tests).
+    /// Checks that every flow is findable in both directions, and the
+    /// reverse index holds an entry per FullNAT flow and nothing else
+    /// (tests).
     #[cfg(test)]
     fn check(&self) {
-        let mut n = 0;
+        let (mut n, mut fullnat) = (0, 0);
         for (s, f) in self.flows.iter().enumerate() {
             if f.is_free() {
                 continue;
@@ -1380,18 +1533,40 @@ impl FlowTable {
             let rev = self.ends.reverse(f);
             assert_eq!(self.find(&fwd), Some((s as u32, Dir::Forward)));
             assert_eq!(self.find(&rev), Some((s as u32, Dir::Reverse)));
-            assert_eq!(self.find_forward(&fwd, self.hash(&fwd)), Some(s as u32));
-            assert_eq!(self.find_reply(&rev, self.hash(&rev)), Some(s as u32));
+            assert_eq!(
+                self.find_opening(&fwd, self.hash(&fwd)),
+                Some((s as u32, Dir::Forward))
+            );
+            if f.is_fullnat() {
+                fullnat += 1;
+                assert_eq!(self.local_reply_of(&rev), Some(s as u32));
+                assert_eq!(self.nat_reply_of(&rev), None);
+            } else {
+                assert_eq!(self.nat_reply_of(&rev), Some(s as u32));
+                assert_eq!(self.local_reply_of(&rev), None);
+            }
         }
         assert_eq!(n, self.len());
-        assert_eq!(self.rev.iter().filter(|&&e| e != EMPTY).count(), n);
+        assert_eq!(self.rev.iter().filter(|&&e| e != EMPTY).count(), fullnat);
     }
 }
 
-/// The bit of the farm unit address filter for an address word.
+/// The bit of an address filter for an address word.
 #[inline(always)]
-fn unit_filter_bit(word: u64) -> usize {
-    (word.wrapping_mul(K1) >> (64 - UNIT_FILTER_LOG2)) as usize
+fn filter_bit(word: u64) -> usize {
+    (word.wrapping_mul(K1) >> (64 - FILTER_LOG2)) as usize
+}
+
+/// Whether the bit of `filter` for address word `word` is set.
+#[inline(always)]
+fn has_bit(filter: &[u64], word: u64) -> bool {
+    let b = filter_bit(word);
+    filter[b >> 6] >> (b & 63) & 1 != 0
+}
+
+fn set_bit(filter: &mut [u64], word: u64) {
+    let b = filter_bit(word);
+    filter[b >> 6] |= 1 << (b & 63);
 }
 
 #[cfg(test)]

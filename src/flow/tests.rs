@@ -524,3 +524,48 @@ fn packet_keys_hash_and_match_as_their_tuples() {
         }
     }
 }
+
+/// A reply is found wherever its destination seems to point: a FullNAT
+/// local address that is also a farm unit address, and a NAT client
+/// address that is a farm unit's (both look like forward tuples first).
+#[test]
+fn replies_are_found_whatever_their_destination_looks_like() {
+    let mut e = ends();
+    e.units[1].locals = vec![v4(198, 18, 0, 100)];
+    let mut t = FlowTable::with_seed(&cfg(64), e, 11);
+    let full = flagged(
+        Flow {
+            unit: 1,
+            unit_port: 443,
+            local_port: 30000,
+            server: 0,
+            ..flow(41000, FlowState::Established, 0)
+        },
+        flags::FULLNAT,
+    );
+    let from_unit = Flow {
+        client: v4(198, 18, 0, 101),
+        ..flow(42000, FlowState::Established, 0)
+    };
+    let plain = flow(43000, FlowState::Established, 0);
+    for f in [full, from_unit, plain] {
+        t.insert(f, 0).unwrap();
+    }
+    let rev = t.endpoints().reverse(&full);
+    assert_eq!(rev.dst, v4(198, 18, 0, 100));
+    assert_ne!(t.hash(&rev) & TO_UNIT, 0, "looks like a forward tuple");
+    let rev = t.endpoints().reverse(&from_unit);
+    assert_ne!(t.hash(&rev) & TO_UNIT, 0, "looks like a forward tuple");
+    let rev = t.endpoints().reverse(&plain);
+    assert_eq!(t.hash(&rev) & CLASS, 0, "a NAT reply");
+    t.check();
+    // Removing them keeps the others findable; nothing is left behind.
+    for port in [41000u16, 42000] {
+        let s = (0..t.slots() as u32)
+            .find(|&s| t.get(s).client_port == port)
+            .unwrap();
+        t.remove(s);
+        t.check();
+    }
+    assert_eq!(t.len(), 1);
+}
