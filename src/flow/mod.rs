@@ -6,23 +6,34 @@
 //! Flows live in a fixed array of 32-byte [`Flow`] entries, two to a cache
 //! line, allocated at construction with three times as many entries as
 //! the capacity (load factor at most 1/3). A flow sits at or after its *home
-//! line*, the line the hash of its forward (client→unit) tuple picks
-//! (linear probing, backward-shift deletion so there are no tombstones):
-//! a packet from a client usually finds its flow in the one line its hash
-//! names, which the worker prefetches a burst ahead. About one flow in
-//! twenty at full load sits on a later line; the lookup's second prefetch
-//! ([`FlowTable::prefetch_flow`]) sees that on the home line and fetches
-//! the next lines too.
+//! line*, the line picked by the hash of its client's end: the client's
+//! address and port, with the protocol (linear probing, backward-shift
+//! deletion so there are no tombstones). Both directions of a NAT flow
+//! carry the client's end (as source, and as destination of the server's
+//! reply), so a packet of either usually finds its flow in the one line its
+//! hash names, which the worker prefetches a burst ahead; a new NAT flow's
+//! check that its reply tuple is free reads the same line. About one flow
+//! in twenty at full load sits on a later line; the lookup's second
+//! prefetch ([`FlowTable::prefetch_flow`]) sees that on the home line and
+//! fetches the next lines too.
 //!
-//! The reverse direction (server→client, in FullNAT server→local address)
-//! goes through a separate open-addressing index: per flow one `u64`, 32
-//! bits of the reverse tuple's hash (which pick its home slot) above the
-//! flow's home line, so a reply costs an index line and then the flow's
-//! line. The index names the home line, not the entry, so deletions, which
-//! move flows back within their probe runs, never touch it. Which one a
-//! lookup tries first depends on the packet's destination: a farm unit
-//! address (by a 4 KiB filter of their hashes) means forward first.
-//! Nothing allocates after [`FlowTable::new`].
+//! A FullNAT reply (server→local address) does not carry the client; it
+//! goes through a separate open-addressing reverse index: per FullNAT flow
+//! one `u64`, 32 bits of the reverse tuple's hash (which pick its slot)
+//! above the flow's home line, so such a reply costs an index line and
+//! then the flow's line. The index names the home line, not the entry, so
+//! deletions, which move flows back within their probe runs, never touch
+//! it.
+//!
+//! Where a lookup looks is picked by the packet's destination, with two
+//! 4 KiB filters of address hashes: a farm unit address means a forward
+//! tuple (the source end is the client), a FullNAT local address the
+//! reverse index, anything else a NAT reply (the destination end is the
+//! client). A filter may also hold other addresses (collisions); a packet
+//! not found where its destination pointed is looked for the other ways,
+//! except a TCP SYN to a farm unit address, which opens a connection
+//! ([`FlowTable::find_opening`]). Nothing allocates after
+//! [`FlowTable::new`].
 //!
 //! Flow entries store ids instead of addresses where the address is fixed by
 //! the configuration (farm unit, server, local address); the [`Endpoints`]
