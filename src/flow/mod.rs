@@ -1058,7 +1058,7 @@ impl FlowTable {
 
     /// The slot of the flow whose forward (client→unit) tuple is `t`, with
     /// `hash` the hash of `t`'s source end.
-    #[inline]
+    #[inline(always)]
     pub fn find_forward<P: Probe>(&self, t: &P, hash: u64) -> Option<u32> {
         let n = self.flows.len();
         let word = t.forward_word();
