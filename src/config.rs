@@ -296,7 +296,7 @@ pub enum OnServerDown {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct FlowsConfig {
-    /// Flows per worker (each flow costs at most 128 bytes; see
+    /// Flows per worker (each flow costs 112 bytes; see
     /// `FlowTable::bytes_per_flow`).
     #[serde(default = "default_flow_capacity")]
     pub capacity: Spanned<u64>,

@@ -55,8 +55,8 @@
 //! # Eviction
 //!
 //! When the table is full, a new flow may replace an existing one: the sweep
-//! looks at the next [`EVICT_SAMPLE`] slots (entries, about half of them in
-//! use at full load) after a rotating hand and takes the first expired
+//! looks at the next [`EVICT_SAMPLE`] flows after a rotating hand (about
+//! three times as many slots at full load) and takes the first expired
 //! flow, otherwise the one idle longest among those that are not *assured*
 //! (assured: TCP established, or UDP that has seen a reply, as conntrack's
 //! early-drop does). An established flow is never evicted. When a window
@@ -73,9 +73,12 @@ use std::time::Duration;
 use crate::dpdk::hint::{prefetch, HugeArray};
 use crate::packet::{FlowKey, Nanos};
 
-/// How many slots the eviction sweep looks at for one new flow.
+/// How many flows the eviction sweep looks at for one new flow.
 pub const EVICT_SAMPLE: u32 = 64;
-/// How many windows of [`EVICT_SAMPLE`] slots the eviction looks at before
+/// At most how many slots per flow of [`EVICT_SAMPLE`] the eviction sweep
+/// goes through to find them (a full table uses one slot in three).
+const EVICT_SLOTS_PER_FLOW: u32 = 4;
+/// How many windows of [`EVICT_SAMPLE`] flows the eviction looks at before
 /// it refuses a new flow (only when every flow in a window is assured does
 /// it look at the next).
 pub const EVICT_WINDOWS: u32 = 8;
@@ -1407,13 +1410,15 @@ impl FlowTable {
                 self.evict_hand =
                     ((u64::from(self.evict_hand) + u64::from(jump)) % u64::from(n)) as u32;
             }
-            for _ in 0..EVICT_SAMPLE.min(n) {
+            let mut flows = 0;
+            for _ in 0..(EVICT_SAMPLE * EVICT_SLOTS_PER_FLOW).min(n) {
                 let s = self.evict_hand;
                 self.evict_hand = if s + 1 == n { 0 } else { s + 1 };
                 let f = &self.flows[s as usize];
                 if f.is_free() {
                     continue;
                 }
+                flows += 1;
                 if self.is_expired(s, now) {
                     best = Some(s);
                     break 'windows;
@@ -1424,6 +1429,9 @@ impl FlowTable {
                     })
                 {
                     best = Some(s);
+                }
+                if flows == EVICT_SAMPLE {
+                    break;
                 }
             }
             if best.is_some() {

@@ -569,3 +569,42 @@ fn replies_are_found_whatever_their_destination_looks_like() {
     }
     assert_eq!(t.len(), 1);
 }
+
+/// A full table under a stream of new flows (each evicting one) never
+/// evicts a flow whose reply is still on its way: the eviction samples 64
+/// flows, not 64 slots (a third of them in use), so the oldest it finds is
+/// old. Every new flow's reply is looked up 200 flows later.
+#[test]
+fn eviction_under_a_stream_of_new_flows_spares_young_flows() {
+    let cap = 8192u32;
+    let mut t = FlowTable::with_seed(&cfg(cap), ends(), 5);
+    let lag = 200;
+    let mut opened: Vec<Flow> = Vec::new();
+    let (mut missing, mut young) = (0, 0);
+    let mut now: Nanos = SEC;
+    for i in 0..150_000u32 {
+        // 100,000 new flows per second: the table holds 82 ms of them.
+        now += 10_000;
+        let f = Flow {
+            client: addr_bytes(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (i >> 4)))),
+            client_port: 1024 + (i & 15) as u16,
+            ..flow(0, FlowState::SynSent, now)
+        };
+        let (_, ev) = t.insert(f, now).unwrap();
+        if let Some(e) = ev {
+            // Younger than 21 ms, a quarter of what the table holds.
+            if tick(now).wrapping_sub(e.last_seen()) < 10 {
+                young += 1;
+            }
+        }
+        opened.push(f);
+        if opened.len() > lag {
+            let g = opened[opened.len() - 1 - lag];
+            if t.find(&t.endpoints().reverse(&g)).is_none() {
+                missing += 1;
+            }
+        }
+    }
+    assert!(t.stats.evictions > 100_000);
+    assert_eq!((missing, young), (0, 0));
+}
