@@ -73,8 +73,11 @@ use std::time::Duration;
 use crate::dpdk::hint::{prefetch, HugeArray};
 use crate::packet::{FlowKey, Nanos};
 
-/// How many flows the eviction sweep looks at for one new flow.
-pub const EVICT_SAMPLE: u32 = 64;
+/// How many flows the eviction sweep looks at for one new flow (the oldest
+/// of 32 random flows is older than three quarters of the table's flows
+/// but for a chance of 10^-4; the bench's `new` scenario measured 337 ns
+/// per SYN with 32 against 568 with 64).
+pub const EVICT_SAMPLE: u32 = 32;
 /// At most how many slots per flow of [`EVICT_SAMPLE`] the eviction sweep
 /// goes through to find them (a full table uses one slot in three).
 const EVICT_SLOTS_PER_FLOW: u32 = 4;

@@ -571,9 +571,9 @@ fn replies_are_found_whatever_their_destination_looks_like() {
 }
 
 /// A full table under a stream of new flows (each evicting one) never
-/// evicts a flow whose reply is still on its way: the eviction samples 64
-/// flows, not 64 slots (a third of them in use), so the oldest it finds is
-/// old. Every new flow's reply is looked up 200 flows later.
+/// evicts a flow whose reply is still on its way: the eviction samples
+/// [`EVICT_SAMPLE`] flows, not that many slots (a third of them in use, and
+/// unevenly), so the oldest it finds is old. Every new flow's reply is looked up 200 flows later.
 #[test]
 fn eviction_under_a_stream_of_new_flows_spares_young_flows() {
     let cap = 8192u32;
