@@ -540,7 +540,8 @@ fn whole_path_batches(b: usize) {
 /// table's size, and [`prefetch`] 16 iterations ahead). Each iteration does
 /// 16 or 48 steps of dependent arithmetic and reads 0, 1 or 2 random lines
 /// of the array; the difference between the rows is what the memory adds
-/// per line when that much work cannot hide it.
+/// per line when that much work cannot hide it. Then the same in the
+/// worker's shape ([`burst_probe`]).
 fn memory_probe() {
     const AHEAD: usize = 16;
     const ITERS: usize = 1 << 22;
@@ -586,11 +587,66 @@ fn memory_probe() {
     }
 }
 
+/// The second part of [`memory_probe`]: bursts of 32 items as the worker
+/// processes them, each item a 64-byte entry of a 64 MiB [`HugeArray`]: a
+/// short step per item that prefetches its entry, then per item the work
+/// (16, 48 or 80 steps) and a write to its entry. Entries from 1,024 (in
+/// cache) or from all 1,048,576 at random, and the same without the
+/// prefetch: the difference is what one random line costs per item when it
+/// was prefetched a whole burst ahead.
+fn burst_probe() {
+    const N: usize = 1 << 20;
+    const ITEMS: usize = 1 << 22;
+    let mut entries = HugeArray::new(N, [0u64; 8]);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let picks: Vec<usize> = (0..ITEMS)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as usize % N
+        })
+        .collect();
+    for work in [16u64, 48, 80] {
+        for (what, span, ahead) in [
+            ("1,024 entries", 1024usize, true),
+            ("1M entries at random", N, true),
+            ("1M entries, no prefetch", N, false),
+        ] {
+            let t = std::time::Instant::now();
+            let mut sum = 0u64;
+            for burst in picks.chunks_exact(32) {
+                for &p in burst {
+                    sum = sum.wrapping_add(black_box(p as u64));
+                    if ahead {
+                        prefetch(&entries[p % span]);
+                    }
+                }
+                for &p in burst {
+                    let e = &mut entries[p % span];
+                    e[1] = sum;
+                    let mut w = e[0];
+                    for k in 0..work {
+                        w = black_box(w.wrapping_mul(31).wrapping_add(k));
+                    }
+                    sum = sum.wrapping_add(w);
+                }
+            }
+            black_box(sum);
+            println!(
+                "bursts: {work} steps of work per item, {what}: {:.1} ns per item",
+                t.elapsed().as_nanos() as f64 / ITEMS as f64
+            );
+        }
+    }
+}
+
 criterion_group!(benches, whole_path, lookup, new_flow, maglev_build);
 
 fn main() {
     if std::env::var_os("FARMLB_BENCH_MEMORY").is_some() {
         memory_probe();
+        burst_probe();
         return;
     }
     if let Some(b) = std::env::var("FARMLB_BENCH_BATCHES")
