@@ -572,11 +572,7 @@ fn memory_probe() {
                     prefetch(&arr[b[i + AHEAD]]);
                     sum = sum.wrapping_add(arr[b[i]]);
                 }
-                let mut w = i as u64;
-                for k in 0..work {
-                    w = black_box(w.wrapping_mul(31).wrapping_add(k));
-                }
-                sum = sum.wrapping_add(w);
+                sum = sum.wrapping_add(steps(i as u64, work));
             }
             black_box(sum);
             println!(
@@ -585,6 +581,16 @@ fn memory_probe() {
             );
         }
     }
+}
+
+/// `n` steps of dependent arithmetic from `w` (the probes' stand-in for
+/// packet work).
+#[inline(always)]
+fn steps(mut w: u64, n: u64) -> u64 {
+    for k in 0..n {
+        w = black_box(w.wrapping_mul(31).wrapping_add(k));
+    }
+    w
 }
 
 /// The second part of [`memory_probe`]: bursts of 32 items as the worker
@@ -625,11 +631,7 @@ fn burst_probe() {
                 for &p in burst {
                     let e = &mut entries[p % span];
                     e[1] = sum;
-                    let mut w = e[0];
-                    for k in 0..work {
-                        w = black_box(w.wrapping_mul(31).wrapping_add(k));
-                    }
-                    sum = sum.wrapping_add(w);
+                    sum = sum.wrapping_add(steps(e[0], work));
                 }
             }
             black_box(sum);

@@ -367,6 +367,18 @@ impl Probe for Tuple {
     }
 }
 
+/// [`low32`] of the table's form of `ip`.
+#[inline(always)]
+fn ip_low32(ip: &IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(a) => v4_word(*a),
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            u64::from(u32::from_le_bytes([o[12], o[13], o[14], o[15]]))
+        }
+    }
+}
+
 /// Whether `ip` is `a` (of the same family; an IPv4 address is compared
 /// with the low 32 bits of its mapped form only).
 #[inline(always)]
@@ -409,25 +421,11 @@ impl Probe for FlowKey {
     }
     #[inline(always)]
     fn forward_word(&self) -> u64 {
-        let src = match self.src {
-            IpAddr::V4(a) => v4_word(a),
-            IpAddr::V6(a) => {
-                let o = a.octets();
-                u64::from(u32::from_le_bytes([o[12], o[13], o[14], o[15]]))
-            }
-        };
-        src | u64::from(self.src_port) << 32 | u64::from(self.dst_port) << 48
+        ip_low32(&self.src) | u64::from(self.src_port) << 32 | u64::from(self.dst_port) << 48
     }
     #[inline(always)]
     fn dst_end_word(&self) -> u64 {
-        let dst = match self.dst {
-            IpAddr::V4(a) => v4_word(a),
-            IpAddr::V6(a) => {
-                let o = a.octets();
-                u64::from(u32::from_le_bytes([o[12], o[13], o[14], o[15]]))
-            }
-        };
-        dst | u64::from(self.dst_port) << 32
+        ip_low32(&self.dst) | u64::from(self.dst_port) << 32
     }
     #[inline(always)]
     fn end_hash(&self, seed: u64, dst: bool) -> u64 {
@@ -1066,15 +1064,21 @@ impl FlowTable {
     /// `hash` the hash of `t`'s source end.
     #[inline(always)]
     pub fn find_forward<P: Probe>(&self, t: &P, hash: u64) -> Option<u32> {
-        let n = self.flows.len();
         let word = t.forward_word();
-        let mut i = self.home(hash);
+        self.scan_run(self.home(hash), |f| self.ends.matches_forward(f, t, word))
+    }
+
+    /// The slot of the first flow from entry `i` to the end of its probe
+    /// run (the next free entry) that `is` picks.
+    #[inline(always)]
+    fn scan_run(&self, mut i: usize, is: impl Fn(&Flow) -> bool) -> Option<u32> {
+        let n = self.flows.len();
         loop {
             let f = &self.flows[i];
             if f.is_free() {
                 return None;
             }
-            if self.ends.matches_forward(f, t, word) {
+            if is(f) {
                 return Some(i as u32);
             }
             i += 1;
@@ -1089,22 +1093,10 @@ impl FlowTable {
     /// flow's home line).
     #[inline]
     pub fn find_nat_reply<P: Probe>(&self, t: &P, hash: u64) -> Option<u32> {
-        let n = self.flows.len();
         let word = t.dst_end_word();
-        let mut i = self.home(hash);
-        loop {
-            let f = &self.flows[i];
-            if f.is_free() {
-                return None;
-            }
-            if f.client_word() == word && !f.is_fullnat() && self.ends.matches_reverse(f, t) {
-                return Some(i as u32);
-            }
-            i += 1;
-            if i == n {
-                i = 0;
-            }
-        }
+        self.scan_run(self.home(hash), |f| {
+            f.client_word() == word && !f.is_fullnat() && self.ends.matches_reverse(f, t)
+        })
     }
 
     /// The slot of the FullNAT flow whose reverse (server→local address)
@@ -1146,21 +1138,9 @@ impl FlowTable {
     /// whose reverse tuple is `t`.
     #[inline]
     fn find_in_run<P: Probe>(&self, t: &P, line: u32) -> Option<u32> {
-        let n = self.flows.len();
-        let mut i = line as usize * 2;
-        loop {
-            let f = &self.flows[i];
-            if f.is_free() {
-                return None;
-            }
-            if f.is_fullnat() && self.ends.matches_reverse(f, t) {
-                return Some(i as u32);
-            }
-            i += 1;
-            if i == n {
-                i = 0;
-            }
-        }
+        self.scan_run(line as usize * 2, |f| {
+            f.is_fullnat() && self.ends.matches_reverse(f, t)
+        })
     }
 
     /// Starts loading the cache line a lookup of `hash` ([`FlowTable::hash`])

@@ -481,6 +481,11 @@ fn packet_keys_hash_and_match_as_their_tuples() {
         let t = Tuple::from_key(&k);
         assert_eq!(Probe::hash(&k, r), t.hash(r), "{k:?}");
         assert_eq!(k.dst_word(), t.dst_word(), "{k:?}");
+        assert_eq!(k.forward_word(), t.forward_word(), "{k:?}");
+        assert_eq!(k.dst_end_word(), t.dst_end_word(), "{k:?}");
+        for dst in [false, true] {
+            assert_eq!(k.end_hash(r, dst), t.end_hash(r, dst), "{k:?}");
+        }
         assert_eq!(key(&t), k);
     }
     // Lookups by key find what lookups by tuple find, both directions of
