@@ -2,7 +2,7 @@
 //! in farmlb (with `dpdk-sys` itself) allowed `unsafe`.
 //!
 //! It owns the EAL, mempools, ports, mbufs and lcores, and turns DPDK's return
-//! codes into [`DpdkError`]. Nothing here decides what happens to a packet: that
+//! codes into `DpdkError`. Nothing here decides what happens to a packet: that
 //! is the pure core's job (`crate::packet`).
 //!
 //! Only [`hint`] (cache prefetching, which the core's flow table uses) is

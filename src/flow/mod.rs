@@ -269,19 +269,19 @@ pub trait Probe {
     fn dst_is(&self, a: &Addr) -> bool;
     /// The hash under `seed` (as [`Tuple::hash`]).
     fn hash(&self, seed: u64) -> u64;
-    /// The destination address folded into one word (as [`addr_word`]).
+    /// The destination address folded into one word (as `addr_word`).
     fn dst_word(&self) -> u64;
     /// The last four bytes of the source address (in the table's form) and
     /// the source and destination port in one word: what a flow's
-    /// forward tuple has there ([`Flow::forward_word`]).
+    /// forward tuple has there (`Flow::forward_word`).
     fn forward_word(&self) -> u64;
     /// The last four bytes of the destination address and the destination
     /// port: what a NAT flow's reverse tuple has there (its client's,
-    /// [`Flow::client_word`]).
+    /// `Flow::client_word`).
     fn dst_end_word(&self) -> u64;
     /// The hash under `seed` of the source end (address and port), or with
     /// `dst` of the destination end, with the protocol and family: a flow
-    /// sits at the line its client end's hash picks (as [`end_hash`]).
+    /// sits at the line its client end's hash picks.
     fn end_hash(&self, seed: u64, dst: bool) -> u64;
 }
 
@@ -957,7 +957,7 @@ impl FlowTable {
     }
 
     /// The hash of `t` in this table: where its lookup starts, with the
-    /// [`TO_UNIT`] or [`TO_LOCAL`] bit for the kind of tuple its
+    /// `TO_UNIT` or `TO_LOCAL` bit for the kind of tuple its
     /// destination suggests (see there).
     #[inline]
     pub fn hash<P: Probe>(&self, t: &P) -> u64 {
@@ -1322,7 +1322,7 @@ impl FlowTable {
     /// it with a small budget every loop keeps the cost per call bounded;
     /// the whole table is covered every `slots / budget` calls.
     ///
-    /// The expired flows are taken [`EXPIRE_BATCH`] at a time: the reverse
+    /// The expired flows are taken `EXPIRE_BATCH` at a time: the reverse
     /// index lines of the FullNAT ones among them are prefetched before the
     /// first of them is unlinked, so their cache misses overlap (a NAT flow
     /// is removed within its own line).

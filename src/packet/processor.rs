@@ -656,10 +656,10 @@ impl<F: Frame> Processor<F> {
     /// Handles a burst of frames received on `port` (each taken out of
     /// `frames`) with the same verdicts as [`Processor::process`] on each in
     /// turn, pipelined as the fast data planes do: the headers of up to
-    /// [`BURST_CHUNK`] frames are parsed and their flow lookups started
+    /// `BURST_CHUNK` frames are parsed and their flow lookups started
     /// ([`Balancer::prefetch`]) before the first frame is decided, and the
     /// second stage of each frame's lookup ([`Balancer::prefetch_flow`])
-    /// runs [`FLOW_AHEAD`] frames before its turn, so the memory latency of
+    /// runs `FLOW_AHEAD` frames before its turn, so the memory latency of
     /// the flow table overlaps with the work on other frames.
     pub fn process_burst<I: Io<Frame = F>, B: Balancer>(
         &mut self,
