@@ -134,7 +134,7 @@ fn lookup(c: &mut Criterion) {
                     *h = b.prefetch(black_box(k));
                 }
                 for (h, k) in hints.iter().zip(burst) {
-                    b.prefetch_flow(k, ACK, *h);
+                    b.prefetch_flow(k, *h);
                 }
                 for (h, k) in hints.iter().zip(burst) {
                     black_box(b.lookup_hinted(k, *h, ACK, 64, 1).ok());
@@ -460,7 +460,7 @@ fn count_mode(n: usize, case: &str) {
                         *h = b.prefetch(black_box(k));
                     }
                     for (h, k) in hints.iter().zip(burst) {
-                        b.prefetch_flow(k, ACK, *h);
+                        b.prefetch_flow(k, *h);
                     }
                     for (h, k) in hints.iter().zip(burst) {
                         black_box(b.lookup_hinted(k, *h, ACK, 64, 1).ok());

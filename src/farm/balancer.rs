@@ -838,8 +838,8 @@ impl Balancer for FarmBalancer {
 
     /// See [`FlowTable::prefetch_flow`].
     #[inline]
-    fn prefetch_flow(&self, key: &FlowKey, tcp_flags: u8, hint: u64) {
-        self.table.prefetch_flow(key, hint, is_syn(tcp_flags));
+    fn prefetch_flow(&self, key: &FlowKey, hint: u64) {
+        self.table.prefetch_flow(key, hint);
     }
 
     /// `hint` must be what [`FarmBalancer::prefetch`] returned for `key`

@@ -1161,13 +1161,8 @@ impl FlowTable {
     /// neither entry of `t` (compared by [`Probe::forward_word`] or
     /// [`Probe::dst_end_word`]), the next two lines; from the reverse index,
     /// the home line of the first entry with the hash's fingerprint.
-    /// `opening`: `t` is a TCP SYN (see [`FlowTable::find_opening`]).
-    ///
-    /// Returns false when the line shows that no flow has `t` as its tuple
-    /// where the lookup looks first (a new flow follows, or a stray packet).
     #[inline]
-    pub fn prefetch_flow<P: Probe>(&self, t: &P, hash: u64, opening: bool) -> bool {
-        let _ = opening;
+    pub fn prefetch_flow<P: Probe>(&self, t: &P, hash: u64) {
         if hash & TO_LOCAL != 0 {
             let fp = hash as u32;
             let n = self.rev.len();
@@ -1175,18 +1170,18 @@ impl FlowTable {
             for _ in 0..4 {
                 let e = self.rev[i];
                 if e == EMPTY {
-                    return false;
+                    return;
                 }
                 if (e >> 32) as u32 == fp {
                     prefetch(&self.flows[e as u32 as usize * 2]);
-                    return true;
+                    return;
                 }
                 i += 1;
                 if i == n {
                     i = 0;
                 }
             }
-            return true;
+            return;
         }
         let (word, mask) = if hash & TO_UNIT != 0 {
             (t.forward_word(), u64::MAX)
@@ -1195,13 +1190,11 @@ impl FlowTable {
         };
         let n = self.flows.len();
         let i = self.home(hash);
-        // Entries come in pairs: `i + 1` is on the home line too.
+        // Entries come in pairs: `i + 1` is on the home line too. A free
+        // entry ends the probe run: no flow of `t` (a new flow follows).
         for f in [&self.flows[i], &self.flows[i + 1]] {
-            if f.is_free() {
-                return false;
-            }
-            if f.forward_word() & mask == word {
-                return true;
+            if f.is_free() || f.forward_word() & mask == word {
+                return;
             }
         }
         // The probe run goes on past the home line (about one flow in
@@ -1209,7 +1202,6 @@ impl FlowTable {
         let wrap = |k: usize| if k >= n { k - n } else { k };
         prefetch(&self.flows[wrap(i + 2)]);
         prefetch(&self.flows[wrap(i + 4)]);
-        true
     }
 
     #[inline]

@@ -290,10 +290,10 @@ pub trait Balancer {
         0
     }
     /// Burst pipelining, stage 2 (after stage 1 ran for the other frames of
-    /// the burst): start loading what the lookup of `key` with `tcp_flags`
-    /// needs after that line.
+    /// the burst): start loading what the lookup of `key` needs after that
+    /// line.
     #[inline]
-    fn prefetch_flow(&self, _key: &FlowKey, _tcp_flags: u8, _hint: u64) {}
+    fn prefetch_flow(&self, _key: &FlowKey, _hint: u64) {}
     /// [`Balancer::lookup`] with the hint [`Balancer::prefetch`] returned
     /// for `key`.
     #[inline]

@@ -684,11 +684,11 @@ impl<F: Frame> Processor<F> {
                 }
             }
             for (fast, hint) in pre.iter().take(FLOW_AHEAD).flatten() {
-                balancer.prefetch_flow(&fast.key, fast.flags, *hint);
+                balancer.prefetch_flow(&fast.key, *hint);
             }
             for (i, f) in chunk.iter_mut().enumerate() {
                 if let Some(Some((fast, hint))) = pre.get(i + FLOW_AHEAD) {
-                    balancer.prefetch_flow(&fast.key, fast.flags, *hint);
+                    balancer.prefetch_flow(&fast.key, *hint);
                 }
                 let p = &pre[i];
                 let Some(frame) = f.take() else { continue };
