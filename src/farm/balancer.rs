@@ -828,7 +828,7 @@ impl Balancer for FarmBalancer {
         self.lookup_hashed(key, h, tcp_flags, len, now)
     }
 
-    /// The flow hash, and the index line on its way.
+    /// The flow hash, and the first line its lookup reads on its way.
     #[inline]
     fn prefetch(&self, key: &FlowKey) -> u64 {
         let h = self.table.hash(key);
