@@ -225,10 +225,10 @@ impl Template {
 
 /// The flow the `k`-th data frame of a pass over `flows` flows goes to: a
 /// fixed permutation of `0..flows` (a multiplicative stride, prime and so
-/// coprime to `flows`) rather than the order the flows were opened in. The
-/// load balancer's flow table places flows in the order they were created,
-/// so walking them in that order would read its memory sequentially, which
-/// no real traffic does.
+/// coprime to `flows`) rather than the order the flows were opened in: a
+/// flow table that placed flows in the order they were created (as
+/// farmlb's did until 2026-11-24) would otherwise be read sequentially,
+/// which no real traffic does.
 fn visit_order(k: u32, flows: u32) -> u32 {
     const STRIDE: u64 = 2_654_435_761;
     debug_assert!(u64::from(flows) % STRIDE != 0);

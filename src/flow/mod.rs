@@ -242,16 +242,24 @@ fn hash4(seed: u64, src: u64, dst: u64, tail: u64) -> u64 {
 /// An IPv6 5-tuple's hash: four rounds over the addresses, one for the rest.
 #[inline(always)]
 fn hash6(seed: u64, src: &Addr, dst: &Addr, tail: u64) -> u64 {
-    let w = |b: &Addr, i: usize| {
-        let mut x = [0u8; 8];
-        x.copy_from_slice(&b[i..i + 8]);
-        u64::from_le_bytes(x)
-    };
-    let mut h = mix(seed ^ w(src, 0), K1);
-    h = mix(h ^ w(src, 8), K2);
-    h = mix(h ^ w(dst, 0), K1);
-    h = mix(h ^ w(dst, 8), K2);
+    let (s0, s1) = halves(src);
+    let (d0, d1) = halves(dst);
+    let mut h = mix(seed ^ s0, K1);
+    h = mix(h ^ s1, K2);
+    h = mix(h ^ d0, K1);
+    h = mix(h ^ d1, K2);
     mix(h ^ tail, K3)
+}
+
+/// The two halves of an address in the table's form, as little-endian
+/// words.
+#[inline(always)]
+fn halves(a: &Addr) -> (u64, u64) {
+    let mut lo = [0u8; 8];
+    let mut hi = [0u8; 8];
+    lo.copy_from_slice(&a[..8]);
+    hi.copy_from_slice(&a[8..]);
+    (u64::from_le_bytes(lo), u64::from_le_bytes(hi))
 }
 
 /// What the flow table hashes and compares flows with: a [`Tuple`], or a
@@ -289,31 +297,41 @@ pub trait Probe {
 /// form) and `port`, with the protocol and the family.
 #[inline(always)]
 fn end_hash(seed: u64, addr: &Addr, port: u16, proto: u8, v6: bool) -> u64 {
-    let tail = u64::from(port) | u64::from(proto) << 16 | u64::from(v6) << 24;
-    if !v6 {
-        let h = mix(seed ^ (low32(addr) << 32 | tail), K1);
-        return mix(h ^ seed.rotate_left(32), K2);
+    if v6 {
+        end_hash6(seed, addr, port, proto)
+    } else {
+        end_hash4(seed, low32(addr), port, proto)
     }
-    let w = |i: usize| {
-        let mut x = [0u8; 8];
-        x.copy_from_slice(&addr[i..i + 8]);
-        u64::from_le_bytes(x)
-    };
-    let h = mix(seed ^ w(0), K1);
-    let h = mix(h ^ w(8), K2);
-    mix(h ^ tail, K3)
+}
+
+/// [`end_hash`] of an IPv4 end, its address as [`low32`] gives it.
+#[inline(always)]
+fn end_hash4(seed: u64, addr: u64, port: u16, proto: u8) -> u64 {
+    let h = mix(seed ^ (addr << 32 | end_tail(port, proto, false)), K1);
+    mix(h ^ seed.rotate_left(32), K2)
+}
+
+/// [`end_hash`] of an IPv6 end.
+#[inline(always)]
+fn end_hash6(seed: u64, addr: &Addr, port: u16, proto: u8) -> u64 {
+    let (lo, hi) = halves(addr);
+    let h = mix(seed ^ lo, K1);
+    let h = mix(h ^ hi, K2);
+    mix(h ^ end_tail(port, proto, true), K3)
+}
+
+/// The port, protocol and family of one end in one word.
+#[inline(always)]
+fn end_tail(port: u16, proto: u8, v6: bool) -> u64 {
+    u64::from(port) | u64::from(proto) << 16 | u64::from(v6) << 24
 }
 
 /// [`end_hash`] of an address as the packet parser gives it.
 #[inline(always)]
 fn ip_end_hash(seed: u64, ip: &IpAddr, port: u16, proto: u8) -> u64 {
     match ip {
-        IpAddr::V4(a) => {
-            let tail = u64::from(port) | u64::from(proto) << 16;
-            let h = mix(seed ^ (v4_word(*a) << 32 | tail), K1);
-            mix(h ^ seed.rotate_left(32), K2)
-        }
-        IpAddr::V6(a) => end_hash(seed, &a.octets(), port, proto, true),
+        IpAddr::V4(a) => end_hash4(seed, v4_word(*a), port, proto),
+        IpAddr::V6(a) => end_hash6(seed, &a.octets(), port, proto),
     }
 }
 
@@ -321,11 +339,8 @@ fn ip_end_hash(seed: u64, ip: &IpAddr, port: u16, proto: u8) -> u64 {
 /// halves).
 #[inline(always)]
 fn addr_word(a: &Addr) -> u64 {
-    let mut lo = [0u8; 8];
-    let mut hi = [0u8; 8];
-    lo.copy_from_slice(&a[..8]);
-    hi.copy_from_slice(&a[8..]);
-    u64::from_le_bytes(lo) ^ u64::from_le_bytes(hi)
+    let (lo, hi) = halves(a);
+    lo ^ hi
 }
 
 impl Probe for Tuple {
@@ -942,8 +957,7 @@ impl FlowTable {
     }
 
     /// Replaces the endpoints (a reload). Ids of flows in the table must
-    /// stay valid in `ends`: servers and units are only ever appended, and
-    /// a unit keeps its address.
+    /// stay valid in `ends`: servers and units are only ever appended.
     pub fn set_endpoints(&mut self, ends: Endpoints) {
         self.units.fill(0);
         self.locals.fill(0);
@@ -1081,10 +1095,7 @@ impl FlowTable {
             if is(f) {
                 return Some(i as u32);
             }
-            i += 1;
-            if i == n {
-                i = 0;
-            }
+            i = next(i, n);
         }
     }
 
@@ -1116,10 +1127,7 @@ impl FlowTable {
                     return Some(slot);
                 }
             }
-            i += 1;
-            if i == n {
-                i = 0;
-            }
+            i = next(i, n);
         }
     }
 
@@ -1176,10 +1184,7 @@ impl FlowTable {
                     prefetch(&self.flows[e as u32 as usize * 2]);
                     return;
                 }
-                i += 1;
-                if i == n {
-                    i = 0;
-                }
+                i = next(i, n);
             }
             return;
         }
@@ -1237,8 +1242,13 @@ impl FlowTable {
     /// longest timeout accepted, [`Timeouts::MAX`]).
     #[inline]
     pub fn is_expired(&self, slot: u32, now: Nanos) -> bool {
-        let f = &self.flows[slot as usize];
-        !f.is_free() && Self::idle(f, tick(now)) >= self.timeout_ticks(f.state())
+        self.expired_at(&self.flows[slot as usize], tick(now))
+    }
+
+    /// [`FlowTable::is_expired`] for `f` at `now` in ticks.
+    #[inline(always)]
+    fn expired_at(&self, f: &Flow, now: u32) -> bool {
+        !f.is_free() && Self::idle(f, now) >= self.timeout_ticks(f.state())
     }
 
     /// Adds `flow` (its state must not be `Free`). When the table is full,
@@ -1261,10 +1271,7 @@ impl FlowTable {
         let n = self.flows.len();
         let mut i = line as usize * 2;
         while !self.flows[i].is_free() {
-            i += 1;
-            if i == n {
-                i = 0;
-            }
+            i = next(i, n);
         }
         self.flows[i] = flow;
         if flow.is_fullnat() {
@@ -1326,9 +1333,9 @@ impl FlowTable {
         let now_tick = tick(now);
         for _ in 0..budget.min(n) {
             let s = self.expire_hand;
-            self.expire_hand = if s + 1 == n { 0 } else { s + 1 };
+            self.expire_hand = next(s as usize, n as usize) as u32;
             let f = &self.flows[s as usize];
-            if !f.is_free() && Self::idle(f, now_tick) >= self.timeout_ticks(f.state()) {
+            if self.expired_at(f, now_tick) {
                 if f.is_fullnat() {
                     prefetch(&self.rev[self.rev_home(self.reverse_hash(f))]);
                 }
@@ -1366,7 +1373,7 @@ impl FlowTable {
                 on_remove(&f);
                 removed += 1;
             }
-            s = if s + 1 == n { 0 } else { s + 1 };
+            s = next(s as usize, n as usize) as u32;
             if s == self.expire_hand {
                 return removed;
             }
@@ -1388,13 +1395,13 @@ impl FlowTable {
             let mut flows = 0;
             for _ in 0..(EVICT_SAMPLE * EVICT_SLOTS_PER_FLOW).min(n) {
                 let s = self.evict_hand;
-                self.evict_hand = if s + 1 == n { 0 } else { s + 1 };
+                self.evict_hand = next(s as usize, n as usize) as u32;
                 let f = &self.flows[s as usize];
                 if f.is_free() {
                     continue;
                 }
                 flows += 1;
-                if self.is_expired(s, now) {
+                if self.expired_at(f, now_tick) {
                     best = Some(s);
                     break 'windows;
                 }
@@ -1425,21 +1432,13 @@ impl FlowTable {
         let n = self.flows.len();
         let mut j = i;
         loop {
-            j += 1;
-            if j == n {
-                j = 0;
-            }
+            j = next(j, n);
             let e = self.flows[j];
             if e.is_free() {
                 break;
             }
             let home = self.home(self.client_hash(&e));
-            let stays = if i <= j {
-                i < home && home <= j
-            } else {
-                i < home || home <= j
-            };
-            if !stays {
+            if !home_between(i, home, j) {
                 self.flows[i] = e;
                 i = j;
             }
@@ -1453,10 +1452,7 @@ impl FlowTable {
         let n = self.rev.len();
         let mut i = self.rev_home(hash);
         while self.rev[i] != EMPTY {
-            i += 1;
-            if i == n {
-                i = 0;
-            }
+            i = next(i, n);
         }
         self.rev[i] = (hash as u32 as u64) << 32 | u64::from(line);
     }
@@ -1474,10 +1470,7 @@ impl FlowTable {
                 e if e == want => return Some(i),
                 _ => {}
             }
-            i += 1;
-            if i == n {
-                i = 0;
-            }
+            i = next(i, n);
         }
     }
 
@@ -1490,21 +1483,13 @@ impl FlowTable {
         let n = self.rev.len();
         let mut j = i;
         loop {
-            j += 1;
-            if j == n {
-                j = 0;
-            }
+            j = next(j, n);
             let e = self.rev[j];
             if e == EMPTY {
                 break;
             }
             let home = self.rev_home(e >> 32);
-            let stays = if i <= j {
-                i < home && home <= j
-            } else {
-                i < home || home <= j
-            };
-            if !stays {
+            if !home_between(i, home, j) {
                 self.rev[i] = e;
                 i = j;
             }
@@ -1542,6 +1527,27 @@ impl FlowTable {
         }
         assert_eq!(n, self.len());
         assert_eq!(self.rev.iter().filter(|&&e| e != EMPTY).count(), fullnat);
+    }
+}
+
+/// The entry after `i` of a table of `n` (wrapping to 0).
+#[inline(always)]
+fn next(i: usize, n: usize) -> usize {
+    if i + 1 == n {
+        0
+    } else {
+        i + 1
+    }
+}
+
+/// Whether `home` lies cyclically in `(i, j]`: an entry at `j` with that
+/// home may not move back to `i` (backward-shift deletion).
+#[inline(always)]
+fn home_between(i: usize, home: usize, j: usize) -> bool {
+    if i <= j {
+        i < home && home <= j
+    } else {
+        i < home || home <= j
     }
 }
 
