@@ -8,9 +8,16 @@
 use std::net::IpAddr;
 
 mod counters;
+mod discovery;
+mod fast;
+mod fragment;
+mod frames;
+mod icmp;
 pub mod neighbour;
 mod processor;
 pub mod rewrite;
+mod route;
+mod transport;
 
 pub use counters::{Counters, DropCounters};
 pub use processor::{Processor, Verdict};

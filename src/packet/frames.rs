@@ -1,0 +1,189 @@
+//! TODO doc
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::wire::arp::{self, ArpRepr};
+use crate::wire::ethernet::{self, ethertype, EthernetFrame};
+use crate::wire::icmpv4::{self, Icmpv4Packet};
+use crate::wire::icmpv6::Icmpv6Packet;
+use crate::wire::ipv4::{self, Ipv4Repr};
+use crate::wire::ipv6::{self, Ipv6Repr};
+use crate::wire::protocol;
+use crate::wire::tcp::TcpPacket;
+
+use super::Frame;
+
+/// TTL of frames farmlb originates.
+pub(super) const OWN_TTL: u8 = 64;
+
+pub(super) fn set_macs<F: Frame>(f: &mut F, dst: &[u8; 6], src: &[u8; 6]) {
+    let data = f.data_mut();
+    if data.len() >= ethernet::HEADER_LEN {
+        let mut eth = EthernetFrame::new_unchecked(data);
+        eth.set_dst_addr(dst);
+        eth.set_src_addr(src);
+    }
+}
+
+/// Addresses a reply written over a request: back to the sender, from our
+/// MAC (not the request's destination, which may be broadcast or multicast).
+pub(super) fn reply_macs(data: &mut [u8], my_mac: &[u8; 6]) {
+    let mut eth = EthernetFrame::new_unchecked(data);
+    let s = eth.src_addr();
+    eth.set_dst_addr(&s);
+    eth.set_src_addr(my_mac);
+}
+
+/// Minimum Ethernet frame without FCS; short generated frames are padded.
+pub(super) const MIN_FRAME: usize = 60;
+
+pub(super) fn build_arp<F: Frame>(
+    f: &mut F,
+    op: u16,
+    src_mac: &[u8; 6],
+    src_ip: Ipv4Addr,
+    dst_mac: &[u8; 6],
+    target_hw: &[u8; 6],
+    target_ip: Ipv4Addr,
+) -> bool {
+    if !f.set_len(MIN_FRAME) {
+        return false;
+    }
+    let data = f.data_mut();
+    data.fill(0);
+    ethernet::emit_header(data, dst_mac, src_mac, ethertype::ARP);
+    let repr = ArpRepr {
+        operation: op,
+        sender_hw: *src_mac,
+        sender_ip: src_ip,
+        target_hw: *target_hw,
+        target_ip,
+    };
+    repr.emit(&mut data[ethernet::HEADER_LEN..ethernet::HEADER_LEN + arp::BUFFER_LEN]);
+    true
+}
+
+/// Makes `f` an untagged Ethernet + IP frame (IPv4 or IPv6 by the
+/// addresses' family) with `payload_len` bytes after the IP header, zeroed
+/// and padded to the Ethernet minimum, headers written; returns the payload
+/// for the caller to fill. `None` for mixed families or a frame too small.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn ip_frame<'a, F: Frame>(
+    f: &'a mut F,
+    src_mac: &[u8; 6],
+    dst_mac: &[u8; 6],
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    ttl: u8,
+    payload_len: usize,
+) -> Option<&'a mut [u8]> {
+    let (l3, et) = match (src, dst) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => (ipv4::HEADER_LEN, ethertype::IPV4),
+        (IpAddr::V6(_), IpAddr::V6(_)) => (ipv6::HEADER_LEN, ethertype::IPV6),
+        _ => return None,
+    };
+    let at = ethernet::HEADER_LEN + l3;
+    if !f.set_len((at + payload_len).max(MIN_FRAME)) {
+        return None;
+    }
+    f.set_tx_offload(Default::default());
+    let data = f.data_mut();
+    data.fill(0);
+    ethernet::emit_header(data, dst_mac, src_mac, et);
+    let header = &mut data[ethernet::HEADER_LEN..at];
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Ipv4Repr {
+            src_addr: s,
+            dst_addr: d,
+            protocol: proto,
+            payload_len,
+            ttl,
+        }
+        .emit(header),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Ipv6Repr {
+            src_addr: s,
+            dst_addr: d,
+            next_header: proto,
+            payload_len,
+            hop_limit: ttl,
+        }
+        .emit(header),
+        _ => return None,
+    }
+    Some(&mut data[at..at + payload_len])
+}
+
+/// Writes an untagged Ethernet + IPv6 + ICMPv6 frame whose ICMPv6 message
+/// `emit` writes (returning its length); hop limit 255 as ND requires.
+pub(super) fn build_ndisc<F: Frame>(
+    f: &mut F,
+    src_mac: &[u8; 6],
+    dst_mac: &[u8; 6],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    emit: impl FnOnce(&mut [u8]) -> usize,
+) -> bool {
+    let mut buf = [0u8; 64];
+    let n = emit(&mut buf);
+    let (s, d) = (IpAddr::V6(src), IpAddr::V6(dst));
+    let Some(msg) = ip_frame(f, src_mac, dst_mac, s, d, protocol::ICMPV6, 255, n) else {
+        return false;
+    };
+    msg.copy_from_slice(&buf[..n]);
+    Icmpv6Packet::new_unchecked(msg).fill_checksum(&src, &dst);
+    true
+}
+
+/// Writes an untagged Ethernet + IP + TCP RST frame (the MACs are set when
+/// it is sent). False when the addresses are of different families or the
+/// frame cannot hold it.
+pub(super) fn build_tcp_rst<F: Frame>(
+    f: &mut F,
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+    seq: u32,
+    ack: Option<u32>,
+) -> bool {
+    let Some(seg) = ip_frame(f, &[0; 6], &[0; 6], src, dst, protocol::TCP, OWN_TTL, 20) else {
+        return false;
+    };
+    crate::wire::tcp::emit_rst(seg, sport, dport, seq, ack);
+    TcpPacket::new_unchecked(seg).fill_checksum(&src, &dst);
+    true
+}
+
+/// Writes an ICMP (IPv4) or ICMPv6 error of type `t`, `code`, with `extra`
+/// in the second word (the MTU for fragmentation needed / packet too big)
+/// and `quote`, the start of the offending packet.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn build_icmp_error<F: Frame>(
+    f: &mut F,
+    src_mac: &[u8; 6],
+    dst_mac: &[u8; 6],
+    src: IpAddr,
+    dst: IpAddr,
+    t: u8,
+    code: u8,
+    extra: u32,
+    quote: &[u8],
+) -> bool {
+    let v6 = matches!(src, IpAddr::V6(_));
+    let proto = if v6 { protocol::ICMPV6 } else { protocol::ICMP };
+    // ICMPv4 and ICMPv6 share the 8-byte header layout.
+    let len = icmpv4::HEADER_LEN + quote.len();
+    let Some(msg) = ip_frame(f, src_mac, dst_mac, src, dst, proto, OWN_TTL, len) else {
+        return false;
+    };
+    msg[0] = t;
+    msg[1] = code;
+    msg[4..8].copy_from_slice(&extra.to_be_bytes());
+    msg[8..].copy_from_slice(quote);
+    match (src, dst) {
+        (IpAddr::V6(s), IpAddr::V6(d)) => Icmpv6Packet::new_unchecked(msg).fill_checksum(&s, &d),
+        _ => Icmpv4Packet::new_unchecked(msg).fill_checksum(),
+    }
+    true
+}

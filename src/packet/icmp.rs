@@ -1,0 +1,415 @@
+//! TODO doc
+
+use std::net::IpAddr;
+
+use crate::wire::checksum;
+use crate::wire::ethernet::{ethertype, EthernetFrame};
+use crate::wire::icmpv4::{self, Icmpv4Packet};
+use crate::wire::icmpv6::{self, Icmpv6Packet, Ndisc};
+use crate::wire::ipv4::{self, Ipv4Packet};
+use crate::wire::ipv6::{self, Ipv6Packet};
+use crate::wire::protocol;
+
+use super::discovery::*;
+use super::frames::*;
+use super::processor::*;
+use super::rewrite::{self};
+use super::{Balancer, DropReason, FlowKey, Frame, Io, Nanos, PortIdx};
+
+/// Bytes of the offending packet quoted in ICMP errors farmlb sends (RFC 1812:
+/// as much as fits in 576 bytes).
+pub(super) const ICMP_QUOTE_V4: usize = 576 - 20 - 8;
+
+pub(super) const ICMP_QUOTE_V6: usize = 1280 - 40 - 8;
+
+/// ICMP errors farmlb generates: at most this many per second per worker.
+pub(super) const ICMP_RATE: u32 = 1000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum IcmpError {
+    TimeExceeded,
+    /// Carries the MTU of the egress link.
+    TooBig(u16),
+}
+
+/// A token bucket refilled from `now`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RateLimit {
+    pub(super) tokens: u32,
+    pub(super) last: Nanos,
+}
+
+impl RateLimit {
+    fn allow(&mut self, now: Nanos) -> bool {
+        let elapsed = now.saturating_sub(self.last);
+        // Saturate: after ~49.7 days the refill no longer fits 32 bits.
+        let add = (elapsed as u128 * ICMP_RATE as u128 / SEC as u128).min(u32::MAX as u128) as u32;
+        if add > 0 {
+            self.tokens = self.tokens.saturating_add(add).min(ICMP_RATE / 10);
+            self.last = now;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+impl<F: Frame> Processor<F> {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn icmpv4<B: Balancer>(
+        &mut self,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: &mut F,
+        l2: usize,
+        hl: usize,
+        total: usize,
+        now: Nanos,
+        redirected: bool,
+    ) -> Handled {
+        let data = frame.data();
+        let ip = Ipv4Packet::new_unchecked(&data[l2..]);
+        let (src, dst, ttl) = (ip.src_addr(), ip.dst_addr(), ip.ttl());
+        let icmp = Icmpv4Packet::new_checked(&data[l2 + hl..l2 + total])?;
+        if !icmp.verify_checksum() {
+            return Err(DropReason::BadChecksum);
+        }
+        let t = icmp.msg_type();
+        match t {
+            icmpv4::msg_type::ECHO_REQUEST
+                if self.answers_for(port, IpAddr::V4(dst))
+                    || self.is_port_addr(IpAddr::V4(dst)) =>
+            {
+                let old = checksum::update16(
+                    icmp.checksum(),
+                    u16::from(t) << 8 | u16::from(icmp.msg_code()),
+                    u16::from(icmpv4::msg_type::ECHO_REPLY) << 8 | u16::from(icmp.msg_code()),
+                );
+                let my_mac = self.ports[port as usize].setup.mac;
+                let data = frame.data_mut();
+                reply_macs(data, &my_mac);
+                let mut ip = Ipv4Packet::new_unchecked(&mut data[l2..]);
+                ip.set_src_addr(dst);
+                ip.set_dst_addr(src);
+                ip.set_ttl(OWN_TTL);
+                ip.fill_checksum();
+                let mut icmp = Icmpv4Packet::new_unchecked(&mut data[l2 + hl..l2 + total]);
+                icmp.set_msg_type(icmpv4::msg_type::ECHO_REPLY);
+                icmp.set_checksum(old);
+                self.counters.echo_replies += 1;
+                Ok(Out::Reply(port))
+            }
+            t if icmpv4::is_error(t) => {
+                if ttl <= 1 {
+                    return Err(DropReason::TtlExpired);
+                }
+                let inner_at = l2 + hl + icmpv4::HEADER_LEN;
+                self.icmp_error(
+                    balancer,
+                    frame,
+                    l2,
+                    inner_at,
+                    l2 + total,
+                    false,
+                    now,
+                    redirected,
+                )
+            }
+            _ if self.is_port_addr(IpAddr::V4(dst)) => Ok(Out::Exception),
+            _ if self.is_farm_addr(IpAddr::V4(dst)) => Err(DropReason::UnknownProtocol),
+            _ => Err(DropReason::NoFarmUnit),
+        }
+    }
+
+    /// Translates an ICMP error (v4 or v6) about a flow's packet: the embedded
+    /// packet's flow is found from the reverse direction, the embedded header
+    /// is rewritten to what the receiver sent (or received), the outer header to
+    /// the flow's addresses, and all checksums are recomputed.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn icmp_error<B: Balancer>(
+        &mut self,
+        balancer: &mut B,
+        frame: &mut F,
+        l2: usize,
+        inner_at: usize,
+        end: usize,
+        v6: bool,
+        _now: Nanos,
+        redirected: bool,
+    ) -> Handled {
+        let data = frame.data();
+        let inner = &data[inner_at..end];
+        // The embedded packet: a header and at least 8 bytes of L4 (ports).
+        let (proto, isrc, idst, l4_off) = if !v6 {
+            if inner.len() < ipv4::HEADER_LEN {
+                return Err(DropReason::Truncated);
+            }
+            let p = Ipv4Packet::new_unchecked(inner);
+            let ihl = p.header_len();
+            if ihl < ipv4::HEADER_LEN || inner.len() < ihl + 8 {
+                return Err(DropReason::BadHeaderLength);
+            }
+            if checksum::checksum(&inner[..ihl]) != 0 {
+                return Err(DropReason::BadChecksum);
+            }
+            (
+                p.protocol(),
+                IpAddr::V4(p.src_addr()),
+                IpAddr::V4(p.dst_addr()),
+                ihl,
+            )
+        } else {
+            if inner.len() < ipv6::HEADER_LEN + 8 {
+                return Err(DropReason::Truncated);
+            }
+            let p = Ipv6Packet::new_unchecked(inner);
+            (
+                p.next_header(),
+                IpAddr::V6(p.src_addr()),
+                IpAddr::V6(p.dst_addr()),
+                ipv6::HEADER_LEN,
+            )
+        };
+        if proto != protocol::TCP && proto != protocol::UDP {
+            return Err(DropReason::UnknownProtocol);
+        }
+        let sport = u16::from_be_bytes([inner[l4_off], inner[l4_off + 1]]);
+        let dport = u16::from_be_bytes([inner[l4_off + 2], inner[l4_off + 3]]);
+        // The reverse of the embedded packet is a packet of the flow going the
+        // other way; its rewrite tells us both sides' addresses.
+        let reverse = FlowKey {
+            proto,
+            src: idst,
+            src_port: dport,
+            dst: isrc,
+            dst_port: sport,
+        };
+        if !redirected {
+            if let Some(w) = balancer.foreign_owner(&reverse) {
+                return Ok(Out::Redirect(w));
+            }
+        }
+        let Some(nat) = balancer.peek(&reverse) else {
+            return Err(DropReason::NoFlow);
+        };
+        let Some((out_port, next_hop)) = self.route(nat.dst) else {
+            return Err(DropReason::NoRoute);
+        };
+        let data = frame.data_mut();
+        rewrite::embedded(
+            &mut data[inner_at..end],
+            l4_off,
+            proto,
+            nat.dst,
+            nat.dst_port,
+            nat.src,
+            nat.src_port,
+        );
+        let ip_end = end;
+        if !v6 {
+            let mut ip = Ipv4Packet::new_unchecked(&mut data[l2..ip_end]);
+            let hl = ip.header_len();
+            if let (IpAddr::V4(s), IpAddr::V4(d)) = (nat.src, nat.dst) {
+                ip.set_src_addr(s);
+                ip.set_dst_addr(d);
+            }
+            let ttl = ip.ttl();
+            ip.set_ttl(ttl - 1);
+            ip.fill_checksum();
+            let mut icmp = Icmpv4Packet::new_unchecked(&mut data[l2 + hl..ip_end]);
+            icmp.fill_checksum();
+        } else {
+            let mut ip = Ipv6Packet::new_unchecked(&mut data[l2..ip_end]);
+            let (IpAddr::V6(s), IpAddr::V6(d)) = (nat.src, nat.dst) else {
+                return Err(DropReason::UnknownProtocol);
+            };
+            ip.set_src_addr(&s);
+            ip.set_dst_addr(&d);
+            let hops = ip.hop_limit();
+            ip.set_hop_limit(hops - 1);
+            let mut icmp = Icmpv6Packet::new_unchecked(&mut data[l2 + ipv6::HEADER_LEN..ip_end]);
+            icmp.fill_checksum(&s, &d);
+        }
+        frame.set_tx_offload(Default::default());
+        self.counters.icmp_errors_forwarded += 1;
+        Ok(Out::Route {
+            port: out_port,
+            next_hop,
+            dst: nat.dst,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn icmpv6<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        port: PortIdx,
+        frame: &mut F,
+        l2: usize,
+        at: usize,
+        end: usize,
+        now: Nanos,
+        redirected: bool,
+    ) -> Handled {
+        let data = frame.data();
+        let ip = Ipv6Packet::new_unchecked(&data[l2..]);
+        let (src, dst, hops) = (ip.src_addr(), ip.dst_addr(), ip.hop_limit());
+        let icmp = Icmpv6Packet::new_checked(&data[at..end])?;
+        if !icmp.verify_checksum(&src, &dst) {
+            return Err(DropReason::BadChecksum);
+        }
+        let t = icmp.msg_type();
+        let my_mac = self.ports[port as usize].setup.mac;
+        match t {
+            icmpv6::msg_type::NEIGHBOR_SOLICIT | icmpv6::msg_type::NEIGHBOR_ADVERT => {
+                if hops != 255 {
+                    return Err(DropReason::NotForUs);
+                }
+                match icmpv6::parse_ndisc(&icmp)? {
+                    Ndisc::Solicit {
+                        target,
+                        source_lladdr,
+                    } => {
+                        if !self.answers_for(port, IpAddr::V6(target)) {
+                            return Err(DropReason::NotForUs);
+                        }
+                        let dad = src.is_unspecified();
+                        if let (Some(mac), false) = (source_lladdr, dad) {
+                            self.learn(io, port, IpAddr::V6(src), mac, true, now);
+                        }
+                        let (reply_dst, flags) = if dad { (ALL_NODES, 0x20) } else { (src, 0x60) };
+                        let dst_mac = if dad {
+                            icmpv6::multicast_mac(&ALL_NODES)
+                        } else {
+                            let eth = EthernetFrame::new_unchecked(frame.data());
+                            eth.src_addr()
+                        };
+                        // The advertisement is written over the solicitation.
+                        let ok = build_ndisc(frame, &my_mac, &dst_mac, target, reply_dst, |b| {
+                            icmpv6::emit_advert(b, flags, &target, &my_mac)
+                        });
+                        if !ok {
+                            return Err(DropReason::NoBuffer);
+                        }
+                        self.counters.nd_adverts += 1;
+                        Ok(Out::Reply(port))
+                    }
+                    Ndisc::Advert {
+                        target,
+                        target_lladdr,
+                        ..
+                    } => {
+                        let known = self.neighbours.get(port, IpAddr::V6(target), now).is_some();
+                        if let Some(mac) = target_lladdr {
+                            self.learn(io, port, IpAddr::V6(target), mac, false, now);
+                            return Ok(Out::Learned);
+                        }
+                        if known {
+                            return Ok(Out::Learned);
+                        }
+                        Err(DropReason::NotForUs)
+                    }
+                }
+            }
+            icmpv6::msg_type::ECHO_REQUEST
+                if self.answers_for(port, IpAddr::V6(dst))
+                    || self.is_port_addr(IpAddr::V6(dst)) =>
+            {
+                let data = frame.data_mut();
+                reply_macs(data, &my_mac);
+                let mut ip = Ipv6Packet::new_unchecked(&mut data[l2..]);
+                ip.set_src_addr(&dst);
+                ip.set_dst_addr(&src);
+                ip.set_hop_limit(OWN_TTL);
+                let mut icmp = Icmpv6Packet::new_unchecked(&mut data[at..end]);
+                icmp.set_msg_type(icmpv6::msg_type::ECHO_REPLY);
+                icmp.fill_checksum(&dst, &src);
+                self.counters.echo_replies += 1;
+                Ok(Out::Reply(port))
+            }
+            t if icmpv6::is_error(t) => {
+                if hops <= 1 {
+                    return Err(DropReason::TtlExpired);
+                }
+                self.icmp_error(balancer, frame, l2, at + 8, end, true, now, redirected)
+            }
+            _ if self.is_port_addr(IpAddr::V6(dst)) => Ok(Out::Exception),
+            _ if dst.is_multicast() => Err(DropReason::NotForUs),
+            _ => Err(DropReason::NoFarmUnit),
+        }
+    }
+
+    /// Sends an ICMP error about `frame` (received on `port`) back to its
+    /// sender's MAC, rate limited.
+    pub(super) fn send_icmp_error<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        frame: &F,
+        kind: IcmpError,
+        now: Nanos,
+    ) {
+        if !self.icmp_limit.allow(now) {
+            self.counters.icmp_errors_rate_limited += 1;
+            return;
+        }
+        let data = frame.data();
+        let Ok(eth) = EthernetFrame::new_checked(data) else {
+            return;
+        };
+        let (l2, peer_mac, et) = (eth.header_len(), eth.src_addr(), eth.ethertype());
+        let ps = &self.ports[port as usize];
+        let my_mac = ps.setup.mac;
+        let Some(mut f) = io.alloc() else {
+            self.counters.drop(DropReason::NoBuffer);
+            return;
+        };
+        let ok = match et {
+            ethertype::IPV4 => {
+                let ip = Ipv4Packet::new_unchecked(&data[l2..]);
+                let orig_src = ip.src_addr();
+                let quote = &data[l2..(l2 + ip.total_len() as usize).min(data.len())];
+                let quote = &quote[..quote.len().min(ICMP_QUOTE_V4)];
+                let src = ps.v4.first().map(|&(a, _)| a);
+                let (t, code, extra) = match kind {
+                    IcmpError::TimeExceeded => (icmpv4::msg_type::TIME_EXCEEDED, 0, 0u32),
+                    IcmpError::TooBig(mtu) => {
+                        (icmpv4::msg_type::DST_UNREACHABLE, 4, u32::from(mtu))
+                    }
+                };
+                src.is_some_and(|src| {
+                    let (src, orig_src) = (IpAddr::V4(src), IpAddr::V4(orig_src));
+                    build_icmp_error(
+                        &mut f, &my_mac, &peer_mac, src, orig_src, t, code, extra, quote,
+                    )
+                })
+            }
+            ethertype::IPV6 => {
+                let ip = Ipv6Packet::new_unchecked(&data[l2..]);
+                let orig_src = ip.src_addr();
+                let quote = &data[l2..data.len().min(l2 + ICMP_QUOTE_V6)];
+                let src = ps.v6.first().map(|&(a, _)| a);
+                let (t, extra) = match kind {
+                    IcmpError::TimeExceeded => (icmpv6::msg_type::TIME_EXCEEDED, 0u32),
+                    IcmpError::TooBig(mtu) => (icmpv6::msg_type::PACKET_TOO_BIG, u32::from(mtu)),
+                };
+                src.is_some_and(|src| {
+                    let (src, orig_src) = (IpAddr::V6(src), IpAddr::V6(orig_src));
+                    build_icmp_error(
+                        &mut f, &my_mac, &peer_mac, src, orig_src, t, 0, extra, quote,
+                    )
+                })
+            }
+            _ => false,
+        };
+        if ok {
+            self.counters.icmp_errors_sent += 1;
+            io.transmit(port, f);
+        } else {
+            io.free(f);
+        }
+    }
+}
