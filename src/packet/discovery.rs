@@ -1,27 +1,39 @@
-//! TODO doc
+//! ARP and IPv6 neighbour discovery on the ports: requests and
+//! solicitations for the port's addresses and farm unit addresses are
+//! answered; replies, advertisements and gratuitous ARP teach the neighbour
+//! table (and release the frames that waited for the neighbour); requests
+//! and solicitations go out for next hops being resolved; a port that comes
+//! up announces its addresses.
+//!
+//! Owns nothing but the all-nodes group: the neighbour table is
+//! `neighbour`'s. Calls `route` (which addresses the LB answers for) and
+//! `frames` for the frames it sends.
 
 use std::net::{IpAddr, Ipv6Addr};
 
 use crate::wire::arp::{self, ArpPacket, ArpRepr};
 use crate::wire::ethernet::{self, EthernetFrame};
-use crate::wire::icmpv6::{self};
+use crate::wire::icmpv6::{self, Icmpv6Packet, Ndisc};
+use crate::wire::ipv6::Ipv6Packet;
 
-use super::frames::*;
-use super::processor::*;
-use super::route::*;
+use super::frames::{build_arp, build_ndisc, set_macs};
+use super::icmp::IcmpAt;
+use super::processor::{Handled, Out, Processor, Rx};
+use super::route::{in_prefix4, in_prefix6};
 use super::{DropReason, Frame, Io, Nanos, PortIdx};
 
-pub(super) const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
 impl<F: Frame> Processor<F> {
+    /// An ARP packet after `l2` bytes of Ethernet.
     pub(super) fn arp<I: Io<Frame = F>>(
         &mut self,
         io: &mut I,
-        port: PortIdx,
         frame: &mut F,
         l2: usize,
-        now: Nanos,
+        rx: Rx,
     ) -> Handled {
+        let (port, now) = (rx.port, rx.now);
         let repr = {
             let data = frame.data();
             let pkt = ArpPacket::new_checked(&data[l2..])?;
@@ -66,8 +78,72 @@ impl<F: Frame> Processor<F> {
         Err(DropReason::NotForUs)
     }
 
+    /// An IPv6 neighbour solicitation or advertisement at `at` (its ICMPv6
+    /// checksum verified).
+    pub(super) fn ndisc<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        frame: &mut F,
+        at: IcmpAt,
+        rx: Rx,
+    ) -> Handled {
+        let (port, now) = (rx.port, rx.now);
+        let data = frame.data();
+        let ip = Ipv6Packet::new_unchecked(&data[at.l2..]);
+        let (src, hops) = (ip.src_addr(), ip.hop_limit());
+        if hops != 255 {
+            return Err(DropReason::NotForUs);
+        }
+        let my_mac = self.ports[port as usize].setup.mac;
+        match icmpv6::parse_ndisc(&Icmpv6Packet::new_unchecked(&data[at.at..at.end]))? {
+            Ndisc::Solicit {
+                target,
+                source_lladdr,
+            } => {
+                if !self.answers_for(port, IpAddr::V6(target)) {
+                    return Err(DropReason::NotForUs);
+                }
+                let dad = src.is_unspecified();
+                if let (Some(mac), false) = (source_lladdr, dad) {
+                    self.learn(io, port, IpAddr::V6(src), mac, true, now);
+                }
+                let (reply_dst, flags) = if dad { (ALL_NODES, 0x20) } else { (src, 0x60) };
+                let dst_mac = if dad {
+                    icmpv6::multicast_mac(&ALL_NODES)
+                } else {
+                    let eth = EthernetFrame::new_unchecked(frame.data());
+                    eth.src_addr()
+                };
+                // The advertisement is written over the solicitation.
+                let ok = build_ndisc(frame, &my_mac, &dst_mac, target, reply_dst, |b| {
+                    icmpv6::emit_advert(b, flags, &target, &my_mac)
+                });
+                if !ok {
+                    return Err(DropReason::NoBuffer);
+                }
+                self.counters.nd_adverts += 1;
+                Ok(Out::Reply(port))
+            }
+            Ndisc::Advert {
+                target,
+                target_lladdr,
+                ..
+            } => {
+                let known = self.neighbours.get(port, IpAddr::V6(target), now).is_some();
+                if let Some(mac) = target_lladdr {
+                    self.learn(io, port, IpAddr::V6(target), mac, false, now);
+                    return Ok(Out::Learned);
+                }
+                if known {
+                    return Ok(Out::Learned);
+                }
+                Err(DropReason::NotForUs)
+            }
+        }
+    }
+
     /// Records a neighbour and sends the frames that waited for it.
-    pub(super) fn learn<I: Io<Frame = F>>(
+    fn learn<I: Io<Frame = F>>(
         &mut self,
         io: &mut I,
         port: PortIdx,

@@ -1,15 +1,28 @@
-//! TODO doc
+//! The fast path: a TCP/UDP frame of the common shape (untagged, to our
+//! MAC, IPv4 without options or IPv6 without extension headers, not a
+//! fragment) is parsed in one pass ([`parse_fast`]); when the balancer's
+//! rewrite is of its family and the next hop is in the next-hop cache, it
+//! is rewritten in place (`rewrite::nat_frame_ipv4`/`nat_frame_ipv6`) and
+//! sent without touching the port table. Everything else on this path
+//! (expiring TTL, a flow owned by another worker, a failed lookup, an
+//! uncached next hop, a frame over the MTU) parses the frame again and goes
+//! the general way (`transport`), with the same verdicts, bytes and
+//! counters.
+//!
+//! Owns [`Fast`] (the one-pass parse) and the burst pipelining constants.
+//! Calls the balancer, the next-hop cache (`route`), `rewrite`, and on its
+//! cold branches `transport` and the dispatcher.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::wire::ethernet::{self};
+use crate::wire::ethernet;
 use crate::wire::protocol;
-use crate::wire::udp::{self};
+use crate::wire::udp;
 
-use super::frames::*;
-use super::processor::*;
+use super::frames::set_macs;
+use super::processor::{Handled, Processor, Rx, Verdict};
 use super::rewrite::{self, L4};
-use super::transport::*;
+use super::transport::Transport;
 use super::{Balancer, DropReason, FlowKey, Frame, Io, Nanos, Nat, Offload, PortIdx, TxOffload};
 
 /// Frames of a burst whose flow lookups are started together.
@@ -42,6 +55,7 @@ impl Fast {
     fn transport(&self) -> Transport {
         Transport {
             key: self.key,
+            l2: ethernet::HEADER_LEN,
             flags: self.flags,
             l4: L4 {
                 proto: self.key.proto,
@@ -206,22 +220,19 @@ impl<F: Frame> Processor<F> {
     /// failed lookup, an uncached next hop, a frame over the MTU, checksum
     /// offloads) goes the general way ([`Processor::transport_with`] and
     /// [`Processor::forward_nat`]), with the same verdicts.
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(super) fn forward_fast<I: Io<Frame = F>, B: Balancer>(
         &mut self,
         io: &mut I,
         balancer: &mut B,
-        port: PortIdx,
         frame: F,
         fast: &Fast,
         hint: Option<u64>,
-        now: Nanos,
-        redirected: bool,
+        rx: Rx,
     ) -> Verdict {
-        let key = &fast.key;
-        if fast.ttl <= 1 || (!redirected && balancer.foreign_owner(key).is_some()) {
-            return self.transport_general(io, balancer, port, frame, hint, now, redirected);
+        let (key, now) = (&fast.key, rx.now);
+        if fast.ttl <= 1 || (!rx.redirected && balancer.foreign_owner(key).is_some()) {
+            return self.transport_general(io, balancer, frame, hint, rx);
         }
         let flen = frame.data().len();
         let len = flen.min(u16::MAX as usize) as u16;
@@ -230,8 +241,8 @@ impl<F: Frame> Processor<F> {
             None => balancer.lookup(key, fast.flags, len, now),
         };
         match looked {
-            Ok(nat) => self.send_fast(io, port, frame, fast, nat, now),
-            Err(e) => self.lookup_failed_fast(io, balancer, port, frame, e, now),
+            Ok(nat) => self.send_fast(io, rx.port, frame, fast, nat, now),
+            Err(e) => self.lookup_failed_fast(io, balancer, frame, e, rx),
         }
     }
 
@@ -240,56 +251,42 @@ impl<F: Frame> Processor<F> {
     /// frame has not changed, so this is what [`parse_fast`] gave before
     /// (`None` cannot happen).
     #[inline]
-    pub(super) fn reparse(&self, port: PortIdx, frame: &F) -> Option<Fast> {
+    fn reparse(&self, port: PortIdx, frame: &F) -> Option<Fast> {
         let ps = self.ports.get(port as usize)?;
         parse_fast(frame.data(), &ps.setup.mac)
     }
 
     /// [`Processor::forward_fast`] for a frame it does not handle itself.
-    #[allow(clippy::too_many_arguments)]
     #[cold]
     #[inline(never)]
-    pub(super) fn transport_general<I: Io<Frame = F>, B: Balancer>(
+    fn transport_general<I: Io<Frame = F>, B: Balancer>(
         &mut self,
         io: &mut I,
         balancer: &mut B,
-        port: PortIdx,
         mut frame: F,
         hint: Option<u64>,
-        now: Nanos,
-        redirected: bool,
+        rx: Rx,
     ) -> Verdict {
-        let Some(fast) = self.reparse(port, &frame) else {
-            return self.general(io, balancer, port, frame, now, redirected);
+        let Some(fast) = self.reparse(rx.port, &frame) else {
+            return self.general(io, balancer, frame, rx);
         };
         let t = fast.transport();
-        let out = self.transport_with(
-            balancer,
-            &mut frame,
-            ethernet::HEADER_LEN,
-            &t,
-            hint,
-            now,
-            redirected,
-            None,
-        );
-        self.finish(io, port, frame, out, now)
+        let out = self.transport_with(balancer, &mut frame, &t, hint, None, rx);
+        self.finish(io, rx.port, frame, out, rx.now)
     }
 
     /// [`Processor::forward_fast`] after a failed lookup.
-    #[allow(clippy::too_many_arguments)]
     #[cold]
     #[inline(never)]
-    pub(super) fn lookup_failed_fast<I: Io<Frame = F>, B: Balancer>(
+    fn lookup_failed_fast<I: Io<Frame = F>, B: Balancer>(
         &mut self,
         io: &mut I,
         balancer: &mut B,
-        port: PortIdx,
         frame: F,
         e: DropReason,
-        now: Nanos,
+        rx: Rx,
     ) -> Verdict {
-        self.reparsed(io, port, frame, now, e, |core, _, fast| {
+        self.reparsed(io, rx.port, frame, rx.now, e, |core, _, fast| {
             core.lookup_failed(balancer, e, &fast.key, ethernet::HEADER_LEN)
         })
     }
@@ -298,7 +295,7 @@ impl<F: Frame> Processor<F> {
     /// [`Processor::reparse`] parses it again (`Err(unparsed)` if it did
     /// not, which cannot happen), and [`Processor::finish`] disposes of it.
     #[inline(always)]
-    pub(super) fn reparsed<I: Io<Frame = F>>(
+    fn reparsed<I: Io<Frame = F>>(
         &mut self,
         io: &mut I,
         port: PortIdx,
@@ -320,7 +317,7 @@ impl<F: Frame> Processor<F> {
     /// frame is rewritten, its Ethernet addresses set, and it is sent.
     /// Anything else goes through [`Processor::forward_nat`].
     #[inline(always)]
-    pub(super) fn send_fast<I: Io<Frame = F>>(
+    fn send_fast<I: Io<Frame = F>>(
         &mut self,
         io: &mut I,
         port: PortIdx,
@@ -339,7 +336,7 @@ impl<F: Frame> Processor<F> {
                     let (mac, my_mac, out_port) = (h.mac, h.my_mac, h.port);
                     if !h.no_offload {
                         let hop = (mac, my_mac, out_port, h.offload);
-                        return self.send_offloaded(io, frame, false, fast, &nat, hop, flen);
+                        return self.send_offloaded(io, frame, fast, &nat, hop, flen);
                     }
                     let data = frame.data_mut();
                     let ok = if udp {
@@ -364,7 +361,7 @@ impl<F: Frame> Processor<F> {
                     let (mac, my_mac, out_port) = (h.mac, h.my_mac, h.port);
                     if !h.no_offload {
                         let hop = (mac, my_mac, out_port, h.offload);
-                        return self.send_offloaded(io, frame, true, fast, &nat, hop, flen);
+                        return self.send_offloaded(io, frame, fast, &nat, hop, flen);
                     }
                     let data = frame.data_mut();
                     let ok = if udp {
@@ -397,20 +394,25 @@ impl<F: Frame> Processor<F> {
     /// [`Processor::send_fast`] on a port with checksum offloads: the NIC
     /// completes the checksums; `hop` is the next hop's MAC, the egress
     /// port's MAC, the egress port and its offloads.
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    pub(super) fn send_offloaded<I: Io<Frame = F>>(
+    fn send_offloaded<I: Io<Frame = F>>(
         &mut self,
         io: &mut I,
         mut frame: F,
-        v6: bool,
         fast: &Fast,
         nat: &Nat,
         hop: ([u8; 6], [u8; 6], PortIdx, Offload),
         flen: usize,
     ) -> Verdict {
         let (mac, my_mac, out_port, offload) = hop;
-        let req = offloaded(&mut frame, v6, fast.key.proto, fast.l4_len, nat, offload);
+        let req = offloaded(
+            &mut frame,
+            fast.v6,
+            fast.key.proto,
+            fast.l4_len,
+            nat,
+            offload,
+        );
         set_macs(&mut frame, &mac, &my_mac);
         frame.set_tx_offload(req);
         self.sent(io, frame, out_port, flen)
@@ -418,7 +420,7 @@ impl<F: Frame> Processor<F> {
 
     /// Transmits a forwarded frame of `flen` bytes on `out_port` and counts it.
     #[inline(always)]
-    pub(super) fn sent<I: Io<Frame = F>>(
+    fn sent<I: Io<Frame = F>>(
         &mut self,
         io: &mut I,
         frame: F,
@@ -434,7 +436,7 @@ impl<F: Frame> Processor<F> {
     /// [`Processor::send_fast`] for a frame it does not handle itself.
     #[cold]
     #[inline(never)]
-    pub(super) fn send_general<I: Io<Frame = F>>(
+    fn send_general<I: Io<Frame = F>>(
         &mut self,
         io: &mut I,
         port: PortIdx,
@@ -450,7 +452,7 @@ impl<F: Frame> Processor<F> {
             DropReason::BadHeaderLength,
             |core, frame, fast| {
                 let t = fast.transport();
-                core.forward_nat(frame, ethernet::HEADER_LEN, &t, &nat, now, None)
+                core.forward_nat(frame, &t, &nat, now, None)
             },
         )
     }
@@ -460,7 +462,7 @@ impl<F: Frame> Processor<F> {
 /// with checksum offloads: the general rewrite, which leaves the offloaded
 /// checksums to the port.
 #[inline(never)]
-pub(super) fn offloaded<F: Frame>(
+fn offloaded<F: Frame>(
     frame: &mut F,
     v6: bool,
     proto: u8,

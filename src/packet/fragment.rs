@@ -1,18 +1,29 @@
-//! TODO doc
+//! IP fragments: a first fragment is handled by its ports like any packet and
+//! its flow's rewrite remembered by (source, destination, protocol, IP id)
+//! for [`FRAGMENT_TIMEOUT`]; later fragments of a remembered datagram follow
+//! it (addresses rewritten, no ports to read); other non-first fragments are
+//! dropped (`fragment`). With several workers, the later fragments must
+//! reach the worker that saw the first (RSS on the IP addresses only).
+//!
+//! Owns [`Fragments`], the bounded memory of first fragments. Calls `route`
+//! for the next hop and `rewrite` for the addresses.
 
 use std::net::IpAddr;
 
-use crate::wire::ipv4::Ipv4Packet;
-use crate::wire::ipv6::{self};
+use hashbrown::HashMap;
 
-use super::processor::*;
+use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::ipv6;
+
+use super::processor::{Handled, Out, Processor, SEC};
 use super::rewrite::{self, L4};
 use super::{DropReason, Frame, Nanos, Nat};
 
 /// How long a first fragment's flow is remembered for the fragments after it.
 pub(super) const FRAGMENT_TIMEOUT: Nanos = 5 * SEC;
 
-pub(super) const FRAGMENT_ENTRIES: usize = 4096;
+/// First fragments remembered at most (per worker).
+const FRAGMENT_ENTRIES: usize = 4096;
 
 /// Key of a fragmented datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -23,17 +34,57 @@ pub(super) struct FragKey {
     pub(super) ident: u32,
 }
 
-impl<F: Frame> Processor<F> {
-    pub(super) fn remember_fragment(&mut self, k: FragKey, nat: Nat, now: Nanos) {
-        if self.frags.len() >= FRAGMENT_ENTRIES {
-            self.frags
-                .retain(|_, (_, t)| now.saturating_sub(*t) < FRAGMENT_TIMEOUT);
-        }
-        if self.frags.len() < FRAGMENT_ENTRIES {
-            self.frags.insert(k, (nat, now));
+/// The rewrite of each fragmented datagram whose first fragment went
+/// through, and when it was seen; at most [`FRAGMENT_ENTRIES`].
+pub(super) struct Fragments {
+    map: HashMap<FragKey, (Nat, Nanos)>,
+}
+
+impl Fragments {
+    pub(super) fn new() -> Self {
+        Fragments {
+            map: HashMap::with_capacity(FRAGMENT_ENTRIES),
         }
     }
 
+    /// Remembers the rewrite of `k`'s first fragment; when full, expired
+    /// entries make room, and without room the datagram is not remembered
+    /// (its later fragments are dropped).
+    pub(super) fn remember(&mut self, k: FragKey, nat: Nat, now: Nanos) {
+        if self.map.len() >= FRAGMENT_ENTRIES {
+            self.expire(now);
+        }
+        if self.map.len() < FRAGMENT_ENTRIES {
+            self.map.insert(k, (nat, now));
+        }
+    }
+
+    /// The rewrite of `k`'s first fragment, unless unknown or expired (an
+    /// expired entry is forgotten).
+    fn flow_of(&mut self, k: &FragKey, now: Nanos) -> Option<Nat> {
+        let &(nat, seen) = self.map.get(k)?;
+        if now.saturating_sub(seen) >= FRAGMENT_TIMEOUT {
+            self.map.remove(k);
+            return None;
+        }
+        Some(nat)
+    }
+
+    fn forget(&mut self, k: &FragKey) {
+        self.map.remove(k);
+    }
+
+    /// Forgets the datagrams whose first fragment is older than
+    /// [`FRAGMENT_TIMEOUT`].
+    pub(super) fn expire(&mut self, now: Nanos) {
+        if !self.map.is_empty() {
+            self.map
+                .retain(|_, (_, t)| now.saturating_sub(*t) < FRAGMENT_TIMEOUT);
+        }
+    }
+}
+
+impl<F: Frame> Processor<F> {
     /// A non-first fragment: follows its first fragment's flow, addresses only.
     pub(super) fn later_fragment(
         &mut self,
@@ -44,13 +95,9 @@ impl<F: Frame> Processor<F> {
         ttl: u8,
         now: Nanos,
     ) -> Handled {
-        let Some(&(nat, seen)) = self.frags.get(&k) else {
+        let Some(nat) = self.frags.flow_of(&k, now) else {
             return Err(DropReason::Fragment);
         };
-        if now.saturating_sub(seen) >= FRAGMENT_TIMEOUT {
-            self.frags.remove(&k);
-            return Err(DropReason::Fragment);
-        }
         if ttl <= 1 {
             return Err(DropReason::TtlExpired);
         }
@@ -89,7 +136,7 @@ impl<F: Frame> Processor<F> {
         };
         frame.set_tx_offload(req);
         if last {
-            self.frags.remove(&k);
+            self.frags.forget(&k);
         }
         self.counters.fragments_forwarded += 1;
         Ok(Out::Route {

@@ -1,4 +1,7 @@
-//! TODO doc
+//! Frames farmlb writes itself: ARP requests and announcements, IPv6
+//! neighbour discovery messages, TCP RSTs and ICMP errors, and the Ethernet
+//! addressing of frames it sends. Pure builders over a [`Frame`]: they
+//! decide nothing and call only the wire views.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -15,6 +18,24 @@ use super::Frame;
 
 /// TTL of frames farmlb originates.
 pub(super) const OWN_TTL: u8 = 64;
+
+/// Who a generated IP frame is from and to, at Ethernet and IP.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Addressing {
+    pub(super) src_mac: [u8; 6],
+    pub(super) dst_mac: [u8; 6],
+    pub(super) src: IpAddr,
+    pub(super) dst: IpAddr,
+}
+
+/// The first word of an ICMP (IPv4) or ICMPv6 error and its second word
+/// (`extra`: the MTU for fragmentation needed / packet too big, else 0).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct IcmpHeader {
+    pub(super) msg_type: u8,
+    pub(super) code: u8,
+    pub(super) extra: u32,
+}
 
 pub(super) fn set_macs<F: Frame>(f: &mut F, dst: &[u8; 6], src: &[u8; 6]) {
     let data = f.data_mut();
@@ -67,17 +88,19 @@ pub(super) fn build_arp<F: Frame>(
 /// addresses' family) with `payload_len` bytes after the IP header, zeroed
 /// and padded to the Ethernet minimum, headers written; returns the payload
 /// for the caller to fill. `None` for mixed families or a frame too small.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn ip_frame<'a, F: Frame>(
+fn ip_frame<'a, F: Frame>(
     f: &'a mut F,
-    src_mac: &[u8; 6],
-    dst_mac: &[u8; 6],
-    src: IpAddr,
-    dst: IpAddr,
+    to: &Addressing,
     proto: u8,
     ttl: u8,
     payload_len: usize,
 ) -> Option<&'a mut [u8]> {
+    let Addressing {
+        src_mac,
+        dst_mac,
+        src,
+        dst,
+    } = *to;
     let (l3, et) = match (src, dst) {
         (IpAddr::V4(_), IpAddr::V4(_)) => (ipv4::HEADER_LEN, ethertype::IPV4),
         (IpAddr::V6(_), IpAddr::V6(_)) => (ipv6::HEADER_LEN, ethertype::IPV6),
@@ -90,7 +113,7 @@ pub(super) fn ip_frame<'a, F: Frame>(
     f.set_tx_offload(Default::default());
     let data = f.data_mut();
     data.fill(0);
-    ethernet::emit_header(data, dst_mac, src_mac, et);
+    ethernet::emit_header(data, &dst_mac, &src_mac, et);
     let header = &mut data[ethernet::HEADER_LEN..at];
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => Ipv4Repr {
@@ -126,8 +149,13 @@ pub(super) fn build_ndisc<F: Frame>(
 ) -> bool {
     let mut buf = [0u8; 64];
     let n = emit(&mut buf);
-    let (s, d) = (IpAddr::V6(src), IpAddr::V6(dst));
-    let Some(msg) = ip_frame(f, src_mac, dst_mac, s, d, protocol::ICMPV6, 255, n) else {
+    let to = Addressing {
+        src_mac: *src_mac,
+        dst_mac: *dst_mac,
+        src: IpAddr::V6(src),
+        dst: IpAddr::V6(dst),
+    };
+    let Some(msg) = ip_frame(f, &to, protocol::ICMPV6, 255, n) else {
         return false;
     };
     msg.copy_from_slice(&buf[..n]);
@@ -147,7 +175,13 @@ pub(super) fn build_tcp_rst<F: Frame>(
     seq: u32,
     ack: Option<u32>,
 ) -> bool {
-    let Some(seg) = ip_frame(f, &[0; 6], &[0; 6], src, dst, protocol::TCP, OWN_TTL, 20) else {
+    let to = Addressing {
+        src_mac: [0; 6],
+        dst_mac: [0; 6],
+        src,
+        dst,
+    };
+    let Some(seg) = ip_frame(f, &to, protocol::TCP, OWN_TTL, 20) else {
         return false;
     };
     crate::wire::tcp::emit_rst(seg, sport, dport, seq, ack);
@@ -155,33 +189,26 @@ pub(super) fn build_tcp_rst<F: Frame>(
     true
 }
 
-/// Writes an ICMP (IPv4) or ICMPv6 error of type `t`, `code`, with `extra`
-/// in the second word (the MTU for fragmentation needed / packet too big)
-/// and `quote`, the start of the offending packet.
-#[allow(clippy::too_many_arguments)]
+/// Writes an ICMP (IPv4) or ICMPv6 error (`header`) quoting `quote`, the
+/// start of the offending packet.
 pub(super) fn build_icmp_error<F: Frame>(
     f: &mut F,
-    src_mac: &[u8; 6],
-    dst_mac: &[u8; 6],
-    src: IpAddr,
-    dst: IpAddr,
-    t: u8,
-    code: u8,
-    extra: u32,
+    to: &Addressing,
+    header: IcmpHeader,
     quote: &[u8],
 ) -> bool {
-    let v6 = matches!(src, IpAddr::V6(_));
+    let v6 = matches!(to.src, IpAddr::V6(_));
     let proto = if v6 { protocol::ICMPV6 } else { protocol::ICMP };
     // ICMPv4 and ICMPv6 share the 8-byte header layout.
     let len = icmpv4::HEADER_LEN + quote.len();
-    let Some(msg) = ip_frame(f, src_mac, dst_mac, src, dst, proto, OWN_TTL, len) else {
+    let Some(msg) = ip_frame(f, to, proto, OWN_TTL, len) else {
         return false;
     };
-    msg[0] = t;
-    msg[1] = code;
-    msg[4..8].copy_from_slice(&extra.to_be_bytes());
+    msg[0] = header.msg_type;
+    msg[1] = header.code;
+    msg[4..8].copy_from_slice(&header.extra.to_be_bytes());
     msg[8..].copy_from_slice(quote);
-    match (src, dst) {
+    match (to.src, to.dst) {
         (IpAddr::V6(s), IpAddr::V6(d)) => Icmpv6Packet::new_unchecked(msg).fill_checksum(&s, &d),
         _ => Icmpv4Packet::new_unchecked(msg).fill_checksum(),
     }

@@ -1,30 +1,49 @@
-//! TODO doc
+//! ICMP and ICMPv6 that are not neighbour discovery: echo requests to the
+//! LB's or a farm unit's address are answered; errors about a flow's packet
+//! are translated by their embedded header and forwarded to the flow's
+//! other side; errors farmlb generates itself (time exceeded, fragmentation
+//! needed / packet too big) are sent back to the offending packet's sender,
+//! rate limited.
+//!
+//! Owns [`IcmpAt`] (where a message lies in its frame), [`IcmpError`] (the
+//! errors farmlb generates) and [`RateLimit`]. Calls the balancer (`peek`,
+//! to find the flow of an embedded packet), `route`, `rewrite`, `frames`,
+//! and `discovery` for ICMPv6 neighbour discovery.
 
 use std::net::IpAddr;
 
 use crate::wire::checksum;
 use crate::wire::ethernet::{ethertype, EthernetFrame};
 use crate::wire::icmpv4::{self, Icmpv4Packet};
-use crate::wire::icmpv6::{self, Icmpv6Packet, Ndisc};
+use crate::wire::icmpv6::{self, Icmpv6Packet};
 use crate::wire::ipv4::{self, Ipv4Packet};
 use crate::wire::ipv6::{self, Ipv6Packet};
 use crate::wire::protocol;
 
-use super::discovery::*;
-use super::frames::*;
-use super::processor::*;
-use super::rewrite::{self};
+use super::frames::{build_icmp_error, reply_macs, Addressing, IcmpHeader, OWN_TTL};
+use super::processor::{Handled, Out, Processor, Rx, SEC};
+use super::rewrite;
 use super::{Balancer, DropReason, FlowKey, Frame, Io, Nanos, PortIdx};
 
 /// Bytes of the offending packet quoted in ICMP errors farmlb sends (RFC 1812:
 /// as much as fits in 576 bytes).
-pub(super) const ICMP_QUOTE_V4: usize = 576 - 20 - 8;
-
-pub(super) const ICMP_QUOTE_V6: usize = 1280 - 40 - 8;
+const ICMP_QUOTE_V4: usize = 576 - 20 - 8;
+const ICMP_QUOTE_V6: usize = 1280 - 40 - 8;
 
 /// ICMP errors farmlb generates: at most this many per second per worker.
-pub(super) const ICMP_RATE: u32 = 1000;
+const ICMP_RATE: u32 = 1000;
 
+/// Where an ICMP or ICMPv6 message lies in its frame: the IP header starts
+/// after `l2` bytes of Ethernet, the message at `at`, and the IP packet
+/// ends at `end` (offsets into the frame).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct IcmpAt {
+    pub(super) l2: usize,
+    pub(super) at: usize,
+    pub(super) end: usize,
+}
+
+/// An error farmlb sends about a packet it cannot forward.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum IcmpError {
     TimeExceeded,
@@ -32,14 +51,22 @@ pub(super) enum IcmpError {
     TooBig(u16),
 }
 
-/// A token bucket refilled from `now`.
+/// A token bucket refilled from `now`: [`ICMP_RATE`] per second, bursts of
+/// a tenth of that.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct RateLimit {
-    pub(super) tokens: u32,
-    pub(super) last: Nanos,
+    tokens: u32,
+    last: Nanos,
 }
 
 impl RateLimit {
+    pub(super) fn new() -> Self {
+        RateLimit {
+            tokens: ICMP_RATE / 10,
+            last: 0,
+        }
+    }
+
     fn allow(&mut self, now: Nanos) -> bool {
         let elapsed = now.saturating_sub(self.last);
         // Saturate: after ~49.7 days the refill no longer fits 32 bits.
@@ -57,22 +84,20 @@ impl RateLimit {
 }
 
 impl<F: Frame> Processor<F> {
-    #[allow(clippy::too_many_arguments)]
+    /// An ICMP (IPv4) message at `at`.
     pub(super) fn icmpv4<B: Balancer>(
         &mut self,
         balancer: &mut B,
-        port: PortIdx,
         frame: &mut F,
-        l2: usize,
-        hl: usize,
-        total: usize,
-        now: Nanos,
-        redirected: bool,
+        at: IcmpAt,
+        rx: Rx,
     ) -> Handled {
+        let IcmpAt { l2, at, end } = at;
+        let port = rx.port;
         let data = frame.data();
         let ip = Ipv4Packet::new_unchecked(&data[l2..]);
         let (src, dst, ttl) = (ip.src_addr(), ip.dst_addr(), ip.ttl());
-        let icmp = Icmpv4Packet::new_checked(&data[l2 + hl..l2 + total])?;
+        let icmp = Icmpv4Packet::new_checked(&data[at..end])?;
         if !icmp.verify_checksum() {
             return Err(DropReason::BadChecksum);
         }
@@ -95,7 +120,7 @@ impl<F: Frame> Processor<F> {
                 ip.set_dst_addr(src);
                 ip.set_ttl(OWN_TTL);
                 ip.fill_checksum();
-                let mut icmp = Icmpv4Packet::new_unchecked(&mut data[l2 + hl..l2 + total]);
+                let mut icmp = Icmpv4Packet::new_unchecked(&mut data[at..end]);
                 icmp.set_msg_type(icmpv4::msg_type::ECHO_REPLY);
                 icmp.set_checksum(old);
                 self.counters.echo_replies += 1;
@@ -105,17 +130,8 @@ impl<F: Frame> Processor<F> {
                 if ttl <= 1 {
                     return Err(DropReason::TtlExpired);
                 }
-                let inner_at = l2 + hl + icmpv4::HEADER_LEN;
-                self.icmp_error(
-                    balancer,
-                    frame,
-                    l2,
-                    inner_at,
-                    l2 + total,
-                    false,
-                    now,
-                    redirected,
-                )
+                let at = IcmpAt { l2, at, end };
+                self.icmp_error(balancer, frame, at, false, rx.redirected)
             }
             _ if self.is_port_addr(IpAddr::V4(dst)) => Ok(Out::Exception),
             _ if self.is_farm_addr(IpAddr::V4(dst)) => Err(DropReason::UnknownProtocol),
@@ -123,22 +139,73 @@ impl<F: Frame> Processor<F> {
         }
     }
 
-    /// Translates an ICMP error (v4 or v6) about a flow's packet: the embedded
-    /// packet's flow is found from the reverse direction, the embedded header
-    /// is rewritten to what the receiver sent (or received), the outer header to
-    /// the flow's addresses, and all checksums are recomputed.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn icmp_error<B: Balancer>(
+    /// An ICMPv6 message at `at`.
+    pub(super) fn icmpv6<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        frame: &mut F,
+        at: IcmpAt,
+        rx: Rx,
+    ) -> Handled {
+        let port = rx.port;
+        let data = frame.data();
+        let ip = Ipv6Packet::new_unchecked(&data[at.l2..]);
+        let (src, dst, hops) = (ip.src_addr(), ip.dst_addr(), ip.hop_limit());
+        let icmp = Icmpv6Packet::new_checked(&data[at.at..at.end])?;
+        if !icmp.verify_checksum(&src, &dst) {
+            return Err(DropReason::BadChecksum);
+        }
+        let t = icmp.msg_type();
+        match t {
+            icmpv6::msg_type::NEIGHBOR_SOLICIT | icmpv6::msg_type::NEIGHBOR_ADVERT => {
+                self.ndisc(io, frame, at, rx)
+            }
+            icmpv6::msg_type::ECHO_REQUEST
+                if self.answers_for(port, IpAddr::V6(dst))
+                    || self.is_port_addr(IpAddr::V6(dst)) =>
+            {
+                let my_mac = self.ports[port as usize].setup.mac;
+                let data = frame.data_mut();
+                reply_macs(data, &my_mac);
+                let mut ip = Ipv6Packet::new_unchecked(&mut data[at.l2..]);
+                ip.set_src_addr(&dst);
+                ip.set_dst_addr(&src);
+                ip.set_hop_limit(OWN_TTL);
+                let mut icmp = Icmpv6Packet::new_unchecked(&mut data[at.at..at.end]);
+                icmp.set_msg_type(icmpv6::msg_type::ECHO_REPLY);
+                icmp.fill_checksum(&dst, &src);
+                self.counters.echo_replies += 1;
+                Ok(Out::Reply(port))
+            }
+            t if icmpv6::is_error(t) => {
+                if hops <= 1 {
+                    return Err(DropReason::TtlExpired);
+                }
+                self.icmp_error(balancer, frame, at, true, rx.redirected)
+            }
+            _ if self.is_port_addr(IpAddr::V6(dst)) => Ok(Out::Exception),
+            _ if dst.is_multicast() => Err(DropReason::NotForUs),
+            _ => Err(DropReason::NoFarmUnit),
+        }
+    }
+
+    /// Translates an ICMP error (v4 or v6, the message at `at`) about a
+    /// flow's packet: the embedded packet's flow is found from the reverse
+    /// direction, the embedded header is rewritten to what the receiver
+    /// sent (or received), the outer header to the flow's addresses, and all
+    /// checksums are recomputed.
+    fn icmp_error<B: Balancer>(
         &mut self,
         balancer: &mut B,
         frame: &mut F,
-        l2: usize,
-        inner_at: usize,
-        end: usize,
+        at: IcmpAt,
         v6: bool,
-        _now: Nanos,
         redirected: bool,
     ) -> Handled {
+        let IcmpAt { l2, at, end } = at;
+        // ICMPv4 and ICMPv6 errors both have an 8-byte header.
+        let inner_at = at + icmpv4::HEADER_LEN;
         let data = frame.data();
         let inner = &data[inner_at..end];
         // The embedded packet: a header and at least 8 bytes of L4 (ports).
@@ -207,10 +274,8 @@ impl<F: Frame> Processor<F> {
             nat.src,
             nat.src_port,
         );
-        let ip_end = end;
         if !v6 {
-            let mut ip = Ipv4Packet::new_unchecked(&mut data[l2..ip_end]);
-            let hl = ip.header_len();
+            let mut ip = Ipv4Packet::new_unchecked(&mut data[l2..end]);
             if let (IpAddr::V4(s), IpAddr::V4(d)) = (nat.src, nat.dst) {
                 ip.set_src_addr(s);
                 ip.set_dst_addr(d);
@@ -218,10 +283,10 @@ impl<F: Frame> Processor<F> {
             let ttl = ip.ttl();
             ip.set_ttl(ttl - 1);
             ip.fill_checksum();
-            let mut icmp = Icmpv4Packet::new_unchecked(&mut data[l2 + hl..ip_end]);
+            let mut icmp = Icmpv4Packet::new_unchecked(&mut data[at..end]);
             icmp.fill_checksum();
         } else {
-            let mut ip = Ipv6Packet::new_unchecked(&mut data[l2..ip_end]);
+            let mut ip = Ipv6Packet::new_unchecked(&mut data[l2..end]);
             let (IpAddr::V6(s), IpAddr::V6(d)) = (nat.src, nat.dst) else {
                 return Err(DropReason::UnknownProtocol);
             };
@@ -229,7 +294,7 @@ impl<F: Frame> Processor<F> {
             ip.set_dst_addr(&d);
             let hops = ip.hop_limit();
             ip.set_hop_limit(hops - 1);
-            let mut icmp = Icmpv6Packet::new_unchecked(&mut data[l2 + ipv6::HEADER_LEN..ip_end]);
+            let mut icmp = Icmpv6Packet::new_unchecked(&mut data[at..end]);
             icmp.fill_checksum(&s, &d);
         }
         frame.set_tx_offload(Default::default());
@@ -239,107 +304,6 @@ impl<F: Frame> Processor<F> {
             next_hop,
             dst: nat.dst,
         })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn icmpv6<I: Io<Frame = F>, B: Balancer>(
-        &mut self,
-        io: &mut I,
-        balancer: &mut B,
-        port: PortIdx,
-        frame: &mut F,
-        l2: usize,
-        at: usize,
-        end: usize,
-        now: Nanos,
-        redirected: bool,
-    ) -> Handled {
-        let data = frame.data();
-        let ip = Ipv6Packet::new_unchecked(&data[l2..]);
-        let (src, dst, hops) = (ip.src_addr(), ip.dst_addr(), ip.hop_limit());
-        let icmp = Icmpv6Packet::new_checked(&data[at..end])?;
-        if !icmp.verify_checksum(&src, &dst) {
-            return Err(DropReason::BadChecksum);
-        }
-        let t = icmp.msg_type();
-        let my_mac = self.ports[port as usize].setup.mac;
-        match t {
-            icmpv6::msg_type::NEIGHBOR_SOLICIT | icmpv6::msg_type::NEIGHBOR_ADVERT => {
-                if hops != 255 {
-                    return Err(DropReason::NotForUs);
-                }
-                match icmpv6::parse_ndisc(&icmp)? {
-                    Ndisc::Solicit {
-                        target,
-                        source_lladdr,
-                    } => {
-                        if !self.answers_for(port, IpAddr::V6(target)) {
-                            return Err(DropReason::NotForUs);
-                        }
-                        let dad = src.is_unspecified();
-                        if let (Some(mac), false) = (source_lladdr, dad) {
-                            self.learn(io, port, IpAddr::V6(src), mac, true, now);
-                        }
-                        let (reply_dst, flags) = if dad { (ALL_NODES, 0x20) } else { (src, 0x60) };
-                        let dst_mac = if dad {
-                            icmpv6::multicast_mac(&ALL_NODES)
-                        } else {
-                            let eth = EthernetFrame::new_unchecked(frame.data());
-                            eth.src_addr()
-                        };
-                        // The advertisement is written over the solicitation.
-                        let ok = build_ndisc(frame, &my_mac, &dst_mac, target, reply_dst, |b| {
-                            icmpv6::emit_advert(b, flags, &target, &my_mac)
-                        });
-                        if !ok {
-                            return Err(DropReason::NoBuffer);
-                        }
-                        self.counters.nd_adverts += 1;
-                        Ok(Out::Reply(port))
-                    }
-                    Ndisc::Advert {
-                        target,
-                        target_lladdr,
-                        ..
-                    } => {
-                        let known = self.neighbours.get(port, IpAddr::V6(target), now).is_some();
-                        if let Some(mac) = target_lladdr {
-                            self.learn(io, port, IpAddr::V6(target), mac, false, now);
-                            return Ok(Out::Learned);
-                        }
-                        if known {
-                            return Ok(Out::Learned);
-                        }
-                        Err(DropReason::NotForUs)
-                    }
-                }
-            }
-            icmpv6::msg_type::ECHO_REQUEST
-                if self.answers_for(port, IpAddr::V6(dst))
-                    || self.is_port_addr(IpAddr::V6(dst)) =>
-            {
-                let data = frame.data_mut();
-                reply_macs(data, &my_mac);
-                let mut ip = Ipv6Packet::new_unchecked(&mut data[l2..]);
-                ip.set_src_addr(&dst);
-                ip.set_dst_addr(&src);
-                ip.set_hop_limit(OWN_TTL);
-                let mut icmp = Icmpv6Packet::new_unchecked(&mut data[at..end]);
-                icmp.set_msg_type(icmpv6::msg_type::ECHO_REPLY);
-                icmp.fill_checksum(&dst, &src);
-                self.counters.echo_replies += 1;
-                Ok(Out::Reply(port))
-            }
-            t if icmpv6::is_error(t) => {
-                if hops <= 1 {
-                    return Err(DropReason::TtlExpired);
-                }
-                self.icmp_error(balancer, frame, l2, at + 8, end, true, now, redirected)
-            }
-            _ if self.is_port_addr(IpAddr::V6(dst)) => Ok(Out::Exception),
-            _ if dst.is_multicast() => Err(DropReason::NotForUs),
-            _ => Err(DropReason::NoFarmUnit),
-        }
     }
 
     /// Sends an ICMP error about `frame` (received on `port`) back to its
@@ -373,34 +337,49 @@ impl<F: Frame> Processor<F> {
                 let orig_src = ip.src_addr();
                 let quote = &data[l2..(l2 + ip.total_len() as usize).min(data.len())];
                 let quote = &quote[..quote.len().min(ICMP_QUOTE_V4)];
-                let src = ps.v4.first().map(|&(a, _)| a);
-                let (t, code, extra) = match kind {
-                    IcmpError::TimeExceeded => (icmpv4::msg_type::TIME_EXCEEDED, 0, 0u32),
-                    IcmpError::TooBig(mtu) => {
-                        (icmpv4::msg_type::DST_UNREACHABLE, 4, u32::from(mtu))
-                    }
+                let header = match kind {
+                    IcmpError::TimeExceeded => IcmpHeader {
+                        msg_type: icmpv4::msg_type::TIME_EXCEEDED,
+                        code: 0,
+                        extra: 0,
+                    },
+                    IcmpError::TooBig(mtu) => IcmpHeader {
+                        msg_type: icmpv4::msg_type::DST_UNREACHABLE,
+                        code: 4,
+                        extra: u32::from(mtu),
+                    },
                 };
-                src.is_some_and(|src| {
-                    let (src, orig_src) = (IpAddr::V4(src), IpAddr::V4(orig_src));
-                    build_icmp_error(
-                        &mut f, &my_mac, &peer_mac, src, orig_src, t, code, extra, quote,
-                    )
+                ps.v4.first().is_some_and(|&(src, _)| {
+                    let to = Addressing {
+                        src_mac: my_mac,
+                        dst_mac: peer_mac,
+                        src: IpAddr::V4(src),
+                        dst: IpAddr::V4(orig_src),
+                    };
+                    build_icmp_error(&mut f, &to, header, quote)
                 })
             }
             ethertype::IPV6 => {
                 let ip = Ipv6Packet::new_unchecked(&data[l2..]);
                 let orig_src = ip.src_addr();
                 let quote = &data[l2..data.len().min(l2 + ICMP_QUOTE_V6)];
-                let src = ps.v6.first().map(|&(a, _)| a);
-                let (t, extra) = match kind {
-                    IcmpError::TimeExceeded => (icmpv6::msg_type::TIME_EXCEEDED, 0u32),
+                let (msg_type, extra) = match kind {
+                    IcmpError::TimeExceeded => (icmpv6::msg_type::TIME_EXCEEDED, 0),
                     IcmpError::TooBig(mtu) => (icmpv6::msg_type::PACKET_TOO_BIG, u32::from(mtu)),
                 };
-                src.is_some_and(|src| {
-                    let (src, orig_src) = (IpAddr::V6(src), IpAddr::V6(orig_src));
-                    build_icmp_error(
-                        &mut f, &my_mac, &peer_mac, src, orig_src, t, 0, extra, quote,
-                    )
+                let header = IcmpHeader {
+                    msg_type,
+                    code: 0,
+                    extra,
+                };
+                ps.v6.first().is_some_and(|&(src, _)| {
+                    let to = Addressing {
+                        src_mac: my_mac,
+                        dst_mac: peer_mac,
+                        src: IpAddr::V6(src),
+                        dst: IpAddr::V6(orig_src),
+                    };
+                    build_icmp_error(&mut f, &to, header, quote)
                 })
             }
             _ => false,

@@ -1,61 +1,55 @@
-//! The per-frame decision of a worker: parse, classify, answer what is for the
-//! LB itself (ARP, ND, ICMP echo), translate ICMP errors, NAT-rewrite and
-//! forward flows, hand the rest to the kernel exception path, and drop and
-//! count everything else by reason.
+//! The per-frame decision of a worker, as a dispatcher: it parses as much
+//! of a frame as it takes to know whose concern the frame is, and hands it to
+//! the room that owns that concern. It owns the [`Processor`] (the worker's
+//! packet state), the [`Verdict`] of a frame, and disposing of a frame as its
+//! room decided ([`Out`]: send, reply, hand to the kernel or another worker,
+//! drop and count).
 //!
-//! Frame path, in order:
+//! Frame path, in order (each step names its room):
 //! 1. Ethernet (802.1Q/802.1ad tags accepted and kept): a frame for another
-//!    MAC is `not_for_us`.
+//!    MAC is `not_for_us`. Frames of the common shape (untagged, to our MAC,
+//!    TCP/UDP over IPv4 without options or IPv6 without extension headers,
+//!    not a fragment) take the fast path (`fast`: one-pass parse, in-place
+//!    rewrite when the next hop is cached); everything else, and every
+//!    exception on the fast path, goes the general way below, with the same
+//!    verdicts, bytes and counters (the tests compare the two).
 //! 2. ARP: requests for the port's addresses and for farm unit addresses are
-//!    answered; replies and gratuitous ARP update known neighbours.
-//! 3. IPv4/IPv6: header validated (IPv4 header checksum always verified).
-//!    IPv4 options are dropped (`ip_options`). Fragments: a first fragment is
-//!    handled by its ports and remembered by (source, destination, protocol,
-//!    IP id); later fragments of a remembered datagram follow it (address
-//!    rewrite only); other non-first fragments are dropped (`fragment`).
-//! 4. ICMP: echo requests to the LB's or a farm unit's address are answered;
-//!    ICMP errors are matched to their flow by the embedded header and
-//!    forwarded with both headers rewritten; errors with a bad outer or
-//!    embedded checksum are dropped. ICMPv6 neighbour solicitations for our
-//!    addresses get an advertisement; advertisements update neighbours.
+//!    answered; replies and gratuitous ARP update known neighbours
+//!    (`discovery`).
+//! 3. IPv4/IPv6: header validated (IPv4 header checksum always verified);
+//!    IPv4 options are dropped (`ip_options`). Non-first fragments follow
+//!    their first fragment's flow or are dropped (`fragment`).
+//! 4. ICMP: echo answered, errors translated by their embedded header
+//!    (`icmp`); IPv6 neighbour discovery (`discovery`).
 //! 5. TCP/UDP: the balancer decides (a flow, or a new flow to a farm unit);
 //!    traffic to the LB's own port addresses that no unit claims goes to the
-//!    exception path. TTL/hop limit is decremented; a packet that would expire
-//!    gets ICMP time exceeded; one larger than the egress MTU with DF set (all
-//!    IPv6) gets fragmentation needed / packet too big.
+//!    exception path; TTL, MTU and the reset policy (`transport`; the ICMP
+//!    errors it asks for are built by `icmp`, the RSTs by `transport`).
 //! 6. Next hop from the connected prefixes and gateways of the ports; the MAC
-//!    from the neighbour table (the frame waits in a bounded queue while ARP/ND
-//!    resolves).
+//!    from the next-hop cache or the neighbour table (the frame waits in a
+//!    bounded queue while ARP/ND resolves) (`route`).
 //!
-//! Fast path: a TCP/UDP frame of the common shape (untagged, to our MAC,
-//! IPv4 without options or IPv6 without extension headers, not a fragment)
-//! is parsed in one pass ([`parse_fast`]); when the balancer's rewrite is
-//! of its family and the next hop is in the next-hop cache, it is
-//! rewritten in place ([`rewrite::nat_frame_ipv4`]/`nat_frame_ipv6`) and
-//! sent without touching the port table. Everything else on that path
-//! (expiring TTL, a flow owned by another worker, a failed lookup, an
-//! uncached next hop, a frame over the MTU) goes the general way, with the
-//! same verdicts, bytes and counters; the tests compare the two.
-//!
-//! L4 checksums of forwarded TCP/UDP packets are not verified: the
-//! incremental update keeps a corrupt checksum corrupt, so the end host drops
-//! it, as it would without a load balancer.
+//! Frames farmlb writes itself (ARP, ND, RST, ICMP errors) are built in
+//! `frames`. L4 checksums of forwarded TCP/UDP packets are not verified:
+//! the incremental update keeps a corrupt checksum corrupt, so the end host
+//! drops it, as it would without a load balancer.
 
 use std::net::IpAddr;
-
-use hashbrown::HashMap;
 
 use crate::wire::ethernet::{self, ethertype, EthernetFrame};
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::ipv6::{self, Ipv6Packet};
 use crate::wire::{protocol, Error as WireError};
 
-use super::fast::*;
-use super::fragment::*;
-use super::icmp::*;
+use super::fast::{
+    fast_family, parse_fast, parse_fast4, parse_fast6, Fast, BURST_CHUNK, FLOW_AHEAD,
+};
+use super::fragment::{FragKey, Fragments};
+use super::icmp::{IcmpAt, IcmpError, RateLimit};
 use super::neighbour::{NeighbourTimers, Neighbours, Task};
 use super::rewrite::L4;
-use super::route::*;
+use super::route::{Hop, PortState, HOP_CACHE};
+use super::transport::L3;
 use super::{Balancer, CoreSetup, Counters, DropReason, Frame, Io, Nanos, Nat, PortIdx};
 
 pub(super) const SEC: Nanos = 1_000_000_000;
@@ -74,6 +68,16 @@ pub enum Verdict {
     /// Handed to the worker that owns its flow.
     Redirect(usize),
     Drop(DropReason),
+}
+
+/// Where and when a frame arrived: the port it came in on, the time, and
+/// whether another worker handed it over (such a frame is never handed on
+/// again). Travels with a frame through the rooms.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Rx {
+    pub(super) port: PortIdx,
+    pub(super) now: Nanos,
+    pub(super) redirected: bool,
 }
 
 /// The result of handling a frame in place.
@@ -129,7 +133,7 @@ pub struct Processor<F> {
     pub(super) hops: Box<[Hop; HOP_CACHE]>,
     pub(super) farm_addrs: Vec<IpAddr>,
     pub(super) neighbours: Neighbours<(PortIdx, F)>,
-    pub(super) frags: HashMap<FragKey, (Nat, Nanos)>,
+    pub(super) frags: Fragments,
     pub(super) counters: Counters,
     pub(super) icmp_limit: RateLimit,
     pub(super) tasks: Vec<Task<(PortIdx, F)>>,
@@ -150,37 +154,7 @@ impl<F: Frame> Processor<F> {
                 for &(addr, mac) in &p.static_neighbours {
                     neighbours.add_static(i as PortIdx, addr, mac);
                 }
-                let v4 = p
-                    .addrs
-                    .iter()
-                    .filter_map(|a| match a.addr {
-                        IpAddr::V4(x) => Some((x, a.prefix_len)),
-                        _ => None,
-                    })
-                    .collect();
-                let v6 = p
-                    .addrs
-                    .iter()
-                    .filter_map(|a| match a.addr {
-                        IpAddr::V6(x) => Some((x, a.prefix_len)),
-                        _ => None,
-                    })
-                    .collect();
-                let gw4 = p.gateways.iter().find_map(|g| match g {
-                    IpAddr::V4(x) => Some(*x),
-                    _ => None,
-                });
-                let gw6 = p.gateways.iter().find_map(|g| match g {
-                    IpAddr::V6(x) => Some(*x),
-                    _ => None,
-                });
-                PortState {
-                    setup: p,
-                    v4,
-                    v6,
-                    gw4,
-                    gw6,
-                }
+                PortState::new(p)
             })
             .collect();
         let own4 = ports
@@ -206,12 +180,9 @@ impl<F: Frame> Processor<F> {
             hops: Box::new([Hop::EMPTY; HOP_CACHE]),
             farm_addrs: setup.farm_addrs,
             neighbours,
-            frags: HashMap::with_capacity(FRAGMENT_ENTRIES),
+            frags: Fragments::new(),
             counters: Counters::default(),
-            icmp_limit: RateLimit {
-                tokens: ICMP_RATE / 10,
-                last: 0,
-            },
+            icmp_limit: RateLimit::new(),
             tasks: Vec::new(),
         }
     }
@@ -234,7 +205,12 @@ impl<F: Frame> Processor<F> {
         frame: F,
         now: Nanos,
     ) -> Verdict {
-        self.process_inner(io, balancer, port, frame, now, false)
+        let rx = Rx {
+            port,
+            now,
+            redirected: false,
+        };
+        self.process_inner(io, balancer, frame, rx)
     }
 
     /// Handles a burst of frames received on `port` (each taken out of
@@ -253,9 +229,14 @@ impl<F: Frame> Processor<F> {
         frames: &mut [Option<F>],
         now: Nanos,
     ) {
+        let rx = Rx {
+            port,
+            now,
+            redirected: false,
+        };
         let Some(my_mac) = self.ports.get(port as usize).map(|p| p.setup.mac) else {
             for frame in frames.iter_mut().filter_map(Option::take) {
-                self.general(io, balancer, port, frame, now, false);
+                self.general(io, balancer, frame, rx);
             }
             return;
         };
@@ -278,10 +259,10 @@ impl<F: Frame> Processor<F> {
                 let Some(frame) = f.take() else { continue };
                 match p {
                     Some((fast, hint)) => {
-                        self.forward_fast(io, balancer, port, frame, fast, Some(*hint), now, false);
+                        self.forward_fast(io, balancer, frame, fast, Some(*hint), rx);
                     }
                     None => {
-                        self.general(io, balancer, port, frame, now, false);
+                        self.general(io, balancer, frame, rx);
                     }
                 }
             }
@@ -298,40 +279,41 @@ impl<F: Frame> Processor<F> {
         frame: F,
         now: Nanos,
     ) -> Verdict {
-        self.process_inner(io, balancer, port, frame, now, true)
+        let rx = Rx {
+            port,
+            now,
+            redirected: true,
+        };
+        self.process_inner(io, balancer, frame, rx)
     }
 
     #[inline(always)]
-    pub(super) fn process_inner<I: Io<Frame = F>, B: Balancer>(
+    fn process_inner<I: Io<Frame = F>, B: Balancer>(
         &mut self,
         io: &mut I,
         balancer: &mut B,
-        port: PortIdx,
         frame: F,
-        now: Nanos,
-        redirected: bool,
+        rx: Rx,
     ) -> Verdict {
         // One copy of the fast path per family, each specialised for it.
         let family = self
             .ports
-            .get(port as usize)
+            .get(rx.port as usize)
             .and_then(|ps| fast_family(frame.data(), &ps.setup.mac));
         match family {
             Some(false) => {
                 if let Some(fast) = parse_fast4(frame.data()) {
-                    return self
-                        .forward_fast(io, balancer, port, frame, &fast, None, now, redirected);
+                    return self.forward_fast(io, balancer, frame, &fast, None, rx);
                 }
             }
             Some(true) => {
                 if let Some(fast) = parse_fast6(frame.data()) {
-                    return self
-                        .forward_fast(io, balancer, port, frame, &fast, None, now, redirected);
+                    return self.forward_fast(io, balancer, frame, &fast, None, rx);
                 }
             }
             None => {}
         }
-        self.general(io, balancer, port, frame, now, redirected)
+        self.general(io, balancer, frame, rx)
     }
 
     /// A frame that is not of the common shape (see [`Fast`]).
@@ -340,13 +322,11 @@ impl<F: Frame> Processor<F> {
         &mut self,
         io: &mut I,
         balancer: &mut B,
-        port: PortIdx,
         mut frame: F,
-        now: Nanos,
-        redirected: bool,
+        rx: Rx,
     ) -> Verdict {
-        let out = self.handle(io, balancer, port, &mut frame, now, redirected);
-        self.finish(io, port, frame, out, now)
+        let out = self.handle(io, balancer, &mut frame, rx);
+        self.finish(io, rx.port, frame, out, rx.now)
     }
 
     /// Disposes of a frame as `out` says, counting it.
@@ -426,16 +406,14 @@ impl<F: Frame> Processor<F> {
         }
     }
 
-    pub(super) fn handle<I: Io<Frame = F>, B: Balancer>(
+    fn handle<I: Io<Frame = F>, B: Balancer>(
         &mut self,
         io: &mut I,
         balancer: &mut B,
-        port: PortIdx,
         frame: &mut F,
-        now: Nanos,
-        redirected: bool,
+        rx: Rx,
     ) -> Handled {
-        let Some(ps) = self.ports.get(port as usize) else {
+        let Some(ps) = self.ports.get(rx.port as usize) else {
             return Err(DropReason::NotForUs);
         };
         // Frames of the common shape took the fast path in `process_inner`.
@@ -449,22 +427,15 @@ impl<F: Frame> Processor<F> {
             (eth.header_len(), eth.ethertype())
         };
         match ethertype {
-            ethertype::ARP => self.arp(io, port, frame, l2, now),
-            ethertype::IPV4 => self.ipv4(balancer, port, frame, l2, now, redirected),
-            ethertype::IPV6 => self.ipv6(io, balancer, port, frame, l2, now, redirected),
+            ethertype::ARP => self.arp(io, frame, l2, rx),
+            ethertype::IPV4 => self.ipv4(balancer, frame, l2, rx),
+            ethertype::IPV6 => self.ipv6(io, balancer, frame, l2, rx),
             _ => Err(DropReason::UnknownProtocol),
         }
     }
 
-    pub(super) fn ipv4<B: Balancer>(
-        &mut self,
-        balancer: &mut B,
-        port: PortIdx,
-        frame: &mut F,
-        l2: usize,
-        now: Nanos,
-        redirected: bool,
-    ) -> Handled {
+    /// An IPv4 packet after Ethernet: header checks, then by protocol.
+    fn ipv4<B: Balancer>(&mut self, balancer: &mut B, frame: &mut F, l2: usize, rx: Rx) -> Handled {
         let data = frame.data();
         let ip = Ipv4Packet::new_checked(&data[l2..])?;
         if !ip.verify_checksum() {
@@ -491,47 +462,47 @@ impl<F: Frame> Processor<F> {
         };
 
         if frag_off != 0 {
-            return self.later_fragment(frame, l2, frag, !more, ttl, now);
+            return self.later_fragment(frame, l2, frag, !more, ttl, rx.now);
         }
         let l4_len = total - hl;
         match proto {
             protocol::TCP | protocol::UDP => {
+                let l3 = L3 {
+                    l2,
+                    src,
+                    dst,
+                    ttl,
+                    df,
+                };
                 let l4 = L4 {
                     proto,
                     offset: hl,
                     len: l4_len,
                     present: true,
                 };
-                self.transport(
-                    balancer,
-                    port,
-                    frame,
-                    l2,
-                    l4,
-                    (src, dst),
-                    ttl,
-                    df,
-                    now,
-                    redirected,
-                    more.then_some(frag),
-                )
+                self.transport(balancer, frame, l3, l4, more.then_some(frag), rx)
             }
-            protocol::ICMP => self.icmpv4(balancer, port, frame, l2, hl, total, now, redirected),
+            protocol::ICMP => {
+                let at = IcmpAt {
+                    l2,
+                    at: l2 + hl,
+                    end: l2 + total,
+                };
+                self.icmpv4(balancer, frame, at, rx)
+            }
             _ if self.is_port_addr(dst) => Ok(Out::Exception),
             _ => Err(DropReason::UnknownProtocol),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn ipv6<I: Io<Frame = F>, B: Balancer>(
+    /// An IPv6 packet after Ethernet: extension headers, then by protocol.
+    fn ipv6<I: Io<Frame = F>, B: Balancer>(
         &mut self,
         io: &mut I,
         balancer: &mut B,
-        port: PortIdx,
         frame: &mut F,
         l2: usize,
-        now: Nanos,
-        redirected: bool,
+        rx: Rx,
     ) -> Handled {
         let data = frame.data();
         let ip = Ipv6Packet::new_checked(&data[l2..])?;
@@ -547,7 +518,7 @@ impl<F: Frame> Processor<F> {
                 ident: fr.ident,
             };
             if fr.offset != 0 {
-                return self.later_fragment(frame, l2, k, !fr.more, hops, now);
+                return self.later_fragment(frame, l2, k, !fr.more, hops, rx.now);
             }
         }
         let first_fragment = upper.fragment.filter(|f| f.more).map(|f| FragKey {
@@ -561,41 +532,31 @@ impl<F: Frame> Processor<F> {
                 if l2 + l4_at > end {
                     return Err(DropReason::BadHeaderLength);
                 }
+                let l3 = L3 {
+                    l2,
+                    src: IpAddr::V6(src),
+                    dst: IpAddr::V6(dst),
+                    ttl: hops,
+                    df: true,
+                };
                 let l4 = L4 {
                     proto: upper.protocol,
                     offset: l4_at,
                     len: end - l2 - l4_at,
                     present: true,
                 };
-                self.transport(
-                    balancer,
-                    port,
-                    frame,
-                    l2,
-                    l4,
-                    (IpAddr::V6(src), IpAddr::V6(dst)),
-                    hops,
-                    true,
-                    now,
-                    redirected,
-                    first_fragment,
-                )
+                self.transport(balancer, frame, l3, l4, first_fragment, rx)
             }
             protocol::ICMPV6 => {
                 if upper.fragment.is_some() {
                     return Err(DropReason::Fragment);
                 }
-                self.icmpv6(
-                    io,
-                    balancer,
-                    port,
-                    frame,
+                let at = IcmpAt {
                     l2,
-                    l2 + l4_at,
+                    at: l2 + l4_at,
                     end,
-                    now,
-                    redirected,
-                )
+                };
+                self.icmpv6(io, balancer, frame, at, rx)
             }
             _ if self.is_port_addr(IpAddr::V6(dst)) => Ok(Out::Exception),
             _ => Err(DropReason::UnknownProtocol),
@@ -619,14 +580,11 @@ impl<F: Frame> Processor<F> {
             }
         }
         self.tasks = tasks;
-        if !self.frags.is_empty() {
-            self.frags
-                .retain(|_, (_, t)| now.saturating_sub(*t) < FRAGMENT_TIMEOUT);
-        }
+        self.frags.expire(now);
     }
 
     /// A frame the kernel sent on the exception path of `port`: it goes out
-    /// of the port as it is; ARP/ND answers it carries teach us neighbours.
+    /// of the port as it is.
     pub fn from_exception<I: Io<Frame = F>>(
         &mut self,
         io: &mut I,

@@ -1,10 +1,16 @@
-//! TODO doc
+//! Routing: the ports' connected prefixes and gateways, the next-hop cache,
+//! and sending a frame towards its next hop with the MAC from the cache or
+//! the neighbour table, or holding it while ARP/ND resolves.
+//!
+//! Owns [`PortState`] (a port's setup, addresses and gateways) and [`Hop`]
+//! (a next-hop cache entry). Calls the neighbour table, and `discovery` to
+//! ask for a next hop that is not resolved yet.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::frames::*;
+use super::frames::set_macs;
 use super::neighbour::Resolve;
-use super::processor::*;
+use super::processor::Processor;
 use super::{DropReason, Frame, Io, Nanos, Offload, PortIdx, PortSetup};
 
 #[derive(Clone, Debug)]
@@ -14,6 +20,42 @@ pub(super) struct PortState {
     pub(super) v6: Vec<(Ipv6Addr, u8)>,
     pub(super) gw4: Option<Ipv4Addr>,
     pub(super) gw6: Option<Ipv6Addr>,
+}
+
+impl PortState {
+    pub(super) fn new(setup: PortSetup) -> Self {
+        let v4 = setup
+            .addrs
+            .iter()
+            .filter_map(|a| match a.addr {
+                IpAddr::V4(x) => Some((x, a.prefix_len)),
+                _ => None,
+            })
+            .collect();
+        let v6 = setup
+            .addrs
+            .iter()
+            .filter_map(|a| match a.addr {
+                IpAddr::V6(x) => Some((x, a.prefix_len)),
+                _ => None,
+            })
+            .collect();
+        let gw4 = setup.gateways.iter().find_map(|g| match g {
+            IpAddr::V4(x) => Some(*x),
+            _ => None,
+        });
+        let gw6 = setup.gateways.iter().find_map(|g| match g {
+            IpAddr::V6(x) => Some(*x),
+            _ => None,
+        });
+        PortState {
+            setup,
+            v4,
+            v6,
+            gw4,
+            gw6,
+        }
+    }
 }
 
 pub(super) fn in_prefix4(a: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
@@ -172,7 +214,6 @@ impl<F: Frame> Processor<F> {
     /// Sets the Ethernet addresses for `next_hop` and transmits, or holds the
     /// frame until the next hop resolves. When the frame cannot be held it is
     /// counted, freed, and the reason returned.
-    #[allow(clippy::too_many_arguments)]
     #[inline]
     pub(super) fn send_via<I: Io<Frame = F>>(
         &mut self,

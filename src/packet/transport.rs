@@ -1,4 +1,15 @@
-//! TODO doc
+//! TCP and UDP packets on the general path: the ports parsed, the flow
+//! owner checked (a frame of another worker's flow is handed over), the
+//! balancer asked (an established flow or a new flow to a farm unit), then
+//! TTL, egress MTU and the rewrite; a failed lookup to the LB's own address
+//! goes to the kernel, and a flow whose server is down with policy `reset`
+//! gets RSTs on both sides.
+//!
+//! Owns [`L3`] and [`Transport`] (a parsed packet on its way to the
+//! balancer). Calls the balancer, `route` for the egress, `rewrite`,
+//! `fragment` to remember first fragments, and `frames` for the RSTs; the
+//! ICMP errors it asks for (time exceeded, too big) are sent by the
+//! dispatcher through `icmp`.
 
 use std::net::IpAddr;
 
@@ -8,18 +19,32 @@ use crate::wire::protocol;
 use crate::wire::tcp::TcpPacket;
 use crate::wire::udp::{self, UdpPacket};
 
-use super::fragment::*;
-use super::frames::*;
-use super::icmp::*;
-use super::processor::*;
+use super::fragment::FragKey;
+use super::frames::{build_tcp_rst, set_macs};
+use super::icmp::IcmpError;
+use super::processor::{Handled, Out, Processor, Rx};
 use super::rewrite::{self, L4};
-use super::{Balancer, DropReason, FlowKey, Frame, Io, Nanos, Nat, PortIdx};
+use super::{Balancer, DropReason, FlowKey, Frame, Io, Nanos, Nat};
+
+/// What the IP header said of a TCP/UDP packet: where it starts in its
+/// frame (after `l2` bytes of Ethernet), its addresses, its TTL or hop
+/// limit, and whether it may be fragmented (`df`: not; always for IPv6).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct L3 {
+    pub(super) l2: usize,
+    pub(super) src: IpAddr,
+    pub(super) dst: IpAddr,
+    pub(super) ttl: u8,
+    pub(super) df: bool,
+}
 
 /// A TCP/UDP packet (its flow key and what the rewrite needs), on the way
 /// from parsing to [`Processor::transport_with`].
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Transport {
     pub(super) key: FlowKey,
+    /// Bytes of Ethernet header before the IP header.
+    pub(super) l2: usize,
     pub(super) flags: u8,
     pub(super) l4: L4,
     pub(super) ttl: u8,
@@ -28,21 +53,22 @@ pub(super) struct Transport {
 
 impl<F: Frame> Processor<F> {
     /// A TCP or UDP packet (IPv4 or IPv6): ask the balancer, rewrite, route.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn transport<B: Balancer>(
         &mut self,
         balancer: &mut B,
-        _port: PortIdx,
         frame: &mut F,
-        l2: usize,
+        l3: L3,
         l4: L4,
-        (src, dst): (IpAddr, IpAddr),
-        ttl: u8,
-        df: bool,
-        now: Nanos,
-        redirected: bool,
         first_fragment: Option<FragKey>,
+        rx: Rx,
     ) -> Handled {
+        let L3 {
+            l2,
+            src,
+            dst,
+            ttl,
+            df,
+        } = l3;
         let data = frame.data();
         let seg = &data[l2 + l4.offset..l2 + l4.offset + l4.len];
         let (src_port, dst_port, flags) = if l4.proto == protocol::TCP {
@@ -68,40 +94,29 @@ impl<F: Frame> Processor<F> {
                 dst,
                 dst_port,
             },
+            l2,
             flags,
             l4,
             ttl,
             df,
         };
-        self.transport_with(
-            balancer,
-            frame,
-            l2,
-            &t,
-            None,
-            now,
-            redirected,
-            first_fragment,
-        )
+        self.transport_with(balancer, frame, &t, None, first_fragment, rx)
     }
 
     /// The part of [`Processor::transport`] after the ports are parsed.
     /// `hint`: what [`Balancer::prefetch`] returned for its key.
-    #[allow(clippy::too_many_arguments)]
     #[inline]
     pub(super) fn transport_with<B: Balancer>(
         &mut self,
         balancer: &mut B,
         frame: &mut F,
-        l2: usize,
         t: &Transport,
         hint: Option<u64>,
-        now: Nanos,
-        redirected: bool,
         first_fragment: Option<FragKey>,
+        rx: Rx,
     ) -> Handled {
-        let key = &t.key;
-        if !redirected {
+        let (key, now) = (&t.key, rx.now);
+        if !rx.redirected {
             if let Some(w) = balancer.foreign_owner(key) {
                 return Ok(Out::Redirect(w));
             }
@@ -120,8 +135,8 @@ impl<F: Frame> Processor<F> {
             None => balancer.lookup(key, t.flags, len, now),
         };
         match looked {
-            Ok(nat) => self.forward_nat(frame, l2, t, &nat, now, first_fragment),
-            Err(e) => self.lookup_failed(balancer, e, key, l2),
+            Ok(nat) => self.forward_nat(frame, t, &nat, now, first_fragment),
+            Err(e) => self.lookup_failed(balancer, e, key, t.l2),
         }
     }
 
@@ -153,18 +168,18 @@ impl<F: Frame> Processor<F> {
 
     /// The part of [`Processor::transport_with`] after the balancer's
     /// lookup gave `nat`: TTL, next hop, MTU, rewrite.
-    #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     pub(super) fn forward_nat(
         &mut self,
         frame: &mut F,
-        l2: usize,
         t: &Transport,
         nat: &Nat,
         now: Nanos,
         first_fragment: Option<FragKey>,
     ) -> Handled {
-        let Transport { l4, ttl, df, .. } = *t;
+        let Transport {
+            l2, l4, ttl, df, ..
+        } = *t;
         if ttl <= 1 {
             // Addressed to the LB (a FullNAT local address) but forwarded on:
             // it would leave with TTL 0, or wrap from 0 to 255.
@@ -207,7 +222,7 @@ impl<F: Frame> Processor<F> {
         };
         frame.set_tx_offload(req);
         if let Some(k) = first_fragment {
-            self.remember_fragment(k, *nat, now);
+            self.frags.remember(k, *nat, now);
         }
         match cached {
             Ok(mac) => {
