@@ -10,9 +10,9 @@
 //! DF segments to the farm unit 198.18.30.104:5201 (config/demo-pmtu.toml)
 //! make the router answer "fragmentation needed, MTU 1280" to the client.
 //! farmlb matches the ICMP error to the flow by its embedded header and
-//! rewrites it: the client sees the farm unit's address (outer source and
-//! embedded destination), never the server's, lowers its path MTU and the
-//! upload completes.
+//! rewrites it as a NAT should (RFC 5508): the outer source stays the
+//! router's, the embedded destination becomes the farm unit's address (never
+//! the server's); the client lowers its path MTU and the upload completes.
 
 mod e2e_support;
 
@@ -24,6 +24,8 @@ use e2e_support::*;
 
 const UNIT: Ipv4Addr = Ipv4Addr::new(198, 18, 30, 104);
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 20, 14);
+/// flb-r's address on the server bridge: the sender of the error.
+const ROUTER: Ipv4Addr = Ipv4Addr::new(198, 18, 20, 9);
 
 /// One ICMP destination unreachable / fragmentation needed, as captured.
 #[derive(Debug)]
@@ -174,7 +176,7 @@ fn frag_needed_from_the_server_side_reaches_the_client_rewritten() {
     );
     for m in &icmps {
         assert_eq!(m.dst, CLIENT_ADDR, "{m:?}");
-        assert_eq!(m.src, UNIT, "outer source not the farm unit: {m:?}");
+        assert_eq!(m.src, ROUTER, "outer source not the router's: {m:?}");
         assert_eq!(m.mtu, 1280, "{m:?}");
         assert_eq!(m.inner_src, CLIENT_ADDR, "{m:?}");
         assert_eq!(

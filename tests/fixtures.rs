@@ -1761,7 +1761,8 @@ fn cases() -> Vec<Case> {
         };
         t.push(
             case(
-                "fragmentation needed from a server-side router, TCP, 8-byte quote",
+                "fragmentation needed from a server-side router, TCP, 8-byte quote: \
+                 the router's address kept, the embedded header the client's",
                 1,
                 frame(LB1_MAC, ROUTER_MAC, &{
                     ip4_with(
@@ -1780,7 +1781,7 @@ fn cases() -> Vec<Case> {
                 frame(CLIENT_MAC, LB0_MAC, &{
                     ip4_with(
                         V4_GENERATED,
-                        VIP_A,
+                        ROUTER1_4,
                         CLIENT4,
                         ICMP,
                         63,
@@ -1800,7 +1801,8 @@ fn cases() -> Vec<Case> {
         refresh_ip4_cksum(&mut reply_at_server_ttl63);
         t.push(
             case(
-                "time exceeded from a client-side router about a reply: translated for the server",
+                "time exceeded from a client-side router about a reply: translated for the \
+                 server, the router's address kept (NAT)",
                 0,
                 frame(LB0_MAC, ROUTER_MAC, &{
                     ip4_with(
@@ -1819,7 +1821,7 @@ fn cases() -> Vec<Case> {
                 frame(SERVER_MAC, LB1_MAC, &{
                     ip4_with(
                         V4_GENERATED,
-                        CLIENT4,
+                        ROUTER0_4,
                         SERVER_A,
                         ICMP,
                         63,
@@ -1872,7 +1874,8 @@ fn cases() -> Vec<Case> {
         let v6_as_sent = tcp_ip((CLIENT6, C_PORT), (VIP6, 80), 63, ACK, &seg);
         t.push(
             case(
-                "IPv6 packet too big from a server-side router: translated for the client",
+                "IPv6 packet too big from a server-side router: translated for the client, \
+                 the router's address kept",
                 1,
                 frame(LB1_MAC, ROUTER_MAC, &{
                     ip6(
@@ -1889,11 +1892,167 @@ fn cases() -> Vec<Case> {
                 0,
                 frame(CLIENT_MAC, LB0_MAC, &{
                     ip6(
+                        ROUTER1_6,
+                        CLIENT6,
+                        ICMP6,
+                        63,
+                        &icmp6(ROUTER1_6, CLIENT6, 2, 0, 1280, &v6_as_sent),
+                    )
+                }),
+            )
+            .counts(&[C::IcmpForwarded]),
+        );
+        // IPv6: the server's own port unreachable about the client's datagram.
+        let udp6_at_server = udp_ip((CLIENT6, C_PORT2), (SERVER6, 8080), 63, b"query6");
+        let udp6_as_sent = udp_ip((CLIENT6, C_PORT2), (VIP6, 80), 63, b"query6");
+        t.push(
+            case(
+                "IPv6 port unreachable from the server: outer and embedded rewritten to the VIP",
+                1,
+                frame(LB1_MAC, SERVER_MAC, &{
+                    ip6(
+                        SERVER6,
+                        CLIENT6,
+                        ICMP6,
+                        64,
+                        &icmp6(SERVER6, CLIENT6, 1, 4, 0, &udp6_at_server),
+                    )
+                }),
+            )
+            .before(
+                0,
+                udp_frame(TO_LB0, (CLIENT6, C_PORT2), (VIP6, 80), 64, b"query6"),
+            )
+            .forwards(
+                0,
+                frame(CLIENT_MAC, LB0_MAC, &{
+                    ip6(
                         VIP6,
                         CLIENT6,
                         ICMP6,
                         63,
-                        &icmp6(VIP6, CLIENT6, 2, 0, 1280, &v6_as_sent),
+                        &icmp6(VIP6, CLIENT6, 1, 4, 0, &udp6_as_sent),
+                    )
+                }),
+            )
+            .counts(&[C::IcmpForwarded]),
+        );
+        // IPv6: a client-side router's time exceeded about a reply (NAT):
+        // the server sees its own packet, from the router.
+        let router0_6 = a6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe]);
+        let reply6_as_sent = tcp_ip((VIP6, 80), (CLIENT6, C_PORT), 63, SYNACK, b"");
+        // The embedded hop limit is what the router saw; the LB leaves it alone.
+        let reply6_at_server = tcp_ip((SERVER6, 8080), (CLIENT6, C_PORT), 63, SYNACK, b"");
+        t.push(
+            case(
+                "IPv6 time exceeded from a client-side router about a reply: translated for \
+                 the server, the router's address kept (NAT)",
+                0,
+                frame(LB0_MAC, ROUTER_MAC, &{
+                    ip6(
+                        router0_6,
+                        VIP6,
+                        ICMP6,
+                        64,
+                        &icmp6(router0_6, VIP6, 3, 0, 0, &reply6_as_sent),
+                    )
+                }),
+            )
+            .before(0, v6_in.clone())
+            .forwards(
+                1,
+                frame(SERVER_MAC, LB1_MAC, &{
+                    ip6(
+                        router0_6,
+                        SERVER6,
+                        ICMP6,
+                        63,
+                        &icmp6(router0_6, SERVER6, 3, 0, 0, &reply6_at_server),
+                    )
+                }),
+            )
+            .counts(&[C::IcmpForwarded]),
+        );
+        // FullNAT towards the server: the server knows only the local
+        // address, so the error comes from it (IPv4 and IPv6).
+        let full_reply_as_sent = tcp_ip((VIP_FULL, 443), (CLIENT4, C_PORT), 63, SYNACK, b"");
+        let mut full_reply_at_server = tcp_ip(
+            (SERVER_FULL, 8443),
+            (LB1_IP4, FULLNAT_FIRST_PORT),
+            64,
+            SYNACK,
+            b"",
+        );
+        full_reply_at_server[8] = 63;
+        refresh_ip4_cksum(&mut full_reply_at_server);
+        t.push(
+            case(
+                "FullNAT: time exceeded from a client-side router about a reply goes to the \
+                 server from the local address",
+                0,
+                frame(LB0_MAC, ROUTER_MAC, &{
+                    ip4_with(
+                        V4_GENERATED,
+                        ROUTER0_4,
+                        VIP_FULL,
+                        ICMP,
+                        64,
+                        &icmp4(11, 0, 0, &full_reply_as_sent),
+                    )
+                }),
+            )
+            .before(0, syn_to(VIP_FULL, 443))
+            .forwards(
+                1,
+                frame(SERVER2_MAC, LB1_MAC, &{
+                    ip4_with(
+                        V4_GENERATED,
+                        LB1_IP4,
+                        SERVER_FULL,
+                        ICMP,
+                        63,
+                        &icmp4(11, 0, 0, &full_reply_at_server),
+                    )
+                }),
+            )
+            .counts(&[C::IcmpForwarded]),
+        );
+        let full6_reply_as_sent = tcp_ip((VIP6_FULL, 443), (CLIENT6, C_PORT), 63, SYNACK, b"");
+        let full6_reply_at_server = tcp_ip(
+            (SERVER6_FULL, 8443),
+            (LB1_IP6, FULLNAT_FIRST_PORT),
+            63,
+            SYNACK,
+            b"",
+        );
+        t.push(
+            case(
+                "IPv6 FullNAT: time exceeded from a client-side router about a reply goes to \
+                 the server from the local address",
+                0,
+                frame(LB0_MAC, ROUTER_MAC, &{
+                    ip6(
+                        router0_6,
+                        VIP6_FULL,
+                        ICMP6,
+                        64,
+                        &icmp6(router0_6, VIP6_FULL, 3, 0, 0, &full6_reply_as_sent),
+                    )
+                }),
+            )
+            .before(
+                0,
+                tcp_frame(TO_LB0, (CLIENT6, C_PORT), (VIP6_FULL, 443), 64, SYN, b""),
+            )
+            .forwards(
+                1,
+                frame(SERVER2_MAC, LB1_MAC, &{
+                    ip6(
+                        LB1_IP6,
+                        SERVER6_FULL,
+                        ICMP6,
+                        63,
+                        &icmp6(LB1_IP6, SERVER6_FULL, 3, 0, 0, &full6_reply_at_server),
                     )
                 }),
             )

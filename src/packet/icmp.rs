@@ -191,10 +191,18 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Translates an ICMP error (v4 or v6, the message at `at`) about a
-    /// flow's packet: the embedded packet's flow is found from the reverse
-    /// direction, the embedded header is rewritten to what the receiver
-    /// sent (or received), the outer header to the flow's addresses, and all
-    /// checksums are recomputed.
+    /// flow's packet, as a NAT should (RFC 5508, as Linux conntrack does):
+    /// the embedded packet's flow is found from the reverse direction, the
+    /// embedded header is rewritten to what the receiver sent (or
+    /// received), the outer destination to the flow's other side, and all
+    /// checksums are recomputed. The outer source is the error's sender
+    /// wherever the receiver can know it:
+    /// - towards the server (an error about a packet farmlb sent a client on
+    ///   the server's behalf): kept in NAT mode; in FullNAT the server knows
+    ///   only farmlb's local address, so the error comes from it;
+    /// - towards the client: the farm unit's address when the sender is the
+    ///   server itself (the client never saw the server's address), kept
+    ///   when the sender is a router between farmlb and the server.
     fn icmp_error<B: Balancer>(
         &mut self,
         balancer: &mut B,
@@ -264,6 +272,21 @@ impl<F: Frame> Processor<F> {
         let Some((out_port, next_hop)) = self.route(nat.dst) else {
             return Err(DropReason::NoRoute);
         };
+        let outer_src = outer_source(&data[l2..], v6);
+        let src = if self.is_farm_addr(reverse.dst) {
+            // To the server: `nat.src` is the client (NAT) or a local
+            // address (FullNAT).
+            if nat.src == reverse.src {
+                outer_src
+            } else {
+                nat.src
+            }
+        } else if outer_src == reverse.src {
+            // To the client, from the server: `nat.src` is the farm unit.
+            nat.src
+        } else {
+            outer_src
+        };
         let data = frame.data_mut();
         rewrite::embedded(
             &mut data[inner_at..end],
@@ -276,7 +299,7 @@ impl<F: Frame> Processor<F> {
         );
         if !v6 {
             let mut ip = Ipv4Packet::new_unchecked(&mut data[l2..end]);
-            if let (IpAddr::V4(s), IpAddr::V4(d)) = (nat.src, nat.dst) {
+            if let (IpAddr::V4(s), IpAddr::V4(d)) = (src, nat.dst) {
                 ip.set_src_addr(s);
                 ip.set_dst_addr(d);
             }
@@ -287,7 +310,7 @@ impl<F: Frame> Processor<F> {
             icmp.fill_checksum();
         } else {
             let mut ip = Ipv6Packet::new_unchecked(&mut data[l2..end]);
-            let (IpAddr::V6(s), IpAddr::V6(d)) = (nat.src, nat.dst) else {
+            let (IpAddr::V6(s), IpAddr::V6(d)) = (src, nat.dst) else {
                 return Err(DropReason::UnknownProtocol);
             };
             ip.set_src_addr(&s);
@@ -390,5 +413,15 @@ impl<F: Frame> Processor<F> {
         } else {
             io.free(f);
         }
+    }
+}
+
+/// The source address of the IP header at the start of `ip` (of at least a
+/// full header: the caller parsed it).
+fn outer_source(ip: &[u8], v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Packet::new_unchecked(ip).src_addr())
+    } else {
+        IpAddr::V4(Ipv4Packet::new_unchecked(ip).src_addr())
     }
 }

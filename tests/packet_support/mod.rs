@@ -67,6 +67,10 @@ pub const FULLNAT_FIRST_PORT: u16 = 40000;
 pub const VIP6: IpAddr = a6([0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x100]);
 pub const SERVER6: IpAddr = a6([0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x11]);
 /// IPv6 NAT unit whose server is not a static neighbour.
+/// An IPv6 FullNAT unit: port 443 to 8443, client sources become LB1_IP6.
+pub const VIP6_FULL: IpAddr = a6([0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x200]);
+pub const SERVER6_FULL: IpAddr = a6([0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x12]);
+
 pub const VIP6_UNRES: IpAddr = a6([0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x102]);
 pub const SERVER6_UNRES: IpAddr = a6([0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x50]);
 
@@ -110,12 +114,21 @@ pub fn core_setup() -> CoreSetup {
                     (SERVER_A, SERVER_MAC),
                     (SERVER_FULL, SERVER2_MAC),
                     (SERVER6, SERVER_MAC),
+                    (SERVER6_FULL, SERVER2_MAC),
                 ],
                 offload: Offload::default(),
                 mtu: SERVER_PORT_MTU,
             },
         ],
-        farm_addrs: vec![VIP_A, VIP_NOROUTE, VIP_UNRES, VIP_FULL, VIP6, VIP6_UNRES],
+        farm_addrs: vec![
+            VIP_A,
+            VIP_NOROUTE,
+            VIP_UNRES,
+            VIP_FULL,
+            VIP6,
+            VIP6_UNRES,
+            VIP6_FULL,
+        ],
     }
 }
 
@@ -743,6 +756,13 @@ impl TestBalancer {
                 },
                 nat(VIP6, SERVER6),
                 nat(VIP6_UNRES, SERVER6_UNRES),
+                Unit {
+                    vip: VIP6_FULL,
+                    port: 443,
+                    server: SERVER6_FULL,
+                    server_port: 8443,
+                    local: Some(LB1_IP6),
+                },
             ],
             flows: HashMap::new(),
             next_local_port: FULLNAT_FIRST_PORT,
