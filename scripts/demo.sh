@@ -2,8 +2,9 @@
 # The farmlb demo (run as root on Debian 12): the session story of
 # US 7,197,547 told step by step through a real farmlb.
 #
-# It installs what is missing (scripts/setup.sh --demo), builds release
-# binaries, makes the namespaces (scripts/netns.sh), starts three farm
+# It installs what is missing (scripts/setup.sh --demo), builds the
+# binaries (the `demo` profile: optimised, without the release profile's fat
+# LTO), makes the namespaces (scripts/netns.sh), starts three farm
 # servers (web1..3, one shared SQLite database) and farmlb with
 # config/demo.toml, then plays a client: a first page through the main farm
 # unit, follow-ups to the server's own sub-farm unit (cache hits), the
@@ -46,11 +47,11 @@ fi
 say "setup: Debian packages (scripts/setup.sh --demo)"
 scripts/setup.sh --demo | sed 's/^/   /'
 if [[ -z $FARMLB || -z $FARM_SERVER ]]; then
-  say "building farmlb and farm-server (release)"
-  cargo build -q --release -p farmlb -p farm-server
+  say "building farmlb and farm-server (profile demo)"
+  cargo build -q --profile demo -p farmlb -p farm-server
 fi
-FARMLB=${FARMLB:-$TARGET/release/farmlb}
-FARM_SERVER=${FARM_SERVER:-$TARGET/release/farm-server}
+FARMLB=${FARMLB:-$TARGET/demo/farmlb}
+FARM_SERVER=${FARM_SERVER:-$TARGET/demo/farm-server}
 
 in_client() { timeout -k 2 10 ip netns exec flb-client "$@"; }
 admin() { timeout -k 2 5 ip netns exec flb-lb curl -sS -m 3 "$@" "http://127.0.0.1:9190${ADMIN_PATH}"; }
