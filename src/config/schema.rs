@@ -1,0 +1,369 @@
+//! The file as written: the serde structs that TOML deserializes into.
+//!
+//! Owns `RawConfig`, one `*Config` struct per section or table array, and the
+//! enums whose spelling in the file serde defines (`Protocol`,
+//! `SchedulerKind`, `ForwardingMode`, `OnServerDown`, `CheckType`); the
+//! validated model uses those enums as they are. Parsing here is strict
+//! (`deny_unknown_fields`) and keeps the span of every value that a later
+//! rule may need to place on a line (`Spanned`). Calls only `defaults`, which
+//! holds the values a file may leave out, the sections' `Default` impls
+//! among them.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::defaults::{
+    default_admin_listen, default_burst, default_data_room, default_desc, default_file_prefix,
+    default_flow_capacity, default_lcores, default_mbuf_cache, default_mbufs, default_memory_mb,
+    default_mtu, default_true, default_weight,
+};
+use crate::farm::ServerState;
+
+/// `[eal]`: how DPDK's environment is started.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EalConfig {
+    /// EAL `--lcores` map. The first lcore runs the control thread; each
+    /// further lcore runs one worker. Default "0,1": one worker.
+    #[serde(default = "default_lcores")]
+    pub lcores: Spanned<String>,
+    /// Use hugepages (they must be reserved); false runs with `--no-huge`.
+    #[serde(default)]
+    pub hugepages: bool,
+    /// Memory in MiB for the EAL (`-m`).
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u32,
+    /// `--file-prefix`, distinct per farmlb process on one machine.
+    #[serde(default = "default_file_prefix")]
+    pub file_prefix: String,
+    /// Further EAL arguments, passed as they are.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// `[mempool]`: the packet buffer pool shared by all ports.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MempoolConfig {
+    /// Number of mbufs (best as 2^n - 1).
+    #[serde(default = "default_mbufs")]
+    pub mbufs: u32,
+    /// Per-lcore cache size.
+    #[serde(default = "default_mbuf_cache")]
+    pub cache: u32,
+    /// Bytes per mbuf including the 128-byte headroom.
+    #[serde(default = "default_data_room")]
+    pub data_room: u16,
+}
+
+/// `[dataplane]`: worker loop settings.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneConfig {
+    /// Packets per rx burst (1..=256).
+    #[serde(default = "default_burst")]
+    pub burst: Spanned<u16>,
+    /// Rx descriptors per queue.
+    #[serde(default = "default_desc")]
+    pub rx_desc: u16,
+    /// Tx descriptors per queue.
+    #[serde(default = "default_desc")]
+    pub tx_desc: u16,
+}
+
+/// A static neighbour: an address whose MAC is known without ARP/ND.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NeighbourConfig {
+    pub address: Spanned<String>,
+    pub mac: Spanned<String>,
+}
+
+/// `[[port]]`: one data port.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    pub name: Spanned<String>,
+    /// EAL device: a PCI address (`0000:03:00.0`) or a vdev string
+    /// (`net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap`, `net_tap0,iface=x`, ...).
+    pub device: Spanned<String>,
+    /// MAC to use instead of the device's own.
+    #[serde(default)]
+    pub mac: Option<Spanned<String>>,
+    /// The LB's own addresses on this port, with their connected prefixes
+    /// (`198.18.0.1/24`, `2001:2::1/64`).
+    #[serde(default)]
+    pub addresses: Vec<Spanned<String>>,
+    /// Default gateways reached through this port (one per address family).
+    #[serde(default)]
+    pub gateways: Vec<Spanned<String>>,
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+    /// Receive frames for other MACs too (needed on tap/af_packet ports that
+    /// share the kernel's MAC).
+    #[serde(default = "default_true")]
+    pub promiscuous: bool,
+    #[serde(default)]
+    pub neighbours: Vec<NeighbourConfig>,
+    /// Kernel interface for the exception path: traffic to the port's own
+    /// addresses that the data plane does not answer itself goes to this
+    /// tap interface (DPDK net_tap), and what the kernel sends on it leaves
+    /// through the port. Unset: such traffic is dropped and counted.
+    #[serde(default)]
+    pub tap: Option<Spanned<String>>,
+}
+
+/// Transport protocol of a farm unit.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+}
+
+/// How a main farm unit picks a server for a new connection.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SchedulerKind {
+    #[default]
+    Maglev,
+    LeastConn,
+    RoundRobin,
+    SourceHash,
+}
+
+/// NAT: servers route replies through farmlb. FullNAT: the client's source
+/// is also rewritten to one of farmlb's local addresses.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardingMode {
+    #[default]
+    Nat,
+    FullNat,
+}
+
+/// `[[server]]`: one backend host:port.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub name: Spanned<String>,
+    pub address: Spanned<String>,
+    pub port: u16,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// The state the server starts in (`up`, `down`, `draining`). Health
+    /// checks change it at run time; `draining` and `down` servers get no new
+    /// flows.
+    #[serde(default)]
+    pub state: ServerState,
+    /// The `[[health_check]]` profile that checks this server; none: the
+    /// server is never checked and keeps the state it is given.
+    #[serde(default)]
+    pub check: Option<Spanned<String>>,
+    /// After the server recovers (or is enabled again), its weight ramps
+    /// from 0 to `weight` over this duration ("30s").
+    #[serde(default)]
+    pub slow_start: Option<Spanned<String>>,
+}
+
+/// What happens to the established flows of a main farm unit whose server
+/// goes down.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnServerDown {
+    /// Keep sending them to the down server (the default): a health check
+    /// may fail while the server still serves its open connections, and a
+    /// TCP connection moved to another server would only be reset there.
+    #[default]
+    Keep,
+    /// Give them to a healthy server chosen by the scheduler: the right
+    /// choice for UDP services and for TCP clients that prefer a quick reset
+    /// (from the new server) to a long retransmission timeout.
+    Reschedule,
+    /// End them: the next client packet of such a TCP flow makes farmlb send
+    /// a RST to the client and one to the server, and the flow is removed (a
+    /// UDP flow is just removed); the client's next connection is scheduled
+    /// to a healthy server.
+    Reset,
+}
+
+/// `[flows]`: the per-worker flow tables.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FlowsConfig {
+    /// Flows per worker (each flow costs 112 bytes; see
+    /// `FlowTable::bytes_per_flow`).
+    #[serde(default = "default_flow_capacity")]
+    pub capacity: Spanned<u64>,
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+}
+
+/// `[flows] timeouts = { ... }`: idle timeouts per flow state, as humantime
+/// durations ("30s", "15m", "1h 30m"). Missing ones keep their defaults
+/// (see [`Timeouts`](crate::flow::Timeouts)).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    pub syn: Option<Spanned<String>>,
+    pub established: Option<Spanned<String>>,
+    pub fin: Option<Spanned<String>>,
+    pub close: Option<Spanned<String>>,
+    pub udp: Option<Spanned<String>>,
+}
+
+/// `[[farm_unit]]`: a main farm unit (VIP:port/proto).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FarmUnitConfig {
+    pub name: Spanned<String>,
+    pub address: Spanned<String>,
+    /// 0 means any port.
+    pub port: u16,
+    pub protocol: Protocol,
+    pub servers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub scheduler: SchedulerKind,
+    #[serde(default)]
+    pub mode: ForwardingMode,
+    /// FullNAT: the LB-owned source addresses used towards servers.
+    #[serde(default)]
+    pub local_addresses: Vec<Spanned<String>>,
+    /// What to do with established flows whose server goes down.
+    #[serde(default)]
+    pub on_server_down: OnServerDown,
+}
+
+/// `[[sub_farm_unit]]`: an address that belongs to one server, with backups.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SubFarmUnitConfig {
+    pub name: Spanned<String>,
+    pub address: Spanned<String>,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub server: Spanned<String>,
+    /// Tried in order while the server is down.
+    #[serde(default)]
+    pub backups: Vec<Spanned<String>>,
+}
+
+/// The whole file, as written.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub eal: EalConfig,
+    #[serde(default)]
+    pub mempool: MempoolConfig,
+    #[serde(default)]
+    pub dataplane: DataplaneConfig,
+    #[serde(default, rename = "port")]
+    pub ports: Vec<PortConfig>,
+    #[serde(default, rename = "server")]
+    pub servers: Vec<ServerConfig>,
+    #[serde(default, rename = "farm_unit")]
+    pub farm_units: Vec<FarmUnitConfig>,
+    #[serde(default, rename = "sub_farm_unit")]
+    pub sub_farm_units: Vec<SubFarmUnitConfig>,
+    #[serde(default)]
+    pub flows: FlowsConfig,
+    #[serde(default, rename = "health_check")]
+    pub health_checks: Vec<HealthCheckConfig>,
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// The kind of a `[[health_check]]`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckType {
+    /// Send the test URL request and compare the answer.
+    Http,
+    /// Open a TCP connection.
+    Tcp,
+    /// Never checked: always up.
+    None,
+}
+
+impl CheckType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckType::Http => "http",
+            CheckType::Tcp => "tcp",
+            CheckType::None => "none",
+        }
+    }
+}
+
+/// `expect_body = { exact = "..." }`, `{ contains = "..." }` or
+/// `{ sha256 = "hex" }`: exactly one of them.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectBodyConfig {
+    pub exact: Option<String>,
+    pub contains: Option<String>,
+    pub sha256: Option<String>,
+}
+
+/// `[[health_check]]`: a named health-check profile that servers refer to
+/// with `check = "name"`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    pub name: Spanned<String>,
+    #[serde(rename = "type")]
+    pub kind: Spanned<CheckType>,
+    /// Time between two checks of one server ("2s").
+    pub interval: Option<Spanned<String>>,
+    /// A random delay of up to this much is added to every interval, so the
+    /// checks of many servers do not fall into step ("500ms").
+    pub jitter: Option<Spanned<String>>,
+    /// A check without a complete answer within this time fails ("1s").
+    pub timeout: Option<Spanned<String>>,
+    /// Consecutive passes that bring a down server up.
+    pub rise: Option<Spanned<u32>>,
+    /// Consecutive failures that take an up server down.
+    pub fall: Option<Spanned<u32>>,
+    /// Port to check instead of the server's own.
+    pub port: Option<Spanned<u16>>,
+    /// http: request method (default GET).
+    pub method: Option<Spanned<String>>,
+    /// http: the test URL's path (default "/").
+    pub path: Option<Spanned<String>>,
+    /// http: Host header (default: the server's address).
+    pub host: Option<Spanned<String>>,
+    /// http: the status a healthy server answers (default 200).
+    pub expect_status: Option<Spanned<u16>>,
+    /// http: what the body of a healthy answer is (default: not compared).
+    pub expect_body: Option<Spanned<ExpectBodyConfig>>,
+}
+
+/// `[admin]`: the admin HTTP API.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address:port to listen on (default 127.0.0.1:9190; port 0 picks one).
+    #[serde(default = "default_admin_listen")]
+    pub listen: Spanned<String>,
+    /// Bearer token the API requires (`Authorization: Bearer <token>`);
+    /// mandatory when `listen` is not a loopback address.
+    #[serde(default)]
+    pub token: Option<Spanned<String>>,
+}

@@ -1,0 +1,277 @@
+//! `[[farm_unit]]` and `[[sub_farm_unit]]`: the addresses farmlb balances.
+//!
+//! Owns the rules for both kinds of unit: one set of names for the two kinds;
+//! each unit claims its (address, protocol, port), port 0 meaning every port,
+//! and no two claims overlap; a unit's address is neither one of the ports'
+//! own addresses nor a server's; its servers and backups exist, appear once
+//! and are of the unit's address family; a FullNAT main unit has local
+//! addresses, which are the ports' own and of the unit's family. Calls
+//! `fields` for names and addresses, `servers` to resolve server names and
+//! `ports` for the own addresses.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::ops::Range;
+
+use toml::Spanned;
+
+use super::ports::OwnAddresses;
+use super::servers::Servers;
+use super::Validator;
+use crate::config::error::ConfigError;
+use crate::config::model::{FarmUnit, SubFarmUnit};
+use crate::config::schema::{FarmUnitConfig, ForwardingMode, Protocol, SubFarmUnitConfig};
+
+/// What one unit listens on, and who it is ("farm unit 'web'").
+struct Claim {
+    address: IpAddr,
+    protocol: Protocol,
+    /// 0: every port.
+    port: u16,
+    who: String,
+}
+
+/// What the unit rules read from the ports and servers, and what they
+/// gather over main and sub-farm units alike: the names taken and the claims
+/// made so far.
+pub(super) struct Units<'a> {
+    own: &'a OwnAddresses,
+    servers: &'a Servers,
+    names: HashSet<String>,
+    claims: Vec<Claim>,
+}
+
+impl<'a> Units<'a> {
+    pub(super) fn new(own: &'a OwnAddresses, servers: &'a Servers) -> Self {
+        Units {
+            own,
+            servers,
+            names: HashSet::new(),
+            claims: Vec::new(),
+        }
+    }
+}
+
+impl Validator<'_> {
+    /// All main farm units, in file order.
+    pub(super) fn farm_units(
+        &self,
+        raw: &[FarmUnitConfig],
+        units: &mut Units,
+    ) -> Result<Vec<FarmUnit>, ConfigError> {
+        raw.iter().map(|u| self.farm_unit(u, units)).collect()
+    }
+
+    fn farm_unit(&self, u: &FarmUnitConfig, units: &mut Units) -> Result<FarmUnit, ConfigError> {
+        let name = self.name(&u.name, "farm unit", &mut units.names)?;
+        let address = self.ip(&u.address, "farm unit address")?;
+        let who = format!("farm unit '{name}'");
+        self.claim(
+            units,
+            Claim {
+                address,
+                protocol: u.protocol,
+                port: u.port,
+                who: who.clone(),
+            },
+            u.address.span(),
+        )?;
+        if u.servers.is_empty() {
+            return Err(self.err(u.name.span(), format!("{who} has no servers")));
+        }
+        let mut list = Vec::new();
+        for s in &u.servers {
+            let i = self.server_ref(s, units.servers, &who)?;
+            if list.contains(&i) {
+                return Err(self.err(
+                    s.span(),
+                    format!("{who} lists server '{}' twice", s.get_ref()),
+                ));
+            }
+            self.same_family(units.servers, i, s, address, &who)?;
+            list.push(i);
+        }
+        let local_addresses = self.local_addresses(u, &name, address, units.own)?;
+        if u.mode == ForwardingMode::FullNat && local_addresses.is_empty() {
+            return Err(self.err(
+                u.name.span(),
+                format!("{who} is fullnat but has no local_addresses"),
+            ));
+        }
+        Ok(FarmUnit {
+            name,
+            address,
+            port: u.port,
+            protocol: u.protocol,
+            servers: list,
+            scheduler: u.scheduler,
+            mode: u.mode,
+            local_addresses,
+            on_server_down: u.on_server_down,
+        })
+    }
+
+    /// A main unit's FullNAT source addresses: ports' own addresses of the
+    /// family of the unit's `address`.
+    fn local_addresses(
+        &self,
+        u: &FarmUnitConfig,
+        name: &str,
+        address: IpAddr,
+        own: &OwnAddresses,
+    ) -> Result<Vec<IpAddr>, ConfigError> {
+        let mut local_addresses = Vec::new();
+        for l in &u.local_addresses {
+            let ip = self.ip(l, "local address")?;
+            if !own.contains(ip) {
+                return Err(self.err(l.span(), format!("local address {ip} of farm unit '{name}' is not one of the ports' addresses")));
+            }
+            if ip.is_ipv4() != address.is_ipv4() {
+                return Err(self.err(
+                    l.span(),
+                    format!(
+                        "local address {ip} of farm unit '{name}' is not {}",
+                        family(address)
+                    ),
+                ));
+            }
+            local_addresses.push(ip);
+        }
+        Ok(local_addresses)
+    }
+
+    /// All sub-farm units, in file order; their names are checked against
+    /// the main units' too.
+    pub(super) fn sub_farm_units(
+        &self,
+        raw: &[SubFarmUnitConfig],
+        units: &mut Units,
+    ) -> Result<Vec<SubFarmUnit>, ConfigError> {
+        raw.iter().map(|u| self.sub_farm_unit(u, units)).collect()
+    }
+
+    fn sub_farm_unit(
+        &self,
+        u: &SubFarmUnitConfig,
+        units: &mut Units,
+    ) -> Result<SubFarmUnit, ConfigError> {
+        let name = self.name(&u.name, "sub-farm unit", &mut units.names)?;
+        let address = self.ip(&u.address, "sub-farm unit address")?;
+        let who = format!("sub-farm unit '{name}'");
+        self.claim(
+            units,
+            Claim {
+                address,
+                protocol: u.protocol,
+                port: u.port,
+                who: who.clone(),
+            },
+            u.address.span(),
+        )?;
+        if u.server.get_ref().trim().is_empty() {
+            return Err(self.err(u.server.span(), format!("{who} has no server")));
+        }
+        let server = self.server_ref(&u.server, units.servers, &who)?;
+        self.same_family(units.servers, server, &u.server, address, &who)?;
+        let mut backups = Vec::new();
+        for b in &u.backups {
+            let i = self.server_ref(b, units.servers, &format!("{who} backup"))?;
+            if i == server || backups.contains(&i) {
+                return Err(self.err(
+                    b.span(),
+                    format!("{who} lists server '{}' twice", b.get_ref()),
+                ));
+            }
+            self.same_family(units.servers, i, b, address, &who)?;
+            backups.push(i);
+        }
+        Ok(SubFarmUnit {
+            name,
+            address,
+            port: u.port,
+            protocol: u.protocol,
+            server,
+            backups,
+        })
+    }
+
+    /// Adds `c` to the claims unless it overlaps one already made, or its
+    /// address is one of the ports' own or a server's; errors on `span`.
+    fn claim(&self, units: &mut Units, c: Claim, span: Range<usize>) -> Result<(), ConfigError> {
+        let addr = c.address;
+        for other in &units.claims {
+            if other.address == addr
+                && other.protocol == c.protocol
+                && (other.port == c.port || other.port == 0 || c.port == 0)
+            {
+                let show = |pt: u16| {
+                    if pt == 0 {
+                        "any port".to_string()
+                    } else {
+                        format!("port {pt}")
+                    }
+                };
+                return Err(self.err(
+                    span,
+                    format!(
+                        "{} ({addr} {} {}) overlaps {} ({addr} {} {})",
+                        c.who,
+                        show(c.port),
+                        c.protocol.name(),
+                        other.who,
+                        show(other.port),
+                        other.protocol.name()
+                    ),
+                ));
+            }
+        }
+        if units.own.contains(addr) {
+            return Err(self.err(
+                span,
+                format!(
+                    "{} address {addr} is one of farmlb's own port addresses",
+                    c.who
+                ),
+            ));
+        }
+        if units.servers.list.iter().any(|s| s.address == addr) {
+            return Err(self.err(
+                span,
+                format!("{} address {addr} is a server's address", c.who),
+            ));
+        }
+        units.claims.push(c);
+        Ok(())
+    }
+
+    /// Server `i` (named by `s`) has the address family of the unit's
+    /// `address`; `who` names the unit in the message.
+    fn same_family(
+        &self,
+        servers: &Servers,
+        i: usize,
+        s: &Spanned<String>,
+        address: IpAddr,
+        who: &str,
+    ) -> Result<(), ConfigError> {
+        if servers.list[i].address.is_ipv4() != address.is_ipv4() {
+            return Err(self.err(
+                s.span(),
+                format!(
+                    "{who} is {} but server '{}' is not",
+                    family(address),
+                    s.get_ref()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn family(a: IpAddr) -> &'static str {
+    if a.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
