@@ -17,7 +17,7 @@
 //!   ports, the client's ISN and a rotating time counter; the client's MSS in
 //!   the ISN, its window scale, SACK-permitted and ECN in the low bits of
 //!   farmlb's TSval) and the SYN-ACK's option block, built from scratch;
-//! - `timer`: the per-worker timer wheel for SYN retransmission, connect
+//! - [`timer`]: the per-worker timer wheel for SYN retransmission, connect
 //!   timeouts, retransmission of kept bytes and the client's request-head
 //!   timeout, driven by `now`;
 //! - the per-worker splice table beside the flow table (the flow entry points to
@@ -35,3 +35,4 @@
 //! path, no `unsafe`, nothing allocated per packet.
 
 pub mod cookie;
+pub mod timer;
