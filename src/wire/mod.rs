@@ -33,14 +33,14 @@ pub use icmpv4::Icmpv4Packet;
 pub use icmpv6::{Icmpv6Packet, Ndisc};
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{FragmentInfo, Ipv6Packet, Ipv6Repr, UpperLayer};
-pub use tcp::TcpPacket;
+pub use tcp::{TcpOption, TcpOptionIter, TcpOptions, TcpPacket};
 pub use udp::UdpPacket;
 
 /// Why a buffer was rejected by a `new_checked` or a parser.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// The buffer is shorter than a fixed header (or an extension header / option
-    /// runs past its end).
+    /// runs past its end, a TCP option's length byte is missing).
     #[error("truncated packet")]
     Truncated,
     /// A header length field is impossible: IPv4 IHL < 5 or past the buffer, TCP
@@ -52,7 +52,8 @@ pub enum Error {
     #[error("bad total length")]
     BadTotalLength,
     /// Other structural nonsense: wrong IP version, ARP for a non-Ethernet/IPv4
-    /// network, an ND option of length 0, too many IPv6 extension headers...
+    /// network, an ND option of length 0, too many IPv6 extension headers, a TCP
+    /// option length below 2 or wrong for its kind...
     #[error("malformed packet")]
     Malformed,
 }

@@ -149,6 +149,8 @@ proptest! {
             let _ = (p.checksum(), p.urgent_at(), p.segment_len());
             prop_assert_eq!(p.header_len() + p.payload().len(), len);
             let _ = tcp::find_mss(p.options());
+            let _ = tcp::TcpOptions::parse(p.options());
+            let _ = p.option_iter().count();
             let _ = p.verify_checksum(&V4A, &V4B);
             p.set_src_port(r);
             p.set_dst_port(r);
@@ -229,6 +231,118 @@ proptest! {
             let _ = p.data_mut();
             p.fill_checksum(&V6A, &V6B);
             prop_assert!(p.verify_checksum(&V6A, &V6B));
+        }
+    }
+}
+
+/// Option lists built from plausible pieces (known kinds, mostly right lengths,
+/// sometimes wrong or cut short), so that the parser's every branch is reached.
+fn option_lists() -> impl Strategy<Value = Vec<u8>> {
+    let piece = (0usize..10, 0u8..16, any::<u8>());
+    (proptest::collection::vec(piece, 0..12), any::<u16>()).prop_map(|(pieces, cut)| {
+        const KINDS: [u8; 10] = [0, 1, 2, 3, 4, 5, 8, 19, 34, 254];
+        let mut out = Vec::new();
+        for (k, l, fill) in pieces {
+            let kind = KINDS[k];
+            out.push(kind);
+            if kind <= 1 {
+                continue;
+            }
+            let right = match kind {
+                2 => 4,
+                3 => 3,
+                4 => 2,
+                5 => 2 + 8 * (usize::from(l) % 5),
+                8 => 10,
+                _ => 2 + usize::from(l),
+            };
+            // Three times in four the right length, else anything small.
+            let len = if fill % 4 != 0 { right } else { usize::from(l) };
+            out.push(len as u8);
+            out.extend(std::iter::repeat_n(fill, len.saturating_sub(2)));
+        }
+        let keep = usize::from(cut) % (out.len() + 8);
+        out.truncate(keep);
+        out
+    })
+}
+
+fn any_option_list() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        option_lists(),
+        proptest::collection::vec(any::<u8>(), 0..48),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES * 4))]
+
+    #[test]
+    fn tcp_options_never_panic(mut b in any_option_list(), v in any::<u32>()) {
+        let walk: Vec<_> = tcp::TcpOptionIter::new(&b).collect();
+        let walk_ok = walk.iter().all(|i| i.is_ok());
+        // At most one error, always last.
+        prop_assert!(walk.iter().rev().skip(1).all(|i| i.is_ok()));
+        let parsed = tcp::TcpOptions::parse(&b);
+        let located = tcp::locate_options(&b);
+        prop_assert_eq!(parsed.is_ok(), walk_ok);
+        prop_assert_eq!(located.is_ok(), walk_ok);
+        for (at, _) in walk.iter().flatten() {
+            prop_assert!(*at < b.len());
+        }
+        if let Ok(o) = parsed {
+            prop_assert!(o.window_scale.is_none_or(|ws| ws <= tcp::MAX_WINDOW_SCALE));
+            let mut buf = [0u8; tcp::MAX_OPTIONS_LEN];
+            let n = o.emit(&mut buf);
+            let back = tcp::TcpOptions::parse(&buf[..n]);
+            prop_assert!(back.is_ok());
+        }
+        // Located offsets are in range for the in-place rewrites.
+        if let Ok(offs) = located {
+            let mut c = 0x1234;
+            if let Some(at) = offs.mss {
+                c = tcp::rewrite_u16(&mut b, at, v as u16, c);
+            }
+            if let Some(at) = offs.timestamps {
+                c = tcp::rewrite_u32(&mut b, at, v, c);
+                c = tcp::rewrite_u32(&mut b, at + 4, v, c);
+            }
+            if let Some((at, n)) = offs.sack {
+                for i in 0..n {
+                    c = tcp::rewrite_u32(&mut b, at + 8 * i, v, c);
+                    c = tcp::rewrite_u32(&mut b, at + 8 * i + 4, v, c);
+                }
+            }
+            let _ = c;
+        }
+    }
+}
+
+/// Every option list of up to 2 bytes, and every list of 3 and 4 bytes over
+/// the bytes that matter to the parser (kinds, their lengths, neighbours).
+#[test]
+fn tcp_options_short_lists_exhaustive() {
+    fn check(b: &[u8]) {
+        let walk_ok = tcp::TcpOptionIter::new(b).all(|i| i.is_ok());
+        assert_eq!(tcp::TcpOptions::parse(b).is_ok(), walk_ok, "{b:?}");
+        assert_eq!(tcp::locate_options(b).is_ok(), walk_ok, "{b:?}");
+    }
+    check(&[]);
+    for a in 0..=255u8 {
+        check(&[a]);
+        for b in 0..=255u8 {
+            check(&[a, b]);
+        }
+    }
+    const BYTES: [u8; 13] = [0, 1, 2, 3, 4, 5, 8, 9, 10, 18, 34, 254, 255];
+    for a in BYTES {
+        for b in BYTES {
+            for c in BYTES {
+                check(&[a, b, c]);
+                for d in BYTES {
+                    check(&[a, b, c, d]);
+                }
+            }
         }
     }
 }
