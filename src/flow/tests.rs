@@ -1,6 +1,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::*;
+use crate::packet::{FlowKey, Nanos};
 
 const SEC: Nanos = 1_000_000_000;
 
