@@ -50,6 +50,7 @@
 //! and dst := client on the way back. An any-port unit (port 0) sends to
 //! the port the client contacted, not the server's configured port.
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
@@ -723,6 +724,19 @@ impl FarmBalancer {
         len: u16,
         now: Nanos,
     ) -> Result<Nat, DropReason> {
+        self.create_avoiding(key, tflags, len, now, None)
+    }
+
+    /// [`FarmBalancer::create`], never on the server at `avoid` (address
+    /// and port) when the unit has another that takes new flows.
+    fn create_avoiding(
+        &mut self,
+        key: &FlowKey,
+        tflags: u8,
+        len: u16,
+        now: Nanos,
+        avoid: Option<(IpAddr, u16)>,
+    ) -> Result<Nat, DropReason> {
         let t = &Tuple::from_key(key);
         let snap: &Snapshot = self.reader.snapshot();
         let Some(uid) = snap.unit_for(key.dst, key.proto, key.dst_port) else {
@@ -740,11 +754,36 @@ impl FarmBalancer {
         };
         let unit = snap.farm.unit(uid);
         let active = self.reader.active();
-        let server = match &unit.kind {
+        let avoided = |id: ServerId| {
+            let s = snap.farm.server(id);
+            avoid.is_some_and(|(a, p)| s.address == a && (s.port == p || unit.port == 0))
+        };
+        let mut server = match &unit.kind {
             UnitKind::Sub(_) => failover(snap, unit),
             UnitKind::Main(m) => schedule(snap, &mut self.sched, active, uid, m, t),
         }
         .ok_or(DropReason::NoServer)?;
+        if let (Some(m), true) = (unit.main(), avoided(server)) {
+            // Another server for a connection whose server failed: the
+            // scheduler asked again for variations of the tuple (a hash
+            // scheduler) or its next turn (the others).
+            for k in 1..=16u16 {
+                let other = Tuple {
+                    src_port: t.src_port ^ k.wrapping_mul(0x9e37),
+                    ..*t
+                };
+                match schedule(snap, &mut self.sched, active, uid, m, &other) {
+                    Some(s) if !avoided(s) => {
+                        server = s;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            if avoided(server) {
+                return Err(DropReason::NoServer);
+            }
+        }
         let end = self.table.endpoints().servers[server.0 as usize];
         let server_port = if unit.port == 0 { t.dst_port } else { end.port };
         let mut fl = if udp { flags::UDP } else { 0 };
@@ -867,6 +906,14 @@ impl Balancer for FarmBalancer {
         self.pending_reset.take()
     }
 
+    fn rebind(&mut self, key: &FlowKey, failed: &Nat, now: Nanos) -> Result<Nat, DropReason> {
+        self.rebind_flow(key, failed, now)
+    }
+
+    fn forget(&mut self, key: &FlowKey) {
+        self.forget_flow(key)
+    }
+
     #[inline]
     fn foreign_owner(&self, key: &FlowKey) -> Option<usize> {
         if self.workers == 1 {
@@ -960,5 +1007,37 @@ impl FarmBalancer {
         }
         flow_gone(&mut self.counters, self.reader.active(), &f);
         self.create(key, tcp_flags, len, now)
+    }
+}
+
+impl FarmBalancer {
+    /// [`Balancer::rebind`]: the flow of `key` (client → farm unit) is
+    /// removed if it is still there (a RST from its server removed it
+    /// already), its server counted as refusing (the control thread takes
+    /// it out at once, as for a refused SYN), and the flow made again on
+    /// another server.
+    fn rebind_flow(&mut self, key: &FlowKey, failed: &Nat, now: Nanos) -> Result<Nat, DropReason> {
+        if let Some((slot, Dir::Forward)) = self.table.find(key) {
+            let f = self.table.remove(slot);
+            flow_gone(&mut self.counters, self.reader.active(), &f);
+            self.reader.count_refusal(ServerId(f.server));
+            self.refused += 1;
+        }
+        self.create_avoiding(
+            key,
+            tcp_flags::SYN,
+            0,
+            now,
+            Some((failed.dst, failed.dst_port)),
+        )
+    }
+
+    /// [`Balancer::forget`]: removes the flow of `key` (client → farm
+    /// unit) if it is there.
+    fn forget_flow(&mut self, key: &FlowKey) {
+        if let Some((slot, Dir::Forward)) = self.table.find(key) {
+            let f = self.table.remove(slot);
+            flow_gone(&mut self.counters, self.reader.active(), &f);
+        }
     }
 }

@@ -65,6 +65,8 @@ impl Fast {
             },
             ttl: self.ttl,
             df: self.df,
+            hint: None,
+            first_fragment: None,
         }
     }
 }
@@ -231,7 +233,10 @@ impl<F: Frame> Processor<F> {
         rx: Rx,
     ) -> Verdict {
         let (key, now) = (&fast.key, rx.now);
-        if fast.ttl <= 1 || (!rx.redirected && balancer.foreign_owner(key).is_some()) {
+        if fast.ttl <= 1
+            || (!rx.redirected && balancer.foreign_owner(key).is_some())
+            || (key.proto == protocol::TCP && balancer.splicing())
+        {
             return self.transport_general(io, balancer, frame, hint, rx);
         }
         let flen = frame.data().len();
@@ -270,8 +275,11 @@ impl<F: Frame> Processor<F> {
         let Some(fast) = self.reparse(rx.port, &frame) else {
             return self.general(io, balancer, frame, rx);
         };
-        let t = fast.transport();
-        let out = self.transport_with(balancer, &mut frame, &t, hint, None, rx);
+        let t = Transport {
+            hint,
+            ..fast.transport()
+        };
+        let out = self.transport_with(io, balancer, &mut frame, &t, rx);
         self.finish(io, rx.port, frame, out, rx.now)
     }
 
@@ -452,7 +460,7 @@ impl<F: Frame> Processor<F> {
             DropReason::BadHeaderLength,
             |core, frame, fast| {
                 let t = fast.transport();
-                core.forward_nat(frame, &t, &nat, now, None)
+                core.forward_nat(frame, &t, &nat, now)
             },
         )
     }

@@ -12,7 +12,7 @@ use crate::wire::icmpv6::Icmpv6Packet;
 use crate::wire::ipv4::{self, Ipv4Repr};
 use crate::wire::ipv6::{self, Ipv6Repr};
 use crate::wire::protocol;
-use crate::wire::tcp::TcpPacket;
+use crate::wire::tcp::{self, TcpOptions, TcpPacket};
 
 use super::Frame;
 
@@ -186,6 +186,45 @@ pub(super) fn build_tcp_rst<F: Frame>(
     };
     crate::wire::tcp::emit_rst(seg, sport, dport, seq, ack);
     TcpPacket::new_unchecked(seg).fill_checksum(&src, &dst);
+    true
+}
+
+/// A TCP segment farmlb writes itself (the handshakes of spliced
+/// connections): header fields, options (emitted from scratch) and payload.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct TcpSegment<'a> {
+    pub(super) src_port: u16,
+    pub(super) dst_port: u16,
+    pub(super) seq: u32,
+    pub(super) ack: u32,
+    pub(super) flags: u8,
+    pub(super) window: u16,
+    pub(super) options: &'a TcpOptions,
+    pub(super) payload: &'a [u8],
+}
+
+/// Writes an untagged Ethernet + IP + TCP frame (`to`: its addresses; the
+/// MACs may be set again when it is sent) with a valid TCP checksum. False
+/// when the addresses are of different families or the frame cannot hold
+/// it.
+pub(super) fn build_tcp<F: Frame>(f: &mut F, to: &Addressing, seg: &TcpSegment) -> bool {
+    let opt_len = seg.options.emitted_len();
+    let len = tcp::HEADER_LEN + opt_len + seg.payload.len();
+    let Some(buf) = ip_frame(f, to, protocol::TCP, OWN_TTL, len) else {
+        return false;
+    };
+    let written = seg.options.emit(&mut buf[tcp::HEADER_LEN..]);
+    debug_assert_eq!(written, opt_len);
+    buf[tcp::HEADER_LEN + opt_len..].copy_from_slice(seg.payload);
+    let mut t = TcpPacket::new_unchecked(&mut buf[..]);
+    t.set_src_port(seg.src_port);
+    t.set_dst_port(seg.dst_port);
+    t.set_seq_number(seg.seq);
+    t.set_ack_number(seg.ack);
+    t.set_header_len((tcp::HEADER_LEN + opt_len) as u8);
+    t.set_flags(seg.flags);
+    t.set_window_len(seg.window);
+    t.fill_checksum(&to.src, &to.dst);
     true
 }
 

@@ -17,10 +17,12 @@ pub mod neighbour;
 mod processor;
 pub mod rewrite;
 mod route;
+mod splice;
 mod transport;
 
 pub use counters::{Counters, DropCounters};
 pub use processor::{Processor, Verdict};
+pub use splice::{SpliceCounters, SpliceSetup};
 
 /// Index of a port in the configuration (the order of `[[port]]` tables).
 pub type PortIdx = u16;
@@ -188,10 +190,18 @@ pub enum DropReason {
     /// The server answered the SYN it was given with a RST: the RST is kept
     /// from the client, whose SYN retransmission is scheduled again.
     ServerRefused,
+    /// A TCP option list that does not parse (a bad length, or cut short),
+    /// on a segment farmlb must read the options of (a spliced connection).
+    BadTcpOption,
+    /// An ACK to a SYN-proxy unit whose SYN cookie is forged, stale or for
+    /// another connection.
+    BadSynCookie,
+    /// The splice table was full: the client's handshake ACK got a RST.
+    SpliceTableFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 21] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Truncated,
         DropReason::BadHeaderLength,
         DropReason::BadTotalLength,
@@ -213,6 +223,9 @@ impl DropReason {
         DropReason::RedirectRingFull,
         DropReason::ServerDownReset,
         DropReason::ServerRefused,
+        DropReason::BadTcpOption,
+        DropReason::BadSynCookie,
+        DropReason::SpliceTableFull,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -239,6 +252,9 @@ impl DropReason {
             DropReason::RedirectRingFull => "redirect_ring_full",
             DropReason::ServerDownReset => "server_down_reset",
             DropReason::ServerRefused => "server_refused",
+            DropReason::BadTcpOption => "bad_tcp_option",
+            DropReason::BadSynCookie => "bad_syn_cookie",
+            DropReason::SpliceTableFull => "splice_table_full",
         }
     }
 }
@@ -319,6 +335,51 @@ pub trait Balancer {
     fn take_reset(&mut self) -> Option<Nat> {
         None
     }
+
+    /// Whether any farm unit splices its connections (SYN proxy). When
+    /// false the core never asks the splice questions below: one branch
+    /// per TCP packet is all splicing costs a farm without such units.
+    #[inline]
+    fn splicing(&self) -> bool {
+        false
+    }
+
+    /// Whether a TCP packet with `key` is a client's packet to a SYN-proxy
+    /// farm unit.
+    fn splice_unit(&self, _key: &FlowKey) -> bool {
+        false
+    }
+
+    /// Whether a TCP packet with `key` may be a server's packet of a spliced
+    /// connection: it comes from a server of a SYN-proxy unit.
+    fn splice_server(&self, _key: &FlowKey) -> bool {
+        false
+    }
+
+    /// Binds a spliced connection whose client side is `key` (client →
+    /// farm unit): creates its flow as a SYN of `key` would, and returns the
+    /// rewrite towards the chosen server.
+    fn bind(&mut self, key: &FlowKey, len: u16, now: Nanos) -> Result<Nat, DropReason> {
+        self.lookup(key, tcp_flags_syn(), len, now)
+    }
+
+    /// Moves the flow of a spliced connection whose server side failed
+    /// (no SYN-ACK, or a RST) to another server of its unit, never the one
+    /// it had (`failed`: the rewrite towards it), and returns the new
+    /// rewrite towards the server.
+    fn rebind(&mut self, _key: &FlowKey, _failed: &Nat, _now: Nanos) -> Result<Nat, DropReason> {
+        Err(DropReason::NoServer)
+    }
+
+    /// Forgets the flow of a spliced connection that ended (given up,
+    /// reset, or freed by the splice table).
+    fn forget(&mut self, _key: &FlowKey) {}
+}
+
+/// The flags byte of a SYN.
+#[inline]
+const fn tcp_flags_syn() -> u8 {
+    0x02
 }
 
 /// A balancer with no farm units: every transit packet is dropped as

@@ -49,6 +49,7 @@ use super::icmp::{IcmpAt, IcmpError, RateLimit};
 use super::neighbour::{NeighbourTimers, Neighbours, Task};
 use super::rewrite::L4;
 use super::route::{Hop, PortState, HOP_CACHE};
+use super::splice::Splicer;
 use super::transport::L3;
 use super::{Balancer, CoreSetup, Counters, DropReason, Frame, Io, Nanos, Nat, PortIdx};
 
@@ -67,6 +68,10 @@ pub enum Verdict {
     Exception,
     /// Handed to the worker that owns its flow.
     Redirect(usize),
+    /// Taken by a spliced connection: it completed a handshake, or its bytes
+    /// are kept until the server side is up, or it answered the server
+    /// side's handshake.
+    Spliced,
     Drop(DropReason),
 }
 
@@ -97,6 +102,8 @@ pub(super) enum Out {
     Learned,
     Exception,
     Redirect(usize),
+    /// Taken by a spliced connection: free it.
+    Spliced,
     /// Send an ICMP error about this frame back to its sender, then drop it.
     IcmpError {
         kind: IcmpError,
@@ -137,6 +144,8 @@ pub struct Processor<F> {
     pub(super) counters: Counters,
     pub(super) icmp_limit: RateLimit,
     pub(super) tasks: Vec<Task<(PortIdx, F)>>,
+    /// Spliced connections, made on first use (see `splice`).
+    pub(super) splice: Option<Box<Splicer>>,
 }
 
 impl<F: Frame> Processor<F> {
@@ -184,6 +193,7 @@ impl<F: Frame> Processor<F> {
             counters: Counters::default(),
             icmp_limit: RateLimit::new(),
             tasks: Vec::new(),
+            splice: None,
         }
     }
 
@@ -370,6 +380,10 @@ impl<F: Frame> Processor<F> {
                 io.free(frame);
                 Verdict::Learned
             }
+            Ok(Out::Spliced) => {
+                io.free(frame);
+                Verdict::Spliced
+            }
             Ok(Out::Exception) => {
                 self.counters.to_exception += 1;
                 io.exception(port, frame);
@@ -428,14 +442,21 @@ impl<F: Frame> Processor<F> {
         };
         match ethertype {
             ethertype::ARP => self.arp(io, frame, l2, rx),
-            ethertype::IPV4 => self.ipv4(balancer, frame, l2, rx),
+            ethertype::IPV4 => self.ipv4(io, balancer, frame, l2, rx),
             ethertype::IPV6 => self.ipv6(io, balancer, frame, l2, rx),
             _ => Err(DropReason::UnknownProtocol),
         }
     }
 
     /// An IPv4 packet after Ethernet: header checks, then by protocol.
-    fn ipv4<B: Balancer>(&mut self, balancer: &mut B, frame: &mut F, l2: usize, rx: Rx) -> Handled {
+    fn ipv4<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        frame: &mut F,
+        l2: usize,
+        rx: Rx,
+    ) -> Handled {
         let data = frame.data();
         let ip = Ipv4Packet::new_checked(&data[l2..])?;
         if !ip.verify_checksum() {
@@ -473,6 +494,7 @@ impl<F: Frame> Processor<F> {
                     dst,
                     ttl,
                     df,
+                    first_fragment: more.then_some(frag),
                 };
                 let l4 = L4 {
                     proto,
@@ -480,7 +502,7 @@ impl<F: Frame> Processor<F> {
                     len: l4_len,
                     present: true,
                 };
-                self.transport(balancer, frame, l3, l4, more.then_some(frag), rx)
+                self.transport(io, balancer, frame, l3, l4, rx)
             }
             protocol::ICMP => {
                 let at = IcmpAt {
@@ -538,6 +560,7 @@ impl<F: Frame> Processor<F> {
                     dst: IpAddr::V6(dst),
                     ttl: hops,
                     df: true,
+                    first_fragment,
                 };
                 let l4 = L4 {
                     proto: upper.protocol,
@@ -545,7 +568,7 @@ impl<F: Frame> Processor<F> {
                     len: end - l2 - l4_at,
                     present: true,
                 };
-                self.transport(balancer, frame, l3, l4, first_fragment, rx)
+                self.transport(io, balancer, frame, l3, l4, rx)
             }
             protocol::ICMPV6 => {
                 if upper.fragment.is_some() {

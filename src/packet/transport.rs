@@ -36,6 +36,8 @@ pub(super) struct L3 {
     pub(super) dst: IpAddr,
     pub(super) ttl: u8,
     pub(super) df: bool,
+    /// A first fragment's datagram (its later fragments follow its flow).
+    pub(super) first_fragment: Option<FragKey>,
 }
 
 /// A TCP/UDP packet (its flow key and what the rewrite needs), on the way
@@ -49,17 +51,20 @@ pub(super) struct Transport {
     pub(super) l4: L4,
     pub(super) ttl: u8,
     pub(super) df: bool,
+    /// What [`Balancer::prefetch`] returned for `key`, if it ran.
+    pub(super) hint: Option<u64>,
+    pub(super) first_fragment: Option<FragKey>,
 }
 
 impl<F: Frame> Processor<F> {
     /// A TCP or UDP packet (IPv4 or IPv6): ask the balancer, rewrite, route.
-    pub(super) fn transport<B: Balancer>(
+    pub(super) fn transport<I: Io<Frame = F>, B: Balancer>(
         &mut self,
+        io: &mut I,
         balancer: &mut B,
         frame: &mut F,
         l3: L3,
         l4: L4,
-        first_fragment: Option<FragKey>,
         rx: Rx,
     ) -> Handled {
         let L3 {
@@ -68,6 +73,7 @@ impl<F: Frame> Processor<F> {
             dst,
             ttl,
             df,
+            first_fragment,
         } = l3;
         let data = frame.data();
         let seg = &data[l2 + l4.offset..l2 + l4.offset + l4.len];
@@ -99,26 +105,31 @@ impl<F: Frame> Processor<F> {
             l4,
             ttl,
             df,
+            hint: None,
+            first_fragment,
         };
-        self.transport_with(balancer, frame, &t, None, first_fragment, rx)
+        self.transport_with(io, balancer, frame, &t, rx)
     }
 
     /// The part of [`Processor::transport`] after the ports are parsed.
-    /// `hint`: what [`Balancer::prefetch`] returned for its key.
     #[inline]
-    pub(super) fn transport_with<B: Balancer>(
+    pub(super) fn transport_with<I: Io<Frame = F>, B: Balancer>(
         &mut self,
+        io: &mut I,
         balancer: &mut B,
         frame: &mut F,
         t: &Transport,
-        hint: Option<u64>,
-        first_fragment: Option<FragKey>,
         rx: Rx,
     ) -> Handled {
         let (key, now) = (&t.key, rx.now);
         if !rx.redirected {
             if let Some(w) = balancer.foreign_owner(key) {
                 return Ok(Out::Redirect(w));
+            }
+        }
+        if key.proto == protocol::TCP && balancer.splicing() && t.first_fragment.is_none() {
+            if let Some(out) = self.splice(io, balancer, frame, t, rx) {
+                return out;
             }
         }
         // Whether `dst` is the LB's own address matters only for expiring
@@ -130,12 +141,12 @@ impl<F: Frame> Processor<F> {
             });
         }
         let len = frame.data().len().min(u16::MAX as usize) as u16;
-        let looked = match hint {
+        let looked = match t.hint {
             Some(h) => balancer.lookup_hinted(key, h, t.flags, len, now),
             None => balancer.lookup(key, t.flags, len, now),
         };
         match looked {
-            Ok(nat) => self.forward_nat(frame, t, &nat, now, first_fragment),
+            Ok(nat) => self.forward_nat(frame, t, &nat, now),
             Err(e) => self.lookup_failed(balancer, e, key, t.l2),
         }
     }
@@ -175,10 +186,14 @@ impl<F: Frame> Processor<F> {
         t: &Transport,
         nat: &Nat,
         now: Nanos,
-        first_fragment: Option<FragKey>,
     ) -> Handled {
         let Transport {
-            l2, l4, ttl, df, ..
+            l2,
+            l4,
+            ttl,
+            df,
+            first_fragment,
+            ..
         } = *t;
         if ttl <= 1 {
             // Addressed to the LB (a FullNAT local address) but forwarded on:

@@ -35,4 +35,5 @@
 //! path, no `unsafe`, nothing allocated per packet.
 
 pub mod cookie;
+pub mod table;
 pub mod timer;

@@ -204,6 +204,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         self.buffer.as_mut()[field::FLAGS] = value;
     }
 
+    /// Sets the data offset to `len` bytes (a multiple of 4 from 20 to 60;
+    /// the reserved bits are cleared).
+    #[inline]
+    pub fn set_header_len(&mut self, len: u8) {
+        self.buffer.as_mut()[field::DATA_OFF] = (len / 4) << 4;
+    }
+
     #[inline]
     pub fn set_window_len(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::WIN_SIZE, value);

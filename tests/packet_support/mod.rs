@@ -728,6 +728,11 @@ pub struct Unit {
 #[derive(Clone, Debug, Default)]
 pub struct TestBalancer {
     pub units: Vec<Unit>,
+    /// The units (address, port) that splice (SYN proxy); none by default.
+    pub splice_units: Vec<(IpAddr, u16)>,
+    /// Servers a SYN-proxy unit moves a connection to when its server
+    /// fails, by unit address.
+    pub alternates: Vec<(IpAddr, IpAddr)>,
     pub flows: HashMap<FlowKey, Nat>,
     pub next_local_port: u16,
     pub lookups: u64,
@@ -764,6 +769,8 @@ impl TestBalancer {
                     local: Some(LB1_IP6),
                 },
             ],
+            splice_units: Vec::new(),
+            alternates: Vec::new(),
             flows: HashMap::new(),
             next_local_port: FULLNAT_FIRST_PORT,
             lookups: 0,
@@ -838,6 +845,59 @@ impl Balancer for TestBalancer {
 
     fn peek(&self, key: &FlowKey) -> Option<Nat> {
         self.flows.get(key).copied()
+    }
+
+    fn splicing(&self) -> bool {
+        !self.splice_units.is_empty()
+    }
+
+    fn splice_unit(&self, key: &FlowKey) -> bool {
+        self.splice_units.contains(&(key.dst, key.dst_port))
+    }
+
+    fn splice_server(&self, key: &FlowKey) -> bool {
+        self.units.iter().any(|u| {
+            self.splice_units.contains(&(u.vip, u.port))
+                && key.src_port == u.server_port
+                && (key.src == u.server
+                    || self
+                        .alternates
+                        .iter()
+                        .any(|&(vip, alt)| vip == u.vip && alt == key.src))
+        })
+    }
+
+    fn rebind(&mut self, key: &FlowKey, failed: &Nat, _now: Nanos) -> Result<Nat, DropReason> {
+        self.forget(key);
+        let alt = self
+            .alternates
+            .iter()
+            .find(|&&(vip, _)| vip == key.dst)
+            .map(|&(_, alt)| alt)
+            .ok_or(DropReason::NoServer)?;
+        let u = self
+            .units
+            .iter_mut()
+            .find(|u| u.vip == key.dst && u.port == key.dst_port)
+            .ok_or(DropReason::NoFarmUnit)?;
+        if u.server == failed.dst && alt != failed.dst {
+            u.server = alt;
+        } else {
+            return Err(DropReason::NoServer);
+        }
+        Ok(self.add_flow(key))
+    }
+
+    fn forget(&mut self, key: &FlowKey) {
+        if let Some(fwd) = self.flows.remove(key) {
+            self.flows.remove(&FlowKey {
+                proto: key.proto,
+                src: fwd.dst,
+                src_port: fwd.dst_port,
+                dst: fwd.src,
+                dst_port: fwd.src_port,
+            });
+        }
     }
 }
 

@@ -1,0 +1,993 @@
+//! Spliced TCP connections on the packet path (SYN-proxy farm units): the
+//! client's SYN answered with a SYN cookie, the server side opened with the
+//! client's ISN and options once the client's ACK proves the handshake (the
+//! binding), the client's early bytes kept and sent on, another server tried
+//! when one does not answer or refuses, and then every segment translated
+//! (`splice::translate`) before the ordinary NAT/FullNAT path forwards it.
+//!
+//! Owns [`Splicer`] (a worker's splice table, timer wheel, cookie secrets
+//! and counters) and [`SpliceSetup`]. Calls the balancer (bind, rebind,
+//! forget, lookup), `route` to send the segments it writes, and `frames`
+//! to write them; the pure pieces (cookies, table, timers, translation)
+//! live in `crate::splice`.
+
+use std::net::IpAddr;
+
+use crate::splice::cookie::{
+    self, build_synack_options, ClientOptions, CookieReject, CookieSecrets, CookieTuple,
+    SynCookie,
+};
+use crate::splice::table::{fin, Conn, ConnIdx, Phase, SpliceTable};
+use crate::splice::timer::TimerWheel;
+use crate::splice::translate::{self, Translation};
+use crate::wire::ethernet::EthernetFrame;
+use crate::wire::tcp::{flags, TcpOptions, TcpPacket};
+use crate::wire::{ipv4, ipv6};
+
+use super::frames::{build_tcp, Addressing, TcpSegment};
+use super::processor::{Handled, Out, Processor, Rx};
+use super::transport::Transport;
+use super::{Balancer, DropReason, FlowKey, Frame, Io, Nanos, Nat};
+
+const SEC: Nanos = 1_000_000_000;
+
+/// How a worker splices: the `[splice]` section of the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpliceSetup {
+    /// Spliced connections per worker.
+    pub capacity: u32,
+    /// How long a server gets to answer the SYN (all its retransmissions
+    /// included) before the next server is tried.
+    pub connect_timeout: Nanos,
+    /// SYN retransmissions to one server within `connect_timeout`.
+    pub syn_retries: u8,
+    /// Servers tried per connection before the client gets a RST.
+    pub connect_attempts: u8,
+    /// farmlb's window scale towards clients.
+    pub window_scale: u8,
+    /// Client bytes kept per connection while its server side opens.
+    pub kept_bytes: u32,
+    /// Kept bytes per worker in all.
+    pub kept_bytes_per_worker: u64,
+    /// The SYN cookie secret (at least 16 bytes), shared by all workers
+    /// (and nodes); `None`: a random one.
+    pub secret: Option<Vec<u8>>,
+    /// The cookie secret's rotation period.
+    pub cookie_period: Nanos,
+    /// A spliced connection idle this long is forgotten.
+    pub idle_timeout: Nanos,
+}
+
+impl Default for SpliceSetup {
+    fn default() -> Self {
+        SpliceSetup {
+            capacity: 65_536,
+            connect_timeout: 3 * SEC,
+            syn_retries: 2,
+            connect_attempts: 3,
+            window_scale: cookie::DEFAULT_WINDOW_SCALE,
+            kept_bytes: 16_384,
+            kept_bytes_per_worker: 64 << 20,
+            secret: None,
+            cookie_period: cookie::DEFAULT_PERIOD,
+            idle_timeout: 900 * SEC,
+        }
+    }
+}
+
+/// Counters of one worker's spliced connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SpliceCounters {
+    /// SYNs answered with a SYN cookie.
+    pub cookies_sent: u64,
+    /// Handshake ACKs whose cookie was valid.
+    pub cookies_accepted: u64,
+    /// Handshake ACKs whose cookie was forged or for another connection.
+    pub cookies_rejected_bad: u64,
+    /// Handshake ACKs whose cookie was too old.
+    pub cookies_rejected_stale: u64,
+    /// Connections bound to a server (the server side's first SYN).
+    pub bindings: u64,
+    /// SYNs sent to a server again (no SYN-ACK in time).
+    pub syn_retransmits: u64,
+    /// Server sides that failed (no SYN-ACK within the connect timeout, or
+    /// a RST) and were moved to another server.
+    pub connect_retries: u64,
+    /// Connections whose every server attempt failed: the client got a RST.
+    pub connect_failures: u64,
+    /// Server sides joined to their client side.
+    pub spliced: u64,
+    /// Client bytes kept while the server side opened.
+    pub kept_bytes: u64,
+    /// Client segments not kept (over the per-connection or per-worker
+    /// cap, or out of order): the client sends them again.
+    pub kept_refused: u64,
+    /// Kept bytes sent to a server again.
+    pub kept_retransmits: u64,
+    /// Segments translated towards servers and towards clients.
+    pub to_server: u64,
+    pub to_client: u64,
+    /// Connections that ended (FIN both ways, RST, failure, idle).
+    pub closed: u64,
+    /// Connections forgotten because they were idle.
+    pub idled: u64,
+    /// Handshake ACKs refused because the splice table was full.
+    pub table_full: u64,
+    /// Live connections and kept bytes now (gauges).
+    pub active: u64,
+    pub kept_now: u64,
+}
+
+/// A worker's splicing state.
+pub struct Splicer {
+    setup: SpliceSetup,
+    secrets: CookieSecrets,
+    table: SpliceTable,
+    wheel: TimerWheel,
+    counters: SpliceCounters,
+    /// Connections whose timer fired, gathered before they are handled.
+    due: Vec<u32>,
+}
+
+/// When a connection that has closed both ways is forgotten (its last
+/// ACKs and retransmitted FINs still need translating until then).
+const LINGER: Nanos = 10 * SEC;
+
+impl Splicer {
+    /// A splicer for `setup`. A secret that is too short (the config
+    /// rejects it) falls back to a random one.
+    pub fn new(setup: SpliceSetup, now: Nanos) -> Splicer {
+        let period = setup.cookie_period.max(cookie::MIN_PERIOD);
+        let secrets = setup
+            .secret
+            .as_deref()
+            .and_then(|s| CookieSecrets::from_secret(s, period).ok())
+            .or_else(|| CookieSecrets::random(period).ok())
+            .expect("a random secret with a valid period");
+        let capacity = setup.capacity.max(1) as usize;
+        Splicer {
+            table: SpliceTable::new(capacity, setup.kept_bytes_per_worker as usize),
+            // One pending timer per connection at most.
+            wheel: TimerWheel::new(capacity as u32, crate::splice::timer::DEFAULT_TICK, now),
+            secrets,
+            setup,
+            counters: SpliceCounters::default(),
+            due: Vec::new(),
+        }
+    }
+
+    pub fn counters(&self) -> SpliceCounters {
+        SpliceCounters {
+            active: self.table.len() as u64,
+            kept_now: self.table.kept_total() as u64,
+            ..self.counters
+        }
+    }
+
+    /// The interval of SYN retransmissions to one server.
+    fn syn_interval(&self) -> Nanos {
+        self.setup.connect_timeout / (u64::from(self.setup.syn_retries) + 1)
+    }
+
+    fn arm(&mut self, i: ConnIdx, at: Nanos) {
+        let Some(c) = self.table.get_mut(i) else {
+            return;
+        };
+        if let Some(t) = c.timer.take() {
+            self.wheel.cancel(t);
+        }
+        // A full wheel cannot happen: it has a place per connection.
+        c.timer = self.wheel.schedule(at, i).ok();
+    }
+
+    fn forget<B: Balancer>(&mut self, balancer: &mut B, i: ConnIdx) {
+        if let Some(c) = self.table.remove(i) {
+            if let Some(t) = c.timer {
+                self.wheel.cancel(t);
+            }
+            balancer.forget(&c.client);
+            self.counters.closed += 1;
+        }
+    }
+}
+
+/// The parsed TCP header of a segment of a SYN-proxy unit or a spliced
+/// connection.
+#[derive(Clone, Copy, Debug)]
+struct Seg {
+    key: FlowKey,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    options: TcpOptions,
+    /// Where the TCP header and the payload start in the frame, and the
+    /// segment's end.
+    at: usize,
+    payload_at: usize,
+    end: usize,
+}
+
+impl Seg {
+    fn parse(data: &[u8], t: &Transport) -> Result<Seg, DropReason> {
+        let at = t.l2 + t.l4.offset;
+        let end = at + t.l4.len;
+        let tcp = TcpPacket::new_checked(data.get(at..end).ok_or(DropReason::Truncated)?)?;
+        let options = TcpOptions::parse(tcp.options()).map_err(|_| DropReason::BadTcpOption)?;
+        Ok(Seg {
+            key: t.key,
+            seq: tcp.seq_number(),
+            ack: tcp.ack_number(),
+            flags: tcp.flags(),
+            window: tcp.window_len(),
+            options,
+            at,
+            payload_at: at + tcp.header_len(),
+            end,
+        })
+    }
+
+    fn has(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+
+    fn payload_len(&self) -> usize {
+        self.end - self.payload_at
+    }
+}
+
+/// Wrapping "a is after b" on 32-bit sequence and timestamp values.
+fn after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+/// The reply key of a flow whose client side is rewritten with `nat`: the
+/// server's packets come from `nat.dst` to `nat.src`.
+fn server_key(nat: &Nat) -> FlowKey {
+    FlowKey {
+        proto: crate::wire::protocol::TCP,
+        src: nat.dst,
+        src_port: nat.dst_port,
+        dst: nat.src,
+        dst_port: nat.src_port,
+    }
+}
+
+/// The MSS farmlb advertises to a client on a port with MTU `mtu`.
+fn our_mss(mtu: u16, v6: bool) -> u16 {
+    let headers = if v6 {
+        ipv6::HEADER_LEN + 20
+    } else {
+        ipv4::HEADER_LEN + 20
+    };
+    mtu.saturating_sub(headers as u16).max(536)
+}
+
+impl<F: Frame> Processor<F> {
+    /// The splicer, made with the default setup on first use when none was
+    /// configured.
+    fn splicer(&mut self, now: Nanos) -> &mut Splicer {
+        self.splice
+            .get_or_insert_with(|| Box::new(Splicer::new(SpliceSetup::default(), now)))
+    }
+
+    /// Configures splicing (the dataplane, from `[splice]`); connections of
+    /// an earlier setup are forgotten.
+    pub fn set_splice(&mut self, setup: SpliceSetup, now: Nanos) {
+        self.splice = Some(Box::new(Splicer::new(setup, now)));
+    }
+
+    /// This worker's splice counters (zero when it never spliced).
+    pub fn splice_counters(&self) -> SpliceCounters {
+        self.splice
+            .as_ref()
+            .map(|s| s.counters())
+            .unwrap_or_default()
+    }
+
+    /// A TCP packet while the balancer splices: `Some` outcome when it is a
+    /// client's packet to a SYN-proxy unit that is not spliced yet (a
+    /// handshake, or bytes kept while the server side opens) or a server's
+    /// segment that farmlb consumes; `None` when the ordinary flow path
+    /// goes on with it, translated in place first if it belongs to a
+    /// spliced connection.
+    pub(super) fn splice<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        frame: &mut F,
+        t: &Transport,
+        rx: Rx,
+    ) -> Option<Handled> {
+        let key = &t.key;
+        let client = balancer.splice_unit(key);
+        if !client && !balancer.splice_server(key) {
+            return None;
+        }
+        let seg = match Seg::parse(frame.data(), t) {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
+        let now = rx.now;
+        let s = self.splicer(now);
+        if client {
+            match s.table.by_client(key) {
+                Some(i) => self.client_segment(io, balancer, frame, &seg, i, now),
+                // A flow that is not spliced (it began before its unit was
+                // made a SYN-proxy unit) goes on as it began.
+                None if !seg.has(flags::SYN) && balancer.peek(key).is_some() => None,
+                None => Some(self.handshake(io, balancer, frame, t, &seg, rx)),
+            }
+        } else {
+            let i = s.table.by_server(key)?;
+            self.server_segment(io, balancer, frame, &seg, i, now)
+        }
+    }
+
+    /// A client's segment to a SYN-proxy unit without a connection: a SYN
+    /// gets a SYN-ACK with a cookie, an ACK with a valid cookie binds.
+    fn handshake<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        frame: &mut F,
+        t: &Transport,
+        seg: &Seg,
+        rx: Rx,
+    ) -> Handled {
+        let key = t.key;
+        let tuple = CookieTuple {
+            client_addr: key.src,
+            client_port: key.src_port,
+            local_addr: key.dst,
+            local_port: key.dst_port,
+        };
+        let now = rx.now;
+        if seg.flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN {
+            return self.answer_syn(frame, &key, seg, &tuple, rx);
+        }
+        if seg.flags & (flags::SYN | flags::ACK | flags::RST) != flags::ACK {
+            return Err(DropReason::NoFlow);
+        }
+        let s = self.splicer(now);
+        let tsecr = seg.options.timestamps.map(|(_, ecr)| ecr);
+        let checked = SynCookie::check(
+            &s.secrets,
+            now,
+            &tuple,
+            seg.ack.wrapping_sub(1),
+            seg.seq.wrapping_sub(1),
+            tsecr,
+        );
+        let client_options = match checked {
+            Ok(o) => o,
+            Err(CookieReject::BadHash) => {
+                s.counters.cookies_rejected_bad += 1;
+                return Err(DropReason::BadSynCookie);
+            }
+            Err(CookieReject::Stale) => {
+                s.counters.cookies_rejected_stale += 1;
+                return Err(DropReason::BadSynCookie);
+            }
+        };
+        s.counters.cookies_accepted += 1;
+        if s.table.len() >= s.table.capacity() {
+            s.counters.table_full += 1;
+            self.reset_client(io, &key, seg, now);
+            return Err(DropReason::SpliceTableFull);
+        }
+        let len = frame.data().len().min(usize::from(u16::MAX)) as u16;
+        let nat = match balancer.bind(&key, len, now) {
+            Ok(nat) => nat,
+            Err(e) => {
+                self.reset_client(io, &key, seg, now);
+                return Err(e);
+            }
+        };
+        let conn = Conn {
+            client: key,
+            server: server_key(&nat),
+            nat,
+            client_isn: seg.seq.wrapping_sub(1),
+            our_isn: seg.ack.wrapping_sub(1),
+            client_options,
+            client_tsval: seg.options.timestamps.map_or(0, |(v, _)| v),
+            synack_tsval: tsecr.unwrap_or(0),
+            client_window: seg.window,
+            server_mss: if matches!(key.src, IpAddr::V6(_)) {
+                1220
+            } else {
+                536
+            },
+            server_tsval: 0,
+            kept_seq: seg.seq,
+            phase: Phase::Connecting {
+                attempt: 1,
+                syns: 1,
+            },
+            translation: Translation::default(),
+            kept: Vec::new(),
+            timer: None,
+            fins: 0,
+            last_seen: now,
+        };
+        let s = self.splicer(now);
+        let Ok(i) = s.table.insert(conn) else {
+            s.counters.table_full += 1;
+            balancer.forget(&key);
+            self.reset_client(io, &key, seg, now);
+            return Err(DropReason::SpliceTableFull);
+        };
+        s.counters.bindings += 1;
+        if seg.payload_len() > 0 {
+            self.keep(i, frame, seg);
+        }
+        self.send_server_syn(io, i, now);
+        let at = now + self.splicer(now).syn_interval();
+        self.splicer(now).arm(i, at);
+        Ok(Out::Spliced)
+    }
+
+    /// Answers a client's SYN with a SYN-ACK carrying a SYN cookie, written
+    /// over the SYN and sent back on its port.
+    fn answer_syn(
+        &mut self,
+        frame: &mut F,
+        key: &FlowKey,
+        seg: &Seg,
+        tuple: &CookieTuple,
+        rx: Rx,
+    ) -> Handled {
+        let v6 = matches!(key.src, IpAddr::V6(_));
+        let (my_mac, mtu) = match self.ports.get(rx.port as usize) {
+            Some(p) => (p.setup.mac, p.setup.mtu),
+            None => return Err(DropReason::NotForUs),
+        };
+        let peer_mac = EthernetFrame::new_checked(frame.data())
+            .map(|e| e.src_addr())
+            .map_err(DropReason::from)?;
+        let s = self.splicer(rx.now);
+        let client = ClientOptions::from_syn(&seg.options, seg.flags, v6);
+        let cookie = SynCookie::make(&s.secrets, rx.now, tuple, seg.seq, &client);
+        let carried = client.carried();
+        let ts = cookie
+            .tsval
+            .zip(seg.options.timestamps)
+            .map(|(ours, (theirs, _))| (ours, theirs));
+        let options = build_synack_options(s.setup.window_scale, our_mss(mtu, v6), &carried, ts);
+        let mut syn_ack = flags::SYN | flags::ACK;
+        if carried.ecn {
+            syn_ack |= flags::ECE;
+        }
+        let to = Addressing {
+            src_mac: my_mac,
+            dst_mac: peer_mac,
+            src: key.dst,
+            dst: key.src,
+        };
+        let reply = TcpSegment {
+            src_port: key.dst_port,
+            dst_port: key.src_port,
+            seq: cookie.isn,
+            ack: seg.seq.wrapping_add(1),
+            flags: syn_ack,
+            // The window of a SYN-ACK is never scaled (RFC 7323 §2.2).
+            window: u16::MAX,
+            options: &options,
+            payload: &[],
+        };
+        if !build_tcp(frame, &to, &reply) {
+            return Err(DropReason::NoBuffer);
+        }
+        s.counters.cookies_sent += 1;
+        Ok(Out::Reply(rx.port))
+    }
+
+    /// Keeps the payload of a client segment of connection `i` that is
+    /// still connecting, when it continues the kept bytes and fits.
+    fn keep(&mut self, i: ConnIdx, frame: &F, seg: &Seg) {
+        let Some(s) = self.splice.as_deref_mut() else {
+            return;
+        };
+        let Some(c) = s.table.get(i) else {
+            return;
+        };
+        let next = c.kept_seq.wrapping_add(c.kept.len() as u32);
+        let bytes = &frame.data()[seg.payload_at..seg.end];
+        let per_conn = s.setup.kept_bytes as usize;
+        if seg.seq == next && s.table.keep(i, bytes, per_conn) {
+            s.counters.kept_bytes += bytes.len() as u64;
+        } else if after(seg.seq.wrapping_add(bytes.len() as u32), next) {
+            // Out of order or over a cap: the client sends it again, and a
+            // retransmission of what is kept is no news.
+            s.counters.kept_refused += 1;
+        }
+    }
+
+    /// A client's segment of connection `i`.
+    fn client_segment<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        frame: &mut F,
+        seg: &Seg,
+        i: ConnIdx,
+        now: Nanos,
+    ) -> Option<Handled> {
+        let s = self.splicer(now);
+        let c = s.table.get_mut(i)?;
+        c.last_seen = now;
+        if let Some((tsval, _)) = seg.options.timestamps {
+            c.client_tsval = tsval;
+        }
+        match c.phase {
+            Phase::Connecting { .. } => {
+                if seg.has(flags::RST) {
+                    let (nat, isn) = (c.nat, c.client_isn);
+                    self.send_server_rst(io, &nat, isn.wrapping_add(1), now);
+                    self.splicer(now).forget(balancer, i);
+                    return Some(Ok(Out::Spliced));
+                }
+                if seg.payload_len() > 0 {
+                    self.keep(i, frame, seg);
+                }
+                // The SYN, ACKs and a FIN wait for the server side: the
+                // client sends again what matters.
+                Some(Ok(Out::Spliced))
+            }
+            Phase::Spliced => {
+                let tr = c.translation;
+                if seg.has(flags::FIN) {
+                    c.fins |= fin::CLIENT;
+                }
+                let done = seg.has(flags::RST);
+                let closing = c.fins == fin::BOTH;
+                if let Err(_e) = translate::to_server(&mut frame.data_mut()[seg.at..seg.end], &tr)
+                {
+                    return Some(Err(DropReason::BadTcpOption));
+                }
+                s.counters.to_server += 1;
+                self.after_segment(balancer, i, done, closing, now);
+                None
+            }
+        }
+    }
+
+    /// A server's segment of connection `i`.
+    fn server_segment<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        frame: &mut F,
+        seg: &Seg,
+        i: ConnIdx,
+        now: Nanos,
+    ) -> Option<Handled> {
+        let s = self.splicer(now);
+        let c = s.table.get_mut(i)?;
+        c.last_seen = now;
+        match c.phase {
+            Phase::Connecting { .. } => {
+                let expected = c.client_isn.wrapping_add(1);
+                if seg.has(flags::RST) && seg.has(flags::ACK) && seg.ack == expected {
+                    // The server refused: let the flow table see the RST
+                    // (it counts the refusal for the control thread), then
+                    // try the next server.
+                    let len = frame.data().len().min(usize::from(u16::MAX)) as u16;
+                    let _ = balancer.lookup(&seg.key, seg.flags, len, now);
+                    self.connect_failed(io, balancer, i, now);
+                    return Some(Ok(Out::Spliced));
+                }
+                if seg.flags & (flags::SYN | flags::ACK | flags::RST) != flags::SYN | flags::ACK
+                    || seg.ack != expected
+                {
+                    return Some(Err(DropReason::NoFlow));
+                }
+                let len = frame.data().len().min(usize::from(u16::MAX)) as u16;
+                // The flow table follows the handshake (SYN-ACK seen).
+                let _ = balancer.lookup(&seg.key, seg.flags, len, now);
+                self.joined(io, i, seg, now);
+                Some(Ok(Out::Spliced))
+            }
+            Phase::Spliced => {
+                let tr = c.translation;
+                if seg.has(flags::FIN) {
+                    c.fins |= fin::SERVER;
+                }
+                if let Some((tsval, _)) = seg.options.timestamps {
+                    c.server_tsval = tsval;
+                }
+                // The server acknowledged kept bytes: they need not be sent
+                // again.
+                let kept_end = c.kept_seq.wrapping_add(c.kept.len() as u32);
+                let acked = if !c.kept.is_empty() && seg.has(flags::ACK) {
+                    let n = seg.ack.wrapping_sub(c.kept_seq) as usize;
+                    (!after(seg.ack, kept_end) && n > 0).then_some(n)
+                } else {
+                    None
+                };
+                let done = seg.has(flags::RST);
+                let closing = c.fins == fin::BOTH;
+                if let Some(n) = acked {
+                    s.table.release(i, n);
+                    if s.table.get(i).is_some_and(|c| c.kept.is_empty()) {
+                        // Everything kept is delivered: the connection
+                        // idles under its idle timer again.
+                        let at = now + s.setup.idle_timeout;
+                        s.arm(i, at);
+                    }
+                }
+                if translate::to_client(&mut frame.data_mut()[seg.at..seg.end], &tr).is_err() {
+                    return Some(Err(DropReason::BadTcpOption));
+                }
+                self.splicer(now).counters.to_client += 1;
+                self.after_segment(balancer, i, done, closing, now);
+                None
+            }
+        }
+    }
+
+    /// After a translated segment: a RST ends the connection, FINs both
+    /// ways end it after [`LINGER`].
+    fn after_segment<B: Balancer>(
+        &mut self,
+        balancer: &mut B,
+        i: ConnIdx,
+        reset: bool,
+        closing: bool,
+        now: Nanos,
+    ) {
+        let s = self.splicer(now);
+        if reset {
+            // The flow table sees the RST itself and closes the flow; only
+            // the splice state goes here.
+            if let Some(c) = s.table.remove(i) {
+                if let Some(t) = c.timer {
+                    s.wheel.cancel(t);
+                }
+                s.counters.closed += 1;
+            }
+            let _ = balancer;
+        } else if closing && s.table.get(i).is_some_and(|c| c.kept.is_empty()) {
+            s.arm(i, now + LINGER);
+        }
+    }
+
+    /// The server's SYN-ACK of connection `i` arrived: the translation is
+    /// fixed, the server gets the ACK and the kept bytes, and the two sides
+    /// are joined.
+    fn joined<I: Io<Frame = F>>(&mut self, io: &mut I, i: ConnIdx, seg: &Seg, now: Nanos) {
+        let s = self.splicer(now);
+        let our_ws = s.setup.window_scale;
+        let Some(c) = s.table.get_mut(i) else {
+            return;
+        };
+        let o = c.client_options;
+        let server_ws = seg.options.window_scale;
+        let scaling = o.window_scale.is_some() && server_ws.is_some();
+        let timestamps = o.timestamps && seg.options.timestamps.is_some();
+        let ts_offset = match seg.options.timestamps {
+            Some((server_tsval, _)) if timestamps => {
+                // Server timestamps reach the client shifted onto farmlb's
+                // clock, never below what farmlb's SYN-ACK said (the
+                // client's PAWS check).
+                let clock = cookie::ts_clock(now);
+                let floor = c.synack_tsval.wrapping_add(1);
+                let base = if after(floor, clock) { floor } else { clock };
+                base.wrapping_sub(server_tsval)
+            }
+            _ => 0,
+        };
+        c.translation = Translation {
+            seq_delta: c.our_isn.wrapping_sub(seg.seq),
+            ts_offset,
+            timestamps,
+            server_send_ws: if scaling { server_ws.unwrap_or(0) } else { 0 },
+            client_recv_ws: if o.window_scale.is_some() { our_ws } else { 0 },
+            client_send_ws: o.window_scale.unwrap_or(0),
+            server_recv_ws: if scaling { o.window_scale.unwrap_or(0) } else { 0 },
+        };
+        c.server_mss = seg.options.mss.unwrap_or(c.server_mss).max(64);
+        c.phase = Phase::Spliced;
+        let server_isn = seg.seq;
+        let tsecr = seg.options.timestamps.map(|(v, _)| v);
+        c.server_tsval = tsecr.unwrap_or(0);
+        s.counters.spliced += 1;
+        self.send_kept(io, i, server_isn.wrapping_add(1), tsecr, now);
+        let s = self.splicer(now);
+        let kept = s.table.get(i).is_some_and(|c| !c.kept.is_empty());
+        let at = if kept {
+            now + s.syn_interval()
+        } else {
+            now + s.setup.idle_timeout
+        };
+        s.arm(i, at);
+    }
+
+    /// Sends the server of connection `i` an ACK of its SYN (`ack`) with the
+    /// kept bytes, in segments of the server's MSS.
+    fn send_kept<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        i: ConnIdx,
+        ack: u32,
+        tsecr: Option<u32>,
+        now: Nanos,
+    ) {
+        let Some(s) = self.splice.as_deref() else {
+            return;
+        };
+        let Some(c) = s.table.get(i) else {
+            return;
+        };
+        let tr = c.translation;
+        let window = translate::rescale_window(c.client_window, tr.client_send_ws, tr.server_recv_ws);
+        let options = TcpOptions {
+            timestamps: tsecr
+                .filter(|_| tr.timestamps)
+                .map(|ecr| (c.client_tsval, ecr)),
+            ..TcpOptions::default()
+        };
+        let mss = usize::from(c.server_mss)
+            .saturating_sub(options.emitted_len())
+            .max(1);
+        let (nat, start) = (c.nat, c.kept_seq);
+        let kept = c.kept.clone();
+        let mut off = 0;
+        loop {
+            let chunk = &kept[off..(off + mss).min(kept.len())];
+            let mut fl = flags::ACK;
+            if !chunk.is_empty() && off + chunk.len() == kept.len() {
+                fl |= flags::PSH;
+            }
+            let seg = TcpSegment {
+                src_port: nat.src_port,
+                dst_port: nat.dst_port,
+                seq: start.wrapping_add(off as u32),
+                ack,
+                flags: fl,
+                window,
+                options: &options,
+                payload: chunk,
+            };
+            self.send_tcp(io, nat.src, nat.dst, &seg, now);
+            off += chunk.len();
+            if off >= kept.len() {
+                break;
+            }
+        }
+    }
+
+    /// Sends connection `i`'s server the SYN of its server side: the
+    /// client's ISN and options.
+    fn send_server_syn<I: Io<Frame = F>>(&mut self, io: &mut I, i: ConnIdx, now: Nanos) {
+        let Some(s) = self.splice.as_deref() else {
+            return;
+        };
+        let Some(c) = s.table.get(i) else {
+            return;
+        };
+        let o = c.client_options;
+        let options = TcpOptions {
+            mss: Some(o.mss),
+            window_scale: o.window_scale,
+            sack_permitted: o.sack_permitted,
+            timestamps: o.timestamps.then_some((c.client_tsval, 0)),
+            ..TcpOptions::default()
+        };
+        let mut fl = flags::SYN;
+        if o.ecn {
+            fl |= flags::ECE | flags::CWR;
+        }
+        // The window of a SYN is never scaled: the client's, unscaled.
+        let window = translate::rescale_window(c.client_window, o.window_scale.unwrap_or(0), 0);
+        let nat = c.nat;
+        let seg = TcpSegment {
+            src_port: nat.src_port,
+            dst_port: nat.dst_port,
+            seq: c.client_isn,
+            ack: 0,
+            flags: fl,
+            window,
+            options: &options,
+            payload: &[],
+        };
+        self.send_tcp(io, nat.src, nat.dst, &seg, now);
+    }
+
+    /// Sends a RST to the server side `nat` (the client gave up while it
+    /// was opening).
+    fn send_server_rst<I: Io<Frame = F>>(&mut self, io: &mut I, nat: &Nat, seq: u32, now: Nanos) {
+        let options = TcpOptions::default();
+        let seg = TcpSegment {
+            src_port: nat.src_port,
+            dst_port: nat.dst_port,
+            seq,
+            ack: 0,
+            flags: flags::RST,
+            window: 0,
+            options: &options,
+            payload: &[],
+        };
+        self.send_tcp(io, nat.src, nat.dst, &seg, now);
+    }
+
+    /// Resets the client side of a connection that cannot be spliced
+    /// (`seg`: the client's latest segment).
+    fn reset_client<I: Io<Frame = F>>(&mut self, io: &mut I, key: &FlowKey, seg: &Seg, now: Nanos) {
+        let options = TcpOptions::default();
+        let rst = TcpSegment {
+            src_port: key.dst_port,
+            dst_port: key.src_port,
+            seq: seg.ack,
+            ack: 0,
+            flags: flags::RST,
+            window: 0,
+            options: &options,
+            payload: &[],
+        };
+        self.send_tcp(io, key.dst, key.src, &rst, now);
+    }
+
+    /// Writes a TCP segment from `src` to `dst` and sends it towards `dst`.
+    fn send_tcp<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        src: IpAddr,
+        dst: IpAddr,
+        seg: &TcpSegment,
+        now: Nanos,
+    ) {
+        let Some((port, next_hop)) = self.route(dst) else {
+            self.counters.drop(DropReason::NoRoute);
+            return;
+        };
+        let Some(mut f) = io.alloc() else {
+            self.counters.drop(DropReason::NoBuffer);
+            return;
+        };
+        let to = Addressing {
+            src_mac: [0; 6],
+            dst_mac: [0; 6],
+            src,
+            dst,
+        };
+        if build_tcp(&mut f, &to, seg) {
+            // A frame that cannot wait for its neighbour is counted there.
+            let _ = self.send_via(io, port, next_hop, dst, f, now);
+        } else {
+            io.free(f);
+        }
+    }
+
+    /// The server side of connection `i` failed (a RST, or no SYN-ACK in
+    /// time): the next server, or a RST to the client after the last.
+    fn connect_failed<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        i: ConnIdx,
+        now: Nanos,
+    ) {
+        let s = self.splicer(now);
+        let attempts = s.setup.connect_attempts;
+        let Some(c) = s.table.get(i) else {
+            return;
+        };
+        let Phase::Connecting { attempt, .. } = c.phase else {
+            return;
+        };
+        let (client, failed) = (c.client, c.nat);
+        if attempt < attempts {
+            if let Ok(nat) = balancer.rebind(&client, &failed, now) {
+                s.table.rebind(i, server_key(&nat), nat);
+                if let Some(c) = s.table.get_mut(i) {
+                    c.phase = Phase::Connecting {
+                        attempt: attempt + 1,
+                        syns: 1,
+                    };
+                }
+                s.counters.connect_retries += 1;
+                self.send_server_syn(io, i, now);
+                let at = now + self.splicer(now).syn_interval();
+                self.splicer(now).arm(i, at);
+                return;
+            }
+        }
+        s.counters.connect_failures += 1;
+        let Some(c) = s.table.get(i) else {
+            return;
+        };
+        let (key, our_next) = (c.client, c.our_isn.wrapping_add(1));
+        let options = TcpOptions::default();
+        let rst = TcpSegment {
+            src_port: key.dst_port,
+            dst_port: key.src_port,
+            seq: our_next,
+            ack: 0,
+            flags: flags::RST,
+            window: 0,
+            options: &options,
+            payload: &[],
+        };
+        self.send_tcp(io, key.dst, key.src, &rst, now);
+        self.splicer(now).forget(balancer, i);
+    }
+
+    /// Runs the splice timers due at `now`: SYN retransmissions and connect
+    /// timeouts, retransmissions of kept bytes, closed and idle connections.
+    /// Call every millisecond or so, with the worker's balancer.
+    pub fn poll_splice<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        now: Nanos,
+    ) {
+        let Some(s) = self.splice.as_deref_mut() else {
+            return;
+        };
+        s.secrets.rotate(now);
+        let mut due = std::mem::take(&mut s.due);
+        s.wheel.expire(now, |token| due.push(token));
+        for &i in &due {
+            self.timer_fired(io, balancer, i, now);
+        }
+        due.clear();
+        if let Some(s) = self.splice.as_deref_mut() {
+            s.due = due;
+        }
+    }
+
+    fn timer_fired<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        i: ConnIdx,
+        now: Nanos,
+    ) {
+        let s = self.splicer(now);
+        let retries = s.setup.syn_retries;
+        let idle = s.setup.idle_timeout;
+        let interval = s.syn_interval();
+        let Some(c) = s.table.get_mut(i) else {
+            return;
+        };
+        c.timer = None;
+        match c.phase {
+            Phase::Connecting { attempt, syns } => {
+                if syns <= retries {
+                    c.phase = Phase::Connecting {
+                        attempt,
+                        syns: syns + 1,
+                    };
+                    s.counters.syn_retransmits += 1;
+                    self.send_server_syn(io, i, now);
+                    self.splicer(now).arm(i, now + interval);
+                } else {
+                    self.connect_failed(io, balancer, i, now);
+                }
+            }
+            Phase::Spliced => {
+                if c.fins == fin::BOTH && c.kept.is_empty() {
+                    s.forget(balancer, i);
+                } else if !c.kept.is_empty() {
+                    // The server has not acknowledged the kept bytes: again.
+                    s.counters.kept_retransmits += 1;
+                    let delta = c.translation.seq_delta;
+                    // The server's next sequence number, in its own space:
+                    // what farmlb acknowledged in the joining ACK.
+                    let ack = c.our_isn.wrapping_add(1).wrapping_sub(delta);
+                    let tsecr = Some(c.server_tsval);
+                    self.send_kept(io, i, ack, tsecr, now);
+                    self.splicer(now).arm(i, now + interval);
+                } else if now.saturating_sub(c.last_seen) >= idle {
+                    s.counters.idled += 1;
+                    s.forget(balancer, i);
+                } else {
+                    let at = c.last_seen + idle;
+                    s.arm(i, at);
+                }
+            }
+        }
+    }
+}

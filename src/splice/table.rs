@@ -1,0 +1,336 @@
+//! The per-worker splice table: the state of each spliced connection, found
+//! from either side.
+//!
+//! A connection is entered when the client's ACK proves its handshake (the
+//! SYN itself leaves no state: the cookie carries it) and leaves when it
+//! closes, fails or idles out. It is found by the client's packets (client →
+//! farm unit) and by the server's (server → client in NAT, server → local
+//! address in FullNAT). The table holds at most `capacity` connections and
+//! at most `kept_budget` bytes of kept client data; it allocates only at
+//! construction, except the kept bytes, which are bounded by the budget.
+
+use hashbrown::HashMap;
+
+use crate::packet::{FlowKey, Nanos, Nat};
+
+use super::cookie::ClientOptions;
+use super::timer::TimerId;
+use super::translate::Translation;
+
+/// Where a spliced connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The server side's SYN is out: `attempt` servers tried so far (this
+    /// one included), `syns` SYNs sent to this one.
+    Connecting { attempt: u8, syns: u8 },
+    /// Both sides are joined; every segment is translated.
+    Spliced,
+}
+
+/// Which sides have sent their FIN.
+pub mod fin {
+    pub const CLIENT: u8 = 1;
+    pub const SERVER: u8 = 2;
+    pub const BOTH: u8 = 3;
+}
+
+/// One spliced connection.
+#[derive(Clone, Debug)]
+pub struct Conn {
+    /// The client's packets: client → farm unit.
+    pub client: FlowKey,
+    /// The server's packets: server → client (NAT) or local address (FullNAT).
+    pub server: FlowKey,
+    /// The rewrite of the client's packets towards the server.
+    pub nat: Nat,
+    pub client_isn: u32,
+    /// farmlb's ISN towards the client (the SYN cookie).
+    pub our_isn: u32,
+    /// What the client's SYN asked for, as the cookie carried it.
+    pub client_options: ClientOptions,
+    /// The client's latest TSval (for the segments farmlb sends the server
+    /// on the client's behalf while connecting).
+    pub client_tsval: u32,
+    /// The TSval of farmlb's SYN-ACK, as the client echoed it.
+    pub synack_tsval: u32,
+    /// The client's receive window as its handshake ACK gave it (scaled by
+    /// its own window scale).
+    pub client_window: u16,
+    /// The server's MSS (its SYN-ACK's option, else the default).
+    pub server_mss: u16,
+    /// The server's latest TSval (echoed in the segments farmlb sends the
+    /// server on the client's behalf).
+    pub server_tsval: u32,
+    /// The sequence number of the first kept byte.
+    pub kept_seq: u32,
+    pub phase: Phase,
+    pub translation: Translation,
+    /// Client bytes from `client_isn + 1` on that the server has not
+    /// acknowledged yet: what the client sent before the server side was up.
+    pub kept: Vec<u8>,
+    /// The one pending timer of the connection.
+    pub timer: Option<TimerId>,
+    /// [`fin`] bits.
+    pub fins: u8,
+    /// When a packet of the connection was last seen.
+    pub last_seen: Nanos,
+}
+
+/// Index of a connection in its table (stable while it lives).
+pub type ConnIdx = u32;
+
+/// Why a connection could not be entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Full {
+    /// `capacity` connections are live.
+    Connections,
+}
+
+/// The splice table of one worker.
+pub struct SpliceTable {
+    slots: Vec<Option<Conn>>,
+    free: Vec<ConnIdx>,
+    by_client: HashMap<FlowKey, ConnIdx>,
+    by_server: HashMap<FlowKey, ConnIdx>,
+    capacity: usize,
+    kept_budget: usize,
+    kept_total: usize,
+}
+
+impl SpliceTable {
+    /// A table for `capacity` connections and `kept_budget` kept bytes in
+    /// all (the per-connection cap is the caller's). The table grows with
+    /// its connections up to `capacity` and keeps what it grew to: a worker
+    /// that never splices costs little, one that did keeps its memory.
+    pub fn new(capacity: usize, kept_budget: usize) -> SpliceTable {
+        let start = capacity.min(1024);
+        SpliceTable {
+            slots: Vec::with_capacity(start),
+            free: Vec::with_capacity(start),
+            by_client: HashMap::with_capacity(start),
+            by_server: HashMap::with_capacity(start),
+            capacity,
+            kept_budget,
+            kept_total: 0,
+        }
+    }
+
+    /// Live connections.
+    pub fn len(&self) -> usize {
+        self.by_client.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_client.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Kept bytes held by all connections.
+    pub fn kept_total(&self) -> usize {
+        self.kept_total
+    }
+
+    /// The connection of a client's packet with `key`.
+    #[inline]
+    pub fn by_client(&self, key: &FlowKey) -> Option<ConnIdx> {
+        self.by_client.get(key).copied()
+    }
+
+    /// The connection of a server's packet with `key`.
+    #[inline]
+    pub fn by_server(&self, key: &FlowKey) -> Option<ConnIdx> {
+        self.by_server.get(key).copied()
+    }
+
+    pub fn get(&self, i: ConnIdx) -> Option<&Conn> {
+        self.slots.get(i as usize)?.as_ref()
+    }
+
+    pub fn get_mut(&mut self, i: ConnIdx) -> Option<&mut Conn> {
+        self.slots.get_mut(i as usize)?.as_mut()
+    }
+
+    /// Enters `conn` (its kept bytes must be empty: see [`SpliceTable::keep`]).
+    /// A connection with the same client key is replaced.
+    pub fn insert(&mut self, conn: Conn) -> Result<ConnIdx, Full> {
+        debug_assert!(conn.kept.is_empty());
+        if let Some(old) = self.by_client(&conn.client) {
+            self.remove(old);
+        }
+        let i = match self.free.pop() {
+            Some(i) => i,
+            None if self.slots.len() < self.capacity => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as ConnIdx
+            }
+            None => return Err(Full::Connections),
+        };
+        self.by_client.insert(conn.client, i);
+        self.by_server.insert(conn.server, i);
+        self.slots[i as usize] = Some(conn);
+        Ok(i)
+    }
+
+    /// Moves connection `i` to a new server side (`server`: its server's
+    /// packets' key, `nat`: the rewrite towards it).
+    pub fn rebind(&mut self, i: ConnIdx, server: FlowKey, nat: Nat) {
+        let Some(c) = self.slots.get_mut(i as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let old = std::mem::replace(&mut c.server, server);
+        c.nat = nat;
+        if self.by_server.get(&old) == Some(&i) {
+            self.by_server.remove(&old);
+        }
+        self.by_server.insert(server, i);
+    }
+
+    /// Appends `bytes` to connection `i`'s kept bytes if they fit both its
+    /// own cap `per_conn` and the table's budget; false (nothing kept) if
+    /// not.
+    pub fn keep(&mut self, i: ConnIdx, bytes: &[u8], per_conn: usize) -> bool {
+        let budget_left = self.kept_budget.saturating_sub(self.kept_total);
+        let Some(c) = self.slots.get_mut(i as usize).and_then(Option::as_mut) else {
+            return false;
+        };
+        if c.kept.len() + bytes.len() > per_conn || bytes.len() > budget_left {
+            return false;
+        }
+        c.kept.extend_from_slice(bytes);
+        self.kept_total += bytes.len();
+        true
+    }
+
+    /// Drops the first `n` kept bytes of connection `i` (the server
+    /// acknowledged them).
+    pub fn release(&mut self, i: ConnIdx, n: usize) {
+        let Some(c) = self.slots.get_mut(i as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let n = n.min(c.kept.len());
+        c.kept.drain(..n);
+        c.kept_seq = c.kept_seq.wrapping_add(n as u32);
+        if c.kept.is_empty() {
+            // Give the memory back: a long-lived connection keeps nothing.
+            c.kept = Vec::new();
+        }
+        self.kept_total -= n;
+    }
+
+    /// Removes connection `i`, returning it.
+    pub fn remove(&mut self, i: ConnIdx) -> Option<Conn> {
+        let c = self.slots.get_mut(i as usize)?.take()?;
+        if self.by_client.get(&c.client) == Some(&i) {
+            self.by_client.remove(&c.client);
+        }
+        if self.by_server.get(&c.server) == Some(&i) {
+            self.by_server.remove(&c.server);
+        }
+        self.kept_total -= c.kept.len();
+        self.free.push(i);
+        Some(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+
+    fn key(a: u8, port: u16) -> FlowKey {
+        FlowKey {
+            proto: 6,
+            src: IpAddr::V4(Ipv4Addr::new(198, 18, 0, a)),
+            src_port: port,
+            dst: IpAddr::V4(Ipv4Addr::new(198, 18, 1, 100)),
+            dst_port: 80,
+        }
+    }
+
+    fn conn(client: FlowKey, server: FlowKey) -> Conn {
+        Conn {
+            client,
+            server,
+            nat: Nat {
+                src: client.src,
+                src_port: client.src_port,
+                dst: server.src,
+                dst_port: server.src_port,
+            },
+            client_isn: 1,
+            our_isn: 2,
+            client_options: ClientOptions {
+                mss: 1460,
+                window_scale: None,
+                sack_permitted: false,
+                timestamps: false,
+                ecn: false,
+            },
+            client_tsval: 0,
+            synack_tsval: 0,
+            client_window: 0,
+            server_mss: 536,
+            server_tsval: 0,
+            kept_seq: 2,
+            phase: Phase::Connecting {
+                attempt: 1,
+                syns: 1,
+            },
+            translation: Translation::default(),
+            kept: Vec::new(),
+            timer: None,
+            fins: 0,
+            last_seen: 0,
+        }
+    }
+
+    #[test]
+    fn found_from_both_sides_and_bounded() {
+        let mut t = SpliceTable::new(2, 10);
+        let a = t.insert(conn(key(1, 1000), key(11, 8080))).unwrap();
+        let b = t.insert(conn(key(2, 1000), key(12, 8080))).unwrap();
+        assert_eq!(t.by_client(&key(1, 1000)), Some(a));
+        assert_eq!(t.by_server(&key(12, 8080)), Some(b));
+        assert_eq!(
+            t.insert(conn(key(3, 1000), key(13, 8080))),
+            Err(Full::Connections)
+        );
+        t.remove(a);
+        assert_eq!(t.by_client(&key(1, 1000)), None);
+        assert_eq!(t.by_server(&key(11, 8080)), None);
+        let c = t.insert(conn(key(3, 1000), key(13, 8080))).unwrap();
+        assert_eq!(c, a, "the freed slot is reused");
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn kept_bytes_respect_both_caps() {
+        let mut t = SpliceTable::new(4, 10);
+        let a = t.insert(conn(key(1, 1000), key(11, 8080))).unwrap();
+        let b = t.insert(conn(key(2, 1000), key(12, 8080))).unwrap();
+        assert!(t.keep(a, b"hello", 8));
+        assert!(!t.keep(a, b"world", 8), "over the connection's cap");
+        assert!(t.keep(b, b"world", 8));
+        assert!(!t.keep(b, b"!", 8), "over the table's budget");
+        assert_eq!(t.kept_total(), 10);
+        t.release(a, 2);
+        assert_eq!(t.get(a).unwrap().kept, b"llo");
+        assert_eq!(t.kept_total(), 8);
+        t.remove(b);
+        assert_eq!(t.kept_total(), 3);
+    }
+
+    #[test]
+    fn rebind_moves_the_server_key() {
+        let mut t = SpliceTable::new(2, 0);
+        let a = t.insert(conn(key(1, 1000), key(11, 8080))).unwrap();
+        let nat = t.get(a).unwrap().nat;
+        t.rebind(a, key(21, 8080), nat);
+        assert_eq!(t.by_server(&key(11, 8080)), None);
+        assert_eq!(t.by_server(&key(21, 8080)), Some(a));
+    }
+}

@@ -1,0 +1,673 @@
+//! Spliced connections through the packet core (tier 2/3: frames in, frames
+//! out, time simulated): a SYN-proxy unit answers the handshake with a SYN
+//! cookie, binds at the client's ACK, opens the server side with the
+//! client's ISN and options, joins the two at the server's SYN-ACK, and
+//! translates every segment after that. The frames are built here by hand
+//! (options byte by byte) and the outputs read by offset, independently of
+//! `farmlb::wire`; checksums are verified independently
+//! (`packet_support::verify_checksums`).
+
+mod packet_support;
+
+use std::net::IpAddr;
+
+use farmlb::packet::{DropReason, FlowKey, Nanos, SpliceSetup, Verdict};
+use farmlb::splice::cookie::{self, ClientOptions, CookieSecrets, CookieTuple, SynCookie};
+use farmlb::wire::tcp::TcpOptions;
+use packet_support::*;
+
+const SEC: Nanos = 1_000_000_000;
+const C_PORT: u16 = 40001;
+const SECRET: &[u8] = b"farmlb splice test secret";
+const T0: Nanos = 1_000 * SEC;
+
+/// TCP option bytes, written by hand.
+mod opt {
+    pub fn mss(v: u16) -> Vec<u8> {
+        let b = v.to_be_bytes();
+        vec![2, 4, b[0], b[1]]
+    }
+    pub fn ws(s: u8) -> Vec<u8> {
+        vec![1, 3, 3, s]
+    }
+    pub fn sack_perm_ts(val: u32, ecr: u32) -> Vec<u8> {
+        let mut o = vec![4, 2, 8, 10];
+        o.extend_from_slice(&val.to_be_bytes());
+        o.extend_from_slice(&ecr.to_be_bytes());
+        o
+    }
+    pub fn ts(val: u32, ecr: u32) -> Vec<u8> {
+        let mut o = vec![1, 1, 8, 10];
+        o.extend_from_slice(&val.to_be_bytes());
+        o.extend_from_slice(&ecr.to_be_bytes());
+        o
+    }
+    pub fn sack(blocks: &[(u32, u32)]) -> Vec<u8> {
+        let mut o = vec![1, 1, 5, 2 + 8 * blocks.len() as u8];
+        for (l, r) in blocks {
+            o.extend_from_slice(&l.to_be_bytes());
+            o.extend_from_slice(&r.to_be_bytes());
+        }
+        o
+    }
+}
+
+/// A TCP segment with options (padded with NOPs... the callers pass
+/// multiples of 4) and a valid checksum.
+#[allow(clippy::too_many_arguments)]
+fn seg(
+    (src, sport): (IpAddr, u16),
+    (dst, dport): (IpAddr, u16),
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    assert_eq!(options.len() % 4, 0);
+    let mut s = Vec::new();
+    s.extend_from_slice(&sport.to_be_bytes());
+    s.extend_from_slice(&dport.to_be_bytes());
+    s.extend_from_slice(&seq.to_be_bytes());
+    s.extend_from_slice(&ack.to_be_bytes());
+    s.push(((20 + options.len()) / 4 << 4) as u8);
+    s.push(flags);
+    s.extend_from_slice(&window.to_be_bytes());
+    s.extend_from_slice(&[0, 0, 0, 0]);
+    s.extend_from_slice(options);
+    s.extend_from_slice(payload);
+    let c = l4_cksum(src, dst, TCP, &s);
+    s[16..18].copy_from_slice(&c.to_be_bytes());
+    s
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tcp_opts_frame(
+    macs: ([u8; 6], [u8; 6]),
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let t = seg(src, dst, seq, ack, flags, window, options, payload);
+    frame(macs.0, macs.1, &ip(src.0, dst.0, TCP, 64, &t))
+}
+
+/// A frame's TCP segment, read by offset.
+#[derive(Debug)]
+struct Out {
+    dst_mac: [u8; 6],
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    options: TcpOptions,
+    payload: Vec<u8>,
+}
+
+fn read(f: &[u8]) -> Out {
+    verify_checksums(f).expect("valid checksums");
+    let v6 = u16::from_be_bytes([f[12], f[13]]) == 0x86dd;
+    let (ip_len, src, dst) = if v6 {
+        let a = |o: usize| {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&f[o..o + 16]);
+            IpAddr::from(b)
+        };
+        (40, a(14 + 8), a(14 + 24))
+    } else {
+        let a = |o: usize| IpAddr::from([f[o], f[o + 1], f[o + 2], f[o + 3]]);
+        (usize::from(f[14] & 0x0f) * 4, a(14 + 12), a(14 + 16))
+    };
+    let total = if v6 {
+        40 + usize::from(u16::from_be_bytes([f[18], f[19]]))
+    } else {
+        usize::from(u16::from_be_bytes([f[16], f[17]]))
+    };
+    let t = &f[14 + ip_len..14 + total];
+    let hl = usize::from(t[12] >> 4) * 4;
+    let be16 = |o: usize| u16::from_be_bytes([t[o], t[o + 1]]);
+    let be32 = |o: usize| u32::from_be_bytes([t[o], t[o + 1], t[o + 2], t[o + 3]]);
+    let mut dst_mac = [0u8; 6];
+    dst_mac.copy_from_slice(&f[..6]);
+    Out {
+        dst_mac,
+        src,
+        dst,
+        sport: be16(0),
+        dport: be16(2),
+        seq: be32(4),
+        ack: be32(8),
+        flags: t[13],
+        window: be16(14),
+        options: TcpOptions::parse(&t[20..hl]).expect("options parse"),
+        payload: t[hl..].to_vec(),
+    }
+}
+
+const FIN: u8 = 0x01;
+const RST: u8 = 0x04;
+
+struct Splice {
+    h: Harness,
+    vip: IpAddr,
+    client: IpAddr,
+    server: IpAddr,
+    now: Nanos,
+}
+
+impl Splice {
+    fn new(vip: IpAddr, client: IpAddr, server: IpAddr) -> Splice {
+        let mut h = Harness::new();
+        h.lb.splice_units = vec![(vip, 80)];
+        h.lb.alternates = vec![(vip, alternate_of(server))];
+        h.core.set_splice(
+            SpliceSetup {
+                secret: Some(SECRET.to_vec()),
+                ..SpliceSetup::default()
+            },
+            T0,
+        );
+        Splice {
+            h,
+            vip,
+            client,
+            server,
+            now: T0,
+        }
+    }
+
+    fn from_client(&mut self, f: Vec<u8>) -> Verdict {
+        self.h.process(0, f, self.now)
+    }
+
+    fn from_server(&mut self, f: Vec<u8>) -> Verdict {
+        self.h.process(1, f, self.now)
+    }
+
+    /// What was transmitted since the last call, read.
+    fn sent(&mut self) -> Vec<(u16, Out)> {
+        let out = self
+            .h
+            .io
+            .transmitted()
+            .into_iter()
+            .map(|(p, f)| (p, read(f)))
+            .collect();
+        self.h.io.events.clear();
+        out
+    }
+
+    fn client_frame(&self, seq: u32, ack: u32, flags: u8, win: u16, o: &[u8], p: &[u8]) -> Vec<u8> {
+        let macs = (LB0_MAC, CLIENT_MAC);
+        tcp_opts_frame(macs, (self.client, C_PORT), (self.vip, 80), seq, ack, flags, win, o, p)
+    }
+
+    fn server_frame(&self, seq: u32, ack: u32, flags: u8, win: u16, o: &[u8], p: &[u8]) -> Vec<u8> {
+        let macs = (LB1_MAC, SERVER_MAC);
+        tcp_opts_frame(
+            macs,
+            (self.server, 8080),
+            (self.client, C_PORT),
+            seq,
+            ack,
+            flags,
+            win,
+            o,
+            p,
+        )
+    }
+
+    fn cookie(&self, at: Nanos, client_isn: u32, client: &ClientOptions) -> SynCookie {
+        let secrets = CookieSecrets::from_secret(SECRET, cookie::DEFAULT_PERIOD).unwrap();
+        let tuple = CookieTuple {
+            client_addr: self.client,
+            client_port: C_PORT,
+            local_addr: self.vip,
+            local_port: 80,
+        };
+        SynCookie::make(&secrets, at, &tuple, client_isn, client)
+    }
+}
+
+fn alternate_of(server: IpAddr) -> IpAddr {
+    match server {
+        IpAddr::V4(_) => SERVER_FULL,
+        IpAddr::V6(_) => SERVER6_FULL,
+    }
+}
+
+const CLIENT_ISN: u32 = 0xffff_ff00; // the client's sequence space wraps
+const SERVER_ISN: u32 = 900_000;
+const CLIENT_TS: u32 = 5_000;
+const SERVER_TS: u32 = 777;
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: farm\r\n\r\n";
+
+/// The client's SYN options: MSS 1460, SACK-permitted + timestamps, window
+/// scale 7 (Linux's layout).
+fn client_syn_options(ts: u32) -> Vec<u8> {
+    let mut o = opt::mss(1460);
+    o.extend(opt::sack_perm_ts(ts, 0));
+    o.extend(opt::ws(7));
+    o
+}
+
+/// SYN → SYN-ACK, checked; returns farmlb's ISN and TSval.
+fn handshake_synack(s: &mut Splice) -> (u32, u32) {
+    let syn = s.client_frame(CLIENT_ISN, 0, SYN, 64240, &client_syn_options(CLIENT_TS), b"");
+    assert_eq!(s.from_client(syn), Verdict::Reply(0));
+    let sent = s.sent();
+    assert_eq!(sent.len(), 1, "one SYN-ACK");
+    let (port, a) = &sent[0];
+    assert_eq!(*port, 0);
+    assert_eq!(a.dst_mac, CLIENT_MAC);
+    assert_eq!((a.src, a.sport, a.dst, a.dport), (s.vip, 80, s.client, C_PORT));
+    assert_eq!(a.flags, SYN | ACK);
+    assert_eq!(a.ack, CLIENT_ISN.wrapping_add(1));
+    let v6 = matches!(s.client, IpAddr::V6(_));
+    let mss = if v6 { 1500 - 60 } else { 1500 - 40 };
+    assert_eq!(a.options.mss, Some(mss));
+    assert_eq!(a.options.window_scale, Some(7), "farmlb's own scale");
+    assert!(a.options.sack_permitted);
+    assert_eq!(a.options.unknown, 0);
+    let (tsval, tsecr) = a.options.timestamps.expect("timestamps answered");
+    assert_eq!(tsecr, CLIENT_TS);
+    let client = ClientOptions {
+        mss: 1460,
+        window_scale: Some(7),
+        sack_permitted: true,
+        timestamps: true,
+        ecn: false,
+    };
+    let want = s.cookie(s.now, CLIENT_ISN, &client);
+    assert_eq!(a.seq, want.isn, "the ISN is the SYN cookie");
+    assert_eq!(Some(tsval), want.tsval);
+    assert!(s.h.lb.flows.is_empty(), "a SYN leaves no state");
+    (a.seq, tsval)
+}
+
+/// The client's ACK with the request (bytes before the server side is up):
+/// the server gets a SYN with the client's ISN and options.
+fn handshake_ack(s: &mut Splice, our_isn: u32, our_ts: u32) {
+    let ack = s.client_frame(
+        CLIENT_ISN.wrapping_add(1),
+        our_isn.wrapping_add(1),
+        ACK | PSH,
+        502,
+        &opt::ts(CLIENT_TS + 1, our_ts),
+        REQUEST,
+    );
+    assert_eq!(s.from_client(ack), Verdict::Spliced);
+    let sent = s.sent();
+    assert_eq!(sent.len(), 1, "the server side's SYN: {sent:?}");
+    let (port, syn) = &sent[0];
+    assert_eq!(*port, 1);
+    assert_eq!(syn.dst_mac, SERVER_MAC);
+    assert_eq!((syn.src, syn.sport), (s.client, C_PORT), "NAT keeps the client");
+    assert_eq!((syn.dst, syn.dport), (s.server, 8080));
+    assert_eq!(syn.flags, SYN);
+    assert_eq!(syn.seq, CLIENT_ISN, "the client's ISN");
+    assert_eq!(syn.options.mss, Some(1460));
+    assert_eq!(syn.options.window_scale, Some(7));
+    assert!(syn.options.sack_permitted);
+    assert_eq!(syn.options.timestamps, Some((CLIENT_TS + 1, 0)));
+    assert_eq!(syn.window, 502 << 7, "the client's window, unscaled in a SYN");
+}
+
+/// The server's SYN-ACK (window scale `server_ws`): the server gets the ACK
+/// and the kept request; nothing reaches the client. Returns the timestamp
+/// offset farmlb chose (server TSval + offset = what the client sees).
+fn server_synack(s: &mut Splice, our_ts: u32, server_ws: Option<u8>) -> u32 {
+    let mut o = opt::mss(1400);
+    o.extend(opt::sack_perm_ts(SERVER_TS, CLIENT_TS + 1));
+    if let Some(ws) = server_ws {
+        o.extend(opt::ws(ws));
+    }
+    let synack = s.server_frame(SERVER_ISN, CLIENT_ISN.wrapping_add(1), SYN | ACK, 65535, &o, b"");
+    assert_eq!(s.from_server(synack), Verdict::Spliced);
+    let sent = s.sent();
+    assert_eq!(sent.len(), 1, "the ACK with the kept request: {sent:?}");
+    let (port, a) = &sent[0];
+    assert_eq!(*port, 1);
+    assert_eq!((a.dst, a.dport), (s.server, 8080));
+    assert_eq!(a.seq, CLIENT_ISN.wrapping_add(1));
+    assert_eq!(a.ack, SERVER_ISN + 1);
+    assert_eq!(a.flags, ACK | PSH);
+    assert_eq!(a.payload, REQUEST, "every kept byte");
+    assert_eq!(a.options.timestamps, Some((CLIENT_TS + 1, SERVER_TS)));
+    let server_recv_ws = if server_ws.is_some() { 7 } else { 0 };
+    assert_eq!(a.window, rescale(502, 7, server_recv_ws));
+    let clock = cookie::ts_clock(s.now);
+    let floor = our_ts.wrapping_add(1);
+    let base = if (floor.wrapping_sub(clock) as i32) > 0 {
+        floor
+    } else {
+        clock
+    };
+    base.wrapping_sub(SERVER_TS)
+}
+
+fn rescale(win: u16, from: u8, to: u8) -> u16 {
+    let w = (u64::from(win) << from) >> to;
+    if win != 0 && w == 0 {
+        1
+    } else {
+        w.min(65535) as u16
+    }
+}
+
+fn spliced_v4() -> (Splice, u32, u32, u32) {
+    let mut s = Splice::new(VIP_A, CLIENT4, SERVER_A);
+    let (our_isn, our_ts) = handshake_synack(&mut s);
+    s.now += SEC / 100;
+    handshake_ack(&mut s, our_isn, our_ts);
+    s.now += SEC / 100;
+    let ts_off = server_synack(&mut s, our_ts, Some(9));
+    (s, our_isn, our_ts, ts_off)
+}
+
+#[test]
+fn syn_proxy_binds_and_translates_both_ways() {
+    let (mut s, our_isn, _our_ts, ts_off) = spliced_v4();
+    let delta = our_isn.wrapping_sub(SERVER_ISN);
+    let sent_req = CLIENT_ISN.wrapping_add(1).wrapping_add(REQUEST.len() as u32);
+
+    // The response: sequence numbers moved by the delta, the timestamp onto
+    // farmlb's clock, the window from the server's scale (9) to farmlb's (7).
+    let body = vec![0x42u8; 1000];
+    let resp = s.server_frame(
+        SERVER_ISN + 1,
+        sent_req,
+        ACK | PSH,
+        100,
+        &opt::ts(SERVER_TS + 3, CLIENT_TS + 1),
+        &body,
+    );
+    assert_eq!(s.from_server(resp), Verdict::Forward(0));
+    let sent = s.sent();
+    let (port, r) = &sent[0];
+    assert_eq!(*port, 0);
+    assert_eq!((r.src, r.sport, r.dst, r.dport), (VIP_A, 80, CLIENT4, C_PORT));
+    assert_eq!(r.seq, our_isn.wrapping_add(1), "server seq + delta");
+    assert_eq!(r.ack, sent_req, "client→server sequence space is untouched");
+    assert_eq!(r.window, 100 << 2, "100 << 9 >> 7");
+    assert_eq!(
+        r.options.timestamps,
+        Some((SERVER_TS.wrapping_add(3).wrapping_add(ts_off), CLIENT_TS + 1))
+    );
+    assert_eq!(r.payload, body);
+
+    // The client's ACK with a SACK block: ack and SACK edges back into the
+    // server's space, TSecr back onto the server's clock.
+    let c_ack = our_isn.wrapping_add(1 + 1000);
+    let mut o = opt::ts(CLIENT_TS + 2, SERVER_TS.wrapping_add(3).wrapping_add(ts_off));
+    o.extend(opt::sack(&[
+        (c_ack.wrapping_add(500), c_ack.wrapping_add(900)),
+        (c_ack.wrapping_add(1500), c_ack.wrapping_add(2000)),
+    ]));
+    let ack = s.client_frame(sent_req, c_ack, ACK, 600, &o, b"");
+    assert_eq!(s.from_client(ack), Verdict::Forward(1));
+    let sent = s.sent();
+    let (_, a) = &sent[0];
+    assert_eq!((a.dst, a.dport), (SERVER_A, 8080));
+    assert_eq!(a.ack, c_ack.wrapping_sub(delta));
+    assert_eq!(a.ack, SERVER_ISN + 1 + 1000);
+    let want_blocks = [
+        (SERVER_ISN + 1 + 1500, SERVER_ISN + 1 + 1900),
+        (SERVER_ISN + 1 + 2500, SERVER_ISN + 1 + 3000),
+    ];
+    assert_eq!(a.options.sack.as_slice(), &want_blocks[..]);
+    assert_eq!(a.options.timestamps, Some((CLIENT_TS + 2, SERVER_TS + 3)));
+    assert_eq!(a.window, 600, "client and server agree on the client's scale");
+
+    // FIN both ways, then the splice state lingers and goes.
+    let fin = s.client_frame(
+        sent_req,
+        c_ack,
+        FIN | ACK,
+        600,
+        &opt::ts(CLIENT_TS + 3, 0),
+        b"",
+    );
+    assert_eq!(s.from_client(fin), Verdict::Forward(1));
+    let sfin = s.server_frame(
+        SERVER_ISN + 1 + 1000,
+        sent_req.wrapping_add(1),
+        FIN | ACK,
+        100,
+        &opt::ts(SERVER_TS + 4, CLIENT_TS + 3),
+        b"",
+    );
+    assert_eq!(s.from_server(sfin), Verdict::Forward(0));
+    let sent = s.sent();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].1.seq, our_isn.wrapping_add(1 + 1000));
+    assert_eq!(sent[1].1.flags, FIN | ACK);
+    assert_eq!(s.h.core.splice_counters().active, 1);
+    s.h.core.poll_splice(&mut s.h.io, &mut s.h.lb, s.now + 11 * SEC);
+    let c = s.h.core.splice_counters();
+    assert_eq!(c.active, 0, "forgotten after the linger");
+    assert_eq!(c.closed, 1);
+    assert_eq!(c.cookies_sent, 1);
+    assert_eq!(c.cookies_accepted, 1);
+    assert_eq!(c.bindings, 1);
+    assert_eq!(c.spliced, 1);
+    assert_eq!(c.kept_bytes, REQUEST.len() as u64);
+    assert_eq!(c.kept_now, 0);
+}
+
+#[test]
+fn forged_and_stale_cookies_are_dropped_and_counted() {
+    let mut s = Splice::new(VIP_A, CLIENT4, SERVER_A);
+    let (our_isn, our_ts) = handshake_synack(&mut s);
+    let forged = s.client_frame(
+        CLIENT_ISN.wrapping_add(1),
+        our_isn.wrapping_add(2),
+        ACK,
+        502,
+        &opt::ts(CLIENT_TS + 1, our_ts),
+        b"",
+    );
+    assert_eq!(
+        s.from_client(forged),
+        Verdict::Drop(DropReason::BadSynCookie)
+    );
+    // The cookie covers the client's ISN: another sequence number fails.
+    let other_isn = s.client_frame(
+        CLIENT_ISN.wrapping_add(7),
+        our_isn.wrapping_add(1),
+        ACK,
+        502,
+        &opt::ts(CLIENT_TS + 1, our_ts),
+        b"",
+    );
+    assert_eq!(
+        s.from_client(other_isn),
+        Verdict::Drop(DropReason::BadSynCookie)
+    );
+    s.now += 5 * cookie::DEFAULT_PERIOD;
+    let stale = s.client_frame(
+        CLIENT_ISN.wrapping_add(1),
+        our_isn.wrapping_add(1),
+        ACK,
+        502,
+        &opt::ts(CLIENT_TS + 1, our_ts),
+        b"",
+    );
+    assert_eq!(s.from_client(stale), Verdict::Drop(DropReason::BadSynCookie));
+    assert!(s.sent().is_empty(), "nothing sent for a bad cookie");
+    assert!(s.h.lb.flows.is_empty(), "no flow for a bad cookie");
+    let c = s.h.core.splice_counters();
+    assert_eq!(c.cookies_rejected_bad + c.cookies_rejected_stale, 3);
+    assert!(c.cookies_rejected_bad >= 2);
+    assert_eq!(c.cookies_accepted, 0);
+    assert_eq!(c.active, 0);
+}
+
+#[test]
+fn server_without_window_scaling_gets_client_windows_unscaled() {
+    let mut s = Splice::new(VIP_A, CLIENT4, SERVER_A);
+    let (our_isn, our_ts) = handshake_synack(&mut s);
+    handshake_ack(&mut s, our_isn, our_ts);
+    server_synack(&mut s, our_ts, None);
+    // Server → client: unscaled 30000 becomes 30000 >> 7.
+    let sent_req = CLIENT_ISN.wrapping_add(1).wrapping_add(REQUEST.len() as u32);
+    let resp = s.server_frame(
+        SERVER_ISN + 1,
+        sent_req,
+        ACK,
+        30000,
+        &opt::ts(SERVER_TS + 1, CLIENT_TS + 1),
+        b"x",
+    );
+    assert_eq!(s.from_server(resp), Verdict::Forward(0));
+    assert_eq!(s.sent()[0].1.window, 30000 >> 7);
+    // Client → server: the client scales by 7, the server does not.
+    let ack = s.client_frame(
+        sent_req,
+        our_isn.wrapping_add(2),
+        ACK,
+        600,
+        &opt::ts(CLIENT_TS + 2, 0),
+        b"",
+    );
+    assert_eq!(s.from_client(ack), Verdict::Forward(1));
+    assert_eq!(s.sent()[0].1.window, u16::MAX, "600 << 7, capped");
+}
+
+#[test]
+fn a_refusing_server_is_replaced_without_the_client_noticing() {
+    let mut s = Splice::new(VIP_A, CLIENT4, SERVER_A);
+    let (our_isn, our_ts) = handshake_synack(&mut s);
+    handshake_ack(&mut s, our_isn, our_ts);
+    let rst = s.server_frame(0, CLIENT_ISN.wrapping_add(1), RST | ACK, 0, &[], b"");
+    assert_eq!(s.from_server(rst), Verdict::Spliced);
+    let sent = s.sent();
+    assert_eq!(sent.len(), 1, "a SYN to the next server, nothing to the client");
+    let (port, syn) = &sent[0];
+    assert_eq!(*port, 1);
+    assert_eq!((syn.dst, syn.dport), (SERVER_FULL, 8080));
+    assert_eq!(syn.dst_mac, SERVER2_MAC);
+    assert_eq!(syn.seq, CLIENT_ISN);
+    assert_eq!(syn.options.timestamps, Some((CLIENT_TS + 1, 0)));
+    assert_eq!(s.h.core.splice_counters().connect_retries, 1);
+    // The new server answers: the kept request goes to it.
+    s.server = SERVER_FULL;
+    let mut o = opt::mss(1460);
+    o.extend(opt::sack_perm_ts(SERVER_TS, CLIENT_TS + 1));
+    o.extend(opt::ws(7));
+    let mut synack = s.server_frame(SERVER_ISN, CLIENT_ISN.wrapping_add(1), SYN | ACK, 65535, &o, b"");
+    synack[6..12].copy_from_slice(&SERVER2_MAC);
+    assert_eq!(s.from_server(synack), Verdict::Spliced);
+    let sent = s.sent();
+    assert_eq!(sent[0].1.dst, SERVER_FULL);
+    assert_eq!(sent[0].1.payload, REQUEST);
+}
+
+#[test]
+fn silent_servers_get_syn_retransmissions_then_the_next_server_then_a_reset() {
+    let mut s = Splice::new(VIP_A, CLIENT4, SERVER_A);
+    let (our_isn, our_ts) = handshake_synack(&mut s);
+    handshake_ack(&mut s, our_isn, our_ts);
+    let start = s.now;
+    let mut syns_to = Vec::new();
+    let mut resets = 0;
+    for ms in (0..=20_000u64).step_by(100) {
+        let now = start + ms * 1_000_000;
+        s.h.core.poll_splice(&mut s.h.io, &mut s.h.lb, now);
+        for (_, o) in s.sent() {
+            if o.flags == SYN {
+                syns_to.push((ms, o.dst));
+            } else if o.flags & RST != 0 {
+                assert_eq!((o.dst, o.dport), (CLIENT4, C_PORT));
+                assert_eq!(o.seq, our_isn.wrapping_add(1));
+                resets += 1;
+            }
+        }
+    }
+    // Default: 3 s per server, 2 retransmissions (1 s apart), 3 servers
+    // tried; the test balancer has two, so the third attempt fails at once.
+    let to_a: Vec<_> = syns_to.iter().filter(|(_, d)| *d == SERVER_A).collect();
+    let to_b: Vec<_> = syns_to.iter().filter(|(_, d)| *d == SERVER_FULL).collect();
+    assert_eq!(to_a.len(), 2, "two retransmissions to the first server: {syns_to:?}");
+    assert_eq!(to_b.len(), 3, "the next server's SYN and its two retransmissions");
+    assert_eq!(resets, 1, "the client is reset after the last server");
+    let c = s.h.core.splice_counters();
+    assert_eq!(c.syn_retransmits, 4);
+    assert_eq!(c.connect_retries, 1);
+    assert_eq!(c.connect_failures, 1);
+    assert_eq!(c.active, 0);
+    assert!(s.h.lb.flows.is_empty(), "the flow is forgotten");
+}
+
+#[test]
+fn ipv6_splices_too() {
+    let mut s = Splice::new(VIP6, CLIENT6, SERVER6);
+    let (our_isn, our_ts) = handshake_synack(&mut s);
+    handshake_ack(&mut s, our_isn, our_ts);
+    let ts_off = server_synack(&mut s, our_ts, Some(7));
+    let sent_req = CLIENT_ISN.wrapping_add(1).wrapping_add(REQUEST.len() as u32);
+    let resp = s.server_frame(
+        SERVER_ISN + 1,
+        sent_req,
+        ACK,
+        100,
+        &opt::ts(SERVER_TS + 1, CLIENT_TS + 1),
+        b"hello6",
+    );
+    assert_eq!(s.from_server(resp), Verdict::Forward(0));
+    let sent = s.sent();
+    let r = &sent[0].1;
+    assert_eq!((r.src, r.dst), (VIP6, CLIENT6));
+    assert_eq!(r.seq, our_isn.wrapping_add(1));
+    assert_eq!(r.window, 100);
+    assert_eq!(
+        r.options.timestamps,
+        Some((SERVER_TS.wrapping_add(1).wrapping_add(ts_off), CLIENT_TS + 1))
+    );
+}
+
+#[test]
+fn a_client_reset_ends_the_splice() {
+    let (mut s, our_isn, _, _) = spliced_v4();
+    let sent_req = CLIENT_ISN.wrapping_add(1).wrapping_add(REQUEST.len() as u32);
+    let rst = s.client_frame(sent_req, our_isn.wrapping_add(1), RST | ACK, 0, &[], b"");
+    assert_eq!(s.from_client(rst), Verdict::Forward(1));
+    let sent = s.sent();
+    assert_eq!(sent[0].1.ack, SERVER_ISN + 1, "the RST's ack translated");
+    assert_eq!(s.h.core.splice_counters().active, 0);
+}
+
+#[test]
+fn plain_units_are_untouched_while_another_unit_splices() {
+    let mut s = Splice::new(VIP_A, CLIENT4, SERVER_A);
+    let f = tcp_frame(
+        (LB0_MAC, CLIENT_MAC),
+        (CLIENT4, C_PORT),
+        (VIP_FULL, 443),
+        64,
+        SYN,
+        b"",
+    );
+    assert_eq!(s.from_client(f), Verdict::Forward(1));
+    let sent = s.sent();
+    assert_eq!(sent[0].1.dst, SERVER_FULL);
+    assert_eq!(sent[0].1.flags, SYN);
+    assert!(s.h.lb.flows.contains_key(&FlowKey {
+        proto: TCP,
+        src: CLIENT4,
+        src_port: C_PORT,
+        dst: VIP_FULL,
+        dst_port: 443,
+    }));
+    assert_eq!(s.h.core.splice_counters().cookies_sent, 0);
+}
