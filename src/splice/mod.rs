@@ -26,7 +26,7 @@
 //!   (farmlb has acked them, so it sends them to the server and retransmits them
 //!   until acked), and for moves the unanswered request since the server last
 //!   sent payload;
-//! - the translation of a segment in either direction;
+//! - [`translate`]: the translation of a segment in either direction;
 //! - moves (US 7,437,461): a new server side to another server, the kept bytes
 //!   replayed, a new delta and timestamp offset.
 //!
@@ -37,3 +37,4 @@
 pub mod cookie;
 pub mod table;
 pub mod timer;
+pub mod translate;
