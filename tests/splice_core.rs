@@ -209,7 +209,17 @@ impl Splice {
 
     fn client_frame(&self, seq: u32, ack: u32, flags: u8, win: u16, o: &[u8], p: &[u8]) -> Vec<u8> {
         let macs = (LB0_MAC, CLIENT_MAC);
-        tcp_opts_frame(macs, (self.client, C_PORT), (self.vip, 80), seq, ack, flags, win, o, p)
+        tcp_opts_frame(
+            macs,
+            (self.client, C_PORT),
+            (self.vip, 80),
+            seq,
+            ack,
+            flags,
+            win,
+            o,
+            p,
+        )
     }
 
     fn server_frame(&self, seq: u32, ack: u32, flags: u8, win: u16, o: &[u8], p: &[u8]) -> Vec<u8> {
@@ -263,14 +273,24 @@ fn client_syn_options(ts: u32) -> Vec<u8> {
 
 /// SYN → SYN-ACK, checked; returns farmlb's ISN and TSval.
 fn handshake_synack(s: &mut Splice) -> (u32, u32) {
-    let syn = s.client_frame(CLIENT_ISN, 0, SYN, 64240, &client_syn_options(CLIENT_TS), b"");
+    let syn = s.client_frame(
+        CLIENT_ISN,
+        0,
+        SYN,
+        64240,
+        &client_syn_options(CLIENT_TS),
+        b"",
+    );
     assert_eq!(s.from_client(syn), Verdict::Reply(0));
     let sent = s.sent();
     assert_eq!(sent.len(), 1, "one SYN-ACK");
     let (port, a) = &sent[0];
     assert_eq!(*port, 0);
     assert_eq!(a.dst_mac, CLIENT_MAC);
-    assert_eq!((a.src, a.sport, a.dst, a.dport), (s.vip, 80, s.client, C_PORT));
+    assert_eq!(
+        (a.src, a.sport, a.dst, a.dport),
+        (s.vip, 80, s.client, C_PORT)
+    );
     assert_eq!(a.flags, SYN | ACK);
     assert_eq!(a.ack, CLIENT_ISN.wrapping_add(1));
     let v6 = matches!(s.client, IpAddr::V6(_));
@@ -312,7 +332,11 @@ fn handshake_ack(s: &mut Splice, our_isn: u32, our_ts: u32) {
     let (port, syn) = &sent[0];
     assert_eq!(*port, 1);
     assert_eq!(syn.dst_mac, SERVER_MAC);
-    assert_eq!((syn.src, syn.sport), (s.client, C_PORT), "NAT keeps the client");
+    assert_eq!(
+        (syn.src, syn.sport),
+        (s.client, C_PORT),
+        "NAT keeps the client"
+    );
     assert_eq!((syn.dst, syn.dport), (s.server, 8080));
     assert_eq!(syn.flags, SYN);
     assert_eq!(syn.seq, CLIENT_ISN, "the client's ISN");
@@ -320,7 +344,11 @@ fn handshake_ack(s: &mut Splice, our_isn: u32, our_ts: u32) {
     assert_eq!(syn.options.window_scale, Some(7));
     assert!(syn.options.sack_permitted);
     assert_eq!(syn.options.timestamps, Some((CLIENT_TS + 1, 0)));
-    assert_eq!(syn.window, 502 << 7, "the client's window, unscaled in a SYN");
+    assert_eq!(
+        syn.window,
+        502 << 7,
+        "the client's window, unscaled in a SYN"
+    );
 }
 
 /// The server's SYN-ACK (window scale `server_ws`): the server gets the ACK
@@ -332,7 +360,14 @@ fn server_synack(s: &mut Splice, our_ts: u32, server_ws: Option<u8>) -> u32 {
     if let Some(ws) = server_ws {
         o.extend(opt::ws(ws));
     }
-    let synack = s.server_frame(SERVER_ISN, CLIENT_ISN.wrapping_add(1), SYN | ACK, 65535, &o, b"");
+    let synack = s.server_frame(
+        SERVER_ISN,
+        CLIENT_ISN.wrapping_add(1),
+        SYN | ACK,
+        65535,
+        &o,
+        b"",
+    );
     assert_eq!(s.from_server(synack), Verdict::Spliced);
     let sent = s.sent();
     assert_eq!(sent.len(), 1, "the ACK with the kept request: {sent:?}");
@@ -379,7 +414,9 @@ fn spliced_v4() -> (Splice, u32, u32, u32) {
 fn syn_proxy_binds_and_translates_both_ways() {
     let (mut s, our_isn, _our_ts, ts_off) = spliced_v4();
     let delta = our_isn.wrapping_sub(SERVER_ISN);
-    let sent_req = CLIENT_ISN.wrapping_add(1).wrapping_add(REQUEST.len() as u32);
+    let sent_req = CLIENT_ISN
+        .wrapping_add(1)
+        .wrapping_add(REQUEST.len() as u32);
 
     // The response: sequence numbers moved by the delta, the timestamp onto
     // farmlb's clock, the window from the server's scale (9) to farmlb's (7).
@@ -396,20 +433,29 @@ fn syn_proxy_binds_and_translates_both_ways() {
     let sent = s.sent();
     let (port, r) = &sent[0];
     assert_eq!(*port, 0);
-    assert_eq!((r.src, r.sport, r.dst, r.dport), (VIP_A, 80, CLIENT4, C_PORT));
+    assert_eq!(
+        (r.src, r.sport, r.dst, r.dport),
+        (VIP_A, 80, CLIENT4, C_PORT)
+    );
     assert_eq!(r.seq, our_isn.wrapping_add(1), "server seq + delta");
     assert_eq!(r.ack, sent_req, "client→server sequence space is untouched");
     assert_eq!(r.window, 100 << 2, "100 << 9 >> 7");
     assert_eq!(
         r.options.timestamps,
-        Some((SERVER_TS.wrapping_add(3).wrapping_add(ts_off), CLIENT_TS + 1))
+        Some((
+            SERVER_TS.wrapping_add(3).wrapping_add(ts_off),
+            CLIENT_TS + 1
+        ))
     );
     assert_eq!(r.payload, body);
 
     // The client's ACK with a SACK block: ack and SACK edges back into the
     // server's space, TSecr back onto the server's clock.
     let c_ack = our_isn.wrapping_add(1 + 1000);
-    let mut o = opt::ts(CLIENT_TS + 2, SERVER_TS.wrapping_add(3).wrapping_add(ts_off));
+    let mut o = opt::ts(
+        CLIENT_TS + 2,
+        SERVER_TS.wrapping_add(3).wrapping_add(ts_off),
+    );
     o.extend(opt::sack(&[
         (c_ack.wrapping_add(500), c_ack.wrapping_add(900)),
         (c_ack.wrapping_add(1500), c_ack.wrapping_add(2000)),
@@ -427,7 +473,10 @@ fn syn_proxy_binds_and_translates_both_ways() {
     ];
     assert_eq!(a.options.sack.as_slice(), &want_blocks[..]);
     assert_eq!(a.options.timestamps, Some((CLIENT_TS + 2, SERVER_TS + 3)));
-    assert_eq!(a.window, 600, "client and server agree on the client's scale");
+    assert_eq!(
+        a.window, 600,
+        "client and server agree on the client's scale"
+    );
 
     // FIN both ways, then the splice state lingers and goes.
     let fin = s.client_frame(
@@ -453,7 +502,8 @@ fn syn_proxy_binds_and_translates_both_ways() {
     assert_eq!(sent[1].1.seq, our_isn.wrapping_add(1 + 1000));
     assert_eq!(sent[1].1.flags, FIN | ACK);
     assert_eq!(s.h.core.splice_counters().active, 1);
-    s.h.core.poll_splice(&mut s.h.io, &mut s.h.lb, s.now + 11 * SEC);
+    s.h.core
+        .poll_splice(&mut s.h.io, &mut s.h.lb, s.now + 11 * SEC);
     let c = s.h.core.splice_counters();
     assert_eq!(c.active, 0, "forgotten after the linger");
     assert_eq!(c.closed, 1);
@@ -503,7 +553,10 @@ fn forged_and_stale_cookies_are_dropped_and_counted() {
         &opt::ts(CLIENT_TS + 1, our_ts),
         b"",
     );
-    assert_eq!(s.from_client(stale), Verdict::Drop(DropReason::BadSynCookie));
+    assert_eq!(
+        s.from_client(stale),
+        Verdict::Drop(DropReason::BadSynCookie)
+    );
     assert!(s.sent().is_empty(), "nothing sent for a bad cookie");
     assert!(s.h.lb.flows.is_empty(), "no flow for a bad cookie");
     let c = s.h.core.splice_counters();
@@ -520,7 +573,9 @@ fn server_without_window_scaling_gets_client_windows_unscaled() {
     handshake_ack(&mut s, our_isn, our_ts);
     server_synack(&mut s, our_ts, None);
     // Server → client: unscaled 30000 becomes 30000 >> 7.
-    let sent_req = CLIENT_ISN.wrapping_add(1).wrapping_add(REQUEST.len() as u32);
+    let sent_req = CLIENT_ISN
+        .wrapping_add(1)
+        .wrapping_add(REQUEST.len() as u32);
     let resp = s.server_frame(
         SERVER_ISN + 1,
         sent_req,
@@ -552,7 +607,11 @@ fn a_refusing_server_is_replaced_without_the_client_noticing() {
     let rst = s.server_frame(0, CLIENT_ISN.wrapping_add(1), RST | ACK, 0, &[], b"");
     assert_eq!(s.from_server(rst), Verdict::Spliced);
     let sent = s.sent();
-    assert_eq!(sent.len(), 1, "a SYN to the next server, nothing to the client");
+    assert_eq!(
+        sent.len(),
+        1,
+        "a SYN to the next server, nothing to the client"
+    );
     let (port, syn) = &sent[0];
     assert_eq!(*port, 1);
     assert_eq!((syn.dst, syn.dport), (SERVER_FULL, 8080));
@@ -565,7 +624,14 @@ fn a_refusing_server_is_replaced_without_the_client_noticing() {
     let mut o = opt::mss(1460);
     o.extend(opt::sack_perm_ts(SERVER_TS, CLIENT_TS + 1));
     o.extend(opt::ws(7));
-    let mut synack = s.server_frame(SERVER_ISN, CLIENT_ISN.wrapping_add(1), SYN | ACK, 65535, &o, b"");
+    let mut synack = s.server_frame(
+        SERVER_ISN,
+        CLIENT_ISN.wrapping_add(1),
+        SYN | ACK,
+        65535,
+        &o,
+        b"",
+    );
     synack[6..12].copy_from_slice(&SERVER2_MAC);
     assert_eq!(s.from_server(synack), Verdict::Spliced);
     let sent = s.sent();
@@ -598,8 +664,16 @@ fn silent_servers_get_syn_retransmissions_then_the_next_server_then_a_reset() {
     // tried; the test balancer has two, so the third attempt fails at once.
     let to_a: Vec<_> = syns_to.iter().filter(|(_, d)| *d == SERVER_A).collect();
     let to_b: Vec<_> = syns_to.iter().filter(|(_, d)| *d == SERVER_FULL).collect();
-    assert_eq!(to_a.len(), 2, "two retransmissions to the first server: {syns_to:?}");
-    assert_eq!(to_b.len(), 3, "the next server's SYN and its two retransmissions");
+    assert_eq!(
+        to_a.len(),
+        2,
+        "two retransmissions to the first server: {syns_to:?}"
+    );
+    assert_eq!(
+        to_b.len(),
+        3,
+        "the next server's SYN and its two retransmissions"
+    );
     assert_eq!(resets, 1, "the client is reset after the last server");
     let c = s.h.core.splice_counters();
     assert_eq!(c.syn_retransmits, 4);
@@ -615,7 +689,9 @@ fn ipv6_splices_too() {
     let (our_isn, our_ts) = handshake_synack(&mut s);
     handshake_ack(&mut s, our_isn, our_ts);
     let ts_off = server_synack(&mut s, our_ts, Some(7));
-    let sent_req = CLIENT_ISN.wrapping_add(1).wrapping_add(REQUEST.len() as u32);
+    let sent_req = CLIENT_ISN
+        .wrapping_add(1)
+        .wrapping_add(REQUEST.len() as u32);
     let resp = s.server_frame(
         SERVER_ISN + 1,
         sent_req,
@@ -632,14 +708,19 @@ fn ipv6_splices_too() {
     assert_eq!(r.window, 100);
     assert_eq!(
         r.options.timestamps,
-        Some((SERVER_TS.wrapping_add(1).wrapping_add(ts_off), CLIENT_TS + 1))
+        Some((
+            SERVER_TS.wrapping_add(1).wrapping_add(ts_off),
+            CLIENT_TS + 1
+        ))
     );
 }
 
 #[test]
 fn a_client_reset_ends_the_splice() {
     let (mut s, our_isn, _, _) = spliced_v4();
-    let sent_req = CLIENT_ISN.wrapping_add(1).wrapping_add(REQUEST.len() as u32);
+    let sent_req = CLIENT_ISN
+        .wrapping_add(1)
+        .wrapping_add(REQUEST.len() as u32);
     let rst = s.client_frame(sent_req, our_isn.wrapping_add(1), RST | ACK, 0, &[], b"");
     assert_eq!(s.from_client(rst), Verdict::Forward(1));
     let sent = s.sent();
@@ -670,4 +751,99 @@ fn plain_units_are_untouched_while_another_unit_splices() {
         dst_port: 443,
     }));
     assert_eq!(s.h.core.splice_counters().cookies_sent, 0);
+}
+
+/// Arbitrary handshakes, options, flags, payloads and time steps through a
+/// splicing worker (the driver the fuzz target `splice` uses): never a
+/// panic, the counters always serialise, and the splice table never holds
+/// more than its capacity or its kept-bytes budget.
+mod arbitrary {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Records biased towards what reaches deep: SYNs with real option
+    /// lists, answers to the last SYN-ACK and SYN, time steps.
+    fn record() -> impl Strategy<Value = Vec<u8>> {
+        let opts = prop_oneof![
+            Just(client_syn_options(7)),
+            Just(opt::ts(1, 2)),
+            Just(opt::sack(&[(1, 2), (3, 4)])),
+            proptest::collection::vec(any::<u8>(), 0..12),
+        ];
+        (
+            0u8..8,
+            any::<bool>(),
+            any::<u8>(),
+            opts,
+            any::<[u8; 4]>(),
+            0u8..80,
+        )
+            .prop_map(|(kind, v6, flags, o, seq, plen)| {
+                let ctl = kind | if v6 { 8 } else { 0 };
+                let mut r = vec![ctl];
+                match kind {
+                    0 => {
+                        r.push(flags & !RST);
+                        r.push(o.len() as u8);
+                        r.extend(o);
+                    }
+                    1 => {
+                        r.push(flags);
+                        r.push(o.len() as u8);
+                        r.extend(o);
+                        r.push(plen);
+                    }
+                    2 | 3 => {
+                        r.extend(seq);
+                        r.push(flags);
+                        r.push(o.len() as u8);
+                        r.extend(o);
+                        if kind == 3 {
+                            r.push(plen);
+                        }
+                    }
+                    4 => {
+                        r.push(o.len() as u8);
+                        r.extend(o);
+                    }
+                    _ => r.push(flags),
+                }
+                r
+            })
+    }
+
+    /// The driver reaches the splice: a SYN, the answer to its SYN-ACK, the
+    /// server's SYN-ACK and a response, as records.
+    #[test]
+    fn the_driver_reaches_a_spliced_connection() {
+        let mut data = vec![0, 0, 4];
+        data.extend(opt::mss(1460));
+        data.extend([1, ACK | PSH, 0, 3, b'G', b'E', b'T']);
+        data.extend([2, 0, 0, 0x10, 0, SYN | ACK, 0]);
+        data.extend([3, 0, 0, 0x10, 1, ACK, 0, 2, b'o', b'k']);
+        let c = packet_support::splice_drive(&data).splice_counters();
+        assert_eq!(c.cookies_accepted, 1, "{c:?}");
+        assert_eq!(c.spliced, 1, "{c:?}");
+        assert_eq!(c.to_client, 1, "{c:?}");
+        assert_eq!(c.kept_bytes, 3, "{c:?}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        #[test]
+        fn splicing_never_panics(records in proptest::collection::vec(record(), 0..24)) {
+            let data: Vec<u8> = records.concat();
+            let core = packet_support::splice_drive(&data);
+            let c = core.splice_counters();
+            prop_assert!(c.active <= 8);
+            prop_assert!(c.kept_now <= 256);
+            prop_assert!(serde_json::to_string(&c).is_ok());
+            prop_assert!(serde_json::to_string(core.counters()).is_ok());
+        }
+
+        #[test]
+        fn raw_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = packet_support::splice_drive(&data);
+        }
+    }
 }

@@ -14,8 +14,7 @@
 use std::net::IpAddr;
 
 use crate::splice::cookie::{
-    self, build_synack_options, ClientOptions, CookieReject, CookieSecrets, CookieTuple,
-    SynCookie,
+    self, build_synack_options, ClientOptions, CookieReject, CookieSecrets, CookieTuple, SynCookie,
 };
 use crate::splice::table::{fin, Conn, ConnIdx, Phase, SpliceTable};
 use crate::splice::timer::TimerWheel;
@@ -542,8 +541,7 @@ impl<F: Frame> Processor<F> {
                 }
                 let done = seg.has(flags::RST);
                 let closing = c.fins == fin::BOTH;
-                if let Err(_e) = translate::to_server(&mut frame.data_mut()[seg.at..seg.end], &tr)
-                {
+                if let Err(_e) = translate::to_server(&mut frame.data_mut()[seg.at..seg.end], &tr) {
                     return Some(Err(DropReason::BadTcpOption));
                 }
                 s.counters.to_server += 1;
@@ -685,7 +683,11 @@ impl<F: Frame> Processor<F> {
             server_send_ws: if scaling { server_ws.unwrap_or(0) } else { 0 },
             client_recv_ws: if o.window_scale.is_some() { our_ws } else { 0 },
             client_send_ws: o.window_scale.unwrap_or(0),
-            server_recv_ws: if scaling { o.window_scale.unwrap_or(0) } else { 0 },
+            server_recv_ws: if scaling {
+                o.window_scale.unwrap_or(0)
+            } else {
+                0
+            },
         };
         c.server_mss = seg.options.mss.unwrap_or(c.server_mss).max(64);
         c.phase = Phase::Spliced;
@@ -721,7 +723,8 @@ impl<F: Frame> Processor<F> {
             return;
         };
         let tr = c.translation;
-        let window = translate::rescale_window(c.client_window, tr.client_send_ws, tr.server_recv_ws);
+        let window =
+            translate::rescale_window(c.client_window, tr.client_send_ws, tr.server_recv_ws);
         let options = TcpOptions {
             timestamps: tsecr
                 .filter(|_| tr.timestamps)

@@ -1067,3 +1067,232 @@ pub fn valid_frames() -> Vec<Vec<u8>> {
     }
     t
 }
+
+// ------------------------------------------------------------------ splice driver
+
+/// The TCP header fields of a frame the core sent, read by offset (IPv4 or
+/// IPv6, untagged): (destination address, source port, destination port,
+/// seq, ack, flags).
+fn sent_tcp(f: &[u8]) -> Option<(IpAddr, u16, u16, u32, u32, u8)> {
+    let et = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
+    let (at, dst) = match et {
+        0x0800 => {
+            let ihl = usize::from(f.get(14)? & 0x0f) * 4;
+            if *f.get(14 + 9)? != TCP {
+                return None;
+            }
+            let d = f.get(30..34)?;
+            (14 + ihl, IpAddr::from([d[0], d[1], d[2], d[3]]))
+        }
+        0x86dd => {
+            if *f.get(14 + 6)? != TCP {
+                return None;
+            }
+            let mut b = [0u8; 16];
+            b.copy_from_slice(f.get(38..54)?);
+            (54, IpAddr::from(b))
+        }
+        _ => return None,
+    };
+    let t = f.get(at..at + 20)?;
+    let be32 = |o: usize| u32::from_be_bytes([t[o], t[o + 1], t[o + 2], t[o + 3]]);
+    Some((
+        dst,
+        u16::from_be_bytes([t[0], t[1]]),
+        u16::from_be_bytes([t[2], t[3]]),
+        be32(4),
+        be32(8),
+        t[13],
+    ))
+}
+
+/// A TCP frame with raw option bytes (padded with NOPs to a multiple of 4,
+/// at most 40) and a valid checksum.
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_frame_with_options(
+    macs: ([u8; 6], [u8; 6]),
+    (src, sport): (IpAddr, u16),
+    (dst, dport): (IpAddr, u16),
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut o = options[..options.len().min(40)].to_vec();
+    while o.len() % 4 != 0 {
+        o.push(1);
+    }
+    let mut s = Vec::new();
+    s.extend_from_slice(&sport.to_be_bytes());
+    s.extend_from_slice(&dport.to_be_bytes());
+    s.extend_from_slice(&seq.to_be_bytes());
+    s.extend_from_slice(&ack.to_be_bytes());
+    s.push((((20 + o.len()) / 4) << 4) as u8);
+    s.push(flags);
+    s.extend_from_slice(&29200u16.to_be_bytes());
+    s.extend_from_slice(&[0, 0, 0, 0]);
+    s.extend_from_slice(&o);
+    s.extend_from_slice(payload);
+    let c = l4_cksum(src, dst, TCP, &s);
+    s[16..18].copy_from_slice(&c.to_be_bytes());
+    frame(macs.0, macs.1, &ip(src, dst, TCP, 64, &s))
+}
+
+/// Drives a worker whose balancer splices (SYN-proxy units at VIP_A:80 and
+/// VIP6:80, each with an alternate server) with arbitrary input, for the
+/// fuzz target and the property tests. The input is a sequence of records,
+/// each a control byte (bits 0-2 the kind, bit 3 IPv6, bit 4 the port for
+/// raw frames) and its bytes:
+/// 0: a client SYN (flags byte, options length byte, options);
+/// 1: the client's answer to the last SYN-ACK sent to it (flags, options,
+///    payload length byte): the cookie is valid, the rest is the input's;
+/// 2: the server's answer to the last SYN sent to a server (seq 4 bytes,
+///    flags, options);
+/// 3: a server segment of the last server side (seq 4 bytes, flags,
+///    options, payload length byte);
+/// 4: a raw frame (length byte, bytes);
+/// 5..7: time passes (a byte × 100 ms) and the timers run.
+pub fn splice_drive(data: &[u8]) -> Processor<Vec<u8>> {
+    let mut h = Harness::new();
+    h.lb.splice_units = vec![(VIP_A, 80), (VIP6, 80)];
+    h.lb.alternates = vec![(VIP_A, SERVER_FULL), (VIP6, SERVER6_FULL)];
+    h.core.set_splice(
+        farmlb::packet::SpliceSetup {
+            secret: Some(b"splice driver secret 0123".to_vec()),
+            capacity: 8,
+            kept_bytes: 64,
+            kept_bytes_per_worker: 256,
+            ..Default::default()
+        },
+        0,
+    );
+    let mut now: Nanos = 1_000_000_000;
+    let mut rest = data;
+    let take = |n: usize, rest: &mut &[u8]| -> Vec<u8> {
+        let n = n.min(rest.len());
+        let (a, b) = rest.split_at(n);
+        *rest = b;
+        a.to_vec()
+    };
+    // The last SYN-ACK to a client and the last SYN to a server.
+    let mut synack: Option<(IpAddr, u16, u32, u32)> = None;
+    let mut syn: Option<(IpAddr, u16, IpAddr, u16, u32)> = None;
+    for _ in 0..32 {
+        let Some((&ctl, tail)) = rest.split_first() else {
+            break;
+        };
+        rest = tail;
+        let v6 = ctl & 8 != 0;
+        let (client, vip) = if v6 {
+            (CLIENT6, VIP6)
+        } else {
+            (CLIENT4, VIP_A)
+        };
+        let byte = |rest: &mut &[u8]| -> u8 { take(1, rest).first().copied().unwrap_or(0) };
+        let word = |rest: &mut &[u8]| -> u32 {
+            let b = take(4, rest);
+            b.iter().fold(0u32, |w, &x| w << 8 | u32::from(x))
+        };
+        let (port, f) = match ctl & 7 {
+            0 => {
+                let flags = byte(&mut rest) | SYN;
+                let n = usize::from(byte(&mut rest) & 63);
+                let o = take(n, &mut rest);
+                let f = tcp_frame_with_options(
+                    (LB0_MAC, CLIENT_MAC),
+                    (client, 40000 + u16::from(ctl >> 5)),
+                    (vip, 80),
+                    0x1000_0000,
+                    0,
+                    flags,
+                    &o,
+                    b"",
+                );
+                (0, f)
+            }
+            1 => {
+                let Some((to, cport, seq, ack)) = synack else {
+                    continue;
+                };
+                let flags = byte(&mut rest);
+                let n = usize::from(byte(&mut rest) & 63);
+                let o = take(n, &mut rest);
+                let n = usize::from(byte(&mut rest));
+                let p = take(n, &mut rest);
+                let vip = if matches!(to, IpAddr::V6(_)) {
+                    VIP6
+                } else {
+                    VIP_A
+                };
+                let f = tcp_frame_with_options(
+                    (LB0_MAC, CLIENT_MAC),
+                    (to, cport),
+                    (vip, 80),
+                    ack,
+                    seq.wrapping_add(1),
+                    flags,
+                    &o,
+                    &p,
+                );
+                (0, f)
+            }
+            2 | 3 => {
+                let Some((server, sport, dst, dport, isn)) = syn else {
+                    continue;
+                };
+                let seq = word(&mut rest);
+                let flags = byte(&mut rest);
+                let n = usize::from(byte(&mut rest) & 63);
+                let o = take(n, &mut rest);
+                let p = if ctl & 7 == 3 {
+                    let n = usize::from(byte(&mut rest));
+                    take(n, &mut rest)
+                } else {
+                    Vec::new()
+                };
+                let f = tcp_frame_with_options(
+                    (LB1_MAC, SERVER_MAC),
+                    (server, sport),
+                    (dst, dport),
+                    seq,
+                    isn.wrapping_add(1),
+                    flags,
+                    &o,
+                    &p,
+                );
+                (1, f)
+            }
+            4 => {
+                let n = usize::from(byte(&mut rest));
+                (u16::from(ctl >> 4 & 1), take(n, &mut rest))
+            }
+            _ => {
+                now += u64::from(byte(&mut rest)) * 100_000_000;
+                h.core.poll_splice(&mut h.io, &mut h.lb, now);
+                h.poll(now);
+                continue;
+            }
+        };
+        let before = h.io.events.len();
+        h.process(port, f, now);
+        for e in &h.io.events[before..] {
+            let Event::Tx(_, f) = e else { continue };
+            let Some((dst, sport, dport, seq, ack, fl)) = sent_tcp(f) else {
+                continue;
+            };
+            if fl & (SYN | ACK) == SYN | ACK {
+                synack = Some((dst, dport, seq, ack));
+            } else if fl & (SYN | ACK) == SYN {
+                let src = if matches!(dst, IpAddr::V6(_)) {
+                    CLIENT6
+                } else {
+                    CLIENT4
+                };
+                syn = Some((dst, dport, src, sport, seq));
+            }
+        }
+        now += 1_000_000;
+    }
+    h.core
+}
