@@ -65,7 +65,7 @@ fn seg(
     options: &[u8],
     payload: &[u8],
 ) -> Vec<u8> {
-    assert_eq!(options.len() % 4, 0);
+    assert!(options.len().is_multiple_of(4));
     let mut s = Vec::new();
     s.extend_from_slice(&sport.to_be_bytes());
     s.extend_from_slice(&dport.to_be_bytes());

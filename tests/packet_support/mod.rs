@@ -1120,7 +1120,7 @@ pub fn tcp_frame_with_options(
     payload: &[u8],
 ) -> Vec<u8> {
     let mut o = options[..options.len().min(40)].to_vec();
-    while o.len() % 4 != 0 {
+    while !o.len().is_multiple_of(4) {
         o.push(1);
     }
     let mut s = Vec::new();
