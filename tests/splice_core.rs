@@ -71,7 +71,7 @@ fn seg(
     s.extend_from_slice(&dport.to_be_bytes());
     s.extend_from_slice(&seq.to_be_bytes());
     s.extend_from_slice(&ack.to_be_bytes());
-    s.push(((20 + options.len()) / 4 << 4) as u8);
+    s.push((((20 + options.len()) / 4) << 4) as u8);
     s.push(flags);
     s.extend_from_slice(&window.to_be_bytes());
     s.extend_from_slice(&[0, 0, 0, 0]);
@@ -186,11 +186,11 @@ impl Splice {
         }
     }
 
-    fn from_client(&mut self, f: Vec<u8>) -> Verdict {
+    fn client_sends(&mut self, f: Vec<u8>) -> Verdict {
         self.h.process(0, f, self.now)
     }
 
-    fn from_server(&mut self, f: Vec<u8>) -> Verdict {
+    fn server_sends(&mut self, f: Vec<u8>) -> Verdict {
         self.h.process(1, f, self.now)
     }
 
@@ -281,7 +281,7 @@ fn handshake_synack(s: &mut Splice) -> (u32, u32) {
         &client_syn_options(CLIENT_TS),
         b"",
     );
-    assert_eq!(s.from_client(syn), Verdict::Reply(0));
+    assert_eq!(s.client_sends(syn), Verdict::Reply(0));
     let sent = s.sent();
     assert_eq!(sent.len(), 1, "one SYN-ACK");
     let (port, a) = &sent[0];
@@ -326,7 +326,7 @@ fn handshake_ack(s: &mut Splice, our_isn: u32, our_ts: u32) {
         &opt::ts(CLIENT_TS + 1, our_ts),
         REQUEST,
     );
-    assert_eq!(s.from_client(ack), Verdict::Spliced);
+    assert_eq!(s.client_sends(ack), Verdict::Spliced);
     let sent = s.sent();
     assert_eq!(sent.len(), 1, "the server side's SYN: {sent:?}");
     let (port, syn) = &sent[0];
@@ -368,7 +368,7 @@ fn server_synack(s: &mut Splice, our_ts: u32, server_ws: Option<u8>) -> u32 {
         &o,
         b"",
     );
-    assert_eq!(s.from_server(synack), Verdict::Spliced);
+    assert_eq!(s.server_sends(synack), Verdict::Spliced);
     let sent = s.sent();
     assert_eq!(sent.len(), 1, "the ACK with the kept request: {sent:?}");
     let (port, a) = &sent[0];
@@ -429,7 +429,7 @@ fn syn_proxy_binds_and_translates_both_ways() {
         &opt::ts(SERVER_TS + 3, CLIENT_TS + 1),
         &body,
     );
-    assert_eq!(s.from_server(resp), Verdict::Forward(0));
+    assert_eq!(s.server_sends(resp), Verdict::Forward(0));
     let sent = s.sent();
     let (port, r) = &sent[0];
     assert_eq!(*port, 0);
@@ -461,7 +461,7 @@ fn syn_proxy_binds_and_translates_both_ways() {
         (c_ack.wrapping_add(1500), c_ack.wrapping_add(2000)),
     ]));
     let ack = s.client_frame(sent_req, c_ack, ACK, 600, &o, b"");
-    assert_eq!(s.from_client(ack), Verdict::Forward(1));
+    assert_eq!(s.client_sends(ack), Verdict::Forward(1));
     let sent = s.sent();
     let (_, a) = &sent[0];
     assert_eq!((a.dst, a.dport), (SERVER_A, 8080));
@@ -487,7 +487,7 @@ fn syn_proxy_binds_and_translates_both_ways() {
         &opt::ts(CLIENT_TS + 3, 0),
         b"",
     );
-    assert_eq!(s.from_client(fin), Verdict::Forward(1));
+    assert_eq!(s.client_sends(fin), Verdict::Forward(1));
     let sfin = s.server_frame(
         SERVER_ISN + 1 + 1000,
         sent_req.wrapping_add(1),
@@ -496,7 +496,7 @@ fn syn_proxy_binds_and_translates_both_ways() {
         &opt::ts(SERVER_TS + 4, CLIENT_TS + 3),
         b"",
     );
-    assert_eq!(s.from_server(sfin), Verdict::Forward(0));
+    assert_eq!(s.server_sends(sfin), Verdict::Forward(0));
     let sent = s.sent();
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[1].1.seq, our_isn.wrapping_add(1 + 1000));
@@ -528,7 +528,7 @@ fn forged_and_stale_cookies_are_dropped_and_counted() {
         b"",
     );
     assert_eq!(
-        s.from_client(forged),
+        s.client_sends(forged),
         Verdict::Drop(DropReason::BadSynCookie)
     );
     // The cookie covers the client's ISN: another sequence number fails.
@@ -541,7 +541,7 @@ fn forged_and_stale_cookies_are_dropped_and_counted() {
         b"",
     );
     assert_eq!(
-        s.from_client(other_isn),
+        s.client_sends(other_isn),
         Verdict::Drop(DropReason::BadSynCookie)
     );
     s.now += 5 * cookie::DEFAULT_PERIOD;
@@ -554,7 +554,7 @@ fn forged_and_stale_cookies_are_dropped_and_counted() {
         b"",
     );
     assert_eq!(
-        s.from_client(stale),
+        s.client_sends(stale),
         Verdict::Drop(DropReason::BadSynCookie)
     );
     assert!(s.sent().is_empty(), "nothing sent for a bad cookie");
@@ -584,7 +584,7 @@ fn server_without_window_scaling_gets_client_windows_unscaled() {
         &opt::ts(SERVER_TS + 1, CLIENT_TS + 1),
         b"x",
     );
-    assert_eq!(s.from_server(resp), Verdict::Forward(0));
+    assert_eq!(s.server_sends(resp), Verdict::Forward(0));
     assert_eq!(s.sent()[0].1.window, 30000 >> 7);
     // Client → server: the client scales by 7, the server does not.
     let ack = s.client_frame(
@@ -595,7 +595,7 @@ fn server_without_window_scaling_gets_client_windows_unscaled() {
         &opt::ts(CLIENT_TS + 2, 0),
         b"",
     );
-    assert_eq!(s.from_client(ack), Verdict::Forward(1));
+    assert_eq!(s.client_sends(ack), Verdict::Forward(1));
     assert_eq!(s.sent()[0].1.window, u16::MAX, "600 << 7, capped");
 }
 
@@ -605,7 +605,7 @@ fn a_refusing_server_is_replaced_without_the_client_noticing() {
     let (our_isn, our_ts) = handshake_synack(&mut s);
     handshake_ack(&mut s, our_isn, our_ts);
     let rst = s.server_frame(0, CLIENT_ISN.wrapping_add(1), RST | ACK, 0, &[], b"");
-    assert_eq!(s.from_server(rst), Verdict::Spliced);
+    assert_eq!(s.server_sends(rst), Verdict::Spliced);
     let sent = s.sent();
     assert_eq!(
         sent.len(),
@@ -633,7 +633,7 @@ fn a_refusing_server_is_replaced_without_the_client_noticing() {
         b"",
     );
     synack[6..12].copy_from_slice(&SERVER2_MAC);
-    assert_eq!(s.from_server(synack), Verdict::Spliced);
+    assert_eq!(s.server_sends(synack), Verdict::Spliced);
     let sent = s.sent();
     assert_eq!(sent[0].1.dst, SERVER_FULL);
     assert_eq!(sent[0].1.payload, REQUEST);
@@ -700,7 +700,7 @@ fn ipv6_splices_too() {
         &opt::ts(SERVER_TS + 1, CLIENT_TS + 1),
         b"hello6",
     );
-    assert_eq!(s.from_server(resp), Verdict::Forward(0));
+    assert_eq!(s.server_sends(resp), Verdict::Forward(0));
     let sent = s.sent();
     let r = &sent[0].1;
     assert_eq!((r.src, r.dst), (VIP6, CLIENT6));
@@ -722,7 +722,7 @@ fn a_client_reset_ends_the_splice() {
         .wrapping_add(1)
         .wrapping_add(REQUEST.len() as u32);
     let rst = s.client_frame(sent_req, our_isn.wrapping_add(1), RST | ACK, 0, &[], b"");
-    assert_eq!(s.from_client(rst), Verdict::Forward(1));
+    assert_eq!(s.client_sends(rst), Verdict::Forward(1));
     let sent = s.sent();
     assert_eq!(sent[0].1.ack, SERVER_ISN + 1, "the RST's ack translated");
     assert_eq!(s.h.core.splice_counters().active, 0);
@@ -739,7 +739,7 @@ fn plain_units_are_untouched_while_another_unit_splices() {
         SYN,
         b"",
     );
-    assert_eq!(s.from_client(f), Verdict::Forward(1));
+    assert_eq!(s.client_sends(f), Verdict::Forward(1));
     let sent = s.sent();
     assert_eq!(sent[0].1.dst, SERVER_FULL);
     assert_eq!(sent[0].1.flags, SYN);
