@@ -208,11 +208,18 @@ struct Seg {
 }
 
 impl Seg {
-    fn parse(data: &[u8], t: &Transport) -> Result<Seg, DropReason> {
+    /// The segment of `t` in `data`; its options are parsed only `with_options`
+    /// (a joined connection's segments need none: the translation reads
+    /// the two it changes itself).
+    fn parse(data: &[u8], t: &Transport, with_options: bool) -> Result<Seg, DropReason> {
         let at = t.l2 + t.l4.offset;
         let end = at + t.l4.len;
         let tcp = TcpPacket::new_checked(data.get(at..end).ok_or(DropReason::Truncated)?)?;
-        let options = TcpOptions::parse(tcp.options()).map_err(|_| DropReason::BadTcpOption)?;
+        let options = if with_options {
+            TcpOptions::parse(tcp.options()).map_err(|_| DropReason::BadTcpOption)?
+        } else {
+            TcpOptions::default()
+        };
         Ok(Seg {
             key: t.key,
             seq: tcp.seq_number(),
@@ -303,14 +310,24 @@ impl<F: Frame> Processor<F> {
         if !client && !balancer.splice_server(key) {
             return None;
         }
-        let seg = match Seg::parse(frame.data(), t) {
+        let now = rx.now;
+        let s = self.splicer(now);
+        let conn = if client {
+            s.table.by_client(key)
+        } else {
+            Some(s.table.by_server(key)?)
+        };
+        // Options matter while a connection is being made, and to a joined
+        // server side while it still owes acknowledgements of kept bytes.
+        let with_options = conn
+            .and_then(|i| s.table.get(i))
+            .is_none_or(|c| c.phase != Phase::Spliced || (!client && !c.kept.is_empty()));
+        let seg = match Seg::parse(frame.data(), t, with_options) {
             Ok(s) => s,
             Err(e) => return Some(Err(e)),
         };
-        let now = rx.now;
-        let s = self.splicer(now);
         if client {
-            match s.table.by_client(key) {
+            match conn {
                 Some(i) => self.client_segment(io, balancer, frame, &seg, i, now),
                 // A flow that is not spliced (it began before its unit was
                 // made a SYN-proxy unit) goes on as it began.
@@ -318,8 +335,7 @@ impl<F: Frame> Processor<F> {
                 None => Some(self.handshake(io, balancer, frame, t, &seg, rx)),
             }
         } else {
-            let i = s.table.by_server(key)?;
-            self.server_segment(io, balancer, frame, &seg, i, now)
+            self.server_segment(io, balancer, frame, &seg, conn?, now)
         }
     }
 
