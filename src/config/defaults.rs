@@ -3,16 +3,17 @@
 //! Owns the `default_*` functions that the serde schema names in its
 //! `#[serde(default = "...")]` attributes, the `Default` of each section that
 //! a file may omit as a whole, the `DEFAULT_*` constants of the health-check
-//! profiles and the admin API, and the defaults of the `http` check request.
+//! profiles, the `[splice]` section and the admin API, and the defaults of
+//! the `http` check request.
 //! Calls nothing in `config` but the types it gives defaults to; the limits a
 //! value must keep (`HealthCheck::MAX_DURATION`, `Timeouts::MAX`) are not
-//! defaults and live with their types.
+//! defaults and live with their types (`Splice::MAX_CAPACITY` too).
 
 use std::time::Duration;
 
 use toml::Spanned;
 
-use super::model::{Admin, HealthCheck};
+use super::model::{Admin, HealthCheck, Splice};
 use super::schema::{
     AdminConfig, DataplaneConfig, EalConfig, FlowsConfig, MempoolConfig, TimeoutsConfig,
 };
@@ -135,4 +136,36 @@ pub(super) const DEFAULT_EXPECT_STATUS: u16 = 200;
 
 impl Admin {
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:9190";
+}
+
+// ---- Spliced connections ----
+
+impl Splice {
+    pub const DEFAULT_CAPACITY: u32 = 65536;
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+    pub const DEFAULT_SYN_RETRIES: u8 = 2;
+    pub const DEFAULT_CONNECT_ATTEMPTS: u8 = 3;
+    pub const DEFAULT_WINDOW_SCALE: u8 = crate::splice::cookie::DEFAULT_WINDOW_SCALE;
+    pub const DEFAULT_KEPT_BYTES: u32 = 16384;
+    pub const DEFAULT_KEPT_BYTES_PER_WORKER: u64 = 64 << 20;
+    pub const DEFAULT_COOKIE_PERIOD: Duration =
+        Duration::from_nanos(crate::splice::cookie::DEFAULT_PERIOD);
+}
+
+/// The settings of a file without a `[splice]` section: every default, and
+/// a random cookie secret per process.
+impl Default for Splice {
+    fn default() -> Self {
+        Splice {
+            capacity: Splice::DEFAULT_CAPACITY,
+            connect_timeout: Splice::DEFAULT_CONNECT_TIMEOUT,
+            syn_retries: Splice::DEFAULT_SYN_RETRIES,
+            connect_attempts: Splice::DEFAULT_CONNECT_ATTEMPTS,
+            window_scale: Splice::DEFAULT_WINDOW_SCALE,
+            kept_bytes: Splice::DEFAULT_KEPT_BYTES,
+            kept_bytes_per_worker: Splice::DEFAULT_KEPT_BYTES_PER_WORKER,
+            cookie_secret: None,
+            cookie_period: Splice::DEFAULT_COOKIE_PERIOD,
+        }
+    }
 }

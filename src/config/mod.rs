@@ -1,5 +1,5 @@
-//! The TOML configuration: EAL settings, ports, servers, main farm units and
-//! sub-farm units.
+//! The TOML configuration: EAL settings, ports, servers, main farm units,
+//! sub-farm units and the settings of spliced connections.
 //!
 //! Parsing is strict (`deny_unknown_fields`) and every error, syntactic or
 //! semantic, names the file, the line and what is wrong. A config that loads
@@ -31,18 +31,20 @@ mod values;
 #[cfg(test)]
 mod health_check_tests;
 #[cfg(test)]
+mod splice_tests;
+#[cfg(test)]
 mod tests;
 
 pub use crate::farm::ServerState;
 pub use error::ConfigError;
 pub use model::{
-    Admin, CheckKind, Config, ExpectBody, FarmUnit, HealthCheck, HttpCheck, Port, Server,
+    Admin, CheckKind, Config, ExpectBody, FarmUnit, HealthCheck, HttpCheck, Port, Server, Splice,
     SubFarmUnit,
 };
 pub use schema::{
     AdminConfig, CheckType, DataplaneConfig, EalConfig, ExpectBodyConfig, FarmUnitConfig,
     FlowsConfig, ForwardingMode, HealthCheckConfig, MempoolConfig, NeighbourConfig, OnServerDown,
-    PortConfig, Protocol, RawConfig, SchedulerKind, ServerConfig, SubFarmUnitConfig,
+    PortConfig, Protocol, RawConfig, SchedulerKind, ServerConfig, SpliceConfig, SubFarmUnitConfig,
     TimeoutsConfig,
 };
 pub use values::{parse_lcores, parse_mac, parse_sha256, Cidr};

@@ -2,12 +2,12 @@
 //! farmlb uses.
 //!
 //! Owns the resolved types (`Port`, `Server`, `FarmUnit`, `SubFarmUnit`,
-//! `HealthCheck` and its `CheckKind`, `Admin`), in which names have become
+//! `Splice`, `HealthCheck` and its `CheckKind`, `Admin`), in which names have become
 //! indexes and strings have become addresses and durations, and the entry
 //! points `Config::load` and `Config::parse`. Only `validate` builds a
 //! `Config`; this room calls it and uses the schema's sections and enums that
-//! the model keeps as they are. The `DEFAULT_*` constants of `HealthCheck`
-//! and `Admin` are in `defaults`.
+//! the model keeps as they are. The `DEFAULT_*` constants of `HealthCheck`,
+//! `Splice` and `Admin` are in `defaults`; their limits are here.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -64,6 +64,8 @@ pub struct FarmUnit {
     pub mode: ForwardingMode,
     pub local_addresses: Vec<IpAddr>,
     pub on_server_down: OnServerDown,
+    /// A SYN-proxy unit: its connections are spliced (always `tcp`).
+    pub syn_proxy: bool,
 }
 
 /// A resolved sub-farm unit; server and backups index [`Config::servers`].
@@ -94,6 +96,8 @@ pub struct Config {
     pub sub_farm_units: Vec<SubFarmUnit>,
     /// Flow table size and timeouts, per worker.
     pub flows: FlowTableConfig,
+    /// Spliced connections: the settings of the SYN-proxy units.
+    pub splice: Splice,
     /// Health-check profiles, by position (see [`Server::check`]).
     pub health_checks: Vec<HealthCheck>,
     /// The admin API.
@@ -182,6 +186,101 @@ pub struct HealthCheck {
 impl HealthCheck {
     /// The longest interval, jitter, timeout or slow start accepted.
     pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+}
+
+/// The resolved `[splice]` section: the settings of spliced connections
+/// (those of the farm units with `syn_proxy = true`), the same for every
+/// worker. Defaults (`Splice::DEFAULT_*`, and `Splice::default()`) apply to
+/// every key a file leaves out, and to the whole section when it is absent.
+///
+/// A server side is given `connect_timeout` to answer farmlb's SYN with a
+/// SYN-ACK; within it the SYN is sent `1 + syn_retries` times, every
+/// [`Splice::syn_interval`]. After `connect_timeout` (or a RST) farmlb tries
+/// another server, up to `connect_attempts` servers in all; then the client
+/// gets a RST.
+///
+/// `Debug` does not show the cookie secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Splice {
+    /// Splice states per worker (1..=[`Splice::MAX_CAPACITY`]).
+    pub capacity: u32,
+    /// How long farmlb waits for a server's SYN-ACK before it tries another
+    /// server.
+    pub connect_timeout: Duration,
+    /// SYN retransmissions to one server before farmlb gives up on it.
+    pub syn_retries: u8,
+    /// Servers tried per connection before the client gets a RST.
+    pub connect_attempts: u8,
+    /// farmlb's own window scale, advertised to clients in its SYN-ACKs
+    /// (0..=14).
+    pub window_scale: u8,
+    /// Bytes of client data kept per connection while the server side is
+    /// being opened (0: none; the client retransmits).
+    pub kept_bytes: u32,
+    /// Kept bytes of all connections of one worker (at least `kept_bytes`).
+    pub kept_bytes_per_worker: u64,
+    /// The SYN-cookie secret read from `cookie_secret_file` (at least
+    /// [`Splice::MIN_SECRET_LEN`] bytes, the file's bytes as they are);
+    /// `None`: the process picks a random one.
+    pub cookie_secret: Option<Vec<u8>>,
+    /// How often the SYN-cookie secret rotates.
+    pub cookie_period: Duration,
+}
+
+impl Splice {
+    /// The most splice states per worker.
+    pub const MAX_CAPACITY: u32 = 1 << 24;
+    /// The shortest `connect_timeout`.
+    pub const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
+    /// The longest `connect_timeout`.
+    pub const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+    /// The most `syn_retries`.
+    pub const MAX_SYN_RETRIES: u8 = 10;
+    /// The most `connect_attempts` (at least 1).
+    pub const MAX_CONNECT_ATTEMPTS: u8 = 16;
+    /// The largest window scale TCP allows (RFC 7323).
+    pub const MAX_WINDOW_SCALE: u8 = crate::wire::tcp::MAX_WINDOW_SCALE;
+    /// The most `kept_bytes` per connection: 1 MiB.
+    pub const MAX_KEPT_BYTES: u32 = 1 << 20;
+    /// The most `kept_bytes_per_worker`: 16 GiB.
+    pub const MAX_KEPT_BYTES_PER_WORKER: u64 = 1 << 34;
+    /// The shortest cookie secret, in bytes.
+    pub const MIN_SECRET_LEN: usize = crate::splice::cookie::MIN_SECRET_LEN;
+    /// The longest cookie secret file, in bytes.
+    pub const MAX_SECRET_LEN: usize = 4096;
+    /// The shortest `cookie_period`.
+    pub const MIN_COOKIE_PERIOD: Duration = Duration::from_secs(1);
+    /// The longest `cookie_period`.
+    pub const MAX_COOKIE_PERIOD: Duration = Duration::from_secs(3600);
+
+    /// The time between two SYNs to one server:
+    /// `connect_timeout / (syn_retries + 1)`, so the last retransmission
+    /// still has its share of `connect_timeout` to be answered.
+    pub fn syn_interval(&self) -> Duration {
+        self.connect_timeout / (u32::from(self.syn_retries) + 1)
+    }
+}
+
+impl std::fmt::Debug for Splice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Splice")
+            .field("capacity", &self.capacity)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("syn_retries", &self.syn_retries)
+            .field("connect_attempts", &self.connect_attempts)
+            .field("window_scale", &self.window_scale)
+            .field("kept_bytes", &self.kept_bytes)
+            .field("kept_bytes_per_worker", &self.kept_bytes_per_worker)
+            .field(
+                "cookie_secret",
+                &self
+                    .cookie_secret
+                    .as_ref()
+                    .map(|s| format!("<{} bytes>", s.len())),
+            )
+            .field("cookie_period", &self.cookie_period)
+            .finish()
+    }
 }
 
 /// The resolved `[admin]` section.

@@ -248,6 +248,10 @@ pub struct FarmUnitConfig {
     /// What to do with established flows whose server goes down.
     #[serde(default)]
     pub on_server_down: OnServerDown,
+    /// Splice the unit's connections: farmlb answers the client's SYN with a
+    /// SYN cookie and opens the server side once the client's ACK proves
+    /// the handshake (`tcp` units only; settings in `[splice]`).
+    pub syn_proxy: Option<Spanned<bool>>,
 }
 
 /// `[[sub_farm_unit]]`: an address that belongs to one server, with backups.
@@ -262,6 +266,40 @@ pub struct SubFarmUnitConfig {
     /// Tried in order while the server is down.
     #[serde(default)]
     pub backups: Vec<Spanned<String>>,
+    /// Not for sub-farm units (yet): read only so that the rule can say so
+    /// more clearly than "unknown field".
+    pub syn_proxy: Option<Spanned<bool>>,
+}
+
+/// `[splice]`: spliced TCP connections, those of the farm units with
+/// `syn_proxy = true`. Every key may be left out (see
+/// [`Splice`](crate::config::Splice) for the defaults and limits); integers
+/// are read as `u64` so that a value out of range gets the rule's message,
+/// not a type error.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SpliceConfig {
+    /// Splice states per worker.
+    pub capacity: Option<Spanned<u64>>,
+    /// How long to wait for a server's SYN-ACK before trying another
+    /// server ("3s").
+    pub connect_timeout: Option<Spanned<String>>,
+    /// SYN retransmissions to one server within `connect_timeout`.
+    pub syn_retries: Option<Spanned<u64>>,
+    /// Servers tried per connection before the client gets a RST.
+    pub connect_attempts: Option<Spanned<u64>>,
+    /// farmlb's own window scale, advertised in its SYN-ACKs.
+    pub window_scale: Option<Spanned<u64>>,
+    /// Bytes of client data kept per connection while the server side is
+    /// being opened.
+    pub kept_bytes: Option<Spanned<u64>>,
+    /// Kept bytes of all connections of one worker.
+    pub kept_bytes_per_worker: Option<Spanned<u64>>,
+    /// A file holding the SYN-cookie secret; relative to the config file's
+    /// directory.
+    pub cookie_secret_file: Option<Spanned<String>>,
+    /// How often the SYN-cookie secret rotates ("64s").
+    pub cookie_period: Option<Spanned<String>>,
 }
 
 /// The whole file, as written.
@@ -284,6 +322,8 @@ pub struct RawConfig {
     pub sub_farm_units: Vec<SubFarmUnitConfig>,
     #[serde(default)]
     pub flows: FlowsConfig,
+    #[serde(default)]
+    pub splice: SpliceConfig,
     #[serde(default, rename = "health_check")]
     pub health_checks: Vec<HealthCheckConfig>,
     #[serde(default)]

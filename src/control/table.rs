@@ -837,6 +837,11 @@ fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
     );
     diff(old.ports != new.ports, "[[port]]");
     diff(old.flows != new.flows, "[flows]");
+    // The splice table and the kept bytes are allocated per worker at
+    // start, and the cookie secret and period are the workers' from start
+    // (a new secret would reject the ACKs of SYN-ACKs already sent): like
+    // `[flows]`, the whole section waits for a restart.
+    diff(old.splice != new.splice, "[splice]");
     diff(old.admin.listen != new.admin.listen, "[admin] listen");
     out
 }
@@ -1343,5 +1348,60 @@ backups = ["s2"]
         .unwrap();
         let (report, _) = t.reload(new, ms(2)).unwrap();
         assert_eq!(report.needs_restart, vec!["[flows]".to_string()]);
+    }
+
+    #[test]
+    fn reload_of_splice_settings_waits_for_a_restart_and_syn_proxy_is_live() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.key"), [1u8; 16]).unwrap();
+        std::fs::write(dir.path().join("b.key"), [2u8; 16]).unwrap();
+        let file = dir.path().join("t.toml");
+        let proxy = |text: &str| {
+            text.replace(
+                "servers = [\"s1\", \"s2\"]\n",
+                "servers = [\"s1\", \"s2\"]\nsyn_proxy = true\n",
+            )
+        };
+        let with = |splice: &str, text: &str| {
+            Config::parse(&file, &format!("[splice]\n{splice}\n{text}")).unwrap()
+        };
+        let base = "capacity = 1000\ncookie_secret_file = \"a.key\"";
+        let cfg = with(base, &proxy(CONFIG));
+        let publisher = Publisher::new(Farm::from_config(&cfg).unwrap()).unwrap();
+        let mut t = StatusTable::new(cfg, publisher, ms(0), 1_000_000);
+        assert!(t.publisher().snapshot().has_splice_units());
+
+        // The same settings, the same secret: nothing to do.
+        let (report, _) = t.reload(with(base, &proxy(CONFIG)), ms(1)).unwrap();
+        assert!(
+            report.needs_restart.is_empty() && report.changed.is_empty(),
+            "{report:?}"
+        );
+        // Any [splice] key, the secret's bytes included, is reported as
+        // waiting for a restart, not applied (as [flows]).
+        for changed in [
+            "capacity = 2000\ncookie_secret_file = \"a.key\"",
+            "capacity = 1000\ncookie_secret_file = \"b.key\"",
+            "capacity = 1000\ncookie_secret_file = \"a.key\"\nconnect_timeout = \"1s\"",
+        ] {
+            let (report, _) = t.reload(with(changed, &proxy(CONFIG)), ms(2)).unwrap();
+            assert_eq!(
+                report.needs_restart,
+                vec!["[splice]".to_string()],
+                "{changed}"
+            );
+            assert!(report.changed.is_empty(), "{report:?}");
+            t.reload(with(base, &proxy(CONFIG)), ms(3)).unwrap();
+        }
+        // syn_proxy is the farm's: applied live, the unit replaced by a new
+        // one (its tombstone keeps the spliced connections).
+        let (report, _) = t.reload(with(base, CONFIG), ms(4)).unwrap();
+        assert!(report.needs_restart.is_empty(), "{report:?}");
+        for c in ["removed farm unit 'shop'", "added farm unit 'shop'"] {
+            assert!(report.changed.contains(&c.to_string()), "{c}: {report:?}");
+        }
+        let snap = t.publisher().snapshot();
+        assert_eq!(snap.splice_unit("198.18.1.100".parse().unwrap(), 80), None);
+        assert!(snap.is_splice_unit(crate::farm::UnitId(0)));
     }
 }

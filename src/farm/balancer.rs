@@ -535,6 +535,42 @@ impl FarmBalancer {
         self.reader.snapshot().owner(key, self.workers)
     }
 
+    /// True when the snapshot in use has a SYN-proxy unit (removed ones
+    /// included, see [`Snapshot::has_splice_units`]): while false, no
+    /// packet needs the splice path. One load.
+    #[inline]
+    pub fn splice_enabled(&self) -> bool {
+        self.reader.snapshot().has_splice_units()
+    }
+
+    /// The SYN-proxy unit a client's packet with `key` is addressed to: a
+    /// TCP packet to the address and port of a SYN-proxy unit (an any-port
+    /// unit takes every port, as for [`Snapshot::unit_for`]). `None` for
+    /// every other packet, and without a lookup while
+    /// [`FarmBalancer::splice_enabled`] is false. Removed units are never
+    /// returned: an established connection is known by its flow.
+    #[inline]
+    pub fn splice_unit_of(&self, key: &FlowKey) -> Option<UnitId> {
+        if key.proto != 6 {
+            return None;
+        }
+        self.reader.snapshot().splice_unit(key.dst, key.dst_port)
+    }
+
+    /// True when a packet with `key` comes from a server of a SYN-proxy unit
+    /// (TCP, its source the server's address and port; see
+    /// [`Snapshot::is_splice_server`]): it may belong to a spliced
+    /// connection, which its flow decides. False without a lookup while
+    /// [`FarmBalancer::splice_enabled`] is false.
+    #[inline]
+    pub fn is_splice_server_reply(&self, key: &FlowKey) -> bool {
+        key.proto == 6
+            && self
+                .reader
+                .snapshot()
+                .is_splice_server(key.src, key.src_port)
+    }
+
     /// This worker's FullNAT local port range (inclusive).
     pub fn local_ports(&self) -> (u16, u16) {
         (self.ports.lo, self.ports.hi)

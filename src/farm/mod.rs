@@ -99,6 +99,10 @@ pub struct MainUnit {
     /// FullNAT source addresses towards the servers.
     pub local_addresses: Vec<IpAddr>,
     pub on_server_down: OnServerDown,
+    /// A SYN-proxy unit: farmlb answers the client's SYN itself and splices
+    /// the connection to the server it picks at the client's ACK (always a
+    /// `tcp` unit; see [`Snapshot::splice_unit`]).
+    pub syn_proxy: bool,
 }
 
 /// A sub-farm unit: one server and its backups in order.
@@ -228,6 +232,7 @@ impl Farm {
                     mode: u.mode,
                     local_addresses: u.local_addresses.clone(),
                     on_server_down: u.on_server_down,
+                    syn_proxy: u.syn_proxy,
                 }),
                 removed: false,
             });

@@ -24,6 +24,9 @@ use crate::config::SchedulerKind;
 use crate::flow::mix;
 use crate::packet::FlowKey;
 
+/// The IP protocol number of TCP, the only protocol of SYN-proxy units.
+const TCP: u8 = 6;
+
 /// The first local source port of FullNAT; the ports below are the
 /// system's.
 pub const LOCAL_PORT_MIN: u16 = 1024;
@@ -52,6 +55,13 @@ pub struct Snapshot {
     unit_addrs: AddrMap,
     /// FullNAT local addresses (protocol and port 0).
     local_addrs: AddrMap,
+    /// Per unit: a SYN-proxy unit (removed ones keep theirs).
+    splice_units: Vec<bool>,
+    /// Some unit, removed ones included, is a SYN-proxy unit.
+    has_splice: bool,
+    /// (address, TCP, port) of the servers of SYN-proxy units, removed
+    /// units included; port 0 for those of any-port units.
+    splice_servers: AddrMap,
 }
 
 /// A small fixed map from (address, protocol, port) to a `u16`, built once
@@ -187,7 +197,21 @@ impl Snapshot {
         let mut by_addr = Vec::new();
         let mut unit_addrs = Vec::new();
         let mut local_addrs = Vec::new();
+        let mut splice_units = Vec::with_capacity(farm.units.len());
+        let mut splice_servers = Vec::new();
         for u in &farm.units {
+            let syn_proxy = u.main().is_some_and(|m| m.syn_proxy);
+            splice_units.push(syn_proxy);
+            if syn_proxy {
+                // Servers of removed units too: their spliced connections
+                // stay. An any-port unit's servers answer from the port the
+                // client contacted: any port.
+                splice_servers.extend(u.members().into_iter().map(|id| {
+                    let s = farm.server(id);
+                    let port = if u.port == 0 { 0 } else { s.port };
+                    (s.address, TCP, port, 0)
+                }));
+            }
             // A removed unit takes no new flows, but its address stays known
             // so its established flows keep their owner worker.
             if !u.removed {
@@ -203,6 +227,8 @@ impl Snapshot {
         let by_addr = AddrMap::build(by_addr);
         let unit_addrs = AddrMap::build(unit_addrs);
         let local_addrs = AddrMap::build(local_addrs);
+        let has_splice = splice_units.contains(&true);
+        let splice_servers = AddrMap::build(splice_servers);
         Snapshot {
             generation,
             structure,
@@ -211,6 +237,9 @@ impl Snapshot {
             by_addr,
             unit_addrs,
             local_addrs,
+            splice_units,
+            has_splice,
+            splice_servers,
         }
     }
 
@@ -240,6 +269,53 @@ impl Snapshot {
     #[inline]
     pub fn is_unit_addr(&self, ip: IpAddr) -> bool {
         self.unit_addrs.contains(ip)
+    }
+
+    /// True when some farm unit is a SYN-proxy unit, removed ones included
+    /// (their spliced connections stay): while false, no packet needs the
+    /// splice path. Precomputed; one load.
+    #[inline]
+    pub fn has_splice_units(&self) -> bool {
+        self.has_splice
+    }
+
+    /// True when `unit` is a SYN-proxy unit. A removed unit keeps the
+    /// setting it had, for its established connections.
+    #[inline]
+    pub fn is_splice_unit(&self, unit: UnitId) -> bool {
+        self.splice_units
+            .get(unit.0 as usize)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// The SYN-proxy unit a TCP packet to `dst`:`port` is for: the unit
+    /// [`Snapshot::unit_for`] gives (the unit with that exact port, else an
+    /// any-port unit of the address), if it is a SYN-proxy unit. `None`
+    /// without a lookup while the farm has no SYN-proxy unit. Removed units
+    /// take no new connections and are never returned: a packet of an
+    /// established connection is known by its flow, not by this.
+    #[inline]
+    pub fn splice_unit(&self, dst: IpAddr, port: u16) -> Option<UnitId> {
+        if !self.has_splice {
+            return None;
+        }
+        self.unit_for(dst, TCP, port)
+            .filter(|&u| self.is_splice_unit(u))
+    }
+
+    /// True when `src`:`port` is the address and port of a server of a
+    /// SYN-proxy unit (removed units included), so a TCP packet from there
+    /// may belong to a spliced connection; the flow decides. The server may
+    /// serve plain units too. A server of an any-port unit answers from the
+    /// port the client contacted, so any port of its address matches.
+    /// Precomputed: one or two probes of a small map, none while the farm
+    /// has no SYN-proxy unit.
+    #[inline]
+    pub fn is_splice_server(&self, src: IpAddr, port: u16) -> bool {
+        self.has_splice
+            && (self.splice_servers.get(src, TCP, port).is_some()
+                || self.splice_servers.get(src, TCP, 0).is_some())
     }
 
     /// The worker (of `workers`) that owns the flow of a packet with `key`,
@@ -561,13 +637,14 @@ impl Publisher {
     /// Replaces the farm with `new` (built from a reloaded configuration)
     /// and publishes it. Servers are matched by name, address and port,
     /// farm units by name and everything but their servers and scheduling
-    /// (scheduler, `on_server_down`): a matched one keeps its id (a matched
-    /// server also keeps its published state and weight, which the caller
-    /// then sets), the others of `new` get new ids after the existing ones,
-    /// and the old ones left over become tombstones. A removed server is
-    /// down and in no unit (workers drop its flows); a removed unit is out
-    /// of the address index (its flows stay on their servers). All Maglev
-    /// tables are rebuilt. Nothing is published on error.
+    /// (scheduler, `on_server_down`; a unit whose `syn_proxy` changed is a
+    /// new unit): a matched one keeps its id (a matched server also keeps
+    /// its published state and weight, which the caller then sets), the
+    /// others of `new` get new ids after the existing ones, and the old ones
+    /// left over become tombstones. A removed server is down and in no unit
+    /// (workers drop its flows); a removed unit is out of the address index
+    /// (its flows stay on their servers). All Maglev tables are rebuilt.
+    /// Nothing is published on error.
     pub fn replace(&mut self, new: Farm) -> Result<ReplaceReport, FarmError> {
         if !maglev::is_prime(new.maglev_size) {
             return Err(FarmError::BadTableSize(new.maglev_size));
@@ -699,8 +776,10 @@ impl Publisher {
 }
 
 /// True when `new` can take over `old`'s id: same name, address, port,
-/// protocol and kind, and for a main unit the same forwarding mode and
-/// local addresses (what established flows depend on).
+/// protocol and kind, and for a main unit the same forwarding mode, local
+/// addresses and `syn_proxy` (what established flows depend on: a unit that
+/// starts or stops splicing becomes a new unit, and the old one, a
+/// tombstone, keeps its setting for its established connections).
 fn same_unit(old: &super::Unit, new: &super::Unit) -> bool {
     if old.removed
         || (&old.name, old.address, old.port, old.protocol)
@@ -710,7 +789,7 @@ fn same_unit(old: &super::Unit, new: &super::Unit) -> bool {
     }
     match (&old.kind, &new.kind) {
         (UnitKind::Main(a), UnitKind::Main(b)) => {
-            a.mode == b.mode && a.local_addresses == b.local_addresses
+            a.mode == b.mode && a.local_addresses == b.local_addresses && a.syn_proxy == b.syn_proxy
         }
         (UnitKind::Sub(_), UnitKind::Sub(_)) => true,
         _ => false,

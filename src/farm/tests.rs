@@ -935,3 +935,169 @@ fn replace_moves_a_server_whose_address_changed_to_a_new_id() {
     let nat = b.lookup(&k, SYN, 60, SEC).unwrap();
     assert_eq!(nat.dst, ip("198.18.1.21"));
 }
+
+/// CONFIG with the Maglev unit (198.18.0.100:80, s1..s4) and the FullNAT
+/// any-port unit (198.18.0.140, s1 and s2) made SYN-proxy units.
+fn splice_config() -> crate::config::Config {
+    let text = CONFIG
+        .replacen(
+            "servers = [\"s1\", \"s2\", \"s3\", \"s4\"]\n",
+            "servers = [\"s1\", \"s2\", \"s3\", \"s4\"]\nsyn_proxy = true\n",
+            1,
+        )
+        .replace(
+            "local_addresses = [\"198.18.0.1\", \"198.18.0.2\"]\n",
+            "local_addresses = [\"198.18.0.1\", \"198.18.0.2\"]\nsyn_proxy = true\n",
+        );
+    crate::config::Config::parse(Path::new("farm.toml"), &text).unwrap()
+}
+
+#[test]
+fn without_syn_proxy_units_the_splice_queries_say_no() {
+    let p = publisher();
+    let snap = p.snapshot();
+    assert!(!snap.has_splice_units());
+    assert!(snap.farm.units.iter().all(|u| !snap.is_splice_unit(u.id)));
+    assert!(snap
+        .farm
+        .units
+        .iter()
+        .all(|u| u.main().is_none_or(|m| !m.syn_proxy)));
+    assert_eq!(snap.splice_unit(ip("198.18.0.100"), 80), None);
+    assert_eq!(snap.splice_unit(ip("198.18.0.140"), 443), None);
+    assert!(!snap.is_splice_server(ip("198.18.1.11"), 8080));
+    let b = balancer(&p, 0, 1, &config().flows);
+    assert!(!b.splice_enabled());
+    assert_eq!(
+        b.splice_unit_of(&tcp("198.19.0.9", 5000, "198.18.0.100", 80)),
+        None
+    );
+    assert!(!b.is_splice_server_reply(&tcp("198.18.1.11", 8080, "198.19.0.9", 5000)));
+}
+
+#[test]
+fn splice_queries_find_syn_proxy_units_and_their_servers() {
+    let farm = Farm::from_config(&splice_config()).unwrap();
+    let sp: Vec<bool> = farm
+        .units
+        .iter()
+        .map(|u| u.main().is_some_and(|m| m.syn_proxy))
+        .collect();
+    // maglev, rr, lc, sh, full, six, sub-s1
+    assert_eq!(sp, [true, false, false, false, true, false, false]);
+    let p = Publisher::new(farm).unwrap();
+    let snap = p.snapshot();
+    assert!(snap.has_splice_units());
+    assert!(snap.is_splice_unit(UnitId(0)) && snap.is_splice_unit(UnitId(4)));
+    assert!(!snap.is_splice_unit(UnitId(1)) && !snap.is_splice_unit(UnitId(6)));
+    assert!(!snap.is_splice_unit(UnitId(99)));
+    // The unit with the exact port; an any-port unit takes every port.
+    assert_eq!(snap.splice_unit(ip("198.18.0.100"), 80), Some(UnitId(0)));
+    assert_eq!(snap.splice_unit(ip("198.18.0.100"), 81), None);
+    assert_eq!(snap.splice_unit(ip("198.18.0.140"), 443), Some(UnitId(4)));
+    assert_eq!(snap.splice_unit(ip("198.18.0.140"), 1), Some(UnitId(4)));
+    // Plain units, sub-farm units, unknown addresses.
+    assert_eq!(snap.splice_unit(ip("198.18.0.110"), 80), None);
+    assert_eq!(snap.splice_unit(ip("198.18.0.101"), 80), None);
+    assert_eq!(snap.splice_unit(ip("2001:2::100"), 80), None);
+    assert_eq!(snap.splice_unit(ip("198.18.0.99"), 80), None);
+    // Servers: s3 and s4 only through the port-80 unit, at their port; s1
+    // and s2 also through the any-port unit, at every port.
+    assert!(snap.is_splice_server(ip("198.18.1.13"), 8080));
+    assert!(snap.is_splice_server(ip("198.18.1.14"), 8080));
+    assert!(!snap.is_splice_server(ip("198.18.1.13"), 8081));
+    assert!(snap.is_splice_server(ip("198.18.1.11"), 8080));
+    assert!(snap.is_splice_server(ip("198.18.1.12"), 443));
+    assert!(!snap.is_splice_server(ip("2001:2::11"), 80));
+    assert!(!snap.is_splice_server(ip("198.18.0.100"), 80));
+
+    let b = balancer(&p, 0, 1, &config().flows);
+    assert!(b.splice_enabled());
+    assert_eq!(
+        b.splice_unit_of(&tcp("198.19.0.9", 5000, "198.18.0.100", 80)),
+        Some(UnitId(0))
+    );
+    assert_eq!(
+        b.splice_unit_of(&tcp("2001:2::9", 5000, "198.18.0.140", 8443)),
+        Some(UnitId(4))
+    );
+    // UDP is never spliced, nor is a reply read as a client's packet.
+    assert_eq!(
+        b.splice_unit_of(&key(17, "198.19.0.9", 5000, "198.18.0.100", 80)),
+        None
+    );
+    assert_eq!(
+        b.splice_unit_of(&tcp("198.18.1.13", 8080, "198.19.0.9", 5000)),
+        None
+    );
+    assert!(b.is_splice_server_reply(&tcp("198.18.1.13", 8080, "198.19.0.9", 5000)));
+    assert!(!b.is_splice_server_reply(&key(17, "198.18.1.13", 8080, "198.19.0.9", 5000)));
+    assert!(!b.is_splice_server_reply(&tcp("198.19.0.9", 5000, "198.18.0.100", 80)));
+}
+
+#[test]
+fn splice_queries_do_not_follow_server_states() {
+    let mut p = Publisher::new(Farm::from_config(&splice_config()).unwrap()).unwrap();
+    let mut b = balancer(&p, 0, 1, &config().flows);
+    p.set_state("s3", ServerState::Down).unwrap();
+    p.set_weight("s4", 0).unwrap();
+    assert!(b.refresh());
+    // A down server's spliced connections are still its until they move.
+    assert!(b.is_splice_server_reply(&tcp("198.18.1.13", 8080, "198.19.0.9", 5000)));
+    assert!(b.is_splice_server_reply(&tcp("198.18.1.14", 8080, "198.19.0.9", 5000)));
+    assert_eq!(
+        b.splice_unit_of(&tcp("198.19.0.9", 5000, "198.18.0.100", 80)),
+        Some(UnitId(0))
+    );
+}
+
+#[test]
+fn a_reload_that_changes_syn_proxy_makes_a_new_unit() {
+    let mut p = Publisher::new(Farm::from_config(&splice_config()).unwrap()).unwrap();
+    let mut b = balancer(&p, 0, 1, &config().flows);
+    let k = tcp("198.19.0.9", 5000, "198.18.0.100", 80);
+    let nat = connect(&mut b, &k, 0);
+
+    // Both units stop splicing: they become new units, and the old ones,
+    // tombstones, keep their setting and their servers in the set for the
+    // connections they have.
+    let r = p.replace(Farm::from_config(&config()).unwrap()).unwrap();
+    assert_eq!(
+        r.units_removed,
+        vec!["maglev".to_string(), "full".to_string()]
+    );
+    assert_eq!(
+        r.units_added,
+        vec!["maglev".to_string(), "full".to_string()]
+    );
+    assert_eq!(r.unit_ids[0], UnitId(7));
+    assert_eq!(r.unit_ids[4], UnitId(8));
+    assert!(b.refresh());
+    let snap = p.snapshot();
+    assert!(snap.farm.unit(UnitId(0)).removed && snap.is_splice_unit(UnitId(0)));
+    assert!(!snap.is_splice_unit(UnitId(7)) && !snap.is_splice_unit(UnitId(8)));
+    assert!(b.splice_enabled());
+    assert_eq!(b.splice_unit_of(&k), None);
+    assert!(b.is_splice_server_reply(&reply(&nat)));
+    // The established flow stays on its server.
+    assert_eq!(b.lookup(&k, ACK, 54, SEC).unwrap(), nat);
+
+    // And back: new units again, which splice.
+    let r = p
+        .replace(Farm::from_config(&splice_config()).unwrap())
+        .unwrap();
+    assert_eq!(r.unit_ids[0], UnitId(9));
+    assert!(b.refresh());
+    assert_eq!(b.splice_unit_of(&k), Some(UnitId(9)));
+    assert_eq!(
+        b.splice_unit_of(&tcp("198.19.0.9", 5000, "198.18.0.140", 22)),
+        Some(UnitId(10))
+    );
+
+    // A reload that keeps syn_proxy keeps the unit.
+    let r = p
+        .replace(Farm::from_config(&splice_config()).unwrap())
+        .unwrap();
+    assert!(r.units_added.is_empty() && r.units_removed.is_empty());
+    assert_eq!(r.unit_ids[0], UnitId(9));
+}

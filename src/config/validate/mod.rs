@@ -15,6 +15,9 @@
 //! - `units`: `[[farm_unit]]` and then `[[sub_farm_unit]]`, the (address,
 //!   protocol, port) each claims, their servers, backups and local addresses;
 //! - `flows`: `[flows]` capacity and timeouts;
+//! - `splice`: `[splice]` capacity, connect timeout, retries and attempts,
+//!   window scale, kept bytes, the SYN cookie's secret file and period (the
+//!   one rule that reads another file: the secret, at load);
 //! - `admin`: `[admin]` listen address and token.
 //!
 //! Within a family the entries go in file order and the rules of an entry in
@@ -31,6 +34,7 @@ mod flows;
 mod health;
 mod ports;
 mod servers;
+mod splice;
 mod units;
 
 use std::ops::Range;
@@ -76,6 +80,7 @@ impl Validator<'_> {
         let farm_units = self.farm_units(&raw.farm_units, &mut units)?;
         let sub_farm_units = self.sub_farm_units(&raw.sub_farm_units, &mut units)?;
         let flows = self.flows(&raw.flows)?;
+        let splice = self.splice(&raw.splice)?;
         let admin = self.admin(&raw.admin)?;
 
         Ok(Config {
@@ -91,6 +96,7 @@ impl Validator<'_> {
             farm_units,
             sub_farm_units,
             flows,
+            splice,
             health_checks,
             admin,
         })

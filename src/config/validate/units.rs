@@ -5,7 +5,12 @@
 //! and no two claims overlap; a unit's address is neither one of the ports'
 //! own addresses nor a server's; its servers and backups exist, appear once
 //! and are of the unit's address family; a FullNAT main unit has local
-//! addresses, which are the ports' own and of the unit's family. Calls
+//! addresses, which are the ports' own and of the unit's family; only a
+//! `tcp` main unit may be a SYN-proxy unit (`syn_proxy = true`), and a
+//! sub-farm unit may not set `syn_proxy` at all (not yet: when a server
+//! fails to answer, a spliced connection tries another one chosen by the
+//! main unit's scheduler, and the sub-farm order of server and backups has
+//! no such rule yet). Calls
 //! `fields` for names and addresses, `servers` to resolve server names and
 //! `ports` for the own addresses.
 
@@ -98,6 +103,19 @@ impl Validator<'_> {
                 format!("{who} is fullnat but has no local_addresses"),
             ));
         }
+        let syn_proxy = match &u.syn_proxy {
+            Some(sp) if *sp.get_ref() && u.protocol != Protocol::Tcp => {
+                return Err(self.err(
+                    sp.span(),
+                    format!(
+                        "{who} is {} but syn_proxy = true is only for tcp farm units",
+                        u.protocol.name()
+                    ),
+                ));
+            }
+            Some(sp) => *sp.get_ref(),
+            None => false,
+        };
         Ok(FarmUnit {
             name,
             address,
@@ -108,6 +126,7 @@ impl Validator<'_> {
             mode: u.mode,
             local_addresses,
             on_server_down: u.on_server_down,
+            syn_proxy,
         })
     }
 
@@ -168,6 +187,12 @@ impl Validator<'_> {
             },
             u.address.span(),
         )?;
+        if let Some(sp) = &u.syn_proxy {
+            return Err(self.err(
+                sp.span(),
+                format!("{who} cannot set syn_proxy: only main farm units ([[farm_unit]]) can be SYN-proxy units"),
+            ));
+        }
         if u.server.get_ref().trim().is_empty() {
             return Err(self.err(u.server.span(), format!("{who} has no server")));
         }
