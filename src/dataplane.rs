@@ -20,6 +20,7 @@ use crossbeam::queue::ArrayQueue;
 use crate::farm::{Farm, FarmBalancer, FarmCounters, FarmError, Publisher};
 use crate::packet::{
     CoreSetup, Counters, DropReason, Frame, Io, PortAddr, PortIdx, PortSetup, Processor,
+    SpliceCounters, SpliceSetup,
 };
 use crate::wire::arp::{self, ArpPacket};
 use crate::wire::ethernet::{ethertype, EthernetFrame};
@@ -103,6 +104,8 @@ pub struct WorkerStats {
     pub snapshots_adopted: u64,
     pub core: Counters,
     pub farm: FarmCounters,
+    /// Spliced connections (SYN-proxy units).
+    pub splice: SpliceCounters,
 }
 
 /// Counters of one port from DPDK.
@@ -125,15 +128,19 @@ pub struct StatsReport {
     pub drops: std::collections::BTreeMap<&'static str, u64>,
     /// Farm units and servers, summed over workers.
     pub farm: FarmCounters,
+    /// Spliced connections, summed over workers.
+    pub splice: SpliceCounters,
 }
 
 impl StatsReport {
     fn new(uptime: Duration, ports: Vec<PortReport>, workers: Vec<WorkerStats>) -> Self {
         let mut total = Counters::default();
         let mut farm = FarmCounters::default();
+        let mut splice = SpliceCounters::default();
         for w in &workers {
             total.add(&w.core);
             farm.merge(&w.farm);
+            splice.add(&w.splice);
         }
         let drops = total
             .drops_by_reason()
@@ -146,7 +153,38 @@ impl StatsReport {
             workers,
             drops,
             farm,
+            splice,
         }
+    }
+}
+
+/// How the workers splice, from `[splice]` and the flow timeouts. Without a
+/// configured secret the process picks one, the same for all workers.
+pub fn splice_setup(cfg: &Config) -> SpliceSetup {
+    let s = &cfg.splice;
+    let nanos = |d: Duration| d.as_nanos().min(u128::from(u64::MAX)) as u64;
+    // A secret no one can guess: from the kernel's random source. Where
+    // that cannot be read, each worker makes its own (a cookie is always
+    // checked by the worker that made it; only several nodes need one).
+    let secret = s.cookie_secret.clone().or_else(|| {
+        use std::io::Read;
+        let mut b = vec![0u8; 32];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut b))
+            .ok()
+            .map(|_| b)
+    });
+    SpliceSetup {
+        capacity: s.capacity,
+        connect_timeout: nanos(s.connect_timeout),
+        syn_retries: s.syn_retries,
+        connect_attempts: s.connect_attempts,
+        window_scale: s.window_scale,
+        kept_bytes: s.kept_bytes,
+        kept_bytes_per_worker: s.kept_bytes_per_worker,
+        secret,
+        cookie_period: nanos(s.cookie_period),
+        idle_timeout: nanos(cfg.flows.timeouts.established),
     }
 }
 
@@ -311,6 +349,8 @@ struct Worker {
     tx_queue: QueueId,
     /// Send gratuitous ARP for the ports at start (worker 0 only).
     announce: bool,
+    /// How the worker splices (the same for all workers, the secret too).
+    splice: SpliceSetup,
     balancer: FarmBalancer,
     live: Arc<LiveStats>,
 }
@@ -332,6 +372,7 @@ impl Worker {
             ..WorkerStats::default()
         };
         let mut core: Processor<Mbuf> = Processor::new(self.setup);
+        core.set_splice(self.splice, 0);
         let mut balancer = self.balancer;
         let inbox = &rings[self.index];
         let mut polls: u32 = 0;
@@ -434,12 +475,14 @@ impl Worker {
                         let mut snap = io.stats.clone();
                         snap.core = core.counters().clone();
                         snap.farm = balancer.counters();
+                        snap.splice = core.splice_counters();
                         if let Ok(v) = serde_json::to_value(&snap) {
                             self.live.publish(self.index, v);
                         }
                     }
                     balancer.expire(now);
                     core.poll(&mut io, now);
+                    core.poll_splice(&mut io, &mut balancer, now);
                     io.flush_all();
                     next_poll = tsc.wrapping_add(poll_ticks);
                 }
@@ -448,6 +491,7 @@ impl Worker {
         }
         stats.core = core.counters().clone();
         stats.farm = balancer.counters();
+        stats.splice = core.splice_counters();
         // Frames still queued for this worker are freed with the ring.
         while inbox.pop().is_some() {}
         if tap_owner {
@@ -644,6 +688,7 @@ fn run_with_eal(
     let exceptions: Arc<RedirectRing> = Arc::new(ArrayQueue::new(REDIRECT_RING));
     let ports = Arc::new(ports);
     let setup = core_setup(cfg, &ports);
+    let splice = splice_setup(cfg);
     let publisher = Publisher::new(Farm::from_config(cfg)?)?;
     let live = Arc::new(LiveStats::new(n_workers));
     let rings: Arc<Vec<RedirectRing>> = Arc::new(
@@ -670,6 +715,7 @@ fn run_with_eal(
             rx,
             tx_queue: QueueId(i as u16),
             announce: i == 0,
+            splice: splice.clone(),
             balancer: FarmBalancer::new(i, n_workers, publisher.reader(), &cfg.flows),
             live: Arc::clone(&live),
         };

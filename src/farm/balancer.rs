@@ -942,6 +942,19 @@ impl Balancer for FarmBalancer {
         self.pending_reset.take()
     }
 
+    #[inline]
+    fn splicing(&self) -> bool {
+        self.splice_enabled()
+    }
+
+    fn splice_unit(&self, key: &FlowKey) -> bool {
+        self.splice_unit_of(key).is_some()
+    }
+
+    fn splice_server(&self, key: &FlowKey) -> bool {
+        self.is_splice_server_reply(key)
+    }
+
     fn rebind(&mut self, key: &FlowKey, failed: &Nat, now: Nanos) -> Result<Nat, DropReason> {
         self.rebind_flow(key, failed, now)
     }

@@ -117,6 +117,52 @@ pub struct SpliceCounters {
     pub kept_now: u64,
 }
 
+impl SpliceCounters {
+    /// Adds `other` (another worker's) to these.
+    pub fn add(&mut self, other: &SpliceCounters) {
+        let SpliceCounters {
+            cookies_sent,
+            cookies_accepted,
+            cookies_rejected_bad,
+            cookies_rejected_stale,
+            bindings,
+            syn_retransmits,
+            connect_retries,
+            connect_failures,
+            spliced,
+            kept_bytes,
+            kept_refused,
+            kept_retransmits,
+            to_server,
+            to_client,
+            closed,
+            idled,
+            table_full,
+            active,
+            kept_now,
+        } = *other;
+        self.cookies_sent += cookies_sent;
+        self.cookies_accepted += cookies_accepted;
+        self.cookies_rejected_bad += cookies_rejected_bad;
+        self.cookies_rejected_stale += cookies_rejected_stale;
+        self.bindings += bindings;
+        self.syn_retransmits += syn_retransmits;
+        self.connect_retries += connect_retries;
+        self.connect_failures += connect_failures;
+        self.spliced += spliced;
+        self.kept_bytes += kept_bytes;
+        self.kept_refused += kept_refused;
+        self.kept_retransmits += kept_retransmits;
+        self.to_server += to_server;
+        self.to_client += to_client;
+        self.closed += closed;
+        self.idled += idled;
+        self.table_full += table_full;
+        self.active += active;
+        self.kept_now += kept_now;
+    }
+}
+
 /// A worker's splicing state.
 pub struct Splicer {
     setup: SpliceSetup,
