@@ -62,7 +62,7 @@ use crate::flow::{
     addr_bytes, addr_ip, flags, tcp_flags, Dir, Endpoints, Flow, FlowState, FlowTable,
     FlowTableConfig, ServerEnd, TableStats, Tuple, UnitEnd,
 };
-use crate::packet::{Balancer, DropReason, FlowKey, Nanos, Nat};
+use crate::packet::{Balancer, DropReason, FlowKey, Nanos, Nat, SpliceEvent};
 
 /// Slots (flow entries of 32 bytes: 8 KiB) [`FarmBalancer::expire`] sweeps
 /// per call. The worker calls it once per loop: at 10 Mpps in bursts of 32
@@ -118,6 +118,65 @@ pub struct UnitCounters {
     pub name: String,
     #[serde(flatten)]
     pub traffic: Traffic,
+    /// Spliced connections, for a SYN-proxy unit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub splice: Option<UnitSplice>,
+}
+
+/// Spliced connections of one SYN-proxy unit on one worker (or summed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct UnitSplice {
+    pub cookies_sent: u64,
+    pub cookies_accepted: u64,
+    pub cookies_rejected: u64,
+    /// Server sides opened (the first SYN to a server).
+    pub bindings: u64,
+    /// Server sides that failed and were moved to the next server.
+    pub connect_retries: u64,
+    /// Connections whose every server failed (the client got a RST).
+    pub connect_failures: u64,
+    /// Connections joined, and those that ended since.
+    pub spliced: u64,
+    pub ended: u64,
+    /// Joined connections now (gauge).
+    pub active: u64,
+    /// Client bytes kept while server sides opened.
+    pub kept_bytes: u64,
+}
+
+impl UnitSplice {
+    fn add(&mut self, o: &UnitSplice) {
+        self.cookies_sent += o.cookies_sent;
+        self.cookies_accepted += o.cookies_accepted;
+        self.cookies_rejected += o.cookies_rejected;
+        self.bindings += o.bindings;
+        self.connect_retries += o.connect_retries;
+        self.connect_failures += o.connect_failures;
+        self.spliced += o.spliced;
+        self.ended += o.ended;
+        self.active += o.active;
+        self.kept_bytes += o.kept_bytes;
+    }
+
+    fn count(&mut self, e: SpliceEvent) {
+        match e {
+            SpliceEvent::CookieSent => self.cookies_sent += 1,
+            SpliceEvent::CookieAccepted => self.cookies_accepted += 1,
+            SpliceEvent::CookieRejected => self.cookies_rejected += 1,
+            SpliceEvent::Bound => self.bindings += 1,
+            SpliceEvent::Retried => self.connect_retries += 1,
+            SpliceEvent::Failed => self.connect_failures += 1,
+            SpliceEvent::Joined => {
+                self.spliced += 1;
+                self.active += 1;
+            }
+            SpliceEvent::Ended => {
+                self.ended += 1;
+                self.active = self.active.saturating_sub(1);
+            }
+            SpliceEvent::Kept(n) => self.kept_bytes += u64::from(n),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -169,6 +228,11 @@ impl FarmCounters {
         }
         for (a, b) in self.units.iter_mut().zip(&other.units) {
             a.traffic.add(&b.traffic);
+            match (&mut a.splice, &b.splice) {
+                (Some(x), Some(y)) => x.add(y),
+                (x @ None, Some(y)) => *x = Some(*y),
+                _ => {}
+            }
         }
         for (a, b) in self.servers.iter_mut().zip(&other.servers) {
             a.traffic.add(&b.traffic);
@@ -196,6 +260,8 @@ struct LocalPorts {
 struct Counters {
     units: Vec<Traffic>,
     servers: Vec<Traffic>,
+    /// Per unit, for SYN-proxy units.
+    splice: Vec<UnitSplice>,
 }
 
 /// The [`Balancer`] of one worker. See the module documentation.
@@ -473,6 +539,7 @@ impl FarmBalancer {
             },
             counters: Counters {
                 units: vec![Traffic::default(); snap.farm.units.len()],
+                splice: vec![UnitSplice::default(); snap.farm.units.len()],
                 servers: vec![Traffic::default(); snap.farm.servers.len()],
             },
             structure: snap.structure,
@@ -507,6 +574,10 @@ impl FarmBalancer {
         self.counters.units.resize(
             farm.units.len().max(self.counters.units.len()),
             Traffic::default(),
+        );
+        self.counters.splice.resize(
+            farm.units.len().max(self.counters.splice.len()),
+            UnitSplice::default(),
         );
         self.counters.servers.resize(
             farm.servers.len().max(self.counters.servers.len()),
@@ -634,9 +705,11 @@ impl FarmBalancer {
                 .units
                 .iter()
                 .zip(&self.counters.units)
-                .map(|(u, t)| UnitCounters {
+                .zip(&self.counters.splice)
+                .map(|((u, t), sp)| UnitCounters {
                     name: u.name.clone(),
                     traffic: *t,
+                    splice: u.main().is_some_and(|m| m.syn_proxy).then_some(*sp),
                 })
                 .collect(),
             servers: snap
@@ -961,6 +1034,14 @@ impl Balancer for FarmBalancer {
 
     fn forget(&mut self, key: &FlowKey) {
         self.forget_flow(key)
+    }
+
+    fn splice_event(&mut self, key: &FlowKey, event: SpliceEvent) {
+        if let Some(u) = self.splice_unit_of(key) {
+            if let Some(c) = self.counters.splice.get_mut(u.0 as usize) {
+                c.count(event);
+            }
+        }
     }
 
     #[inline]

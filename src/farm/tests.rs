@@ -8,7 +8,7 @@ use std::path::Path;
 use super::*;
 use crate::flow::tcp_flags::{ACK, FIN, RST, SYN};
 use crate::flow::{FlowState, FlowTableConfig, EXPIRY_SLACK};
-use crate::packet::{Balancer, DropReason, FlowKey, Nanos, Nat};
+use crate::packet::{Balancer, DropReason, FlowKey, Nanos, Nat, SpliceEvent};
 
 const SEC: Nanos = 1_000_000_000;
 
@@ -1100,4 +1100,59 @@ fn a_reload_that_changes_syn_proxy_makes_a_new_unit() {
         .unwrap();
     assert!(r.units_added.is_empty() && r.units_removed.is_empty());
     assert_eq!(r.unit_ids[0], UnitId(9));
+}
+
+#[test]
+fn rebind_moves_a_spliced_flow_to_another_server_and_units_count_splices() {
+    let p = Publisher::new(Farm::from_config(&splice_config()).unwrap()).unwrap();
+    let mut b = balancer(&p, 0, 1, &config().flows);
+    let k = tcp("198.19.0.9", 5000, "198.18.0.100", 80);
+    let first = b.bind(&k, 60, SEC).unwrap();
+    // The server refused or never answered: another one, never the first,
+    // and the flow follows (a server reply from the new one finds it).
+    for attempt in 0..3 {
+        let failed = b.peek(&k).unwrap();
+        let moved = b.rebind(&k, &failed, SEC + attempt).unwrap();
+        assert_ne!((moved.dst, moved.dst_port), (failed.dst, failed.dst_port));
+        assert_eq!(b.peek(&k), Some(moved));
+        assert!(b.peek(&reply(&moved)).is_some());
+        assert!(b.peek(&reply(&failed)).is_none());
+    }
+    assert_ne!(b.peek(&k), None);
+    b.forget(&k);
+    assert_eq!(b.peek(&k), None);
+    assert_eq!(b.flows(), 0);
+    let _ = first;
+
+    for e in [
+        SpliceEvent::CookieSent,
+        SpliceEvent::CookieSent,
+        SpliceEvent::CookieAccepted,
+        SpliceEvent::Bound,
+        SpliceEvent::Kept(100),
+        SpliceEvent::Retried,
+        SpliceEvent::Joined,
+        SpliceEvent::Ended,
+    ] {
+        b.splice_event(&k, e);
+    }
+    // A plain unit's packet counts nothing.
+    b.splice_event(
+        &tcp("198.19.0.9", 5000, "198.18.0.110", 80),
+        SpliceEvent::CookieSent,
+    );
+    let c = b.counters();
+    let unit = |name: &str| c.units.iter().find(|u| u.name == name).unwrap().clone();
+    let s = unit("maglev")
+        .splice
+        .expect("a SYN-proxy unit reports splices");
+    assert_eq!(
+        (s.cookies_sent, s.cookies_accepted, s.bindings, s.kept_bytes),
+        (2, 1, 1, 100)
+    );
+    assert_eq!(
+        (s.connect_retries, s.spliced, s.ended, s.active),
+        (1, 1, 1, 0)
+    );
+    assert!(unit("rr").splice.is_none(), "plain units report none");
 }

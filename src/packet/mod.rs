@@ -374,6 +374,33 @@ pub trait Balancer {
     /// Forgets the flow of a spliced connection that ended (given up,
     /// reset, or freed by the splice table).
     fn forget(&mut self, _key: &FlowKey) {}
+
+    /// Counts what happened to a spliced connection whose client side is
+    /// `key` (client → farm unit), for the unit's counters.
+    fn splice_event(&mut self, _key: &FlowKey, _event: SpliceEvent) {}
+}
+
+/// What happened to a spliced connection ([`Balancer::splice_event`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpliceEvent {
+    /// A SYN answered with a SYN cookie.
+    CookieSent,
+    /// A handshake ACK with a valid cookie.
+    CookieAccepted,
+    /// A handshake ACK whose cookie was forged, stale or another's.
+    CookieRejected,
+    /// A server chosen and its SYN sent.
+    Bound,
+    /// A server side failed and the next server was tried.
+    Retried,
+    /// Every server failed: the client got a RST.
+    Failed,
+    /// The server side answered: the two sides are joined.
+    Joined,
+    /// A joined connection ended (FIN both ways, RST, idle).
+    Ended,
+    /// Client bytes kept while the server side opened.
+    Kept(u32),
 }
 
 /// The flags byte of a SYN.

@@ -26,7 +26,7 @@ use crate::wire::{ipv4, ipv6};
 use super::frames::{build_tcp, Addressing, TcpSegment};
 use super::processor::{Handled, Out, Processor, Rx};
 use super::transport::Transport;
-use super::{Balancer, DropReason, FlowKey, Frame, Io, Nanos, Nat};
+use super::{Balancer, DropReason, FlowKey, Frame, Io, Nanos, Nat, SpliceEvent};
 
 const SEC: Nanos = 1_000_000_000;
 
@@ -230,6 +230,9 @@ impl Splicer {
             if let Some(t) = c.timer {
                 self.wheel.cancel(t);
             }
+            if c.phase == Phase::Spliced {
+                balancer.splice_event(&c.client, SpliceEvent::Ended);
+            }
             balancer.forget(&c.client);
             self.counters.closed += 1;
         }
@@ -405,7 +408,11 @@ impl<F: Frame> Processor<F> {
         };
         let now = rx.now;
         if seg.flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN {
-            return self.answer_syn(frame, &key, seg, &tuple, rx);
+            let answered = self.answer_syn(frame, &key, seg, &tuple, rx);
+            if answered.is_ok() {
+                balancer.splice_event(&key, SpliceEvent::CookieSent);
+            }
+            return answered;
         }
         if seg.flags & (flags::SYN | flags::ACK | flags::RST) != flags::ACK {
             return Err(DropReason::NoFlow);
@@ -424,14 +431,17 @@ impl<F: Frame> Processor<F> {
             Ok(o) => o,
             Err(CookieReject::BadHash) => {
                 s.counters.cookies_rejected_bad += 1;
+                balancer.splice_event(&key, SpliceEvent::CookieRejected);
                 return Err(DropReason::BadSynCookie);
             }
             Err(CookieReject::Stale) => {
                 s.counters.cookies_rejected_stale += 1;
+                balancer.splice_event(&key, SpliceEvent::CookieRejected);
                 return Err(DropReason::BadSynCookie);
             }
         };
         s.counters.cookies_accepted += 1;
+        balancer.splice_event(&key, SpliceEvent::CookieAccepted);
         if s.table.len() >= s.table.capacity() {
             s.counters.table_full += 1;
             self.reset_client(io, &key, seg, now);
@@ -480,8 +490,12 @@ impl<F: Frame> Processor<F> {
             return Err(DropReason::SpliceTableFull);
         };
         s.counters.bindings += 1;
+        balancer.splice_event(&key, SpliceEvent::Bound);
         if seg.payload_len() > 0 {
-            self.keep(i, frame, seg);
+            let kept = self.keep(i, frame, seg);
+            if kept > 0 {
+                balancer.splice_event(&key, SpliceEvent::Kept(kept));
+            }
         }
         self.send_server_syn(io, i, now);
         let at = now + self.splicer(now).syn_interval();
@@ -545,24 +559,28 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Keeps the payload of a client segment of connection `i` that is
-    /// still connecting, when it continues the kept bytes and fits.
-    fn keep(&mut self, i: ConnIdx, frame: &F, seg: &Seg) {
+    /// still connecting, when it continues the kept bytes and fits;
+    /// returns the bytes kept.
+    fn keep(&mut self, i: ConnIdx, frame: &F, seg: &Seg) -> u32 {
         let Some(s) = self.splice.as_deref_mut() else {
-            return;
+            return 0;
         };
         let Some(c) = s.table.get(i) else {
-            return;
+            return 0;
         };
         let next = c.kept_seq.wrapping_add(c.kept.len() as u32);
         let bytes = &frame.data()[seg.payload_at..seg.end];
         let per_conn = s.setup.kept_bytes as usize;
         if seg.seq == next && s.table.keep(i, bytes, per_conn) {
             s.counters.kept_bytes += bytes.len() as u64;
-        } else if after(seg.seq.wrapping_add(bytes.len() as u32), next) {
+            return bytes.len() as u32;
+        }
+        if after(seg.seq.wrapping_add(bytes.len() as u32), next) {
             // Out of order or over a cap: the client sends it again, and a
             // retransmission of what is kept is no news.
             s.counters.kept_refused += 1;
         }
+        0
     }
 
     /// A client's segment of connection `i`.
@@ -590,7 +608,10 @@ impl<F: Frame> Processor<F> {
                     return Some(Ok(Out::Spliced));
                 }
                 if seg.payload_len() > 0 {
-                    self.keep(i, frame, seg);
+                    let kept = self.keep(i, frame, seg);
+                    if kept > 0 {
+                        balancer.splice_event(&seg.key, SpliceEvent::Kept(kept));
+                    }
                 }
                 // The SYN, ACKs and a FIN wait for the server side: the
                 // client sends again what matters.
@@ -646,7 +667,9 @@ impl<F: Frame> Processor<F> {
                 let len = frame.data().len().min(usize::from(u16::MAX)) as u16;
                 // The flow table follows the handshake (SYN-ACK seen).
                 let _ = balancer.lookup(&seg.key, seg.flags, len, now);
+                let client = c.client;
                 self.joined(io, i, seg, now);
+                balancer.splice_event(&client, SpliceEvent::Joined);
                 Some(Ok(Out::Spliced))
             }
             Phase::Spliced => {
@@ -706,8 +729,8 @@ impl<F: Frame> Processor<F> {
                     s.wheel.cancel(t);
                 }
                 s.counters.closed += 1;
+                balancer.splice_event(&c.client, SpliceEvent::Ended);
             }
-            let _ = balancer;
         } else if closing && s.table.get(i).is_some_and(|c| c.kept.is_empty()) {
             s.arm(i, now + LINGER);
         }
@@ -953,6 +976,7 @@ impl<F: Frame> Processor<F> {
                     };
                 }
                 s.counters.connect_retries += 1;
+                balancer.splice_event(&client, SpliceEvent::Retried);
                 self.send_server_syn(io, i, now);
                 let at = now + self.splicer(now).syn_interval();
                 self.splicer(now).arm(i, at);
@@ -960,6 +984,7 @@ impl<F: Frame> Processor<F> {
             }
         }
         s.counters.connect_failures += 1;
+        balancer.splice_event(&client, SpliceEvent::Failed);
         let Some(c) = s.table.get(i) else {
             return;
         };
