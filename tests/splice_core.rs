@@ -847,3 +847,33 @@ mod arbitrary {
         }
     }
 }
+
+#[test]
+fn a_tagged_syn_gets_a_tagged_syn_ack() {
+    let mut s = Splice::new(VIP_A, CLIENT4, SERVER_A);
+    let t = seg(
+        (CLIENT4, C_PORT),
+        (VIP_A, 80),
+        CLIENT_ISN,
+        0,
+        SYN,
+        64240,
+        &client_syn_options(CLIENT_TS),
+        b"",
+    );
+    let ip_part = ip(CLIENT4, VIP_A, TCP, 64, &t);
+    let f = eth_tagged(LB0_MAC, CLIENT_MAC, &[100, 200], 0x0800, &ip_part);
+    assert_eq!(s.client_sends(f), Verdict::Reply(0));
+    let out = s.h.io.transmitted()[0].1.to_vec();
+    assert_eq!(&out[..6], &CLIENT_MAC);
+    assert_eq!(
+        &out[12..22],
+        &[0x88, 0xa8, 0, 100, 0x81, 0x00, 0, 200, 0x08, 0x00]
+    );
+    // Without the tags it is the SYN-ACK of an untagged SYN.
+    let mut untagged = out[..12].to_vec();
+    untagged.extend_from_slice(&out[20..]);
+    let a = read(&untagged);
+    assert_eq!(a.flags, SYN | ACK);
+    assert_eq!(a.ack, CLIENT_ISN.wrapping_add(1));
+}

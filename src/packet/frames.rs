@@ -228,6 +228,24 @@ pub(super) fn build_tcp<F: Frame>(f: &mut F, to: &Addressing, seg: &TcpSegment) 
     true
 }
 
+/// Inserts `tags` (802.1Q/802.1ad tag headers, 4 bytes each, as they stood
+/// between the source MAC and the ethertype) into the untagged frame `f`,
+/// so a reply leaves tagged as its request came. False (and `f` unchanged)
+/// when the frame cannot grow.
+pub(super) fn retag<F: Frame>(f: &mut F, tags: &[u8]) -> bool {
+    if tags.is_empty() {
+        return true;
+    }
+    let len = f.data().len();
+    if len < ethernet::HEADER_LEN || !f.set_len(len + tags.len()) {
+        return false;
+    }
+    let data = f.data_mut();
+    data.copy_within(12..len, 12 + tags.len());
+    data[12..12 + tags.len()].copy_from_slice(tags);
+    true
+}
+
 /// Writes an ICMP (IPv4) or ICMPv6 error (`header`) quoting `quote`, the
 /// start of the offending packet.
 pub(super) fn build_icmp_error<F: Frame>(

@@ -19,11 +19,11 @@ use crate::splice::cookie::{
 use crate::splice::table::{fin, Conn, ConnIdx, Phase, SpliceTable};
 use crate::splice::timer::TimerWheel;
 use crate::splice::translate::{self, Translation};
-use crate::wire::ethernet::EthernetFrame;
+use crate::wire::ethernet::{self, EthernetFrame};
 use crate::wire::tcp::{flags, TcpOptions, TcpPacket};
 use crate::wire::{ipv4, ipv6};
 
-use super::frames::{build_tcp, Addressing, TcpSegment};
+use super::frames::{build_tcp, retag, Addressing, TcpSegment};
 use super::processor::{Handled, Out, Processor, Rx};
 use super::transport::Transport;
 use super::{Balancer, DropReason, FlowKey, Frame, Io, Nanos, Nat, SpliceEvent};
@@ -518,9 +518,13 @@ impl<F: Frame> Processor<F> {
             Some(p) => (p.setup.mac, p.setup.mtu),
             None => return Err(DropReason::NotForUs),
         };
-        let peer_mac = EthernetFrame::new_checked(frame.data())
-            .map(|e| e.src_addr())
+        let (peer_mac, l2) = EthernetFrame::new_checked(frame.data())
+            .map(|e| (e.src_addr(), e.header_len()))
             .map_err(DropReason::from)?;
+        // The SYN's VLAN tags, if any: the SYN-ACK leaves tagged the same.
+        let mut tags = [0u8; 8];
+        let n_tags = l2.saturating_sub(ethernet::HEADER_LEN).min(tags.len());
+        tags[..n_tags].copy_from_slice(&frame.data()[12..12 + n_tags]);
         let s = self.splicer(rx.now);
         let client = ClientOptions::from_syn(&seg.options, seg.flags, v6);
         let cookie = SynCookie::make(&s.secrets, rx.now, tuple, seg.seq, &client);
@@ -551,7 +555,7 @@ impl<F: Frame> Processor<F> {
             options: &options,
             payload: &[],
         };
-        if !build_tcp(frame, &to, &reply) {
+        if !build_tcp(frame, &to, &reply) || !retag(frame, &tags[..n_tags]) {
             return Err(DropReason::NoBuffer);
         }
         s.counters.cookies_sent += 1;
