@@ -12,6 +12,7 @@ use farmlb::packet::{
     Balancer, CoreSetup, DropReason, FlowKey, Io, Nanos, Nat, Offload, PortAddr, PortIdx,
     PortSetup, Processor,
 };
+use farmlb::wire::tcp::TcpOptions;
 
 // ------------------------------------------------------------------ topology
 //
@@ -1068,6 +1069,150 @@ pub fn valid_frames() -> Vec<Vec<u8>> {
     t
 }
 
+// ------------------------------------------------------------------ TCP with options
+
+/// TCP option bytes, written by hand.
+pub mod opt {
+    pub fn mss(v: u16) -> Vec<u8> {
+        let b = v.to_be_bytes();
+        vec![2, 4, b[0], b[1]]
+    }
+    pub fn ws(s: u8) -> Vec<u8> {
+        vec![1, 3, 3, s]
+    }
+    pub fn sack_perm_ts(val: u32, ecr: u32) -> Vec<u8> {
+        let mut o = vec![4, 2, 8, 10];
+        o.extend_from_slice(&val.to_be_bytes());
+        o.extend_from_slice(&ecr.to_be_bytes());
+        o
+    }
+    pub fn ts(val: u32, ecr: u32) -> Vec<u8> {
+        let mut o = vec![1, 1, 8, 10];
+        o.extend_from_slice(&val.to_be_bytes());
+        o.extend_from_slice(&ecr.to_be_bytes());
+        o
+    }
+    pub fn sack(blocks: &[(u32, u32)]) -> Vec<u8> {
+        let mut o = vec![1, 1, 5, 2 + 8 * blocks.len() as u8];
+        for (l, r) in blocks {
+            o.extend_from_slice(&l.to_be_bytes());
+            o.extend_from_slice(&r.to_be_bytes());
+        }
+        o
+    }
+}
+
+/// A TCP segment with options (padded with NOPs... the callers pass
+/// multiples of 4) and a valid checksum.
+#[allow(clippy::too_many_arguments)]
+pub fn seg(
+    (src, sport): (IpAddr, u16),
+    (dst, dport): (IpAddr, u16),
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    assert!(options.len().is_multiple_of(4));
+    let mut s = Vec::new();
+    s.extend_from_slice(&sport.to_be_bytes());
+    s.extend_from_slice(&dport.to_be_bytes());
+    s.extend_from_slice(&seq.to_be_bytes());
+    s.extend_from_slice(&ack.to_be_bytes());
+    s.push((((20 + options.len()) / 4) << 4) as u8);
+    s.push(flags);
+    s.extend_from_slice(&window.to_be_bytes());
+    s.extend_from_slice(&[0, 0, 0, 0]);
+    s.extend_from_slice(options);
+    s.extend_from_slice(payload);
+    let c = l4_cksum(src, dst, TCP, &s);
+    s[16..18].copy_from_slice(&c.to_be_bytes());
+    s
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_opts_frame(
+    macs: ([u8; 6], [u8; 6]),
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let t = seg(src, dst, seq, ack, flags, window, options, payload);
+    frame(macs.0, macs.1, &ip(src.0, dst.0, TCP, 64, &t))
+}
+
+/// A frame's TCP segment, read by offset.
+#[derive(Debug)]
+pub struct Out {
+    pub dst_mac: [u8; 6],
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub window: u16,
+    pub options: TcpOptions,
+    pub payload: Vec<u8>,
+}
+
+pub fn read(f: &[u8]) -> Out {
+    verify_checksums(f).expect("valid checksums");
+    let v6 = u16::from_be_bytes([f[12], f[13]]) == 0x86dd;
+    let (ip_len, src, dst) = if v6 {
+        let a = |o: usize| {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&f[o..o + 16]);
+            IpAddr::from(b)
+        };
+        (40, a(14 + 8), a(14 + 24))
+    } else {
+        let a = |o: usize| IpAddr::from([f[o], f[o + 1], f[o + 2], f[o + 3]]);
+        (usize::from(f[14] & 0x0f) * 4, a(14 + 12), a(14 + 16))
+    };
+    let total = if v6 {
+        40 + usize::from(u16::from_be_bytes([f[18], f[19]]))
+    } else {
+        usize::from(u16::from_be_bytes([f[16], f[17]]))
+    };
+    let t = &f[14 + ip_len..14 + total];
+    let hl = usize::from(t[12] >> 4) * 4;
+    let be16 = |o: usize| u16::from_be_bytes([t[o], t[o + 1]]);
+    let be32 = |o: usize| u32::from_be_bytes([t[o], t[o + 1], t[o + 2], t[o + 3]]);
+    let mut dst_mac = [0u8; 6];
+    dst_mac.copy_from_slice(&f[..6]);
+    Out {
+        dst_mac,
+        src,
+        dst,
+        sport: be16(0),
+        dport: be16(2),
+        seq: be32(4),
+        ack: be32(8),
+        flags: t[13],
+        window: be16(14),
+        options: TcpOptions::parse(&t[20..hl]).expect("options parse"),
+        payload: t[hl..].to_vec(),
+    }
+}
+
+/// `options` cut to 40 bytes and padded with NOPs to a multiple of 4.
+pub fn padded(options: &[u8]) -> Vec<u8> {
+    let mut o = options[..options.len().min(40)].to_vec();
+    while !o.len().is_multiple_of(4) {
+        o.push(1);
+    }
+    o
+}
+
 // ------------------------------------------------------------------ splice driver
 
 /// The TCP header fields of a frame the core sent, read by offset (IPv4 or
@@ -1104,39 +1249,6 @@ fn sent_tcp(f: &[u8]) -> Option<(IpAddr, u16, u16, u32, u32, u8)> {
         be32(8),
         t[13],
     ))
-}
-
-/// A TCP frame with raw option bytes (padded with NOPs to a multiple of 4,
-/// at most 40) and a valid checksum.
-#[allow(clippy::too_many_arguments)]
-pub fn tcp_frame_with_options(
-    macs: ([u8; 6], [u8; 6]),
-    (src, sport): (IpAddr, u16),
-    (dst, dport): (IpAddr, u16),
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    options: &[u8],
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut o = options[..options.len().min(40)].to_vec();
-    while !o.len().is_multiple_of(4) {
-        o.push(1);
-    }
-    let mut s = Vec::new();
-    s.extend_from_slice(&sport.to_be_bytes());
-    s.extend_from_slice(&dport.to_be_bytes());
-    s.extend_from_slice(&seq.to_be_bytes());
-    s.extend_from_slice(&ack.to_be_bytes());
-    s.push((((20 + o.len()) / 4) << 4) as u8);
-    s.push(flags);
-    s.extend_from_slice(&29200u16.to_be_bytes());
-    s.extend_from_slice(&[0, 0, 0, 0]);
-    s.extend_from_slice(&o);
-    s.extend_from_slice(payload);
-    let c = l4_cksum(src, dst, TCP, &s);
-    s[16..18].copy_from_slice(&c.to_be_bytes());
-    frame(macs.0, macs.1, &ip(src, dst, TCP, 64, &s))
 }
 
 /// Drives a worker whose balancer splices (SYN-proxy units at VIP_A:80 and
@@ -1199,14 +1311,15 @@ pub fn splice_drive(data: &[u8]) -> Processor<Vec<u8>> {
                 let flags = byte(&mut rest) | SYN;
                 let n = usize::from(byte(&mut rest) & 63);
                 let o = take(n, &mut rest);
-                let f = tcp_frame_with_options(
+                let f = tcp_opts_frame(
                     (LB0_MAC, CLIENT_MAC),
                     (client, 40000 + u16::from(ctl >> 5)),
                     (vip, 80),
                     0x1000_0000,
                     0,
                     flags,
-                    &o,
+                    29200,
+                    &padded(&o),
                     b"",
                 );
                 (0, f)
@@ -1225,14 +1338,15 @@ pub fn splice_drive(data: &[u8]) -> Processor<Vec<u8>> {
                 } else {
                     VIP_A
                 };
-                let f = tcp_frame_with_options(
+                let f = tcp_opts_frame(
                     (LB0_MAC, CLIENT_MAC),
                     (to, cport),
                     (vip, 80),
                     ack,
                     seq.wrapping_add(1),
                     flags,
-                    &o,
+                    29200,
+                    &padded(&o),
                     &p,
                 );
                 (0, f)
@@ -1251,14 +1365,15 @@ pub fn splice_drive(data: &[u8]) -> Processor<Vec<u8>> {
                 } else {
                     Vec::new()
                 };
-                let f = tcp_frame_with_options(
+                let f = tcp_opts_frame(
                     (LB1_MAC, SERVER_MAC),
                     (server, sport),
                     (dst, dport),
                     seq,
                     isn.wrapping_add(1),
                     flags,
-                    &o,
+                    29200,
+                    &padded(&o),
                     &p,
                 );
                 (1, f)
