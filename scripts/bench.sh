@@ -10,7 +10,10 @@
 # LB_WRAP (a command prefix for farmlb, e.g. "perf record -g -o lb.perf --").
 #
 # Scenarios are NAME:FLOWS with NAME one of established, udp, new, mix,
-# synflood (see src/bin/farmlb-gen.rs). Prints a table and writes
+# synflood (see src/bin/farmlb-gen.rs), or cookies: the new scenario's SYNs
+# sent to a SYN-proxy unit (port 81), which answers each with a SYN-ACK
+# carrying a SYN cookie (the SYN flood a SYN-proxy unit takes; "Mpps" is
+# then SYN-ACKs per second). Prints a table and writes
 # bench-results.json (or --out); "ns/frame" is the worker's own cost per
 # frame while it had frames (busy_ns / rx) and "busy" the share of its time
 # it had any, so a worker waiting on a slow generator is told apart from a
@@ -22,7 +25,7 @@ WORKERS=1
 DURATION=5
 OUT=bench-results.json
 BUILD=1
-SCENARIOS="established:1000 established:1000000 new:1000 mix:1000000 synflood:1000000"
+SCENARIOS="established:1000 established:1000000 new:1000 mix:1000000 synflood:1000000 cookies:1000"
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -150,6 +153,14 @@ protocol = "tcp"
 servers = ["s1"]
 
 [[farm_unit]]
+name = "web-synproxy"
+address = "198.18.0.100"
+port = 81
+protocol = "tcp"
+servers = ["s1"]
+syn_proxy = true
+
+[[farm_unit]]
 name = "dns"
 address = "198.18.0.100"
 port = 53
@@ -159,12 +170,14 @@ EOF
 }
 
 gen() { # NAME FLOWS OUTFILE
-    local hp=()
+    local hp=() sc=$1 extra=()
     [ "$HUGE" = true ] && hp=(--hugepages)
+    # The SYN-proxy unit answers SYNs itself: the generator's SYNs to it.
+    if [ "$sc" = cookies ]; then sc=new; extra=(--tcp-port 81); fi
     "$GEN" --client-port "net_memif0,role=client,$MEMIF_A" \
         --server-port "net_memif1,role=client,$MEMIF_B" \
         --lcores "$GEN_LCORES" --file-prefix "$PREFIX-gen" "${hp[@]}" \
-        --queues "$WORKERS" --scenario "$1" --flows "$2" --duration "${DURATION}s" \
+        --queues "$WORKERS" --scenario "$sc" "${extra[@]}" --flows "$2" --duration "${DURATION}s" \
         --out "$3" >"$3.log" 2>&1
 }
 
