@@ -22,6 +22,7 @@ use crate::wire::udp;
 use super::frames::set_macs;
 use super::processor::{Handled, Processor, Rx, Verdict};
 use super::rewrite::{self, L4};
+use super::splice::FastSplice;
 use super::transport::Transport;
 use super::{Balancer, DropReason, FlowKey, Frame, Io, Nanos, Nat, Offload, PortIdx, TxOffload};
 
@@ -227,15 +228,18 @@ impl<F: Frame> Processor<F> {
         &mut self,
         io: &mut I,
         balancer: &mut B,
-        frame: F,
+        mut frame: F,
         fast: &Fast,
         hint: Option<u64>,
         rx: Rx,
     ) -> Verdict {
         let (key, now) = (&fast.key, rx.now);
-        if fast.ttl <= 1
-            || (!rx.redirected && balancer.foreign_owner(key).is_some())
-            || (key.proto == protocol::TCP && balancer.splicing())
+        if fast.ttl <= 1 || (!rx.redirected && balancer.foreign_owner(key).is_some()) {
+            return self.transport_general(io, balancer, frame, hint, rx);
+        }
+        if key.proto == protocol::TCP
+            && balancer.splicing()
+            && self.splice_fast(balancer, &mut frame, fast, now) == FastSplice::General
         {
             return self.transport_general(io, balancer, frame, hint, rx);
         }

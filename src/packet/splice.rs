@@ -318,7 +318,78 @@ fn our_mss(mtu: u16, v6: bool) -> u16 {
     mtu.saturating_sub(headers as u16).max(536)
 }
 
+/// What the fast path does with a TCP frame of the common shape while the
+/// balancer splices ([`Processor::splice_fast`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum FastSplice {
+    /// Of no spliced connection and no SYN-proxy unit: on as it is.
+    Plain,
+    /// A joined connection's segment, translated in place: on as it is now.
+    Translated,
+    /// Everything else (handshakes, FIN, RST, kept bytes owed): the general
+    /// path.
+    General,
+}
+
 impl<F: Frame> Processor<F> {
+    /// The fast path's share of splicing: an ordinary segment (no SYN, FIN
+    /// or RST) of a joined connection is translated in place and stays on
+    /// the fast path; a frame of no spliced connection and no SYN-proxy
+    /// unit goes on untouched; everything else takes the general path,
+    /// which does what [`Processor::splice`] says.
+    #[inline]
+    pub(super) fn splice_fast<B: Balancer>(
+        &mut self,
+        balancer: &B,
+        frame: &mut F,
+        fast: &super::fast::Fast,
+        now: Nanos,
+    ) -> FastSplice {
+        let key = &fast.key;
+        let Some(s) = self.splice.as_deref_mut() else {
+            return if balancer.splice_unit(key) {
+                FastSplice::General
+            } else {
+                FastSplice::Plain
+            };
+        };
+        let (i, to_client) = match s.table.by_client(key) {
+            Some(i) => (i, false),
+            None => match s.table.by_server(key) {
+                Some(i) => (i, true),
+                None if balancer.splice_unit(key) => return FastSplice::General,
+                None => return FastSplice::Plain,
+            },
+        };
+        if fast.flags & (flags::SYN | flags::FIN | flags::RST) != 0 {
+            return FastSplice::General;
+        }
+        let Some(c) = s.table.get_mut(i) else {
+            return FastSplice::General;
+        };
+        if c.phase != Phase::Spliced || (to_client && !c.kept.is_empty()) {
+            return FastSplice::General;
+        }
+        c.last_seen = now;
+        let tr = c.translation;
+        let at = ethernet::HEADER_LEN + if fast.v6 { 40 } else { 20 };
+        let Some(seg) = frame.data_mut().get_mut(at..at + usize::from(fast.l4_len)) else {
+            return FastSplice::General;
+        };
+        let done = if to_client {
+            translate::to_client(seg, &tr)
+        } else {
+            translate::to_server(seg, &tr)
+        };
+        match done {
+            Ok(()) if to_client => s.counters.to_client += 1,
+            Ok(()) => s.counters.to_server += 1,
+            // Untouched: the general path drops and counts it.
+            Err(_) => return FastSplice::General,
+        }
+        FastSplice::Translated
+    }
+
     /// The splicer, made with the default setup on first use when none was
     /// configured.
     fn splicer(&mut self, now: Nanos) -> &mut Splicer {
