@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, ForwardingMode, OnServerDown, Protocol, SchedulerKind};
 
 pub mod balancer;
+mod counters;
 pub mod maglev;
 pub mod snapshot;
 

@@ -20,9 +20,9 @@ mod route;
 mod splice;
 mod transport;
 
+pub use crate::splice::{SpliceCounters, SpliceSetup};
 pub use counters::{Counters, DropCounters};
 pub use processor::{Processor, Verdict};
-pub use splice::{SpliceCounters, SpliceSetup};
 
 /// Index of a port in the configuration (the order of `[[port]]` tables).
 pub type PortIdx = u16;

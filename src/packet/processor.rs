@@ -49,9 +49,9 @@ use super::icmp::{IcmpAt, IcmpError, RateLimit};
 use super::neighbour::{NeighbourTimers, Neighbours, Task};
 use super::rewrite::L4;
 use super::route::{Hop, PortState, HOP_CACHE};
-use super::splice::Splicer;
 use super::transport::L3;
 use super::{Balancer, CoreSetup, Counters, DropReason, Frame, Io, Nanos, Nat, PortIdx};
+use crate::splice::Splicer;
 
 pub(super) const SEC: Nanos = 1_000_000_000;
 

@@ -38,3 +38,6 @@ pub mod cookie;
 pub mod table;
 pub mod timer;
 pub mod translate;
+pub mod worker;
+
+pub use worker::{SpliceCounters, SpliceSetup, Splicer};

@@ -1,0 +1,221 @@
+//! A worker's splicing state and settings: the splice table, the timer
+//! wheel, the cookie secrets and the counters ([`Splicer`]), made from the
+//! `[splice]` section ([`SpliceSetup`]). The packet path
+//! (`packet::splice`) drives it; everything here is pure.
+
+use crate::packet::{Balancer, Nanos, SpliceEvent};
+
+use super::cookie::{self, CookieSecrets};
+use super::table::{ConnIdx, Phase, SpliceTable};
+use super::timer::TimerWheel;
+
+const SEC: Nanos = 1_000_000_000;
+
+/// How a worker splices: the `[splice]` section of the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpliceSetup {
+    /// Spliced connections per worker.
+    pub capacity: u32,
+    /// How long a server gets to answer the SYN (all its retransmissions
+    /// included) before the next server is tried.
+    pub connect_timeout: Nanos,
+    /// SYN retransmissions to one server within `connect_timeout`.
+    pub syn_retries: u8,
+    /// Servers tried per connection before the client gets a RST.
+    pub connect_attempts: u8,
+    /// farmlb's window scale towards clients.
+    pub window_scale: u8,
+    /// Client bytes kept per connection while its server side opens.
+    pub kept_bytes: u32,
+    /// Kept bytes per worker in all.
+    pub kept_bytes_per_worker: u64,
+    /// The SYN cookie secret (at least 16 bytes), shared by all workers
+    /// (and nodes); `None`: a random one.
+    pub secret: Option<Vec<u8>>,
+    /// The cookie secret's rotation period.
+    pub cookie_period: Nanos,
+    /// A spliced connection idle this long is forgotten.
+    pub idle_timeout: Nanos,
+}
+
+impl Default for SpliceSetup {
+    fn default() -> Self {
+        SpliceSetup {
+            capacity: 65_536,
+            connect_timeout: 3 * SEC,
+            syn_retries: 2,
+            connect_attempts: 3,
+            window_scale: cookie::DEFAULT_WINDOW_SCALE,
+            kept_bytes: 16_384,
+            kept_bytes_per_worker: 64 << 20,
+            secret: None,
+            cookie_period: cookie::DEFAULT_PERIOD,
+            idle_timeout: 900 * SEC,
+        }
+    }
+}
+
+/// Counters of one worker's spliced connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SpliceCounters {
+    /// SYNs answered with a SYN cookie.
+    pub cookies_sent: u64,
+    /// Handshake ACKs whose cookie was valid.
+    pub cookies_accepted: u64,
+    /// Handshake ACKs whose cookie was forged or for another connection.
+    pub cookies_rejected_bad: u64,
+    /// Handshake ACKs whose cookie was too old.
+    pub cookies_rejected_stale: u64,
+    /// Connections bound to a server (the server side's first SYN).
+    pub bindings: u64,
+    /// SYNs sent to a server again (no SYN-ACK in time).
+    pub syn_retransmits: u64,
+    /// Server sides that failed (no SYN-ACK within the connect timeout, or
+    /// a RST) and were moved to another server.
+    pub connect_retries: u64,
+    /// Connections whose every server attempt failed: the client got a RST.
+    pub connect_failures: u64,
+    /// Server sides joined to their client side.
+    pub spliced: u64,
+    /// Client bytes kept while the server side opened.
+    pub kept_bytes: u64,
+    /// Client segments not kept (over the per-connection or per-worker
+    /// cap, or out of order): the client sends them again.
+    pub kept_refused: u64,
+    /// Kept bytes sent to a server again.
+    pub kept_retransmits: u64,
+    /// Segments translated towards servers and towards clients.
+    pub to_server: u64,
+    pub to_client: u64,
+    /// Connections that ended (FIN both ways, RST, failure, idle).
+    pub closed: u64,
+    /// Connections forgotten because they were idle.
+    pub idled: u64,
+    /// Handshake ACKs refused because the splice table was full.
+    pub table_full: u64,
+    /// Live connections and kept bytes now (gauges).
+    pub active: u64,
+    pub kept_now: u64,
+}
+
+impl SpliceCounters {
+    /// Adds `other` (another worker's) to these.
+    pub fn add(&mut self, other: &SpliceCounters) {
+        let SpliceCounters {
+            cookies_sent,
+            cookies_accepted,
+            cookies_rejected_bad,
+            cookies_rejected_stale,
+            bindings,
+            syn_retransmits,
+            connect_retries,
+            connect_failures,
+            spliced,
+            kept_bytes,
+            kept_refused,
+            kept_retransmits,
+            to_server,
+            to_client,
+            closed,
+            idled,
+            table_full,
+            active,
+            kept_now,
+        } = *other;
+        self.cookies_sent += cookies_sent;
+        self.cookies_accepted += cookies_accepted;
+        self.cookies_rejected_bad += cookies_rejected_bad;
+        self.cookies_rejected_stale += cookies_rejected_stale;
+        self.bindings += bindings;
+        self.syn_retransmits += syn_retransmits;
+        self.connect_retries += connect_retries;
+        self.connect_failures += connect_failures;
+        self.spliced += spliced;
+        self.kept_bytes += kept_bytes;
+        self.kept_refused += kept_refused;
+        self.kept_retransmits += kept_retransmits;
+        self.to_server += to_server;
+        self.to_client += to_client;
+        self.closed += closed;
+        self.idled += idled;
+        self.table_full += table_full;
+        self.active += active;
+        self.kept_now += kept_now;
+    }
+}
+
+/// A worker's splicing state.
+pub struct Splicer {
+    pub(crate) setup: SpliceSetup,
+    pub(crate) secrets: CookieSecrets,
+    pub(crate) table: SpliceTable,
+    pub(crate) wheel: TimerWheel,
+    pub(crate) counters: SpliceCounters,
+    /// Connections whose timer fired, gathered before they are handled.
+    pub(crate) due: Vec<u32>,
+}
+
+/// When a connection that has closed both ways is forgotten (its last
+/// ACKs and retransmitted FINs still need translating until then).
+pub(crate) const LINGER: Nanos = 10 * SEC;
+
+impl Splicer {
+    /// A splicer for `setup`. A secret that is too short (the config
+    /// rejects it) falls back to a random one.
+    pub fn new(setup: SpliceSetup, now: Nanos) -> Splicer {
+        let period = setup.cookie_period.max(cookie::MIN_PERIOD);
+        let secrets = setup
+            .secret
+            .as_deref()
+            .and_then(|s| CookieSecrets::from_secret(s, period).ok())
+            .or_else(|| CookieSecrets::random(period).ok())
+            .expect("a random secret with a valid period");
+        let capacity = setup.capacity.max(1) as usize;
+        Splicer {
+            table: SpliceTable::new(capacity, setup.kept_bytes_per_worker as usize),
+            // One pending timer per connection at most.
+            wheel: TimerWheel::new(capacity as u32, crate::splice::timer::DEFAULT_TICK, now),
+            secrets,
+            setup,
+            counters: SpliceCounters::default(),
+            due: Vec::new(),
+        }
+    }
+
+    pub fn counters(&self) -> SpliceCounters {
+        SpliceCounters {
+            active: self.table.len() as u64,
+            kept_now: self.table.kept_total() as u64,
+            ..self.counters
+        }
+    }
+
+    /// The interval of SYN retransmissions to one server.
+    pub(crate) fn syn_interval(&self) -> Nanos {
+        self.setup.connect_timeout / (u64::from(self.setup.syn_retries) + 1)
+    }
+
+    pub(crate) fn arm(&mut self, i: ConnIdx, at: Nanos) {
+        let Some(c) = self.table.get_mut(i) else {
+            return;
+        };
+        if let Some(t) = c.timer.take() {
+            self.wheel.cancel(t);
+        }
+        // A full wheel cannot happen: it has a place per connection.
+        c.timer = self.wheel.schedule(at, i).ok();
+    }
+
+    pub(crate) fn forget<B: Balancer>(&mut self, balancer: &mut B, i: ConnIdx) {
+        if let Some(c) = self.table.remove(i) {
+            if let Some(t) = c.timer {
+                self.wheel.cancel(t);
+            }
+            if c.phase == Phase::Spliced {
+                balancer.splice_event(&c.client, SpliceEvent::Ended);
+            }
+            balancer.forget(&c.client);
+            self.counters.closed += 1;
+        }
+    }
+}
