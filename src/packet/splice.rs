@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use crate::splice::cookie::{
     self, build_synack_options, ClientOptions, CookieReject, CookieTuple, SynCookie,
 };
-use crate::splice::table::{fin, Conn, ConnIdx, Phase};
+use crate::splice::table::{fin, Conn, ConnIdx, Phase, Side};
 use crate::splice::translate::{self, Translation};
 use crate::splice::worker::LINGER;
 use crate::splice::{SpliceCounters, SpliceSetup, Splicer};
@@ -143,13 +143,10 @@ impl<F: Frame> Processor<F> {
                 FastSplice::Plain
             };
         };
-        let (i, to_client) = match s.table.by_client(key) {
-            Some(i) => (i, false),
-            None => match s.table.by_server(key) {
-                Some(i) => (i, true),
-                None if balancer.splice_unit(key) => return FastSplice::General,
-                None => return FastSplice::Plain,
-            },
+        let (i, to_client) = match s.table.find(key) {
+            Some((i, side)) => (i, side == Side::Server),
+            None if balancer.splice_unit(key) => return FastSplice::General,
+            None => return FastSplice::Plain,
         };
         if fast.flags & (flags::SYN | flags::FIN | flags::RST) != 0 {
             return FastSplice::General;

@@ -34,9 +34,18 @@ pub mod fin {
     pub const BOTH: u8 = 3;
 }
 
-/// One spliced connection.
+/// One spliced connection. The fields every translated segment reads come
+/// first, in the connection's first cache line.
 #[derive(Clone, Debug)]
+#[repr(C, align(64))]
 pub struct Conn {
+    pub translation: Translation,
+    pub phase: Phase,
+    /// When a packet of the connection was last seen.
+    pub last_seen: Nanos,
+    /// Client bytes from `kept_seq` on that the server has not acknowledged
+    /// yet: what the client sent before the server side was up.
+    pub kept: Vec<u8>,
     /// The client's packets: client → farm unit.
     pub client: FlowKey,
     /// The server's packets: server → client (NAT) or local address (FullNAT).
@@ -63,17 +72,10 @@ pub struct Conn {
     pub server_tsval: u32,
     /// The sequence number of the first kept byte.
     pub kept_seq: u32,
-    pub phase: Phase,
-    pub translation: Translation,
-    /// Client bytes from `client_isn + 1` on that the server has not
-    /// acknowledged yet: what the client sent before the server side was up.
-    pub kept: Vec<u8>,
     /// The one pending timer of the connection.
     pub timer: Option<TimerId>,
     /// [`fin`] bits.
     pub fins: u8,
-    /// When a packet of the connection was last seen.
-    pub last_seen: Nanos,
 }
 
 /// Index of a connection in its table (stable while it lives).
@@ -86,12 +88,21 @@ pub enum Full {
     Connections,
 }
 
+/// Which side of its connection a packet comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
 /// The splice table of one worker.
 pub struct SpliceTable {
     slots: Vec<Option<Conn>>,
     free: Vec<ConnIdx>,
-    by_client: HashMap<FlowKey, ConnIdx>,
-    by_server: HashMap<FlowKey, ConnIdx>,
+    /// Both sides' keys in one index (a client's key goes to a farm unit, a
+    /// server's to a client or local address: they never meet), so a packet
+    /// of either side costs one lookup.
+    index: HashMap<FlowKey, (ConnIdx, Side)>,
     capacity: usize,
     kept_budget: usize,
     kept_total: usize,
@@ -107,8 +118,7 @@ impl SpliceTable {
         SpliceTable {
             slots: Vec::with_capacity(start),
             free: Vec::with_capacity(start),
-            by_client: HashMap::with_capacity(start),
-            by_server: HashMap::with_capacity(start),
+            index: HashMap::with_capacity(2 * start),
             capacity,
             kept_budget,
             kept_total: 0,
@@ -117,11 +127,11 @@ impl SpliceTable {
 
     /// Live connections.
     pub fn len(&self) -> usize {
-        self.by_client.len()
+        self.slots.len() - self.free.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_client.is_empty()
+        self.len() == 0
     }
 
     pub fn capacity(&self) -> usize {
@@ -133,16 +143,24 @@ impl SpliceTable {
         self.kept_total
     }
 
+    /// The connection of a packet with `key`, and which side sent it.
+    #[inline]
+    pub fn find(&self, key: &FlowKey) -> Option<(ConnIdx, Side)> {
+        self.index.get(key).copied()
+    }
+
     /// The connection of a client's packet with `key`.
     #[inline]
     pub fn by_client(&self, key: &FlowKey) -> Option<ConnIdx> {
-        self.by_client.get(key).copied()
+        self.find(key)
+            .and_then(|(i, side)| (side == Side::Client).then_some(i))
     }
 
     /// The connection of a server's packet with `key`.
     #[inline]
     pub fn by_server(&self, key: &FlowKey) -> Option<ConnIdx> {
-        self.by_server.get(key).copied()
+        self.find(key)
+            .and_then(|(i, side)| (side == Side::Server).then_some(i))
     }
 
     pub fn get(&self, i: ConnIdx) -> Option<&Conn> {
@@ -168,8 +186,8 @@ impl SpliceTable {
             }
             None => return Err(Full::Connections),
         };
-        self.by_client.insert(conn.client, i);
-        self.by_server.insert(conn.server, i);
+        self.index.insert(conn.client, (i, Side::Client));
+        self.index.insert(conn.server, (i, Side::Server));
         self.slots[i as usize] = Some(conn);
         Ok(i)
     }
@@ -182,10 +200,10 @@ impl SpliceTable {
         };
         let old = std::mem::replace(&mut c.server, server);
         c.nat = nat;
-        if self.by_server.get(&old) == Some(&i) {
-            self.by_server.remove(&old);
+        if self.index.get(&old) == Some(&(i, Side::Server)) {
+            self.index.remove(&old);
         }
-        self.by_server.insert(server, i);
+        self.index.insert(server, (i, Side::Server));
     }
 
     /// Appends `bytes` to connection `i`'s kept bytes if they fit both its
@@ -223,11 +241,11 @@ impl SpliceTable {
     /// Removes connection `i`, returning it.
     pub fn remove(&mut self, i: ConnIdx) -> Option<Conn> {
         let c = self.slots.get_mut(i as usize)?.take()?;
-        if self.by_client.get(&c.client) == Some(&i) {
-            self.by_client.remove(&c.client);
+        if self.index.get(&c.client) == Some(&(i, Side::Client)) {
+            self.index.remove(&c.client);
         }
-        if self.by_server.get(&c.server) == Some(&i) {
-            self.by_server.remove(&c.server);
+        if self.index.get(&c.server) == Some(&(i, Side::Server)) {
+            self.index.remove(&c.server);
         }
         self.kept_total -= c.kept.len();
         self.free.push(i);
