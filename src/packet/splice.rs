@@ -663,10 +663,10 @@ impl<F: Frame> Processor<F> {
         tsecr: Option<u32>,
         now: Nanos,
     ) {
-        let Some(s) = self.splice.as_deref() else {
+        let Some(s) = self.splice.as_deref_mut() else {
             return;
         };
-        let Some(c) = s.table.get(i) else {
+        let Some(c) = s.table.get_mut(i) else {
             return;
         };
         let tr = c.translation;
@@ -682,7 +682,9 @@ impl<F: Frame> Processor<F> {
             .saturating_sub(options.emitted_len())
             .max(1);
         let (nat, start) = (c.nat, c.kept_seq);
-        let kept = c.kept.clone();
+        // Borrowed out of the table while the segments are written (and put
+        // back below), so sending them does not copy them.
+        let kept = std::mem::take(&mut c.kept);
         let mut off = 0;
         loop {
             let chunk = &kept[off..(off + mss).min(kept.len())];
@@ -705,6 +707,9 @@ impl<F: Frame> Processor<F> {
             if off >= kept.len() {
                 break;
             }
+        }
+        if let Some(c) = self.splice.as_deref_mut().and_then(|s| s.table.get_mut(i)) {
+            c.kept = kept;
         }
     }
 
