@@ -743,3 +743,28 @@ fn a_tagged_syn_gets_a_tagged_syn_ack() {
     assert_eq!(a.flags, SYN | ACK);
     assert_eq!(a.ack, CLIENT_ISN.wrapping_add(1));
 }
+
+#[test]
+fn a_repeated_server_syn_ack_gets_the_ack_again_not_the_client() {
+    let (mut s, _our_isn, _our_ts, _) = spliced_v4();
+    // farmlb's ACK with the request was lost: the server repeats its SYN-ACK.
+    let mut o = opt::mss(1400);
+    o.extend(opt::sack_perm_ts(SERVER_TS + 5, CLIENT_TS + 1));
+    o.extend(opt::ws(9));
+    let again = s.server_frame(
+        SERVER_ISN,
+        CLIENT_ISN.wrapping_add(1),
+        SYN | ACK,
+        65535,
+        &o,
+        b"",
+    );
+    assert_eq!(s.server_sends(again), Verdict::Spliced);
+    let sent = s.sent();
+    assert_eq!(sent.len(), 1, "only the ACK (with the kept request) again");
+    let (port, a) = &sent[0];
+    assert_eq!((*port, a.dst, a.flags & SYN), (1, SERVER_A, 0));
+    assert_eq!(a.ack, SERVER_ISN + 1);
+    assert_eq!(a.payload, REQUEST, "the request is still owed");
+    assert_eq!(a.options.timestamps, Some((CLIENT_TS + 1, SERVER_TS + 5)));
+}

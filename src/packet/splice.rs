@@ -54,7 +54,8 @@ impl Seg {
         let at = t.l2 + t.l4.offset;
         let end = at + t.l4.len;
         let tcp = TcpPacket::new_checked(data.get(at..end).ok_or(DropReason::Truncated)?)?;
-        let options = if with_options {
+        // A SYN's options always matter (a server's repeated SYN-ACK).
+        let options = if with_options || tcp.syn() {
             TcpOptions::parse(tcp.options()).map_err(|_| DropReason::BadTcpOption)?
         } else {
             TcpOptions::default()
@@ -532,6 +533,17 @@ impl<F: Frame> Processor<F> {
                 let client = c.client;
                 self.joined(io, i, seg, now);
                 balancer.splice_event(&client, SpliceEvent::Joined);
+                Some(Ok(Out::Spliced))
+            }
+            Phase::Spliced
+                if seg.flags & (flags::SYN | flags::ACK | flags::RST)
+                    == flags::SYN | flags::ACK =>
+            {
+                // The server sends its SYN-ACK again: farmlb's ACK (and the
+                // kept bytes) did not reach it. The client has long had its
+                // handshake; the server gets the ACK again.
+                let tsecr = seg.options.timestamps.map(|(v, _)| v);
+                self.send_kept(io, i, seg.seq.wrapping_add(1), tsecr, now);
                 Some(Ok(Out::Spliced))
             }
             Phase::Spliced => {
