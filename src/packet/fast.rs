@@ -239,7 +239,7 @@ impl<F: Frame> Processor<F> {
         }
         if key.proto == protocol::TCP
             && balancer.splicing()
-            && self.splice_fast(balancer, &mut frame, fast, now) == FastSplice::General
+            && self.splice_fast(balancer, &mut frame, fast) == FastSplice::General
         {
             return self.transport_general(io, balancer, frame, hint, rx);
         }

@@ -250,11 +250,16 @@ impl<F: Frame> Processor<F> {
             }
             return;
         };
+        // Spliced connections' index lines load with the flow table's.
+        let splicing = self.splice_prefetching(balancer);
         for chunk in frames.chunks_mut(BURST_CHUNK) {
             let mut pre: [Option<(Fast, u64)>; BURST_CHUNK] = [None; BURST_CHUNK];
             for (p, f) in pre.iter_mut().zip(chunk.iter()) {
                 if let Some(fast) = f.as_ref().and_then(|f| parse_fast(f.data(), &my_mac)) {
                     let hint = balancer.prefetch(&fast.key);
+                    if splicing && fast.key.proto == crate::wire::protocol::TCP {
+                        self.splice_prefetch(&fast.key);
+                    }
                     *p = Some((fast, hint));
                 }
             }

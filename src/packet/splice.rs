@@ -134,7 +134,6 @@ impl<F: Frame> Processor<F> {
         balancer: &B,
         frame: &mut F,
         fast: &super::fast::Fast,
-        now: Nanos,
     ) -> FastSplice {
         let key = &fast.key;
         let Some(s) = self.splice.as_deref_mut() else {
@@ -144,22 +143,16 @@ impl<F: Frame> Processor<F> {
                 FastSplice::Plain
             };
         };
-        let (i, to_client) = match s.table.find(key) {
-            Some((i, side)) => (i, side == Side::Server),
+        // One line: the index entry holds the translation.
+        let (to_client, ready) = match s.table.find_fast(key) {
+            Some((_, side, f)) => (side == Side::Server, f),
             None if balancer.splice_unit(key) => return FastSplice::General,
             None => return FastSplice::Plain,
         };
-        if fast.flags & (flags::SYN | flags::FIN | flags::RST) != 0 {
+        if fast.flags & (flags::SYN | flags::FIN | flags::RST) != 0 || !ready.ready {
             return FastSplice::General;
         }
-        let Some(c) = s.table.get_mut(i) else {
-            return FastSplice::General;
-        };
-        if c.phase != Phase::Spliced || (to_client && !c.kept.is_empty()) {
-            return FastSplice::General;
-        }
-        c.last_seen = now;
-        let tr = c.translation;
+        let tr = ready.translation;
         let at = ethernet::HEADER_LEN + if fast.v6 { 40 } else { 20 };
         let Some(seg) = frame.data_mut().get_mut(at..at + usize::from(fast.l4_len)) else {
             return FastSplice::General;
@@ -176,6 +169,22 @@ impl<F: Frame> Processor<F> {
             Err(_) => return FastSplice::General,
         }
         FastSplice::Translated
+    }
+
+    /// Whether a burst's TCP frames should start loading their splice index
+    /// lines (see [`Processor::splice_prefetch`]).
+    #[inline]
+    pub(super) fn splice_prefetching<B: Balancer>(&self, balancer: &B) -> bool {
+        self.splice.is_some() && balancer.splicing()
+    }
+
+    /// Burst pipelining for spliced connections: starts loading the index
+    /// line a TCP frame with `key` reads in [`Processor::splice_fast`].
+    #[inline]
+    pub(super) fn splice_prefetch(&self, key: &FlowKey) {
+        if let Some(s) = self.splice.as_deref() {
+            s.table.prefetch(key);
+        }
     }
 
     /// The splicer, made with the default setup on first use when none was
@@ -650,6 +659,10 @@ impl<F: Frame> Processor<F> {
         };
         c.server_mss = seg.options.mss.unwrap_or(c.server_mss).max(64);
         c.phase = Phase::Spliced;
+        s.table.refresh_fast(i);
+        let Some(c) = s.table.get_mut(i) else {
+            return;
+        };
         let server_isn = seg.seq;
         let tsecr = seg.options.timestamps.map(|(v, _)| v);
         c.server_tsval = tsecr.unwrap_or(0);
@@ -949,12 +962,14 @@ impl<F: Frame> Processor<F> {
                     let tsecr = Some(c.server_tsval);
                     self.send_kept(io, i, ack, tsecr, now);
                     self.splicer(now).arm(i, now + interval);
-                } else if now.saturating_sub(c.last_seen) >= idle {
+                } else if balancer.peek(&c.client).is_none() {
+                    // The flow table forgot the connection's flow (idle for
+                    // its timeout; the fast path does not touch the splice
+                    // state, the flow table keeps the time).
                     s.counters.idled += 1;
                     s.forget(balancer, i);
                 } else {
-                    let at = c.last_seen + idle;
-                    s.arm(i, at);
+                    s.arm(i, now + idle);
                 }
             }
         }

@@ -9,11 +9,10 @@
 //! at most `kept_budget` bytes of kept client data; it allocates only at
 //! construction, except the kept bytes, which are bounded by the budget.
 
-use hashbrown::HashMap;
-
 use crate::packet::{FlowKey, Nanos, Nat};
 
 use super::cookie::ClientOptions;
+use super::index::{Fast, SpliceIndex};
 use super::timer::TimerId;
 use super::translate::Translation;
 
@@ -101,8 +100,9 @@ pub struct SpliceTable {
     free: Vec<ConnIdx>,
     /// Both sides' keys in one index (a client's key goes to a farm unit, a
     /// server's to a client or local address: they never meet), so a packet
-    /// of either side costs one lookup.
-    index: HashMap<FlowKey, (ConnIdx, Side)>,
+    /// of either side costs one lookup, and a joined connection's segment
+    /// finds its translation in the index entry itself.
+    index: SpliceIndex,
     capacity: usize,
     kept_budget: usize,
     kept_total: usize,
@@ -118,7 +118,7 @@ impl SpliceTable {
         SpliceTable {
             slots: Vec::with_capacity(start),
             free: Vec::with_capacity(start),
-            index: HashMap::with_capacity(2 * start),
+            index: SpliceIndex::new(capacity),
             capacity,
             kept_budget,
             kept_total: 0,
@@ -146,7 +146,35 @@ impl SpliceTable {
     /// The connection of a packet with `key`, and which side sent it.
     #[inline]
     pub fn find(&self, key: &FlowKey) -> Option<(ConnIdx, Side)> {
-        self.index.get(key).copied()
+        self.index.find(key).map(|(i, side, _)| (i, side))
+    }
+
+    /// [`SpliceTable::find`] with what the fast path needs: one line read.
+    #[inline]
+    pub fn find_fast(&self, key: &FlowKey) -> Option<(ConnIdx, Side, Fast)> {
+        self.index.find(key)
+    }
+
+    /// Starts loading the index line of `key` (a burst ahead).
+    #[inline]
+    pub fn prefetch(&self, key: &FlowKey) {
+        self.index.prefetch(super::index::hash(key));
+    }
+
+    /// Copies connection `i`'s translation and readiness into its index
+    /// entries: after it joined, and when it stops owing kept bytes.
+    pub fn refresh_fast(&mut self, i: ConnIdx) {
+        let Some(c) = self.slots.get(i as usize).and_then(Option::as_ref) else {
+            return;
+        };
+        let joined = c.phase == Phase::Spliced;
+        let fast = |ready| Fast {
+            ready,
+            translation: c.translation,
+        };
+        self.index.set_fast(&c.client, fast(joined));
+        self.index
+            .set_fast(&c.server, fast(joined && c.kept.is_empty()));
     }
 
     /// The connection of a client's packet with `key`.
@@ -186,8 +214,8 @@ impl SpliceTable {
             }
             None => return Err(Full::Connections),
         };
-        self.index.insert(conn.client, (i, Side::Client));
-        self.index.insert(conn.server, (i, Side::Server));
+        self.index.insert(&conn.client, i, Side::Client);
+        self.index.insert(&conn.server, i, Side::Server);
         self.slots[i as usize] = Some(conn);
         Ok(i)
     }
@@ -200,10 +228,9 @@ impl SpliceTable {
         };
         let old = std::mem::replace(&mut c.server, server);
         c.nat = nat;
-        if self.index.get(&old) == Some(&(i, Side::Server)) {
-            self.index.remove(&old);
-        }
-        self.index.insert(server, (i, Side::Server));
+        self.index.remove(&old, i);
+        self.index.insert(&server, i, Side::Server);
+        self.refresh_fast(i);
     }
 
     /// Appends `bytes` to connection `i`'s kept bytes if they fit both its
@@ -231,22 +258,22 @@ impl SpliceTable {
         let n = n.min(c.kept.len());
         c.kept.drain(..n);
         c.kept_seq = c.kept_seq.wrapping_add(n as u32);
-        if c.kept.is_empty() {
+        let drained = c.kept.is_empty();
+        if drained {
             // Give the memory back: a long-lived connection keeps nothing.
             c.kept = Vec::new();
         }
         self.kept_total -= n;
+        if drained {
+            self.refresh_fast(i);
+        }
     }
 
     /// Removes connection `i`, returning it.
     pub fn remove(&mut self, i: ConnIdx) -> Option<Conn> {
         let c = self.slots.get_mut(i as usize)?.take()?;
-        if self.index.get(&c.client) == Some(&(i, Side::Client)) {
-            self.index.remove(&c.client);
-        }
-        if self.index.get(&c.server) == Some(&(i, Side::Server)) {
-            self.index.remove(&c.server);
-        }
+        self.index.remove(&c.client, i);
+        self.index.remove(&c.server, i);
         self.kept_total -= c.kept.len();
         self.free.push(i);
         Some(c)
