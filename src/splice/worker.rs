@@ -164,12 +164,15 @@ impl Splicer {
     /// rejects it) falls back to a random one.
     pub fn new(setup: SpliceSetup, now: Nanos) -> Splicer {
         let period = setup.cookie_period.max(cookie::MIN_PERIOD);
-        let secrets = setup
+        let mut secrets = setup
             .secret
             .as_deref()
             .and_then(|s| CookieSecrets::from_secret(s, period).ok())
             .or_else(|| CookieSecrets::random(period).ok())
             .expect("a random secret with a valid period");
+        // The keys of `now`'s period and the one before, ready before the
+        // first SYN (the timers rotate them from then on).
+        secrets.rotate(now);
         let capacity = setup.capacity.max(1) as usize;
         Splicer {
             table: SpliceTable::new(capacity, setup.kept_bytes_per_worker as usize),
