@@ -8,7 +8,9 @@ set -euo pipefail
 need=(dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config
       python3-scapy tcpdump iproute2 ethtool curl
       # end-to-end test and demo (tests/e2e.rs, scripts/e2e.sh)
-      apache2-utils iperf3 python3 iputils-ping nginx-light)
+      apache2-utils iperf3 python3 iputils-ping nginx-light
+      # packet loss for the spliced-connection test (tests/e2e_splice.rs)
+      nftables)
 if [[ "${1:-}" == "--demo" ]]; then
   need+=(nginx-light)
 fi

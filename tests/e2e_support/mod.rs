@@ -4,7 +4,8 @@
 //!
 //! Every end-to-end test is its own test binary with one test, so two never
 //! use the (fixed) namespaces at the same time: cargo runs test binaries one
-//! after another.
+//! after another. A binary with more than one namespace test serialises them
+//! itself (e2e_splice holds a mutex).
 #![allow(dead_code)]
 
 use std::net::Ipv4Addr;
@@ -200,6 +201,12 @@ impl Topology {
     /// Starts farmlb in flb-lb with `config` (bounded by --run-for) and
     /// waits until `probe_url` answers from the client through it.
     pub fn start_farmlb(&mut self, config: &Path, probe_url: &str) {
+        self.start_farmlb_for(config, probe_url, "150s");
+    }
+
+    /// [`Topology::start_farmlb`] with another `--run-for` (e.g. "600s"),
+    /// for tests that run longer.
+    pub fn start_farmlb_for(&mut self, config: &Path, probe_url: &str, run_for: &str) {
         let stats = self.path("farmlb-stats.json");
         self.spawn(
             "farmlb",
@@ -212,7 +219,7 @@ impl Topology {
                 "--config",
                 config.to_str().expect("utf-8 path"),
                 "--run-for",
-                "150s",
+                run_for,
                 "--stats-out",
                 &stats,
             ],
@@ -403,6 +410,31 @@ pub fn admin(method: &str, path: &str) -> (u16, String) {
     let all = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = all.rsplit_once('\n').unwrap_or(("", &all));
     (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// GET /metrics, parsed: every sample by its full series name (with its
+/// labels, as written), e.g. `farmlb_worker_splice_active{worker="0"}`.
+pub fn metrics() -> std::collections::HashMap<String, f64> {
+    let (code, body) = admin("GET", "/metrics");
+    assert_eq!(code, 200, "GET /metrics: {body}");
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The sum over workers of a per-worker counter of GET /metrics, e.g.
+/// `worker_sum(&m, "farmlb_worker_splice_cookies_sent")`.
+pub fn worker_sum(metrics: &std::collections::HashMap<String, f64>, name: &str) -> u64 {
+    let prefix = format!("{name}{{");
+    metrics
+        .iter()
+        .filter(|(k, _)| k.starts_with(&prefix))
+        .map(|(_, v)| *v as u64)
+        .sum()
 }
 
 /// GET /status as JSON.
