@@ -768,3 +768,50 @@ fn a_repeated_server_syn_ack_gets_the_ack_again_not_the_client() {
     assert_eq!(a.payload, REQUEST, "the request is still owed");
     assert_eq!(a.options.timestamps, Some((CLIENT_TS + 1, SERVER_TS + 5)));
 }
+
+#[test]
+fn a_reused_client_port_gets_a_new_cookie_not_the_old_splice() {
+    let (mut s, our_isn, _, _) = spliced_v4();
+    let sent_req = CLIENT_ISN
+        .wrapping_add(1)
+        .wrapping_add(REQUEST.len() as u32);
+    // The server closes first, then the client: FIN both ways.
+    let sfin = s.server_frame(
+        SERVER_ISN + 1,
+        sent_req,
+        FIN | ACK,
+        100,
+        &opt::ts(SERVER_TS + 1, CLIENT_TS + 1),
+        b"",
+    );
+    assert_eq!(s.server_sends(sfin), Verdict::Forward(0));
+    let cfin = s.client_frame(
+        sent_req,
+        our_isn.wrapping_add(2),
+        FIN | ACK,
+        600,
+        &opt::ts(CLIENT_TS + 2, 0),
+        b"",
+    );
+    assert_eq!(s.client_sends(cfin), Verdict::Forward(1));
+    s.sent();
+    // 160 ms later the client opens a new connection from the same port.
+    s.now += 160_000_000;
+    let new_isn = CLIENT_ISN.wrapping_add(1_000_000);
+    let syn = s.client_frame(
+        new_isn,
+        0,
+        SYN,
+        64240,
+        &client_syn_options(CLIENT_TS + 9),
+        b"",
+    );
+    assert_eq!(s.client_sends(syn), Verdict::Reply(0));
+    let sent = s.sent();
+    assert_eq!(sent.len(), 1);
+    let a = &sent[0].1;
+    assert_eq!((a.flags, a.ack), (SYN | ACK, new_isn.wrapping_add(1)));
+    let c = s.h.core.splice_counters();
+    assert_eq!((c.cookies_sent, c.closed, c.active), (2, 1, 0));
+    assert!(s.h.lb.flows.is_empty(), "the old flow went with its splice");
+}

@@ -244,6 +244,18 @@ impl<F: Frame> Processor<F> {
             Err(e) => return Some(Err(e)),
         };
         if client {
+            // A client's SYN on a connection it already has is a new
+            // connection from the same port (the old one closed, and the
+            // client reused the port before the splice state lingered out):
+            // the old one goes, the SYN gets its cookie.
+            let new_syn = seg.flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN;
+            if let (true, Some(i)) = (new_syn, conn) {
+                let s = self.splicer(now);
+                if s.table.get(i).is_some_and(|c| c.client_isn != seg.seq) {
+                    s.forget(balancer, i);
+                    return Some(self.handshake(io, balancer, frame, t, &seg, rx));
+                }
+            }
             match conn {
                 Some(i) => self.client_segment(io, balancer, frame, &seg, i, now),
                 // A flow that is not spliced (it began before its unit was
