@@ -82,6 +82,14 @@ impl Seg {
     }
 }
 
+/// Whether a TCP packet with `key` can belong to a spliced connection: it
+/// goes to a SYN-proxy unit or comes from one of their servers (in-cache
+/// questions to the balancer's snapshot).
+#[inline]
+fn may_splice<B: Balancer>(balancer: &B, key: &FlowKey) -> bool {
+    balancer.splice_unit(key) || balancer.splice_server(key)
+}
+
 /// Wrapping "a is after b" on 32-bit sequence and timestamp values.
 fn after(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
@@ -136,6 +144,11 @@ impl<F: Frame> Processor<F> {
         fast: &super::fast::Fast,
     ) -> FastSplice {
         let key = &fast.key;
+        // Neither to a SYN-proxy unit nor from one of its servers: no
+        // splice to look for (and no index line to read).
+        if !may_splice(balancer, key) {
+            return FastSplice::Plain;
+        }
         let Some(s) = self.splice.as_deref_mut() else {
             return if balancer.splice_unit(key) {
                 FastSplice::General
@@ -179,11 +192,14 @@ impl<F: Frame> Processor<F> {
     }
 
     /// Burst pipelining for spliced connections: starts loading the index
-    /// line a TCP frame with `key` reads in [`Processor::splice_fast`].
+    /// line a TCP frame with `key` reads in [`Processor::splice_fast`], when
+    /// it may be a spliced connection's.
     #[inline]
-    pub(super) fn splice_prefetch(&self, key: &FlowKey) {
+    pub(super) fn splice_prefetch<B: Balancer>(&self, balancer: &B, key: &FlowKey) {
         if let Some(s) = self.splice.as_deref() {
-            s.table.prefetch(key);
+            if may_splice(balancer, key) {
+                s.table.prefetch(key);
+            }
         }
     }
 
@@ -790,10 +806,23 @@ impl<F: Frame> Processor<F> {
     /// Sends a RST to the server side `nat` (the client gave up while it
     /// was opening).
     fn send_server_rst<I: Io<Frame = F>>(&mut self, io: &mut I, nat: &Nat, seq: u32, now: Nanos) {
+        let (from, to) = ((nat.src, nat.src_port), (nat.dst, nat.dst_port));
+        self.send_rst(io, from, to, seq, now);
+    }
+
+    /// Sends a bare RST with sequence number `seq` from `from` to `to`.
+    fn send_rst<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        from: (IpAddr, u16),
+        to: (IpAddr, u16),
+        seq: u32,
+        now: Nanos,
+    ) {
         let options = TcpOptions::default();
-        let seg = TcpSegment {
-            src_port: nat.src_port,
-            dst_port: nat.dst_port,
+        let rst = TcpSegment {
+            src_port: from.1,
+            dst_port: to.1,
             seq,
             ack: 0,
             flags: flags::RST,
@@ -801,24 +830,14 @@ impl<F: Frame> Processor<F> {
             options: &options,
             payload: &[],
         };
-        self.send_tcp(io, nat.src, nat.dst, &seg, now);
+        self.send_tcp(io, from.0, to.0, &rst, now);
     }
 
     /// Resets the client side of a connection that cannot be spliced
     /// (`seg`: the client's latest segment).
     fn reset_client<I: Io<Frame = F>>(&mut self, io: &mut I, key: &FlowKey, seg: &Seg, now: Nanos) {
-        let options = TcpOptions::default();
-        let rst = TcpSegment {
-            src_port: key.dst_port,
-            dst_port: key.src_port,
-            seq: seg.ack,
-            ack: 0,
-            flags: flags::RST,
-            window: 0,
-            options: &options,
-            payload: &[],
-        };
-        self.send_tcp(io, key.dst, key.src, &rst, now);
+        let (unit, client) = ((key.dst, key.dst_port), (key.src, key.src_port));
+        self.send_rst(io, unit, client, seg.ack, now);
     }
 
     /// Writes a TCP segment from `src` to `dst` and sends it towards `dst`.
@@ -893,18 +912,8 @@ impl<F: Frame> Processor<F> {
             return;
         };
         let (key, our_next) = (c.client, c.our_isn.wrapping_add(1));
-        let options = TcpOptions::default();
-        let rst = TcpSegment {
-            src_port: key.dst_port,
-            dst_port: key.src_port,
-            seq: our_next,
-            ack: 0,
-            flags: flags::RST,
-            window: 0,
-            options: &options,
-            payload: &[],
-        };
-        self.send_tcp(io, key.dst, key.src, &rst, now);
+        let (unit, client) = ((key.dst, key.dst_port), (key.src, key.src_port));
+        self.send_rst(io, unit, client, our_next, now);
         self.splicer(now).forget(balancer, i);
     }
 
