@@ -18,17 +18,16 @@ use crate::packet::FlowKey;
 use super::table::{ConnIdx, Side};
 use super::translate::Translation;
 
-/// An entry's key: both addresses (IPv4 as the low four bytes), both ports,
-/// and the family. TCP only: the index holds nothing else.
+/// An entry's key: both addresses (IPv4 as the first four bytes), both
+/// ports, and the family ([`bits::V4`]). TCP only: the index holds nothing
+/// else.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C)]
 struct Key {
     src: [u8; 16],
     dst: [u8; 16],
     src_port: u16,
     dst_port: u16,
-    /// 0: empty, 4: IPv4, 6: IPv6.
-    family: u8,
+    v4: bool,
 }
 
 impl Key {
@@ -40,9 +39,20 @@ impl Key {
             dst,
             src_port: k.src_port,
             dst_port: k.dst_port,
-            family: if s4 && d4 { 4 } else { 6 },
+            v4: s4 && d4,
         }
     }
+}
+
+/// The flag bits of an entry.
+mod bits {
+    /// The entry holds a key.
+    pub const USED: u8 = 1;
+    pub const V4: u8 = 2;
+    /// The key is the server side's.
+    pub const SERVER: u8 = 4;
+    /// [`super::Fast::ready`].
+    pub const READY: u8 = 8;
 }
 
 fn addr(a: IpAddr) -> ([u8; 16], bool) {
@@ -66,14 +76,46 @@ pub struct Fast {
     pub translation: Translation,
 }
 
-/// One line: a key, its connection and side, and the fast path's share.
+/// One line (64 bytes, the translation in it): a key, its connection and
+/// side, and the fast path's share.
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C, align(64))]
 struct Entry {
-    key: Key,
+    src: [u8; 16],
+    dst: [u8; 16],
+    src_port: u16,
+    dst_port: u16,
     conn: ConnIdx,
-    server_side: bool,
-    fast: Fast,
+    translation: Translation,
+    bits: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 64);
+
+impl Entry {
+    #[inline]
+    fn used(&self) -> bool {
+        self.bits & bits::USED != 0
+    }
+
+    #[inline]
+    fn is(&self, k: &Key) -> bool {
+        self.src_port == k.src_port
+            && self.dst_port == k.dst_port
+            && self.src == k.src
+            && self.dst == k.dst
+            && (self.bits & bits::V4 != 0) == k.v4
+    }
+
+    fn key(&self) -> Key {
+        Key {
+            src: self.src,
+            dst: self.dst,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            v4: self.bits & bits::V4 != 0,
+        }
+    }
 }
 
 /// See the module documentation.
@@ -137,10 +179,10 @@ impl SpliceIndex {
         let mut i = h as usize & self.mask;
         loop {
             let e = &self.entries[i];
-            if e.key.family == 0 {
+            if !e.used() {
                 return None;
             }
-            if e.key == *k {
+            if e.is(k) {
                 return Some(i);
             }
             i = (i + 1) & self.mask;
@@ -153,12 +195,16 @@ impl SpliceIndex {
     pub fn find(&self, key: &FlowKey) -> Option<(ConnIdx, Side, Fast)> {
         let i = self.slot(&Key::of(key), hash(key))?;
         let e = &self.entries[i];
-        let side = if e.server_side {
+        let side = if e.bits & bits::SERVER != 0 {
             Side::Server
         } else {
             Side::Client
         };
-        Some((e.conn, side, e.fast))
+        let fast = Fast {
+            ready: e.bits & bits::READY != 0,
+            translation: e.translation,
+        };
+        Some((e.conn, side, fast))
     }
 
     /// Enters (or replaces) `key` → (`conn`, `side`). The caller keeps the
@@ -166,11 +212,21 @@ impl SpliceIndex {
     pub fn insert(&mut self, key: &FlowKey, conn: ConnIdx, side: Side) {
         let k = Key::of(key);
         let h = hash(key);
+        let mut flags = bits::USED;
+        if k.v4 {
+            flags |= bits::V4;
+        }
+        if side == Side::Server {
+            flags |= bits::SERVER;
+        }
         let entry = Entry {
-            key: k,
+            src: k.src,
+            dst: k.dst,
+            src_port: k.src_port,
+            dst_port: k.dst_port,
             conn,
-            server_side: side == Side::Server,
-            fast: Fast::default(),
+            translation: Translation::default(),
+            bits: flags,
         };
         if let Some(i) = self.slot(&k, h) {
             self.entries[i] = entry;
@@ -178,7 +234,7 @@ impl SpliceIndex {
         }
         debug_assert!(self.len < self.mask, "the index is never full");
         let mut i = h as usize & self.mask;
-        while self.entries[i].key.family != 0 {
+        while self.entries[i].used() {
             i = (i + 1) & self.mask;
         }
         self.entries[i] = entry;
@@ -188,7 +244,13 @@ impl SpliceIndex {
     /// Sets the fast path's share of `key`'s entry.
     pub fn set_fast(&mut self, key: &FlowKey, fast: Fast) {
         if let Some(i) = self.slot(&Key::of(key), hash(key)) {
-            self.entries[i].fast = fast;
+            let e = &mut self.entries[i];
+            e.translation = fast.translation;
+            e.bits = if fast.ready {
+                e.bits | bits::READY
+            } else {
+                e.bits & !bits::READY
+            };
         }
     }
 
@@ -206,10 +268,10 @@ impl SpliceIndex {
         loop {
             j = (j + 1) & self.mask;
             let e = self.entries[j];
-            if e.key.family == 0 {
+            if !e.used() {
                 break;
             }
-            let home = self.home(&e.key);
+            let home = self.home(&e.key());
             // Move `e` into the hole unless its home lies cyclically in
             // (hole, j]: then the hole is not on its probe path.
             let in_between = if hole <= j {
@@ -233,7 +295,7 @@ impl SpliceIndex {
                 IpAddr::from(*b)
             }
         };
-        let v4 = k.family == 4;
+        let v4 = k.v4;
         let key = FlowKey {
             proto: crate::wire::protocol::TCP,
             src: ip(&k.src, v4),
