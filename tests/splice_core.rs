@@ -815,3 +815,58 @@ fn a_reused_client_port_gets_a_new_cookie_not_the_old_splice() {
     assert_eq!((c.cookies_sent, c.closed, c.active), (2, 1, 0));
     assert!(s.h.lb.flows.is_empty(), "the old flow went with its splice");
 }
+
+#[test]
+fn bursts_splice_as_single_frames_do() {
+    let (mut s, our_isn, _, ts_off) = spliced_v4();
+    let sent_req = CLIENT_ISN
+        .wrapping_add(1)
+        .wrapping_add(REQUEST.len() as u32);
+    // A burst of a spliced response, a plain unit's SYN and a spliced ACK.
+    let resp = s.server_frame(
+        SERVER_ISN + 1,
+        sent_req,
+        ACK | PSH,
+        100,
+        &opt::ts(SERVER_TS + 3, CLIENT_TS + 1),
+        b"burst",
+    );
+    let plain = tcp_frame(
+        (LB0_MAC, CLIENT_MAC),
+        (CLIENT4, C_PORT + 1),
+        (VIP_FULL, 443),
+        64,
+        SYN,
+        b"",
+    );
+    let ack = s.client_frame(
+        sent_req,
+        our_isn.wrapping_add(6),
+        ACK,
+        600,
+        &opt::ts(
+            CLIENT_TS + 2,
+            SERVER_TS.wrapping_add(3).wrapping_add(ts_off),
+        ),
+        b"",
+    );
+    let mut frames = [Some(resp), Some(plain), Some(ack)];
+    for (port, f) in [(1u16, 0usize), (0, 1), (0, 2)] {
+        let mut one = [frames[f].take()];
+        s.h.core
+            .process_burst(&mut s.h.io, &mut s.h.lb, port, &mut one, s.now);
+    }
+    let sent = s.sent();
+    assert_eq!(sent.len(), 3);
+    assert_eq!(
+        (sent[0].1.dst, sent[0].1.seq),
+        (CLIENT4, our_isn.wrapping_add(1))
+    );
+    assert_eq!(sent[0].1.payload, b"burst");
+    assert_eq!((sent[1].1.dst, sent[1].1.flags), (SERVER_FULL, SYN));
+    assert_eq!((sent[2].1.dst, sent[2].1.ack), (SERVER_A, SERVER_ISN + 6));
+    assert_eq!(
+        sent[2].1.options.timestamps,
+        Some((CLIENT_TS + 2, SERVER_TS + 3))
+    );
+}

@@ -62,6 +62,23 @@ pub struct Snapshot {
     /// (address, TCP, port) of the servers of SYN-proxy units, removed
     /// units included; port 0 for those of any-port units.
     splice_servers: AddrMap,
+    /// A 256-bit filter of the addresses of SYN-proxy units and their
+    /// servers: a packet whose addresses miss it is no splice's, answered
+    /// with one multiply instead of the maps' probes.
+    splice_filter: [u64; 4],
+}
+
+/// The bit of `a` in a splice filter.
+#[inline]
+fn filter_bit(a: IpAddr) -> usize {
+    let x = match a {
+        IpAddr::V4(v) => u64::from(u32::from(v)),
+        IpAddr::V6(v) => {
+            let w = u128::from(v);
+            (w as u64) ^ ((w >> 64) as u64)
+        }
+    };
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize
 }
 
 /// A small fixed map from (address, protocol, port) to a `u16`, built once
@@ -199,10 +216,19 @@ impl Snapshot {
         let mut local_addrs = Vec::new();
         let mut splice_units = Vec::with_capacity(farm.units.len());
         let mut splice_servers = Vec::new();
+        let mut splice_filter = [0u64; 4];
+        let mut filter = |a: IpAddr| {
+            let b = filter_bit(a);
+            splice_filter[b / 64] |= 1 << (b % 64);
+        };
         for u in &farm.units {
             let syn_proxy = u.main().is_some_and(|m| m.syn_proxy);
             splice_units.push(syn_proxy);
             if syn_proxy {
+                filter(u.address);
+                for id in u.members() {
+                    filter(farm.server(id).address);
+                }
                 // Servers of removed units too: their spliced connections
                 // stay. An any-port unit's servers answer from the port the
                 // client contacted: any port.
@@ -240,6 +266,7 @@ impl Snapshot {
             splice_units,
             has_splice,
             splice_servers,
+            splice_filter,
         }
     }
 
@@ -289,6 +316,14 @@ impl Snapshot {
             .unwrap_or(false)
     }
 
+    /// Whether `a` may be the address of a SYN-proxy unit or of one of its
+    /// servers (no false negatives).
+    #[inline]
+    fn in_splice_filter(&self, a: IpAddr) -> bool {
+        let b = filter_bit(a);
+        self.splice_filter[b / 64] & (1 << (b % 64)) != 0
+    }
+
     /// The SYN-proxy unit a TCP packet to `dst`:`port` is for: the unit
     /// [`Snapshot::unit_for`] gives (the unit with that exact port, else an
     /// any-port unit of the address), if it is a SYN-proxy unit. `None`
@@ -297,7 +332,7 @@ impl Snapshot {
     /// established connection is known by its flow, not by this.
     #[inline]
     pub fn splice_unit(&self, dst: IpAddr, port: u16) -> Option<UnitId> {
-        if !self.has_splice {
+        if !self.has_splice || !self.in_splice_filter(dst) {
             return None;
         }
         self.unit_for(dst, TCP, port)
@@ -314,6 +349,7 @@ impl Snapshot {
     #[inline]
     pub fn is_splice_server(&self, src: IpAddr, port: u16) -> bool {
         self.has_splice
+            && self.in_splice_filter(src)
             && (self.splice_servers.get(src, TCP, port).is_some()
                 || self.splice_servers.get(src, TCP, 0).is_some())
     }
