@@ -243,7 +243,7 @@ impl<F: Frame> Processor<F> {
             return self.transport_general(io, balancer, frame, hint, rx);
         }
         if key.proto == protocol::TCP
-            && rx.splicing
+            && balancer.splicing()
             && self.splice_fast(balancer, &mut frame, fast) == FastSplice::General
         {
             return self.transport_general(io, balancer, frame, hint, rx);

@@ -83,8 +83,6 @@ pub(super) struct Rx {
     pub(super) port: PortIdx,
     pub(super) now: Nanos,
     pub(super) redirected: bool,
-    /// The balancer splices (asked once per burst, not per frame).
-    pub(super) splicing: bool,
 }
 
 /// The result of handling a frame in place.
@@ -221,7 +219,6 @@ impl<F: Frame> Processor<F> {
             port,
             now,
             redirected: false,
-            splicing: balancer.splicing(),
         };
         self.process_inner(io, balancer, frame, rx)
     }
@@ -246,7 +243,6 @@ impl<F: Frame> Processor<F> {
             port,
             now,
             redirected: false,
-            splicing: balancer.splicing(),
         };
         let Some(my_mac) = self.ports.get(port as usize).map(|p| p.setup.mac) else {
             for frame in frames.iter_mut().filter_map(Option::take) {
@@ -255,7 +251,7 @@ impl<F: Frame> Processor<F> {
             return;
         };
         // Spliced connections' index lines load with the flow table's.
-        let splicing = rx.splicing && self.splice.is_some();
+        let splicing = self.splice_prefetching(balancer);
         for chunk in frames.chunks_mut(BURST_CHUNK) {
             let mut pre: [Option<(Fast, u64)>; BURST_CHUNK] = [None; BURST_CHUNK];
             for (p, f) in pre.iter_mut().zip(chunk.iter()) {
@@ -302,7 +298,6 @@ impl<F: Frame> Processor<F> {
             port,
             now,
             redirected: true,
-            splicing: balancer.splicing(),
         };
         self.process_inner(io, balancer, frame, rx)
     }

@@ -184,6 +184,13 @@ impl<F: Frame> Processor<F> {
         FastSplice::Translated
     }
 
+    /// Whether a burst's TCP frames should start loading their splice index
+    /// lines (see [`Processor::splice_prefetch`]).
+    #[inline]
+    pub(super) fn splice_prefetching<B: Balancer>(&self, balancer: &B) -> bool {
+        self.splice.is_some() && balancer.splicing()
+    }
+
     /// Burst pipelining for spliced connections: starts loading the index
     /// line a TCP frame with `key` reads in [`Processor::splice_fast`], when
     /// it may be a spliced connection's; returns whether it may.
