@@ -49,9 +49,6 @@ pub(super) struct Fast {
     pub(super) v6: bool,
     /// Length of the L4 segment (the IP payload).
     pub(super) l4_len: u16,
-    /// Whether it may be a spliced connection's, when the burst's first
-    /// stage already asked (see `splice`).
-    pub(super) may_splice: Option<bool>,
 }
 
 impl Fast {
@@ -180,7 +177,6 @@ pub(super) fn parse_fast4(data: &[u8]) -> Option<Fast> {
             df: h[6] & 0x40 != 0,
             v6: false,
             l4_len: (total - 20) as u16,
-            may_splice: None,
         })
     }
 }
@@ -216,7 +212,6 @@ pub(super) fn parse_fast6(data: &[u8]) -> Option<Fast> {
             df: true,
             v6: true,
             l4_len: payload,
-            may_splice: None,
         })
     }
 }

@@ -255,10 +255,10 @@ impl<F: Frame> Processor<F> {
         for chunk in frames.chunks_mut(BURST_CHUNK) {
             let mut pre: [Option<(Fast, u64)>; BURST_CHUNK] = [None; BURST_CHUNK];
             for (p, f) in pre.iter_mut().zip(chunk.iter()) {
-                if let Some(mut fast) = f.as_ref().and_then(|f| parse_fast(f.data(), &my_mac)) {
+                if let Some(fast) = f.as_ref().and_then(|f| parse_fast(f.data(), &my_mac)) {
                     let hint = balancer.prefetch(&fast.key);
                     if splicing && fast.key.proto == crate::wire::protocol::TCP {
-                        fast.may_splice = Some(self.splice_prefetch(balancer, &fast.key));
+                        self.splice_prefetch(balancer, &fast.key);
                     }
                     *p = Some((fast, hint));
                 }

@@ -146,7 +146,7 @@ impl<F: Frame> Processor<F> {
         let key = &fast.key;
         // Neither to a SYN-proxy unit nor from one of its servers: no
         // splice to look for (and no index line to read).
-        if !fast.may_splice.unwrap_or_else(|| may_splice(balancer, key)) {
+        if !may_splice(balancer, key) {
             return FastSplice::Plain;
         }
         let Some(s) = self.splice.as_deref_mut() else {
@@ -193,14 +193,13 @@ impl<F: Frame> Processor<F> {
 
     /// Burst pipelining for spliced connections: starts loading the index
     /// line a TCP frame with `key` reads in [`Processor::splice_fast`], when
-    /// it may be a spliced connection's; returns whether it may.
+    /// it may be a spliced connection's (the address filter answers most
+    /// others with one multiply, here and there).
     #[inline]
-    pub(super) fn splice_prefetch<B: Balancer>(&self, balancer: &B, key: &FlowKey) -> bool {
-        let may = may_splice(balancer, key);
-        if let (true, Some(s)) = (may, self.splice.as_deref()) {
+    pub(super) fn splice_prefetch<B: Balancer>(&self, balancer: &B, key: &FlowKey) {
+        if let (true, Some(s)) = (may_splice(balancer, key), self.splice.as_deref()) {
             s.table.prefetch(key);
         }
-        may
     }
 
     /// The splicer, made with the default setup on first use when none was
