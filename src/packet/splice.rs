@@ -375,7 +375,6 @@ impl<F: Frame> Processor<F> {
             kept: Vec::new(),
             timer: None,
             fins: 0,
-            last_seen: now,
         };
         let s = self.splicer(now);
         let Ok(i) = s.table.insert(conn) else {
@@ -494,7 +493,6 @@ impl<F: Frame> Processor<F> {
     ) -> Option<Handled> {
         let s = self.splicer(now);
         let c = s.table.get_mut(i)?;
-        c.last_seen = now;
         if let Some((tsval, _)) = seg.options.timestamps {
             c.client_tsval = tsval;
         }
@@ -545,7 +543,6 @@ impl<F: Frame> Processor<F> {
     ) -> Option<Handled> {
         let s = self.splicer(now);
         let c = s.table.get_mut(i)?;
-        c.last_seen = now;
         match c.phase {
             Phase::Connecting { .. } => {
                 let expected = c.client_isn.wrapping_add(1);
@@ -634,13 +631,7 @@ impl<F: Frame> Processor<F> {
         if reset {
             // The flow table sees the RST itself and closes the flow; only
             // the splice state goes here.
-            if let Some(c) = s.table.remove(i) {
-                if let Some(t) = c.timer {
-                    s.wheel.cancel(t);
-                }
-                s.counters.closed += 1;
-                balancer.splice_event(&c.client, SpliceEvent::Ended);
-            }
+            s.end(balancer, i);
         } else if closing && s.table.get(i).is_some_and(|c| c.kept.is_empty()) {
             s.arm(i, now + LINGER);
         }

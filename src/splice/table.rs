@@ -9,7 +9,7 @@
 //! at most `kept_budget` bytes of kept client data; it allocates only at
 //! construction, except the kept bytes, which are bounded by the budget.
 
-use crate::packet::{FlowKey, Nanos, Nat};
+use crate::packet::{FlowKey, Nat};
 
 use super::cookie::ClientOptions;
 use super::index::{Fast, SpliceIndex};
@@ -40,8 +40,6 @@ pub mod fin {
 pub struct Conn {
     pub translation: Translation,
     pub phase: Phase,
-    /// When a packet of the connection was last seen.
-    pub last_seen: Nanos,
     /// Client bytes from `kept_seq` on that the server has not acknowledged
     /// yet: what the client sent before the server side was up.
     pub kept: Vec<u8>,
@@ -329,7 +327,6 @@ mod tests {
             kept: Vec::new(),
             timer: None,
             fins: 0,
-            last_seen: 0,
         }
     }
 

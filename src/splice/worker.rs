@@ -6,7 +6,7 @@
 use crate::packet::{Balancer, Nanos, SpliceEvent};
 
 use super::cookie::{self, CookieSecrets};
-use super::table::{ConnIdx, Phase, SpliceTable};
+use super::table::{Conn, ConnIdx, Phase, SpliceTable};
 use super::timer::TimerWheel;
 
 const SEC: Nanos = 1_000_000_000;
@@ -209,16 +209,24 @@ impl Splicer {
         c.timer = self.wheel.schedule(at, i).ok();
     }
 
+    /// Ends connection `i`: out of the table, its timer cancelled, counted.
+    /// Its flow stays (a RST the flow table saw closes it there).
+    pub(crate) fn end<B: Balancer>(&mut self, balancer: &mut B, i: ConnIdx) -> Option<Conn> {
+        let c = self.table.remove(i)?;
+        if let Some(t) = c.timer {
+            self.wheel.cancel(t);
+        }
+        if c.phase == Phase::Spliced {
+            balancer.splice_event(&c.client, SpliceEvent::Ended);
+        }
+        self.counters.closed += 1;
+        Some(c)
+    }
+
+    /// [`Splicer::end`], and the flow table forgets the connection's flow.
     pub(crate) fn forget<B: Balancer>(&mut self, balancer: &mut B, i: ConnIdx) {
-        if let Some(c) = self.table.remove(i) {
-            if let Some(t) = c.timer {
-                self.wheel.cancel(t);
-            }
-            if c.phase == Phase::Spliced {
-                balancer.splice_event(&c.client, SpliceEvent::Ended);
-            }
+        if let Some(c) = self.end(balancer, i) {
             balancer.forget(&c.client);
-            self.counters.closed += 1;
         }
     }
 }
