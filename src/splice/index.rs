@@ -13,6 +13,7 @@
 use std::net::IpAddr;
 
 use crate::dpdk::hint::{prefetch, HugeArray};
+use crate::flow::mix;
 use crate::packet::FlowKey;
 
 use super::table::{ConnIdx, Side};
@@ -127,12 +128,6 @@ pub struct SpliceIndex {
 
 const K1: u64 = 0x9e37_79b9_7f4a_7c15;
 const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
-
-#[inline]
-fn mix(a: u64, b: u64) -> u64 {
-    let r = (a as u128).wrapping_mul(b as u128);
-    (r as u64) ^ ((r >> 64) as u64)
-}
 
 /// The hash that places `k` (any fixed mix will do: the index is per
 /// worker and its keys come from connections the worker accepted).
