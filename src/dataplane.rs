@@ -351,6 +351,8 @@ struct Worker {
     announce: bool,
     /// How the worker splices (the same for all workers, the secret too).
     splice: SpliceSetup,
+    /// Some farm unit is a SYN-proxy unit at start.
+    splices: bool,
     balancer: FarmBalancer,
     live: Arc<LiveStats>,
 }
@@ -372,7 +374,13 @@ impl Worker {
             ..WorkerStats::default()
         };
         let mut core: Processor<Mbuf> = Processor::new(self.setup);
-        core.set_splice(self.splice, 0);
+        // The splicer's memory only where a unit splices; a reload that
+        // makes one a SYN-proxy unit has it made on the first packet.
+        if self.splices {
+            core.set_splice(self.splice, 0);
+        } else {
+            core.configure_splice(self.splice);
+        }
         let mut balancer = self.balancer;
         let inbox = &rings[self.index];
         let mut polls: u32 = 0;
@@ -716,6 +724,7 @@ fn run_with_eal(
             tx_queue: QueueId(i as u16),
             announce: i == 0,
             splice: splice.clone(),
+            splices: cfg.farm_units.iter().any(|u| u.syn_proxy),
             balancer: FarmBalancer::new(i, n_workers, publisher.reader(), &cfg.flows),
             live: Arc::clone(&live),
         };

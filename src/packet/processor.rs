@@ -51,7 +51,7 @@ use super::rewrite::L4;
 use super::route::{Hop, PortState, HOP_CACHE};
 use super::transport::L3;
 use super::{Balancer, CoreSetup, Counters, DropReason, Frame, Io, Nanos, Nat, PortIdx};
-use crate::splice::Splicer;
+use crate::splice::{SpliceSetup, Splicer};
 
 pub(super) const SEC: Nanos = 1_000_000_000;
 
@@ -146,6 +146,8 @@ pub struct Processor<F> {
     pub(super) tasks: Vec<Task<(PortIdx, F)>>,
     /// Spliced connections, made on first use (see `splice`).
     pub(super) splice: Option<Box<Splicer>>,
+    /// The `[splice]` setup the splicer is made with.
+    pub(super) splice_setup: Option<SpliceSetup>,
 }
 
 impl<F: Frame> Processor<F> {
@@ -194,6 +196,7 @@ impl<F: Frame> Processor<F> {
             icmp_limit: RateLimit::new(),
             tasks: Vec::new(),
             splice: None,
+            splice_setup: None,
         }
     }
 

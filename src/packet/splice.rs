@@ -202,17 +202,28 @@ impl<F: Frame> Processor<F> {
         }
     }
 
-    /// The splicer, made with the default setup on first use when none was
-    /// configured.
+    /// The splicer, made on first use with the configured setup (the
+    /// default when none was configured).
     fn splicer(&mut self, now: Nanos) -> &mut Splicer {
+        let setup = &self.splice_setup;
         self.splice
-            .get_or_insert_with(|| Box::new(Splicer::new(SpliceSetup::default(), now)))
+            .get_or_insert_with(|| Box::new(Splicer::new(setup.clone().unwrap_or_default(), now)))
     }
 
-    /// Configures splicing (the dataplane, from `[splice]`); connections of
-    /// an earlier setup are forgotten.
+    /// Configures splicing (the dataplane, from `[splice]`) and makes the
+    /// splicer now (its table, index and timer wheel); connections of an
+    /// earlier setup are forgotten.
     pub fn set_splice(&mut self, setup: SpliceSetup, now: Nanos) {
+        self.splice_setup = Some(setup.clone());
         self.splice = Some(Box::new(Splicer::new(setup, now)));
+    }
+
+    /// Configures splicing without making the splicer: a worker whose farm
+    /// has no SYN-proxy unit allocates nothing for it, and makes it on the
+    /// first packet of a unit a reload made a SYN-proxy unit.
+    pub fn configure_splice(&mut self, setup: SpliceSetup) {
+        self.splice_setup = Some(setup);
+        self.splice = None;
     }
 
     /// This worker's splice counters (zero when it never spliced).

@@ -108,9 +108,9 @@ pub struct SpliceTable {
 
 impl SpliceTable {
     /// A table for `capacity` connections and `kept_budget` kept bytes in
-    /// all (the per-connection cap is the caller's). The table grows with
-    /// its connections up to `capacity` and keeps what it grew to: a worker
-    /// that never splices costs little, one that did keeps its memory.
+    /// all (the per-connection cap is the caller's). The connections' slots
+    /// grow with use up to `capacity`; the index is made whole at once
+    /// (256 bytes per connection of capacity, on huge pages).
     pub fn new(capacity: usize, kept_budget: usize) -> SpliceTable {
         let start = capacity.min(1024);
         SpliceTable {
