@@ -67,19 +67,40 @@ impl Validator<'_> {
         raw.iter().map(|u| self.farm_unit(u, units)).collect()
     }
 
-    fn farm_unit(&self, u: &FarmUnitConfig, units: &mut Units) -> Result<FarmUnit, ConfigError> {
-        let name = self.name(&u.name, "farm unit", &mut units.names)?;
-        let address = self.ip(&u.address, "farm unit address")?;
-        let who = format!("farm unit '{name}'");
+    /// What every unit starts with: its name (unique), its address, and its
+    /// (address, protocol, port) claimed. Returns the name, the address and
+    /// how messages name the unit (`kind 'name'`).
+    fn unit_head(
+        &self,
+        kind: &str,
+        (name, address): (&Spanned<String>, &Spanned<String>),
+        protocol: Protocol,
+        port: u16,
+        units: &mut Units,
+    ) -> Result<(String, IpAddr, String), ConfigError> {
+        let n = self.name(name, kind, &mut units.names)?;
+        let a = self.ip(address, &format!("{kind} address"))?;
+        let who = format!("{kind} '{n}'");
         self.claim(
             units,
             Claim {
-                address,
-                protocol: u.protocol,
-                port: u.port,
+                address: a,
+                protocol,
+                port,
                 who: who.clone(),
             },
-            u.address.span(),
+            address.span(),
+        )?;
+        Ok((n, a, who))
+    }
+
+    fn farm_unit(&self, u: &FarmUnitConfig, units: &mut Units) -> Result<FarmUnit, ConfigError> {
+        let (name, address, who) = self.unit_head(
+            "farm unit",
+            (&u.name, &u.address),
+            u.protocol,
+            u.port,
+            units,
         )?;
         if u.servers.is_empty() {
             return Err(self.err(u.name.span(), format!("{who} has no servers")));
@@ -174,18 +195,12 @@ impl Validator<'_> {
         u: &SubFarmUnitConfig,
         units: &mut Units,
     ) -> Result<SubFarmUnit, ConfigError> {
-        let name = self.name(&u.name, "sub-farm unit", &mut units.names)?;
-        let address = self.ip(&u.address, "sub-farm unit address")?;
-        let who = format!("sub-farm unit '{name}'");
-        self.claim(
+        let (name, address, who) = self.unit_head(
+            "sub-farm unit",
+            (&u.name, &u.address),
+            u.protocol,
+            u.port,
             units,
-            Claim {
-                address,
-                protocol: u.protocol,
-                port: u.port,
-                who: who.clone(),
-            },
-            u.address.span(),
         )?;
         if let Some(sp) = &u.syn_proxy {
             return Err(self.err(
