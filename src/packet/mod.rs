@@ -360,7 +360,7 @@ pub trait Balancer {
     /// farm unit): creates its flow as a SYN of `key` would, and returns the
     /// rewrite towards the chosen server.
     fn bind(&mut self, key: &FlowKey, len: u16, now: Nanos) -> Result<Nat, DropReason> {
-        self.lookup(key, tcp_flags_syn(), len, now)
+        self.lookup(key, crate::wire::tcp::flags::SYN, len, now)
     }
 
     /// Moves the flow of a spliced connection whose server side failed
@@ -403,11 +403,6 @@ pub enum SpliceEvent {
     Kept(u32),
 }
 
-/// The flags byte of a SYN.
-#[inline]
-const fn tcp_flags_syn() -> u8 {
-    0x02
-}
 
 /// A balancer with no farm units: every transit packet is dropped as
 /// `NoFarmUnit`.
