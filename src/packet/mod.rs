@@ -403,7 +403,6 @@ pub enum SpliceEvent {
     Kept(u32),
 }
 
-
 /// A balancer with no farm units: every transit packet is dropped as
 /// `NoFarmUnit`.
 #[derive(Clone, Copy, Debug, Default)]
