@@ -109,6 +109,11 @@ impl UnitSplice {
                 self.active = self.active.saturating_sub(1);
             }
             SpliceEvent::Kept(n) => self.kept_bytes += u64::from(n),
+            // Counted per unit by the route-cookie change (merged next).
+            SpliceEvent::HttpRequest
+            | SpliceEvent::HttpTooLarge
+            | SpliceEvent::HttpNotHttp
+            | SpliceEvent::HttpClientTimeout => {}
         }
     }
 }

@@ -371,6 +371,13 @@ pub trait Balancer {
         Err(DropReason::NoServer)
     }
 
+    /// What happens to a client's connection to an HTTP farm unit whose
+    /// request head cannot be read; `None` when `key` (client → farm unit)
+    /// goes to no HTTP unit.
+    fn splice_http(&self, _key: &FlowKey) -> Option<HttpFallback> {
+        None
+    }
+
     /// Forgets the flow of a spliced connection that ended (given up,
     /// reset, or freed by the splice table).
     fn forget(&mut self, _key: &FlowKey) {}
@@ -378,6 +385,17 @@ pub trait Balancer {
     /// Counts what happened to a spliced connection whose client side is
     /// `key` (client → farm unit), for the unit's counters.
     fn splice_event(&mut self, _key: &FlowKey, _event: SpliceEvent) {}
+}
+
+/// What an HTTP farm unit does with a connection whose request head cannot
+/// be read (over the cap, not HTTP/1.x, the client timed out).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HttpFallback {
+    /// The unit's scheduler chooses a server, which gets the bytes kept.
+    #[default]
+    Schedule,
+    /// The client gets a RST.
+    Reset,
 }
 
 /// What happened to a spliced connection ([`Balancer::splice_event`]).
@@ -401,6 +419,14 @@ pub enum SpliceEvent {
     Ended,
     /// Client bytes kept while the server side opened.
     Kept(u32),
+    /// HTTP units: a request head read whole, the connection bound by it.
+    HttpRequest,
+    /// HTTP units: a head over the kept-bytes cap.
+    HttpTooLarge,
+    /// HTTP units: a client that did not send an HTTP/1.x request head.
+    HttpNotHttp,
+    /// HTTP units: a client that did not complete its head in time.
+    HttpClientTimeout,
 }
 
 /// A balancer with no farm units: every transit packet is dropped as

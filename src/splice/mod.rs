@@ -35,6 +35,7 @@
 //! path, no `unsafe`, nothing allocated per packet.
 
 pub mod cookie;
+pub mod http;
 pub mod index;
 pub mod table;
 pub mod timer;
