@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use farmlb::packet::{
-    Balancer, CoreSetup, DropReason, FlowKey, Io, Nanos, Nat, Offload, PortAddr, PortIdx,
-    PortSetup, Processor,
+    Balancer, CoreSetup, DropReason, FlowKey, HttpFallback, Io, Nanos, Nat, Offload, PortAddr,
+    PortIdx, PortSetup, Processor,
 };
 use farmlb::wire::tcp::TcpOptions;
 
@@ -734,6 +734,8 @@ pub struct TestBalancer {
     /// Servers a SYN-proxy unit moves a connection to when its server
     /// fails, by unit address.
     pub alternates: Vec<(IpAddr, IpAddr)>,
+    /// The splicing units that are HTTP units, and their fallback.
+    pub http_units: Vec<((IpAddr, u16), HttpFallback)>,
     pub flows: HashMap<FlowKey, Nat>,
     pub next_local_port: u16,
     pub lookups: u64,
@@ -772,6 +774,7 @@ impl TestBalancer {
             ],
             splice_units: Vec::new(),
             alternates: Vec::new(),
+            http_units: Vec::new(),
             flows: HashMap::new(),
             next_local_port: FULLNAT_FIRST_PORT,
             lookups: 0,
@@ -866,6 +869,13 @@ impl Balancer for TestBalancer {
                         .iter()
                         .any(|&(vip, alt)| vip == u.vip && alt == key.src))
         })
+    }
+
+    fn splice_http(&self, key: &FlowKey) -> Option<HttpFallback> {
+        self.http_units
+            .iter()
+            .find(|(u, _)| *u == (key.dst, key.dst_port))
+            .map(|&(_, f)| f)
     }
 
     fn rebind(&mut self, key: &FlowKey, failed: &Nat, _now: Nanos) -> Result<Nat, DropReason> {
