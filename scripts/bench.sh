@@ -13,7 +13,15 @@
 # synflood (see src/bin/farmlb-gen.rs), or cookies: the new scenario's SYNs
 # sent to a SYN-proxy unit (port 81), which answers each with a SYN-ACK
 # carrying a SYN cookie (the SYN flood a SYN-proxy unit takes; "Mpps" is
-# then SYN-ACKs per second). Prints a table and writes
+# then SYN-ACKs per second), or http: complete HTTP connections to an HTTP
+# unit (port 82, route_cookie "route"), the generator being the clients and
+# the server (SYN, SYN-ACK with a cookie, ACK with a request carrying
+# route=1000, farmlb's ACK, its SYN to the server, SYN-ACK, ACK with the
+# request, the response, the client's RST; at most 512 connections in
+# flight); "Mpps" is then millions of completed connections per second,
+# "new flows/s" the SYNs that reached the server per second, "%limit" the
+# frames farmlb forwarded against the limit, "data loss" the share of
+# connections refused or lost. Prints a table and writes
 # bench-results.json (or --out); "ns/frame" is the worker's own cost per
 # frame while it had frames (busy_ns / rx) and "busy" the share of its time
 # it had any, so a worker waiting on a slow generator is told apart from a
@@ -25,7 +33,7 @@ WORKERS=1
 DURATION=5
 OUT=bench-results.json
 BUILD=1
-SCENARIOS="established:1000 established:1000000 new:1000 mix:1000000 synflood:1000000 cookies:1000"
+SCENARIOS="established:1000 established:1000000 new:1000 mix:1000000 synflood:1000000 cookies:1000 http:1000"
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -34,7 +42,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --scenarios) SCENARIOS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -144,6 +152,7 @@ neighbours = [{ address = "198.19.1.11", mac = "02:00:00:00:01:01" }]
 name = "s1"
 address = "198.19.1.11"
 port = 8080
+number = 1
 
 [[farm_unit]]
 name = "web"
@@ -161,6 +170,14 @@ servers = ["s1"]
 syn_proxy = true
 
 [[farm_unit]]
+name = "web-http"
+address = "198.18.0.100"
+port = 82
+protocol = "http"
+servers = ["s1"]
+route_cookie = "route"
+
+[[farm_unit]]
 name = "dns"
 address = "198.18.0.100"
 port = 53
@@ -174,6 +191,8 @@ gen() { # NAME FLOWS OUTFILE
     [ "$HUGE" = true ] && hp=(--hugepages)
     # The SYN-proxy unit answers SYNs itself: the generator's SYNs to it.
     if [ "$sc" = cookies ]; then sc=new; extra=(--tcp-port 81); fi
+    # The HTTP unit: whole connections, the generator playing both ends.
+    if [ "$sc" = http ]; then extra=(--tcp-port 82); fi
     "$GEN" --client-port "net_memif0,role=client,$MEMIF_A" \
         --server-port "net_memif1,role=client,$MEMIF_B" \
         --lcores "$GEN_LCORES" --file-prefix "$PREFIX-gen" "${hp[@]}" \
@@ -271,12 +290,20 @@ for line in open(os.path.join(tmp, "runs")):
         s = {}
     drops = {k: v for k, v in s.get("drops", {}).items() if v}
     check = g.get("check")
+    h = g.get("http")
+    # http: "Mpps" is millions of completed connections per second; the
+    # share of the limit stays the frames farmlb forwarded.
+    rate = h["connections_per_sec"] / 1e6 if h else g["forwarded_mpps"]
     rows.append({
         "scenario": name,
         "flows": int(flows),
-        "forwarded_mpps": g["forwarded_mpps"],
-        "mpps_per_worker": g["forwarded_mpps"] / workers,
+        "forwarded_mpps": rate,
+        "mpps_per_worker": rate / workers,
+        "frames_forwarded_mpps": g["forwarded_mpps"],
+        "connections_per_sec": h["connections_per_sec"] if h else None,
+        "connections_per_sec_per_worker": h["connections_per_sec"] / workers if h else None,
         "ratio_to_limit": g["forwarded_mpps"] / lim if lim else None,
+        "ratio_to_new": None,
         "new_flows_per_sec": g["new_flows_per_sec"],
         "data_loss": g["data_loss"],
         "flows_checked": check["sent"] if check else None,
@@ -291,6 +318,12 @@ for line in open(os.path.join(tmp, "runs")):
         "generator": g,
         "farmlb_stats": s,
     })
+# http against the new scenario of the same run: connections per second
+# over new NAT flows per second.
+new = next((r for r in rows if r["scenario"] == "new"), None)
+for r in rows:
+    if r["connections_per_sec"] is not None and new and new["new_flows_per_sec"]:
+        r["ratio_to_new"] = r["connections_per_sec"] / new["new_flows_per_sec"]
 load = open("/proc/loadavg").read().split()[:3]
 doc = {
     "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -319,5 +352,14 @@ for r in rows:
     busy = "-" if r["worker_busy_share"] is None else f"{100 * r['worker_busy_share']:.0f}%"
     print(f"{r['scenario']:<12}{r['flows']:>9}{r['forwarded_mpps']:>8.2f}{r['mpps_per_worker']:>9.2f}{pct:>8}{nsf:>10}{busy:>6}"
           f"{r['new_flows_per_sec']:>13.0f}{100 * r['data_loss']:>10.2f}%{lost:>12}  {d}")
+for r in rows:
+    h = r["generator"].get("http")
+    if not h:
+        continue
+    vs_new = "" if r["ratio_to_new"] is None else f", {r['ratio_to_new']:.2f} x new's flows/s"
+    print(f"\n{r['scenario']}: {h['connections_per_sec']:.0f} connections/s ({r['connections_per_sec_per_worker']:.0f} per worker{vs_new}), "
+          f"{r['frames_forwarded_mpps']:.2f} Mpps forwarded ({100 * r['ratio_to_limit']:.0f}% of the limit), "
+          f"frames per connection {h['farmlb_frames_per_connection']:.2f} from farmlb, {h['generator_frames_per_connection']:.2f} from the generator; "
+          f"started {h['started']}, completed {h['completed']} (+{h['completed_late']} after), refused {h['refused']}, lost {h['lost']}")
 print(f"\nwritten: {out}")
 PY

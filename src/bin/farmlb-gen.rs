@@ -22,7 +22,11 @@
 //! the flows), `new` (SYNs of never-seen flows only), `mix` (half data on
 //! established flows, half new SYNs), `synflood` (half data on established
 //! flows, half SYNs from random sources in 198.19.128.0/17, then a windowed
-//! pass over all established flows checks that each still gets through).
+//! pass over all established flows checks that each still gets through),
+//! `http` (complete HTTP connections through an HTTP farm unit: the
+//! generator is the clients on A and the server on B, answering each frame
+//! from the frame itself, see `http.rs`; at most `--window` connections in
+//! flight, a connection not done within `--conn-timeout` counted lost).
 //! The result is printed as one JSON document.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -35,6 +39,10 @@ use serde::Serialize;
 use farmlb::dpdk::{self, Eal, EalArgs, Mbuf, MbufBurst, Mempool, Port, PortConfig, QueueId};
 use farmlb::farm::snapshot::client_owner;
 use farmlb::packet::Frame;
+
+// In a directory of its own: a file beside this one would be a binary.
+#[path = "farmlb-gen/http.rs"]
+mod http;
 
 /// Frame length without the FCS: 64 bytes on the wire.
 const FRAME_LEN: usize = 60;
@@ -60,6 +68,7 @@ enum Scenario {
     New,
     Mix,
     Synflood,
+    Http,
 }
 
 #[derive(Parser, Debug)]
@@ -91,6 +100,7 @@ struct Args {
     duration: Duration,
     #[arg(long, default_value = "198.18.0.100")]
     vip: Ipv4Addr,
+    /// Port of the TCP farm unit (of the HTTP unit for `http`).
     #[arg(long, default_value_t = 80)]
     tcp_port: u16,
     #[arg(long, default_value_t = 53)]
@@ -104,9 +114,14 @@ struct Args {
     /// Share of new SYNs (mix) or flood SYNs (synflood) in the measured phase, in percent.
     #[arg(long, default_value_t = 50)]
     percent: u32,
-    /// Frames in flight during the windowed passes (warm-up and check).
+    /// Frames in flight during the windowed passes (warm-up and check);
+    /// connections in flight in the `http` scenario.
     #[arg(long, default_value_t = 512)]
     window: u64,
+    /// `http`: a connection without its response this long after its SYN
+    /// is counted lost.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    conn_timeout: Duration,
     /// Also write the JSON result here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -374,6 +389,47 @@ struct Gen<'a> {
     alloc_failures: u64,
     /// During the check: one bit per established flow that got an answer.
     answered: Option<Vec<u64>>,
+    /// The `http` scenario while it runs: both sides answer its frames.
+    http: Option<HttpRun>,
+}
+
+/// The `http` scenario's connections in flight and frames seen.
+struct HttpRun {
+    conns: http::Conns,
+    events: http::Events,
+}
+
+/// `http`: counts frame `m` that reached the server (`server`, port B) or
+/// a client (port A), ends its connection when it is a client's response
+/// or RST, and stages the reply, if any, in `stage` (the queue it came in
+/// on: the worker that owns the flow).
+#[inline]
+fn serve_http(h: &mut HttpRun, stage: &mut MbufBurst<STAGE>, mut m: Mbuf, server: bool) {
+    let (ev, reply) = http::answer(m.data(), server);
+    h.events.count(ev, server);
+    if !server && matches!(ev, http::Event::Response | http::Event::Reset) {
+        let ended = flow_of_reply(m.data()).is_some_and(|id| {
+            if ev == http::Event::Response {
+                h.conns.complete(id)
+            } else {
+                h.conns.refuse(id)
+            }
+        });
+        if !ended {
+            h.events.late += 1;
+        }
+    }
+    let Some(r) = reply else {
+        return;
+    };
+    if !m.set_len(r.len()) {
+        h.events.unsent += 1;
+        return;
+    }
+    r.write(m.data_mut());
+    if stage.push(m).is_err() {
+        h.events.unsent += 1;
+    }
 }
 
 /// Flow number of a reply to a client (the inverse of [`client`]).
@@ -477,7 +533,9 @@ impl Gen<'_> {
                             Class::Data => self.c.rx_b_data += 1,
                             Class::Other => {}
                         }
-                        if make_reply(m.data_mut()) {
+                        if let Some(h) = &mut self.http {
+                            serve_http(h, &mut self.stage_b[q], m, true);
+                        } else if make_reply(m.data_mut()) {
                             // cannot fail: room was checked
                             let _ = self.stage_b[q].push(m);
                         }
@@ -488,8 +546,17 @@ impl Gen<'_> {
                 let sent = self.b.tx_burst(QueueId(q as u16), &mut self.stage_b[q]);
                 self.c.tx_b += sent as u64;
             }
-            // Client side: count and free what came back.
-            let n = self.a.rx_burst(QueueId(q as u16), &mut self.rx, BURST);
+            // Client side: count and free what came back (in `http`, answer
+            // it, so no more than there is room to stage).
+            let room = match self.http {
+                Some(_) => (STAGE - self.stage_a[q].len()).min(BURST),
+                None => BURST,
+            };
+            let n = if room > 0 {
+                self.a.rx_burst(QueueId(q as u16), &mut self.rx, room)
+            } else {
+                0
+            };
             if n > 0 {
                 self.c.rx_a += n as u64;
                 for m in self.rx.drain() {
@@ -502,6 +569,9 @@ impl Gen<'_> {
                             }
                         }
                         Class::Other => self.c.rx_a_other += 1,
+                    }
+                    if let Some(h) = &mut self.http {
+                        serve_http(h, &mut self.stage_a[q], m, false);
                     }
                 }
             }
@@ -600,6 +670,53 @@ impl Gen<'_> {
         }
     }
 
+    /// `http`: counts connections open longer than `timeout` ticks lost,
+    /// then starts up to a burst of new ones while fewer than `window` are
+    /// open.
+    fn start_connections(&mut self, now: u64, window: u64, timeout: u64) {
+        let Some(h) = &mut self.http else {
+            return;
+        };
+        h.conns.expire(now, timeout);
+        if !self.can_generate() {
+            return;
+        }
+        for _ in 0..BURST {
+            let Some(id) = self
+                .http
+                .as_ref()
+                .filter(|h| h.conns.can_start(window))
+                .map(|h| h.conns.next_id())
+            else {
+                break;
+            };
+            if !self.stage(Next::Syn(id)) {
+                break;
+            }
+            if let Some(h) = &mut self.http {
+                h.conns.start(now);
+            }
+        }
+    }
+
+    /// `http`: serves both sides until no connection is open or the last
+    /// could have timed out, then counts those still open lost.
+    fn finish_connections(&mut self, timeout: u64) {
+        let end = dpdk::tsc_now().wrapping_add(timeout);
+        loop {
+            let now = dpdk::tsc_now();
+            let Some(h) = &mut self.http else {
+                return;
+            };
+            h.conns.expire(now, timeout);
+            if h.conns.open == 0 || now > end {
+                h.conns.give_up();
+                return;
+            }
+            self.pump();
+        }
+    }
+
     fn free_staged(&mut self) {
         for s in self.stage_a.iter_mut().chain(self.stage_b.iter_mut()) {
             for m in s.drain() {
@@ -616,6 +733,9 @@ struct Second {
     rx_b: u64,
     rx_a: u64,
     forwarded: u64,
+    /// `http`: connections completed in this second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connections: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -623,6 +743,34 @@ struct Pass {
     sent: u64,
     answered: u64,
     secs: f64,
+}
+
+/// The `http` scenario's figures.
+#[derive(Serialize)]
+struct HttpReport {
+    /// Connections in flight at most, and the time after which one is lost.
+    window: u64,
+    conn_timeout_ms: u64,
+    /// Connections completed (response at the client) in the measured
+    /// phase, per second: the scenario's rate.
+    connections_per_sec: f64,
+    completed: u64,
+    /// Connections started in the measured phase, and what became of all
+    /// of them by the end of the run: completed after the measured phase,
+    /// refused (a RST from farmlb), lost (no response within
+    /// `conn_timeout`).
+    started: u64,
+    completed_late: u64,
+    refused: u64,
+    lost: u64,
+    /// Frames per completed connection in the measured phase: sent by
+    /// farmlb (6 when nothing is lost: SYN-ACK, ACK and response to the
+    /// client; SYN, ACK with the request and RST to the server) and by the
+    /// generator (5: SYN, request and RST; SYN-ACK and response).
+    farmlb_frames_per_connection: f64,
+    generator_frames_per_connection: f64,
+    /// Every frame of the run by what it was.
+    events: http::Events,
 }
 
 #[derive(Serialize)]
@@ -646,6 +794,10 @@ struct Report {
     per_second: Vec<Second>,
     /// Windowed pass over all established flows after the measured phase.
     check: Option<Pass>,
+    /// `http`: connections (`data_*` then count connections started,
+    /// completed, and the share refused or lost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http: Option<HttpReport>,
     alloc_failures: u64,
     port_a: dpdk::PortStats,
     port_b: dpdk::PortStats,
@@ -724,6 +876,7 @@ fn run_with_eal(eal: &Eal, args: &Args, lb_mac: [u8; 6], gw_mac: [u8; 6]) -> Res
             next_new: args.flows,
             alloc_failures: 0,
             answered: None,
+            http: None,
         };
         let r = drive(&mut g, args);
         g.drain(Duration::from_millis(50));
@@ -784,9 +937,22 @@ fn drive(g: &mut Gen<'_>, args: &Args) -> Result<Report, String> {
     g.drain(Duration::from_millis(20));
 
     let percent = args.percent.min(100);
+    let http = args.scenario == Scenario::Http;
+    let conn_timeout = (hz as u128 * args.conn_timeout.as_nanos() / 1_000_000_000) as u64;
+    if http {
+        // Connection numbers may run a timeout at 2 M/s ahead of the
+        // oldest open connection (the window keeps far fewer open).
+        let slots = (2e6 * args.conn_timeout.as_secs_f64()) as usize;
+        let slots = slots.clamp(1 << 16, 1 << 24).next_power_of_two();
+        g.http = Some(HttpRun {
+            conns: http::Conns::new(slots, flows),
+            events: http::Events::default(),
+        });
+    }
     let start = g.c;
     let t0 = dpdk::tsc_now();
     let ticks = (hz as u128 * args.duration.as_nanos() / 1_000_000_000) as u64;
+    let mut last_completed = 0u64;
     let mut next_second = t0 + hz;
     let mut last = g.c;
     let mut per_second = Vec::new();
@@ -812,14 +978,21 @@ fn drive(g: &mut Gen<'_>, args: &Args) -> Result<Report, String> {
                 rx_b: d.rx_b,
                 rx_a: d.rx_a,
                 forwarded: d.forwarded(),
+                connections: g.http.as_ref().map(|h| h.conns.completed - last_completed),
             });
+            if let Some(h) = &g.http {
+                last_completed = h.conns.completed;
+            }
             last = g.c;
             next_second += hz;
         }
-        if g.can_generate() {
+        if http {
+            g.start_connections(now, args.window, conn_timeout);
+        } else if g.can_generate() {
             for _ in 0..BURST {
                 let next = match args.scenario {
-                    Scenario::New => Next::NewSyn,
+                    // (`http` starts its connections above.)
+                    Scenario::New | Scenario::Http => Next::NewSyn,
                     Scenario::Udp | Scenario::Established => {
                         let f = flow;
                         flow = if flow + 1 == flows { 0 } else { flow + 1 };
@@ -853,8 +1026,11 @@ fn drive(g: &mut Gen<'_>, args: &Args) -> Result<Report, String> {
         g.pump();
     }
     let measured_secs = secs_since(t0, hz);
+    let completed = g.http.as_ref().map_or(0, |h| h.conns.completed);
+    let started = g.http.as_ref().map_or(0, |h| h.conns.started);
     // Let what is in flight arrive, so losses are not confused with delay.
     g.drain(Duration::from_millis(50));
+    let completed_by_drain = g.http.as_ref().map_or(0, |h| h.conns.completed);
     let staged: u64 = g.stage_a.iter().map(|s| s.len() as u64).sum();
     let mut measured = g.c.minus(&start);
     measured.tx_a_data = data_sent.saturating_sub(staged.min(data_sent));
@@ -895,7 +1071,33 @@ fn drive(g: &mut Gen<'_>, args: &Args) -> Result<Report, String> {
         None
     };
     let secs = measured_secs.max(1e-9);
-    let data_sent = measured.tx_a_data;
+    let mut data_sent = measured.tx_a_data;
+    let mut data_answered = data_answered;
+    let http_report = if http {
+        // The connections started in the measured phase end (or time out)
+        // before they are counted.
+        g.finish_connections(conn_timeout);
+        g.http.take().map(|h| {
+            let per_conn = |frames: u64| frames as f64 / completed_by_drain.max(1) as f64;
+            data_sent = started;
+            data_answered = h.conns.completed;
+            HttpReport {
+                window: args.window,
+                conn_timeout_ms: args.conn_timeout.as_millis() as u64,
+                connections_per_sec: completed as f64 / secs,
+                completed,
+                started,
+                completed_late: h.conns.completed - completed,
+                refused: h.conns.refused,
+                lost: h.conns.lost,
+                farmlb_frames_per_connection: per_conn(measured.forwarded()),
+                generator_frames_per_connection: per_conn(measured.tx_a + measured.tx_b),
+                events: h.events,
+            }
+        })
+    } else {
+        None
+    };
     Ok(Report {
         scenario: args.scenario,
         flows,
@@ -915,6 +1117,7 @@ fn drive(g: &mut Gen<'_>, args: &Args) -> Result<Report, String> {
         measured,
         per_second,
         check,
+        http: http_report,
         alloc_failures: 0,
         port_a: dpdk::PortStats::default(),
         port_b: dpdk::PortStats::default(),
