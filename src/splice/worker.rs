@@ -36,6 +36,9 @@ pub struct SpliceSetup {
     pub cookie_period: Nanos,
     /// A spliced connection idle this long is forgotten.
     pub idle_timeout: Nanos,
+    /// How long an HTTP unit waits for a connection's complete request
+    /// head.
+    pub client_timeout: Nanos,
 }
 
 impl Default for SpliceSetup {
@@ -51,6 +54,7 @@ impl Default for SpliceSetup {
             secret: None,
             cookie_period: cookie::DEFAULT_PERIOD,
             idle_timeout: 900 * SEC,
+            client_timeout: 30 * SEC,
         }
     }
 }
