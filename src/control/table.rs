@@ -602,6 +602,10 @@ impl StatusTable {
                 causes.push(format!("weight {} -> {}", os.weight, ns.weight));
                 e.weight = ns.weight;
             }
+            if os.number != ns.number {
+                let show = |n: Option<u16>| n.map_or("none".to_string(), |n| n.to_string());
+                causes.push(format!("number {} -> {}", show(os.number), show(ns.number)));
+            }
             if os.state != ns.state {
                 causes.push(format!(
                     "state {} -> {}",
@@ -815,7 +819,9 @@ fn promotions(farm: &Farm) -> Vec<(String, ServerId, Option<ServerId>)> {
 /// True when the servers (name, address, port, order) or the farm units
 /// differ: the farm must be replaced, not just updated.
 fn structure_changed(old: &Config, new: &Config) -> bool {
-    let key = |s: &crate::config::Server| (s.name.clone(), s.address, s.port);
+    // A server's number is in the published farm (route cookies name
+    // servers by it): a new one is a new farm.
+    let key = |s: &crate::config::Server| (s.name.clone(), s.address, s.port, s.number);
     !old.servers.iter().map(key).eq(new.servers.iter().map(key))
         || old.farm_units != new.farm_units
         || old.sub_farm_units != new.sub_farm_units

@@ -20,6 +20,8 @@ mod route;
 mod splice;
 mod transport;
 
+pub use crate::config::HttpFallback;
+pub use crate::splice::route::RouteCookie;
 pub use crate::splice::{SpliceCounters, SpliceSetup};
 pub use counters::{Counters, DropCounters};
 pub use processor::{Processor, Verdict};
@@ -356,18 +358,44 @@ pub trait Balancer {
         false
     }
 
+    /// What a client's packet with `key` to an HTTP farm unit falls back
+    /// to when its request head cannot be read; `None` for every other
+    /// packet (SYN-proxy units included), which binds at the handshake.
+    fn splice_http(&self, _key: &FlowKey) -> Option<HttpFallback> {
+        None
+    }
+
     /// Binds a spliced connection whose client side is `key` (client →
-    /// farm unit): creates its flow as a SYN of `key` would, and returns the
-    /// rewrite towards the chosen server.
-    fn bind(&mut self, key: &FlowKey, len: u16, now: Nanos) -> Result<Nat, DropReason> {
+    /// farm unit): creates its flow as a SYN of `key` would, on the server
+    /// `route` decides, and returns the rewrite towards it with the route
+    /// cookie that decided it: a valid cookie naming servers of the unit
+    /// (its primary, or a new primary when that one could not take the
+    /// connection), to be given back to [`Balancer::rebind`]; `None` when
+    /// the scheduler decided alone.
+    fn bind(
+        &mut self,
+        key: &FlowKey,
+        len: u16,
+        now: Nanos,
+        _route: Route<'_>,
+    ) -> Result<(Nat, Option<RouteCookie>), DropReason> {
         self.lookup(key, crate::wire::tcp::flags::SYN, len, now)
+            .map(|nat| (nat, None))
     }
 
     /// Moves the flow of a spliced connection whose server side failed
     /// (no SYN-ACK, or a RST) to another server of its unit, never the one
     /// it had (`failed`: the rewrite towards it), and returns the new
-    /// rewrite towards the server.
-    fn rebind(&mut self, _key: &FlowKey, _failed: &Nat, _now: Nanos) -> Result<Nat, DropReason> {
+    /// rewrite towards the server. `route`, the cookie [`Balancer::bind`]
+    /// returned, makes the new server a new primary: never the cookie's
+    /// secondary while another server can take the connection.
+    fn rebind(
+        &mut self,
+        _key: &FlowKey,
+        _failed: &Nat,
+        _now: Nanos,
+        _route: Option<RouteCookie>,
+    ) -> Result<Nat, DropReason> {
         Err(DropReason::NoServer)
     }
 
@@ -401,6 +429,27 @@ pub enum SpliceEvent {
     Ended,
     /// Client bytes kept while the server side opened.
     Kept(u32),
+    /// An HTTP unit read a complete request head and bound the connection.
+    HttpRequest,
+    /// An HTTP unit's request head grew past `[splice] kept_bytes`.
+    HttpTooLarge,
+    /// An HTTP unit's client did not speak HTTP/1.x.
+    HttpNotHttp,
+    /// An HTTP unit's client sent no complete request head within
+    /// `[splice] client_timeout`.
+    HttpClientTimeout,
+}
+
+/// What the packet path read that decides a spliced connection's server.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Route<'a> {
+    /// The unit's scheduler decides (SYN-proxy units; HTTP heads that could
+    /// not be read).
+    #[default]
+    Scheduler,
+    /// An HTTP request head was read: the values of its `Cookie` headers,
+    /// in order.
+    Request { cookies: &'a [&'a [u8]] },
 }
 
 /// A balancer with no farm units: every transit packet is dropped as

@@ -27,7 +27,7 @@ use crate::wire::{ipv4, ipv6};
 use super::frames::{build_tcp, retag, Addressing, TcpSegment};
 use super::processor::{Handled, Out, Processor, Rx};
 use super::transport::Transport;
-use super::{Balancer, DropReason, FlowKey, Frame, Io, Nanos, Nat, SpliceEvent};
+use super::{Balancer, DropReason, FlowKey, Frame, Io, Nanos, Nat, Route, SpliceEvent};
 
 /// The parsed TCP header of a segment of a SYN-proxy unit or a spliced
 /// connection.
@@ -354,8 +354,8 @@ impl<F: Frame> Processor<F> {
             return Err(DropReason::SpliceTableFull);
         }
         let len = frame.data().len().min(usize::from(u16::MAX)) as u16;
-        let nat = match balancer.bind(&key, len, now) {
-            Ok(nat) => nat,
+        let nat = match balancer.bind(&key, len, now, Route::Scheduler) {
+            Ok((nat, _)) => nat,
             Err(e) => {
                 self.reset_client(io, &key, seg, now);
                 return Err(e);
@@ -891,7 +891,7 @@ impl<F: Frame> Processor<F> {
         };
         let (client, failed) = (c.client, c.nat);
         if attempt < attempts {
-            if let Ok(nat) = balancer.rebind(&client, &failed, now) {
+            if let Ok(nat) = balancer.rebind(&client, &failed, now, None) {
                 s.table.rebind(i, server_key(&nat), nat);
                 if let Some(c) = s.table.get_mut(i) {
                     c.phase = Phase::Connecting {

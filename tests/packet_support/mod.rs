@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use farmlb::packet::{
     Balancer, CoreSetup, DropReason, FlowKey, Io, Nanos, Nat, Offload, PortAddr, PortIdx,
-    PortSetup, Processor,
+    PortSetup, Processor, RouteCookie,
 };
 use farmlb::wire::tcp::TcpOptions;
 
@@ -868,7 +868,13 @@ impl Balancer for TestBalancer {
         })
     }
 
-    fn rebind(&mut self, key: &FlowKey, failed: &Nat, _now: Nanos) -> Result<Nat, DropReason> {
+    fn rebind(
+        &mut self,
+        key: &FlowKey,
+        failed: &Nat,
+        _now: Nanos,
+        _route: Option<RouteCookie>,
+    ) -> Result<Nat, DropReason> {
         self.forget(key);
         let alt = self
             .alternates
