@@ -1410,4 +1410,54 @@ backups = ["s2"]
         assert_eq!(snap.splice_unit("198.18.1.100".parse().unwrap(), 80), None);
         assert!(snap.is_splice_unit(crate::farm::UnitId(0)));
     }
+
+    #[test]
+    fn reload_of_numbers_and_route_cookies_is_live() {
+        let file = Path::new("t.toml");
+        let http = |n1: u16, cookie: &str| {
+            let text = CONFIG
+                .replace("weight = 10
+", &format!("weight = 10
+number = {n1}
+"))
+                .replace(
+                    "port = 80
+check = \"web\"\n\n[[farm_unit]]",
+                    "port = 80\ncheck = \"web\"\nnumber = 2\n\n[[farm_unit]]",
+                )
+                .replace(
+                    "protocol = \"tcp\"\nservers = [\"s1\", \"s2\"]\n",
+                    &format!("protocol = \"http\"\nservers = [\"s1\", \"s2\"]\nroute_cookie = \"{cookie}\"\n"),
+                );
+            Config::parse(file, &text).unwrap()
+        };
+        let cfg = http(1, "route");
+        let publisher = Publisher::new(Farm::from_config(&cfg).unwrap()).unwrap();
+        let mut t = StatusTable::new(cfg, publisher, ms(0), 1_000_000);
+        let numbers = |t: &StatusTable| -> Vec<Option<u16>> {
+            let snap = t.publisher().snapshot();
+            snap.farm.servers.iter().map(|s| s.number).collect()
+        };
+        assert_eq!(numbers(&t), vec![Some(1), Some(2)]);
+        // A new number: applied at once, the server kept.
+        let (report, _) = t.reload(http(7, "route"), ms(1)).unwrap();
+        assert!(report.needs_restart.is_empty(), "{report:?}");
+        assert!(
+            report
+                .changed
+                .contains(&"server 's1': number 1 -> 7".to_string()),
+            "{report:?}"
+        );
+        assert_eq!(numbers(&t), vec![Some(7), Some(2)]);
+        // A new route cookie: the same unit, changed.
+        let (report, _) = t.reload(http(7, "srv"), ms(2)).unwrap();
+        assert_eq!(report.changed, vec!["changed farm unit 'shop'".to_string()]);
+        let snap = t.publisher().snapshot();
+        let m = snap.farm.unit(crate::farm::UnitId(0)).main().unwrap();
+        assert_eq!(
+            m.http.as_ref().unwrap().route_cookie.as_deref(),
+            Some("srv")
+        );
+        assert!(!snap.farm.unit(crate::farm::UnitId(0)).removed);
+    }
 }
