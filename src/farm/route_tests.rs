@@ -573,6 +573,17 @@ fn http_events_are_counted_per_unit_and_summed_over_workers() {
     ] {
         assert!(web[key].is_u64(), "{key} in {web}");
     }
+    // And in /metrics, as the worker publishes them.
+    let mut fams = crate::control::metrics::Families::default();
+    crate::control::metrics::flatten_worker(0, &serde_json::json!({ "farm": json }), &mut fams);
+    let text = fams.render();
+    for line in [
+        "farmlb_worker_farm_units_splice_http_requests{worker=\"0\",index=\"0\"} 4",
+        "farmlb_worker_farm_units_splice_http_client_timeouts{worker=\"0\",index=\"0\"} 2",
+        "farmlb_worker_farm_units_splice_route_cookies_unknown_server{worker=\"0\",index=\"0\"} 0",
+    ] {
+        assert!(text.contains(line), "{line} not in\n{text}");
+    }
 }
 
 #[test]
