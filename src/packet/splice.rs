@@ -602,7 +602,8 @@ impl<F: Frame> Processor<F> {
         let whole = c.kept_seq.wrapping_add(c.kept.len() as u32);
         // A FIN right after the kept bytes: the client has said all it
         // will before its head is whole.
-        let fin_now = seg.has(flags::FIN) && seg.seq.wrapping_add(seg.payload_len() as u32) == whole;
+        let fin_now =
+            seg.has(flags::FIN) && seg.seq.wrapping_add(seg.payload_len() as u32) == whole;
         let mut outcome = None;
         if added || fin_now {
             outcome = Some(match http::read_head(&c.kept) {

@@ -509,7 +509,13 @@ mod tests {
         let nat = t.get(a).unwrap().nat;
         t.rebind(a, key(21, 8080), nat);
         let c = t.get(a).unwrap();
-        assert_eq!(c.phase, Phase::Connecting { attempt: 1, syns: 1 });
+        assert_eq!(
+            c.phase,
+            Phase::Connecting {
+                attempt: 1,
+                syns: 1
+            }
+        );
         assert!(c.early.is_empty(), "early pieces are let go at the binding");
         assert_eq!(t.kept_total(), 0);
         assert_eq!(t.by_client(&key(1, 1000)), Some(a));
@@ -545,11 +551,23 @@ mod tests {
         let mut t = SpliceTable::new(2, 12);
         let a = t.insert(reading(key(1, 1000))).unwrap();
         let b = t.insert(reading(key(2, 1000))).unwrap();
-        assert_eq!(t.receive(a, 2 + 8, b"xx", 8), Received::Refused, "past the cap");
-        assert_eq!(t.receive(a, 2, b"0123456789", 8), Received::Added(8), "cut at the cap");
+        assert_eq!(
+            t.receive(a, 2 + 8, b"xx", 8),
+            Received::Refused,
+            "past the cap"
+        );
+        assert_eq!(
+            t.receive(a, 2, b"0123456789", 8),
+            Received::Added(8),
+            "cut at the cap"
+        );
         assert_eq!(t.receive(a, 10, b"89", 8), Received::Refused);
         assert_eq!(t.get(a).unwrap().kept, b"01234567");
-        assert_eq!(t.receive(b, 2, b"abcdefgh", 8), Received::Added(4), "the budget");
+        assert_eq!(
+            t.receive(b, 2, b"abcdefgh", 8),
+            Received::Added(4),
+            "the budget"
+        );
         assert_eq!(t.kept_total(), 12);
         assert_eq!(t.receive(b, 6, b"e", 8), Received::Refused);
         t.remove(a);
@@ -564,7 +582,11 @@ mod tests {
             assert_eq!(t.receive(a, 4 + 2 * k, b"x", 100), Received::Early);
         }
         assert_eq!(t.receive(a, 100, b"x", 100), Received::Refused);
-        assert_eq!(t.receive(a, 4, b"yy", 100), Received::Duplicate, "overlaps a piece");
+        assert_eq!(
+            t.receive(a, 4, b"yy", 100),
+            Received::Duplicate,
+            "overlaps a piece"
+        );
         assert_eq!(t.receive(a, 2, b"ab", 100), Received::Added(3));
         assert_eq!(t.get(a).unwrap().kept, b"abx");
         assert_eq!(t.get(a).unwrap().early.len(), MAX_EARLY - 1);
