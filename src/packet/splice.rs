@@ -16,7 +16,8 @@ use std::net::IpAddr;
 use crate::splice::cookie::{
     self, build_synack_options, ClientOptions, CookieReject, CookieTuple, SynCookie,
 };
-use crate::splice::table::{fin, Conn, ConnIdx, Phase, Side};
+use crate::splice::http::{self, Head};
+use crate::splice::table::{fin, Conn, ConnIdx, Phase, Received, Side};
 use crate::splice::translate::{self, Translation};
 use crate::splice::worker::LINGER;
 use crate::splice::{SpliceCounters, SpliceSetup, Splicer};
@@ -27,7 +28,9 @@ use crate::wire::{ipv4, ipv6};
 use super::frames::{build_tcp, retag, Addressing, TcpSegment};
 use super::processor::{Handled, Out, Processor, Rx};
 use super::transport::Transport;
-use super::{Balancer, DropReason, FlowKey, Frame, Io, Nanos, Nat, Route, SpliceEvent};
+use super::{
+    Balancer, DropReason, FlowKey, Frame, HttpFallback, Io, Nanos, Nat, Route, SpliceEvent,
+};
 
 /// The parsed TCP header of a segment of a SYN-proxy unit or a spliced
 /// connection.
@@ -115,6 +118,46 @@ fn our_mss(mtu: u16, v6: bool) -> u16 {
         ipv4::HEADER_LEN + 20
     };
     mtu.saturating_sub(headers as u16).max(536)
+}
+
+/// How reading a request head ended, for now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unreadable {
+    /// The head is whole: the connection is bound by it.
+    Bound,
+    /// More bytes are needed.
+    Waiting,
+    /// The head does not fit the kept-bytes cap.
+    TooLarge,
+    /// The bytes are not an HTTP/1.x request head.
+    NotHttp,
+}
+
+/// An ACK to a reading connection's client (a [`TcpSegment`] without
+/// borrows, so it can be made before the frame it is written over).
+#[derive(Clone, Copy, Debug)]
+struct ReadingAck {
+    src_port: u16,
+    dst_port: u16,
+    seq: u32,
+    ack: u32,
+    window: u16,
+    options: TcpOptions,
+}
+
+impl ReadingAck {
+    fn segment(&self) -> TcpSegment<'_> {
+        TcpSegment {
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            seq: self.seq,
+            ack: self.ack,
+            flags: flags::ACK,
+            window: self.window,
+            options: &self.options,
+            payload: &[],
+        }
+    }
 }
 
 /// What the fast path does with a TCP frame of the common shape while the
@@ -283,7 +326,7 @@ impl<F: Frame> Processor<F> {
                 }
             }
             match conn {
-                Some(i) => self.client_segment(io, balancer, frame, &seg, i, now),
+                Some(i) => self.client_segment(io, balancer, frame, &seg, i, rx),
                 // A flow that is not spliced (it began before its unit was
                 // made a SYN-proxy unit) goes on as it began.
                 None if !seg.has(flags::SYN) && balancer.peek(key).is_some() => None,
@@ -353,12 +396,24 @@ impl<F: Frame> Processor<F> {
             self.reset_client(io, &key, seg, now);
             return Err(DropReason::SpliceTableFull);
         }
-        let len = frame.data().len().min(usize::from(u16::MAX)) as u16;
-        let nat = match balancer.bind(&key, len, now, Route::Scheduler) {
-            Ok((nat, _)) => nat,
-            Err(e) => {
-                self.reset_client(io, &key, seg, now);
-                return Err(e);
+        let http = balancer.splice_http(&key).is_some();
+        let nat = if http {
+            // No server yet: the request head chooses it. The rewrite stays
+            // the identity until then, and only the client's key is indexed.
+            Nat {
+                src: key.src,
+                src_port: key.src_port,
+                dst: key.dst,
+                dst_port: key.dst_port,
+            }
+        } else {
+            let len = frame.data().len().min(usize::from(u16::MAX)) as u16;
+            match balancer.bind(&key, len, now, Route::Scheduler) {
+                Ok((nat, _)) => nat,
+                Err(e) => {
+                    self.reset_client(io, &key, seg, now);
+                    return Err(e);
+                }
             }
         };
         let conn = Conn {
@@ -378,12 +433,17 @@ impl<F: Frame> Processor<F> {
             },
             server_tsval: 0,
             kept_seq: seg.seq,
-            phase: Phase::Connecting {
-                attempt: 1,
-                syns: 1,
+            phase: if http {
+                Phase::Reading
+            } else {
+                Phase::Connecting {
+                    attempt: 1,
+                    syns: 1,
+                }
             },
             translation: Translation::default(),
             kept: Vec::new(),
+            early: Vec::new(),
             timer: None,
             fins: 0,
         };
@@ -394,6 +454,14 @@ impl<F: Frame> Processor<F> {
             self.reset_client(io, &key, seg, now);
             return Err(DropReason::SpliceTableFull);
         };
+        if http {
+            let at = now + s.setup.client_timeout;
+            s.arm(i, at);
+            return match self.reading(io, balancer, frame, seg, i, rx) {
+                Some(handled) => handled,
+                None => Ok(Out::Spliced),
+            };
+        }
         s.counters.bindings += 1;
         balancer.splice_event(&key, SpliceEvent::Bound);
         if seg.payload_len() > 0 {
@@ -419,17 +487,10 @@ impl<F: Frame> Processor<F> {
         rx: Rx,
     ) -> Handled {
         let v6 = matches!(key.src, IpAddr::V6(_));
-        let (my_mac, mtu) = match self.ports.get(rx.port as usize) {
-            Some(p) => (p.setup.mac, p.setup.mtu),
+        let mtu = match self.ports.get(rx.port as usize) {
+            Some(p) => p.setup.mtu,
             None => return Err(DropReason::NotForUs),
         };
-        let (peer_mac, l2) = EthernetFrame::new_checked(frame.data())
-            .map(|e| (e.src_addr(), e.header_len()))
-            .map_err(DropReason::from)?;
-        // The SYN's VLAN tags, if any: the SYN-ACK leaves tagged the same.
-        let mut tags = [0u8; 8];
-        let n_tags = l2.saturating_sub(ethernet::HEADER_LEN).min(tags.len());
-        tags[..n_tags].copy_from_slice(&frame.data()[12..12 + n_tags]);
         let s = self.splicer(rx.now);
         let client = ClientOptions::from_syn(&seg.options, seg.flags, v6);
         let cookie = SynCookie::make(&s.secrets, rx.now, tuple, seg.seq, &client);
@@ -443,12 +504,6 @@ impl<F: Frame> Processor<F> {
         if carried.ecn {
             syn_ack |= flags::ECE;
         }
-        let to = Addressing {
-            src_mac: my_mac,
-            dst_mac: peer_mac,
-            src: key.dst,
-            dst: key.src,
-        };
         let reply = TcpSegment {
             src_port: key.dst_port,
             dst_port: key.src_port,
@@ -460,11 +515,273 @@ impl<F: Frame> Processor<F> {
             options: &options,
             payload: &[],
         };
-        if !build_tcp(frame, &to, &reply) || !retag(frame, &tags[..n_tags]) {
+        self.reply_in_place(frame, key, &reply, rx)?;
+        self.splicer(rx.now).counters.cookies_sent += 1;
+        Ok(Out::Reply(rx.port))
+    }
+
+    /// Writes `reply` from the farm unit to the client of `key` (client →
+    /// farm unit) over the client's frame, to leave on the port it came in
+    /// by, with its VLAN tags.
+    fn reply_in_place(
+        &self,
+        frame: &mut F,
+        key: &FlowKey,
+        reply: &TcpSegment,
+        rx: Rx,
+    ) -> Result<(), DropReason> {
+        let my_mac = match self.ports.get(rx.port as usize) {
+            Some(p) => p.setup.mac,
+            None => return Err(DropReason::NotForUs),
+        };
+        let (peer_mac, l2) = EthernetFrame::new_checked(frame.data())
+            .map(|e| (e.src_addr(), e.header_len()))
+            .map_err(DropReason::from)?;
+        // The client's VLAN tags, if any: the reply leaves tagged the same.
+        let mut tags = [0u8; 8];
+        let n_tags = l2.saturating_sub(ethernet::HEADER_LEN).min(tags.len());
+        tags[..n_tags].copy_from_slice(&frame.data()[12..12 + n_tags]);
+        let to = Addressing {
+            src_mac: my_mac,
+            dst_mac: peer_mac,
+            src: key.dst,
+            dst: key.src,
+        };
+        if !build_tcp(frame, &to, reply) || !retag(frame, &tags[..n_tags]) {
             return Err(DropReason::NoBuffer);
         }
-        s.counters.cookies_sent += 1;
-        Ok(Out::Reply(rx.port))
+        Ok(())
+    }
+
+    /// A client's segment of HTTP connection `i` while farmlb reads its
+    /// request head: its bytes are kept in order and acknowledged, and the
+    /// connection is bound once the head is whole (or cannot be read).
+    /// `Some` outcome: the segment was consumed (an ACK written over it, or
+    /// dropped); `None`: it was a RST and the connection is gone.
+    fn reading<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        frame: &mut F,
+        seg: &Seg,
+        i: ConnIdx,
+        rx: Rx,
+    ) -> Option<Handled> {
+        let now = rx.now;
+        let s = self.splicer(now);
+        let cap = s.setup.kept_bytes as usize;
+        let c = s.table.get_mut(i)?;
+        let client = c.client;
+        if seg.has(flags::RST) {
+            // Nothing to tell a server: none was chosen.
+            s.forget(balancer, i);
+            return Some(Ok(Out::Spliced));
+        }
+        if seg.has(flags::SYN) {
+            // The client's SYN again, after its ACK: nothing new.
+            return Some(Ok(Out::Spliced));
+        }
+        c.client_window = seg.window;
+        let payload = &frame.data()[seg.payload_at..seg.end];
+        let received = s.table.receive(i, seg.seq, payload, cap);
+        let added = match received {
+            Received::Added(n) => {
+                s.counters.kept_bytes += n as u64;
+                balancer.splice_event(&client, SpliceEvent::Kept(n as u32));
+                true
+            }
+            Received::Early => {
+                s.counters.http_early += 1;
+                false
+            }
+            Received::Refused => {
+                s.counters.kept_refused += 1;
+                false
+            }
+            Received::Duplicate => false,
+        };
+        let c = s.table.get(i)?;
+        let whole = c.kept_seq.wrapping_add(c.kept.len() as u32);
+        // A FIN right after the kept bytes: the client has said all it
+        // will before its head is whole.
+        let fin_now =
+            seg.has(flags::FIN) && seg.seq.wrapping_add(seg.payload_len() as u32) == whole;
+        let mut outcome = None;
+        if added || fin_now {
+            outcome = Some(match http::read_head(&c.kept) {
+                Head::Complete { .. } => Unreadable::Bound,
+                Head::Partial if fin_now => Unreadable::NotHttp,
+                Head::Partial if c.kept.len() >= cap => Unreadable::TooLarge,
+                Head::Partial => Unreadable::Waiting,
+                Head::NotHttp => Unreadable::NotHttp,
+                Head::TooLarge => Unreadable::TooLarge,
+            });
+        }
+        // The client hears which of its bytes farmlb holds (every segment
+        // with bytes gets an ACK: a duplicate tells it what is missing).
+        let ack = (seg.payload_len() > 0).then(|| self.reading_ack(&client, i, now));
+        match outcome {
+            Some(Unreadable::Bound) => {
+                if !self.bind_request(io, balancer, i, now) {
+                    // No server: the client got a RST instead.
+                    return Some(Ok(Out::Spliced));
+                }
+            }
+            Some(Unreadable::Waiting) | None => {}
+            Some(why) => {
+                let s = self.splicer(now);
+                let event = match why {
+                    Unreadable::TooLarge => {
+                        s.counters.http_too_large += 1;
+                        SpliceEvent::HttpTooLarge
+                    }
+                    _ => {
+                        s.counters.http_not_http += 1;
+                        SpliceEvent::HttpNotHttp
+                    }
+                };
+                balancer.splice_event(&client, event);
+                if !self.unreadable(io, balancer, i, now) {
+                    // Reset: the client's segment gets no ACK.
+                    return Some(Ok(Out::Spliced));
+                }
+            }
+        }
+        match ack.flatten() {
+            Some(reply) => Some(
+                self.reply_in_place(frame, &client, &reply.segment(), rx)
+                    .map(|()| {
+                        self.splicer(now).counters.http_acks += 1;
+                        Out::Reply(rx.port)
+                    }),
+            ),
+            None => Some(Ok(Out::Spliced)),
+        }
+    }
+
+    /// The ACK farmlb owes the client of reading connection `i`: the next
+    /// byte it wants, and the room left under the cap as its window.
+    fn reading_ack(&mut self, key: &FlowKey, i: ConnIdx, now: Nanos) -> Option<ReadingAck> {
+        let s = self.splice.as_deref()?;
+        let c = s.table.get(i)?;
+        let cap = s.setup.kept_bytes as usize;
+        let room = cap.saturating_sub(c.kept.len());
+        let o = c.client_options;
+        let window = match o.window_scale {
+            Some(_) => room >> s.setup.window_scale,
+            None => room,
+        }
+        .min(usize::from(u16::MAX)) as u16;
+        // farmlb's clock, never behind its SYN-ACK's TSval (the client's
+        // PAWS check); `joined` starts the server's timestamps from here on.
+        let clock = cookie::ts_clock(now);
+        let floor = c.synack_tsval.wrapping_add(1);
+        let tsval = if after(floor, clock) { floor } else { clock };
+        Some(ReadingAck {
+            src_port: key.dst_port,
+            dst_port: key.src_port,
+            seq: c.our_isn.wrapping_add(1),
+            ack: c.kept_seq.wrapping_add(c.kept.len() as u32),
+            window,
+            options: TcpOptions {
+                timestamps: o.timestamps.then_some((tsval, c.client_tsval)),
+                ..TcpOptions::default()
+            },
+        })
+    }
+
+    /// Binds reading connection `i` by its whole request head: the
+    /// balancer reads its cookies and chooses the server. True when the
+    /// server side opens ([`Processor::connect`]).
+    fn bind_request<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        i: ConnIdx,
+        now: Nanos,
+    ) -> bool {
+        let s = self.splicer(now);
+        s.counters.http_requests += 1;
+        let Some(c) = s.table.get(i) else {
+            return false;
+        };
+        let client = c.client;
+        let len = c.kept.len().min(usize::from(u16::MAX)) as u16;
+        let head = http::read_head(&c.kept);
+        let _cookies = head.cookies();
+        let bound = balancer
+            .bind(&client, len, now, Route::Scheduler)
+            .map(|(nat, _)| nat);
+        balancer.splice_event(&client, SpliceEvent::HttpRequest);
+        self.connect(io, balancer, i, bound, now)
+    }
+
+    /// A reading connection `i` whose head cannot be read goes to its
+    /// unit's fallback: the scheduler chooses a server for what was kept
+    /// (true), or the client gets a RST and the connection is forgotten
+    /// (false).
+    fn unreadable<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        i: ConnIdx,
+        now: Nanos,
+    ) -> bool {
+        let s = self.splicer(now);
+        let Some(c) = s.table.get(i) else {
+            return false;
+        };
+        let (client, our_next) = (c.client, c.our_isn.wrapping_add(1));
+        let len = c.kept.len().min(usize::from(u16::MAX)) as u16;
+        match balancer.splice_http(&client) {
+            Some(HttpFallback::Reset) => {
+                let (unit, peer) = ((client.dst, client.dst_port), (client.src, client.src_port));
+                self.send_rst(io, unit, peer, our_next, now);
+                self.splicer(now).forget(balancer, i);
+                false
+            }
+            // The scheduler's choice (also when a reload made the unit
+            // something else than an HTTP unit).
+            _ => {
+                let bound = balancer
+                    .bind(&client, len, now, Route::Scheduler)
+                    .map(|(nat, _)| nat);
+                self.connect(io, balancer, i, bound, now)
+            }
+        }
+    }
+
+    /// Opens the server side of reading connection `i` towards the
+    /// balancer's choice `bound` (its SYN, its timer), or resets the
+    /// client when there is no server; true when the server side opens.
+    fn connect<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        i: ConnIdx,
+        bound: Result<Nat, DropReason>,
+        now: Nanos,
+    ) -> bool {
+        let s = self.splicer(now);
+        let Some(c) = s.table.get(i) else {
+            return false;
+        };
+        let (client, our_next) = (c.client, c.our_isn.wrapping_add(1));
+        let Ok(nat) = bound else {
+            s.counters.connect_failures += 1;
+            balancer.splice_event(&client, SpliceEvent::Failed);
+            let (unit, peer) = ((client.dst, client.dst_port), (client.src, client.src_port));
+            self.send_rst(io, unit, peer, our_next, now);
+            self.splicer(now).forget(balancer, i);
+            return false;
+        };
+        s.table.rebind(i, server_key(&nat), nat);
+        s.counters.bindings += 1;
+        balancer.splice_event(&client, SpliceEvent::Bound);
+        self.send_server_syn(io, i, now);
+        let at = now + self.splicer(now).syn_interval();
+        self.splicer(now).arm(i, at);
+        true
     }
 
     /// Keeps the payload of a client segment of connection `i` that is
@@ -500,14 +817,16 @@ impl<F: Frame> Processor<F> {
         frame: &mut F,
         seg: &Seg,
         i: ConnIdx,
-        now: Nanos,
+        rx: Rx,
     ) -> Option<Handled> {
+        let now = rx.now;
         let s = self.splicer(now);
         let c = s.table.get_mut(i)?;
         if let Some((tsval, _)) = seg.options.timestamps {
             c.client_tsval = tsval;
         }
         match c.phase {
+            Phase::Reading => self.reading(io, balancer, frame, seg, i, rx),
             Phase::Connecting { .. } => {
                 if seg.has(flags::RST) {
                     let (nat, isn) = (c.nat, c.client_isn);
@@ -555,6 +874,8 @@ impl<F: Frame> Processor<F> {
         let s = self.splicer(now);
         let c = s.table.get_mut(i)?;
         match c.phase {
+            // Not indexed by a server's key: not a server's segment.
+            Phase::Reading => None,
             Phase::Connecting { .. } => {
                 let expected = c.client_isn.wrapping_add(1);
                 if seg.has(flags::RST) && seg.has(flags::ACK) && seg.ack == expected {
@@ -958,6 +1279,12 @@ impl<F: Frame> Processor<F> {
         };
         c.timer = None;
         match c.phase {
+            Phase::Reading => {
+                s.counters.http_client_timeouts += 1;
+                let client = c.client;
+                balancer.splice_event(&client, SpliceEvent::HttpClientTimeout);
+                self.unreadable(io, balancer, i, now);
+            }
             Phase::Connecting { attempt, syns } => {
                 if syns <= retries {
                     c.phase = Phase::Connecting {

@@ -37,6 +37,7 @@
 //! path, no `unsafe`, nothing allocated per packet.
 
 pub mod cookie;
+pub mod http;
 pub mod index;
 pub mod route;
 pub mod table;

@@ -19,6 +19,11 @@ use super::translate::Translation;
 /// Where a spliced connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
+    /// An HTTP unit's connection reading the client's request head: no
+    /// server yet, farmlb acknowledges the client's bytes itself and keeps
+    /// them in order (`kept` from `kept_seq`, pieces that came early in
+    /// `early`). Only the client's key is in the index.
+    Reading,
     /// The server side's SYN is out: `attempt` servers tried so far (this
     /// one included), `syns` SYNs sent to this one.
     Connecting { attempt: u8, syns: u8 },
@@ -69,10 +74,37 @@ pub struct Conn {
     pub server_tsval: u32,
     /// The sequence number of the first kept byte.
     pub kept_seq: u32,
+    /// [`Phase::Reading`]: client bytes that arrived ahead of the kept ones
+    /// (their sequence number and bytes, in order, none overlapping), at
+    /// most [`MAX_EARLY`] pieces.
+    pub early: Vec<(u32, Vec<u8>)>,
     /// The one pending timer of the connection.
     pub timer: Option<TimerId>,
     /// [`fin`] bits.
     pub fins: u8,
+}
+
+/// The most pieces of early bytes a reading connection keeps.
+pub const MAX_EARLY: usize = 8;
+
+/// What [`SpliceTable::receive`] did with a client's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// The kept bytes grew by this many (the segment's own and early
+    /// pieces it joined up with).
+    Added(usize),
+    /// Kept aside until the bytes before them arrive.
+    Early,
+    /// Nothing new: a retransmission of bytes already kept.
+    Duplicate,
+    /// Not kept: beyond the per-connection cap, over the worker's budget,
+    /// or too many early pieces.
+    Refused,
+}
+
+/// Wrapping "a is after b" on 32-bit sequence numbers.
+fn after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
 }
 
 /// Index of a connection in its table (stable while it lives).
@@ -213,22 +245,101 @@ impl SpliceTable {
             None => return Err(Full::Connections),
         };
         self.index.insert(&conn.client, i, Side::Client);
-        self.index.insert(&conn.server, i, Side::Server);
+        if conn.phase != Phase::Reading {
+            self.index.insert(&conn.server, i, Side::Server);
+        }
         self.slots[i as usize] = Some(conn);
         Ok(i)
     }
 
     /// Moves connection `i` to a new server side (`server`: its server's
-    /// packets' key, `nat`: the rewrite towards it).
+    /// packets' key, `nat`: the rewrite towards it). A reading connection
+    /// gets its first server side: it is connecting from now on, and the
+    /// early bytes it kept are let go (the client sends them again).
     pub fn rebind(&mut self, i: ConnIdx, server: FlowKey, nat: Nat) {
         let Some(c) = self.slots.get_mut(i as usize).and_then(Option::as_mut) else {
             return;
         };
         let old = std::mem::replace(&mut c.server, server);
         c.nat = nat;
-        self.index.remove(&old, i);
+        if c.phase == Phase::Reading {
+            c.phase = Phase::Connecting {
+                attempt: 1,
+                syns: 1,
+            };
+            let early: usize = c.early.iter().map(|(_, b)| b.len()).sum();
+            c.early = Vec::new();
+            self.kept_total -= early;
+        } else {
+            self.index.remove(&old, i);
+        }
         self.index.insert(&server, i, Side::Server);
         self.refresh_fast(i);
+    }
+
+    /// Takes in a reading connection's client bytes `bytes` at sequence
+    /// number `seq`: in order they join the kept bytes (with the early
+    /// pieces they reach), ahead of them they wait as an early piece. At
+    /// most `per_conn` bytes from the first kept one on are taken (a
+    /// segment that crosses the cap is cut at it), and never more than the
+    /// table's budget.
+    pub fn receive(&mut self, i: ConnIdx, seq: u32, bytes: &[u8], per_conn: usize) -> Received {
+        let budget_left = self.kept_budget.saturating_sub(self.kept_total);
+        let Some(c) = self.slots.get_mut(i as usize).and_then(Option::as_mut) else {
+            return Received::Refused;
+        };
+        let next = c.kept_seq.wrapping_add(c.kept.len() as u32);
+        let end = seq.wrapping_add(bytes.len() as u32);
+        if bytes.is_empty() || !after(end, next) {
+            return Received::Duplicate;
+        }
+        // Bytes up to the cap, counted from the first kept byte.
+        let limit = c.kept_seq.wrapping_add(per_conn as u32);
+        if after(seq, next) {
+            let ahead = seq.wrapping_sub(c.kept_seq) as usize;
+            let fits = ahead + bytes.len() <= per_conn && bytes.len() <= budget_left;
+            if !fits || c.early.len() >= MAX_EARLY {
+                return Received::Refused;
+            }
+            let overlaps = c.early.iter().any(|&(s, ref b)| {
+                let e = s.wrapping_add(b.len() as u32);
+                after(e, seq) && after(end, s)
+            });
+            if overlaps {
+                // A piece already holds some of these bytes: keep the
+                // first copy, the client sends the rest again.
+                return Received::Duplicate;
+            }
+            let at = c.early.partition_point(|&(s, _)| after(seq, s));
+            c.early.insert(at, (seq, bytes.to_vec()));
+            self.kept_total += bytes.len();
+            return Received::Early;
+        }
+        let skip = next.wrapping_sub(seq) as usize;
+        let room = (limit.wrapping_sub(next) as usize)
+            .min(per_conn)
+            .min(budget_left);
+        let take = &bytes[skip..(skip + room).min(bytes.len())];
+        if take.is_empty() {
+            return Received::Refused;
+        }
+        c.kept.extend_from_slice(take);
+        let mut added = take.len();
+        // Early pieces the kept bytes now reach join them (each was counted
+        // in the budget when it came).
+        while let Some(&(s, _)) = c.early.first() {
+            let next = c.kept_seq.wrapping_add(c.kept.len() as u32);
+            if after(s, next) {
+                break;
+            }
+            let (s, b) = c.early.remove(0);
+            let skip = (next.wrapping_sub(s) as usize).min(b.len());
+            c.kept.extend_from_slice(&b[skip..]);
+            added += b.len() - skip;
+            self.kept_total -= skip;
+        }
+        self.kept_total += take.len();
+        Received::Added(added)
     }
 
     /// Appends `bytes` to connection `i`'s kept bytes if they fit both its
@@ -271,8 +382,11 @@ impl SpliceTable {
     pub fn remove(&mut self, i: ConnIdx) -> Option<Conn> {
         let c = self.slots.get_mut(i as usize)?.take()?;
         self.index.remove(&c.client, i);
-        self.index.remove(&c.server, i);
-        self.kept_total -= c.kept.len();
+        if c.phase != Phase::Reading {
+            self.index.remove(&c.server, i);
+        }
+        let early: usize = c.early.iter().map(|(_, b)| b.len()).sum();
+        self.kept_total -= c.kept.len() + early;
         self.free.push(i);
         Some(c)
     }
@@ -325,6 +439,7 @@ mod tests {
             },
             translation: Translation::default(),
             kept: Vec::new(),
+            early: Vec::new(),
             timer: None,
             fins: 0,
         }
@@ -374,5 +489,106 @@ mod tests {
         t.rebind(a, key(21, 8080), nat);
         assert_eq!(t.by_server(&key(11, 8080)), None);
         assert_eq!(t.by_server(&key(21, 8080)), Some(a));
+    }
+
+    fn reading(client: FlowKey) -> Conn {
+        Conn {
+            phase: Phase::Reading,
+            server: client,
+            ..conn(client, client)
+        }
+    }
+
+    #[test]
+    fn a_reading_connection_has_no_server_side_until_bound() {
+        let mut t = SpliceTable::new(2, 100);
+        let a = t.insert(reading(key(1, 1000))).unwrap();
+        assert_eq!(t.by_client(&key(1, 1000)), Some(a));
+        assert_eq!(t.receive(a, 10, b"late", 50), Received::Early);
+        assert_eq!(t.kept_total(), 4);
+        let nat = t.get(a).unwrap().nat;
+        t.rebind(a, key(21, 8080), nat);
+        let c = t.get(a).unwrap();
+        assert_eq!(
+            c.phase,
+            Phase::Connecting {
+                attempt: 1,
+                syns: 1
+            }
+        );
+        assert!(c.early.is_empty(), "early pieces are let go at the binding");
+        assert_eq!(t.kept_total(), 0);
+        assert_eq!(t.by_client(&key(1, 1000)), Some(a));
+        assert_eq!(t.by_server(&key(21, 8080)), Some(a));
+        t.remove(a);
+        assert!(t.is_empty());
+        assert_eq!(t.by_client(&key(1, 1000)), None);
+    }
+
+    #[test]
+    fn received_bytes_line_up_in_any_order() {
+        // kept_seq is 2: "GET / HTTP/1.1" arrives in three pieces, last
+        // first, then the first twice, then the middle.
+        let mut t = SpliceTable::new(1, 1000);
+        let a = t.insert(reading(key(1, 1000))).unwrap();
+        let msg = b"GET / HTTP/1.1";
+        let (p1, p2, p3) = (&msg[..4], &msg[4..9], &msg[9..]);
+        assert_eq!(t.receive(a, 2 + 9, p3, 100), Received::Early);
+        assert_eq!(t.receive(a, 2, p1, 100), Received::Added(4));
+        assert_eq!(t.receive(a, 2, p1, 100), Received::Duplicate);
+        assert_eq!(t.receive(a, 2 + 9, p3, 100), Received::Duplicate);
+        assert_eq!(t.receive(a, 2 + 4, p2, 100), Received::Added(5 + p3.len()));
+        assert_eq!(t.get(a).unwrap().kept, msg);
+        assert_eq!(t.kept_total(), msg.len());
+        // A retransmission that overlaps the kept bytes adds only its tail.
+        assert_eq!(t.receive(a, 2 + 10, b"1.1\r\n", 100), Received::Added(2));
+        assert_eq!(t.get(a).unwrap().kept, b"GET / HTTP/1.1\r\n");
+        assert_eq!(t.kept_total(), 16);
+    }
+
+    #[test]
+    fn received_bytes_stop_at_the_cap_and_the_budget() {
+        let mut t = SpliceTable::new(2, 12);
+        let a = t.insert(reading(key(1, 1000))).unwrap();
+        let b = t.insert(reading(key(2, 1000))).unwrap();
+        assert_eq!(
+            t.receive(a, 2 + 8, b"xx", 8),
+            Received::Refused,
+            "past the cap"
+        );
+        assert_eq!(
+            t.receive(a, 2, b"0123456789", 8),
+            Received::Added(8),
+            "cut at the cap"
+        );
+        assert_eq!(t.receive(a, 10, b"89", 8), Received::Refused);
+        assert_eq!(t.get(a).unwrap().kept, b"01234567");
+        assert_eq!(
+            t.receive(b, 2, b"abcdefgh", 8),
+            Received::Added(4),
+            "the budget"
+        );
+        assert_eq!(t.kept_total(), 12);
+        assert_eq!(t.receive(b, 6, b"e", 8), Received::Refused);
+        t.remove(a);
+        assert_eq!(t.kept_total(), 4);
+    }
+
+    #[test]
+    fn early_pieces_are_bounded() {
+        let mut t = SpliceTable::new(1, 1000);
+        let a = t.insert(reading(key(1, 1000))).unwrap();
+        for k in 0..MAX_EARLY as u32 {
+            assert_eq!(t.receive(a, 4 + 2 * k, b"x", 100), Received::Early);
+        }
+        assert_eq!(t.receive(a, 100, b"x", 100), Received::Refused);
+        assert_eq!(
+            t.receive(a, 4, b"yy", 100),
+            Received::Duplicate,
+            "overlaps a piece"
+        );
+        assert_eq!(t.receive(a, 2, b"ab", 100), Received::Added(3));
+        assert_eq!(t.get(a).unwrap().kept, b"abx");
+        assert_eq!(t.get(a).unwrap().early.len(), MAX_EARLY - 1);
     }
 }

@@ -36,8 +36,7 @@ pub struct SpliceSetup {
     pub cookie_period: Nanos,
     /// A spliced connection idle this long is forgotten.
     pub idle_timeout: Nanos,
-    /// How long an HTTP unit waits for a connection's complete request
-    /// head.
+    /// How long an HTTP unit's client has to send a whole request head.
     pub client_timeout: Nanos,
 }
 
@@ -97,6 +96,22 @@ pub struct SpliceCounters {
     pub idled: u64,
     /// Handshake ACKs refused because the splice table was full.
     pub table_full: u64,
+    /// HTTP units: request heads read whole (the connection was bound by
+    /// its request).
+    pub http_requests: u64,
+    /// HTTP units: heads that did not fit in `kept_bytes`.
+    pub http_too_large: u64,
+    /// HTTP units: clients that did not send an HTTP/1.x request head (or
+    /// closed before it was whole).
+    pub http_not_http: u64,
+    /// HTTP units: clients that did not complete their head within
+    /// `client_timeout`.
+    pub http_client_timeouts: u64,
+    /// HTTP units: client segments that came ahead of bytes still missing,
+    /// kept until those arrived.
+    pub http_early: u64,
+    /// HTTP units: ACKs farmlb sent clients for the bytes of their heads.
+    pub http_acks: u64,
     /// Live connections and kept bytes now (gauges).
     pub active: u64,
     pub kept_now: u64,
@@ -123,6 +138,12 @@ impl SpliceCounters {
             closed,
             idled,
             table_full,
+            http_requests,
+            http_too_large,
+            http_not_http,
+            http_client_timeouts,
+            http_early,
+            http_acks,
             active,
             kept_now,
         } = *other;
@@ -143,6 +164,12 @@ impl SpliceCounters {
         self.closed += closed;
         self.idled += idled;
         self.table_full += table_full;
+        self.http_requests += http_requests;
+        self.http_too_large += http_too_large;
+        self.http_not_http += http_not_http;
+        self.http_client_timeouts += http_client_timeouts;
+        self.http_early += http_early;
+        self.http_acks += http_acks;
         self.active += active;
         self.kept_now += kept_now;
     }
