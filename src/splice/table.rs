@@ -297,10 +297,6 @@ impl SpliceTable {
         let limit = c.kept_seq.wrapping_add(per_conn as u32);
         if after(seq, next) {
             let ahead = seq.wrapping_sub(c.kept_seq) as usize;
-            let fits = ahead + bytes.len() <= per_conn && bytes.len() <= budget_left;
-            if !fits || c.early.len() >= MAX_EARLY {
-                return Received::Refused;
-            }
             let overlaps = c.early.iter().any(|&(s, ref b)| {
                 let e = s.wrapping_add(b.len() as u32);
                 after(e, seq) && after(end, s)
@@ -309,6 +305,10 @@ impl SpliceTable {
                 // A piece already holds some of these bytes: keep the
                 // first copy, the client sends the rest again.
                 return Received::Duplicate;
+            }
+            let fits = ahead + bytes.len() <= per_conn && bytes.len() <= budget_left;
+            if !fits || c.early.len() >= MAX_EARLY {
+                return Received::Refused;
             }
             let at = c.early.partition_point(|&(s, _)| after(seq, s));
             c.early.insert(at, (seq, bytes.to_vec()));
@@ -541,7 +541,7 @@ mod tests {
         assert_eq!(t.get(a).unwrap().kept, msg);
         assert_eq!(t.kept_total(), msg.len());
         // A retransmission that overlaps the kept bytes adds only its tail.
-        assert_eq!(t.receive(a, 2 + 10, b"1.1\r\n", 100), Received::Added(2));
+        assert_eq!(t.receive(a, 2 + 11, b"1.1\r\n", 100), Received::Added(2));
         assert_eq!(t.get(a).unwrap().kept, b"GET / HTTP/1.1\r\n");
         assert_eq!(t.kept_total(), 16);
     }
