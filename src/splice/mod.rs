@@ -36,6 +36,7 @@
 
 pub mod cookie;
 pub mod index;
+pub mod note;
 pub mod table;
 pub mod timer;
 pub mod translate;
