@@ -237,9 +237,12 @@ impl<F: Frame> Processor<F> {
         if fast.ttl <= 1 || (!rx.redirected && balancer.foreign_owner(key).is_some()) {
             return self.transport_general(io, balancer, frame, hint, rx);
         }
-        let mut at = None;
+        let (mut at, mut hint) = (None, hint);
         if key.proto == protocol::TCP && balancer.splicing() {
-            match self.splice_fast(balancer, &mut frame, fast, hint, now) {
+            // The flow hash finds a spliced connection's note; a frame that
+            // did not come in a burst has none yet.
+            let h = *hint.get_or_insert_with(|| balancer.prefetch(key));
+            match self.splice_fast(balancer, &mut frame, fast, h, now) {
                 FastSplice::General => {
                     return self.transport_general(io, balancer, frame, hint, rx);
                 }

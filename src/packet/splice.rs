@@ -180,7 +180,7 @@ impl<F: Frame> Processor<F> {
         balancer: &B,
         frame: &mut F,
         fast: &super::fast::Fast,
-        hint: Option<u64>,
+        hint: u64,
         now: Nanos,
     ) -> FastSplice {
         let key = &fast.key;
@@ -197,8 +197,8 @@ impl<F: Frame> Processor<F> {
             };
         };
         let ordinary = fast.flags & (flags::SYN | flags::FIN | flags::RST) == 0;
-        if let (true, Some(h)) = (ordinary, hint) {
-            match balancer.splice_note(key, h, now) {
+        if ordinary {
+            match balancer.splice_note(key, hint, now) {
                 // A flow of a unit that does not splice.
                 Some((at, None)) => {
                     let out = if balancer.splice_unit(key) {
