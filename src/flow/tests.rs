@@ -630,7 +630,11 @@ fn splice_notes_move_with_their_flows() {
     // A tiny table so probe runs collide, wrap around and move on removal.
     let mut t = FlowTable::with_seed(&cfg(64), ends(), 5);
     t.set_note(0, note(1));
-    assert_eq!(t.note(0), SpliceNote::default(), "no notes before they are made");
+    assert_eq!(
+        t.note(0),
+        SpliceNote::default(),
+        "no notes before they are made"
+    );
     t.enable_notes();
     // The model: each live flow (by client port) and the note it must have.
     let mut model: HashMap<u16, SpliceNote> = HashMap::new();

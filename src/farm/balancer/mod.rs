@@ -873,9 +873,20 @@ impl Balancer for FarmBalancer {
         debug_assert!(!is_syn(tcp_flags));
         debug_assert_eq!(
             self.table.find_hashed(key, hint),
-            Some((at.slot, if at.reverse { Dir::Reverse } else { Dir::Forward }))
+            Some((
+                at.slot,
+                if at.reverse {
+                    Dir::Reverse
+                } else {
+                    Dir::Forward
+                }
+            ))
         );
-        let dir = if at.reverse { Dir::Reverse } else { Dir::Forward };
+        let dir = if at.reverse {
+            Dir::Reverse
+        } else {
+            Dir::Forward
+        };
         match self.live(at.slot, dir, tcp_flags, len, now) {
             Some(nat) => Ok(nat),
             None => self.not_live(key, at.slot, dir, tcp_flags, len, now),
