@@ -625,7 +625,7 @@ fn splice_notes_move_with_their_flows() {
             seq_delta: u32::from(port) * 7,
             ..Translation::default()
         };
-        SpliceNote::new(port, &t, true, port % 3 == 0)
+        SpliceNote::new(port, &t, true, port.is_multiple_of(3))
     };
     // A tiny table so probe runs collide, wrap around and move on removal.
     let mut t = FlowTable::with_seed(&cfg(64), ends(), 5);
@@ -673,7 +673,7 @@ fn splice_notes_move_with_their_flows() {
             }
             _ => {}
         }
-        if step % 7 == 0 {
+        if step.is_multiple_of(7) {
             for (&port, n) in &model {
                 assert_eq!(t.note(slot_of(&t, port)), *n, "step {step}, port {port}");
             }

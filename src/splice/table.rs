@@ -153,12 +153,6 @@ impl SpliceTable {
         self.index.find(key)
     }
 
-    /// Starts loading the index line of `key` (a burst ahead).
-    #[inline]
-    pub fn prefetch(&self, key: &FlowKey) {
-        self.index.prefetch(super::index::hash(key));
-    }
-
     /// Copies connection `i`'s translation and readiness into its index
     /// entries: after it joined, and when it stops owing kept bytes.
     pub fn refresh_fast(&mut self, i: ConnIdx) {
