@@ -21,6 +21,7 @@ mod splice;
 mod transport;
 
 pub use crate::config::HttpFallback;
+pub use crate::splice::note::SpliceNote;
 pub use crate::splice::route::RouteCookie;
 pub use crate::splice::{SpliceCounters, SpliceSetup};
 pub use counters::{Counters, DropCounters};
@@ -406,6 +407,57 @@ pub trait Balancer {
     /// Counts what happened to a spliced connection whose client side is
     /// `key` (client → farm unit), for the unit's counters.
     fn splice_event(&mut self, _key: &FlowKey, _event: SpliceEvent) {}
+
+    /// The live flow of a TCP packet with `key` that has neither SYN, FIN
+    /// nor RST (`hint` from [`Balancer::prefetch`]) at `now`, and for the
+    /// flow of a SYN-proxy unit its splice note
+    /// ([`Balancer::set_splice_note`]; the default note when it has none);
+    /// `None` in its place for the flow of a unit that does not splice.
+    /// `None` when there is no such flow, or the balancer keeps no notes:
+    /// then the caller asks the splice table itself. Changes nothing.
+    #[inline]
+    fn splice_note(
+        &self,
+        _key: &FlowKey,
+        _hint: u64,
+        _now: Nanos,
+    ) -> Option<(FlowAt, Option<SpliceNote>)> {
+        None
+    }
+
+    /// [`Balancer::lookup_hinted`] for the packet [`Balancer::splice_note`]
+    /// just found at `at` (nothing changed the balancer in between).
+    #[inline]
+    fn lookup_at(
+        &mut self,
+        key: &FlowKey,
+        _at: FlowAt,
+        hint: u64,
+        tcp_flags: u8,
+        len: u16,
+        now: Nanos,
+    ) -> Result<Nat, DropReason> {
+        self.lookup_hinted(key, hint, tcp_flags, len, now)
+    }
+
+    /// Keeps `note` beside the flow whose client side is `key` (client →
+    /// farm unit), if it has one, until the flow goes or moves to another
+    /// server (the default note: none).
+    fn set_splice_note(&mut self, _key: &FlowKey, _note: SpliceNote) {}
+
+    /// Burst pipelining: starts loading the line the splice note of a flow
+    /// with `hint` ([`Balancer::prefetch`]) is most likely in.
+    #[inline]
+    fn prefetch_splice_note(&self, _hint: u64) {}
+}
+
+/// Where [`Balancer::splice_note`] found a packet's flow, for
+/// [`Balancer::lookup_at`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowAt {
+    pub slot: u32,
+    /// The packet is the server's (the flow's reverse direction).
+    pub reverse: bool,
 }
 
 /// What happened to a spliced connection ([`Balancer::splice_event`]).

@@ -9,7 +9,7 @@
 //! at most `kept_budget` bytes of kept client data; it allocates only at
 //! construction, except the kept bytes, which are bounded by the budget.
 
-use crate::packet::{FlowKey, Nat};
+use crate::packet::{FlowKey, Nat, RouteCookie};
 
 use super::cookie::ClientOptions;
 use super::index::{Fast, SpliceIndex};
@@ -78,6 +78,9 @@ pub struct Conn {
     /// (their sequence number and bytes, in order, none overlapping), at
     /// most [`MAX_EARLY`] pieces.
     pub early: Vec<(u32, Vec<u8>)>,
+    /// HTTP units: the route cookie the request was bound by, so that a
+    /// rebind after a failed connect never chooses its secondary either.
+    pub route: Option<RouteCookie>,
     /// The one pending timer of the connection.
     pub timer: Option<TimerId>,
     /// [`fin`] bits.
@@ -183,12 +186,6 @@ impl SpliceTable {
     #[inline]
     pub fn find_fast(&self, key: &FlowKey) -> Option<(ConnIdx, Side, Fast)> {
         self.index.find(key)
-    }
-
-    /// Starts loading the index line of `key` (a burst ahead).
-    #[inline]
-    pub fn prefetch(&self, key: &FlowKey) {
-        self.index.prefetch(super::index::hash(key));
     }
 
     /// Copies connection `i`'s translation and readiness into its index
@@ -440,6 +437,7 @@ mod tests {
             translation: Translation::default(),
             kept: Vec::new(),
             early: Vec::new(),
+            route: None,
             timer: None,
             fins: 0,
         }

@@ -64,7 +64,8 @@ use crate::flow::{
     FlowTableConfig, ServerEnd, TableStats, Tuple, UnitEnd,
 };
 use crate::packet::{
-    Balancer, DropReason, FlowKey, HttpFallback, Nanos, Nat, Route, RouteCookie, SpliceEvent,
+    Balancer, DropReason, FlowAt, FlowKey, HttpFallback, Nanos, Nat, Route, RouteCookie,
+    SpliceEvent, SpliceNote,
 };
 
 mod splice;
@@ -428,7 +429,10 @@ impl FarmBalancer {
         cfg: &FlowTableConfig,
     ) -> FarmBalancer {
         let snap = reader.snapshot().clone();
-        let table = FlowTable::new(cfg, endpoints(&snap));
+        let mut table = FlowTable::new(cfg, endpoints(&snap));
+        if snap.has_splice_units() {
+            table.enable_notes();
+        }
         let workers = workers.max(1);
         let (lo, hi) = port_range(worker, workers);
         FarmBalancer {
@@ -915,6 +919,59 @@ impl Balancer for FarmBalancer {
                 c.count(event);
             }
         }
+    }
+
+    #[inline]
+    fn splice_note(
+        &self,
+        key: &FlowKey,
+        hint: u64,
+        now: Nanos,
+    ) -> Option<(FlowAt, Option<SpliceNote>)> {
+        self.splice_note_of(key, hint, now)
+    }
+
+    #[inline]
+    fn lookup_at(
+        &mut self,
+        key: &FlowKey,
+        at: FlowAt,
+        hint: u64,
+        tcp_flags: u8,
+        len: u16,
+        now: Nanos,
+    ) -> Result<Nat, DropReason> {
+        debug_assert_eq!(hint, self.table.hash(key));
+        debug_assert!(!is_syn(tcp_flags));
+        debug_assert_eq!(
+            self.table.find_hashed(key, hint),
+            Some((
+                at.slot,
+                if at.reverse {
+                    Dir::Reverse
+                } else {
+                    Dir::Forward
+                }
+            ))
+        );
+        let dir = if at.reverse {
+            Dir::Reverse
+        } else {
+            Dir::Forward
+        };
+        match self.live(at.slot, dir, tcp_flags, len, now) {
+            Some(nat) => Ok(nat),
+            None => self.not_live(key, at.slot, dir, tcp_flags, len, now),
+        }
+    }
+
+    fn set_splice_note(&mut self, key: &FlowKey, note: SpliceNote) {
+        self.set_splice_note_of(key, note)
+    }
+
+    #[inline]
+    fn prefetch_splice_note(&self, hint: u64) {
+        self.table.prefetch_note(hint);
     }
 
     #[inline]

@@ -214,6 +214,47 @@ impl FarmBalancer {
         Ok(nat)
     }
 
+    /// [`Balancer::splice_note`]: only a live flow (not expired) counts;
+    /// the note's line is read only for a flow of a SYN-proxy unit (whose
+    /// setting never changes: a reload that changes it makes a new unit).
+    #[inline]
+    pub(super) fn splice_note_of(
+        &self,
+        key: &FlowKey,
+        hint: u64,
+        now: Nanos,
+    ) -> Option<(FlowAt, Option<SpliceNote>)> {
+        if !self.table.has_notes() {
+            return None;
+        }
+        let (slot, dir) = self.table.find_hashed(key, hint)?;
+        if self.table.is_expired(slot, now) {
+            return None;
+        }
+        let at = FlowAt {
+            slot,
+            reverse: dir == Dir::Reverse,
+        };
+        let unit = UnitId(self.table.get(slot).unit);
+        let note = self
+            .reader
+            .snapshot()
+            .is_splice_unit(unit)
+            .then(|| self.table.note(slot));
+        Some((at, note))
+    }
+
+    /// [`Balancer::set_splice_note`]; the notes are made on first use.
+    pub(super) fn set_splice_note_of(&mut self, key: &FlowKey, note: SpliceNote) {
+        if note == SpliceNote::default() && !self.table.has_notes() {
+            return;
+        }
+        if let Some((slot, Dir::Forward)) = self.table.find(key) {
+            self.table.enable_notes();
+            self.table.set_note(slot, note);
+        }
+    }
+
     /// [`Balancer::forget`]: removes the flow of `key` (client → farm
     /// unit) if it is there.
     pub(super) fn forget_flow(&mut self, key: &FlowKey) {
