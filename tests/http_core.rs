@@ -11,8 +11,9 @@ mod packet_support;
 
 use std::net::IpAddr;
 
-use farmlb::packet::{FlowKey, HttpFallback, Nanos, SpliceSetup, Verdict};
+use farmlb::packet::{FlowKey, HttpFallback, Nanos, RouteCookie, SpliceSetup, Verdict};
 use farmlb::splice::cookie::{self, ClientOptions, CookieSecrets, CookieTuple, SynCookie};
+use farmlb::splice::route::RouteReject;
 use packet_support::*;
 
 const SEC: Nanos = 1_000_000_000;
@@ -269,6 +270,11 @@ fn a_head_in_one_segment_binds_at_once_and_is_delivered_whole() {
     assert_eq!(
         (c.http_requests, c.bindings, c.spliced, c.http_acks),
         (1, 1, 1, 1)
+    );
+    assert_eq!(
+        s.h.lb.routes,
+        [RouteCookie::new(2, 1).ok_or(RouteReject::Malformed)],
+        "the head's cookies reach the balancer"
     );
     assert_eq!(c.kept_bytes, HEAD.len() as u64);
 }

@@ -10,8 +10,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use farmlb::packet::{
     Balancer, CoreSetup, DropReason, FlowKey, HttpFallback, Io, Nanos, Nat, Offload, PortAddr,
-    PortIdx, PortSetup, Processor, RouteCookie,
+    PortIdx, PortSetup, Processor, Route, RouteCookie,
 };
+use farmlb::splice::route::{self, RouteReject};
 use farmlb::wire::tcp::TcpOptions;
 
 // ------------------------------------------------------------------ topology
@@ -736,6 +737,8 @@ pub struct TestBalancer {
     pub alternates: Vec<(IpAddr, IpAddr)>,
     /// The splicing units that are HTTP units, and their fallback.
     pub http_units: Vec<((IpAddr, u16), HttpFallback)>,
+    /// What the route cookie (`route`) of each request bound with one said.
+    pub routes: Vec<Result<RouteCookie, RouteReject>>,
     pub flows: HashMap<FlowKey, Nat>,
     pub next_local_port: u16,
     pub lookups: u64,
@@ -775,6 +778,7 @@ impl TestBalancer {
             splice_units: Vec::new(),
             alternates: Vec::new(),
             http_units: Vec::new(),
+            routes: Vec::new(),
             flows: HashMap::new(),
             next_local_port: FULLNAT_FIRST_PORT,
             lookups: 0,
@@ -869,6 +873,24 @@ impl Balancer for TestBalancer {
                         .iter()
                         .any(|&(vip, alt)| vip == u.vip && alt == key.src))
         })
+    }
+
+    fn bind(
+        &mut self,
+        key: &FlowKey,
+        len: u16,
+        now: Nanos,
+        route: Route<'_>,
+    ) -> Result<(Nat, Option<RouteCookie>), DropReason> {
+        let cookie = match route {
+            Route::Request { cookies } => {
+                let read = route::read(cookies, b"route");
+                self.routes.push(read);
+                read.ok()
+            }
+            Route::Scheduler => None,
+        };
+        self.lookup(key, SYN, len, now).map(|nat| (nat, cookie))
     }
 
     fn splice_http(&self, key: &FlowKey) -> Option<HttpFallback> {
