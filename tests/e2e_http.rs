@@ -175,14 +175,14 @@ fn http_units_route_by_cookie_through_farmlb_in_namespaces() {
 
     // 3. No cookie: the scheduler spreads them; a malformed cookie is
     // counted and still served.
-    let missing_before = unit_metric(shop, "cookies_missing");
+    let missing_before = unit_metric(shop, "route_cookies_missing");
     let before = served(&topo);
     ab(&["-c", "10"], &format!("{SHOP}/health"), 1_000);
     let got = since(&before, &served(&topo));
     eprintln!("e2e-http: 1000 requests without a cookie: {got:?}");
     let spread = got.values().filter(|&&n| n >= 50).count();
     assert!(spread >= 4, "the scheduler uses the servers: {got:?}");
-    assert!(unit_metric(shop, "cookies_missing") >= missing_before + 1_000);
+    assert!(unit_metric(shop, "route_cookies_missing") >= missing_before + 1_000);
     let (code, _, _) = get_from(CLIENT, &format!("{SHOP}/health"));
     assert_eq!(code, 200);
     let out = in_ns(
@@ -203,7 +203,7 @@ fn http_units_route_by_cookie_through_farmlb_in_namespaces() {
         "a malformed cookie is served: {}",
         text(&out)
     );
-    assert!(unit_metric(shop, "cookies_malformed") >= 1);
+    assert!(unit_metric(shop, "route_cookies_malformed") >= 1);
 
     // 4. FullNAT: a cookie naming web3 reaches web3.
     let before = served(&topo);

@@ -105,7 +105,7 @@ pub struct UnitSplice {
 }
 
 impl UnitSplice {
-    pub(super) fn add(&mut self, o: &UnitSplice) {
+    pub fn add(&mut self, o: &UnitSplice) {
         self.cookies_sent += o.cookies_sent;
         self.cookies_accepted += o.cookies_accepted;
         self.cookies_rejected += o.cookies_rejected;
