@@ -142,6 +142,7 @@ fn splice_setup(cfg: &Config, idle: Nanos) -> SpliceSetup {
         secret: Some(SECRET.to_vec()),
         cookie_period: s.cookie_period.as_nanos() as Nanos,
         idle_timeout: idle,
+        client_timeout: s.client_timeout.as_nanos() as Nanos,
     }
 }
 

@@ -185,6 +185,7 @@ pub fn splice_setup(cfg: &Config) -> SpliceSetup {
         secret,
         cookie_period: nanos(s.cookie_period),
         idle_timeout: nanos(cfg.flows.timeouts.established),
+        client_timeout: nanos(s.client_timeout),
     }
 }
 

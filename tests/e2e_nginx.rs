@@ -8,44 +8,9 @@
 
 mod e2e_support;
 
-use std::time::Duration;
-
 use e2e_support::*;
 
 const REQUESTS: usize = 400;
-
-fn start_nginx(topo: &mut Topology, name: &str, ns: &str) {
-    let dir = topo.path(&format!("nginx-{name}"));
-    std::fs::create_dir_all(format!("{dir}/www")).unwrap();
-    std::fs::write(format!("{dir}/www/whoami"), name).unwrap();
-    std::fs::write(format!("{dir}/www/health"), "farm-server ok").unwrap();
-    let conf = format!(
-        "daemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
-         events {{ worker_connections 256; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {dir}/tmp;\n  proxy_temp_path {dir}/tmp;\n\
-         fastcgi_temp_path {dir}/tmp;\n  uwsgi_temp_path {dir}/tmp;\n  scgi_temp_path {dir}/tmp;\n\
-         server {{\n    listen 8080;\n    root {dir}/www;\n    default_type text/plain;\n  }}\n}}\n"
-    );
-    std::fs::write(format!("{dir}/nginx.conf"), conf).unwrap();
-    topo.spawn(name, ns, &["nginx", "-c", &format!("{dir}/nginx.conf")]);
-    let addr = server(name).2;
-    let ok = wait_until(Duration::from_secs(10), || {
-        in_ns(
-            ns,
-            &[
-                "curl",
-                "-sf",
-                "-m",
-                "1",
-                &format!("http://{addr}:8080/whoami"),
-            ],
-            3,
-        )
-        .status
-        .success()
-    });
-    assert!(ok, "nginx {name} did not start:\n{}", topo.log(name));
-}
 
 fn get(url: &str) -> Option<String> {
     let out = in_ns(CLIENT, &["curl", "-sf", "-m", "3", url], 5);
@@ -58,7 +23,7 @@ fn get(url: &str) -> Option<String> {
 fn nginx_servers_behind_farmlb() {
     let mut topo = Topology::up("nginx", None);
     for (name, ns, _, _) in SERVERS {
-        start_nginx(&mut topo, name, ns);
+        topo.start_nginx(name, ns, 8080);
     }
     topo.start_farmlb(&demo_config(), "http://198.18.30.101/whoami");
     let mut per = std::collections::BTreeMap::new();

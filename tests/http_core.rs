@@ -11,8 +11,9 @@ mod packet_support;
 
 use std::net::IpAddr;
 
-use farmlb::packet::{FlowKey, HttpFallback, Nanos, SpliceSetup, Verdict};
+use farmlb::packet::{FlowKey, HttpFallback, Nanos, RouteCookie, SpliceSetup, Verdict};
 use farmlb::splice::cookie::{self, ClientOptions, CookieSecrets, CookieTuple, SynCookie};
+use farmlb::splice::route::RouteReject;
 use packet_support::*;
 
 const SEC: Nanos = 1_000_000_000;
@@ -243,7 +244,10 @@ fn a_head_in_one_segment_binds_at_once_and_is_delivered_whole() {
     assert_eq!(sent.len(), 2, "the server's SYN and the client's ACK");
     let from = s.check_syn(&sent);
     assert_eq!(from, (CLIENT4, C_PORT), "NAT keeps the client");
-    s.check_ack(sent.iter().find(|(p, _)| *p == 0).unwrap(), HEAD.len() as u32);
+    s.check_ack(
+        sent.iter().find(|(p, _)| *p == 0).unwrap(),
+        HEAD.len() as u32,
+    );
     assert_eq!(s.server_joins(from), HEAD);
     // The response reaches the client on farmlb's sequence numbers.
     let resp = tcp_opts_frame(
@@ -267,6 +271,11 @@ fn a_head_in_one_segment_binds_at_once_and_is_delivered_whole() {
         (c.http_requests, c.bindings, c.spliced, c.http_acks),
         (1, 1, 1, 1)
     );
+    assert_eq!(
+        s.h.lb.routes,
+        [RouteCookie::new(2, 1).ok_or(RouteReject::Malformed)],
+        "the head's cookies reach the balancer"
+    );
     assert_eq!(c.kept_bytes, HEAD.len() as u64);
 }
 
@@ -276,7 +285,10 @@ fn a_head_in_three_segments_binds_at_the_last() {
     let (a, b) = (20u32, 40u32);
     s.piece(0, &HEAD[..a as usize], a);
     s.piece(a, &HEAD[a as usize..b as usize], b);
-    assert!(s.h.lb.flows.is_empty(), "no server before the head is whole");
+    assert!(
+        s.h.lb.flows.is_empty(),
+        "no server before the head is whole"
+    );
     let f = s.data(b, ACK | PSH, &HEAD[b as usize..]);
     assert_eq!(s.client_sends(f), Verdict::Reply(0));
     let sent = s.sent();
@@ -297,7 +309,10 @@ fn a_head_out_of_order_is_put_back_in_order() {
     let f = s.data(a, ACK | PSH, &HEAD[a as usize..b as usize]);
     assert_eq!(s.client_sends(f), Verdict::Reply(0));
     let sent = s.sent();
-    s.check_ack(sent.iter().find(|(p, _)| *p == 0).unwrap(), HEAD.len() as u32);
+    s.check_ack(
+        sent.iter().find(|(p, _)| *p == 0).unwrap(),
+        HEAD.len() as u32,
+    );
     let from = s.check_syn(&sent);
     assert_eq!(s.server_joins(from), HEAD);
 }
@@ -376,7 +391,7 @@ fn not_http_goes_to_the_fallback() {
         let f = s.data(0, ACK | PSH, bytes);
         assert_eq!(s.client_sends(f), Verdict::Reply(0));
         let sent = s.sent();
-    let from = s.check_syn(&sent);
+        let from = s.check_syn(&sent);
         assert_eq!(s.server_joins(from), bytes);
         assert_eq!(s.counters().http_not_http, 1);
     }
@@ -454,6 +469,9 @@ fn fullnat_and_ipv6_units_read_heads_too() {
             dst: vip,
             dst_port: s.vport,
         };
-        assert!(s.h.lb.flows.contains_key(&key), "the flow made at the binding");
+        assert!(
+            s.h.lb.flows.contains_key(&key),
+            "the flow made at the binding"
+        );
     }
 }

@@ -643,9 +643,11 @@ mod arbitrary {
             opts,
             any::<[u8; 4]>(),
             0u8..80,
+            any::<bool>(),
         )
-            .prop_map(|(kind, v6, flags, o, seq, plen)| {
-                let ctl = kind | if v6 { 8 } else { 0 };
+            .prop_map(|(kind, v6, flags, o, seq, plen, piece)| {
+                let piece = piece && kind == 1;
+                let ctl = kind | if v6 { 8 } else { 0 } | if piece { 16 } else { 0 };
                 let mut r = vec![ctl];
                 match kind {
                     0 => {
@@ -657,6 +659,10 @@ mod arbitrary {
                         r.push(flags);
                         r.push(o.len() as u8);
                         r.extend(o);
+                        if piece {
+                            // A piece of a request head at its offset.
+                            r.push(seq[0]);
+                        }
                         r.push(plen);
                     }
                     2 | 3 => {
@@ -692,6 +698,22 @@ mod arbitrary {
         assert_eq!(c.spliced, 1, "{c:?}");
         assert_eq!(c.to_client, 1, "{c:?}");
         assert_eq!(c.kept_bytes, 3, "{c:?}");
+    }
+
+    /// The driver reaches an HTTP unit's binding: an IPv6 SYN, the bare
+    /// ACK, then the request head in two pieces, the second first.
+    #[test]
+    fn the_driver_reaches_an_http_binding() {
+        let half = (packet_support::DRIVE_REQUEST.len() / 2) as u8;
+        let mut data = vec![8, 0, 0];
+        data.extend([8 | 1 | 16, ACK, 0, 0, 0]);
+        data.extend([8 | 1 | 16, ACK | PSH, 0, half, 255]);
+        data.extend([8 | 1 | 16, ACK | PSH, 0, 0, half]);
+        let c = packet_support::splice_drive(&data).splice_counters();
+        assert_eq!(c.http_early, 1, "{c:?}");
+        assert_eq!(c.http_requests, 1, "{c:?}");
+        assert_eq!(c.bindings, 1, "{c:?}");
+        assert_eq!(c.kept_bytes, packet_support::DRIVE_REQUEST.len() as u64);
     }
 
     proptest! {

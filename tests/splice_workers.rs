@@ -90,7 +90,13 @@ impl Node {
         let publisher = Publisher::new(Farm::from_config(&cfg).unwrap()).unwrap();
         let workers = (0..2)
             .map(|i| {
-                let mut core = Processor::new(core_setup());
+                // The HTTP farm's servers c and d have neighbours too.
+                let mut setup = core_setup();
+                for (last, mac) in [(13, SERVER50_MAC), (14, OTHER_MAC)] {
+                    let addr = IpAddr::from([198, 18, 2, last]);
+                    setup.ports[1].static_neighbours.push((addr, mac));
+                }
+                let mut core = Processor::new(setup);
                 core.set_splice(
                     SpliceSetup {
                         secret: Some(b"one secret for every worker".to_vec()),
@@ -147,6 +153,7 @@ impl Node {
 
 const VIP: IpAddr = VIP_A;
 const REQ: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
+const RST: u8 = 0x04;
 
 /// One connection from client port `cport` through its whole life; the
 /// frames arrive on worker `cport % 2` (client side) and the other worker
@@ -304,4 +311,269 @@ fn spliced_connections_survive_a_reload() {
         n.workers[owner].core.splice_counters().to_server,
         sent_before + 1
     );
+}
+
+// ------------------------------------------------------------------ HTTP units
+
+/// Four numbered servers behind an HTTP unit with a route cookie (NAT), and
+/// the same servers behind a FullNAT HTTP unit.
+const HTTP_FARM: &str = r#"
+[[port]]
+name = "clients"
+device = "net_null0"
+addresses = ["198.18.0.1/24"]
+
+[[port]]
+name = "servers"
+device = "net_null1"
+addresses = ["198.18.2.1/24"]
+
+[[server]]
+name = "a"
+number = 1
+address = "198.18.2.11"
+port = 8080
+
+[[server]]
+name = "b"
+number = 2
+address = "198.18.2.12"
+port = 8080
+
+[[server]]
+name = "c"
+number = 3
+address = "198.18.2.13"
+port = 8080
+
+[[server]]
+name = "d"
+number = 4
+address = "198.18.2.14"
+port = 8080
+
+[[farm_unit]]
+name = "shop"
+address = "198.18.1.100"
+port = 80
+protocol = "http"
+servers = ["a", "b", "c", "d"]
+route_cookie = "route"
+
+[[farm_unit]]
+name = "shop-fullnat"
+address = "198.18.1.100"
+port = 8000
+protocol = "http"
+servers = ["a", "b", "c", "d"]
+mode = "fullnat"
+local_addresses = ["198.18.2.1"]
+route_cookie = "route"
+"#;
+
+fn server_named(addr: IpAddr) -> &'static str {
+    match addr.to_string().as_str() {
+        "198.18.2.11" => "a",
+        "198.18.2.12" => "b",
+        "198.18.2.13" => "c",
+        "198.18.2.14" => "d",
+        other => panic!("no server at {other}"),
+    }
+}
+
+/// A client's HTTP connection to `port` up to farmlb's SYN to a server: the
+/// handshake, then the request head with `cookie` (a Cookie header value)
+/// in one segment. Returns the SYN's (source, source port, server).
+fn http_request(
+    n: &mut Node,
+    port: u16,
+    cport: u16,
+    cookie: Option<&str>,
+) -> (IpAddr, u16, &'static str) {
+    let arrive = usize::from(cport % 2);
+    let isn = 0x5000_0000u32.wrapping_add(u32::from(cport) << 8);
+    let syn = tcp_opts_frame(
+        (LB0_MAC, CLIENT_MAC),
+        (CLIENT4, cport),
+        (VIP, port),
+        isn,
+        0,
+        SYN,
+        64240,
+        &opt::mss(1460),
+        b"",
+    );
+    let (owner, v) = n.deliver(arrive, 0, syn);
+    assert_eq!(v, Verdict::Reply(0));
+    let our_isn = n.sent()[0].2.seq;
+    let head = match cookie {
+        Some(c) => format!("GET /cart HTTP/1.1\r\nHost: shop\r\nCookie: {c}\r\n\r\n"),
+        None => "GET /cart HTTP/1.1\r\nHost: shop\r\n\r\n".to_string(),
+    };
+    let ack = tcp_opts_frame(
+        (LB0_MAC, CLIENT_MAC),
+        (CLIENT4, cport),
+        (VIP, port),
+        isn.wrapping_add(1),
+        our_isn.wrapping_add(1),
+        ACK | PSH,
+        502,
+        &[],
+        head.as_bytes(),
+    );
+    let (w, v) = n.deliver(arrive, 0, ack);
+    assert_eq!(
+        (w, v),
+        (owner, Verdict::Reply(0)),
+        "the head is acknowledged"
+    );
+    let sent = n.sent();
+    let syns: Vec<_> = sent
+        .iter()
+        .filter(|(_, p, o)| *p == 1 && o.flags == SYN)
+        .collect();
+    assert_eq!(syns.len(), 1, "one SYN to a server: {sent:?}");
+    let syn = &syns[0].2;
+    assert_eq!(syn.seq, isn, "the client's ISN");
+    (syn.src, syn.sport, server_named(syn.dst))
+}
+
+/// The per-unit splice counters of unit `u`, summed over the workers.
+fn unit_splice(n: &Node, u: usize) -> farmlb::farm::UnitSplice {
+    let mut sum = farmlb::farm::UnitSplice::default();
+    for w in &n.workers {
+        if let Some(s) = &w.lb.counters().units[u].splice {
+            sum.add(s);
+        }
+    }
+    sum
+}
+
+#[test]
+fn http_requests_go_to_the_primary_their_cookie_names() {
+    let mut n = Node::new(HTTP_FARM);
+    for (i, cport) in (42_000..42_020u16).enumerate() {
+        let cookie = if i % 2 == 0 {
+            "route=2001"
+        } else {
+            "x=1; route=2001; y=2"
+        };
+        assert_eq!(http_request(&mut n, 80, cport, Some(cookie)).2, "b");
+    }
+    // FullNAT: from the local address, to the primary.
+    for cport in 42_100..42_110u16 {
+        let (src, _, server) = http_request(&mut n, 8000, cport, Some("route=3004"));
+        assert_eq!((src.to_string().as_str(), server), ("198.18.2.1", "c"));
+    }
+    let s = unit_splice(&n, 0);
+    assert_eq!(
+        (s.http_requests, s.routed_by_cookie, s.new_primaries),
+        (20, 20, 0)
+    );
+    assert_eq!(unit_splice(&n, 1).routed_by_cookie, 10);
+}
+
+#[test]
+fn a_down_primary_gets_a_new_primary_that_is_never_the_secondary() {
+    let mut n = Node::new(HTTP_FARM);
+    n.publisher
+        .set_state("b", farmlb::farm::ServerState::Down)
+        .unwrap();
+    let mut got: std::collections::HashMap<&str, usize> = Default::default();
+    for cport in 43_000..43_200u16 {
+        *got.entry(http_request(&mut n, 80, cport, Some("route=2001")).2)
+            .or_default() += 1;
+    }
+    assert_eq!(got.get("b"), None, "the primary is down: {got:?}");
+    assert_eq!(got.get("a"), None, "never the secondary: {got:?}");
+    assert!(
+        got["c"] >= 40 && got["d"] >= 40,
+        "spread over the others: {got:?}"
+    );
+    let s = unit_splice(&n, 0);
+    assert_eq!((s.routed_by_cookie, s.new_primaries), (0, 200));
+
+    // Only the secondary left: then it is the new primary.
+    for name in ["c", "d"] {
+        n.publisher
+            .set_state(name, farmlb::farm::ServerState::Down)
+            .unwrap();
+    }
+    assert_eq!(http_request(&mut n, 80, 43_500, Some("route=2001")).2, "a");
+}
+
+#[test]
+fn requests_without_a_usable_cookie_go_to_the_scheduler_and_are_counted() {
+    let mut n = Node::new(HTTP_FARM);
+    let mut cport = 44_000u16;
+    let mut send = |n: &mut Node, cookie: Option<&str>| {
+        cport += 1;
+        http_request(n, 80, cport, cookie).2
+    };
+    let mut servers = std::collections::HashSet::new();
+    for _ in 0..40 {
+        servers.insert(send(&mut n, None));
+    }
+    assert!(
+        servers.len() >= 3,
+        "the scheduler spreads them: {servers:?}"
+    );
+    for bad in [
+        "route=",
+        "route=abc",
+        "route=02001",
+        "route=99999999",
+        "route=0005",
+        "route=2002",
+    ] {
+        send(&mut n, Some(bad));
+    }
+    for unknown in ["route=9001", "route=2009"] {
+        send(&mut n, Some(unknown));
+    }
+    send(&mut n, Some("other=2001"));
+    let s = unit_splice(&n, 0);
+    assert_eq!(s.route_cookies_missing, 41);
+    assert_eq!(s.route_cookies_malformed, 6);
+    assert_eq!(s.route_cookies_unknown_server, 2);
+    assert_eq!(s.routed_by_cookie, 0);
+    assert_eq!(s.http_requests, 49);
+}
+
+#[test]
+fn a_refusing_primary_is_replaced_but_never_by_the_secondary() {
+    let mut n = Node::new(HTTP_FARM);
+    for cport in 45_000..45_030u16 {
+        let (src, sport, server) = http_request(&mut n, 80, cport, Some("route=2001"));
+        assert_eq!(server, "b");
+        // b answers the SYN with a RST: the connection moves on.
+        let isn = 0x5000_0000u32.wrapping_add(u32::from(cport) << 8);
+        let rst = tcp_opts_frame(
+            (LB1_MAC, SERVER2_MAC),
+            ("198.18.2.12".parse().unwrap(), 8080),
+            (src, sport),
+            0,
+            isn.wrapping_add(1),
+            RST | ACK,
+            0,
+            &[],
+            b"",
+        );
+        let (_, v) = n.deliver(usize::from(cport % 2), 1, rst);
+        assert_eq!(v, Verdict::Spliced);
+        let sent = n.sent();
+        let syn = sent
+            .iter()
+            .find(|(_, p, o)| *p == 1 && o.flags == SYN)
+            .expect("a SYN to the next server");
+        let next = server_named(syn.2.dst);
+        assert!(
+            next == "c" || next == "d",
+            "not b, not the secondary a: {next}"
+        );
+        // Let the refusing server back in for the next connection.
+        n.publisher
+            .set_state("b", farmlb::farm::ServerState::Up)
+            .unwrap();
+    }
 }

@@ -1,4 +1,5 @@
-//! Fuzzes spliced connections (SYN-proxy units) through the packet core:
+//! Fuzzes spliced connections (a SYN-proxy unit and an HTTP unit) through
+//! the packet core: request heads in pieces, in and out of order, and
 //! client SYNs with arbitrary options and flags, answers to farmlb's
 //! SYN-ACKs (valid cookies, arbitrary options, flags and payloads), server
 //! SYN-ACKs and segments for the server sides farmlb opened, raw frames,

@@ -150,6 +150,7 @@ impl Splice {
     pub const DEFAULT_KEPT_BYTES_PER_WORKER: u64 = 64 << 20;
     pub const DEFAULT_COOKIE_PERIOD: Duration =
         Duration::from_nanos(crate::splice::cookie::DEFAULT_PERIOD);
+    pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 }
 
 /// The settings of a file without a `[splice]` section: every default, and
@@ -166,6 +167,7 @@ impl Default for Splice {
             kept_bytes_per_worker: Splice::DEFAULT_KEPT_BYTES_PER_WORKER,
             cookie_secret: None,
             cookie_period: Splice::DEFAULT_COOKIE_PERIOD,
+            client_timeout: Splice::DEFAULT_CLIENT_TIMEOUT,
         }
     }
 }

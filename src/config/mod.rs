@@ -31,6 +31,8 @@ mod values;
 #[cfg(test)]
 mod health_check_tests;
 #[cfg(test)]
+mod http_tests;
+#[cfg(test)]
 mod splice_tests;
 #[cfg(test)]
 mod tests;
@@ -38,13 +40,13 @@ mod tests;
 pub use crate::farm::ServerState;
 pub use error::ConfigError;
 pub use model::{
-    Admin, CheckKind, Config, ExpectBody, FarmUnit, HealthCheck, HttpCheck, Port, Server, Splice,
-    SubFarmUnit,
+    Admin, CheckKind, Config, ExpectBody, FarmUnit, HealthCheck, HttpCheck, HttpUnit, Port, Server,
+    Splice, SubFarmUnit,
 };
 pub use schema::{
     AdminConfig, CheckType, DataplaneConfig, EalConfig, ExpectBodyConfig, FarmUnitConfig,
-    FlowsConfig, ForwardingMode, HealthCheckConfig, MempoolConfig, NeighbourConfig, OnServerDown,
-    PortConfig, Protocol, RawConfig, SchedulerKind, ServerConfig, SpliceConfig, SubFarmUnitConfig,
-    TimeoutsConfig,
+    FlowsConfig, ForwardingMode, HealthCheckConfig, HttpFallback, MempoolConfig, NeighbourConfig,
+    OnServerDown, PortConfig, Protocol, RawConfig, SchedulerKind, ServerConfig, SpliceConfig,
+    SubFarmUnitConfig, TimeoutsConfig, UnitProtocol,
 };
 pub use values::{parse_lcores, parse_mac, parse_sha256, Cidr};

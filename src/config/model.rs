@@ -1,7 +1,8 @@
 //! The validated configuration: `Config` and its parts, what the rest of
 //! farmlb uses.
 //!
-//! Owns the resolved types (`Port`, `Server`, `FarmUnit`, `SubFarmUnit`,
+//! Owns the resolved types (`Port`, `Server`, `FarmUnit` and its `HttpUnit`,
+//! `SubFarmUnit`,
 //! `Splice`, `HealthCheck` and its `CheckKind`, `Admin`), in which names have become
 //! indexes and strings have become addresses and durations, and the entry
 //! points `Config::load` and `Config::parse`. Only `validate` builds a
@@ -15,7 +16,8 @@ use std::time::Duration;
 
 use super::error::ConfigError;
 use super::schema::{
-    CheckType, EalConfig, ForwardingMode, MempoolConfig, OnServerDown, Protocol, SchedulerKind,
+    CheckType, EalConfig, ForwardingMode, HttpFallback, MempoolConfig, OnServerDown, Protocol,
+    SchedulerKind,
 };
 use super::validate;
 use super::values::Cidr;
@@ -50,6 +52,8 @@ pub struct Server {
     pub check: Option<usize>,
     /// Weight ramp after recovery.
     pub slow_start: Option<Duration>,
+    /// The number route cookies name it by (1..=999, unique).
+    pub number: Option<u16>,
 }
 
 /// A resolved main farm unit; servers are indexes into [`Config::servers`].
@@ -64,8 +68,23 @@ pub struct FarmUnit {
     pub mode: ForwardingMode,
     pub local_addresses: Vec<IpAddr>,
     pub on_server_down: OnServerDown,
-    /// A SYN-proxy unit: its connections are spliced (always `tcp`).
+    /// A SYN-proxy unit: its connections are spliced (always `tcp`). True
+    /// for every HTTP unit.
     pub syn_proxy: bool,
+    /// An HTTP unit (`protocol = "http"`): a spliced `tcp` unit
+    /// (`syn_proxy` is true) whose connections are bound once their request
+    /// head is read.
+    pub http: Option<HttpUnit>,
+}
+
+/// The HTTP settings of an HTTP farm unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUnit {
+    /// The route cookie's name; when set, every server of the unit has a
+    /// number.
+    pub route_cookie: Option<String>,
+    /// What happens to a connection whose request head cannot be read.
+    pub fallback: HttpFallback,
 }
 
 /// A resolved sub-farm unit; server and backups index [`Config::servers`].
@@ -189,7 +208,8 @@ impl HealthCheck {
 }
 
 /// The resolved `[splice]` section: the settings of spliced connections
-/// (those of the farm units with `syn_proxy = true`), the same for every
+/// (those of the farm units with `syn_proxy = true` and of HTTP units;
+/// `kept_bytes` is also the cap on an HTTP request head), the same for every
 /// worker. Defaults (`Splice::DEFAULT_*`, and `Splice::default()`) apply to
 /// every key a file leaves out, and to the whole section when it is absent.
 ///
@@ -225,6 +245,9 @@ pub struct Splice {
     pub cookie_secret: Option<Vec<u8>>,
     /// How often the SYN-cookie secret rotates.
     pub cookie_period: Duration,
+    /// How long an HTTP unit waits for a connection's complete request
+    /// head before `http_fallback` applies.
+    pub client_timeout: Duration,
 }
 
 impl Splice {
@@ -252,6 +275,10 @@ impl Splice {
     pub const MIN_COOKIE_PERIOD: Duration = Duration::from_secs(1);
     /// The longest `cookie_period`.
     pub const MAX_COOKIE_PERIOD: Duration = Duration::from_secs(3600);
+    /// The shortest `client_timeout`.
+    pub const MIN_CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
+    /// The longest `client_timeout`.
+    pub const MAX_CLIENT_TIMEOUT: Duration = Duration::from_secs(600);
 
     /// The time between two SYNs to one server:
     /// `connect_timeout / (syn_retries + 1)`, so the last retransmission
@@ -279,6 +306,7 @@ impl std::fmt::Debug for Splice {
                     .map(|s| format!("<{} bytes>", s.len())),
             )
             .field("cookie_period", &self.cookie_period)
+            .field("client_timeout", &self.client_timeout)
             .finish()
     }
 }

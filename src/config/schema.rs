@@ -2,7 +2,8 @@
 //!
 //! Owns `RawConfig`, one `*Config` struct per section or table array, and the
 //! enums whose spelling in the file serde defines (`Protocol`,
-//! `SchedulerKind`, `ForwardingMode`, `OnServerDown`, `CheckType`); the
+//! `UnitProtocol`, `SchedulerKind`, `ForwardingMode`, `OnServerDown`,
+//! `HttpFallback`, `CheckType`); the
 //! validated model uses those enums as they are. Parsing here is strict
 //! (`deny_unknown_fields`) and keeps the span of every value that a later
 //! rule may need to place on a line (`Spanned`). Calls only `defaults`, which
@@ -137,6 +138,59 @@ impl Protocol {
     }
 }
 
+/// The `protocol` of a farm unit as written: a transport protocol, or
+/// `http`, a `tcp` unit whose connections are spliced and bound to a server
+/// once their HTTP request head is read (main farm units only). The model
+/// keeps [`Protocol`] (`http` becomes `tcp` with `syn_proxy` and its HTTP
+/// settings), so what matches on TCP and UDP needs no third case.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitProtocol {
+    Tcp,
+    Udp,
+    Http,
+}
+
+impl UnitProtocol {
+    /// The transport underneath: `http` is `tcp`.
+    pub fn transport(self) -> Protocol {
+        match self {
+            UnitProtocol::Tcp | UnitProtocol::Http => Protocol::Tcp,
+            UnitProtocol::Udp => Protocol::Udp,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            UnitProtocol::Http => "http",
+            p => p.transport().name(),
+        }
+    }
+}
+
+/// What an HTTP unit does with a connection whose request head cannot be
+/// read: larger than `[splice] kept_bytes`, not HTTP/1.x, or not complete
+/// within `[splice] client_timeout`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpFallback {
+    /// The unit's scheduler picks the server, which gets the bytes kept so
+    /// far (the default).
+    #[default]
+    Schedule,
+    /// The client gets a RST.
+    Reset,
+}
+
+impl HttpFallback {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpFallback::Schedule => "schedule",
+            HttpFallback::Reset => "reset",
+        }
+    }
+}
+
 /// How a main farm unit picks a server for a new connection.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -180,6 +234,11 @@ pub struct ServerConfig {
     /// from 0 to `weight` over this duration ("30s").
     #[serde(default)]
     pub slow_start: Option<Spanned<String>>,
+    /// The server's number (1..=999, unique), by which route cookies name
+    /// it; read as `i64` so that a value out of range gets the rule's
+    /// message.
+    #[serde(default)]
+    pub number: Option<Spanned<i64>>,
 }
 
 /// What happens to the established flows of a main farm unit whose server
@@ -236,7 +295,8 @@ pub struct FarmUnitConfig {
     pub address: Spanned<String>,
     /// 0 means any port.
     pub port: u16,
-    pub protocol: Protocol,
+    /// `tcp`, `udp` or `http`.
+    pub protocol: Spanned<UnitProtocol>,
     pub servers: Vec<Spanned<String>>,
     #[serde(default)]
     pub scheduler: SchedulerKind,
@@ -250,8 +310,15 @@ pub struct FarmUnitConfig {
     pub on_server_down: OnServerDown,
     /// Splice the unit's connections: farmlb answers the client's SYN with a
     /// SYN cookie and opens the server side once the client's ACK proves
-    /// the handshake (`tcp` units only; settings in `[splice]`).
+    /// the handshake (`tcp` units only; settings in `[splice]`). An `http`
+    /// unit is always spliced: `true` is redundant there, `false` an error.
     pub syn_proxy: Option<Spanned<bool>>,
+    /// `http` units: the name of the route cookie that names a session's
+    /// primary and secondary server by their numbers.
+    pub route_cookie: Option<Spanned<String>>,
+    /// `http` units: what happens to a connection whose request head cannot
+    /// be read (default `schedule`).
+    pub http_fallback: Option<Spanned<HttpFallback>>,
 }
 
 /// `[[sub_farm_unit]]`: an address that belongs to one server, with backups.
@@ -261,7 +328,9 @@ pub struct SubFarmUnitConfig {
     pub name: Spanned<String>,
     pub address: Spanned<String>,
     pub port: u16,
-    pub protocol: Protocol,
+    /// `tcp` or `udp` (`http` is read only so that the rule can say it is
+    /// for main farm units).
+    pub protocol: Spanned<UnitProtocol>,
     pub server: Spanned<String>,
     /// Tried in order while the server is down.
     #[serde(default)]
@@ -272,7 +341,7 @@ pub struct SubFarmUnitConfig {
 }
 
 /// `[splice]`: spliced TCP connections, those of the farm units with
-/// `syn_proxy = true`. Every key may be left out (see
+/// `syn_proxy = true` and of the `http` units. Every key may be left out (see
 /// [`Splice`](crate::config::Splice) for the defaults and limits); integers
 /// are read as `u64` so that a value out of range gets the rule's message,
 /// not a type error.
@@ -300,6 +369,9 @@ pub struct SpliceConfig {
     pub cookie_secret_file: Option<Spanned<String>>,
     /// How often the SYN-cookie secret rotates ("64s").
     pub cookie_period: Option<Spanned<String>>,
+    /// How long an `http` unit waits for a connection's complete request
+    /// head ("30s").
+    pub client_timeout: Option<Spanned<String>>,
 }
 
 /// The whole file, as written.

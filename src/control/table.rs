@@ -602,6 +602,10 @@ impl StatusTable {
                 causes.push(format!("weight {} -> {}", os.weight, ns.weight));
                 e.weight = ns.weight;
             }
+            if os.number != ns.number {
+                let show = |n: Option<u16>| n.map_or("none".to_string(), |n| n.to_string());
+                causes.push(format!("number {} -> {}", show(os.number), show(ns.number)));
+            }
             if os.state != ns.state {
                 causes.push(format!(
                     "state {} -> {}",
@@ -815,7 +819,9 @@ fn promotions(farm: &Farm) -> Vec<(String, ServerId, Option<ServerId>)> {
 /// True when the servers (name, address, port, order) or the farm units
 /// differ: the farm must be replaced, not just updated.
 fn structure_changed(old: &Config, new: &Config) -> bool {
-    let key = |s: &crate::config::Server| (s.name.clone(), s.address, s.port);
+    // A server's number is in the published farm (route cookies name
+    // servers by it): a new one is a new farm.
+    let key = |s: &crate::config::Server| (s.name.clone(), s.address, s.port, s.number);
     !old.servers.iter().map(key).eq(new.servers.iter().map(key))
         || old.farm_units != new.farm_units
         || old.sub_farm_units != new.sub_farm_units
@@ -1403,5 +1409,55 @@ backups = ["s2"]
         let snap = t.publisher().snapshot();
         assert_eq!(snap.splice_unit("198.18.1.100".parse().unwrap(), 80), None);
         assert!(snap.is_splice_unit(crate::farm::UnitId(0)));
+    }
+
+    #[test]
+    fn reload_of_numbers_and_route_cookies_is_live() {
+        let file = Path::new("t.toml");
+        let http = |n1: u16, cookie: &str| {
+            let text = CONFIG
+                .replace("weight = 10
+", &format!("weight = 10
+number = {n1}
+"))
+                .replace(
+                    "port = 80
+check = \"web\"\n\n[[farm_unit]]",
+                    "port = 80\ncheck = \"web\"\nnumber = 2\n\n[[farm_unit]]",
+                )
+                .replace(
+                    "protocol = \"tcp\"\nservers = [\"s1\", \"s2\"]\n",
+                    &format!("protocol = \"http\"\nservers = [\"s1\", \"s2\"]\nroute_cookie = \"{cookie}\"\n"),
+                );
+            Config::parse(file, &text).unwrap()
+        };
+        let cfg = http(1, "route");
+        let publisher = Publisher::new(Farm::from_config(&cfg).unwrap()).unwrap();
+        let mut t = StatusTable::new(cfg, publisher, ms(0), 1_000_000);
+        let numbers = |t: &StatusTable| -> Vec<Option<u16>> {
+            let snap = t.publisher().snapshot();
+            snap.farm.servers.iter().map(|s| s.number).collect()
+        };
+        assert_eq!(numbers(&t), vec![Some(1), Some(2)]);
+        // A new number: applied at once, the server kept.
+        let (report, _) = t.reload(http(7, "route"), ms(1)).unwrap();
+        assert!(report.needs_restart.is_empty(), "{report:?}");
+        assert!(
+            report
+                .changed
+                .contains(&"server 's1': number 1 -> 7".to_string()),
+            "{report:?}"
+        );
+        assert_eq!(numbers(&t), vec![Some(7), Some(2)]);
+        // A new route cookie: the same unit, changed.
+        let (report, _) = t.reload(http(7, "srv"), ms(2)).unwrap();
+        assert_eq!(report.changed, vec!["changed farm unit 'shop'".to_string()]);
+        let snap = t.publisher().snapshot();
+        let m = snap.farm.unit(crate::farm::UnitId(0)).main().unwrap();
+        assert_eq!(
+            m.http.as_ref().unwrap().route_cookie.as_deref(),
+            Some("srv")
+        );
+        assert!(!snap.farm.unit(crate::farm::UnitId(0)).removed);
     }
 }

@@ -1,5 +1,6 @@
 //! The counters of a worker's balancer: packets, bytes and flows per farm
-//! unit and per server, a SYN-proxy unit's spliced connections, and the
+//! unit and per server, a SYN-proxy or HTTP unit's spliced connections
+//! (with an HTTP unit's request heads and route cookies), and the
 //! flow table's own figures; summed over workers for the stats JSON and
 //! `/metrics`.
 
@@ -8,6 +9,7 @@ use serde::Serialize;
 use super::ServerState;
 use crate::flow::Dir;
 use crate::packet::SpliceEvent;
+use crate::splice::route::RouteReject;
 
 /// Packets and flows of one unit or server on one worker (or summed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -76,10 +78,34 @@ pub struct UnitSplice {
     pub active: u64,
     /// Client bytes kept while server sides opened.
     pub kept_bytes: u64,
+    /// HTTP units: request heads read and bound.
+    pub http_requests: u64,
+    /// HTTP units: request heads over `[splice] kept_bytes`.
+    pub http_too_large: u64,
+    /// HTTP units: clients that did not speak HTTP/1.x.
+    pub http_not_http: u64,
+    /// HTTP units: clients without a complete request head within
+    /// `[splice] client_timeout`.
+    pub http_client_timeouts: u64,
+    /// HTTP units with a route cookie: requests sent to the primary the
+    /// cookie named.
+    pub routed_by_cookie: u64,
+    /// HTTP units with a route cookie: new primaries chosen by the
+    /// scheduler (the named primary was down, or its connect failed), never
+    /// the secondary while another server could take the request.
+    pub new_primaries: u64,
+    /// HTTP units with a route cookie: requests without it.
+    pub route_cookies_missing: u64,
+    /// HTTP units with a route cookie: cookies whose value is not
+    /// `primary × 1000 + secondary`.
+    pub route_cookies_malformed: u64,
+    /// HTTP units with a route cookie: cookies naming numbers that are not
+    /// servers of the unit.
+    pub route_cookies_unknown_server: u64,
 }
 
 impl UnitSplice {
-    pub(super) fn add(&mut self, o: &UnitSplice) {
+    pub fn add(&mut self, o: &UnitSplice) {
         self.cookies_sent += o.cookies_sent;
         self.cookies_accepted += o.cookies_accepted;
         self.cookies_rejected += o.cookies_rejected;
@@ -90,6 +116,24 @@ impl UnitSplice {
         self.ended += o.ended;
         self.active += o.active;
         self.kept_bytes += o.kept_bytes;
+        self.http_requests += o.http_requests;
+        self.http_too_large += o.http_too_large;
+        self.http_not_http += o.http_not_http;
+        self.http_client_timeouts += o.http_client_timeouts;
+        self.routed_by_cookie += o.routed_by_cookie;
+        self.new_primaries += o.new_primaries;
+        self.route_cookies_missing += o.route_cookies_missing;
+        self.route_cookies_malformed += o.route_cookies_malformed;
+        self.route_cookies_unknown_server += o.route_cookies_unknown_server;
+    }
+
+    /// Counts a route cookie that did not decide the server.
+    pub(super) fn reject(&mut self, r: RouteReject) {
+        match r {
+            RouteReject::Missing => self.route_cookies_missing += 1,
+            RouteReject::Malformed => self.route_cookies_malformed += 1,
+            RouteReject::UnknownServer => self.route_cookies_unknown_server += 1,
+        }
     }
 
     pub(super) fn count(&mut self, e: SpliceEvent) {
@@ -109,11 +153,10 @@ impl UnitSplice {
                 self.active = self.active.saturating_sub(1);
             }
             SpliceEvent::Kept(n) => self.kept_bytes += u64::from(n),
-            // Counted per unit by the route-cookie change (merged next).
-            SpliceEvent::HttpRequest
-            | SpliceEvent::HttpTooLarge
-            | SpliceEvent::HttpNotHttp
-            | SpliceEvent::HttpClientTimeout => {}
+            SpliceEvent::HttpRequest => self.http_requests += 1,
+            SpliceEvent::HttpTooLarge => self.http_too_large += 1,
+            SpliceEvent::HttpNotHttp => self.http_not_http += 1,
+            SpliceEvent::HttpClientTimeout => self.http_client_timeouts += 1,
         }
     }
 }

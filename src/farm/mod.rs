@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ForwardingMode, OnServerDown, Protocol, SchedulerKind};
+use crate::config::{Config, ForwardingMode, HttpUnit, OnServerDown, Protocol, SchedulerKind};
 
 pub mod balancer;
 mod counters;
@@ -22,7 +22,7 @@ pub mod maglev;
 pub mod snapshot;
 
 pub use balancer::{
-    FarmBalancer, FarmCounters, ServerCounters, Traffic, UnitCounters, WorkerCounters,
+    FarmBalancer, FarmCounters, ServerCounters, Traffic, UnitCounters, UnitSplice, WorkerCounters,
 };
 pub use maglev::MaglevTable;
 pub use snapshot::{
@@ -77,6 +77,8 @@ pub struct Server {
     pub port: u16,
     pub weight: u32,
     pub state: ServerState,
+    /// The number route cookies name it by (`[[server]] number`).
+    pub number: Option<u16>,
     /// Removed by a reload: a tombstone kept so that ids stay stable. It is
     /// down and member of no unit; its flows are dropped.
     pub removed: bool,
@@ -104,6 +106,9 @@ pub struct MainUnit {
     /// the connection to the server it picks at the client's ACK (always a
     /// `tcp` unit; see [`Snapshot::splice_unit`]).
     pub syn_proxy: bool,
+    /// An HTTP unit (always `syn_proxy`): its connections are bound once
+    /// their request head is read, by the route cookie when it has one.
+    pub http: Option<HttpUnit>,
 }
 
 /// A sub-farm unit: one server and its backups in order.
@@ -213,6 +218,7 @@ impl Farm {
                 port: s.port,
                 weight: s.weight,
                 state: s.state,
+                number: s.number,
                 removed: false,
             })
             .collect();
@@ -234,6 +240,7 @@ impl Farm {
                     local_addresses: u.local_addresses.clone(),
                     on_server_down: u.on_server_down,
                     syn_proxy: u.syn_proxy,
+                    http: u.http.clone(),
                 }),
                 removed: false,
             });
@@ -284,5 +291,7 @@ impl Farm {
     }
 }
 
+#[cfg(test)]
+mod route_tests;
 #[cfg(test)]
 mod tests;

@@ -673,8 +673,8 @@ impl Publisher {
     /// Replaces the farm with `new` (built from a reloaded configuration)
     /// and publishes it. Servers are matched by name, address and port,
     /// farm units by name and everything but their servers and scheduling
-    /// (scheduler, `on_server_down`; a unit whose `syn_proxy` changed is a
-    /// new unit): a matched one keeps its id (a matched server also keeps
+    /// (scheduler, `on_server_down`, `route_cookie`, `http_fallback`; a
+    /// unit whose `syn_proxy` or HTTP-ness changed is a new unit): a matched one keeps its id (a matched server also keeps
     /// its published state and weight, which the caller then sets), the
     /// others of `new` get new ids after the existing ones, and the old ones
     /// left over become tombstones. A removed server is down and in no unit
@@ -700,6 +700,10 @@ impl Publisher {
             let id = match found {
                 Some(p) => {
                     kept[p] = true;
+                    // Route cookies name servers by number: a new number
+                    // applies at once (the state and weight are the
+                    // caller's to set).
+                    servers[p].number = ns.number;
                     ServerId(p as u16)
                 }
                 None => {
@@ -813,9 +817,11 @@ impl Publisher {
 
 /// True when `new` can take over `old`'s id: same name, address, port,
 /// protocol and kind, and for a main unit the same forwarding mode, local
-/// addresses and `syn_proxy` (what established flows depend on: a unit that
-/// starts or stops splicing becomes a new unit, and the old one, a
-/// tombstone, keeps its setting for its established connections).
+/// addresses, `syn_proxy` and HTTP-ness (what established flows depend on:
+/// a unit that starts or stops splicing, or reading request heads, becomes
+/// a new unit, and the old one, a tombstone, keeps its setting for its
+/// established connections). An HTTP unit's `route_cookie` and
+/// `http_fallback` are read at binding only: they change in place.
 fn same_unit(old: &super::Unit, new: &super::Unit) -> bool {
     if old.removed
         || (&old.name, old.address, old.port, old.protocol)
@@ -825,7 +831,10 @@ fn same_unit(old: &super::Unit, new: &super::Unit) -> bool {
     }
     match (&old.kind, &new.kind) {
         (UnitKind::Main(a), UnitKind::Main(b)) => {
-            a.mode == b.mode && a.local_addresses == b.local_addresses && a.syn_proxy == b.syn_proxy
+            a.mode == b.mode
+                && a.local_addresses == b.local_addresses
+                && a.syn_proxy == b.syn_proxy
+                && a.http.is_some() == b.http.is_some()
         }
         (UnitKind::Sub(_), UnitKind::Sub(_)) => true,
         _ => false,

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::*;
 use crate::flow::tcp_flags::{ACK, FIN, RST, SYN};
 use crate::flow::{FlowState, FlowTableConfig, EXPIRY_SLACK};
-use crate::packet::{Balancer, DropReason, FlowKey, Nanos, Nat, SpliceEvent};
+use crate::packet::{Balancer, DropReason, FlowKey, Nanos, Nat, Route, SpliceEvent};
 
 const SEC: Nanos = 1_000_000_000;
 
@@ -1107,12 +1107,13 @@ fn rebind_moves_a_spliced_flow_to_another_server_and_units_count_splices() {
     let p = Publisher::new(Farm::from_config(&splice_config()).unwrap()).unwrap();
     let mut b = balancer(&p, 0, 1, &config().flows);
     let k = tcp("198.19.0.9", 5000, "198.18.0.100", 80);
-    let first = b.bind(&k, 60, SEC).unwrap();
+    let first = b.bind(&k, 60, SEC, Route::Scheduler).unwrap();
+    assert_eq!(first.1, None, "a SYN-proxy unit has no route cookie");
     // The server refused or never answered: another one, never the first,
     // and the flow follows (a server reply from the new one finds it).
     for attempt in 0..3 {
         let failed = b.peek(&k).unwrap();
-        let moved = b.rebind(&k, &failed, SEC + attempt).unwrap();
+        let moved = b.rebind(&k, &failed, SEC + attempt, None).unwrap();
         assert_ne!((moved.dst, moved.dst_port), (failed.dst, failed.dst_port));
         assert_eq!(b.peek(&k), Some(moved));
         assert!(b.peek(&reply(&moved)).is_some());

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::dpdk::hint::{prefetch, HugeArray};
 use crate::packet::Nanos;
+use crate::splice::note::SpliceNote;
 
 use super::entry::*;
 use super::key::*;
@@ -60,6 +61,10 @@ pub struct FlowTable {
     /// home line rather than the entry, so flows moving within their probe
     /// run (deletions) never touch it.
     pub(super) rev: HugeArray<u64>,
+    /// One [`SpliceNote`] per flow entry, moved with the entries (a flow's
+    /// note is at its slot), once [`FlowTable::enable_notes`] made them;
+    /// empty until then.
+    pub(super) notes: HugeArray<SpliceNote>,
     /// Flows in the table, and at most.
     pub(super) len: usize,
     pub(super) cap: usize,
@@ -115,6 +120,7 @@ impl FlowTable {
             // FullNAT).
             flows: HugeArray::new(2 * (3 * cap).div_ceil(2), Flow::default()),
             rev: HugeArray::new(2 * cap, EMPTY),
+            notes: HugeArray::new(0, SpliceNote::default()),
             len: 0,
             cap,
             seed,
@@ -131,9 +137,51 @@ impl FlowTable {
     }
 
     /// Memory held per flow at this table's capacity, in bytes: the flow
-    /// entries and the reverse index.
+    /// entries and the reverse index (and the splice notes, once made).
     pub fn bytes_per_flow(&self) -> usize {
-        (self.flows.allocated_bytes() + self.rev.allocated_bytes()).div_ceil(self.cap)
+        (self.flows.allocated_bytes() + self.rev.allocated_bytes() + self.notes.allocated_bytes())
+            .div_ceil(self.cap)
+    }
+
+    /// Makes the splice notes (16 bytes per flow entry, 48 per flow of
+    /// capacity), all empty, unless they are made already.
+    pub fn enable_notes(&mut self) {
+        if self.notes.is_empty() {
+            self.notes = HugeArray::new(self.flows.len(), SpliceNote::default());
+        }
+    }
+
+    /// Whether [`FlowTable::enable_notes`] made the notes.
+    #[inline(always)]
+    pub fn has_notes(&self) -> bool {
+        !self.notes.is_empty()
+    }
+
+    /// The splice note of the flow in `slot` (no note before
+    /// [`FlowTable::enable_notes`]).
+    #[inline(always)]
+    pub fn note(&self, slot: u32) -> SpliceNote {
+        self.notes.get(slot as usize).copied().unwrap_or_default()
+    }
+
+    /// Sets the splice note of the flow in `slot` (nothing before
+    /// [`FlowTable::enable_notes`]). It stays with the flow until the flow
+    /// is removed or moved to another server ([`FlowTable::rebind`]).
+    pub fn set_note(&mut self, slot: u32, note: SpliceNote) {
+        if let Some(n) = self.notes.get_mut(slot as usize) {
+            *n = note;
+        }
+    }
+
+    /// Starts loading the line of the notes a flow with hash `hash` (a
+    /// client end's, see [`FlowTable::hash`]) most likely has its note in.
+    #[inline]
+    pub fn prefetch_note(&self, hash: u64) {
+        if hash & TO_LOCAL == 0 {
+            if let Some(n) = self.notes.get(self.home(hash)) {
+                prefetch(n);
+            }
+        }
     }
 
     pub fn capacity(&self) -> usize {
@@ -512,6 +560,8 @@ impl FlowTable {
         f.server = server;
         f.local = local;
         f.local_port = local_port;
+        // The note was of the connection to the old server.
+        self.set_note(slot, SpliceNote::default());
         let f = self.flows[slot as usize];
         if f.is_fullnat() {
             self.rev_insert(self.reverse_hash(&f), line);
@@ -643,10 +693,14 @@ impl FlowTable {
             let home = self.home(self.client_hash(&e));
             if !home_between(i, home, j) {
                 self.flows[i] = e;
+                if let Some(&note) = self.notes.get(j) {
+                    self.notes[i] = note;
+                }
                 i = j;
             }
         }
         self.flows[i] = Flow::default();
+        self.set_note(i as u32, SpliceNote::default());
     }
 
     /// Adds the reverse index entry of a flow with reverse tuple hash `hash`

@@ -614,3 +614,77 @@ fn eviction_under_a_stream_of_new_flows_spares_young_flows() {
     assert!(t.stats.evictions > 100_000);
     assert_eq!((missing, young), (0, 0));
 }
+
+#[test]
+fn splice_notes_move_with_their_flows() {
+    use crate::splice::note::SpliceNote;
+    use crate::splice::translate::Translation;
+    use std::collections::HashMap;
+    let note = |port: u16| {
+        let t = Translation {
+            seq_delta: u32::from(port) * 7,
+            ..Translation::default()
+        };
+        SpliceNote::new(port, &t, true, port.is_multiple_of(3))
+    };
+    // A tiny table so probe runs collide, wrap around and move on removal.
+    let mut t = FlowTable::with_seed(&cfg(64), ends(), 5);
+    t.set_note(0, note(1));
+    assert_eq!(
+        t.note(0),
+        SpliceNote::default(),
+        "no notes before they are made"
+    );
+    t.enable_notes();
+    // The model: each live flow (by client port) and the note it must have.
+    let mut model: HashMap<u16, SpliceNote> = HashMap::new();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next_port = 1u16;
+    for step in 0..20_000u32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let live: Vec<u16> = model.keys().copied().collect();
+        match x % 5 {
+            0 | 1 if t.len() < t.capacity() => {
+                let (s, _) = t
+                    .insert(flow(next_port, FlowState::Established, 0), 0)
+                    .unwrap();
+                assert_eq!(t.note(s), SpliceNote::default(), "a new flow has no note");
+                model.insert(next_port, SpliceNote::default());
+                next_port = next_port.wrapping_add(1).max(1);
+            }
+            2 if !live.is_empty() => {
+                let port = live[(x >> 20) as usize % live.len()];
+                t.set_note(slot_of(&t, port), note(port));
+                model.insert(port, note(port));
+            }
+            3 if !live.is_empty() => {
+                let port = live[(x >> 20) as usize % live.len()];
+                let s = slot_of(&t, port);
+                let server = t.get(s).server ^ 1;
+                t.rebind(s, server, 0, 0);
+                model.insert(port, SpliceNote::default());
+            }
+            _ if !live.is_empty() => {
+                let port = live[(x >> 20) as usize % live.len()];
+                t.remove(slot_of(&t, port));
+                model.remove(&port);
+            }
+            _ => {}
+        }
+        if step.is_multiple_of(7) {
+            for (&port, n) in &model {
+                assert_eq!(t.note(slot_of(&t, port)), *n, "step {step}, port {port}");
+            }
+            let noted = (0..t.slots() as u32)
+                .filter(|&s| t.note(s) != SpliceNote::default())
+                .count();
+            let want = model
+                .values()
+                .filter(|n| **n != SpliceNote::default())
+                .count();
+            assert_eq!(noted, want, "free entries hold no notes");
+        }
+    }
+}

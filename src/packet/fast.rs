@@ -237,17 +237,24 @@ impl<F: Frame> Processor<F> {
         if fast.ttl <= 1 || (!rx.redirected && balancer.foreign_owner(key).is_some()) {
             return self.transport_general(io, balancer, frame, hint, rx);
         }
-        if key.proto == protocol::TCP
-            && balancer.splicing()
-            && self.splice_fast(balancer, &mut frame, fast) == FastSplice::General
-        {
-            return self.transport_general(io, balancer, frame, hint, rx);
+        let (mut at, mut hint) = (None, hint);
+        if key.proto == protocol::TCP && balancer.splicing() {
+            // The flow hash finds a spliced connection's note; a frame that
+            // did not come in a burst has none yet.
+            let h = *hint.get_or_insert_with(|| balancer.prefetch(key));
+            match self.splice_fast(balancer, &mut frame, fast, h, now) {
+                FastSplice::General => {
+                    return self.transport_general(io, balancer, frame, hint, rx);
+                }
+                FastSplice::Plain(a) | FastSplice::Translated(a) => at = a,
+            }
         }
         let flen = frame.data().len();
         let len = flen.min(u16::MAX as usize) as u16;
-        let looked = match hint {
-            Some(h) => balancer.lookup_hinted(key, h, fast.flags, len, now),
-            None => balancer.lookup(key, fast.flags, len, now),
+        let looked = match (hint, at) {
+            (Some(h), Some(at)) => balancer.lookup_at(key, at, h, fast.flags, len, now),
+            (Some(h), None) => balancer.lookup_hinted(key, h, fast.flags, len, now),
+            (None, _) => balancer.lookup(key, fast.flags, len, now),
         };
         match looked {
             Ok(nat) => self.send_fast(io, rx.port, frame, fast, nat, now),

@@ -20,6 +20,9 @@ mod route;
 mod splice;
 mod transport;
 
+pub use crate::config::HttpFallback;
+pub use crate::splice::note::SpliceNote;
+pub use crate::splice::route::RouteCookie;
 pub use crate::splice::{SpliceCounters, SpliceSetup};
 pub use counters::{Counters, DropCounters};
 pub use processor::{Processor, Verdict};
@@ -356,26 +359,45 @@ pub trait Balancer {
         false
     }
 
+    /// What a client's packet with `key` to an HTTP farm unit falls back
+    /// to when its request head cannot be read; `None` for every other
+    /// packet (SYN-proxy units included), which binds at the handshake.
+    fn splice_http(&self, _key: &FlowKey) -> Option<HttpFallback> {
+        None
+    }
+
     /// Binds a spliced connection whose client side is `key` (client →
-    /// farm unit): creates its flow as a SYN of `key` would, and returns the
-    /// rewrite towards the chosen server.
-    fn bind(&mut self, key: &FlowKey, len: u16, now: Nanos) -> Result<Nat, DropReason> {
+    /// farm unit): creates its flow as a SYN of `key` would, on the server
+    /// `route` decides, and returns the rewrite towards it with the route
+    /// cookie that decided it: a valid cookie naming servers of the unit
+    /// (its primary, or a new primary when that one could not take the
+    /// connection), to be given back to [`Balancer::rebind`]; `None` when
+    /// the scheduler decided alone.
+    fn bind(
+        &mut self,
+        key: &FlowKey,
+        len: u16,
+        now: Nanos,
+        _route: Route<'_>,
+    ) -> Result<(Nat, Option<RouteCookie>), DropReason> {
         self.lookup(key, crate::wire::tcp::flags::SYN, len, now)
+            .map(|nat| (nat, None))
     }
 
     /// Moves the flow of a spliced connection whose server side failed
     /// (no SYN-ACK, or a RST) to another server of its unit, never the one
     /// it had (`failed`: the rewrite towards it), and returns the new
-    /// rewrite towards the server.
-    fn rebind(&mut self, _key: &FlowKey, _failed: &Nat, _now: Nanos) -> Result<Nat, DropReason> {
+    /// rewrite towards the server. `route`, the cookie [`Balancer::bind`]
+    /// returned, makes the new server a new primary: never the cookie's
+    /// secondary while another server can take the connection.
+    fn rebind(
+        &mut self,
+        _key: &FlowKey,
+        _failed: &Nat,
+        _now: Nanos,
+        _route: Option<RouteCookie>,
+    ) -> Result<Nat, DropReason> {
         Err(DropReason::NoServer)
-    }
-
-    /// What happens to a client's connection to an HTTP farm unit whose
-    /// request head cannot be read; `None` when `key` (client → farm unit)
-    /// goes to no HTTP unit.
-    fn splice_http(&self, _key: &FlowKey) -> Option<HttpFallback> {
-        None
     }
 
     /// Forgets the flow of a spliced connection that ended (given up,
@@ -385,17 +407,57 @@ pub trait Balancer {
     /// Counts what happened to a spliced connection whose client side is
     /// `key` (client → farm unit), for the unit's counters.
     fn splice_event(&mut self, _key: &FlowKey, _event: SpliceEvent) {}
+
+    /// The live flow of a TCP packet with `key` that has neither SYN, FIN
+    /// nor RST (`hint` from [`Balancer::prefetch`]) at `now`, and for the
+    /// flow of a SYN-proxy unit its splice note
+    /// ([`Balancer::set_splice_note`]; the default note when it has none);
+    /// `None` in its place for the flow of a unit that does not splice.
+    /// `None` when there is no such flow, or the balancer keeps no notes:
+    /// then the caller asks the splice table itself. Changes nothing.
+    #[inline]
+    fn splice_note(
+        &self,
+        _key: &FlowKey,
+        _hint: u64,
+        _now: Nanos,
+    ) -> Option<(FlowAt, Option<SpliceNote>)> {
+        None
+    }
+
+    /// [`Balancer::lookup_hinted`] for the packet [`Balancer::splice_note`]
+    /// just found at `at` (nothing changed the balancer in between).
+    #[inline]
+    fn lookup_at(
+        &mut self,
+        key: &FlowKey,
+        _at: FlowAt,
+        hint: u64,
+        tcp_flags: u8,
+        len: u16,
+        now: Nanos,
+    ) -> Result<Nat, DropReason> {
+        self.lookup_hinted(key, hint, tcp_flags, len, now)
+    }
+
+    /// Keeps `note` beside the flow whose client side is `key` (client →
+    /// farm unit), if it has one, until the flow goes or moves to another
+    /// server (the default note: none).
+    fn set_splice_note(&mut self, _key: &FlowKey, _note: SpliceNote) {}
+
+    /// Burst pipelining: starts loading the line the splice note of a flow
+    /// with `hint` ([`Balancer::prefetch`]) is most likely in.
+    #[inline]
+    fn prefetch_splice_note(&self, _hint: u64) {}
 }
 
-/// What an HTTP farm unit does with a connection whose request head cannot
-/// be read (over the cap, not HTTP/1.x, the client timed out).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum HttpFallback {
-    /// The unit's scheduler chooses a server, which gets the bytes kept.
-    #[default]
-    Schedule,
-    /// The client gets a RST.
-    Reset,
+/// Where [`Balancer::splice_note`] found a packet's flow, for
+/// [`Balancer::lookup_at`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowAt {
+    pub slot: u32,
+    /// The packet is the server's (the flow's reverse direction).
+    pub reverse: bool,
 }
 
 /// What happened to a spliced connection ([`Balancer::splice_event`]).
@@ -419,14 +481,27 @@ pub enum SpliceEvent {
     Ended,
     /// Client bytes kept while the server side opened.
     Kept(u32),
-    /// HTTP units: a request head read whole, the connection bound by it.
+    /// An HTTP unit read a complete request head and bound the connection.
     HttpRequest,
-    /// HTTP units: a head over the kept-bytes cap.
+    /// An HTTP unit's request head grew past `[splice] kept_bytes`.
     HttpTooLarge,
-    /// HTTP units: a client that did not send an HTTP/1.x request head.
+    /// An HTTP unit's client did not speak HTTP/1.x.
     HttpNotHttp,
-    /// HTTP units: a client that did not complete its head in time.
+    /// An HTTP unit's client sent no complete request head within
+    /// `[splice] client_timeout`.
     HttpClientTimeout,
+}
+
+/// What the packet path read that decides a spliced connection's server.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Route<'a> {
+    /// The unit's scheduler decides (SYN-proxy units; HTTP heads that could
+    /// not be read).
+    #[default]
+    Scheduler,
+    /// An HTTP request head was read: the values of its `Cookie` headers,
+    /// in order.
+    Request { cookies: &'a [&'a [u8]] },
 }
 
 /// A balancer with no farm units: every transit packet is dropped as

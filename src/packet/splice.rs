@@ -17,6 +17,7 @@ use crate::splice::cookie::{
     self, build_synack_options, ClientOptions, CookieReject, CookieTuple, SynCookie,
 };
 use crate::splice::http::{self, Head};
+use crate::splice::index::Fast;
 use crate::splice::table::{fin, Conn, ConnIdx, Phase, Received, Side};
 use crate::splice::translate::{self, Translation};
 use crate::splice::worker::LINGER;
@@ -28,7 +29,10 @@ use crate::wire::{ipv4, ipv6};
 use super::frames::{build_tcp, retag, Addressing, TcpSegment};
 use super::processor::{Handled, Out, Processor, Rx};
 use super::transport::Transport;
-use super::{Balancer, DropReason, FlowKey, Frame, HttpFallback, Io, Nanos, Nat, SpliceEvent};
+use super::{
+    Balancer, DropReason, FlowAt, FlowKey, Frame, HttpFallback, Io, Nanos, Nat, Route, RouteCookie,
+    SpliceEvent,
+};
 
 /// The parsed TCP header of a segment of a SYN-proxy unit or a spliced
 /// connection.
@@ -89,6 +93,35 @@ impl Seg {
 #[inline]
 fn may_splice<B: Balancer>(balancer: &B, key: &FlowKey) -> bool {
     balancer.splice_unit(key) || balancer.splice_server(key)
+}
+
+/// Translates the TCP segment of a frame of the common shape with `tr`
+/// (towards the client when `to_client`) and counts it; false, the frame
+/// untouched, when the segment cannot be translated (the general path
+/// drops and counts it).
+#[inline(always)]
+fn translate_fast<F: Frame>(
+    s: &mut Splicer,
+    frame: &mut F,
+    fast: &super::fast::Fast,
+    tr: &Translation,
+    to_client: bool,
+) -> bool {
+    let at = ethernet::HEADER_LEN + if fast.v6 { 40 } else { 20 };
+    let Some(seg) = frame.data_mut().get_mut(at..at + usize::from(fast.l4_len)) else {
+        return false;
+    };
+    let done = if to_client {
+        translate::to_client(seg, tr)
+    } else {
+        translate::to_server(seg, tr)
+    };
+    match done {
+        Ok(()) if to_client => s.counters.to_client += 1,
+        Ok(()) => s.counters.to_server += 1,
+        Err(_) => return false,
+    }
+    true
 }
 
 /// Wrapping "a is after b" on 32-bit sequence and timestamp values.
@@ -162,10 +195,12 @@ impl ReadingAck {
 /// balancer splices ([`Processor::splice_fast`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum FastSplice {
-    /// Of no spliced connection and no SYN-proxy unit: on as it is.
-    Plain,
-    /// A joined connection's segment, translated in place: on as it is now.
-    Translated,
+    /// Of no spliced connection and no SYN-proxy unit: on as it is (its
+    /// flow at the place given, when it was looked for).
+    Plain(Option<FlowAt>),
+    /// A joined connection's segment, translated in place: on as it is now
+    /// (its flow at the place given, when it was found through its note).
+    Translated(Option<FlowAt>),
     /// Everything else (handshakes, FIN, RST, kept bytes owed): the general
     /// path.
     General,
@@ -177,69 +212,108 @@ impl<F: Frame> Processor<F> {
     /// the fast path; a frame of no spliced connection and no SYN-proxy
     /// unit goes on untouched; everything else takes the general path,
     /// which does what [`Processor::splice`] says.
+    ///
+    /// An ordinary segment's connection is known from the splice note
+    /// beside its flow (the flow lookup's line, and the note's, which the
+    /// burst prefetched with it: see [`crate::splice::note`]); the splice
+    /// table is asked only when there is no live flow, or a SYN-proxy
+    /// unit's flow has no note of this splicer.
     #[inline]
     pub(super) fn splice_fast<B: Balancer>(
         &mut self,
         balancer: &B,
         frame: &mut F,
         fast: &super::fast::Fast,
+        hint: u64,
+        now: Nanos,
     ) -> FastSplice {
         let key = &fast.key;
         // Neither to a SYN-proxy unit nor from one of its servers: no
-        // splice to look for (and no index line to read).
+        // splice to look for (and no line to read).
         if !may_splice(balancer, key) {
-            return FastSplice::Plain;
+            return FastSplice::Plain(None);
         }
         let Some(s) = self.splice.as_deref_mut() else {
             return if balancer.splice_unit(key) {
                 FastSplice::General
             } else {
-                FastSplice::Plain
+                FastSplice::Plain(None)
             };
         };
-        // One line: the index entry holds the translation.
+        let ordinary = fast.flags & (flags::SYN | flags::FIN | flags::RST) == 0;
+        if ordinary {
+            match balancer.splice_note(key, hint, now) {
+                // A flow of a unit that does not splice.
+                Some((at, None)) => {
+                    let out = if balancer.splice_unit(key) {
+                        FastSplice::General
+                    } else {
+                        FastSplice::Plain(Some(at))
+                    };
+                    debug_assert!(
+                        out == FastSplice::General || s.table.find(key).is_none(),
+                        "a flow of a plain unit holds a spliced connection's key"
+                    );
+                    return out;
+                }
+                Some((at, Some(note))) if note.owner == s.number => {
+                    let to_client = at.reverse;
+                    debug_assert_eq!(
+                        s.table
+                            .find_fast(key)
+                            .map(|(_, side, f)| ((side == Side::Server), f)),
+                        Some((
+                            to_client,
+                            Fast {
+                                ready: note.ready(to_client),
+                                translation: note.translation()
+                            }
+                        )),
+                        "the splice note differs from the splice table"
+                    );
+                    if !note.ready(to_client) {
+                        return FastSplice::General;
+                    }
+                    return match translate_fast(s, frame, fast, &note.translation(), to_client) {
+                        true => FastSplice::Translated(Some(at)),
+                        false => FastSplice::General,
+                    };
+                }
+                // No flow, or a note of no connection this splicer knows:
+                // the splice table says.
+                _ => {}
+            }
+        }
         let (to_client, ready) = match s.table.find_fast(key) {
             Some((_, side, f)) => (side == Side::Server, f),
             None if balancer.splice_unit(key) => return FastSplice::General,
-            None => return FastSplice::Plain,
+            None => return FastSplice::Plain(None),
         };
-        if fast.flags & (flags::SYN | flags::FIN | flags::RST) != 0 || !ready.ready {
+        if !ordinary || !ready.ready {
             return FastSplice::General;
         }
-        let tr = ready.translation;
-        let at = ethernet::HEADER_LEN + if fast.v6 { 40 } else { 20 };
-        let Some(seg) = frame.data_mut().get_mut(at..at + usize::from(fast.l4_len)) else {
-            return FastSplice::General;
-        };
-        let done = if to_client {
-            translate::to_client(seg, &tr)
-        } else {
-            translate::to_server(seg, &tr)
-        };
-        match done {
-            Ok(()) if to_client => s.counters.to_client += 1,
-            Ok(()) => s.counters.to_server += 1,
-            // Untouched: the general path drops and counts it.
-            Err(_) => return FastSplice::General,
+        match translate_fast(s, frame, fast, &ready.translation, to_client) {
+            true => FastSplice::Translated(None),
+            false => FastSplice::General,
         }
-        FastSplice::Translated
     }
 
-    /// Whether a burst's TCP frames should start loading their splice index
+    /// Whether a burst's TCP frames should start loading their splice note
     /// lines (see [`Processor::splice_prefetch`]).
     #[inline]
     pub(super) fn splice_prefetching<B: Balancer>(&self, balancer: &B) -> bool {
         self.splice.is_some() && balancer.splicing()
     }
 
-    /// Burst pipelining for spliced connections: starts loading the index
-    /// line a TCP frame with `key` reads in [`Processor::splice_fast`], when
-    /// it may be a spliced connection's (the address filter answers most
-    /// others with one multiply, here and there).
+    /// Burst pipelining for spliced connections: starts loading the line of
+    /// splice notes a TCP frame with `key` and flow hash `hint` reads in
+    /// [`Processor::splice_fast`], when it may be a spliced connection's
+    /// (the address filter answers most others with one multiply, here and
+    /// there).
     #[inline]
-    pub(super) fn splice_prefetch<B: Balancer>(&self, balancer: &B, key: &FlowKey) {
-        if let (true, Some(s)) = (may_splice(balancer, key), self.splice.as_deref()) {
-            s.table.prefetch(key);
+    pub(super) fn splice_prefetch<B: Balancer>(&self, balancer: &B, key: &FlowKey, hint: u64) {
+        if may_splice(balancer, key) {
+            balancer.prefetch_splice_note(hint);
         }
     }
 
@@ -406,8 +480,8 @@ impl<F: Frame> Processor<F> {
             }
         } else {
             let len = frame.data().len().min(usize::from(u16::MAX)) as u16;
-            match balancer.bind(&key, len, now) {
-                Ok(nat) => nat,
+            match balancer.bind(&key, len, now, Route::Scheduler) {
+                Ok((nat, _)) => nat,
                 Err(e) => {
                     self.reset_client(io, &key, seg, now);
                     return Err(e);
@@ -442,6 +516,7 @@ impl<F: Frame> Processor<F> {
             translation: Translation::default(),
             kept: Vec::new(),
             early: Vec::new(),
+            route: None,
             timer: None,
             fins: 0,
         };
@@ -453,6 +528,7 @@ impl<F: Frame> Processor<F> {
             return Err(DropReason::SpliceTableFull);
         };
         if http {
+            // No flow yet: its note is written at the binding.
             let at = now + s.setup.client_timeout;
             s.arm(i, at);
             return match self.reading(io, balancer, frame, seg, i, rx) {
@@ -460,6 +536,7 @@ impl<F: Frame> Processor<F> {
                 None => Ok(Out::Spliced),
             };
         }
+        s.write_note(balancer, i);
         s.counters.bindings += 1;
         balancer.splice_event(&key, SpliceEvent::Bound);
         if seg.payload_len() > 0 {
@@ -602,7 +679,8 @@ impl<F: Frame> Processor<F> {
         let whole = c.kept_seq.wrapping_add(c.kept.len() as u32);
         // A FIN right after the kept bytes: the client has said all it
         // will before its head is whole.
-        let fin_now = seg.has(flags::FIN) && seg.seq.wrapping_add(seg.payload_len() as u32) == whole;
+        let fin_now =
+            seg.has(flags::FIN) && seg.seq.wrapping_add(seg.payload_len() as u32) == whole;
         let mut outcome = None;
         if added || fin_now {
             outcome = Some(match http::read_head(&c.kept) {
@@ -705,8 +783,10 @@ impl<F: Frame> Processor<F> {
         let client = c.client;
         let len = c.kept.len().min(usize::from(u16::MAX)) as u16;
         let head = http::read_head(&c.kept);
-        let _cookies = head.cookies();
-        let bound = balancer.bind(&client, len, now);
+        let route = Route::Request {
+            cookies: head.cookies(),
+        };
+        let bound = balancer.bind(&client, len, now, route);
         balancer.splice_event(&client, SpliceEvent::HttpRequest);
         self.connect(io, balancer, i, bound, now)
     }
@@ -738,21 +818,22 @@ impl<F: Frame> Processor<F> {
             // The scheduler's choice (also when a reload made the unit
             // something else than an HTTP unit).
             _ => {
-                let bound = balancer.bind(&client, len, now);
+                let bound = balancer.bind(&client, len, now, Route::Scheduler);
                 self.connect(io, balancer, i, bound, now)
             }
         }
     }
 
     /// Opens the server side of reading connection `i` towards the
-    /// balancer's choice `bound` (its SYN, its timer), or resets the
-    /// client when there is no server; true when the server side opens.
+    /// balancer's choice `bound` (its SYN, its timer; the route cookie it
+    /// accepted is kept for a rebind), or resets the client when there is
+    /// no server; true when the server side opens.
     fn connect<I: Io<Frame = F>, B: Balancer>(
         &mut self,
         io: &mut I,
         balancer: &mut B,
         i: ConnIdx,
-        bound: Result<Nat, DropReason>,
+        bound: Result<(Nat, Option<RouteCookie>), DropReason>,
         now: Nanos,
     ) -> bool {
         let s = self.splicer(now);
@@ -760,7 +841,7 @@ impl<F: Frame> Processor<F> {
             return false;
         };
         let (client, our_next) = (c.client, c.our_isn.wrapping_add(1));
-        let Ok(nat) = bound else {
+        let Ok((nat, route)) = bound else {
             s.counters.connect_failures += 1;
             balancer.splice_event(&client, SpliceEvent::Failed);
             let (unit, peer) = ((client.dst, client.dst_port), (client.src, client.src_port));
@@ -769,6 +850,10 @@ impl<F: Frame> Processor<F> {
             return false;
         };
         s.table.rebind(i, server_key(&nat), nat);
+        if let Some(c) = s.table.get_mut(i) {
+            c.route = route;
+        }
+        s.write_note(balancer, i);
         s.counters.bindings += 1;
         balancer.splice_event(&client, SpliceEvent::Bound);
         self.send_server_syn(io, i, now);
@@ -890,6 +975,7 @@ impl<F: Frame> Processor<F> {
                 let _ = balancer.lookup(&seg.key, seg.flags, len, now);
                 let client = c.client;
                 self.joined(io, i, seg, now);
+                self.splicer(now).write_note(balancer, i);
                 balancer.splice_event(&client, SpliceEvent::Joined);
                 Some(Ok(Out::Spliced))
             }
@@ -925,6 +1011,7 @@ impl<F: Frame> Processor<F> {
                 let closing = c.fins == fin::BOTH;
                 if let Some(n) = acked {
                     s.table.release(i, n);
+                    s.write_note(balancer, i);
                     if s.table.get(i).is_some_and(|c| c.kept.is_empty()) {
                         // Everything kept is delivered: the connection
                         // idles under its idle timer again.
@@ -1203,10 +1290,11 @@ impl<F: Frame> Processor<F> {
         let Phase::Connecting { attempt, .. } = c.phase else {
             return;
         };
-        let (client, failed) = (c.client, c.nat);
+        let (client, failed, route) = (c.client, c.nat, c.route);
         if attempt < attempts {
-            if let Ok(nat) = balancer.rebind(&client, &failed, now) {
+            if let Ok(nat) = balancer.rebind(&client, &failed, now, route) {
                 s.table.rebind(i, server_key(&nat), nat);
+                s.write_note(balancer, i);
                 if let Some(c) = s.table.get_mut(i) {
                     c.phase = Phase::Connecting {
                         attempt: attempt + 1,

@@ -3,16 +3,18 @@
 //!
 //! Each entry is one cache line and holds what a translated segment needs
 //! (the [`Translation`], and whether the connection is joined and owes
-//! nothing), so a joined connection's segment costs one line beyond its flow
-//! entry, and that line can be prefetched a burst ahead from the packet's
-//! key ([`SpliceIndex::prefetch`]). Open addressing with linear probing and
+//! nothing). The fast path reads the same from the splice note beside the
+//! connection's flow entry (`crate::splice::note`) and comes here only for
+//! a packet without a live flow or note; the general path always does.
+//! A quarter of the keys at the index's full load (1/2) are not in their
+//! home line, which the fast path no longer pays. Open addressing with linear probing and
 //! backward-shift deletion (no tombstones), at most half full, on huge
 //! pages where the kernel gives them; nothing allocates after
 //! [`SpliceIndex::new`].
 
 use std::net::IpAddr;
 
-use crate::dpdk::hint::{prefetch, HugeArray};
+use crate::dpdk::hint::HugeArray;
 use crate::flow::mix;
 use crate::packet::FlowKey;
 
@@ -161,12 +163,6 @@ impl SpliceIndex {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    /// Starts loading the line a lookup of the key with hash `h` reads first.
-    #[inline]
-    pub fn prefetch(&self, h: u64) {
-        prefetch(&self.entries[h as usize & self.mask]);
     }
 
     #[inline]

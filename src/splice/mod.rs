@@ -26,6 +26,8 @@
 //!   (farmlb has acked them, so it sends them to the server and retransmits them
 //!   until acked), and for moves the unanswered request since the server last
 //!   sent payload;
+//! - [`route`]: the route cookie that names a session's primary and
+//!   secondary server, read from an HTTP unit's request head;
 //! - [`translate`]: the translation of a segment in either direction;
 //! - moves (US 7,437,461): a new server side to another server, the kept bytes
 //!   replayed, a new delta and timestamp offset.
@@ -37,6 +39,8 @@
 pub mod cookie;
 pub mod http;
 pub mod index;
+pub mod note;
+pub mod route;
 pub mod table;
 pub mod timer;
 pub mod translate;

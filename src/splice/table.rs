@@ -9,7 +9,7 @@
 //! at most `kept_budget` bytes of kept client data; it allocates only at
 //! construction, except the kept bytes, which are bounded by the budget.
 
-use crate::packet::{FlowKey, Nat};
+use crate::packet::{FlowKey, Nat, RouteCookie};
 
 use super::cookie::ClientOptions;
 use super::index::{Fast, SpliceIndex};
@@ -78,6 +78,9 @@ pub struct Conn {
     /// (their sequence number and bytes, in order, none overlapping), at
     /// most [`MAX_EARLY`] pieces.
     pub early: Vec<(u32, Vec<u8>)>,
+    /// HTTP units: the route cookie the request was bound by, so that a
+    /// rebind after a failed connect never chooses its secondary either.
+    pub route: Option<RouteCookie>,
     /// The one pending timer of the connection.
     pub timer: Option<TimerId>,
     /// [`fin`] bits.
@@ -183,12 +186,6 @@ impl SpliceTable {
     #[inline]
     pub fn find_fast(&self, key: &FlowKey) -> Option<(ConnIdx, Side, Fast)> {
         self.index.find(key)
-    }
-
-    /// Starts loading the index line of `key` (a burst ahead).
-    #[inline]
-    pub fn prefetch(&self, key: &FlowKey) {
-        self.index.prefetch(super::index::hash(key));
     }
 
     /// Copies connection `i`'s translation and readiness into its index
@@ -297,10 +294,6 @@ impl SpliceTable {
         let limit = c.kept_seq.wrapping_add(per_conn as u32);
         if after(seq, next) {
             let ahead = seq.wrapping_sub(c.kept_seq) as usize;
-            let fits = ahead + bytes.len() <= per_conn && bytes.len() <= budget_left;
-            if !fits || c.early.len() >= MAX_EARLY {
-                return Received::Refused;
-            }
             let overlaps = c.early.iter().any(|&(s, ref b)| {
                 let e = s.wrapping_add(b.len() as u32);
                 after(e, seq) && after(end, s)
@@ -309,6 +302,10 @@ impl SpliceTable {
                 // A piece already holds some of these bytes: keep the
                 // first copy, the client sends the rest again.
                 return Received::Duplicate;
+            }
+            let fits = ahead + bytes.len() <= per_conn && bytes.len() <= budget_left;
+            if !fits || c.early.len() >= MAX_EARLY {
+                return Received::Refused;
             }
             let at = c.early.partition_point(|&(s, _)| after(seq, s));
             c.early.insert(at, (seq, bytes.to_vec()));
@@ -440,6 +437,7 @@ mod tests {
             translation: Translation::default(),
             kept: Vec::new(),
             early: Vec::new(),
+            route: None,
             timer: None,
             fins: 0,
         }
@@ -509,7 +507,13 @@ mod tests {
         let nat = t.get(a).unwrap().nat;
         t.rebind(a, key(21, 8080), nat);
         let c = t.get(a).unwrap();
-        assert_eq!(c.phase, Phase::Connecting { attempt: 1, syns: 1 });
+        assert_eq!(
+            c.phase,
+            Phase::Connecting {
+                attempt: 1,
+                syns: 1
+            }
+        );
         assert!(c.early.is_empty(), "early pieces are let go at the binding");
         assert_eq!(t.kept_total(), 0);
         assert_eq!(t.by_client(&key(1, 1000)), Some(a));
@@ -535,7 +539,7 @@ mod tests {
         assert_eq!(t.get(a).unwrap().kept, msg);
         assert_eq!(t.kept_total(), msg.len());
         // A retransmission that overlaps the kept bytes adds only its tail.
-        assert_eq!(t.receive(a, 2 + 10, b"1.1\r\n", 100), Received::Added(2));
+        assert_eq!(t.receive(a, 2 + 11, b"1.1\r\n", 100), Received::Added(2));
         assert_eq!(t.get(a).unwrap().kept, b"GET / HTTP/1.1\r\n");
         assert_eq!(t.kept_total(), 16);
     }
@@ -545,11 +549,23 @@ mod tests {
         let mut t = SpliceTable::new(2, 12);
         let a = t.insert(reading(key(1, 1000))).unwrap();
         let b = t.insert(reading(key(2, 1000))).unwrap();
-        assert_eq!(t.receive(a, 2 + 8, b"xx", 8), Received::Refused, "past the cap");
-        assert_eq!(t.receive(a, 2, b"0123456789", 8), Received::Added(8), "cut at the cap");
+        assert_eq!(
+            t.receive(a, 2 + 8, b"xx", 8),
+            Received::Refused,
+            "past the cap"
+        );
+        assert_eq!(
+            t.receive(a, 2, b"0123456789", 8),
+            Received::Added(8),
+            "cut at the cap"
+        );
         assert_eq!(t.receive(a, 10, b"89", 8), Received::Refused);
         assert_eq!(t.get(a).unwrap().kept, b"01234567");
-        assert_eq!(t.receive(b, 2, b"abcdefgh", 8), Received::Added(4), "the budget");
+        assert_eq!(
+            t.receive(b, 2, b"abcdefgh", 8),
+            Received::Added(4),
+            "the budget"
+        );
         assert_eq!(t.kept_total(), 12);
         assert_eq!(t.receive(b, 6, b"e", 8), Received::Refused);
         t.remove(a);
@@ -564,7 +580,11 @@ mod tests {
             assert_eq!(t.receive(a, 4 + 2 * k, b"x", 100), Received::Early);
         }
         assert_eq!(t.receive(a, 100, b"x", 100), Received::Refused);
-        assert_eq!(t.receive(a, 4, b"yy", 100), Received::Duplicate, "overlaps a piece");
+        assert_eq!(
+            t.receive(a, 4, b"yy", 100),
+            Received::Duplicate,
+            "overlaps a piece"
+        );
         assert_eq!(t.receive(a, 2, b"ab", 100), Received::Added(3));
         assert_eq!(t.get(a).unwrap().kept, b"abx");
         assert_eq!(t.get(a).unwrap().early.len(), MAX_EARLY - 1);

@@ -54,7 +54,9 @@
 //! where the rescaling lost nothing (see [`rescale_window`]).
 
 use crate::wire::checksum;
-use crate::wire::tcp::{locate_options, rewrite_u32, OptionOffsets, TcpPacket, MAX_WINDOW_SCALE};
+use crate::wire::tcp::{
+    flags, locate_options, rewrite_u32, OptionOffsets, TcpPacket, MAX_WINDOW_SCALE,
+};
 
 /// What the packets of one spliced connection need translated; fixed once the
 /// server side is established.
@@ -197,6 +199,15 @@ pub fn rescale_window(win: u16, from_ws: u8, to_ws: u8) -> u16 {
 /// [`TranslateError`] for a bad data offset or an option list that cannot be
 /// walked; `seg` is then unchanged. Never panics.
 pub fn to_client(seg: &mut [u8], t: &Translation) -> Result<(), TranslateError> {
+    if let Some(h) = ts_layout(seg) {
+        ts_to_client(h, t);
+        return Ok(());
+    }
+    to_client_walked(seg, t)
+}
+
+/// [`to_client`] for any option layout.
+fn to_client_walked(seg: &mut [u8], t: &Translation) -> Result<(), TranslateError> {
     let mut s = Rewrite::open(seg)?;
     s.seq(|seq| t.seq_to_client(seq));
     if t.timestamps {
@@ -222,6 +233,15 @@ pub fn to_client(seg: &mut [u8], t: &Translation) -> Result<(), TranslateError> 
 /// # Errors
 /// As [`to_client`].
 pub fn to_server(seg: &mut [u8], t: &Translation) -> Result<(), TranslateError> {
+    if let Some(h) = ts_layout(seg) {
+        ts_to_server(h, t);
+        return Ok(());
+    }
+    to_server_walked(seg, t)
+}
+
+/// [`to_server`] for any option layout.
+fn to_server_walked(seg: &mut [u8], t: &Translation) -> Result<(), TranslateError> {
     let mut s = Rewrite::open(seg)?;
     if s.has_ack() {
         s.ack(|ack| t.seq_to_server(ack));
@@ -256,6 +276,97 @@ pub fn from_client(seg: &mut [u8], t: &Translation) -> Result<(), TranslateError
 #[inline]
 pub fn from_server(seg: &mut [u8], t: &Translation) -> Result<(), TranslateError> {
     to_server(seg, &t.reverse())
+}
+
+/// The header of a segment with the layout of almost every established
+/// segment (Linux's): a 32-byte header whose options are NOP, NOP and the
+/// timestamps (TSval at byte 24, TSecr at 28, both at even offsets), which
+/// [`locate_options`] would find there and nothing else. `None` for any
+/// other segment.
+#[inline(always)]
+fn ts_layout(seg: &mut [u8]) -> Option<&mut [u8; 32]> {
+    let h: &mut [u8; 32] = seg.get_mut(..32)?.try_into().ok()?;
+    (h[12] >> 4 == 8 && h[20..24] == [1, 1, 8, 10]).then_some(h)
+}
+
+/// A run of whole-field replacements in a [`ts_layout`] header, their
+/// checksum changes summed and folded once at the end (RFC 1624 eqn. 3 is
+/// a sum: folding once gives what folding after each field gives, see
+/// `sums_fold_once_as_field_by_field`). As in [`Rewrite`], a field that does not
+/// change is neither written nor summed.
+struct Raw<'a> {
+    h: &'a mut [u8; 32],
+    acc: u32,
+}
+
+impl<'a> Raw<'a> {
+    #[inline(always)]
+    fn open(h: &'a mut [u8; 32]) -> Raw<'a> {
+        let c = u16::from_be_bytes([h[16], h[17]]);
+        Raw {
+            h,
+            acc: u32::from(!c),
+        }
+    }
+
+    #[inline(always)]
+    fn u32_at(&mut self, at: usize, f: impl Fn(u32) -> u32) {
+        let b = &mut self.h[at..at + 4];
+        let old = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let new = f(old);
+        if new != old {
+            b.copy_from_slice(&new.to_be_bytes());
+            self.acc += u32::from(!((old >> 16) as u16))
+                + u32::from(!(old as u16))
+                + u32::from((new >> 16) as u16)
+                + u32::from(new as u16);
+        }
+    }
+
+    #[inline(always)]
+    fn window(&mut self, from_ws: u8, to_ws: u8) {
+        if self.h[13] & flags::SYN != 0 {
+            return;
+        }
+        let old = u16::from_be_bytes([self.h[14], self.h[15]]);
+        let new = rescale_window(old, from_ws, to_ws);
+        if new != old {
+            self.h[14..16].copy_from_slice(&new.to_be_bytes());
+            self.acc += u32::from(!old) + u32::from(new);
+        }
+    }
+
+    #[inline(always)]
+    fn finish(self) {
+        let c = !checksum::fold(self.acc);
+        self.h[16..18].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
+/// [`to_client`] on a [`ts_layout`] header.
+#[inline(always)]
+fn ts_to_client(h: &mut [u8; 32], t: &Translation) {
+    let mut r = Raw::open(h);
+    r.u32_at(4, |seq| t.seq_to_client(seq));
+    if t.timestamps {
+        r.u32_at(24, |v| t.tsval_to_client(v));
+    }
+    r.window(t.server_send_ws, t.client_recv_ws);
+    r.finish();
+}
+
+/// [`to_server`] on a [`ts_layout`] header (no SACK blocks in it).
+#[inline(always)]
+fn ts_to_server(h: &mut [u8; 32], t: &Translation) {
+    let mut r = Raw::open(h);
+    if r.h[13] & flags::ACK != 0 {
+        r.u32_at(8, |ack| t.seq_to_server(ack));
+        if t.timestamps {
+            r.u32_at(28, |e| t.tsecr_to_server(e));
+        }
+    }
+    r.window(t.client_send_ws, t.server_recv_ws);
+    r.finish();
 }
 
 /// One segment being rewritten: its header and options already checked, the
@@ -869,6 +980,42 @@ mod tests {
         assert_eq!(T.tsecr_to_server(0x80), 0x180);
     }
 
+    #[test]
+    fn sums_fold_once_as_field_by_field() {
+        // Sequential RFC 1624 updates against one sum folded once, at the
+        // edges of ones' complement arithmetic (the two zeros).
+        let words: [u32; 6] = [0, 0xffff_ffff, 0xffff_0000, 0x0000_ffff, 1, 0x8000_8000];
+        for c in [0u16, 0xffff, 1, 0xfffe, 0x1234] {
+            for &a in &words {
+                for &b in &words {
+                    for &x in &words {
+                        let seq = checksum::update32(checksum::update32(c, a, b), b, x);
+                        let mut acc = u32::from(!c);
+                        for (old, new) in [(a, b), (b, x)] {
+                            if old != new {
+                                acc += u32::from(!((old >> 16) as u16))
+                                    + u32::from(!(old as u16))
+                                    + u32::from((new >> 16) as u16)
+                                    + u32::from(new as u16);
+                            }
+                        }
+                        let once = !checksum::fold(acc);
+                        let seq = if a == b && b == x {
+                            c
+                        } else if a == b {
+                            checksum::update32(c, b, x)
+                        } else if b == x {
+                            checksum::update32(c, a, b)
+                        } else {
+                            seq
+                        };
+                        assert_eq!(once, seq, "{c:#x} {a:#x} {b:#x} {x:#x}");
+                    }
+                }
+            }
+        }
+    }
+
     mod props {
         use super::*;
 
@@ -954,6 +1101,58 @@ mod tests {
 
         fn acks(seg: &[u8]) -> bool {
             TcpPacket::new_checked(seg).unwrap().ack()
+        }
+
+        /// A segment with the [`ts_layout`] header: any fields, any bits in
+        /// the data offset's low nibble, any checksum (the two zeros often),
+        /// any payload.
+        fn ts_layout_segments() -> impl Strategy<Value = Vec<u8>> {
+            (
+                any::<[u8; 32]>(),
+                prop_oneof![any::<u16>(), Just(0u16), Just(0xffff)],
+                proptest::collection::vec(any::<u8>(), 0..8),
+            )
+                .prop_map(|(mut h, cksum, data)| {
+                    h[12] = 0x80 | (h[12] & 0x0f);
+                    h[16..18].copy_from_slice(&cksum.to_be_bytes());
+                    h[20..24].copy_from_slice(&[NOP, NOP, 8, 10]);
+                    let mut seg = h.to_vec();
+                    seg.extend_from_slice(&data);
+                    seg
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4000))]
+
+            #[test]
+            fn the_timestamp_layout_shortcut_matches_the_walk(
+                seg in ts_layout_segments(),
+                t in translation(),
+                fields in any::<[u32; 2]>(),
+                same in any::<[bool; 2]>(),
+            ) {
+                let mut seg = seg;
+                // Fields that the translation leaves as they are, sometimes.
+                if same[0] {
+                    seg[4..8].copy_from_slice(&fields[0].to_be_bytes());
+                }
+                if same[1] {
+                    seg[28..32].copy_from_slice(&fields[1].to_be_bytes());
+                }
+                for to_client in [false, true] {
+                    let (mut fast, mut walked) = (seg.clone(), seg.clone());
+                    if to_client {
+                        prop_assert!(ts_layout(&mut fast).is_some());
+                        prop_assert_eq!(super::super::to_client(&mut fast, &t), Ok(()));
+                        prop_assert_eq!(to_client_walked(&mut walked, &t), Ok(()));
+                    } else {
+                        prop_assert_eq!(super::super::to_server(&mut fast, &t), Ok(()));
+                        prop_assert_eq!(to_server_walked(&mut walked, &t), Ok(()));
+                    }
+                    prop_assert_eq!(&fast, &walked);
+                }
+            }
         }
 
         proptest! {

@@ -5,6 +5,8 @@
 
 use crate::packet::{Balancer, Nanos, SpliceEvent};
 
+use super::note::{splicer_number, SpliceNote};
+
 use super::cookie::{self, CookieSecrets};
 use super::table::{Conn, ConnIdx, Phase, SpliceTable};
 use super::timer::TimerWheel;
@@ -184,6 +186,8 @@ pub struct Splicer {
     pub(crate) counters: SpliceCounters,
     /// Connections whose timer fired, gathered before they are handled.
     pub(crate) due: Vec<u32>,
+    /// This splicer's number in the splice notes it writes (never 0).
+    pub(crate) number: u16,
 }
 
 /// When a connection that has closed both ways is forgotten (its last
@@ -213,6 +217,24 @@ impl Splicer {
             setup,
             counters: SpliceCounters::default(),
             due: Vec::new(),
+            number: splicer_number(),
+        }
+    }
+
+    /// Writes connection `i`'s splice note beside its flow (see
+    /// [`crate::splice::note`]): after it was entered, joined, stopped
+    /// owing kept bytes, or moved to another server. The same readiness as
+    /// its index entries (`SpliceTable::refresh_fast`).
+    pub(crate) fn write_note<B: Balancer>(&self, balancer: &mut B, i: ConnIdx) {
+        if let Some(c) = self.table.get(i) {
+            let joined = c.phase == Phase::Spliced;
+            let note = SpliceNote::new(
+                self.number,
+                &c.translation,
+                joined,
+                joined && c.kept.is_empty(),
+            );
+            balancer.set_splice_note(&c.client, note);
         }
     }
 
@@ -244,6 +266,7 @@ impl Splicer {
     /// Its flow stays (a RST the flow table saw closes it there).
     pub(crate) fn end<B: Balancer>(&mut self, balancer: &mut B, i: ConnIdx) -> Option<Conn> {
         let c = self.table.remove(i)?;
+        balancer.set_splice_note(&c.client, SpliceNote::default());
         if let Some(t) = c.timer {
             self.wheel.cancel(t);
         }

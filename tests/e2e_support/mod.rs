@@ -198,6 +198,56 @@ impl Topology {
         assert!(ok, "{name} did not come up:\n{}", self.log(name));
     }
 
+    /// Starts nginx `name` in namespace `ns`, listening on `port`: it
+    /// answers `/whoami` with its name and `/health` like the farm server
+    /// (so farmlb's HTTP check keeps it up), and logs every request's line
+    /// and user agent to `nginx-<name>/access.log` ([`Topology::nginx_hits`]).
+    pub fn start_nginx(&mut self, name: &str, ns: &str, port: u16) {
+        let dir = self.path(&format!("nginx-{name}"));
+        std::fs::create_dir_all(format!("{dir}/www")).unwrap();
+        std::fs::write(format!("{dir}/www/whoami"), name).unwrap();
+        std::fs::write(format!("{dir}/www/health"), "farm-server ok").unwrap();
+        let conf = format!(
+            "daemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
+             events {{ worker_connections 512; }}\n\
+             http {{\n  log_format hits '$request \"$http_user_agent\"';\n\
+             access_log {dir}/access.log hits;\n  client_body_temp_path {dir}/tmp;\n\
+             proxy_temp_path {dir}/tmp;\n  fastcgi_temp_path {dir}/tmp;\n\
+             uwsgi_temp_path {dir}/tmp;\n  scgi_temp_path {dir}/tmp;\n\
+             keepalive_requests 100000;\n\
+             server {{\n    listen {port};\n    root {dir}/www;\n    default_type text/plain;\n  }}\n}}\n"
+        );
+        std::fs::write(format!("{dir}/nginx.conf"), conf).unwrap();
+        self.spawn(name, ns, &["nginx", "-c", &format!("{dir}/nginx.conf")]);
+        let ok = wait_until(Duration::from_secs(10), || {
+            in_ns(
+                ns,
+                &[
+                    "curl",
+                    "-sf",
+                    "-m",
+                    "1",
+                    &format!("http://127.0.0.1:{port}/whoami"),
+                ],
+                3,
+            )
+            .status
+            .success()
+        });
+        assert!(ok, "nginx {name} did not start:\n{}", self.log(name));
+    }
+
+    /// Requests nginx `name` logged whose line and user agent both contain
+    /// `pattern` (e.g. "ApacheBench").
+    pub fn nginx_hits(&self, name: &str, pattern: &str) -> usize {
+        let log = self.path(&format!("nginx-{name}/access.log"));
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(pattern))
+            .count()
+    }
+
     /// Starts farmlb in flb-lb with `config` (bounded by --run-for) and
     /// waits until `probe_url` answers from the client through it.
     pub fn start_farmlb(&mut self, config: &Path, probe_url: &str) {

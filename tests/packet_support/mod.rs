@@ -10,8 +10,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use farmlb::packet::{
     Balancer, CoreSetup, DropReason, FlowKey, HttpFallback, Io, Nanos, Nat, Offload, PortAddr,
-    PortIdx, PortSetup, Processor,
+    PortIdx, PortSetup, Processor, Route, RouteCookie,
 };
+use farmlb::splice::route::{self, RouteReject};
 use farmlb::wire::tcp::TcpOptions;
 
 // ------------------------------------------------------------------ topology
@@ -736,6 +737,8 @@ pub struct TestBalancer {
     pub alternates: Vec<(IpAddr, IpAddr)>,
     /// The splicing units that are HTTP units, and their fallback.
     pub http_units: Vec<((IpAddr, u16), HttpFallback)>,
+    /// What the route cookie (`route`) of each request bound with one said.
+    pub routes: Vec<Result<RouteCookie, RouteReject>>,
     pub flows: HashMap<FlowKey, Nat>,
     pub next_local_port: u16,
     pub lookups: u64,
@@ -775,6 +778,7 @@ impl TestBalancer {
             splice_units: Vec::new(),
             alternates: Vec::new(),
             http_units: Vec::new(),
+            routes: Vec::new(),
             flows: HashMap::new(),
             next_local_port: FULLNAT_FIRST_PORT,
             lookups: 0,
@@ -871,6 +875,24 @@ impl Balancer for TestBalancer {
         })
     }
 
+    fn bind(
+        &mut self,
+        key: &FlowKey,
+        len: u16,
+        now: Nanos,
+        route: Route<'_>,
+    ) -> Result<(Nat, Option<RouteCookie>), DropReason> {
+        let cookie = match route {
+            Route::Request { cookies } => {
+                let read = route::read(cookies, b"route");
+                self.routes.push(read);
+                read.ok()
+            }
+            Route::Scheduler => None,
+        };
+        self.lookup(key, SYN, len, now).map(|nat| (nat, cookie))
+    }
+
     fn splice_http(&self, key: &FlowKey) -> Option<HttpFallback> {
         self.http_units
             .iter()
@@ -878,7 +900,13 @@ impl Balancer for TestBalancer {
             .map(|&(_, f)| f)
     }
 
-    fn rebind(&mut self, key: &FlowKey, failed: &Nat, _now: Nanos) -> Result<Nat, DropReason> {
+    fn rebind(
+        &mut self,
+        key: &FlowKey,
+        failed: &Nat,
+        _now: Nanos,
+        _route: Option<RouteCookie>,
+    ) -> Result<Nat, DropReason> {
         self.forget(key);
         let alt = self
             .alternates
@@ -1261,14 +1289,20 @@ fn sent_tcp(f: &[u8]) -> Option<(IpAddr, u16, u16, u32, u32, u8)> {
     ))
 }
 
-/// Drives a worker whose balancer splices (SYN-proxy units at VIP_A:80 and
-/// VIP6:80, each with an alternate server) with arbitrary input, for the
-/// fuzz target and the property tests. The input is a sequence of records,
-/// each a control byte (bits 0-2 the kind, bit 3 IPv6, bit 4 the port for
-/// raw frames) and its bytes:
+/// A request head for [`splice_drive`]'s pieces of HTTP requests.
+pub const DRIVE_REQUEST: &[u8] =
+    b"GET /cart HTTP/1.1\r\nHost: shop\r\nCookie: a=1; route=2001\r\n\r\n";
+
+/// Drives a worker whose balancer splices (a SYN-proxy unit at VIP_A:80 and
+/// an HTTP unit at VIP6:80, each with an alternate server) with arbitrary
+/// input, for the fuzz target and the property tests. The input is a
+/// sequence of records, each a control byte (bits 0-2 the kind, bit 3 IPv6,
+/// bit 4 the port for raw frames, or a piece of a request) and its bytes:
 /// 0: a client SYN (flags byte, options length byte, options);
 /// 1: the client's answer to the last SYN-ACK sent to it (flags, options,
 ///    payload length byte): the cookie is valid, the rest is the input's;
+///    with bit 4 the payload is a piece of [`DRIVE_REQUEST`] (offset byte,
+///    length byte) at its place in the client's sequence space, instead;
 /// 2: the server's answer to the last SYN sent to a server (seq 4 bytes,
 ///    flags, options);
 /// 3: a server segment of the last server side (seq 4 bytes, flags,
@@ -1278,6 +1312,7 @@ fn sent_tcp(f: &[u8]) -> Option<(IpAddr, u16, u16, u32, u32, u8)> {
 pub fn splice_drive(data: &[u8]) -> Processor<Vec<u8>> {
     let mut h = Harness::new();
     h.lb.splice_units = vec![(VIP_A, 80), (VIP6, 80)];
+    h.lb.http_units = vec![((VIP6, 80), HttpFallback::Schedule)];
     h.lb.alternates = vec![(VIP_A, SERVER_FULL), (VIP6, SERVER6_FULL)];
     h.core.set_splice(
         farmlb::packet::SpliceSetup {
@@ -1341,8 +1376,15 @@ pub fn splice_drive(data: &[u8]) -> Processor<Vec<u8>> {
                 let flags = byte(&mut rest);
                 let n = usize::from(byte(&mut rest) & 63);
                 let o = take(n, &mut rest);
-                let n = usize::from(byte(&mut rest));
-                let p = take(n, &mut rest);
+                let (off, p) = if ctl & 16 != 0 {
+                    let off = usize::from(byte(&mut rest)) % DRIVE_REQUEST.len();
+                    let n = usize::from(byte(&mut rest));
+                    let end = (off + n).min(DRIVE_REQUEST.len());
+                    (off as u32, DRIVE_REQUEST[off..end].to_vec())
+                } else {
+                    let n = usize::from(byte(&mut rest));
+                    (0, take(n, &mut rest))
+                };
                 let vip = if matches!(to, IpAddr::V6(_)) {
                     VIP6
                 } else {
@@ -1352,7 +1394,7 @@ pub fn splice_drive(data: &[u8]) -> Processor<Vec<u8>> {
                     (LB0_MAC, CLIENT_MAC),
                     (to, cport),
                     (vip, 80),
-                    ack,
+                    ack.wrapping_add(off),
                     seq.wrapping_add(1),
                     flags,
                     29200,

@@ -2,7 +2,8 @@
 //!
 //! Owns the rules for a server's address and port (a port is required; no
 //! two servers share address and port; none uses one of the ports' own
-//! addresses) and the lookup of a server named by a farm unit. Calls `fields`
+//! addresses), its `number` (1..=999, no two servers share one) and the
+//! lookup of a server named by a farm unit. Calls `fields`
 //! for the name and address, `ports` for the own addresses and `health` for
 //! the server's `check` and `slow_start`.
 
@@ -33,6 +34,7 @@ impl Validator<'_> {
     ) -> Result<Servers, ConfigError> {
         let mut names = HashSet::new();
         let mut endpoints = HashMap::new();
+        let mut numbers: HashMap<u16, String> = HashMap::new();
         let mut servers = Servers {
             list: Vec::new(),
             index: HashMap::new(),
@@ -61,6 +63,28 @@ impl Validator<'_> {
                 ));
             }
             let (check, slow_start) = self.server_health(s, &name, checks)?;
+            let number = match &s.number {
+                None => None,
+                Some(n) => {
+                    let max = crate::splice::route::MAX_NUMBER;
+                    let v = u16::try_from(*n.get_ref())
+                        .ok()
+                        .filter(|v| (1..=max).contains(v))
+                        .ok_or_else(|| {
+                            self.err(
+                                n.span(),
+                                format!("server '{name}' number {} is not 1..={max}", n.get_ref()),
+                            )
+                        })?;
+                    if let Some(other) = numbers.insert(v, name.clone()) {
+                        return Err(self.err(
+                            n.span(),
+                            format!("server '{name}' has the same number {v} as server '{other}'"),
+                        ));
+                    }
+                    Some(v)
+                }
+            };
             servers.index.insert(name.clone(), servers.list.len());
             servers.list.push(Server {
                 name,
@@ -70,6 +94,7 @@ impl Validator<'_> {
                 state: s.state,
                 check,
                 slow_start,
+                number,
             });
         }
         Ok(servers)

@@ -2,8 +2,9 @@
 //!
 //! Owns the rules for the splice table's capacity, the connect timeout, SYN
 //! retries and connect attempts, farmlb's window scale, the kept bytes per
-//! connection and per worker (the first never above the second), and the
-//! SYN cookie's secret file and rotation period; the keys a file leaves out
+//! connection and per worker (the first never above the second), the
+//! SYN cookie's secret file and rotation period, and the HTTP units' client
+//! timeout; the keys a file leaves out
 //! keep `Splice::default()`. The secret file is the only file besides the
 //! config itself that validation reads: at load, relative to the config
 //! file's directory, a regular file of `Splice::MIN_SECRET_LEN..=
@@ -72,6 +73,11 @@ impl Validator<'_> {
             "cookie_period",
             Splice::MIN_COOKIE_PERIOD..=Splice::MAX_COOKIE_PERIOD,
         )?;
+        let client_timeout = self.splice_duration(
+            &s.client_timeout,
+            "client_timeout",
+            Splice::MIN_CLIENT_TIMEOUT..=Splice::MAX_CLIENT_TIMEOUT,
+        )?;
         Ok(Splice {
             capacity: capacity.unwrap_or(d.capacity),
             connect_timeout: connect_timeout.unwrap_or(d.connect_timeout),
@@ -82,6 +88,7 @@ impl Validator<'_> {
             kept_bytes_per_worker,
             cookie_secret,
             cookie_period: cookie_period.unwrap_or(d.cookie_period),
+            client_timeout: client_timeout.unwrap_or(d.client_timeout),
         })
     }
 

@@ -10,7 +10,11 @@
 //! sub-farm unit may not set `syn_proxy` at all (not yet: when a server
 //! fails to answer, a spliced connection tries another one chosen by the
 //! main unit's scheduler, and the sub-farm order of server and backups has
-//! no such rule yet). Calls
+//! no such rule yet). An `http` main unit is a `tcp` SYN-proxy unit with
+//! HTTP settings (`syn_proxy = true` is redundant there, `false` an error);
+//! only it may set `route_cookie` (an RFC 6265 cookie name of 1..=64 bytes;
+//! every server of the unit then has a `number`) and `http_fallback`; a
+//! sub-farm unit cannot be `http`. Calls
 //! `fields` for names and addresses, `servers` to resolve server names and
 //! `ports` for the own addresses.
 
@@ -24,8 +28,11 @@ use super::ports::OwnAddresses;
 use super::servers::Servers;
 use super::Validator;
 use crate::config::error::ConfigError;
-use crate::config::model::{FarmUnit, SubFarmUnit};
-use crate::config::schema::{FarmUnitConfig, ForwardingMode, Protocol, SubFarmUnitConfig};
+use crate::config::model::{FarmUnit, HttpUnit, SubFarmUnit};
+use crate::config::schema::{
+    FarmUnitConfig, ForwardingMode, Protocol, SubFarmUnitConfig, UnitProtocol,
+};
+use crate::splice::route;
 
 /// What one unit listens on, and who it is ("farm unit 'web'").
 struct Claim {
@@ -95,13 +102,9 @@ impl Validator<'_> {
     }
 
     fn farm_unit(&self, u: &FarmUnitConfig, units: &mut Units) -> Result<FarmUnit, ConfigError> {
-        let (name, address, who) = self.unit_head(
-            "farm unit",
-            (&u.name, &u.address),
-            u.protocol,
-            u.port,
-            units,
-        )?;
+        let protocol = u.protocol.get_ref().transport();
+        let (name, address, who) =
+            self.unit_head("farm unit", (&u.name, &u.address), protocol, u.port, units)?;
         if u.servers.is_empty() {
             return Err(self.err(u.name.span(), format!("{who} has no servers")));
         }
@@ -124,30 +127,104 @@ impl Validator<'_> {
                 format!("{who} is fullnat but has no local_addresses"),
             ));
         }
+        let http_unit = *u.protocol.get_ref() == UnitProtocol::Http;
         let syn_proxy = match &u.syn_proxy {
-            Some(sp) if *sp.get_ref() && u.protocol != Protocol::Tcp => {
+            Some(sp) if *sp.get_ref() && protocol != Protocol::Tcp => {
                 return Err(self.err(
                     sp.span(),
                     format!(
                         "{who} is {} but syn_proxy = true is only for tcp farm units",
-                        u.protocol.name()
+                        protocol.name()
                     ),
                 ));
             }
+            Some(sp) if !*sp.get_ref() && http_unit => {
+                return Err(self.err(
+                    sp.span(),
+                    format!("{who} is http, whose connections are always spliced: syn_proxy = false contradicts it"),
+                ));
+            }
             Some(sp) => *sp.get_ref(),
-            None => false,
+            None => http_unit,
+        };
+        let http = if http_unit {
+            Some(self.http_unit(u, &list, units.servers, &who)?)
+        } else {
+            for (key, span) in [
+                ("route_cookie", u.route_cookie.as_ref().map(|v| v.span())),
+                ("http_fallback", u.http_fallback.as_ref().map(|v| v.span())),
+            ] {
+                if let Some(span) = span {
+                    return Err(self.err(
+                        span,
+                        format!(
+                            "{who} is {} but {key} is only for http farm units (protocol = \"http\")",
+                            protocol.name()
+                        ),
+                    ));
+                }
+            }
+            None
         };
         Ok(FarmUnit {
             name,
             address,
             port: u.port,
-            protocol: u.protocol,
+            protocol,
             servers: list,
             scheduler: u.scheduler,
             mode: u.mode,
             local_addresses,
             on_server_down: u.on_server_down,
             syn_proxy,
+            http,
+        })
+    }
+
+    /// The HTTP settings of the http unit `u` (`who`) with the servers
+    /// `list`: a route cookie's name is a cookie name, and every server of a
+    /// unit with a route cookie has a number.
+    fn http_unit(
+        &self,
+        u: &FarmUnitConfig,
+        list: &[usize],
+        servers: &Servers,
+        who: &str,
+    ) -> Result<HttpUnit, ConfigError> {
+        let route_cookie = match &u.route_cookie {
+            None => None,
+            Some(c) => {
+                let name = c.get_ref();
+                if !route::is_cookie_name(name.as_bytes()) {
+                    return Err(self.err(
+                        c.span(),
+                        format!(
+                            "{who} route_cookie '{name}' is not a cookie name: 1..={} letters, digits or !#$%&'*+-.^_`|~",
+                            route::MAX_NAME_LEN
+                        ),
+                    ));
+                }
+                if let Some((s, _)) = list
+                    .iter()
+                    .zip(&u.servers)
+                    .find(|(&i, _)| servers.list[i].number.is_none())
+                {
+                    let server = &servers.list[*s].name;
+                    return Err(self.err(
+                        c.span(),
+                        format!("{who} has route_cookie '{name}' but its server '{server}' has no number"),
+                    ));
+                }
+                Some(name.clone())
+            }
+        };
+        Ok(HttpUnit {
+            route_cookie,
+            fallback: u
+                .http_fallback
+                .as_ref()
+                .map(|f| *f.get_ref())
+                .unwrap_or_default(),
         })
     }
 
@@ -195,13 +272,22 @@ impl Validator<'_> {
         u: &SubFarmUnitConfig,
         units: &mut Units,
     ) -> Result<SubFarmUnit, ConfigError> {
+        let protocol = u.protocol.get_ref().transport();
         let (name, address, who) = self.unit_head(
             "sub-farm unit",
             (&u.name, &u.address),
-            u.protocol,
+            protocol,
             u.port,
             units,
         )?;
+        if *u.protocol.get_ref() == UnitProtocol::Http {
+            return Err(self.err(
+                u.protocol.span(),
+                format!(
+                    "{who} cannot be http: only main farm units ([[farm_unit]]) can be HTTP units"
+                ),
+            ));
+        }
         if let Some(sp) = &u.syn_proxy {
             return Err(self.err(
                 sp.span(),
@@ -229,7 +315,7 @@ impl Validator<'_> {
             name,
             address,
             port: u.port,
-            protocol: u.protocol,
+            protocol,
             server,
             backups,
         })

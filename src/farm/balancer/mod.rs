@@ -63,7 +63,10 @@ use crate::flow::{
     addr_bytes, addr_ip, flags, tcp_flags, Dir, Endpoints, Flow, FlowState, FlowTable,
     FlowTableConfig, ServerEnd, TableStats, Tuple, UnitEnd,
 };
-use crate::packet::{Balancer, DropReason, FlowKey, Nanos, Nat, SpliceEvent};
+use crate::packet::{
+    Balancer, DropReason, FlowAt, FlowKey, HttpFallback, Nanos, Nat, Route, RouteCookie,
+    SpliceEvent, SpliceNote,
+};
 
 mod splice;
 
@@ -238,6 +241,79 @@ fn schedule(
     }
 }
 
+/// How a new flow's server is chosen ([`FarmBalancer::create_with`]).
+#[derive(Clone, Copy, Debug)]
+enum Choice {
+    /// By the unit's scheduler (a sub-farm unit: its first server that
+    /// takes flows), never the server at `failed` (address and port), and
+    /// never `secondary` while another server takes new flows.
+    Scheduled {
+        failed: Option<(IpAddr, u16)>,
+        secondary: Option<ServerId>,
+    },
+    /// This server of the unit, whatever the scheduler would say.
+    Server(ServerId),
+}
+
+impl Choice {
+    /// The scheduler's choice, nothing avoided.
+    const SCHEDULED: Choice = Choice::Scheduled {
+        failed: None,
+        secondary: None,
+    };
+}
+
+/// The server a new flow with tuple `t` to `unit` gets
+/// ([`Choice::Scheduled`]): the scheduler's choice when it is neither the
+/// `failed` server nor `secondary`; else the scheduler asked again for
+/// variations of the tuple (a hash scheduler) or its next turn (the
+/// others); else, so the answer never depends on luck, the first server
+/// from a place the tuple's hash picks that takes new flows and is neither;
+/// else `secondary` when it takes new flows and has not failed.
+fn pick(
+    snap: &Snapshot,
+    sched: &mut Sched,
+    active: &ActiveFlows,
+    unit: &Unit,
+    t: &Tuple,
+    failed: Option<(IpAddr, u16)>,
+    secondary: Option<ServerId>,
+) -> Option<ServerId> {
+    let m = match &unit.kind {
+        UnitKind::Sub(_) => return failover(snap, unit),
+        UnitKind::Main(m) => m,
+    };
+    let has_failed = |id: ServerId| {
+        let s = snap.farm.server(id);
+        failed.is_some_and(|(a, p)| s.address == a && (s.port == p || unit.port == 0))
+    };
+    let avoided = |id: ServerId| has_failed(id) || Some(id) == secondary;
+    let first = schedule(snap, sched, active, unit.id, m, t);
+    if first.is_some_and(|s| !avoided(s)) {
+        return first;
+    }
+    if failed.is_none() && secondary.is_none() {
+        return first;
+    }
+    for k in 1..=16u16 {
+        let other = Tuple {
+            src_port: t.src_port ^ k.wrapping_mul(0x9e37),
+            ..*t
+        };
+        match schedule(snap, sched, active, unit.id, m, &other) {
+            Some(s) if !avoided(s) => return Some(s),
+            _ => {}
+        }
+    }
+    let n = m.servers.len();
+    let start = (t.hash(SCHED_SEED) % n.max(1) as u64) as usize;
+    let usable = |id: ServerId| snap.farm.server(id).accepts_new_flows();
+    (0..n)
+        .map(|k| m.servers[(start + k) % n])
+        .find(|&id| usable(id) && !avoided(id))
+        .or_else(|| secondary.filter(|&s| usable(s) && !has_failed(s)))
+}
+
 /// A FullNAT local address (index) and port of this worker's range whose
 /// server→local tuple is free.
 fn alloc_local(
@@ -353,7 +429,10 @@ impl FarmBalancer {
         cfg: &FlowTableConfig,
     ) -> FarmBalancer {
         let snap = reader.snapshot().clone();
-        let table = FlowTable::new(cfg, endpoints(&snap));
+        let mut table = FlowTable::new(cfg, endpoints(&snap));
+        if snap.has_splice_units() {
+            table.enable_notes();
+        }
         let workers = workers.max(1);
         let (lo, hi) = port_range(worker, workers);
         FarmBalancer {
@@ -635,18 +714,17 @@ impl FarmBalancer {
         len: u16,
         now: Nanos,
     ) -> Result<Nat, DropReason> {
-        self.create_avoiding(key, tflags, len, now, None)
+        self.create_with(key, tflags, len, now, Choice::SCHEDULED)
     }
 
-    /// [`FarmBalancer::create`], never on the server at `avoid` (address
-    /// and port) when the unit has another that takes new flows.
-    fn create_avoiding(
+    /// [`FarmBalancer::create`] on the server `choice` says.
+    fn create_with(
         &mut self,
         key: &FlowKey,
         tflags: u8,
         len: u16,
         now: Nanos,
-        avoid: Option<(IpAddr, u16)>,
+        choice: Choice,
     ) -> Result<Nat, DropReason> {
         let t = &Tuple::from_key(key);
         let snap: &Snapshot = self.reader.snapshot();
@@ -665,36 +743,13 @@ impl FarmBalancer {
         };
         let unit = snap.farm.unit(uid);
         let active = self.reader.active();
-        let avoided = |id: ServerId| {
-            let s = snap.farm.server(id);
-            avoid.is_some_and(|(a, p)| s.address == a && (s.port == p || unit.port == 0))
+        let server = match choice {
+            Choice::Server(id) => id,
+            Choice::Scheduled { failed, secondary } => {
+                pick(snap, &mut self.sched, active, unit, t, failed, secondary)
+                    .ok_or(DropReason::NoServer)?
+            }
         };
-        let mut server = match &unit.kind {
-            UnitKind::Sub(_) => failover(snap, unit),
-            UnitKind::Main(m) => schedule(snap, &mut self.sched, active, uid, m, t),
-        }
-        .ok_or(DropReason::NoServer)?;
-        if let (Some(m), true) = (unit.main(), avoided(server)) {
-            // Another server for a connection whose server failed: the
-            // scheduler asked again for variations of the tuple (a hash
-            // scheduler) or its next turn (the others).
-            for k in 1..=16u16 {
-                let other = Tuple {
-                    src_port: t.src_port ^ k.wrapping_mul(0x9e37),
-                    ..*t
-                };
-                match schedule(snap, &mut self.sched, active, uid, m, &other) {
-                    Some(s) if !avoided(s) => {
-                        server = s;
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-            if avoided(server) {
-                return Err(DropReason::NoServer);
-            }
-        }
         let end = self.table.endpoints().servers[server.0 as usize];
         let server_port = if unit.port == 0 { t.dst_port } else { end.port };
         let mut fl = if udp { flags::UDP } else { 0 };
@@ -830,8 +885,28 @@ impl Balancer for FarmBalancer {
         self.is_splice_server_reply(key)
     }
 
-    fn rebind(&mut self, key: &FlowKey, failed: &Nat, now: Nanos) -> Result<Nat, DropReason> {
-        self.rebind_flow(key, failed, now)
+    fn splice_http(&self, key: &FlowKey) -> Option<HttpFallback> {
+        self.http_unit_of(key).map(|(_, h)| h.fallback)
+    }
+
+    fn bind(
+        &mut self,
+        key: &FlowKey,
+        len: u16,
+        now: Nanos,
+        route: Route<'_>,
+    ) -> Result<(Nat, Option<RouteCookie>), DropReason> {
+        self.bind_flow(key, len, now, route)
+    }
+
+    fn rebind(
+        &mut self,
+        key: &FlowKey,
+        failed: &Nat,
+        now: Nanos,
+        route: Option<RouteCookie>,
+    ) -> Result<Nat, DropReason> {
+        self.rebind_flow(key, failed, now, route)
     }
 
     fn forget(&mut self, key: &FlowKey) {
@@ -844,6 +919,59 @@ impl Balancer for FarmBalancer {
                 c.count(event);
             }
         }
+    }
+
+    #[inline]
+    fn splice_note(
+        &self,
+        key: &FlowKey,
+        hint: u64,
+        now: Nanos,
+    ) -> Option<(FlowAt, Option<SpliceNote>)> {
+        self.splice_note_of(key, hint, now)
+    }
+
+    #[inline]
+    fn lookup_at(
+        &mut self,
+        key: &FlowKey,
+        at: FlowAt,
+        hint: u64,
+        tcp_flags: u8,
+        len: u16,
+        now: Nanos,
+    ) -> Result<Nat, DropReason> {
+        debug_assert_eq!(hint, self.table.hash(key));
+        debug_assert!(!is_syn(tcp_flags));
+        debug_assert_eq!(
+            self.table.find_hashed(key, hint),
+            Some((
+                at.slot,
+                if at.reverse {
+                    Dir::Reverse
+                } else {
+                    Dir::Forward
+                }
+            ))
+        );
+        let dir = if at.reverse {
+            Dir::Reverse
+        } else {
+            Dir::Forward
+        };
+        match self.live(at.slot, dir, tcp_flags, len, now) {
+            Some(nat) => Ok(nat),
+            None => self.not_live(key, at.slot, dir, tcp_flags, len, now),
+        }
+    }
+
+    fn set_splice_note(&mut self, key: &FlowKey, note: SpliceNote) {
+        self.set_splice_note_of(key, note)
+    }
+
+    #[inline]
+    fn prefetch_splice_note(&self, hint: u64) {
+        self.table.prefetch_note(hint);
     }
 
     #[inline]
