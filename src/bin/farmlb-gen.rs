@@ -733,9 +733,11 @@ struct Second {
     rx_b: u64,
     rx_a: u64,
     forwarded: u64,
-    /// `http`: connections completed in this second.
+    /// `http`: connections completed in this second, and counted lost.
     #[serde(skip_serializing_if = "Option::is_none")]
     connections: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lost: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -952,7 +954,7 @@ fn drive(g: &mut Gen<'_>, args: &Args) -> Result<Report, String> {
     let start = g.c;
     let t0 = dpdk::tsc_now();
     let ticks = (hz as u128 * args.duration.as_nanos() / 1_000_000_000) as u64;
-    let mut last_completed = 0u64;
+    let mut last_completed = (0u64, 0u64);
     let mut next_second = t0 + hz;
     let mut last = g.c;
     let mut per_second = Vec::new();
@@ -978,10 +980,14 @@ fn drive(g: &mut Gen<'_>, args: &Args) -> Result<Report, String> {
                 rx_b: d.rx_b,
                 rx_a: d.rx_a,
                 forwarded: d.forwarded(),
-                connections: g.http.as_ref().map(|h| h.conns.completed - last_completed),
+                connections: g
+                    .http
+                    .as_ref()
+                    .map(|h| h.conns.completed - last_completed.0),
+                lost: g.http.as_ref().map(|h| h.conns.lost - last_completed.1),
             });
             if let Some(h) = &g.http {
-                last_completed = h.conns.completed;
+                last_completed = (h.conns.completed, h.conns.lost);
             }
             last = g.c;
             next_second += hz;
