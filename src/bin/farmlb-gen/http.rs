@@ -521,7 +521,7 @@ mod tests {
     }
 
     #[test]
-    fn farmlb_reads_the_request_as_one_whole_head_with_the_route_cookie() {
+    fn farmlb_reads_the_request_as_one_whole_head_naming_server_1() {
         use farmlb::splice::http::{read_head, Head as Read};
         let head = read_head(REQUEST);
         assert!(
@@ -529,6 +529,12 @@ mod tests {
             "{head:?}"
         );
         assert_eq!(head.cookies(), &[b"route=1000".as_slice()]);
+        let route = farmlb::splice::route::read(head.cookies(), b"route");
+        assert_eq!(
+            route.map(|r| (r.primary, r.secondary())),
+            Ok((1, None)),
+            "server 1, no secondary"
+        );
     }
 
     #[test]
