@@ -109,7 +109,9 @@ fn unit_metric(index: usize, name: &str) -> u64 {
 /// Whether unit counter `name` reaches `at_least` within a few seconds (the
 /// workers publish their counters about once a second).
 fn reaches(index: usize, name: &str, at_least: u64) -> bool {
-    wait_until(Duration::from_secs(5), || unit_metric(index, name) >= at_least)
+    wait_until(Duration::from_secs(5), || {
+        unit_metric(index, name) >= at_least
+    })
 }
 
 /// Whether a client that sends `bytes` to `to` has its connection reset
