@@ -11,7 +11,11 @@
 # server crashes (the health check takes it down, its sub-farm unit moves to
 # the backup, the session goes on from the database), the server restarts
 # as a new instance and the client returns to it (flush, reload, hit).
-# Everything is torn down on exit.
+# Chapter 2 tells US 7,702,791: three farm servers with no database keep
+# each session on a primary and a secondary named in the route cookie,
+# farmlb's HTTP unit (config/replication.toml) reads it, and when the
+# primary is killed a new primary (never the secondary) takes the session
+# from the secondary. Everything is torn down on exit.
 #   scripts/demo.sh
 #   FARMLB=path FARM_SERVER=path scripts/demo.sh    use these binaries, no build
 set -euo pipefail
@@ -209,5 +213,87 @@ d = json.load(sys.stdin)
 for e in d.get("server", d)["history"]:
     t = time.strftime("%H:%M:%S", time.localtime(e["at_unix_ms"] / 1000)) + ".%03d" % (e["at_unix_ms"] % 1000)
     print("   {} {} -> {}: {}".format(t, e["old_state"], e["new_state"], e["cause"]))'
+
+# ---------------------------------------------------------------- chapter 2
+# US 7,702,791: sessions on a primary and a secondary farm server, named in
+# the route cookie that farmlb's HTTP unit reads; no database.
+
+say "chapter 2 (US 7,702,791): three replicating farm servers with no database behind an HTTP unit"
+kill "${PID[farmlb]}" 2>/dev/null || true
+wait "${PID[farmlb]}" 2>/dev/null || true
+unset "PID[farmlb]"
+for i in 1 2 3; do
+  if [[ -n ${PID[web$i]:-} ]]; then
+    kill "${PID[web$i]}" 2>/dev/null || true
+    wait "${PID[web$i]}" 2>/dev/null || true
+    unset "PID[web$i]"
+  fi
+done
+printf 'web1 1 198.18.20.11:8080\nweb2 2 198.18.20.12:8080\nweb3 3 198.18.20.13:8080\n' >"$WORK/peers"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORK/secret"
+start_replica() {
+  local i=$1
+  ip netns exec flb-s$i "$FARM_SERVER" --name web$i --listen 0.0.0.0:8080 \
+    --sub-farm-url http://web$i.shop.farm.test/ --cookie-domain shop.farm.test \
+    --number $i --peers-file "$WORK/peers" --replication-secret-file "$WORK/secret" \
+    >>"$WORK/web$i.log" 2>&1 &
+  PID[web$i]=$!
+  for _ in $(seq 1 50); do
+    timeout 2 ip netns exec flb-s$i curl -sf -m 1 -o /dev/null http://127.0.0.1:8080/health && return 0
+    sleep 0.1
+  done
+  echo "demo: web$i did not start" >&2
+  return 1
+}
+for i in 1 2 3; do start_replica $i; done
+ip netns exec flb-lb "$FARMLB" --log info run --config config/replication.toml --run-for 120s \
+  >"$WORK/farmlb-replication.log" 2>&1 &
+PID[farmlb]=$!
+for _ in $(seq 1 100); do
+  in_client curl -sf -m 1 -o /dev/null http://198.18.30.100/health 2>/dev/null && break
+  sleep 0.2
+done
+for i in 1 2 3; do wait_state web$i up 10 >/dev/null; done
+note "farm servers: --number 1..3 --peers-file (the other two) --replication-secret-file (signed replication); no --db"
+note "farmlb (config/replication.toml): shop.farm.test is an HTTP unit with route_cookie = \"route\": it reads each request head and sends it to the primary the cookie names"
+rm -f "$JAR"
+
+route_of() { awk '$6=="route"{print $7}' "$JAR"; }
+replication() {
+  local i
+  printf '   %-6s %8s %8s %6s %6s %9s %12s\n' server primary replicas sends acks takeovers secondaries+
+  for i in 1 2 3; do
+    timeout -k 2 5 ip netns exec flb-s$i curl -s -m 2 http://127.0.0.1:8080/stats 2>/dev/null | python3 -c '
+import json, sys
+try:
+    s = json.load(sys.stdin)
+except ValueError:
+    print("   web'$i'   (not running)")
+    sys.exit()
+r = s["replication"]
+print("   {:<6} {:>8} {:>8} {:>6} {:>6} {:>9} {:>12}".format(s["server"], r["primary_sessions"], r["replicas"], r["sends"], r["acks"], r["takeovers"], r["secondaries_replaced"]))' || true
+  done
+}
+
+say "7. a new session: the server that creates it is its primary and picks a secondary"
+ACCEPT=text/html client GET http://shop.farm.test/
+R=$(route_of)
+P=web$((R / 1000)) SEC=web$((R % 1000))
+note "route cookie: route=$R (primary ${P#web} x 1000 + secondary ${SEC#web}): primary $P, secondary $SEC"
+client POST http://shop.farm.test/cart/items '{"item": "apple", "quantity": 2}'
+client POST http://shop.farm.test/cart/items '{"item": "tea", "quantity": 1}'
+note "every change goes to $P (farmlb reads the cookie) and is copied to $SEC before the answer (version $(awk '$6=="farm_version"{print $7}' "$JAR"))"
+replication
+
+say "8. the primary $P crashes (kill -9): the session lives on $SEC"
+kill -9 "${PID[$P]}"
+wait "${PID[$P]}" 2>/dev/null || true
+unset "PID[$P]"
+client GET http://shop.farm.test/cart
+R2=$(route_of)
+note "farmlb's SYN to $P was refused, so it chose a new primary: never the secondary $SEC"
+note "$LAST_SERVER took the session from $SEC (the cart intact) and named itself: route=$R2 (primary $((R2 / 1000)), secondary $((R2 % 1000)))"
+client POST http://shop.farm.test/cart/items '{"item": "bread", "quantity": 1}'
+replication
 
 say "done"

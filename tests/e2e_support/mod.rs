@@ -248,6 +248,57 @@ impl Topology {
             .count()
     }
 
+    /// Starts farm-server `name` (web1..3) in its namespace as a replicating
+    /// server with no database: its number is the digit of its name, its
+    /// peers the other two (a shared peers file and secret in the
+    /// topology's directory).
+    pub fn start_replica(&mut self, name: &str) {
+        let (_, ns, _, _) = server(name);
+        let peers = self.path("farm-peers");
+        let lines: String = SERVERS
+            .iter()
+            .map(|(n, _, addr, _)| format!("{n} {} {addr}:8080\n", &n[3..]))
+            .collect();
+        std::fs::write(&peers, lines).unwrap();
+        let secret = self.path("farm-secret");
+        std::fs::write(&secret, "a replication secret for the e2e tests\n").unwrap();
+        let bin = farm_server_binary();
+        let n = &name[3..];
+        self.spawn(
+            name,
+            ns,
+            &[
+                bin.to_str().expect("utf-8 path"),
+                "--name",
+                name,
+                "--listen",
+                "0.0.0.0:8080",
+                "--sub-farm-url",
+                &format!("http://web{n}.shop.farm.test/"),
+                "--cookie-domain",
+                "shop.farm.test",
+                "--number",
+                n,
+                "--peers-file",
+                &peers,
+                "--replication-secret-file",
+                &secret,
+                "--repair-interval-ms",
+                "500",
+            ],
+        );
+        let ok = wait_until(Duration::from_secs(15), || {
+            in_ns(
+                ns,
+                &["curl", "-sf", "-m", "1", "http://127.0.0.1:8080/health"],
+                3,
+            )
+            .status
+            .success()
+        });
+        assert!(ok, "{name} did not come up:\n{}", self.log(name));
+    }
+
     /// Starts farmlb in flb-lb with `config` (bounded by --run-for) and
     /// waits until `probe_url` answers from the client through it.
     pub fn start_farmlb(&mut self, config: &Path, probe_url: &str) {
