@@ -90,13 +90,7 @@ impl DataCache {
             return false;
         };
         let mut map = self.lock();
-        let previous = map.insert(
-            probe_id,
-            SessionRecord {
-                state: Default::default(),
-                version: -1,
-            },
-        );
+        let previous = map.insert(probe_id, SessionRecord::new(Default::default(), -1));
         let ok = map.get(&probe_id).map(|r| r.version) == Some(-1);
         match previous {
             Some(p) => {
@@ -116,13 +110,13 @@ mod tests {
     use crate::state::SessionState;
 
     fn record(version: i64, user: &str) -> SessionRecord {
-        SessionRecord {
-            state: SessionState {
+        SessionRecord::new(
+            SessionState {
                 user: Some(user.into()),
                 cart: Default::default(),
             },
             version,
-        }
+        )
     }
 
     #[test]

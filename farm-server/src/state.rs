@@ -30,6 +30,20 @@ pub struct SessionState {
 pub struct SessionRecord {
     pub state: SessionState,
     pub version: i64,
+    /// The change that made `version` ([`Change::describe`]), when this server
+    /// knows it: a replayed request is recognised by it. Not kept in the database.
+    pub last_change: Option<String>,
+}
+
+impl SessionRecord {
+    /// A record as read from a database (which does not keep the last change).
+    pub fn new(state: SessionState, version: i64) -> SessionRecord {
+        SessionRecord {
+            state,
+            version,
+            last_change: None,
+        }
+    }
 }
 
 /// A change a request asks for, validated before it touches any store.
@@ -103,6 +117,16 @@ impl Change {
         Ok(Change::Login {
             user: user.to_string(),
         })
+    }
+
+    /// The change in one canonical line (`add apple 2`, `remove tea`,
+    /// `login alice`): two requests asking for the same change describe it alike.
+    pub fn describe(&self) -> String {
+        match self {
+            Change::Add { item, quantity } => format!("add {item} {quantity}"),
+            Change::Remove { item } => format!("remove {item}"),
+            Change::Login { user } => format!("login {user}"),
+        }
     }
 
     /// The state after this change, or why it cannot apply to `state`.

@@ -17,9 +17,11 @@ use thiserror::Error;
 use crate::ids::SessionId;
 use crate::state::{SessionRecord, SessionState};
 
+mod memory;
 mod postgres;
 mod sqlite;
 
+pub use self::memory::MemoryStore;
 pub use self::postgres::PgStore;
 pub use self::sqlite::SqliteStore;
 
@@ -143,12 +145,14 @@ fn record_from_rows(
 ) -> Result<Option<SessionRecord>, StoreError> {
     let mut record: Option<SessionRecord> = None;
     for (user, version, item, quantity) in rows {
-        let rec = record.get_or_insert_with(|| SessionRecord {
-            state: SessionState {
-                user,
-                cart: Default::default(),
-            },
-            version,
+        let rec = record.get_or_insert_with(|| {
+            SessionRecord::new(
+                SessionState {
+                    user,
+                    cart: Default::default(),
+                },
+                version,
+            )
         });
         if let (Some(item), Some(quantity)) = (item, quantity) {
             let quantity = u32::try_from(quantity)

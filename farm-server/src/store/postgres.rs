@@ -193,10 +193,7 @@ impl Store for PgStore {
             conn.client
                 .execute(&conn.create, &[&id.to_hex(), &unix_now()])
                 .await?;
-            Ok(SessionRecord {
-                state: SessionState::default(),
-                version: 1,
-            })
+            Ok(SessionRecord::new(SessionState::default(), 1))
         })
     }
 

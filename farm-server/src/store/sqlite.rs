@@ -177,10 +177,7 @@ impl Store for SqliteStore {
                  VALUES (?1, NULL, 1, ?2, ?2)",
             )?
             .execute(params![id.to_hex(), now])?;
-            Ok(SessionRecord {
-                state: SessionState::default(),
-                version: 1,
-            })
+            Ok(SessionRecord::new(SessionState::default(), 1))
         })
     }
 
