@@ -895,17 +895,16 @@ impl Replicator {
             let number = peer.spec.number;
             let ids = self.owned_by(number);
             if ids.is_empty() {
-                if !peer.up.load(Ordering::Relaxed) {
-                    // Probe a down peer so it can take sessions again.
-                    let _ = self
-                        .call(
-                            number,
-                            Method::POST,
-                            "/replication/versions",
-                            br#"{"sessions":[]}"#.to_vec(),
-                        )
-                        .await;
-                }
+                // Probe the peer (an empty comparison) so its state is known
+                // when it is needed, and a peer back up takes sessions again.
+                let _ = self
+                    .call(
+                        number,
+                        Method::POST,
+                        "/replication/versions",
+                        br#"{"sessions":[]}"#.to_vec(),
+                    )
+                    .await;
                 continue;
             }
             for chunk in ids.chunks(MAX_COMPARE_BATCH) {
