@@ -363,6 +363,7 @@ impl Shared {
         }
         let mut best: Option<SessionRecord> = None;
         let mut holder = 0;
+        let mut holder_version = 0;
         let mut unreachable = Vec::new();
         for &s in &sources {
             let copy = if s == me {
@@ -379,6 +380,7 @@ impl Shared {
             };
             if let Some(copy) = copy {
                 if best.as_ref().is_none_or(|b| copy.version > b.version) {
+                    holder_version = copy.version;
                     best = Some(copy);
                     holder = s;
                 }
@@ -431,9 +433,14 @@ impl Shared {
         if route_secondary == me || holder == me {
             repl.drop_replica(&id);
         }
-        let secondary = self
-            .adopt_secondary(repl, id, &record, keep, &exclude)
-            .await;
+        let secondary = if keep != 0 && keep == holder && holder_version == record.version {
+            // The secondary already holds this very version: nothing to send.
+            repl.assign(id, keep);
+            keep
+        } else {
+            self.adopt_secondary(repl, id, &record, keep, &exclude)
+                .await
+        };
         let mut ctx = SessionCtx::new(id, record, false, false);
         ctx.secondary = secondary;
         Ok(ctx)
