@@ -557,7 +557,10 @@ impl Shared {
             }
             let next = change.apply(&base.state).map_err(ApiError::from_change)?;
             Counters::bump(&self.counters.db_writes);
-            let outcome = self.store.update(ctx.id, base.version, next.clone()).await;
+            let outcome = self
+                .store
+                .update(ctx.id, base.version, next.clone(), Some(text.clone()))
+                .await;
             match outcome {
                 Ok(UpdateOutcome::Written { version }) => {
                     let record = SessionRecord {
@@ -565,9 +568,6 @@ impl Shared {
                         version,
                         last_change: Some(text.clone()),
                     };
-                    if let Some(m) = &self.memory {
-                        m.mark(&ctx.id, version, &text);
-                    }
                     self.cache_insert(ctx.id, record.clone());
                     ctx.record = record;
                     if self.replication.is_some() {

@@ -873,11 +873,25 @@ impl Replicator {
                     tracing::debug!(session = %id, secondary, error = %e.0, "replication failed; choosing another secondary");
                     tried.push(secondary);
                     secondary = self.choose_secondary(&tried);
+                    if secondary == 0 {
+                        // No peer believed healthy is left: try those believed
+                        // down too (one may be back, or was only slow once).
+                        secondary = self.any_untried(&tried);
+                    }
                 }
             }
         }
         self.assign(id, 0);
         0
+    }
+
+    /// A peer not in `tried`, healthy or not (0: none).
+    fn any_untried(&self, tried: &[u16]) -> u16 {
+        self.peers
+            .iter()
+            .map(|p| p.spec.number)
+            .find(|n| !tried.contains(n))
+            .unwrap_or(0)
     }
 
     /// One round of the periodic comparison: for each peer, the versions of the
@@ -920,10 +934,17 @@ impl Replicator {
                             match held {
                                 Some(v) if v == record.version => {}
                                 Some(v) if v > record.version => {
-                                    Counters::bump(&self.counters.mismatches_found);
-                                    Counters::bump(&self.counters.sessions_released);
-                                    self.release(id);
-                                    released.push(*id);
+                                    // A change made here since `record` was read
+                                    // may have reached the secondary first (this
+                                    // server stores a change before sending it):
+                                    // look again before letting the session go.
+                                    let now = current(id).map_or(0, |r| r.version);
+                                    if v > now {
+                                        Counters::bump(&self.counters.mismatches_found);
+                                        Counters::bump(&self.counters.sessions_released);
+                                        self.release(id);
+                                        released.push(*id);
+                                    }
                                 }
                                 _ => {
                                     Counters::bump(&self.counters.mismatches_found);

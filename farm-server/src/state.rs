@@ -30,13 +30,14 @@ pub struct SessionState {
 pub struct SessionRecord {
     pub state: SessionState,
     pub version: i64,
-    /// The change that made `version` ([`Change::describe`]), when this server
-    /// knows it: a replayed request is recognised by it. Not kept in the database.
+    /// The change that made `version` ([`Change::describe`]), when known: a
+    /// replayed request is recognised by it. Stored, replicated and kept in the
+    /// database (`sessions.last_change`) with the version.
     pub last_change: Option<String>,
 }
 
 impl SessionRecord {
-    /// A record as read from a database (which does not keep the last change).
+    /// A record with no known last change (a new session, or a test's).
     pub fn new(state: SessionState, version: i64) -> SessionRecord {
         SessionRecord {
             state,

@@ -488,8 +488,12 @@ async fn dead_secondary_is_replaced(db: &Db) {
         farm.held(t, &session).await.map(|h| h.0) == Some(version(&b))
     })
     .await;
+    // The primary counts a move once the new secondary's answer is read.
+    farm.wait_for("both moves counted", || async {
+        farm.repl(1, "secondaries_replaced").await >= 2
+    })
+    .await;
     let st = farm.stats(1).await;
-    assert!(st["replication"]["secondaries_replaced"].as_u64().unwrap() >= 2);
     assert!(st["replication"]["failures"].as_u64().unwrap() >= 1);
     assert!(st["replication"]["peers_down"]
         .as_array()
@@ -528,7 +532,10 @@ async fn periodic_repair(db: &Db) {
         ]
     );
     assert!(farm.repl(1, "mismatches_found").await >= 1);
-    assert!(farm.repl(1, "mismatches_repaired").await >= 1);
+    farm.wait_for("the repair counted", || async {
+        farm.repl(1, "mismatches_repaired").await >= 1
+    })
+    .await;
     assert_eq!(route(&b), (1, 2));
 }
 every_store!(periodic_repair);
@@ -659,6 +666,10 @@ async fn asynchronous_replication(db: &Db) {
         farm.held(2, &session).await.map(|h| h.0) == Some(v)
     })
     .await;
+    farm.wait_for("the acknowledgements counted", || async {
+        farm.repl(1, "pending").await == 0 && farm.repl(1, "acks").await >= 6
+    })
+    .await;
     let st = farm.stats(1).await;
     assert_eq!(st["replication"]["mode"], "async");
     assert_eq!(st["replication"]["failures"], 0);
@@ -725,3 +736,143 @@ fn cli_needs_a_database_or_a_number() {
     assert_eq!(code, Some(2));
     assert!(err.contains("ack"), "{err}");
 }
+
+/// One POST that may fail (the server died under it): the answer, or why not.
+async fn try_post(addr: SocketAddr, cookie: &str, body: &str) -> Result<Resp, String> {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::TokioIo;
+    let attempt = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/cart/items")
+            .header("host", addr.to_string())
+            .header("content-type", "application/json")
+            .header("cookie", cookie)
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Resp {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(3), attempt)
+        .await
+        .map_err(|_| "timeout".to_string())?
+}
+
+fn keep_cookies(b: &mut Browser, r: &Resp) {
+    for sc in r.set_cookies() {
+        let first = sc.split(';').next().unwrap_or("");
+        if let Some((name, value)) = first.split_once('=') {
+            b.cookies.insert(name.to_string(), value.to_string());
+        }
+    }
+}
+
+/// A scripted shopping session of 100 cart changes while one server is killed
+/// (SIGKILL) under a request in flight; the test routes like farmlb (the
+/// primary while alive, else a live server that is not the secondary) and the
+/// client retries a failed request with the same cookies. Every change must be
+/// in the cart exactly once, with no error answer.
+async fn shopping_while_a_server_dies(db: &Db, kill_primary: bool) {
+    let mut farm = Farm::start(3, db, "ack").await;
+    let mut b = Browser::new();
+    b.get(farm.addr(1), "/cart").await;
+    let (first_primary, first_secondary) = route(&b);
+    let victim = if kill_primary {
+        first_primary
+    } else {
+        first_secondary
+    };
+    let items = [
+        "apple",
+        "bread",
+        "cheese",
+        "coffee",
+        "eggs",
+        "milk",
+        "olive-oil",
+        "tea",
+    ];
+    let mut expected = std::collections::BTreeMap::new();
+    let mut dead = Vec::new();
+    let mut retries = 0;
+    for i in 0..100 {
+        let item = items[i % items.len()];
+        let body = format!("{{\"item\": \"{item}\", \"quantity\": 1}}");
+        *expected.entry(item.to_string()).or_insert(0i64) += 1;
+        let mut first_try = true;
+        loop {
+            let (p, s) = route(&b);
+            let target = if !dead.contains(&p) {
+                p
+            } else {
+                (1..=3u16)
+                    .find(|n| !dead.contains(n) && *n != s)
+                    .unwrap_or(s)
+            };
+            let cookie = cookie_line(&b);
+            let result = if i == 50 && first_try {
+                let (r, ()) = tokio::join!(try_post(farm.addr(target), &cookie, &body), async {
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                    farm.kill(victim);
+                    dead.push(victim);
+                });
+                r
+            } else {
+                try_post(farm.addr(target), &cookie, &body).await
+            };
+            first_try = false;
+            match result {
+                Ok(r) => {
+                    assert_eq!(r.status, StatusCode::OK, "change {i}: {}", r.body);
+                    keep_cookies(&mut b, &r);
+                    break;
+                }
+                Err(e) => {
+                    retries += 1;
+                    assert!(retries < 10, "change {i} keeps failing: {e}");
+                }
+            }
+        }
+    }
+    let (p, s) = route(&b);
+    assert!(
+        !dead.contains(&p) && !dead.contains(&s) && s != 0,
+        "two live copies: {p} {s}"
+    );
+    let r = b.get(farm.addr(p), "/cart").await;
+    assert_eq!(r.cart(), expected, "every change exactly once");
+    assert_eq!(r.json()["version"], 101);
+    let held = farm.held(s, b.session()).await.unwrap();
+    assert_eq!(held.0, 101, "the secondary holds the last version");
+    if kill_primary {
+        assert_ne!(p, first_secondary, "the new primary is not the secondary");
+        assert_eq!(farm.repl(p, "takeovers").await, 1);
+        assert_eq!(s, first_secondary, "the secondary stays");
+    } else {
+        assert_eq!(p, first_primary);
+        assert!(farm.repl(p, "secondaries_replaced").await >= 1);
+    }
+}
+
+async fn shopping_while_the_primary_dies(db: &Db) {
+    shopping_while_a_server_dies(db, true).await
+}
+every_store!(shopping_while_the_primary_dies);
+
+async fn shopping_while_the_secondary_dies(db: &Db) {
+    shopping_while_a_server_dies(db, false).await
+}
+every_store!(shopping_while_the_secondary_dies);

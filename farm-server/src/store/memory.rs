@@ -39,15 +39,6 @@ impl MemoryStore {
         }
     }
 
-    /// Notes the change that made `version` of a session (for replay detection).
-    pub fn mark(&self, id: &SessionId, version: i64, change: &str) {
-        if let Some(held) = self.lock().get_mut(id) {
-            if held.version == version {
-                held.last_change = Some(change.to_string());
-            }
-        }
-    }
-
     /// Forgets a session (another server became its primary).
     pub fn remove(&self, id: &SessionId) -> bool {
         self.lock().remove(id).is_some()
@@ -89,6 +80,7 @@ impl Store for MemoryStore {
         id: SessionId,
         expected_version: i64,
         state: SessionState,
+        last_change: Option<String>,
     ) -> StoreFuture<'_, UpdateOutcome> {
         let outcome = {
             let mut map = self.lock();
@@ -96,7 +88,11 @@ impl Store for MemoryStore {
                 None => UpdateOutcome::Missing,
                 Some(held) if held.version != expected_version => UpdateOutcome::Conflict,
                 Some(held) => {
-                    *held = SessionRecord::new(state, expected_version + 1);
+                    *held = SessionRecord {
+                        state,
+                        version: expected_version + 1,
+                        last_change,
+                    };
                     UpdateOutcome::Written {
                         version: expected_version + 1,
                     }
@@ -125,16 +121,29 @@ mod tests {
             cart: Default::default(),
         };
         assert_eq!(
-            store.update(id, 1, state.clone()).await.unwrap(),
+            store
+                .update(id, 1, state.clone(), Some("login ann".into()))
+                .await
+                .unwrap(),
             UpdateOutcome::Written { version: 2 }
         );
         assert_eq!(
-            store.update(id, 1, state.clone()).await.unwrap(),
+            store
+                .load(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .last_change
+                .as_deref(),
+            Some("login ann")
+        );
+        assert_eq!(
+            store.update(id, 1, state.clone(), None).await.unwrap(),
             UpdateOutcome::Conflict
         );
         assert_eq!(
             store
-                .update(SessionId::random(), 1, state.clone())
+                .update(SessionId::random(), 1, state.clone(), None)
                 .await
                 .unwrap(),
             UpdateOutcome::Missing
