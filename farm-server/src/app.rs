@@ -235,8 +235,19 @@ impl Shared {
     }
 
     fn cache_insert(&self, id: SessionId, record: SessionRecord) {
-        let evicted = self.cache.insert(id, record);
-        Counters::add(&self.counters.cache_evictions, evicted as u64);
+        let Some(evicted) = self.cache.insert_evicting(id, record) else {
+            return;
+        };
+        Counters::bump(&self.counters.cache_evictions);
+        // A replicating server keeps at most --cache-capacity sessions as
+        // primary: the evicted one stays on its secondary (or in the database),
+        // where a later request finds it and this server takes it back.
+        if let Some(repl) = &self.replication {
+            repl.release(&evicted);
+            if let Some(m) = &self.memory {
+                m.remove(&evicted);
+            }
+        }
     }
 
     fn db_failed(&self, what: &str, err: &StoreError) -> ApiError {

@@ -41,18 +41,23 @@ impl DataCache {
     /// Stores `record` unless the cache already holds a newer version.
     /// Returns how many entries were evicted to make room (0 or 1).
     pub fn insert(&self, id: SessionId, record: SessionRecord) -> usize {
+        usize::from(self.insert_evicting(id, record).is_some())
+    }
+
+    /// Like [`DataCache::insert`], naming the session evicted to make room.
+    pub fn insert_evicting(&self, id: SessionId, record: SessionRecord) -> Option<SessionId> {
         let mut map = self.lock();
         if let Some(existing) = map.get_mut(&id) {
             if existing.version <= record.version {
                 *existing = record;
             }
-            return 0;
+            return None;
         }
-        let mut evicted = 0;
+        let mut evicted = None;
         if map.len() >= self.capacity {
             if let Some(victim) = map.keys().next().copied() {
                 map.remove(&victim);
-                evicted = 1;
+                evicted = Some(victim);
             }
         }
         map.insert(id, record);

@@ -431,6 +431,8 @@ pub struct ReplicationCounters {
     pub replicas_applied: AtomicU64,
     /// Replicas received at a version not above the held one (kept nothing).
     pub replicas_ignored: AtomicU64,
+    /// Replicas dropped to keep the replica store within its capacity.
+    pub replicas_evicted: AtomicU64,
     /// Replication requests refused (signature or content).
     pub requests_refused: AtomicU64,
     /// Time from a change to its acknowledgement, last and largest, in µs.
@@ -465,6 +467,7 @@ pub struct ReplicationReport {
     pub stale_writes: u64,
     pub replicas_applied: u64,
     pub replicas_ignored: u64,
+    pub replicas_evicted: u64,
     pub requests_refused: u64,
     pub lag_last_us: u64,
     pub lag_max_us: u64,
@@ -603,31 +606,32 @@ impl Replicator {
         lock(&self.replicas).remove(id);
     }
 
-    /// Keeps a pushed record if it is newer than the held replica.
-    pub fn receive(
-        &self,
-        id: SessionId,
-        record: SessionRecord,
-    ) -> Result<PushAnswer, &'static str> {
+    /// Keeps a pushed record if it is newer than the held replica. A full
+    /// replica store evicts an arbitrary replica to make room (its primary's
+    /// next comparison sends it again if that session is still in use).
+    pub fn receive(&self, id: SessionId, record: SessionRecord) -> PushAnswer {
         let mut map = lock(&self.replicas);
         if let Some(held) = map.get(&id) {
             if held.version >= record.version {
                 Counters::bump(&self.counters.replicas_ignored);
-                return Ok(PushAnswer {
+                return PushAnswer {
                     applied: false,
                     version: held.version,
-                });
+                };
             }
         } else if map.len() >= self.replica_capacity {
-            return Err("replica store is full");
+            if let Some(victim) = map.keys().next().copied() {
+                map.remove(&victim);
+                Counters::bump(&self.counters.replicas_evicted);
+            }
         }
         let version = record.version;
         map.insert(id, record);
         Counters::bump(&self.counters.replicas_applied);
-        Ok(PushAnswer {
+        PushAnswer {
             applied: true,
             version,
-        })
+        }
     }
 
     /// Sessions this server is primary of whose secondary is `peer`.
@@ -667,6 +671,7 @@ impl Replicator {
             stale_writes: get(&c.stale_writes),
             replicas_applied: get(&c.replicas_applied),
             replicas_ignored: get(&c.replicas_ignored),
+            replicas_evicted: get(&c.replicas_evicted),
             requests_refused: get(&c.requests_refused),
             lag_last_us: get(&c.lag_last_us),
             lag_max_us: get(&c.lag_max_us),
@@ -1032,10 +1037,7 @@ impl Replicator {
                         return refuse(StatusCode::BAD_REQUEST, &e);
                     }
                 };
-                return match self.receive(id, record) {
-                    Ok(answer) => axum::Json(answer).into_response(),
-                    Err(why) => refuse(StatusCode::INSUFFICIENT_STORAGE, why),
-                };
+                return axum::Json(self.receive(id, record)).into_response();
             }
             return refuse(StatusCode::METHOD_NOT_ALLOWED, "GET or PUT");
         }
@@ -1180,21 +1182,23 @@ mod tests {
         let r = Replicator::new(config, 1);
         let id = SessionId::random();
         let rec = |v| SessionRecord::new(SessionState::default(), v);
-        assert!(r.receive(id, rec(3)).unwrap().applied);
+        assert!(r.receive(id, rec(3)).applied);
         assert_eq!(
-            r.receive(id, rec(3)).unwrap(),
+            r.receive(id, rec(3)),
             PushAnswer {
                 applied: false,
                 version: 3
             }
         );
-        assert!(!r.receive(id, rec(2)).unwrap().applied);
-        assert!(r.receive(id, rec(4)).unwrap().applied);
+        assert!(!r.receive(id, rec(2)).applied);
+        assert!(r.receive(id, rec(4)).applied);
         assert_eq!(r.replica(&id).unwrap().version, 4);
-        assert!(
-            r.receive(SessionId::random(), rec(1)).is_err(),
-            "capacity 1"
-        );
+        // Capacity 1: another session's replica takes the place.
+        let other = SessionId::random();
+        assert!(r.receive(other, rec(1)).applied);
+        assert_eq!(r.replica(&id), None);
+        assert_eq!(r.report().replicas, 1);
+        assert_eq!(r.report().replicas_evicted, 1);
     }
 
     #[test]
