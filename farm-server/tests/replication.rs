@@ -24,6 +24,10 @@ use hyper::{Method, Request, StatusCode};
 const BIN: &str = env!("CARGO_BIN_EXE_farm-server");
 const SECRET: &str = "a shared secret for the test farm";
 const REPAIR_MS: u64 = 150;
+// Killed servers refuse connections at once; a long timeout keeps a loaded
+// machine (many servers of parallel tests on few cores) from declaring a live
+// peer dead and moving sessions the tests expect to stay put.
+const PEER_TIMEOUT_MS: &str = "5000";
 
 /// Where sessions are kept besides the servers' memory.
 pub enum Db {
@@ -83,9 +87,24 @@ struct Farm {
     extra: Vec<String>,
 }
 
+/// A free loopback port below the kernel's ephemeral range (so no outgoing
+/// connection can be holding it when the server binds it), never handed out
+/// twice in this process (tests run in parallel and servers restart on their
+/// port), starting at a random place so parallel runs rarely meet.
 fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    if NEXT.load(Ordering::SeqCst) == 0 {
+        let base = 20_000 + (std::process::id() % 500) as u16 * 20;
+        let _ = NEXT.compare_exchange(0, base, Ordering::SeqCst, Ordering::SeqCst);
+    }
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 32_000, "out of test ports");
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            return l.local_addr().unwrap();
+        }
+    }
 }
 
 impl Farm {
@@ -136,7 +155,7 @@ impl Farm {
             .arg(self.dir.path().join("secret"))
             .args(["--replication", self.mode])
             .args(["--repair-interval-ms", &REPAIR_MS.to_string()])
-            .args(["--peer-timeout-ms", "500"])
+            .args(["--peer-timeout-ms", PEER_TIMEOUT_MS])
             .env(
                 "RUST_LOG",
                 std::env::var("FARM_TEST_LOG").unwrap_or_else(|_| "warn".into()),
