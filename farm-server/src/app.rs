@@ -3,24 +3,25 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::DataCache;
 use crate::catalogue::{self, CATALOGUE};
 use crate::ids::{InstanceId, SessionId};
+use crate::replication::{self, ReplicationConfig, Replicator};
 use crate::state::{Change, ChangeError, SessionRecord};
 use crate::stats::{Counters, StatsReport};
-use crate::store::{Store, StoreError, UpdateOutcome};
+use crate::store::{MemoryStore, Store, StoreError, UpdateOutcome};
 
 /// The body of a healthy `GET /health` answer (exactly these bytes, no newline).
 pub const HEALTH_OK: &str = "farm-server ok";
@@ -30,6 +31,8 @@ pub const MAX_BODY: usize = 16 * 1024;
 pub const SESSION_COOKIE: &str = "farm_session";
 /// Cookie holding the instance ID of the server that answered last.
 pub const INSTANCE_COOKIE: &str = "farm_instance";
+/// Cookie holding the session version the client saw last (replicating servers).
+pub const VERSION_COOKIE: &str = "farm_version";
 /// How many times a write is re-applied after losing an optimistic-concurrency race.
 pub const MAX_WRITE_ATTEMPTS: u32 = 100;
 /// How long `/health` waits for the database.
@@ -38,6 +41,9 @@ pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 pub static X_FARM_SERVER: HeaderName = HeaderName::from_static("x-farm-server");
 pub static X_INSTANCE_ID: HeaderName = HeaderName::from_static("x-instance-id");
 pub static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+/// On a change request of a replicating server: `applied`, `duplicate` (already
+/// applied: the current state) or `stale` (based on an older version: 409).
+pub static X_FARM_WRITE: HeaderName = HeaderName::from_static("x-farm-write");
 
 /// What a server is told at start-up.
 #[derive(Debug, Clone)]
@@ -119,6 +125,10 @@ pub struct Shared {
     pub instance: InstanceId,
     pub cache: DataCache,
     pub store: Arc<dyn Store>,
+    /// The store when it is this process's memory (no database).
+    pub memory: Option<Arc<MemoryStore>>,
+    /// Replication to peers, when this server has a number.
+    pub replication: Option<Arc<Replicator>>,
     pub counters: Counters,
     name_header: HeaderValue,
     instance_header: HeaderValue,
@@ -127,6 +137,33 @@ pub struct Shared {
 impl Shared {
     /// A new server instance: a fresh random instance ID and an empty cache.
     pub fn new(config: AppConfig, store: Arc<dyn Store>) -> Arc<Shared> {
+        Shared::build(config, store, None, None)
+    }
+
+    /// A replicating server instance: with a database (`store`), or with its
+    /// sessions in memory only (`None`).
+    pub fn replicating(
+        config: AppConfig,
+        store: Option<Arc<dyn Store>>,
+        replication: ReplicationConfig,
+    ) -> Arc<Shared> {
+        let (store, memory) = match store {
+            Some(store) => (store, None),
+            None => {
+                let memory = Arc::new(MemoryStore::new());
+                (Arc::clone(&memory) as Arc<dyn Store>, Some(memory))
+            }
+        };
+        let replicator = Replicator::new(replication, config.cache_capacity);
+        Shared::build(config, store, memory, Some(Arc::new(replicator)))
+    }
+
+    fn build(
+        config: AppConfig,
+        store: Arc<dyn Store>,
+        memory: Option<Arc<MemoryStore>>,
+        replication: Option<Arc<Replicator>>,
+    ) -> Arc<Shared> {
         let instance = InstanceId::random();
         // Both were validated to be ASCII letters/digits/punctuation.
         let name_header = HeaderValue::from_str(&config.name)
@@ -138,6 +175,8 @@ impl Shared {
             config,
             instance,
             store,
+            memory,
+            replication,
             counters: Counters::default(),
             name_header,
             instance_header,
@@ -164,12 +203,51 @@ impl Shared {
             active_sessions: self.cache.len() as u64,
             requests_in_flight: get(&c.requests_in_flight),
             requests_total: get(&c.requests_total),
+            replication: self.replication.as_ref().map(|r| r.report()),
+        }
+    }
+
+    /// This server's own copy of a session it is primary of (no database read).
+    fn own_copy(&self, id: &SessionId) -> Option<SessionRecord> {
+        let repl = self.replication.as_ref()?;
+        repl.secondary_of(id)?;
+        let cached = self.cache.get(id);
+        let stored = self.memory.as_ref().and_then(|m| m.get(id));
+        match (cached, stored) {
+            (Some(a), Some(b)) => Some(if a.version >= b.version { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// One round of version comparison with the secondaries; sessions taken
+    /// over elsewhere are dropped here.
+    pub async fn repair_round(&self) {
+        let Some(repl) = &self.replication else {
+            return;
+        };
+        let released = repl.repair_round(&|id| self.own_copy(id)).await;
+        for id in released {
+            self.cache.flush(&id);
+            if let Some(m) = &self.memory {
+                m.remove(&id);
+            }
         }
     }
 
     fn cache_insert(&self, id: SessionId, record: SessionRecord) {
-        let evicted = self.cache.insert(id, record);
-        Counters::add(&self.counters.cache_evictions, evicted as u64);
+        let Some(evicted) = self.cache.insert_evicting(id, record) else {
+            return;
+        };
+        Counters::bump(&self.counters.cache_evictions);
+        // A replicating server keeps at most --cache-capacity sessions as
+        // primary: the evicted one stays on its secondary (or in the database),
+        // where a later request finds it and this server takes it back.
+        if let Some(repl) = &self.replication {
+            repl.release(&evicted);
+            if let Some(m) = &self.memory {
+                m.remove(&evicted);
+            }
+        }
     }
 
     fn db_failed(&self, what: &str, err: &StoreError) -> ApiError {
@@ -207,19 +285,210 @@ impl Shared {
         Ok((id, record))
     }
 
+    /// A new session, replicated to a secondary when this server replicates.
+    async fn new_session(&self) -> Result<SessionCtx, ApiError> {
+        let (id, record) = self.create_session().await?;
+        let mut ctx = SessionCtx::new(id, record, false, true);
+        if self.replication.is_some() {
+            ctx.secondary = self.replicate(id, &ctx.record, Instant::now()).await;
+        }
+        Ok(ctx)
+    }
+
+    /// Sends a session's record to its secondary: waiting for the
+    /// acknowledgement, or in the background. Returns the secondary to name in
+    /// the route cookie.
+    async fn replicate(&self, id: SessionId, record: &SessionRecord, since: Instant) -> u16 {
+        let Some(repl) = &self.replication else {
+            return 0;
+        };
+        match repl.config.mode {
+            replication::Mode::Acknowledged => repl.replicate(id, record, since).await,
+            replication::Mode::Asynchronous => {
+                let known = repl
+                    .secondary_of(&id)
+                    .filter(|&s| s != 0 && repl.peer_up(s));
+                let secondary = known.unwrap_or_else(|| repl.choose_secondary(&[]));
+                if known.is_none() {
+                    repl.assign(id, secondary);
+                }
+                let repl = Arc::clone(repl);
+                let record = record.clone();
+                Counters::bump(&repl.counters.pending);
+                tokio::spawn(async move {
+                    repl.replicate(id, &record, since).await;
+                    repl.counters.pending.fetch_sub(1, Ordering::Relaxed);
+                });
+                secondary
+            }
+        }
+    }
+
+    /// The session of a replicating server (US 7,702,791): this server's copy
+    /// when it is the primary and is not behind the client's version cookie;
+    /// else the newest copy among the secondary (a peer, or this server's own
+    /// replica), this server's store and the database: this server takes the
+    /// session over as its primary. Nowhere without a database: "session expired".
+    async fn replicated_session(
+        &self,
+        repl: &Replicator,
+        id: SessionId,
+        cookies: &RequestCookies,
+    ) -> Result<SessionCtx, ApiError> {
+        let me = repl.number();
+        let owned = repl.secondary_of(&id);
+        let names_other = matches!(cookies.route, Some((p, _)) if p != me);
+        let mut local = None;
+        let mut hit = false;
+        if owned.is_some() || !names_other {
+            if let Some(record) = self.cache.get(&id) {
+                Counters::bump(&self.counters.cache_hits);
+                hit = true;
+                local = Some(record);
+            } else {
+                Counters::bump(&self.counters.cache_misses);
+                local = self.load_from_db(id).await?;
+            }
+        } else {
+            Counters::bump(&self.counters.cache_misses);
+        }
+        let behind = |r: &SessionRecord| cookies.version.is_some_and(|v| v > r.version);
+        if let Some(record) = local.clone().filter(|r| !behind(r)) {
+            let hint = cookies.route.map_or(0, |(_, s)| s);
+            let secondary = match owned {
+                Some(s) => s,
+                None => self.adopt_secondary(repl, id, &record, hint, &[]).await,
+            };
+            let mut ctx = SessionCtx::new(id, record, hit, false);
+            ctx.secondary = secondary;
+            return Ok(ctx);
+        }
+        // Take over (or catch up): the newest copy wins; on equal versions the
+        // secondary's, which knows the change that made it.
+        let route_secondary = cookies.route.map_or(0, |(_, s)| s);
+        let mut sources = Vec::new();
+        for s in [route_secondary, owned.unwrap_or(0)] {
+            if s != 0 && !sources.contains(&s) {
+                sources.push(s);
+            }
+        }
+        let mut best: Option<SessionRecord> = None;
+        let mut holder = 0;
+        let mut holder_version = 0;
+        let mut unreachable = Vec::new();
+        for &s in &sources {
+            let copy = if s == me {
+                repl.replica(&id)
+            } else {
+                match repl.fetch(s, id).await {
+                    Ok(copy) => copy,
+                    Err(e) => {
+                        tracing::debug!(session = %id, peer = s, error = %e.0, "cannot fetch the session");
+                        unreachable.push(s);
+                        None
+                    }
+                }
+            };
+            if let Some(copy) = copy {
+                if best.as_ref().is_none_or(|b| copy.version > b.version) {
+                    holder_version = copy.version;
+                    best = Some(copy);
+                    holder = s;
+                }
+            }
+        }
+        let from_db = if self.memory.is_none() && names_other && owned.is_none() {
+            self.load_from_db(id).await?
+        } else {
+            local
+        };
+        if let Some(db) = from_db {
+            if best.as_ref().is_none_or(|b| db.version > b.version) {
+                best = Some(db);
+            }
+        }
+        let Some(record) = best else {
+            if self.memory.is_none() {
+                // Unknown to the database too: a new session, as without replication.
+                tracing::debug!(session = %id, "cookie names an unknown session; starting a new one");
+                return self.new_session().await;
+            }
+            Counters::bump(&repl.counters.sessions_expired);
+            tracing::info!(session = %id, "session found on no server: expired");
+            return Err(ApiError::expired());
+        };
+        if owned.is_none() {
+            Counters::bump(&repl.counters.takeovers);
+            tracing::debug!(session = %id, from = holder, version = record.version, "taking the session over as its primary");
+        }
+        if let Some(m) = &self.memory {
+            m.adopt(id, record.clone());
+        }
+        self.cache_insert(id, record.clone());
+        // Keep the secondary that had it (it keeps the newest version), unless
+        // that is this server or it is unreachable: then a new one gets a copy.
+        let mut exclude = unreachable;
+        exclude.push(me);
+        if let Some((p, _)) = cookies.route {
+            if p != me {
+                exclude.push(p);
+            }
+        }
+        let keep = if holder != 0 && holder != me && !exclude.contains(&holder) {
+            holder
+        } else if route_secondary != 0 && !exclude.contains(&route_secondary) {
+            route_secondary
+        } else {
+            0
+        };
+        if route_secondary == me || holder == me {
+            repl.drop_replica(&id);
+        }
+        let secondary = if keep != 0 && keep == holder && holder_version == record.version {
+            // The secondary already holds this very version: nothing to send.
+            repl.assign(id, keep);
+            keep
+        } else {
+            self.adopt_secondary(repl, id, &record, keep, &exclude)
+                .await
+        };
+        let mut ctx = SessionCtx::new(id, record, false, false);
+        ctx.secondary = secondary;
+        Ok(ctx)
+    }
+
+    /// Makes this server the primary of a session it holds, with `hint` as its
+    /// secondary when that is a healthy peer (holding the newest version once
+    /// pushed), else a new secondary given a copy.
+    async fn adopt_secondary(
+        &self,
+        repl: &Replicator,
+        id: SessionId,
+        record: &SessionRecord,
+        hint: u16,
+        exclude: &[u16],
+    ) -> u16 {
+        let me = repl.number();
+        if hint != 0 && hint != me && repl.peer_up(hint) && !exclude.contains(&hint) {
+            repl.assign(id, hint);
+        } else {
+            let s = repl.choose_secondary(exclude);
+            repl.assign(id, s);
+        }
+        // Send the record so the secondary holds this version (a no-op there
+        // when it already does); a failure moves it to another peer.
+        self.replicate(id, record, Instant::now()).await
+    }
+
     /// Finds the request's session (FIG. 5 then cache, then database), or
     /// creates one when the request has none or names one the database lacks.
     async fn session(&self, headers: &HeaderMap) -> Result<SessionCtx, ApiError> {
-        let cookies = RequestCookies::parse(headers)?;
+        let cookies = RequestCookies::parse(headers, self.route_cookie())?;
         let Some(id) = cookies.session else {
             Counters::bump(&self.counters.cache_misses);
-            let (id, record) = self.create_session().await?;
-            return Ok(SessionCtx {
-                id,
-                record,
-                cache_hit: false,
-                new_cookie: true,
-            });
+            let mut ctx = self.new_session().await?;
+            ctx.client_version = None;
+            return Ok(ctx);
         };
         // FIG. 5: a cookie from another instance (this server restarted, or the
         // client was served elsewhere meanwhile) means our copy may be stale.
@@ -228,51 +497,94 @@ impl Shared {
             Counters::bump(&self.counters.cache_flushes);
             tracing::debug!(session = %id, was_cached, cookie_instance = ?cookies.instance, "instance ID mismatch: session flushed");
         }
+        if let Some(repl) = &self.replication {
+            let mut ctx = self.replicated_session(repl, id, &cookies).await?;
+            if !ctx.new_cookie {
+                ctx.client_version = cookies.version;
+            }
+            return Ok(ctx);
+        }
         if let Some(record) = self.cache.get(&id) {
             Counters::bump(&self.counters.cache_hits);
-            return Ok(SessionCtx {
-                id,
-                record,
-                cache_hit: true,
-                new_cookie: false,
-            });
+            return Ok(SessionCtx::new(id, record, true, false));
         }
         Counters::bump(&self.counters.cache_misses);
         if let Some(record) = self.load_from_db(id).await? {
-            return Ok(SessionCtx {
-                id,
-                record,
-                cache_hit: false,
-                new_cookie: false,
-            });
+            return Ok(SessionCtx::new(id, record, false, false));
         }
         // Unknown to the database: never adopt a client-chosen ID, mint a new one.
         tracing::debug!(session = %id, "cookie names an unknown session; starting a new one");
         let (id, record) = self.create_session().await?;
-        Ok(SessionCtx {
-            id,
-            record,
-            cache_hit: false,
-            new_cookie: true,
-        })
+        Ok(SessionCtx::new(id, record, false, true))
+    }
+
+    fn route_cookie(&self) -> Option<&str> {
+        self.replication
+            .as_ref()
+            .map(|r| r.config.route_cookie.as_str())
+    }
+
+    /// What a replicating server does with a change based on the client's
+    /// version cookie `client` (the version it saw; the change's version is one
+    /// more): apply it when that is the next version (or the client saw a newer
+    /// one this server could not find), recognise it as already applied when
+    /// the held version was made by this very change from that base, and
+    /// refuse it as stale otherwise (another change came first).
+    fn decide(&self, client: Option<i64>, held: &SessionRecord, change: &str) -> WriteNote {
+        if self.replication.is_none() {
+            return WriteNote::Applied;
+        }
+        match client {
+            None => WriteNote::Applied,
+            Some(c) if c >= held.version => WriteNote::Applied,
+            Some(c) if c + 1 == held.version && held.last_change.as_deref() == Some(change) => {
+                WriteNote::Duplicate
+            }
+            Some(_) => WriteNote::Stale,
+        }
     }
 
     /// Write-through: database first (version-guarded), then the cache, in this
     /// request. A lost race reloads the session and re-applies the change.
     async fn write(&self, ctx: &mut SessionCtx, change: &Change) -> Result<(), ApiError> {
+        let since = Instant::now();
+        let text = change.describe();
         let mut base = ctx.record.clone();
         for attempt in 0..MAX_WRITE_ATTEMPTS {
+            let note = self.decide(ctx.client_version, &base, &text);
+            if note != WriteNote::Applied {
+                let counter = match (note, &self.replication) {
+                    (WriteNote::Duplicate, Some(r)) => Some(&r.counters.duplicate_writes),
+                    (_, Some(r)) => Some(&r.counters.stale_writes),
+                    _ => None,
+                };
+                if let Some(c) = counter {
+                    Counters::bump(c);
+                }
+                tracing::debug!(session = %ctx.id, ?note, client_version = ?ctx.client_version, version = base.version, "change not applied");
+                ctx.record = base;
+                ctx.note = Some(note);
+                return Ok(());
+            }
             let next = change.apply(&base.state).map_err(ApiError::from_change)?;
             Counters::bump(&self.counters.db_writes);
-            let outcome = self.store.update(ctx.id, base.version, next.clone()).await;
+            let outcome = self
+                .store
+                .update(ctx.id, base.version, next.clone(), Some(text.clone()))
+                .await;
             match outcome {
                 Ok(UpdateOutcome::Written { version }) => {
                     let record = SessionRecord {
                         state: next,
                         version,
+                        last_change: Some(text.clone()),
                     };
                     self.cache_insert(ctx.id, record.clone());
                     ctx.record = record;
+                    if self.replication.is_some() {
+                        ctx.note = Some(WriteNote::Applied);
+                        ctx.secondary = self.replicate(ctx.id, &ctx.record, since).await;
+                    }
                     return Ok(());
                 }
                 Ok(UpdateOutcome::Conflict) => {
@@ -337,7 +649,44 @@ impl Shared {
             X_CACHE.clone(),
             HeaderValue::from_static(if ctx.cache_hit { "hit" } else { "miss" }),
         );
+        if let Some(repl) = &self.replication {
+            let route = replication::encode_route(repl.number(), ctx.secondary);
+            headers.append(
+                SET_COOKIE,
+                self.cookie(&repl.config.route_cookie, &route, false),
+            );
+            headers.append(
+                SET_COOKIE,
+                self.cookie(VERSION_COOKIE, &ctx.record.version.to_string(), false),
+            );
+            if let Some(note) = ctx.note {
+                headers.insert(
+                    X_FARM_WRITE.clone(),
+                    HeaderValue::from_static(note.as_str()),
+                );
+            }
+        }
         response
+    }
+}
+
+/// What became of a change request on a replicating server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteNote {
+    Applied,
+    /// Already applied (a replay or retry): the answer is the current state.
+    Duplicate,
+    /// Based on an older version than the session's: refused with 409.
+    Stale,
+}
+
+impl WriteNote {
+    fn as_str(self) -> &'static str {
+        match self {
+            WriteNote::Applied => "applied",
+            WriteNote::Duplicate => "duplicate",
+            WriteNote::Stale => "stale",
+        }
     }
 }
 
@@ -363,6 +712,26 @@ struct SessionCtx {
     cache_hit: bool,
     /// The session was just created: send its cookie.
     new_cookie: bool,
+    /// Replicating: the session's secondary (0: none), for the route cookie.
+    secondary: u16,
+    /// Replicating: the version cookie of the request.
+    client_version: Option<i64>,
+    /// Replicating: what became of the request's change.
+    note: Option<WriteNote>,
+}
+
+impl SessionCtx {
+    fn new(id: SessionId, record: SessionRecord, cache_hit: bool, new_cookie: bool) -> SessionCtx {
+        SessionCtx {
+            id,
+            record,
+            cache_hit,
+            new_cookie,
+            secondary: 0,
+            client_version: None,
+            note: None,
+        }
+    }
 }
 
 /// The farm cookies of a request, validated.
@@ -370,10 +739,14 @@ struct SessionCtx {
 struct RequestCookies {
     session: Option<SessionId>,
     instance: Option<InstanceId>,
+    /// The route cookie's (primary, secondary); a malformed value counts as none.
+    route: Option<(u16, u16)>,
+    /// The version cookie; a malformed value counts as none.
+    version: Option<i64>,
 }
 
 impl RequestCookies {
-    fn parse(headers: &HeaderMap) -> Result<RequestCookies, ApiError> {
+    fn parse(headers: &HeaderMap, route_name: Option<&str>) -> Result<RequestCookies, ApiError> {
         let mut out = RequestCookies::default();
         let mut seen_session = false;
         let mut seen_instance = false;
@@ -397,6 +770,10 @@ impl RequestCookies {
                     out.instance = Some(InstanceId::parse(value).map_err(|e| {
                         ApiError::bad_cookie(format!("malformed {INSTANCE_COOKIE} cookie: {e}"))
                     })?);
+                } else if Some(name) == route_name && out.route.is_none() {
+                    out.route = replication::decode_route(value);
+                } else if route_name.is_some() && name == VERSION_COOKIE && out.version.is_none() {
+                    out.version = value.parse::<i64>().ok().filter(|v| *v >= 0);
                 }
             }
         }
@@ -411,6 +788,8 @@ pub struct ApiError {
     message: String,
     /// Expire the farm cookies (they were malformed), so a browser recovers.
     clear_cookies: bool,
+    /// Answer with this HTML page instead of the JSON error.
+    page: Option<&'static str>,
 }
 
 impl ApiError {
@@ -419,6 +798,19 @@ impl ApiError {
             status,
             message: message.into(),
             clear_cookies: false,
+            page: None,
+        }
+    }
+
+    /// The session is on no server any more (its primary and secondary are
+    /// gone and there is no database): 410 and a page saying so; the cookies
+    /// are expired so the next request starts a new session.
+    fn expired() -> ApiError {
+        ApiError {
+            status: StatusCode::GONE,
+            message: "session expired".into(),
+            clear_cookies: true,
+            page: Some(EXPIRED_PAGE),
         }
     }
 
@@ -431,6 +823,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message,
             clear_cookies: true,
+            page: None,
         }
     }
 
@@ -444,6 +837,11 @@ impl ApiError {
     }
 }
 
+/// The "session expired" page (410).
+pub const EXPIRED_PAGE: &str = "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Session expired</title></head><body>\n\
+<h1>Session expired</h1>\n<p>Your session was lost: the servers that held it are gone. \
+Your cart is empty now; <a href=\"/\">start again from the catalogue</a>.</p>\n</body></html>\n";
+
 /// Response marker: the request's farm cookies were malformed; expire them.
 #[derive(Debug, Clone, Copy)]
 struct ClearCookies;
@@ -455,13 +853,16 @@ struct ErrorBody<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            axum::Json(ErrorBody {
-                error: &self.message,
-            }),
-        )
-            .into_response();
+        let mut response = match self.page {
+            Some(page) => (self.status, html_response(page.to_string())).into_response(),
+            None => (
+                self.status,
+                axum::Json(ErrorBody {
+                    error: &self.message,
+                }),
+            )
+                .into_response(),
+        };
         if self.clear_cookies {
             // The middleware expires the farm cookies (it knows the cookie domain).
             response.extensions_mut().insert(ClearCookies);
@@ -481,6 +882,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/login", post(login))
         .route("/health", get(health))
         .route("/stats", get(stats))
+        .route("/replication/{*rest}", any(replication_endpoint))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(
@@ -534,11 +936,34 @@ async fn server_headers(
             let expired = shared.cookie(name, "", true);
             response.headers_mut().append(SET_COOKIE, expired);
         }
+        if let Some(repl) = &shared.replication {
+            for name in [repl.config.route_cookie.as_str(), VERSION_COOKIE] {
+                let expired = shared.cookie(name, "", true);
+                response.headers_mut().append(SET_COOKIE, expired);
+            }
+        }
     }
     let headers = response.headers_mut();
     headers.insert(X_FARM_SERVER.clone(), shared.name_header.clone());
     headers.insert(X_INSTANCE_ID.clone(), shared.instance_header.clone());
     response
+}
+
+/// `/replication/...`: requests from peers (signed), answered by the replicator.
+async fn replication_endpoint(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(repl) = &shared.replication else {
+        return ApiError::new(StatusCode::NOT_FOUND, "this server does not replicate")
+            .into_response();
+    };
+    repl.serve(&method, uri.path(), &headers, &body, &|id| {
+        shared.own_copy(id)
+    })
 }
 
 async fn not_found() -> ApiError {
@@ -791,6 +1216,28 @@ fn parse_form_quantity(q: &str) -> Result<i64, ApiError> {
     )))
 }
 
+/// The body of a 409 answer to a change based on an older version.
+#[derive(Serialize)]
+struct StaleBody {
+    error: String,
+    cart: CartView,
+}
+
+/// 409: the change was based on an older version than the session's (another
+/// tab changed it first); nothing was changed, the body has the current cart
+/// and the cookies the current version, so the client can decide and retry.
+fn stale_response(shared: &Shared, ctx: &SessionCtx) -> Response {
+    let body = StaleBody {
+        error: format!(
+            "this change was based on version {} of the session, which is now at version {}: nothing was changed; look at the cart and try again",
+            ctx.client_version.unwrap_or(0),
+            ctx.record.version
+        ),
+        cart: cart_view(shared, &ctx.record),
+    };
+    (StatusCode::CONFLICT, axum::Json(body)).into_response()
+}
+
 /// Answers a successful change: JSON, or for a browser's form a redirect to the
 /// cart on this server's sub-farm unit.
 fn change_response(
@@ -799,6 +1246,9 @@ fn change_response(
     kind: BodyKind,
     headers: &HeaderMap,
 ) -> Response {
+    if ctx.note == Some(WriteNote::Stale) {
+        return shared.finish(ctx, stale_response(shared, ctx));
+    }
     let response = if kind == BodyKind::Form && !wants_json(headers) {
         let location = format!("{}cart", shared.config.sub_farm_url);
         let mut r = StatusCode::SEE_OTHER.into_response();
@@ -843,10 +1293,12 @@ async fn remove_item(
             .write(&mut ctx, &change)
             .await
             .map_err(|e| (e, Some(ctx.cache_hit)))?;
-        Ok::<_, (ApiError, Option<bool>)>(shared.finish(
-            &ctx,
-            axum::Json(cart_view(&shared, &ctx.record)).into_response(),
-        ))
+        let response = if ctx.note == Some(WriteNote::Stale) {
+            stale_response(&shared, &ctx)
+        } else {
+            axum::Json(cart_view(&shared, &ctx.record)).into_response()
+        };
+        Ok::<_, (ApiError, Option<bool>)>(shared.finish(&ctx, response))
     };
     finish_result(result.await)
 }
@@ -1025,22 +1477,24 @@ mod tests {
             "a=b; {SESSION_COOKIE}={sid}; {INSTANCE_COOKIE}={iid}"
         ));
         assert_eq!(
-            RequestCookies::parse(&h).unwrap(),
+            RequestCookies::parse(&h, None).unwrap(),
             RequestCookies {
                 session: Some(sid),
-                instance: Some(iid)
+                instance: Some(iid),
+                route: None,
+                version: None,
             }
         );
         assert_eq!(
-            RequestCookies::parse(&HeaderMap::new()).unwrap(),
+            RequestCookies::parse(&HeaderMap::new(), None).unwrap(),
             RequestCookies::default()
         );
         let bad = headers_with_cookie(&format!("{SESSION_COOKIE}=xyz"));
-        let err = RequestCookies::parse(&bad).unwrap_err();
+        let err = RequestCookies::parse(&bad, None).unwrap_err();
         assert_eq!(err.status, StatusCode::BAD_REQUEST);
         assert!(err.clear_cookies);
         let bad = headers_with_cookie(&format!("{SESSION_COOKIE}={sid}; {INSTANCE_COOKIE}=nothex"));
-        assert!(RequestCookies::parse(&bad).is_err());
+        assert!(RequestCookies::parse(&bad, None).is_err());
     }
 
     #[test]

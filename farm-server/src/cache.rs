@@ -41,18 +41,23 @@ impl DataCache {
     /// Stores `record` unless the cache already holds a newer version.
     /// Returns how many entries were evicted to make room (0 or 1).
     pub fn insert(&self, id: SessionId, record: SessionRecord) -> usize {
+        usize::from(self.insert_evicting(id, record).is_some())
+    }
+
+    /// Like [`DataCache::insert`], naming the session evicted to make room.
+    pub fn insert_evicting(&self, id: SessionId, record: SessionRecord) -> Option<SessionId> {
         let mut map = self.lock();
         if let Some(existing) = map.get_mut(&id) {
             if existing.version <= record.version {
                 *existing = record;
             }
-            return 0;
+            return None;
         }
-        let mut evicted = 0;
+        let mut evicted = None;
         if map.len() >= self.capacity {
             if let Some(victim) = map.keys().next().copied() {
                 map.remove(&victim);
-                evicted = 1;
+                evicted = Some(victim);
             }
         }
         map.insert(id, record);
@@ -90,13 +95,7 @@ impl DataCache {
             return false;
         };
         let mut map = self.lock();
-        let previous = map.insert(
-            probe_id,
-            SessionRecord {
-                state: Default::default(),
-                version: -1,
-            },
-        );
+        let previous = map.insert(probe_id, SessionRecord::new(Default::default(), -1));
         let ok = map.get(&probe_id).map(|r| r.version) == Some(-1);
         match previous {
             Some(p) => {
@@ -116,13 +115,13 @@ mod tests {
     use crate::state::SessionState;
 
     fn record(version: i64, user: &str) -> SessionRecord {
-        SessionRecord {
-            state: SessionState {
+        SessionRecord::new(
+            SessionState {
                 user: Some(user.into()),
                 cart: Default::default(),
             },
             version,
-        }
+        )
     }
 
     #[test]

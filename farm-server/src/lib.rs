@@ -13,6 +13,7 @@ pub mod app;
 pub mod cache;
 pub mod catalogue;
 pub mod ids;
+pub mod replication;
 pub mod server;
 pub mod state;
 pub mod stats;

@@ -30,6 +30,21 @@ pub struct SessionState {
 pub struct SessionRecord {
     pub state: SessionState,
     pub version: i64,
+    /// The change that made `version` ([`Change::describe`]), when known: a
+    /// replayed request is recognised by it. Stored, replicated and kept in the
+    /// database (`sessions.last_change`) with the version.
+    pub last_change: Option<String>,
+}
+
+impl SessionRecord {
+    /// A record with no known last change (a new session, or a test's).
+    pub fn new(state: SessionState, version: i64) -> SessionRecord {
+        SessionRecord {
+            state,
+            version,
+            last_change: None,
+        }
+    }
 }
 
 /// A change a request asks for, validated before it touches any store.
@@ -103,6 +118,16 @@ impl Change {
         Ok(Change::Login {
             user: user.to_string(),
         })
+    }
+
+    /// The change in one canonical line (`add apple 2`, `remove tea`,
+    /// `login alice`): two requests asking for the same change describe it alike.
+    pub fn describe(&self) -> String {
+        match self {
+            Change::Add { item, quantity } => format!("add {item} {quantity}"),
+            Change::Remove { item } => format!("remove {item}"),
+            Change::Login { user } => format!("login {user}"),
+        }
     }
 
     /// The state after this change, or why it cannot apply to `state`.

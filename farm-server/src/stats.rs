@@ -60,4 +60,7 @@ pub struct StatsReport {
     /// Requests being handled now, including the `/stats` request itself.
     pub requests_in_flight: u64,
     pub requests_total: u64,
+    /// Replication counters, on a server with a number (US 7,702,791).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<crate::replication::ReplicationReport>,
 }

@@ -17,9 +17,11 @@ use thiserror::Error;
 use crate::ids::SessionId;
 use crate::state::{SessionRecord, SessionState};
 
+mod memory;
 mod postgres;
 mod sqlite;
 
+pub use self::memory::MemoryStore;
 pub use self::postgres::PgStore;
 pub use self::sqlite::SqliteStore;
 
@@ -68,12 +70,15 @@ pub trait Store: Send + Sync + 'static {
     fn load(&self, id: SessionId) -> StoreFuture<'_, Option<SessionRecord>>;
 
     /// Replaces the session's state if its row is still at `expected_version`,
-    /// incrementing the version, all in one transaction.
+    /// incrementing the version, all in one transaction; `last_change` is the
+    /// change that makes the new version ([`crate::state::Change::describe`]),
+    /// kept with it so a replayed request is recognised by any server.
     fn update(
         &self,
         id: SessionId,
         expected_version: i64,
         state: SessionState,
+        last_change: Option<String>,
     ) -> StoreFuture<'_, UpdateOutcome>;
 
     /// Checks that the database answers a query.
@@ -82,7 +87,8 @@ pub trait Store: Send + Sync + 'static {
 
 /// Schema migrations, in order; entry `i` moves the schema from version `i` to
 /// `i + 1`. The SQL is the common subset of SQLite and PostgreSQL.
-pub const MIGRATIONS: &[&str] = &["
+pub const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE sessions (
         id          TEXT PRIMARY KEY,
         user_name   TEXT,
@@ -96,7 +102,11 @@ pub const MIGRATIONS: &[&str] = &["
         quantity    INTEGER NOT NULL CHECK (quantity > 0),
         PRIMARY KEY (session_id, item)
     );
-"];
+",
+    "
+    ALTER TABLE sessions ADD COLUMN last_change TEXT;
+",
+];
 
 /// The schema version this server creates and expects.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -135,20 +145,30 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Folds the rows of the session ⟕ cart_items join into a record.
-/// Each row is (user_name, version, item, quantity); item/quantity are NULL
-/// for a session with an empty cart.
+/// One row of the session ⟕ cart_items join: (user_name, version,
+/// last_change, item, quantity).
+type JoinRow = (
+    Option<String>,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+/// Folds the rows of the session ⟕ cart_items join into a record;
+/// item/quantity are NULL for a session with an empty cart.
 fn record_from_rows(
-    rows: impl IntoIterator<Item = (Option<String>, i64, Option<String>, Option<i64>)>,
+    rows: impl IntoIterator<Item = JoinRow>,
 ) -> Result<Option<SessionRecord>, StoreError> {
     let mut record: Option<SessionRecord> = None;
-    for (user, version, item, quantity) in rows {
+    for (user, version, last_change, item, quantity) in rows {
         let rec = record.get_or_insert_with(|| SessionRecord {
             state: SessionState {
                 user,
                 cart: Default::default(),
             },
             version,
+            last_change,
         });
         if let (Some(item), Some(quantity)) = (item, quantity) {
             let quantity = u32::try_from(quantity)

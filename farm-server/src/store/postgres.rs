@@ -29,7 +29,8 @@ const MIGRATION_LOCK: i64 = 7_197_547;
 /// Answers 1 if the session was written, 0 if not.
 const UPDATE_SQL: &str = "
     WITH s AS (
-        UPDATE sessions SET user_name = $1, version = version + 1, updated_at = $2
+        UPDATE sessions SET user_name = $1, version = version + 1, updated_at = $2,
+            last_change = $7
         WHERE id = $3 AND version = $4
         RETURNING id
     ), gone AS (
@@ -61,7 +62,7 @@ impl PgConn {
         Ok(PgConn {
             load: client
                 .prepare(
-                    "SELECT s.user_name, s.version, c.item, c.quantity::BIGINT
+                    "SELECT s.user_name, s.version, s.last_change, c.item, c.quantity::BIGINT
                      FROM sessions s LEFT JOIN cart_items c ON c.session_id = s.id
                      WHERE s.id = $1",
                 )
@@ -193,10 +194,7 @@ impl Store for PgStore {
             conn.client
                 .execute(&conn.create, &[&id.to_hex(), &unix_now()])
                 .await?;
-            Ok(SessionRecord {
-                state: SessionState::default(),
-                version: 1,
-            })
+            Ok(SessionRecord::new(SessionState::default(), 1))
         })
     }
 
@@ -212,7 +210,8 @@ impl Store for PgStore {
                         r.try_get::<_, Option<String>>(0)?,
                         r.try_get::<_, i64>(1)?,
                         r.try_get::<_, Option<String>>(2)?,
-                        r.try_get::<_, Option<i64>>(3)?,
+                        r.try_get::<_, Option<String>>(3)?,
+                        r.try_get::<_, Option<i64>>(4)?,
                     ))
                 })
                 .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
@@ -225,6 +224,7 @@ impl Store for PgStore {
         id: SessionId,
         expected_version: i64,
         state: SessionState,
+        last_change: Option<String>,
     ) -> StoreFuture<'_, UpdateOutcome> {
         Box::pin(async move {
             let guard = self.conn().await?;
@@ -251,6 +251,7 @@ impl Store for PgStore {
                         &expected_version,
                         &items,
                         &quantities,
+                        &last_change,
                     ],
                 )
                 .await?

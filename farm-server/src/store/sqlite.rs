@@ -21,7 +21,7 @@ use crate::state::{SessionRecord, SessionState};
 /// How long a statement waits for another connection's lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-const LOAD_SQL: &str = "SELECT s.user_name, s.version, c.item, c.quantity
+const LOAD_SQL: &str = "SELECT s.user_name, s.version, s.last_change, c.item, c.quantity
      FROM sessions s LEFT JOIN cart_items c ON c.session_id = s.id
      WHERE s.id = ?1";
 
@@ -115,7 +115,8 @@ fn load(conn: &Connection, id: &str) -> Result<Option<SessionRecord>, StoreError
                 r.get::<_, Option<String>>(0)?,
                 r.get::<_, i64>(1)?,
                 r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<i64>>(4)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -127,14 +128,22 @@ fn update(
     id: &str,
     expected_version: i64,
     state: &SessionState,
+    last_change: Option<&str>,
 ) -> Result<UpdateOutcome, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let changed = tx
         .prepare_cached(
-            "UPDATE sessions SET user_name = ?1, version = version + 1, updated_at = ?2
+            "UPDATE sessions SET user_name = ?1, version = version + 1, updated_at = ?2,
+                 last_change = ?5
              WHERE id = ?3 AND version = ?4",
         )?
-        .execute(params![state.user, unix_now(), id, expected_version])?;
+        .execute(params![
+            state.user,
+            unix_now(),
+            id,
+            expected_version,
+            last_change
+        ])?;
     if changed == 0 {
         let exists = tx
             .prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")?
@@ -177,10 +186,7 @@ impl Store for SqliteStore {
                  VALUES (?1, NULL, 1, ?2, ?2)",
             )?
             .execute(params![id.to_hex(), now])?;
-            Ok(SessionRecord {
-                state: SessionState::default(),
-                version: 1,
-            })
+            Ok(SessionRecord::new(SessionState::default(), 1))
         })
     }
 
@@ -193,8 +199,17 @@ impl Store for SqliteStore {
         id: SessionId,
         expected_version: i64,
         state: SessionState,
+        last_change: Option<String>,
     ) -> StoreFuture<'_, UpdateOutcome> {
-        self.run(move |conn| update(conn, &id.to_hex(), expected_version, &state))
+        self.run(move |conn| {
+            update(
+                conn,
+                &id.to_hex(),
+                expected_version,
+                &state,
+                last_change.as_deref(),
+            )
+        })
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {

@@ -243,8 +243,15 @@ impl Store for FaultyStore {
     fn load(&self, id: SessionId) -> StoreFuture<'_, Option<SessionRecord>> {
         self.fault().unwrap_or_else(|| self.inner.load(id))
     }
-    fn update(&self, id: SessionId, v: i64, s: SessionState) -> StoreFuture<'_, UpdateOutcome> {
-        self.fault().unwrap_or_else(|| self.inner.update(id, v, s))
+    fn update(
+        &self,
+        id: SessionId,
+        v: i64,
+        s: SessionState,
+        c: Option<String>,
+    ) -> StoreFuture<'_, UpdateOutcome> {
+        self.fault()
+            .unwrap_or_else(|| self.inner.update(id, v, s, c))
     }
     fn ping(&self) -> StoreFuture<'_, ()> {
         self.fault().unwrap_or_else(|| self.inner.ping())
