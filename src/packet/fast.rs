@@ -22,7 +22,7 @@ use crate::wire::udp;
 use super::frames::set_macs;
 use super::processor::{Handled, Processor, Rx, Verdict};
 use super::rewrite::{self, L4};
-use super::splice::FastSplice;
+use super::splice::{FastSplice, SpliceSeen};
 use super::transport::Transport;
 use super::{Balancer, DropReason, FlowKey, Frame, Io, Nanos, Nat, Offload, PortIdx, TxOffload};
 
@@ -68,6 +68,7 @@ impl Fast {
             df: self.df,
             hint: None,
             first_fragment: None,
+            splice: None,
         }
     }
 }
@@ -235,7 +236,7 @@ impl<F: Frame> Processor<F> {
     ) -> Verdict {
         let (key, now) = (&fast.key, rx.now);
         if fast.ttl <= 1 || (!rx.redirected && balancer.foreign_owner(key).is_some()) {
-            return self.transport_general(io, balancer, frame, hint, rx);
+            return self.transport_general(io, balancer, frame, hint, None, rx);
         }
         let (mut at, mut hint) = (None, hint);
         if key.proto == protocol::TCP && balancer.splicing() {
@@ -243,8 +244,8 @@ impl<F: Frame> Processor<F> {
             // did not come in a burst has none yet.
             let h = *hint.get_or_insert_with(|| balancer.prefetch(key));
             match self.splice_fast(balancer, &mut frame, fast, h, now) {
-                FastSplice::General => {
-                    return self.transport_general(io, balancer, frame, hint, rx);
+                FastSplice::General(seen) => {
+                    return self.transport_general(io, balancer, frame, hint, Some(seen), rx);
                 }
                 FastSplice::Plain(a) | FastSplice::Translated(a) => at = a,
             }
@@ -272,7 +273,8 @@ impl<F: Frame> Processor<F> {
         parse_fast(frame.data(), &ps.setup.mac)
     }
 
-    /// [`Processor::forward_fast`] for a frame it does not handle itself.
+    /// [`Processor::forward_fast`] for a frame it does not handle itself
+    /// (with what [`Processor::splice_fast`] learned of it, if it asked).
     #[cold]
     #[inline(never)]
     fn transport_general<I: Io<Frame = F>, B: Balancer>(
@@ -281,6 +283,7 @@ impl<F: Frame> Processor<F> {
         balancer: &mut B,
         mut frame: F,
         hint: Option<u64>,
+        splice: Option<SpliceSeen>,
         rx: Rx,
     ) -> Verdict {
         let Some(fast) = self.reparse(rx.port, &frame) else {
@@ -288,6 +291,7 @@ impl<F: Frame> Processor<F> {
         };
         let t = Transport {
             hint,
+            splice,
             ..fast.transport()
         };
         let out = self.transport_with(io, balancer, &mut frame, &t, rx);

@@ -95,6 +95,18 @@ fn may_splice<B: Balancer>(balancer: &B, key: &FlowKey) -> bool {
     balancer.splice_unit(key) || balancer.splice_server(key)
 }
 
+/// What [`Processor::splice_fast`] learned of a TCP segment it sends the
+/// general way, so that [`Processor::splice`] does not ask the same
+/// questions again for the same frame (nothing changes in between).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct SpliceSeen {
+    /// To a SYN-proxy unit ([`Balancer::splice_unit`]); when false, from a
+    /// server of one ([`Balancer::splice_server`]).
+    client: bool,
+    /// The splice table's answer for the segment's key, when it was asked.
+    found: Option<Option<(ConnIdx, Side)>>,
+}
+
 /// Translates the TCP segment of a frame of the common shape with `tr`
 /// (towards the client when `to_client`) and counts it; false, the frame
 /// untouched, when the segment cannot be translated (the general path
@@ -154,8 +166,9 @@ fn our_mss(mtu: u16, v6: bool) -> u16 {
 /// How reading a request head ended, for now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Unreadable {
-    /// The head is whole: the connection is bound by it.
-    Bound,
+    /// The head is whole: the connection is bound by it, to the balancer's
+    /// choice ([`Balancer::bind`] with the head's cookies).
+    Bound(Result<(Nat, Option<RouteCookie>), DropReason>),
     /// More bytes are needed.
     Waiting,
     /// The head does not fit the kept-bytes cap.
@@ -202,8 +215,8 @@ pub(super) enum FastSplice {
     /// (its flow at the place given, when it was found through its note).
     Translated(Option<FlowAt>),
     /// Everything else (handshakes, FIN, RST, kept bytes owed): the general
-    /// path.
-    General,
+    /// path, with what was learned on the way.
+    General(SpliceSeen),
 }
 
 impl<F: Frame> Processor<F> {
@@ -230,12 +243,14 @@ impl<F: Frame> Processor<F> {
         let key = &fast.key;
         // Neither to a SYN-proxy unit nor from one of its servers: no
         // splice to look for (and no line to read).
-        if !may_splice(balancer, key) {
+        let client = balancer.splice_unit(key);
+        if !client && !balancer.splice_server(key) {
             return FastSplice::Plain(None);
         }
+        let general = |found| FastSplice::General(SpliceSeen { client, found });
         let Some(s) = self.splice.as_deref_mut() else {
-            return if balancer.splice_unit(key) {
-                FastSplice::General
+            return if client {
+                general(None)
             } else {
                 FastSplice::Plain(None)
             };
@@ -245,13 +260,13 @@ impl<F: Frame> Processor<F> {
             match balancer.splice_note(key, hint, now) {
                 // A flow of a unit that does not splice.
                 Some((at, None)) => {
-                    let out = if balancer.splice_unit(key) {
-                        FastSplice::General
+                    let out = if client {
+                        general(None)
                     } else {
                         FastSplice::Plain(Some(at))
                     };
                     debug_assert!(
-                        out == FastSplice::General || s.table.find(key).is_none(),
+                        client || s.table.find(key).is_none(),
                         "a flow of a plain unit holds a spliced connection's key"
                     );
                     return out;
@@ -272,11 +287,11 @@ impl<F: Frame> Processor<F> {
                         "the splice note differs from the splice table"
                     );
                     if !note.ready(to_client) {
-                        return FastSplice::General;
+                        return general(None);
                     }
                     return match translate_fast(s, frame, fast, &note.translation(), to_client) {
                         true => FastSplice::Translated(Some(at)),
-                        false => FastSplice::General,
+                        false => general(None),
                     };
                 }
                 // No flow, or a note of no connection this splicer knows:
@@ -284,17 +299,18 @@ impl<F: Frame> Processor<F> {
                 _ => {}
             }
         }
-        let (to_client, ready) = match s.table.find_fast(key) {
-            Some((_, side, f)) => (side == Side::Server, f),
-            None if balancer.splice_unit(key) => return FastSplice::General,
+        let (i, side, ready) = match s.table.find_fast(key) {
+            Some(found) => found,
+            None if client => return general(Some(None)),
             None => return FastSplice::Plain(None),
         };
+        let found = Some(Some((i, side)));
         if !ordinary || !ready.ready {
-            return FastSplice::General;
+            return general(found);
         }
-        match translate_fast(s, frame, fast, &ready.translation, to_client) {
+        match translate_fast(s, frame, fast, &ready.translation, side == Side::Server) {
             true => FastSplice::Translated(None),
-            false => FastSplice::General,
+            false => general(found),
         }
     }
 
@@ -364,16 +380,34 @@ impl<F: Frame> Processor<F> {
         rx: Rx,
     ) -> Option<Handled> {
         let key = &t.key;
-        let client = balancer.splice_unit(key);
-        if !client && !balancer.splice_server(key) {
-            return None;
-        }
+        // What the fast path learned of this frame, or the same questions.
+        let (client, found) = match t.splice {
+            Some(seen) => {
+                debug_assert_eq!(seen.client, balancer.splice_unit(key));
+                debug_assert!(seen.client || balancer.splice_server(key));
+                (seen.client, seen.found)
+            }
+            None => {
+                let client = balancer.splice_unit(key);
+                if !client && !balancer.splice_server(key) {
+                    return None;
+                }
+                (client, None)
+            }
+        };
         let now = rx.now;
         let s = self.splicer(now);
+        let found = match found {
+            Some(found) => {
+                debug_assert_eq!(found, s.table.find(key));
+                found
+            }
+            None => s.table.find(key),
+        };
         let conn = if client {
-            s.table.by_client(key)
+            found.and_then(|(i, side)| (side == Side::Client).then_some(i))
         } else {
-            Some(s.table.by_server(key)?)
+            Some(found.and_then(|(i, side)| (side == Side::Server).then_some(i))?)
         };
         // Options matter while a connection is being made, and to a joined
         // server side while it still owes acknowledgements of kept bytes.
@@ -683,8 +717,17 @@ impl<F: Frame> Processor<F> {
             seg.has(flags::FIN) && seg.seq.wrapping_add(seg.payload_len() as u32) == whole;
         let mut outcome = None;
         if added || fin_now {
-            outcome = Some(match http::read_head(&c.kept) {
-                Head::Complete { .. } => Unreadable::Bound,
+            let head = http::read_head(&c.kept);
+            outcome = Some(match head {
+                // The balancer chooses the server by the head's cookies
+                // while they are at hand (they borrow the kept bytes).
+                Head::Complete { .. } => {
+                    let len = c.kept.len().min(usize::from(u16::MAX)) as u16;
+                    let route = Route::Request {
+                        cookies: head.cookies(),
+                    };
+                    Unreadable::Bound(balancer.bind(&client, len, now, route))
+                }
                 Head::Partial if fin_now => Unreadable::NotHttp,
                 Head::Partial if c.kept.len() >= cap => Unreadable::TooLarge,
                 Head::Partial => Unreadable::Waiting,
@@ -696,8 +739,8 @@ impl<F: Frame> Processor<F> {
         // with bytes gets an ACK: a duplicate tells it what is missing).
         let ack = (seg.payload_len() > 0).then(|| self.reading_ack(&client, i, now));
         match outcome {
-            Some(Unreadable::Bound) => {
-                if !self.bind_request(io, balancer, i, now) {
+            Some(Unreadable::Bound(bound)) => {
+                if !self.bind_request(io, balancer, i, bound, now) {
                     // No server: the client got a RST instead.
                     return Some(Ok(Out::Spliced));
                 }
@@ -765,14 +808,16 @@ impl<F: Frame> Processor<F> {
         })
     }
 
-    /// Binds reading connection `i` by its whole request head: the
-    /// balancer reads its cookies and chooses the server. True when the
-    /// server side opens ([`Processor::connect`]).
+    /// Binds reading connection `i` by its whole request head: `bound` is
+    /// the server the balancer chose by the head's cookies (read once, in
+    /// [`Processor::reading`]). True when the server side opens
+    /// ([`Processor::connect`]).
     fn bind_request<I: Io<Frame = F>, B: Balancer>(
         &mut self,
         io: &mut I,
         balancer: &mut B,
         i: ConnIdx,
+        bound: Result<(Nat, Option<RouteCookie>), DropReason>,
         now: Nanos,
     ) -> bool {
         let s = self.splicer(now);
@@ -781,12 +826,6 @@ impl<F: Frame> Processor<F> {
             return false;
         };
         let client = c.client;
-        let len = c.kept.len().min(usize::from(u16::MAX)) as u16;
-        let head = http::read_head(&c.kept);
-        let route = Route::Request {
-            cookies: head.cookies(),
-        };
-        let bound = balancer.bind(&client, len, now, route);
         balancer.splice_event(&client, SpliceEvent::HttpRequest);
         self.connect(io, balancer, i, bound, now)
     }
