@@ -261,7 +261,7 @@ impl<F: Frame> Processor<F> {
                 if let Some(fast) = f.as_ref().and_then(|f| parse_fast(f.data(), &my_mac)) {
                     let hint = balancer.prefetch(&fast.key);
                     if splicing && fast.key.proto == crate::wire::protocol::TCP {
-                        self.splice_prefetch(balancer, &fast.key, hint);
+                        self.splice_prefetch(balancer, &fast.key, hint, fast.flags);
                     }
                     *p = Some((fast, hint));
                 }

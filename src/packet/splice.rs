@@ -325,11 +325,24 @@ impl<F: Frame> Processor<F> {
     /// splice notes a TCP frame with `key` and flow hash `hint` reads in
     /// [`Processor::splice_fast`], when it may be a spliced connection's
     /// (the address filter answers most others with one multiply, here and
-    /// there).
+    /// there). A SYN, FIN or RST (`tcp_flags`) always asks the splice
+    /// table, whose index line starts loading too; an ordinary segment
+    /// finds its connection through the note.
     #[inline]
-    pub(super) fn splice_prefetch<B: Balancer>(&self, balancer: &B, key: &FlowKey, hint: u64) {
+    pub(super) fn splice_prefetch<B: Balancer>(
+        &self,
+        balancer: &B,
+        key: &FlowKey,
+        hint: u64,
+        tcp_flags: u8,
+    ) {
         if may_splice(balancer, key) {
             balancer.prefetch_splice_note(hint);
+            if tcp_flags & (flags::SYN | flags::FIN | flags::RST) != 0 {
+                if let Some(s) = self.splice.as_deref() {
+                    s.table.prefetch(key);
+                }
+            }
         }
     }
 
