@@ -22,7 +22,7 @@ use crate::wire::udp;
 use super::frames::set_macs;
 use super::processor::{Handled, Processor, Rx, Verdict};
 use super::rewrite::{self, L4};
-use super::splice::{FastSplice, SpliceSeen};
+use super::splice::{FastSplice, MaySplice, SpliceSeen};
 use super::transport::Transport;
 use super::{Balancer, DropReason, FlowKey, Frame, Io, Nanos, Nat, Offload, PortIdx, TxOffload};
 
@@ -49,6 +49,9 @@ pub(super) struct Fast {
     pub(super) v6: bool,
     /// Length of the L4 segment (the IP payload).
     pub(super) l4_len: u16,
+    /// Whether a TCP packet may be a spliced connection's, once the burst's
+    /// first stage asked ([`Processor::splice_prefetch`]).
+    pub(super) may_splice: MaySplice,
 }
 
 impl Fast {
@@ -178,6 +181,7 @@ pub(super) fn parse_fast4(data: &[u8]) -> Option<Fast> {
             df: h[6] & 0x40 != 0,
             v6: false,
             l4_len: (total - 20) as u16,
+            may_splice: MaySplice::Unasked,
         })
     }
 }
@@ -213,6 +217,7 @@ pub(super) fn parse_fast6(data: &[u8]) -> Option<Fast> {
             df: true,
             v6: true,
             l4_len: payload,
+            may_splice: MaySplice::Unasked,
         })
     }
 }

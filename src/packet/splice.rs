@@ -87,12 +87,34 @@ impl Seg {
     }
 }
 
+/// Whether a TCP packet can belong to a spliced connection, and from
+/// which side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum MaySplice {
+    /// Not asked yet.
+    #[default]
+    Unasked,
+    /// Neither to a SYN-proxy unit nor from one of their servers.
+    No,
+    /// To a SYN-proxy unit ([`Balancer::splice_unit`]).
+    Client,
+    /// From a server of a SYN-proxy unit ([`Balancer::splice_server`]).
+    Server,
+}
+
 /// Whether a TCP packet with `key` can belong to a spliced connection: it
 /// goes to a SYN-proxy unit or comes from one of their servers (in-cache
-/// questions to the balancer's snapshot).
+/// questions to the balancer's snapshot, the same for every packet until
+/// the balancer takes another snapshot).
 #[inline]
-fn may_splice<B: Balancer>(balancer: &B, key: &FlowKey) -> bool {
-    balancer.splice_unit(key) || balancer.splice_server(key)
+fn may_splice<B: Balancer>(balancer: &B, key: &FlowKey) -> MaySplice {
+    if balancer.splice_unit(key) {
+        MaySplice::Client
+    } else if balancer.splice_server(key) {
+        MaySplice::Server
+    } else {
+        MaySplice::No
+    }
 }
 
 /// What [`Processor::splice_fast`] learned of a TCP segment it sends the
@@ -241,12 +263,21 @@ impl<F: Frame> Processor<F> {
         now: Nanos,
     ) -> FastSplice {
         let key = &fast.key;
+        // The burst's first stage asked already (the same snapshot).
+        let may = match fast.may_splice {
+            MaySplice::Unasked => may_splice(balancer, key),
+            asked => {
+                debug_assert_eq!(asked, may_splice(balancer, key));
+                asked
+            }
+        };
         // Neither to a SYN-proxy unit nor from one of its servers: no
         // splice to look for (and no line to read).
-        let client = balancer.splice_unit(key);
-        if !client && !balancer.splice_server(key) {
-            return FastSplice::Plain(None);
-        }
+        let client = match may {
+            MaySplice::Client => true,
+            MaySplice::Server => false,
+            MaySplice::No | MaySplice::Unasked => return FastSplice::Plain(None),
+        };
         let general = |found| FastSplice::General(SpliceSeen { client, found });
         let Some(s) = self.splice.as_deref_mut() else {
             return if client {
@@ -328,6 +359,8 @@ impl<F: Frame> Processor<F> {
     /// there). A SYN, FIN or RST (`tcp_flags`) always asks the splice
     /// table, whose index line starts loading too; an ordinary segment
     /// finds its connection through the note.
+    /// Returns what it found, which [`Processor::splice_fast`] takes
+    /// instead of asking again.
     #[inline]
     pub(super) fn splice_prefetch<B: Balancer>(
         &self,
@@ -335,8 +368,9 @@ impl<F: Frame> Processor<F> {
         key: &FlowKey,
         hint: u64,
         tcp_flags: u8,
-    ) {
-        if may_splice(balancer, key) {
+    ) -> MaySplice {
+        let may = may_splice(balancer, key);
+        if may != MaySplice::No {
             balancer.prefetch_splice_note(hint);
             if tcp_flags & (flags::SYN | flags::FIN | flags::RST) != 0 {
                 if let Some(s) = self.splice.as_deref() {
@@ -344,6 +378,7 @@ impl<F: Frame> Processor<F> {
                 }
             }
         }
+        may
     }
 
     /// The splicer, made on first use with the configured setup (the
