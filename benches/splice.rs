@@ -1017,7 +1017,8 @@ impl HttpConns {
         for (slot, mut f) in w.burst.iter_mut().zip(sent.drain(..)) {
             let (client, server, port) = (get32(&f, 26), get32(&f, 30), get16(&f, 34));
             let (seq, ack, len) = (get32(&f, 38), get32(&f, 42), payload_len(&f));
-            self.response.write(&mut f, server, SERVER_PORT, client, port);
+            self.response
+                .write(&mut f, server, SERVER_PORT, client, port);
             set32(&mut f, 38, ack);
             set32(&mut f, 42, seq.wrapping_add(len as u32));
             *slot = Some(f);
@@ -1053,7 +1054,10 @@ impl HttpConns {
         assert_eq!(s.http_requests, s.spliced, "{s:?}");
         assert_eq!(s.active, 0, "{s:?}");
         let f = self.w.b.counters();
-        let unit = f.units[0].splice.as_ref().expect("the http unit's counters");
+        let unit = f.units[0]
+            .splice
+            .as_ref()
+            .expect("the http unit's counters");
         assert_eq!(unit.routed_by_cookie, s.http_requests, "{unit:?}");
         assert_eq!(f.workers[0].evictions, 0, "{:?}", f.workers[0]);
     }
