@@ -28,6 +28,7 @@ use crate::wire::{ipv4, ipv6};
 
 use super::frames::{build_tcp, retag, Addressing, TcpSegment};
 use super::processor::{Handled, Out, Processor, Rx};
+use super::route::Hop;
 use super::transport::Transport;
 use super::{
     Balancer, DropReason, FlowAt, FlowKey, Frame, HttpFallback, Io, Nanos, Nat, Route, RouteCookie,
@@ -1338,6 +1339,29 @@ impl<F: Frame> Processor<F> {
         seg: &TcpSegment,
         now: Nanos,
     ) {
+        // The next hop the fast path caches (valid while the neighbour
+        // table's answer and use mark stand: what `send_via` would find).
+        if let Some(&Hop {
+            port, mac, my_mac, ..
+        }) = self.hop(dst, now)
+        {
+            let Some(mut f) = io.alloc() else {
+                self.counters.drop(DropReason::NoBuffer);
+                return;
+            };
+            let to = Addressing {
+                src_mac: my_mac,
+                dst_mac: mac,
+                src,
+                dst,
+            };
+            if build_tcp(&mut f, &to, seg) {
+                io.transmit(port, f);
+            } else {
+                io.free(f);
+            }
+            return;
+        }
         let Some((port, next_hop)) = self.route(dst) else {
             self.counters.drop(DropReason::NoRoute);
             return;
