@@ -34,6 +34,12 @@
 //!    simulated time (400k/s), forgotten by its idle timer 1 s after it
 //!    opened (so about 400,000 live connections); the splice timers and the
 //!    flow sweep run once per round, as in the worker loop, and are counted.
+//!    `http_conn`: whole HTTP connections through an HTTP unit with the
+//!    frames of `scripts/bench.sh`'s `http` scenario (SYN, request head
+//!    with `Cookie: route=1000`, the server's SYN-ACK, its response, the
+//!    client's RST: five in, six out; see [`HttpConns`]), a connection
+//!    every 25 µs of simulated time, the flow table sized for their closed
+//!    flows (400,000, held 10 s).
 //!
 //! cargo bench --no-default-features --bench splice -- --warm-up-time 2 --measurement-time 5
 //!
@@ -125,6 +131,31 @@ fn config(flows: usize, splices: usize, syn_proxy: bool) -> Config {
     );
     t += &format!("[flows]\ncapacity = {flows}\n[splice]\ncapacity = {splices}\n");
     Config::parse(Path::new("bench.toml"), &t).expect("bench config")
+}
+
+/// The HTTP farm of the `new_conn` group's `http` case: the same 10
+/// servers, numbered 1 to 10, and unit `http` (198.18.0.101:80, `protocol
+/// = "http"`, `route_cookie = "route"`), as `scripts/bench.sh`'s unit on
+/// port 82; `flows` flows per worker.
+fn http_config(flows: usize) -> Config {
+    let mut t = String::from(
+        "[[port]]\nname = \"p0\"\ndevice = \"net_null0\"\naddresses = [\"198.18.0.1/16\"]\ngateways = [\"198.18.0.254\"]\n",
+    );
+    let mut names = Vec::new();
+    for i in 0..SERVERS {
+        t += &format!(
+            "[[server]]\nname = \"s{i}\"\naddress = \"{}\"\nport = {SERVER_PORT}\nnumber = {}\n",
+            server_addr(i),
+            i + 1
+        );
+        names.push(format!("\"s{i}\""));
+    }
+    let names = names.join(", ");
+    t += &format!(
+        "[[farm_unit]]\nname = \"http\"\naddress = \"{PROXY_VIP}\"\nport = 80\nprotocol = \"http\"\nservers = [{names}]\nroute_cookie = \"route\"\n"
+    );
+    t += &format!("[flows]\ncapacity = {flows}\n");
+    Config::parse(Path::new("bench.toml"), &t).expect("bench http config")
 }
 
 /// The worker's splice settings from `[splice]` (as `dataplane::splice_setup`
@@ -836,6 +867,215 @@ impl NewConns {
     }
 }
 
+/// The `http` scenario's request (its route cookie names server 1 as
+/// primary) and response, as `farmlb-gen` sends them.
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\nCookie: route=1000\r\n\r\n";
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+const RST: u8 = 0x04;
+/// A TCP/IPv4 frame without options or payload: 14 + 20 + 20.
+const BARE_LEN: usize = 54;
+const REQUEST_LEN: usize = BARE_LEN + REQUEST.len();
+const RESPONSE_LEN: usize = BARE_LEN + RESPONSE.len();
+/// The server's SYN-ACK offers MSS 1460 and no other option.
+const MSS_OPTION: [u8; 4] = [2, 4, 0x05, 0xb4];
+const SERVER_SYNACK_LEN: usize = BARE_LEN + MSS_OPTION.len();
+/// The server's ISN: the client's with these bits flipped (as the generator).
+const SERVER_ISN_XOR: u32 = 0x5a5a_0000;
+/// The flow table's close timeout (the default, IPVS's): a reset
+/// connection's flow stays this long.
+const CLOSE_TIMEOUT: Nanos = 10 * SEC;
+
+impl<const N: usize> Tpl<N> {
+    /// The template with `payload` after its TCP header (the IPv4 length
+    /// already counts it: `N` is the whole frame).
+    fn with_payload(mut self, payload: &[u8]) -> Tpl<N> {
+        let at = 34 + usize::from(self.f[46] >> 4) * 4;
+        self.f[at..].copy_from_slice(payload);
+        self
+    }
+}
+
+/// The TCP payload length of a frame farmlb wrote (IPv4 without options).
+#[inline]
+fn payload_len(f: &[u8]) -> usize {
+    usize::from(get16(f, 16)) - 20 - usize::from(f[46] >> 4) * 4
+}
+
+/// Whole HTTP connections through the `http` unit, the frames of
+/// `scripts/bench.sh`'s `http` scenario (`src/bin/farmlb-gen/http.rs`): the
+/// client's SYN (no options) → farmlb's SYN-ACK with a cookie → the client's
+/// ACK with the request head → farmlb's ACK of it and its SYN to server 1 →
+/// the server's SYN-ACK (MSS only) → farmlb's ACK with the request → the
+/// server's response → translated to the client → the client's RST, passed
+/// to the server (ending the splice state; the flow closes and stays for
+/// the close timeout). Five frames in per connection, six out, in rounds of
+/// [`BURST`] connections (five bursts), each frame made from the one
+/// farmlb sent before it. A connection every `gap` of simulated time, every
+/// one from a new client; the flow table holds the closed flows of 10 s
+/// twice over (the sizing an operator uses: connection rate × the close
+/// timeout), so no connection evicts. The splice timers and the flow sweep
+/// once per round.
+struct HttpConns {
+    w: Worker,
+    syn: Tpl<BARE_LEN>,
+    request: Tpl<REQUEST_LEN>,
+    synack: Tpl<SERVER_SYNACK_LEN>,
+    response: Tpl<RESPONSE_LEN>,
+    rst: Tpl<BARE_LEN>,
+    clients: Vec<(u32, u16)>,
+    next: usize,
+    now: Nanos,
+    gap: Nanos,
+}
+
+impl HttpConns {
+    /// A loop with a connection every `gap`, warmed up until the flow
+    /// table's closed flows are steady (about `CLOSE_TIMEOUT / gap`).
+    fn new(gap: Nanos) -> HttpConns {
+        let closed = (CLOSE_TIMEOUT / gap) as usize;
+        let cap = (2 * closed).next_power_of_two().max(1 << 12);
+        let cfg = http_config(cap);
+        let p = Publisher::new(Farm::from_config(&cfg).unwrap()).unwrap();
+        let w = Worker::new(&cfg, &p, 900 * SEC);
+        assert!(w.b.splice_enabled());
+        let mut l = HttpConns {
+            w,
+            syn: Tpl::new(SYN, &[], 0, 0, u16::MAX),
+            request: Tpl::new(ACK | PSH, &[], 0, 0, u16::MAX).with_payload(REQUEST),
+            synack: Tpl::new(SYN | ACK, &MSS_OPTION, 0, 0, u16::MAX),
+            response: Tpl::new(ACK | PSH, &[], 0, 0, u16::MAX).with_payload(RESPONSE),
+            rst: Tpl::new(RST | ACK, &[], 0, 0, u16::MAX),
+            // A client comes back long after its flow was swept.
+            clients: clients(4 * cap, 4),
+            next: 0,
+            now: T0,
+            gap,
+        };
+        for _ in 0..(closed + closed / 2) / BURST + 1 {
+            l.round();
+        }
+        l
+    }
+
+    /// One round: [`BURST`] connections, start to end.
+    #[inline]
+    fn round(&mut self) {
+        self.now += BURST as Nanos * self.gap;
+        let now = self.now;
+        let cs = &self.clients[self.next..self.next + BURST];
+        self.next += BURST;
+        if self.next == self.clients.len() {
+            self.next = 0;
+        }
+        let vip = u32::from(PROXY_VIP);
+        let w = &mut self.w;
+        // The clients' SYNs: each answered in place with a SYN-ACK.
+        for (slot, &(a, p)) in w.burst.iter_mut().zip(cs) {
+            let mut f = w.nic.take();
+            self.syn.write(&mut f, a, p, vip, 80);
+            set32(&mut f, 38, client_isn(a, p));
+            *slot = Some(f);
+        }
+        w.nic.keep = true;
+        w.run(BURST, now);
+        // The clients' requests, from the SYN-ACKs.
+        let mut sent = std::mem::take(&mut w.nic.sent);
+        assert_eq!(sent.len(), BURST, "a SYN-ACK per SYN");
+        for (slot, mut f) in w.burst.iter_mut().zip(sent.drain(..)) {
+            let (client, port) = (get32(&f, 30), get16(&f, 36));
+            let (cookie, isn1) = (get32(&f, 38), get32(&f, 42));
+            self.request.write(&mut f, client, port, vip, 80);
+            set32(&mut f, 38, isn1);
+            set32(&mut f, 42, cookie.wrapping_add(1));
+            *slot = Some(f);
+        }
+        w.run(BURST, now);
+        // farmlb's ACKs of the heads (to the clients) and its SYNs to the
+        // server: the SYNs answered with the server's SYN-ACKs.
+        assert_eq!(sent.len(), 0);
+        std::mem::swap(&mut sent, &mut w.nic.sent);
+        assert_eq!(sent.len(), 2 * BURST, "an ACK and a SYN per request");
+        let mut n = 0;
+        for mut f in sent.drain(..) {
+            if f[47] & SYN == 0 {
+                w.nic.free.push(f);
+                continue;
+            }
+            let (client, server) = (get32(&f, 26), get32(&f, 30));
+            let (port, isn) = (get16(&f, 34), get32(&f, 38));
+            self.synack.write(&mut f, server, SERVER_PORT, client, port);
+            set32(&mut f, 38, isn ^ SERVER_ISN_XOR);
+            set32(&mut f, 42, isn.wrapping_add(1));
+            w.burst[n] = Some(f);
+            n += 1;
+        }
+        assert_eq!(n, BURST, "a SYN to the server per request");
+        w.run(BURST, now);
+        // farmlb's ACKs with the requests: the server's responses.
+        std::mem::swap(&mut sent, &mut w.nic.sent);
+        assert_eq!(sent.len(), BURST, "the request to the server");
+        for (slot, mut f) in w.burst.iter_mut().zip(sent.drain(..)) {
+            let (client, server, port) = (get32(&f, 26), get32(&f, 30), get16(&f, 34));
+            let (seq, ack, len) = (get32(&f, 38), get32(&f, 42), payload_len(&f));
+            self.response
+                .write(&mut f, server, SERVER_PORT, client, port);
+            set32(&mut f, 38, ack);
+            set32(&mut f, 42, seq.wrapping_add(len as u32));
+            *slot = Some(f);
+        }
+        w.run(BURST, now);
+        // The responses reached the clients: their RSTs.
+        std::mem::swap(&mut sent, &mut w.nic.sent);
+        assert_eq!(sent.len(), BURST, "the response to the client");
+        for (slot, mut f) in w.burst.iter_mut().zip(sent.drain(..)) {
+            let (client, port) = (get32(&f, 30), get16(&f, 36));
+            let (seq, ack) = (get32(&f, 38), get32(&f, 42));
+            self.rst.write(&mut f, client, port, vip, 80);
+            set32(&mut f, 38, ack);
+            set32(&mut f, 42, seq.wrapping_add(RESPONSE.len() as u32));
+            *slot = Some(f);
+        }
+        w.run(BURST, now);
+        // The RSTs to the server.
+        assert_eq!(w.nic.sent.len(), BURST, "the client's RST to the server");
+        w.nic.free.append(&mut w.nic.sent);
+        w.nic.sent = sent;
+        w.nic.keep = false;
+        w.core.poll_splice(&mut w.nic, &mut w.b, now);
+        w.b.expire(now);
+    }
+
+    /// Every connection was read, routed by its cookie, joined and ended;
+    /// no flow was evicted.
+    fn check(&self) {
+        self.w.check("http_conn");
+        let s = self.w.core.splice_counters();
+        assert_eq!(s.cookies_sent, s.spliced, "{s:?}");
+        assert_eq!(s.http_requests, s.spliced, "{s:?}");
+        assert_eq!(s.active, 0, "{s:?}");
+        let f = self.w.b.counters();
+        let unit = f.units[0]
+            .splice
+            .as_ref()
+            .expect("the http unit's counters");
+        assert_eq!(unit.routed_by_cookie, s.http_requests, "{unit:?}");
+        assert_eq!(f.workers[0].evictions, 0, "{:?}", f.workers[0]);
+    }
+
+    fn report(&self) {
+        let s = self.w.core.splice_counters();
+        let f = self.w.b.counters();
+        println!(
+            "http_conn: {} connections made, {} flows in the table (capacity {}), {} expired, {} evicted",
+            s.spliced,
+            self.w.b.flows(),
+            f.workers[0].capacity,
+            f.workers[0].expired,
+            f.workers[0].evictions
+        );
+    }
+}
+
 /// The large established case's connections.
 fn conns() -> usize {
     std::env::var("FARMLB_BENCH_CONNS")
@@ -895,6 +1135,10 @@ fn established(c: &mut Criterion) {
 /// connection lives (its idle timeout).
 const NEW_GAP: Nanos = 2_500;
 const NEW_IDLE: Nanos = SEC;
+/// Simulated time between two new HTTP connections (40k/s: 400,000 closed
+/// flows in the table, which is sized for them; the work per connection
+/// does not depend on the rate).
+const HTTP_GAP: Nanos = 25_000;
 
 fn new_conn(c: &mut Criterion) {
     let mut g = c.benchmark_group("new_conn");
@@ -903,9 +1147,13 @@ fn new_conn(c: &mut Criterion) {
     g.bench_function(format!("splice_connect_burst{BURST}"), |b| {
         b.iter(|| l.round())
     });
-    g.finish();
     l.check();
     l.report();
+    let mut h = HttpConns::new(HTTP_GAP);
+    g.bench_function(format!("http_conn_burst{BURST}"), |b| b.iter(|| h.round()));
+    g.finish();
+    h.check();
+    h.report();
 }
 
 criterion_group!(benches, syn, established, new_conn);
@@ -921,7 +1169,9 @@ criterion_group!(benches, syn, established, new_conn);
 /// `{splice,nat,plain_nat}_{c2s,s2c}` (established, 1,024 connections, in
 /// cache, or `FARMLB_BENCH_COUNT_CONNS`); `new_conn` (a spliced connection, all six frames, with about
 /// 4,000 live connections forgotten by their idle timer, so the timers and
-/// the forgetting are counted).
+/// the forgetting are counted); `http_conn` (a whole HTTP connection, all
+/// eleven frames, a connection every millisecond: about 10,000 closed
+/// flows, the sweep's removals counted).
 fn count_mode(n: usize, case: &str) {
     let bursts = n / BURST;
     match case {
@@ -939,6 +1189,14 @@ fn count_mode(n: usize, case: &str) {
         }
         "new_conn" => {
             let mut l = NewConns::new(NEW_GAP, 10 * 1_000_000);
+            for _ in 0..bursts {
+                l.round();
+            }
+            l.check();
+        }
+        "http_conn" => {
+            // A connection every millisecond: about 10,000 closed flows.
+            let mut l = HttpConns::new(1_000_000);
             for _ in 0..bursts {
                 l.round();
             }
@@ -1068,24 +1326,36 @@ fn batches(b: usize, group: Option<&str>) {
     }
     if wants("new_conn") {
         let mut l = NewConns::new(NEW_GAP, NEW_IDLE);
+        let mut h = HttpConns::new(HTTP_GAP);
         const CONNS: usize = 2048;
         let r = interleaved(
             b,
-            &mut [&mut || {
-                for _ in 0..CONNS / BURST {
-                    l.round();
-                }
-                CONNS
-            }],
+            &mut [
+                &mut || {
+                    for _ in 0..CONNS / BURST {
+                        l.round();
+                    }
+                    CONNS
+                },
+                &mut || {
+                    for _ in 0..CONNS / BURST {
+                        h.round();
+                    }
+                    CONNS
+                },
+            ],
         );
-        let (fast, med) = r[0];
-        println!(
-            "new_conn: fastest batch {fast:.1} ns/connection ({:.0} k/s), median {med:.1} ns/connection ({:.0} k/s) ({b} batches of {CONNS})",
-            1e6 / fast,
-            1e6 / med
-        );
+        for (name, (fast, med)) in ["new_conn", "new_conn/http_conn"].iter().zip(&r) {
+            println!(
+                "{name}: fastest batch {fast:.1} ns/connection ({:.0} k/s), median {med:.1} ns/connection ({:.0} k/s) ({b} batches of {CONNS})",
+                1e6 / fast,
+                1e6 / med
+            );
+        }
         l.check();
         l.report();
+        h.check();
+        h.report();
     }
 }
 

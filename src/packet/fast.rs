@@ -22,7 +22,7 @@ use crate::wire::udp;
 use super::frames::set_macs;
 use super::processor::{Handled, Processor, Rx, Verdict};
 use super::rewrite::{self, L4};
-use super::splice::FastSplice;
+use super::splice::{FastSplice, MaySplice, SpliceSeen};
 use super::transport::Transport;
 use super::{Balancer, DropReason, FlowKey, Frame, Io, Nanos, Nat, Offload, PortIdx, TxOffload};
 
@@ -49,6 +49,9 @@ pub(super) struct Fast {
     pub(super) v6: bool,
     /// Length of the L4 segment (the IP payload).
     pub(super) l4_len: u16,
+    /// Whether a TCP packet may be a spliced connection's, once the burst's
+    /// first stage asked ([`Processor::splice_prefetch`]).
+    pub(super) may_splice: MaySplice,
 }
 
 impl Fast {
@@ -68,6 +71,7 @@ impl Fast {
             df: self.df,
             hint: None,
             first_fragment: None,
+            splice: None,
         }
     }
 }
@@ -177,6 +181,7 @@ pub(super) fn parse_fast4(data: &[u8]) -> Option<Fast> {
             df: h[6] & 0x40 != 0,
             v6: false,
             l4_len: (total - 20) as u16,
+            may_splice: MaySplice::Unasked,
         })
     }
 }
@@ -212,6 +217,7 @@ pub(super) fn parse_fast6(data: &[u8]) -> Option<Fast> {
             df: true,
             v6: true,
             l4_len: payload,
+            may_splice: MaySplice::Unasked,
         })
     }
 }
@@ -235,7 +241,7 @@ impl<F: Frame> Processor<F> {
     ) -> Verdict {
         let (key, now) = (&fast.key, rx.now);
         if fast.ttl <= 1 || (!rx.redirected && balancer.foreign_owner(key).is_some()) {
-            return self.transport_general(io, balancer, frame, hint, rx);
+            return self.transport_general(io, balancer, frame, hint, None, rx);
         }
         let (mut at, mut hint) = (None, hint);
         if key.proto == protocol::TCP && balancer.splicing() {
@@ -243,8 +249,8 @@ impl<F: Frame> Processor<F> {
             // did not come in a burst has none yet.
             let h = *hint.get_or_insert_with(|| balancer.prefetch(key));
             match self.splice_fast(balancer, &mut frame, fast, h, now) {
-                FastSplice::General => {
-                    return self.transport_general(io, balancer, frame, hint, rx);
+                FastSplice::General(seen) => {
+                    return self.transport_general(io, balancer, frame, hint, Some(seen), rx);
                 }
                 FastSplice::Plain(a) | FastSplice::Translated(a) => at = a,
             }
@@ -272,7 +278,8 @@ impl<F: Frame> Processor<F> {
         parse_fast(frame.data(), &ps.setup.mac)
     }
 
-    /// [`Processor::forward_fast`] for a frame it does not handle itself.
+    /// [`Processor::forward_fast`] for a frame it does not handle itself
+    /// (with what [`Processor::splice_fast`] learned of it, if it asked).
     #[cold]
     #[inline(never)]
     fn transport_general<I: Io<Frame = F>, B: Balancer>(
@@ -281,6 +288,7 @@ impl<F: Frame> Processor<F> {
         balancer: &mut B,
         mut frame: F,
         hint: Option<u64>,
+        splice: Option<SpliceSeen>,
         rx: Rx,
     ) -> Verdict {
         let Some(fast) = self.reparse(rx.port, &frame) else {
@@ -288,6 +296,7 @@ impl<F: Frame> Processor<F> {
         };
         let t = Transport {
             hint,
+            splice,
             ..fast.transport()
         };
         let out = self.transport_with(io, balancer, &mut frame, &t, rx);

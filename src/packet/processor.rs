@@ -258,10 +258,11 @@ impl<F: Frame> Processor<F> {
         for chunk in frames.chunks_mut(BURST_CHUNK) {
             let mut pre: [Option<(Fast, u64)>; BURST_CHUNK] = [None; BURST_CHUNK];
             for (p, f) in pre.iter_mut().zip(chunk.iter()) {
-                if let Some(fast) = f.as_ref().and_then(|f| parse_fast(f.data(), &my_mac)) {
+                if let Some(mut fast) = f.as_ref().and_then(|f| parse_fast(f.data(), &my_mac)) {
                     let hint = balancer.prefetch(&fast.key);
                     if splicing && fast.key.proto == crate::wire::protocol::TCP {
-                        self.splice_prefetch(balancer, &fast.key, hint);
+                        fast.may_splice =
+                            self.splice_prefetch(balancer, &fast.key, hint, fast.flags);
                     }
                     *p = Some((fast, hint));
                 }

@@ -28,6 +28,7 @@ use crate::wire::{ipv4, ipv6};
 
 use super::frames::{build_tcp, retag, Addressing, TcpSegment};
 use super::processor::{Handled, Out, Processor, Rx};
+use super::route::Hop;
 use super::transport::Transport;
 use super::{
     Balancer, DropReason, FlowAt, FlowKey, Frame, HttpFallback, Io, Nanos, Nat, Route, RouteCookie,
@@ -87,12 +88,46 @@ impl Seg {
     }
 }
 
+/// Whether a TCP packet can belong to a spliced connection, and from
+/// which side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum MaySplice {
+    /// Not asked yet.
+    #[default]
+    Unasked,
+    /// Neither to a SYN-proxy unit nor from one of their servers.
+    No,
+    /// To a SYN-proxy unit ([`Balancer::splice_unit`]).
+    Client,
+    /// From a server of a SYN-proxy unit ([`Balancer::splice_server`]).
+    Server,
+}
+
 /// Whether a TCP packet with `key` can belong to a spliced connection: it
 /// goes to a SYN-proxy unit or comes from one of their servers (in-cache
-/// questions to the balancer's snapshot).
+/// questions to the balancer's snapshot, the same for every packet until
+/// the balancer takes another snapshot).
 #[inline]
-fn may_splice<B: Balancer>(balancer: &B, key: &FlowKey) -> bool {
-    balancer.splice_unit(key) || balancer.splice_server(key)
+fn may_splice<B: Balancer>(balancer: &B, key: &FlowKey) -> MaySplice {
+    if balancer.splice_unit(key) {
+        MaySplice::Client
+    } else if balancer.splice_server(key) {
+        MaySplice::Server
+    } else {
+        MaySplice::No
+    }
+}
+
+/// What [`Processor::splice_fast`] learned of a TCP segment it sends the
+/// general way, so that [`Processor::splice`] does not ask the same
+/// questions again for the same frame (nothing changes in between).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct SpliceSeen {
+    /// To a SYN-proxy unit ([`Balancer::splice_unit`]); when false, from a
+    /// server of one ([`Balancer::splice_server`]).
+    client: bool,
+    /// The splice table's answer for the segment's key, when it was asked.
+    found: Option<Option<(ConnIdx, Side)>>,
 }
 
 /// Translates the TCP segment of a frame of the common shape with `tr`
@@ -154,8 +189,9 @@ fn our_mss(mtu: u16, v6: bool) -> u16 {
 /// How reading a request head ended, for now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Unreadable {
-    /// The head is whole: the connection is bound by it.
-    Bound,
+    /// The head is whole: the connection is bound by it, to the balancer's
+    /// choice ([`Balancer::bind`] with the head's cookies).
+    Bound(Result<(Nat, Option<RouteCookie>), DropReason>),
     /// More bytes are needed.
     Waiting,
     /// The head does not fit the kept-bytes cap.
@@ -202,8 +238,8 @@ pub(super) enum FastSplice {
     /// (its flow at the place given, when it was found through its note).
     Translated(Option<FlowAt>),
     /// Everything else (handshakes, FIN, RST, kept bytes owed): the general
-    /// path.
-    General,
+    /// path, with what was learned on the way.
+    General(SpliceSeen),
 }
 
 impl<F: Frame> Processor<F> {
@@ -228,14 +264,25 @@ impl<F: Frame> Processor<F> {
         now: Nanos,
     ) -> FastSplice {
         let key = &fast.key;
+        // The burst's first stage asked already (the same snapshot).
+        let may = match fast.may_splice {
+            MaySplice::Unasked => may_splice(balancer, key),
+            asked => {
+                debug_assert_eq!(asked, may_splice(balancer, key));
+                asked
+            }
+        };
         // Neither to a SYN-proxy unit nor from one of its servers: no
         // splice to look for (and no line to read).
-        if !may_splice(balancer, key) {
-            return FastSplice::Plain(None);
-        }
+        let client = match may {
+            MaySplice::Client => true,
+            MaySplice::Server => false,
+            MaySplice::No | MaySplice::Unasked => return FastSplice::Plain(None),
+        };
+        let general = |found| FastSplice::General(SpliceSeen { client, found });
         let Some(s) = self.splice.as_deref_mut() else {
-            return if balancer.splice_unit(key) {
-                FastSplice::General
+            return if client {
+                general(None)
             } else {
                 FastSplice::Plain(None)
             };
@@ -245,13 +292,13 @@ impl<F: Frame> Processor<F> {
             match balancer.splice_note(key, hint, now) {
                 // A flow of a unit that does not splice.
                 Some((at, None)) => {
-                    let out = if balancer.splice_unit(key) {
-                        FastSplice::General
+                    let out = if client {
+                        general(None)
                     } else {
                         FastSplice::Plain(Some(at))
                     };
                     debug_assert!(
-                        out == FastSplice::General || s.table.find(key).is_none(),
+                        client || s.table.find(key).is_none(),
                         "a flow of a plain unit holds a spliced connection's key"
                     );
                     return out;
@@ -272,11 +319,11 @@ impl<F: Frame> Processor<F> {
                         "the splice note differs from the splice table"
                     );
                     if !note.ready(to_client) {
-                        return FastSplice::General;
+                        return general(None);
                     }
                     return match translate_fast(s, frame, fast, &note.translation(), to_client) {
                         true => FastSplice::Translated(Some(at)),
-                        false => FastSplice::General,
+                        false => general(None),
                     };
                 }
                 // No flow, or a note of no connection this splicer knows:
@@ -284,17 +331,18 @@ impl<F: Frame> Processor<F> {
                 _ => {}
             }
         }
-        let (to_client, ready) = match s.table.find_fast(key) {
-            Some((_, side, f)) => (side == Side::Server, f),
-            None if balancer.splice_unit(key) => return FastSplice::General,
+        let (i, side, ready) = match s.table.find_fast(key) {
+            Some(found) => found,
+            None if client => return general(Some(None)),
             None => return FastSplice::Plain(None),
         };
+        let found = Some(Some((i, side)));
         if !ordinary || !ready.ready {
-            return FastSplice::General;
+            return general(found);
         }
-        match translate_fast(s, frame, fast, &ready.translation, to_client) {
+        match translate_fast(s, frame, fast, &ready.translation, side == Side::Server) {
             true => FastSplice::Translated(None),
-            false => FastSplice::General,
+            false => general(found),
         }
     }
 
@@ -309,12 +357,29 @@ impl<F: Frame> Processor<F> {
     /// splice notes a TCP frame with `key` and flow hash `hint` reads in
     /// [`Processor::splice_fast`], when it may be a spliced connection's
     /// (the address filter answers most others with one multiply, here and
-    /// there).
+    /// there). A SYN, FIN or RST (`tcp_flags`) always asks the splice
+    /// table, whose index line starts loading too; an ordinary segment
+    /// finds its connection through the note.
+    /// Returns what it found, which [`Processor::splice_fast`] takes
+    /// instead of asking again.
     #[inline]
-    pub(super) fn splice_prefetch<B: Balancer>(&self, balancer: &B, key: &FlowKey, hint: u64) {
-        if may_splice(balancer, key) {
+    pub(super) fn splice_prefetch<B: Balancer>(
+        &self,
+        balancer: &B,
+        key: &FlowKey,
+        hint: u64,
+        tcp_flags: u8,
+    ) -> MaySplice {
+        let may = may_splice(balancer, key);
+        if may != MaySplice::No {
             balancer.prefetch_splice_note(hint);
+            if tcp_flags & (flags::SYN | flags::FIN | flags::RST) != 0 {
+                if let Some(s) = self.splice.as_deref() {
+                    s.table.prefetch(key);
+                }
+            }
         }
+        may
     }
 
     /// The splicer, made on first use with the configured setup (the
@@ -364,16 +429,34 @@ impl<F: Frame> Processor<F> {
         rx: Rx,
     ) -> Option<Handled> {
         let key = &t.key;
-        let client = balancer.splice_unit(key);
-        if !client && !balancer.splice_server(key) {
-            return None;
-        }
+        // What the fast path learned of this frame, or the same questions.
+        let (client, found) = match t.splice {
+            Some(seen) => {
+                debug_assert_eq!(seen.client, balancer.splice_unit(key));
+                debug_assert!(seen.client || balancer.splice_server(key));
+                (seen.client, seen.found)
+            }
+            None => {
+                let client = balancer.splice_unit(key);
+                if !client && !balancer.splice_server(key) {
+                    return None;
+                }
+                (client, None)
+            }
+        };
         let now = rx.now;
         let s = self.splicer(now);
+        let found = match found {
+            Some(found) => {
+                debug_assert_eq!(found, s.table.find(key));
+                found
+            }
+            None => s.table.find(key),
+        };
         let conn = if client {
-            s.table.by_client(key)
+            found.and_then(|(i, side)| (side == Side::Client).then_some(i))
         } else {
-            Some(s.table.by_server(key)?)
+            Some(found.and_then(|(i, side)| (side == Side::Server).then_some(i))?)
         };
         // Options matter while a connection is being made, and to a joined
         // server side while it still owes acknowledgements of kept bytes.
@@ -683,8 +766,17 @@ impl<F: Frame> Processor<F> {
             seg.has(flags::FIN) && seg.seq.wrapping_add(seg.payload_len() as u32) == whole;
         let mut outcome = None;
         if added || fin_now {
-            outcome = Some(match http::read_head(&c.kept) {
-                Head::Complete { .. } => Unreadable::Bound,
+            let head = http::read_head(&c.kept);
+            outcome = Some(match head {
+                // The balancer chooses the server by the head's cookies
+                // while they are at hand (they borrow the kept bytes).
+                Head::Complete { .. } => {
+                    let len = c.kept.len().min(usize::from(u16::MAX)) as u16;
+                    let route = Route::Request {
+                        cookies: head.cookies(),
+                    };
+                    Unreadable::Bound(balancer.bind(&client, len, now, route))
+                }
                 Head::Partial if fin_now => Unreadable::NotHttp,
                 Head::Partial if c.kept.len() >= cap => Unreadable::TooLarge,
                 Head::Partial => Unreadable::Waiting,
@@ -696,8 +788,8 @@ impl<F: Frame> Processor<F> {
         // with bytes gets an ACK: a duplicate tells it what is missing).
         let ack = (seg.payload_len() > 0).then(|| self.reading_ack(&client, i, now));
         match outcome {
-            Some(Unreadable::Bound) => {
-                if !self.bind_request(io, balancer, i, now) {
+            Some(Unreadable::Bound(bound)) => {
+                if !self.bind_request(io, balancer, i, bound, now) {
                     // No server: the client got a RST instead.
                     return Some(Ok(Out::Spliced));
                 }
@@ -765,14 +857,16 @@ impl<F: Frame> Processor<F> {
         })
     }
 
-    /// Binds reading connection `i` by its whole request head: the
-    /// balancer reads its cookies and chooses the server. True when the
-    /// server side opens ([`Processor::connect`]).
+    /// Binds reading connection `i` by its whole request head: `bound` is
+    /// the server the balancer chose by the head's cookies (read once, in
+    /// [`Processor::reading`]). True when the server side opens
+    /// ([`Processor::connect`]).
     fn bind_request<I: Io<Frame = F>, B: Balancer>(
         &mut self,
         io: &mut I,
         balancer: &mut B,
         i: ConnIdx,
+        bound: Result<(Nat, Option<RouteCookie>), DropReason>,
         now: Nanos,
     ) -> bool {
         let s = self.splicer(now);
@@ -781,12 +875,6 @@ impl<F: Frame> Processor<F> {
             return false;
         };
         let client = c.client;
-        let len = c.kept.len().min(usize::from(u16::MAX)) as u16;
-        let head = http::read_head(&c.kept);
-        let route = Route::Request {
-            cookies: head.cookies(),
-        };
-        let bound = balancer.bind(&client, len, now, route);
         balancer.splice_event(&client, SpliceEvent::HttpRequest);
         self.connect(io, balancer, i, bound, now)
     }
@@ -1251,6 +1339,29 @@ impl<F: Frame> Processor<F> {
         seg: &TcpSegment,
         now: Nanos,
     ) {
+        // The next hop the fast path caches (valid while the neighbour
+        // table's answer and use mark stand: what `send_via` would find).
+        if let Some(&Hop {
+            port, mac, my_mac, ..
+        }) = self.hop(dst, now)
+        {
+            let Some(mut f) = io.alloc() else {
+                self.counters.drop(DropReason::NoBuffer);
+                return;
+            };
+            let to = Addressing {
+                src_mac: my_mac,
+                dst_mac: mac,
+                src,
+                dst,
+            };
+            if build_tcp(&mut f, &to, seg) {
+                io.transmit(port, f);
+            } else {
+                io.free(f);
+            }
+            return;
+        }
         let Some((port, next_hop)) = self.route(dst) else {
             self.counters.drop(DropReason::NoRoute);
             return;

@@ -24,6 +24,7 @@ use super::frames::{build_tcp_rst, set_macs};
 use super::icmp::IcmpError;
 use super::processor::{Handled, Out, Processor, Rx};
 use super::rewrite::{self, L4};
+use super::splice::SpliceSeen;
 use super::{Balancer, DropReason, FlowKey, Frame, Io, Nanos, Nat};
 
 /// What the IP header said of a TCP/UDP packet: where it starts in its
@@ -54,6 +55,9 @@ pub(super) struct Transport {
     /// What [`Balancer::prefetch`] returned for `key`, if it ran.
     pub(super) hint: Option<u64>,
     pub(super) first_fragment: Option<FragKey>,
+    /// What the fast path learned of a TCP segment's splice before it sent
+    /// it the general way (see [`SpliceSeen`]).
+    pub(super) splice: Option<SpliceSeen>,
 }
 
 impl<F: Frame> Processor<F> {
@@ -107,6 +111,7 @@ impl<F: Frame> Processor<F> {
             df,
             hint: None,
             first_fragment,
+            splice: None,
         };
         self.transport_with(io, balancer, frame, &t, rx)
     }

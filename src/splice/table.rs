@@ -182,6 +182,12 @@ impl SpliceTable {
         self.index.find(key).map(|(i, side, _)| (i, side))
     }
 
+    /// Starts loading the index line [`SpliceTable::find`] reads for `key`.
+    #[inline]
+    pub fn prefetch(&self, key: &FlowKey) {
+        self.index.prefetch(key);
+    }
+
     /// [`SpliceTable::find`] with what the fast path needs: one line read.
     #[inline]
     pub fn find_fast(&self, key: &FlowKey) -> Option<(ConnIdx, Side, Fast)> {

@@ -123,6 +123,10 @@ pub struct FarmBalancer {
     pending_reset: Option<Nat>,
     /// Connections servers refused (RST answering the SYN).
     refused: u64,
+    /// The SYN-proxy unit [`Balancer::splice_event`] found last: the
+    /// address and port it was asked for, the snapshot generation, the
+    /// answer (a connection's events come in a row, all for one unit).
+    event_unit: Option<(IpAddr, u16, u64, Option<UnitId>)>,
 }
 
 fn endpoints(snap: &Snapshot) -> Endpoints {
@@ -463,6 +467,7 @@ impl FarmBalancer {
             server_removed: 0,
             pending_reset: None,
             refused: 0,
+            event_unit: None,
             table,
             reader,
         }
@@ -914,7 +919,7 @@ impl Balancer for FarmBalancer {
     }
 
     fn splice_event(&mut self, key: &FlowKey, event: SpliceEvent) {
-        if let Some(u) = self.splice_unit_of(key) {
+        if let Some(u) = self.event_unit_of(key) {
             if let Some(c) = self.counters.splice.get_mut(u.0 as usize) {
                 c.count(event);
             }

@@ -51,6 +51,26 @@ impl FarmBalancer {
         self.reader.snapshot().splice_unit(key.dst, key.dst_port)
     }
 
+    /// [`FarmBalancer::splice_unit_of`] for [`Balancer::splice_event`],
+    /// remembered for the last address and port while the snapshot stays
+    /// the same (the answer depends on nothing else).
+    #[inline]
+    pub(super) fn event_unit_of(&mut self, key: &FlowKey) -> Option<UnitId> {
+        if key.proto != 6 {
+            return None;
+        }
+        let generation = self.reader.snapshot().generation;
+        if let Some((addr, port, g, unit)) = self.event_unit {
+            if addr == key.dst && port == key.dst_port && g == generation {
+                debug_assert_eq!(unit, self.splice_unit_of(key));
+                return unit;
+            }
+        }
+        let unit = self.splice_unit_of(key);
+        self.event_unit = Some((key.dst, key.dst_port, generation, unit));
+        unit
+    }
+
     /// True when a packet with `key` comes from a server of a SYN-proxy unit
     /// (TCP, its source the server's address and port; see
     /// [`Snapshot::is_splice_server`]): it may belong to a spliced
