@@ -139,7 +139,10 @@ fn sessions_survive_their_primary_or_secondary_through_farmlb() {
     let config = Path::new(ROOT).join("config/replication.toml");
     topo.start_farmlb_for(&config, "http://198.18.30.100/health", "300s");
     for (name, _, _, _) in SERVERS {
-        assert!(wait_state(name, "up", Duration::from_secs(15)), "{name} not up");
+        assert!(
+            wait_state(name, "up", Duration::from_secs(15)),
+            "{name} not up"
+        );
     }
 
     // 1. The primary dies: a new primary that is not the secondary takes
@@ -150,10 +153,20 @@ fn sessions_survive_their_primary_or_secondary_through_farmlb() {
         .map(|s| s.0)
         .find(|n| *n != primary && *n != secondary)
         .unwrap();
-    assert_eq!(p2, third, "the new primary is the third server, never the secondary");
+    assert_eq!(
+        p2, third,
+        "the new primary is the third server, never the secondary"
+    );
     assert_eq!(s2, secondary, "the secondary stays");
-    assert!(counter(third, "takeovers") >= 1, "{third} took the session over");
-    assert_eq!(counter(&secondary, "takeovers"), 0, "the secondary never served it");
+    assert!(
+        counter(third, "takeovers") >= 1,
+        "{third} took the session over"
+    );
+    assert_eq!(
+        counter(&secondary, "takeovers"),
+        0,
+        "the secondary never served it"
+    );
     eprintln!("e2e-replication: {}", replication(third));
 
     // The killed server comes back (empty): three servers again.
