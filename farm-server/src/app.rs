@@ -304,6 +304,12 @@ impl Shared {
         };
         match repl.config.mode {
             replication::Mode::Acknowledged => repl.replicate(id, record, since).await,
+            replication::Mode::Asynchronous
+                if repl.counters.pending.load(Ordering::Relaxed) >= replication::MAX_PENDING =>
+            {
+                // Too far behind: this change waits for its acknowledgement.
+                repl.replicate(id, record, since).await
+            }
             replication::Mode::Asynchronous => {
                 let known = repl
                     .secondary_of(&id)
@@ -316,7 +322,10 @@ impl Shared {
                 let record = record.clone();
                 Counters::bump(&repl.counters.pending);
                 tokio::spawn(async move {
+                    // Never closed, so acquire only waits for a turn.
+                    let turn = repl.async_sends.acquire().await;
                     repl.replicate(id, &record, since).await;
+                    drop(turn);
                     repl.counters.pending.fetch_sub(1, Ordering::Relaxed);
                 });
                 secondary

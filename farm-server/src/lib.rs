@@ -1,11 +1,16 @@
 //! The farm server of farmlb: a small shop application that keeps each client
 //! session in a local data cache with write-through to a shared database, and
 //! checks a server instance ID cookie to flush stale cache entries
-//! (US 7,197,547, FIGS. 4A–4C and 5).
+//! (US 7,197,547, FIGS. 4A–4C and 5); with a server number it also keeps each
+//! session on a secondary server (US 7,702,791).
 //!
 //! - [`app`]: endpoints, cookies, the read path (cache, then database) and the
 //!   write path (database first, version-guarded, then cache).
-//! - [`store`]: the shared database behind one trait: SQLite or PostgreSQL.
+//! - [`store`]: the shared database behind one trait: SQLite or PostgreSQL,
+//!   or this process's memory when sessions are replicated instead.
+//! - [`replication`]: server numbers and peers, primary and secondary per
+//!   session, the route cookie, versions, signed replication, repair and
+//!   takeover (US 7,702,791).
 //! - [`cache`]: the local data cache.
 //! - [`server`]: running it on a socket.
 

@@ -57,6 +57,9 @@ pub const MIN_SECRET: usize = 16;
 pub const MAX_COMPARE_BATCH: usize = 256;
 /// Idle connections kept per peer.
 const POOL_SIZE: usize = 32;
+/// Most asynchronous sends waiting at once; beyond it a change is replicated
+/// before its answer, as in acknowledged mode (back-pressure, bounded memory).
+pub const MAX_PENDING: u64 = 4096;
 
 /// When the primary answers the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -496,6 +499,9 @@ pub struct Replicator {
     replicas: Mutex<HashMap<SessionId, SessionRecord>>,
     replica_capacity: usize,
     rotate: AtomicUsize,
+    /// Asynchronous sends in progress at once (the rest wait their turn), so
+    /// they reuse the pooled connections instead of opening new ones.
+    pub async_sends: tokio::sync::Semaphore,
     pub counters: ReplicationCounters,
 }
 
@@ -527,6 +533,7 @@ impl Replicator {
             replicas: Mutex::new(HashMap::new()),
             replica_capacity: replica_capacity.max(1),
             rotate: AtomicUsize::new(0),
+            async_sends: tokio::sync::Semaphore::new(POOL_SIZE),
             counters: ReplicationCounters::default(),
         }
     }
