@@ -62,6 +62,9 @@ fn ab(args: &[&str], url: &str, requests: u32) -> String {
 /// Requests each server answered so far: the farm servers' requests_total,
 /// nginx's access-log lines from ab.
 fn served(topo: &Topology) -> HashMap<&'static str, u64> {
+    // nginx logs a request after its answer went out: a moment for the
+    // last lines of a run to be written.
+    std::thread::sleep(Duration::from_millis(300));
     let mut m = HashMap::new();
     for (name, ns, _) in WEBS {
         m.insert(name, server_requests(ns));
