@@ -88,6 +88,10 @@ pub fn tick(now: Nanos) -> u32 {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C, align(32))]
 pub struct Flow {
+    /// The client's address. An IPv4 flow's is IPv4-mapped, and only its
+    /// last four bytes are its address: the first twelve may hold the
+    /// flow's splice note (see `FlowTable::note`), so read it with
+    /// [`Flow::client_addr`] or [`addr_ip`].
     pub client: Addr,
     pub client_port: u16,
     /// The port the client contacted on the farm unit.
@@ -150,6 +154,31 @@ impl Flow {
     #[inline(always)]
     pub(super) fn client_word(&self) -> u64 {
         low32(&self.client) | u64::from(self.client_port) << 32
+    }
+
+    /// The client's address ([`Flow::client`] with an IPv4 flow's first
+    /// twelve bytes the IPv4-mapped prefix, whatever they hold).
+    #[inline(always)]
+    pub fn client_addr(&self) -> Addr {
+        if self.is_v6() {
+            self.client
+        } else {
+            let mut a = self.client;
+            a[..12].copy_from_slice(&crate::splice::note::MAPPED_PREFIX);
+            a
+        }
+    }
+
+    /// The first twelve bytes of the client address (an IPv4 flow's splice
+    /// note, if it has one there).
+    #[inline(always)]
+    pub(super) fn client_prefix(&self) -> &[u8; 12] {
+        self.client[..12].try_into().expect("twelve bytes")
+    }
+
+    #[inline(always)]
+    pub(super) fn set_client_prefix(&mut self, b: [u8; 12]) {
+        self.client[..12].copy_from_slice(&b);
     }
 
     #[inline(always)]
@@ -276,7 +305,7 @@ impl Endpoints {
     #[inline]
     pub fn forward(&self, f: &Flow) -> Tuple {
         Tuple {
-            src: f.client,
+            src: f.client_addr(),
             dst: self.units[f.unit as usize].addr,
             src_port: f.client_port,
             dst_port: f.unit_port,
@@ -294,7 +323,7 @@ impl Endpoints {
                 f.local_port,
             )
         } else {
-            (f.client, f.client_port)
+            (f.client_addr(), f.client_port)
         };
         Tuple {
             src: self.servers[f.server as usize].addr,
@@ -318,13 +347,15 @@ impl Endpoints {
         if f.is_v6() != v6 || f.proto() != proto {
             return false;
         }
+        let client;
         let (f_dst, f_dst_port) = if f.is_fullnat() {
             (
                 &self.units[f.unit as usize].locals[f.local as usize],
                 f.local_port,
             )
         } else {
-            (&f.client, f.client_port)
+            client = f.client_addr();
+            (&client, f.client_port)
         };
         f_dst_port == dst_port
             && p.dst_is(f_dst)
@@ -345,7 +376,7 @@ impl Endpoints {
         let (v6, proto, _, _) = p.head();
         f.is_v6() == v6
             && f.proto() == proto
-            && p.src_is(&f.client)
+            && p.src_is(&f.client_addr())
             && p.dst_is(&self.units[f.unit as usize].addr)
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::dpdk::hint::{prefetch, HugeArray};
 use crate::packet::Nanos;
-use crate::splice::note::SpliceNote;
+use crate::splice::note::{SpliceNote, MAPPED_PREFIX};
 
 use super::entry::*;
 use super::key::*;
@@ -158,23 +158,50 @@ impl FlowTable {
     }
 
     /// The splice note of the flow in `slot` (no note before
-    /// [`FlowTable::enable_notes`]).
-    #[inline(always)]
+    /// [`FlowTable::enable_notes`]): an IPv4 flow's in front of its client
+    /// address if it is there (see [`SpliceNote::to_mapped`]), otherwise
+    /// the side array's.
+    #[inline]
     pub fn note(&self, slot: u32) -> SpliceNote {
+        if let Some(f) = self.flows.get(slot as usize) {
+            if !f.is_v6() && !f.is_free() {
+                if let Some(n) = SpliceNote::from_mapped(f.client_prefix()) {
+                    return n;
+                }
+            }
+        }
         self.notes.get(slot as usize).copied().unwrap_or_default()
     }
 
     /// Sets the splice note of the flow in `slot` (nothing before
     /// [`FlowTable::enable_notes`]). It stays with the flow until the flow
-    /// is removed or moved to another server ([`FlowTable::rebind`]).
+    /// goes or moves to another server. An IPv4 flow keeps it in front of
+    /// its client address when it fits there ([`SpliceNote::to_mapped`]),
+    /// so that its segments read one line.
     pub fn set_note(&mut self, slot: u32, note: SpliceNote) {
+        if self.notes.is_empty() {
+            return;
+        }
+        let mut side = note;
+        if let Some(f) = self.flows.get_mut(slot as usize) {
+            if !f.is_v6() && !f.is_free() {
+                match note.to_mapped() {
+                    Some(b) => {
+                        f.set_client_prefix(b);
+                        side = SpliceNote::default();
+                    }
+                    None => f.set_client_prefix(MAPPED_PREFIX),
+                }
+            }
+        }
         if let Some(n) = self.notes.get_mut(slot as usize) {
-            *n = note;
+            *n = side;
         }
     }
 
     /// Starts loading the line of the notes a flow with hash `hash` (a
-    /// client end's, see [`FlowTable::hash`]) most likely has its note in.
+    /// client end's, see [`FlowTable::hash`]) most likely has its note in
+    /// (an IPv6 flow's: an IPv4 flow's note is in its entry).
     #[inline]
     pub fn prefetch_note(&self, hash: u64) {
         if hash & TO_LOCAL == 0 {
@@ -700,7 +727,9 @@ impl FlowTable {
             }
         }
         self.flows[i] = Flow::default();
-        self.set_note(i as u32, SpliceNote::default());
+        if let Some(n) = self.notes.get_mut(i) {
+            *n = SpliceNote::default();
+        }
     }
 
     /// Adds the reverse index entry of a flow with reverse tuple hash `hash`

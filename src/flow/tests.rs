@@ -688,3 +688,108 @@ fn splice_notes_move_with_their_flows() {
         }
     }
 }
+
+/// An IPv4 flow keeps its splice note in front of its client address: the
+/// flow is still found from both directions (NAT and FullNAT), by tuple and
+/// by packet key, its tuples and the moves of deletion are unchanged, and a
+/// NAT flow without a note next to it is untouched.
+#[test]
+fn v4_notes_in_the_address_bytes_leave_flows_findable() {
+    use crate::splice::note::{SpliceNote, MAPPED_PREFIX};
+    use crate::splice::translate::Translation;
+    let tr = Translation {
+        seq_delta: 0x8000_0001,
+        ts_offset: 0xffff_fffe,
+        timestamps: true,
+        server_send_ws: 14,
+        client_recv_ws: 7,
+        client_send_ws: 0,
+        server_recv_ws: 15,
+    };
+    let note = SpliceNote::new(9, &tr, true, false);
+    let key = |t: &Tuple| FlowKey {
+        proto: t.proto,
+        src: addr_ip(&t.src, t.v6),
+        src_port: t.src_port,
+        dst: addr_ip(&t.dst, t.v6),
+        dst_port: t.dst_port,
+    };
+    // A small table: the flows share probe runs and move on deletion.
+    let mut t = FlowTable::with_seed(&cfg(16), ends(), 3);
+    t.enable_notes();
+    let nat = flow(40000, FlowState::Established, 0);
+    let full = flagged(
+        Flow {
+            unit: 1,
+            unit_port: 443,
+            local_port: 30001,
+            ..flow(40001, FlowState::Established, 0)
+        },
+        flags::FULLNAT,
+    );
+    let plain = flow(40002, FlowState::Established, 0);
+    let fillers: Vec<Flow> = (0..6)
+        .map(|i| flow(41000 + i, FlowState::Established, 0))
+        .collect();
+    for f in [nat, full, plain].iter().chain(&fillers) {
+        t.insert(*f, 0).unwrap();
+    }
+    let slot = |t: &FlowTable, f: &Flow| t.find(&t.endpoints().forward(f)).unwrap().0;
+    for f in [nat, full] {
+        let s = slot(&t, &f);
+        t.set_note(s, note);
+        assert_ne!(t.get(s).client[..12], MAPPED_PREFIX, "kept in the address");
+        assert_eq!(t.note(s), note);
+        assert_eq!(t.notes[s as usize], SpliceNote::default(), "not beside it");
+    }
+    t.check();
+    let check = |t: &FlowTable| {
+        for (f, noted) in [(nat, true), (full, true), (plain, false)] {
+            let fwd = t.endpoints().forward(&f);
+            let rev = t.endpoints().reverse(&f);
+            let (s, d) = t.find(&fwd).unwrap();
+            assert_eq!(d, Dir::Forward);
+            assert_eq!(t.find(&key(&fwd)), Some((s, Dir::Forward)));
+            assert_eq!(t.find(&rev), Some((s, Dir::Reverse)));
+            assert_eq!(t.find(&key(&rev)), Some((s, Dir::Reverse)));
+            let g = t.get(s);
+            assert_eq!(g.client_addr(), f.client);
+            assert_eq!(t.endpoints().forward(g), fwd);
+            assert_eq!(t.endpoints().reverse(g), rev);
+            assert_eq!(addr_ip(&g.client, false), addr_ip(&f.client, false));
+            if noted {
+                assert_eq!(t.note(s), note);
+            } else {
+                assert_eq!(*g, f, "a flow without a note is untouched");
+                assert_eq!(t.note(s), SpliceNote::default());
+            }
+        }
+    };
+    check(&t);
+    // Deleting the others moves the flows in their runs, notes and all.
+    for f in &fillers {
+        let s = slot(&t, f);
+        t.remove(s);
+        t.check();
+        check(&t);
+    }
+    // The default note gives back the mapped address; so does a new server.
+    let s = slot(&t, &nat);
+    t.set_note(s, SpliceNote::default());
+    assert_eq!(*t.get(s), nat);
+    let s = slot(&t, &full);
+    t.rebind(s, 1, 0, 30002);
+    assert_eq!(t.get(s).client, full.client);
+    assert_eq!(t.note(s), SpliceNote::default());
+    t.check();
+    // A note that does not fit (a splicer number over 13 bits) stays
+    // beside the flow.
+    let big = SpliceNote::new(0x2000, &tr, true, true);
+    let s = slot(&t, &plain);
+    t.set_note(s, big);
+    assert_eq!(*t.get(s), plain);
+    assert_eq!(t.note(s), big);
+    t.set_note(s, note);
+    assert_eq!(t.notes[s as usize], SpliceNote::default());
+    assert_eq!(t.note(s), note);
+}

@@ -445,10 +445,11 @@ pub trait Balancer {
     /// server (the default note: none).
     fn set_splice_note(&mut self, _key: &FlowKey, _note: SpliceNote) {}
 
-    /// Burst pipelining: starts loading the line the splice note of a flow
-    /// with `hint` ([`Balancer::prefetch`]) is most likely in.
+    /// Burst pipelining: starts loading the line the splice note of the
+    /// flow of `key` with `hint` ([`Balancer::prefetch`]) is most likely in,
+    /// if it is not in the flow's own line.
     #[inline]
-    fn prefetch_splice_note(&self, _hint: u64) {}
+    fn prefetch_splice_note(&self, _key: &FlowKey, _hint: u64) {}
 }
 
 /// Where [`Balancer::splice_note`] found a packet's flow, for

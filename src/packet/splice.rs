@@ -372,7 +372,7 @@ impl<F: Frame> Processor<F> {
     ) -> MaySplice {
         let may = may_splice(balancer, key);
         if may != MaySplice::No {
-            balancer.prefetch_splice_note(hint);
+            balancer.prefetch_splice_note(key, hint);
             if tcp_flags & (flags::SYN | flags::FIN | flags::RST) != 0 {
                 if let Some(s) = self.splice.as_deref() {
                     s.table.prefetch(key);

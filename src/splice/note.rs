@@ -11,6 +11,14 @@
 //! joins, stops owing kept bytes, moves to another server or ends. A note
 //! written by another splicer (an earlier setup's) is no note: each carries
 //! its splicer's number.
+//!
+//! An IPv4 flow keeps its note in its own entry instead, where it costs the
+//! segment no second line: its client address is stored IPv4-mapped
+//! (`::ffff:a.b.c.d`), and the table reads only its last four bytes, so
+//! the first twelve hold the note ([`SpliceNote::to_mapped`]; the
+//! IPv4-mapped prefix itself is no note). A note that does not fit there (a
+//! window scale over 15, a splicer number over [`MAPPED_OWNER_MAX`]) stays
+//! in the side array.
 
 use std::sync::atomic::{AtomicU16, Ordering};
 
@@ -44,7 +52,66 @@ mod bits {
     pub const SERVER_READY: u8 = 4;
 }
 
+/// The highest splicer number a note kept in an IPv4 flow's address bytes
+/// can carry (13 bits, all ones reserved: see [`SpliceNote::from_mapped`]).
+pub const MAPPED_OWNER_MAX: u16 = 0x1ffe;
+
+/// The first twelve bytes of an IPv4-mapped address: what an IPv4 flow
+/// without a note has in front of its address.
+pub const MAPPED_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+
 impl SpliceNote {
+    /// The note in twelve bytes, as an IPv4 flow keeps it in front of its
+    /// address: the sequence delta, the timestamp offset, the four window
+    /// scales as nibbles, and the flag bits with the owner above them (13
+    /// bits), XORed with [`MAPPED_PREFIX`] so that no note is the
+    /// IPv4-mapped prefix. `None`: the note does not fit (it stays in the
+    /// side array).
+    pub fn to_mapped(&self) -> Option<[u8; 12]> {
+        if *self == SpliceNote::default() {
+            return Some(MAPPED_PREFIX);
+        }
+        if self.owner == 0 || self.owner > MAPPED_OWNER_MAX || self.ws.iter().any(|&w| w > 15) {
+            return None;
+        }
+        let ws = u16::from(self.ws[0])
+            | u16::from(self.ws[1]) << 4
+            | u16::from(self.ws[2]) << 8
+            | u16::from(self.ws[3]) << 12;
+        let tag = (u16::from(self.bits) | self.owner << 3) ^ 0xffff;
+        let mut b = [0; 12];
+        b[0..4].copy_from_slice(&self.seq_delta.to_le_bytes());
+        b[4..8].copy_from_slice(&self.ts_offset.to_le_bytes());
+        b[8..10].copy_from_slice(&ws.to_le_bytes());
+        b[10..12].copy_from_slice(&tag.to_le_bytes());
+        Some(b)
+    }
+
+    /// The note [`SpliceNote::to_mapped`] made `b` of; `None` for no note
+    /// (the IPv4-mapped prefix, or twelve zero bytes: an owner field of all
+    /// ones, never given, so that an address not stored mapped is no note).
+    #[inline(always)]
+    pub fn from_mapped(b: &[u8; 12]) -> Option<SpliceNote> {
+        let tag = u16::from_le_bytes([b[10], b[11]]) ^ 0xffff;
+        let owner = tag >> 3;
+        if owner == 0 || owner > MAPPED_OWNER_MAX {
+            return None;
+        }
+        let ws = u16::from_le_bytes([b[8], b[9]]);
+        Some(SpliceNote {
+            seq_delta: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            ts_offset: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+            ws: [
+                (ws & 15) as u8,
+                (ws >> 4 & 15) as u8,
+                (ws >> 8 & 15) as u8,
+                (ws >> 12) as u8,
+            ],
+            owner,
+            bits: (tag & 7) as u8,
+        })
+    }
+
     /// The note of a connection with translation `t` by splicer `owner`
     /// (never 0), whose client and server sides are ready or not.
     pub fn new(owner: u16, t: &Translation, client_ready: bool, server_ready: bool) -> SpliceNote {
@@ -130,6 +197,26 @@ mod tests {
             assert_eq!((n.ready(false), n.ready(true)), (c, s));
             assert_eq!(n.owner, 3);
         }
+        for owner in [1, 3, MAPPED_OWNER_MAX] {
+            for (c, s) in [(false, false), (true, false), (true, true), (false, true)] {
+                let n = SpliceNote::new(owner, &t, c, s);
+                let b = n.to_mapped().expect("fits");
+                assert_ne!(b, MAPPED_PREFIX);
+                assert_eq!(SpliceNote::from_mapped(&b), Some(n));
+            }
+        }
+        assert_eq!(SpliceNote::default().to_mapped(), Some(MAPPED_PREFIX));
+        assert_eq!(SpliceNote::from_mapped(&MAPPED_PREFIX), None);
+        assert_eq!(SpliceNote::from_mapped(&[0; 12]), None);
+        assert_eq!(
+            SpliceNote::new(MAPPED_OWNER_MAX + 1, &t, true, true).to_mapped(),
+            None
+        );
+        let wide = Translation {
+            server_recv_ws: 16,
+            ..t
+        };
+        assert_eq!(SpliceNote::new(1, &wide, true, true).to_mapped(), None);
         let plain = Translation::default();
         assert_eq!(SpliceNote::new(1, &plain, true, true).translation(), plain);
         assert_eq!(SpliceNote::default().owner, 0);

@@ -975,8 +975,11 @@ impl Balancer for FarmBalancer {
     }
 
     #[inline]
-    fn prefetch_splice_note(&self, hint: u64) {
-        self.table.prefetch_note(hint);
+    fn prefetch_splice_note(&self, key: &FlowKey, hint: u64) {
+        // An IPv4 flow's note is in its entry (see `FlowTable::note`).
+        if key.src.is_ipv6() {
+            self.table.prefetch_note(hint);
+        }
     }
 
     #[inline]
