@@ -63,7 +63,8 @@ pub struct FlowTable {
     pub(super) rev: HugeArray<u64>,
     /// One [`SpliceNote`] per flow entry, moved with the entries (a flow's
     /// note is at its slot), once [`FlowTable::enable_notes`] made them;
-    /// empty until then.
+    /// empty until then. An IPv4 flow's note is in its entry instead when
+    /// it fits there (see [`FlowTable::note`]).
     pub(super) notes: HugeArray<SpliceNote>,
     /// Flows in the table, and at most.
     pub(super) len: usize,
