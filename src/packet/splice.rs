@@ -548,7 +548,7 @@ impl<F: Frame> Processor<F> {
         balancer.splice_event(&key, SpliceEvent::CookieAccepted);
         if s.table.len() >= s.table.capacity() {
             s.counters.table_full += 1;
-            self.reset_client(io, &key, seg, now);
+            self.reset_client(io, &key, seg.ack, now);
             return Err(DropReason::SpliceTableFull);
         }
         let http = balancer.splice_http(&key).is_some();
@@ -566,7 +566,7 @@ impl<F: Frame> Processor<F> {
             match balancer.bind(&key, len, now, Route::Scheduler) {
                 Ok((nat, _)) => nat,
                 Err(e) => {
-                    self.reset_client(io, &key, seg, now);
+                    self.reset_client(io, &key, seg.ack, now);
                     return Err(e);
                 }
             }
@@ -607,7 +607,7 @@ impl<F: Frame> Processor<F> {
         let Ok(i) = s.table.insert(conn) else {
             s.counters.table_full += 1;
             balancer.forget(&key);
-            self.reset_client(io, &key, seg, now);
+            self.reset_client(io, &key, seg.ack, now);
             return Err(DropReason::SpliceTableFull);
         };
         if http {
@@ -894,13 +894,11 @@ impl<F: Frame> Processor<F> {
         let Some(c) = s.table.get(i) else {
             return false;
         };
-        let (client, our_next) = (c.client, c.our_isn.wrapping_add(1));
+        let client = c.client;
         let len = c.kept.len().min(usize::from(u16::MAX)) as u16;
         match balancer.splice_http(&client) {
             Some(HttpFallback::Reset) => {
-                let (unit, peer) = ((client.dst, client.dst_port), (client.src, client.src_port));
-                self.send_rst(io, unit, peer, our_next, now);
-                self.splicer(now).forget(balancer, i);
+                self.give_up(io, balancer, i, now);
                 false
             }
             // The scheduler's choice (also when a reload made the unit
@@ -928,13 +926,11 @@ impl<F: Frame> Processor<F> {
         let Some(c) = s.table.get(i) else {
             return false;
         };
-        let (client, our_next) = (c.client, c.our_isn.wrapping_add(1));
+        let client = c.client;
         let Ok((nat, route)) = bound else {
             s.counters.connect_failures += 1;
             balancer.splice_event(&client, SpliceEvent::Failed);
-            let (unit, peer) = ((client.dst, client.dst_port), (client.src, client.src_port));
-            self.send_rst(io, unit, peer, our_next, now);
-            self.splicer(now).forget(balancer, i);
+            self.give_up(io, balancer, i, now);
             return false;
         };
         s.table.rebind(i, server_key(&nat), nat);
@@ -1323,11 +1319,28 @@ impl<F: Frame> Processor<F> {
         self.send_tcp(io, from.0, to.0, &rst, now);
     }
 
-    /// Resets the client side of a connection that cannot be spliced
-    /// (`seg`: the client's latest segment).
-    fn reset_client<I: Io<Frame = F>>(&mut self, io: &mut I, key: &FlowKey, seg: &Seg, now: Nanos) {
+    /// Resets the client side (`key`: client → farm unit) of a connection
+    /// that cannot be spliced, with sequence number `seq`.
+    fn reset_client<I: Io<Frame = F>>(&mut self, io: &mut I, key: &FlowKey, seq: u32, now: Nanos) {
         let (unit, client) = ((key.dst, key.dst_port), (key.src, key.src_port));
-        self.send_rst(io, unit, client, seg.ack, now);
+        self.send_rst(io, unit, client, seq, now);
+    }
+
+    /// Gives up connection `i`: its client gets a RST at farmlb's next
+    /// sequence number, and the connection and its flow are forgotten.
+    fn give_up<I: Io<Frame = F>, B: Balancer>(
+        &mut self,
+        io: &mut I,
+        balancer: &mut B,
+        i: ConnIdx,
+        now: Nanos,
+    ) {
+        let Some(c) = self.splice.as_deref().and_then(|s| s.table.get(i)) else {
+            return;
+        };
+        let (key, seq) = (c.client, c.our_isn.wrapping_add(1));
+        self.reset_client(io, &key, seq, now);
+        self.splicer(now).forget(balancer, i);
     }
 
     /// Writes a TCP segment from `src` to `dst` and sends it towards `dst`.
@@ -1422,13 +1435,7 @@ impl<F: Frame> Processor<F> {
         }
         s.counters.connect_failures += 1;
         balancer.splice_event(&client, SpliceEvent::Failed);
-        let Some(c) = s.table.get(i) else {
-            return;
-        };
-        let (key, our_next) = (c.client, c.our_isn.wrapping_add(1));
-        let (unit, client) = ((key.dst, key.dst_port), (key.src, key.src_port));
-        self.send_rst(io, unit, client, our_next, now);
-        self.splicer(now).forget(balancer, i);
+        self.give_up(io, balancer, i, now);
     }
 
     /// Runs the splice timers due at `now`: SYN retransmissions and connect
