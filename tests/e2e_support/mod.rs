@@ -165,27 +165,31 @@ impl Topology {
     /// Starts farm-server `name` (web1..3) in its namespace with the shared
     /// SQLite database of this topology.
     pub fn start_web(&mut self, name: &str) {
+        let db = format!("sqlite:{}", self.path("farm.db"));
+        self.start_farm_server(name, &["--db", &db]);
+    }
+
+    /// Starts farm-server `name` (web1..3) in its namespace with the
+    /// options every test gives it and `extra`, and waits (bounded) until
+    /// it answers its health URL.
+    fn start_farm_server(&mut self, name: &str, extra: &[&str]) {
         let (_, ns, _, _) = server(name);
         let bin = farm_server_binary();
-        let db = format!("sqlite:{}", self.path("farm.db"));
         let n = &name[3..];
-        self.spawn(
+        let sub_farm_url = format!("http://web{n}.shop.farm.test/");
+        let mut args = vec![
+            bin.to_str().expect("utf-8 path"),
+            "--name",
             name,
-            ns,
-            &[
-                bin.to_str().expect("utf-8 path"),
-                "--name",
-                name,
-                "--listen",
-                "0.0.0.0:8080",
-                "--sub-farm-url",
-                &format!("http://web{n}.shop.farm.test/"),
-                "--cookie-domain",
-                "shop.farm.test",
-                "--db",
-                &db,
-            ],
-        );
+            "--listen",
+            "0.0.0.0:8080",
+            "--sub-farm-url",
+            &sub_farm_url,
+            "--cookie-domain",
+            "shop.farm.test",
+        ];
+        args.extend_from_slice(extra);
+        self.spawn(name, ns, &args);
         let ok = wait_until(Duration::from_secs(15), || {
             in_ns(
                 ns,
@@ -253,7 +257,6 @@ impl Topology {
     /// peers the other two (a shared peers file and secret in the
     /// topology's directory).
     pub fn start_replica(&mut self, name: &str) {
-        let (_, ns, _, _) = server(name);
         let peers = self.path("farm-peers");
         let lines: String = SERVERS
             .iter()
@@ -262,23 +265,12 @@ impl Topology {
         std::fs::write(&peers, lines).unwrap();
         let secret = self.path("farm-secret");
         std::fs::write(&secret, "a replication secret for the e2e tests\n").unwrap();
-        let bin = farm_server_binary();
-        let n = &name[3..];
-        self.spawn(
+        let number = name[3..].to_string();
+        self.start_farm_server(
             name,
-            ns,
             &[
-                bin.to_str().expect("utf-8 path"),
-                "--name",
-                name,
-                "--listen",
-                "0.0.0.0:8080",
-                "--sub-farm-url",
-                &format!("http://web{n}.shop.farm.test/"),
-                "--cookie-domain",
-                "shop.farm.test",
                 "--number",
-                n,
+                &number,
                 "--peers-file",
                 &peers,
                 "--replication-secret-file",
@@ -287,16 +279,6 @@ impl Topology {
                 "500",
             ],
         );
-        let ok = wait_until(Duration::from_secs(15), || {
-            in_ns(
-                ns,
-                &["curl", "-sf", "-m", "1", "http://127.0.0.1:8080/health"],
-                3,
-            )
-            .status
-            .success()
-        });
-        assert!(ok, "{name} did not come up:\n{}", self.log(name));
     }
 
     /// Starts farmlb in flb-lb with `config` (bounded by --run-for) and
