@@ -46,7 +46,7 @@ pub use model::{
 pub use schema::{
     AdminConfig, CheckType, DataplaneConfig, EalConfig, ExpectBodyConfig, FarmUnitConfig,
     FlowsConfig, ForwardingMode, HealthCheckConfig, HttpFallback, MempoolConfig, NeighbourConfig,
-    OnServerDown, PortConfig, Protocol, RawConfig, SchedulerKind, ServerConfig, SpliceConfig,
-    SubFarmUnitConfig, TimeoutsConfig, UnitProtocol,
+    OnServerDown, PortConfig, Protocol, RawConfig, Replay, SchedulerKind, ServerConfig,
+    SpliceConfig, SubFarmUnitConfig, TimeoutsConfig, UnitProtocol,
 };
 pub use values::{parse_lcores, parse_mac, parse_sha256, Cidr};

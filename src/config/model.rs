@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::error::ConfigError;
 use super::schema::{
     CheckType, EalConfig, ForwardingMode, HttpFallback, MempoolConfig, OnServerDown, Protocol,
-    SchedulerKind,
+    Replay, SchedulerKind,
 };
 use super::validate;
 use super::values::Cidr;
@@ -75,6 +75,19 @@ pub struct FarmUnit {
     /// (`syn_proxy` is true) whose connections are bound once their request
     /// head is read.
     pub http: Option<HttpUnit>,
+    /// Spliced units: which unanswered requests move to another server when
+    /// theirs fails before answering ([`Replay::None`] for every other unit).
+    pub replay: Replay,
+    /// Spliced units with replay: no response byte within this long moves
+    /// the request.
+    pub response_timeout: Option<Duration>,
+}
+
+impl FarmUnit {
+    /// The shortest `response_timeout`.
+    pub const MIN_RESPONSE_TIMEOUT: Duration = Duration::from_millis(100);
+    /// The longest `response_timeout`.
+    pub const MAX_RESPONSE_TIMEOUT: Duration = Duration::from_secs(3600);
 }
 
 /// The HTTP settings of an HTTP farm unit.

@@ -182,6 +182,33 @@ pub enum HttpFallback {
     Reset,
 }
 
+/// Which unanswered requests a spliced unit replays on another server when
+/// their server fails before answering (see `splice::moves`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Replay {
+    /// No copy is kept and nothing is moved: a failed server's client gets
+    /// its RST (the default of SYN-proxy `tcp` units).
+    #[default]
+    None,
+    /// Idempotent methods, and any request the failed server did not
+    /// acknowledge whole (the default of `http` units).
+    Idempotent,
+    /// Every request: the unit's servers make replays safe (the farm
+    /// servers do, with versions).
+    All,
+}
+
+impl Replay {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Replay::None => "none",
+            Replay::Idempotent => "idempotent",
+            Replay::All => "all",
+        }
+    }
+}
+
 impl HttpFallback {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -319,6 +346,13 @@ pub struct FarmUnitConfig {
     /// `http` units: what happens to a connection whose request head cannot
     /// be read (default `schedule`).
     pub http_fallback: Option<Spanned<HttpFallback>>,
+    /// Spliced units: which unanswered requests move to another server when
+    /// theirs fails (`none`, `idempotent`, `all`; default `idempotent` for
+    /// `http` units, `none` for SYN-proxy `tcp` units).
+    pub replay: Option<Spanned<Replay>>,
+    /// Spliced units with replay: a request whose server sends no byte of
+    /// its response within this long moves (default: no timeout).
+    pub response_timeout: Option<Spanned<String>>,
 }
 
 /// `[[sub_farm_unit]]`: an address that belongs to one server, with backups.

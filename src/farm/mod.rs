@@ -109,6 +109,12 @@ pub struct MainUnit {
     /// An HTTP unit (always `syn_proxy`): its connections are bound once
     /// their request head is read, by the route cookie when it has one.
     pub http: Option<HttpUnit>,
+    /// Which unanswered requests move to another server when theirs fails
+    /// before answering (spliced units; `Replay::None` for the others).
+    pub replay: crate::config::Replay,
+    /// A request whose server sends no response byte within this long
+    /// moves.
+    pub response_timeout: Option<std::time::Duration>,
 }
 
 /// A sub-farm unit: one server and its backups in order.
@@ -241,6 +247,8 @@ impl Farm {
                     on_server_down: u.on_server_down,
                     syn_proxy: u.syn_proxy,
                     http: u.http.clone(),
+                    replay: u.replay,
+                    response_timeout: u.response_timeout,
                 }),
                 removed: false,
             });

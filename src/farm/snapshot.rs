@@ -66,6 +66,10 @@ pub struct Snapshot {
     /// servers: a packet whose addresses miss it is no splice's, answered
     /// with one multiply instead of the maps' probes.
     splice_filter: [u64; 4],
+    /// A digest of which servers are down or removed: workers sweep their
+    /// spliced connections for requests to move when it changes (and not
+    /// for every weight step of a slow start).
+    pub down_mark: u64,
 }
 
 /// The bit of `a` in a splice filter.
@@ -255,7 +259,15 @@ impl Snapshot {
         let local_addrs = AddrMap::build(local_addrs);
         let has_splice = splice_units.contains(&true);
         let splice_servers = AddrMap::build(splice_servers);
+        let down_mark = farm
+            .servers
+            .iter()
+            .filter(|s| s.removed || s.state == ServerState::Down)
+            .fold(0x243f_6a88_85a3_08d3u64, |m, s| {
+                (m ^ u64::from(s.id.0)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            });
         Snapshot {
+            down_mark,
             generation,
             structure,
             farm,
@@ -673,7 +685,8 @@ impl Publisher {
     /// Replaces the farm with `new` (built from a reloaded configuration)
     /// and publishes it. Servers are matched by name, address and port,
     /// farm units by name and everything but their servers and scheduling
-    /// (scheduler, `on_server_down`, `route_cookie`, `http_fallback`; a
+    /// (scheduler, `on_server_down`, `route_cookie`, `http_fallback`, `replay`,
+    /// `response_timeout`; a
     /// unit whose `syn_proxy` or HTTP-ness changed is a new unit): a matched one keeps its id (a matched server also keeps
     /// its published state and weight, which the caller then sets), the
     /// others of `new` get new ids after the existing ones, and the old ones

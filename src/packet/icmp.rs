@@ -131,7 +131,9 @@ impl<F: Frame> Processor<F> {
                     return Err(DropReason::TtlExpired);
                 }
                 let at = IcmpAt { l2, at, end };
-                self.icmp_error(balancer, frame, at, false, rx.redirected)
+                let unreachable = t == icmpv4::msg_type::DST_UNREACHABLE
+                    && icmp.msg_code() != icmpv4::unreachable_code::FRAG_NEEDED;
+                self.icmp_error(balancer, frame, at, false, unreachable, rx)
             }
             _ if self.is_port_addr(IpAddr::V4(dst)) => Ok(Out::Exception),
             _ if self.is_farm_addr(IpAddr::V4(dst)) => Err(DropReason::UnknownProtocol),
@@ -182,7 +184,8 @@ impl<F: Frame> Processor<F> {
                 if hops <= 1 {
                     return Err(DropReason::TtlExpired);
                 }
-                self.icmp_error(balancer, frame, at, true, rx.redirected)
+                let unreachable = t == icmpv6::msg_type::DST_UNREACHABLE;
+                self.icmp_error(balancer, frame, at, true, unreachable, rx)
             }
             _ if self.is_port_addr(IpAddr::V6(dst)) => Ok(Out::Exception),
             _ if dst.is_multicast() => Err(DropReason::NotForUs),
@@ -209,8 +212,10 @@ impl<F: Frame> Processor<F> {
         frame: &mut F,
         at: IcmpAt,
         v6: bool,
-        redirected: bool,
+        unreachable: bool,
+        rx: Rx,
     ) -> Handled {
+        let redirected = rx.redirected;
         let IcmpAt { l2, at, end } = at;
         // ICMPv4 and ICMPv6 errors both have an 8-byte header.
         let inner_at = at + icmpv4::HEADER_LEN;
@@ -265,6 +270,12 @@ impl<F: Frame> Processor<F> {
             if let Some(w) = balancer.foreign_owner(&reverse) {
                 return Ok(Out::Redirect(w));
             }
+        }
+        // A server side farmlb opened (or whose answer a request awaits)
+        // cannot be reached: the connection's request moves (the error goes
+        // no further: its client never saw that server).
+        if unreachable && proto == protocol::TCP && self.splice_unreachable(&reverse, rx.now) {
+            return Ok(Out::Spliced);
         }
         let Some(nat) = balancer.peek(&reverse) else {
             return Err(DropReason::NoFlow);

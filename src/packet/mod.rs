@@ -21,6 +21,7 @@ mod splice;
 mod transport;
 
 pub use crate::config::HttpFallback;
+pub use crate::splice::moves::MovePolicy;
 pub use crate::splice::note::SpliceNote;
 pub use crate::splice::route::RouteCookie;
 pub use crate::splice::{SpliceCounters, SpliceSetup};
@@ -364,6 +365,26 @@ pub trait Balancer {
     /// packet (SYN-proxy units included), which binds at the handshake.
     fn splice_http(&self, _key: &FlowKey) -> Option<HttpFallback> {
         None
+    }
+
+    /// The move settings of the SYN-proxy unit a client's packet with `key`
+    /// goes to (which unanswered requests move to another server when
+    /// theirs fails); the default moves nothing.
+    fn splice_moves(&self, _key: &FlowKey) -> MovePolicy {
+        MovePolicy::default()
+    }
+
+    /// A digest of which servers are down: when it changes, the splicer
+    /// looks for unanswered requests whose server went down
+    /// ([`Balancer::flow_server_down`]).
+    fn down_mark(&self) -> u64 {
+        0
+    }
+
+    /// Whether the server of the flow whose client side is `key` (client →
+    /// farm unit) is down or removed.
+    fn flow_server_down(&self, _key: &FlowKey) -> bool {
+        false
     }
 
     /// Binds a spliced connection whose client side is `key` (client →

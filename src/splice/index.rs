@@ -56,6 +56,8 @@ mod bits {
     pub const SERVER: u8 = 4;
     /// [`super::Fast::ready`].
     pub const READY: u8 = 8;
+    /// [`super::Fast::copy`].
+    pub const COPY: u8 = 16;
 }
 
 fn addr(a: IpAddr) -> ([u8; 16], bool) {
@@ -76,6 +78,10 @@ pub struct Fast {
     /// no kept bytes: its ordinary segments may be translated on the fast
     /// path.
     pub ready: bool,
+    /// A client side whose payload is copied (the unanswered request of a
+    /// unit that moves requests): its segments with payload take the
+    /// general path, its bare ACKs may stay fast.
+    pub copy: bool,
     pub translation: Translation,
 }
 
@@ -200,6 +206,7 @@ impl SpliceIndex {
         };
         let fast = Fast {
             ready: e.bits & bits::READY != 0,
+            copy: e.bits & bits::COPY != 0,
             translation: e.translation,
         };
         Some((e.conn, side, fast))
@@ -244,11 +251,13 @@ impl SpliceIndex {
         if let Some(i) = self.slot(&Key::of(key), hash(key)) {
             let e = &mut self.entries[i];
             e.translation = fast.translation;
-            e.bits = if fast.ready {
-                e.bits | bits::READY
-            } else {
-                e.bits & !bits::READY
-            };
+            e.bits &= !(bits::READY | bits::COPY);
+            if fast.ready {
+                e.bits |= bits::READY;
+            }
+            if fast.copy {
+                e.bits |= bits::COPY;
+            }
         }
     }
 
@@ -379,6 +388,7 @@ mod tests {
         assert!(ix.find(&key(1)).is_some(), "another connection's key stays");
         let fast = Fast {
             ready: true,
+            copy: true,
             translation: Translation {
                 seq_delta: 5,
                 ..Translation::default()

@@ -39,6 +39,7 @@
 pub mod cookie;
 pub mod http;
 pub mod index;
+pub mod moves;
 pub mod note;
 pub mod route;
 pub mod table;

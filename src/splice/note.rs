@@ -50,11 +50,16 @@ mod bits {
     /// The server's segments may be translated on the fast path (joined
     /// and owing the server no kept bytes).
     pub const SERVER_READY: u8 = 4;
+    /// The client's segments with payload are copied (the unanswered
+    /// request of a unit that moves requests): they take the general path.
+    pub const COPY: u8 = 8;
+    /// All of them.
+    pub const ALL: u8 = 15;
 }
 
 /// The highest splicer number a note kept in an IPv4 flow's address bytes
-/// can carry (13 bits, all ones reserved: see [`SpliceNote::from_mapped`]).
-pub const MAPPED_OWNER_MAX: u16 = 0x1ffe;
+/// can carry (12 bits, all ones reserved: see [`SpliceNote::from_mapped`]).
+pub const MAPPED_OWNER_MAX: u16 = 0x0ffe;
 
 /// The first twelve bytes of an IPv4-mapped address: what an IPv4 flow
 /// without a note has in front of its address.
@@ -78,7 +83,7 @@ impl SpliceNote {
             | u16::from(self.ws[1]) << 4
             | u16::from(self.ws[2]) << 8
             | u16::from(self.ws[3]) << 12;
-        let tag = (u16::from(self.bits) | self.owner << 3) ^ 0xffff;
+        let tag = (u16::from(self.bits) | self.owner << 4) ^ 0xffff;
         let mut b = [0; 12];
         b[0..4].copy_from_slice(&self.seq_delta.to_le_bytes());
         b[4..8].copy_from_slice(&self.ts_offset.to_le_bytes());
@@ -93,7 +98,7 @@ impl SpliceNote {
     #[inline(always)]
     pub fn from_mapped(b: &[u8; 12]) -> Option<SpliceNote> {
         let tag = u16::from_le_bytes([b[10], b[11]]) ^ 0xffff;
-        let owner = tag >> 3;
+        let owner = tag >> 4;
         if owner == 0 || owner > MAPPED_OWNER_MAX {
             return None;
         }
@@ -108,14 +113,29 @@ impl SpliceNote {
                 (ws >> 12) as u8,
             ],
             owner,
-            bits: (tag & 7) as u8,
+            bits: (tag & u16::from(bits::ALL)) as u8,
         })
     }
 
     /// The note of a connection with translation `t` by splicer `owner`
     /// (never 0), whose client and server sides are ready or not.
     pub fn new(owner: u16, t: &Translation, client_ready: bool, server_ready: bool) -> SpliceNote {
+        SpliceNote::with_copy(owner, t, client_ready, server_ready, false)
+    }
+
+    /// [`SpliceNote::new`] for a connection whose client payload is copied
+    /// (`copy`) or not.
+    pub fn with_copy(
+        owner: u16,
+        t: &Translation,
+        client_ready: bool,
+        server_ready: bool,
+        copy: bool,
+    ) -> SpliceNote {
         let mut b = 0;
+        if copy {
+            b |= bits::COPY;
+        }
         if t.timestamps {
             b |= bits::TIMESTAMPS;
         }
@@ -149,6 +169,13 @@ impl SpliceNote {
             bits::CLIENT_READY
         };
         self.bits & bit != 0
+    }
+
+    /// Whether the client's segments with payload are copied (they take
+    /// the general path).
+    #[inline(always)]
+    pub fn copies(&self) -> bool {
+        self.bits & bits::COPY != 0
     }
 
     #[inline(always)]
@@ -198,8 +225,15 @@ mod tests {
             assert_eq!(n.owner, 3);
         }
         for owner in [1, 3, MAPPED_OWNER_MAX] {
-            for (c, s) in [(false, false), (true, false), (true, true), (false, true)] {
-                let n = SpliceNote::new(owner, &t, c, s);
+            for (c, s, copy) in [
+                (false, false, false),
+                (true, false, true),
+                (true, true, false),
+                (false, true, true),
+                (true, true, true),
+            ] {
+                let n = SpliceNote::with_copy(owner, &t, c, s, copy);
+                assert_eq!(n.copies(), copy);
                 let b = n.to_mapped().expect("fits");
                 assert_ne!(b, MAPPED_PREFIX);
                 assert_eq!(SpliceNote::from_mapped(&b), Some(n));

@@ -9,10 +9,11 @@
 //! at most `kept_budget` bytes of kept client data; it allocates only at
 //! construction, except the kept bytes, which are bounded by the budget.
 
-use crate::packet::{FlowKey, Nat, RouteCookie};
+use crate::packet::{FlowKey, Nanos, Nat, RouteCookie};
 
 use super::cookie::ClientOptions;
 use super::index::{Fast, SpliceIndex};
+use super::moves::{MovePolicy, Trigger};
 use super::timer::TimerId;
 use super::translate::Translation;
 
@@ -29,6 +30,21 @@ pub enum Phase {
     Connecting { attempt: u8, syns: u8 },
     /// Both sides are joined; every segment is translated.
     Spliced,
+}
+
+/// The unanswered request of a connection that keeps copies (a unit that
+/// moves requests: see [`super::moves`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Request {
+    /// None is outstanding: the server began answering the last one (or
+    /// none came yet). The client's next bytes open one.
+    #[default]
+    Answered,
+    /// The kept bytes (from `kept_seq` on) are the unanswered request.
+    Open,
+    /// The unanswered request went over the caps: it has no copy and
+    /// cannot move.
+    Over,
 }
 
 /// Which sides have sent their FIN.
@@ -85,6 +101,63 @@ pub struct Conn {
     pub timer: Option<TimerId>,
     /// [`fin`] bits.
     pub fins: u8,
+    /// The unit's move settings (replay `none`: no copies are kept).
+    pub moves: MovePolicy,
+    /// The unanswered request (connections that keep copies).
+    pub request: Request,
+    /// The ISN of the server side's SYN: the client's, or for a moved
+    /// request the one that lines its copy up with the client's sequence
+    /// numbers.
+    pub syn_seq: u32,
+    /// The server's ISN (its SYN-ACK's), once joined.
+    pub server_isn: u32,
+    /// Kept bytes before this sequence number are owed to the server: the
+    /// client will not send them again (farmlb acknowledged them, or the
+    /// failed server of a moved request did).
+    pub owed_end: u32,
+    /// The server's latest acknowledgement (the client's sequence space).
+    pub server_acked: u32,
+    /// The next sequence number the client expects from farmlb (its latest
+    /// acknowledgement), in the client's space.
+    pub client_next: u32,
+    /// The client's latest TSecr: the newest TSval it has seen.
+    pub client_tsecr: u32,
+    /// The unanswered request's server must send a response byte by then
+    /// (0: no deadline).
+    pub response_deadline: Nanos,
+    /// When the request began to move (0: it is not moving).
+    pub moved_at: Nanos,
+    /// A failure noticed off the connection's own packets (an ICMP error,
+    /// the server marked down), handled at its timer.
+    pub failed: Option<Trigger>,
+}
+
+impl Conn {
+    /// Whether the connection keeps a copy of its unanswered request.
+    #[inline]
+    pub fn copies(&self) -> bool {
+        self.moves.keeps_copies()
+    }
+
+    /// Whether kept bytes are owed to the joined server (it has not
+    /// acknowledged them yet).
+    #[inline]
+    pub fn owes(&self) -> bool {
+        after(self.owed_end, self.server_acked)
+    }
+
+    /// Whether the server's ordinary segments may take the fast path:
+    /// joined, owing it nothing, and no request awaiting its answer.
+    #[inline]
+    pub fn server_fast(&self) -> bool {
+        self.phase == Phase::Spliced && !self.owes() && self.request == Request::Answered
+    }
+
+    /// The sequence number after the kept bytes.
+    #[inline]
+    pub fn kept_end(&self) -> u32 {
+        self.kept_seq.wrapping_add(self.kept.len() as u32)
+    }
 }
 
 /// The most pieces of early bytes a reading connection keeps.
@@ -158,6 +231,11 @@ impl SpliceTable {
         }
     }
 
+    /// Slots in use or free: every connection's index is below it.
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Live connections.
     pub fn len(&self) -> usize {
         self.slots.len() - self.free.len()
@@ -201,13 +279,13 @@ impl SpliceTable {
             return;
         };
         let joined = c.phase == Phase::Spliced;
-        let fast = |ready| Fast {
+        let fast = |ready, copy| Fast {
             ready,
+            copy,
             translation: c.translation,
         };
-        self.index.set_fast(&c.client, fast(joined));
-        self.index
-            .set_fast(&c.server, fast(joined && c.kept.is_empty()));
+        self.index.set_fast(&c.client, fast(joined, c.copies()));
+        self.index.set_fast(&c.server, fast(c.server_fast(), false));
     }
 
     /// The connection of a client's packet with `key`.
@@ -381,6 +459,24 @@ impl SpliceTable {
         }
     }
 
+    /// The server of connection `i` began its response: the copy of the
+    /// request is let go, except bytes still owed to the server.
+    pub fn answered(&mut self, i: ConnIdx) {
+        let Some(c) = self.slots.get_mut(i as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        c.request = Request::Answered;
+        c.response_deadline = 0;
+        let upto = if c.owes() {
+            c.server_acked
+        } else {
+            c.kept_end()
+        };
+        let n = upto.wrapping_sub(c.kept_seq) as usize;
+        self.release(i, n.min(self.get(i).map_or(0, |c| c.kept.len())));
+        self.refresh_fast(i);
+    }
+
     /// Removes connection `i`, returning it.
     pub fn remove(&mut self, i: ConnIdx) -> Option<Conn> {
         let c = self.slots.get_mut(i as usize)?.take()?;
@@ -446,6 +542,17 @@ mod tests {
             route: None,
             timer: None,
             fins: 0,
+            moves: MovePolicy::default(),
+            request: Request::Answered,
+            syn_seq: 1,
+            server_isn: 0,
+            owed_end: 2,
+            server_acked: 2,
+            client_next: 3,
+            client_tsecr: 0,
+            response_deadline: 0,
+            moved_at: 0,
+            failed: None,
         }
     }
 

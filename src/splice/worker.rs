@@ -8,7 +8,8 @@ use crate::packet::{Balancer, Nanos, SpliceEvent};
 use super::note::{splicer_number, SpliceNote};
 
 use super::cookie::{self, CookieSecrets};
-use super::table::{Conn, ConnIdx, Phase, SpliceTable};
+use super::moves::{Refusal, Rule, Trigger};
+use super::table::{Conn, ConnIdx, Phase, Request, SpliceTable};
 use super::timer::TimerWheel;
 
 const SEC: Nanos = 1_000_000_000;
@@ -114,6 +115,45 @@ pub struct SpliceCounters {
     pub http_early: u64,
     /// HTTP units: ACKs farmlb sent clients for the bytes of their heads.
     pub http_acks: u64,
+    /// Moves (US 7,437,461), by trigger, rule and refusal.
+    /// Requests moved because their server reset the connection before answering.
+    pub moves_reset: u64,
+    /// Requests moved because their server closed (FIN) before answering.
+    pub moves_fin: u64,
+    /// Requests moved because a server did not answer the SYN in time.
+    pub moves_connect_timeout: u64,
+    /// Requests moved because a server refused the SYN (RST).
+    pub moves_refused: u64,
+    /// Requests moved because of an ICMP unreachable for the server side.
+    pub moves_unreachable: u64,
+    /// Requests moved because no response byte came within `response_timeout`.
+    pub moves_response_timeout: u64,
+    /// Requests moved because the control plane marked their server down.
+    pub moves_server_down: u64,
+    /// Moved requests replayed as idempotent methods.
+    pub replays_idempotent: u64,
+    /// Moved requests replayed because the failed server never acknowledged all of them.
+    pub replays_unacked: u64,
+    /// Moved requests replayed because the unit's servers are replay-safe (`replay = "all"`).
+    pub replays_replay_safe: u64,
+    /// Failed requests not moved: part of the response had reached the client (it got a RST).
+    pub move_refused_response_started: u64,
+    /// Failed requests not moved: a non-idempotent request the server had read whole.
+    pub move_refused_not_idempotent: u64,
+    /// Failed requests not moved: their copy went over the caps.
+    pub move_refused_too_large: u64,
+    /// Failed requests not moved: no other server could take them.
+    pub move_refused_no_server: u64,
+    /// Moved requests whose new server side joined.
+    pub moves_completed: u64,
+    /// Time from failure to the new server side joined, summed over `moves_completed` (ns).
+    pub move_ns_total: u64,
+    /// The longest such time (ns; a maximum, not a sum, across workers).
+    pub move_ns_max: u64,
+    /// Client bytes copied as unanswered requests after the binding.
+    pub copied_bytes: u64,
+    /// Unanswered requests whose copy went over the caps (not movable).
+    pub copies_over: u64,
     /// Live connections and kept bytes now (gauges).
     pub active: u64,
     pub kept_now: u64,
@@ -146,6 +186,25 @@ impl SpliceCounters {
             http_client_timeouts,
             http_early,
             http_acks,
+            moves_reset,
+            moves_fin,
+            moves_connect_timeout,
+            moves_refused,
+            moves_unreachable,
+            moves_response_timeout,
+            moves_server_down,
+            replays_idempotent,
+            replays_unacked,
+            replays_replay_safe,
+            move_refused_response_started,
+            move_refused_not_idempotent,
+            move_refused_too_large,
+            move_refused_no_server,
+            moves_completed,
+            move_ns_total,
+            move_ns_max,
+            copied_bytes,
+            copies_over,
             active,
             kept_now,
         } = *other;
@@ -172,8 +231,61 @@ impl SpliceCounters {
         self.http_client_timeouts += http_client_timeouts;
         self.http_early += http_early;
         self.http_acks += http_acks;
+        self.moves_reset += moves_reset;
+        self.moves_fin += moves_fin;
+        self.moves_connect_timeout += moves_connect_timeout;
+        self.moves_refused += moves_refused;
+        self.moves_unreachable += moves_unreachable;
+        self.moves_response_timeout += moves_response_timeout;
+        self.moves_server_down += moves_server_down;
+        self.replays_idempotent += replays_idempotent;
+        self.replays_unacked += replays_unacked;
+        self.replays_replay_safe += replays_replay_safe;
+        self.move_refused_response_started += move_refused_response_started;
+        self.move_refused_not_idempotent += move_refused_not_idempotent;
+        self.move_refused_too_large += move_refused_too_large;
+        self.move_refused_no_server += move_refused_no_server;
+        self.moves_completed += moves_completed;
+        self.move_ns_total += move_ns_total;
+        self.copied_bytes += copied_bytes;
+        self.copies_over += copies_over;
+        self.move_ns_max = self.move_ns_max.max(move_ns_max);
         self.active += active;
         self.kept_now += kept_now;
+    }
+}
+
+impl SpliceCounters {
+    /// Counts a request moved by `trigger`.
+    pub fn moved(&mut self, trigger: Trigger) {
+        *match trigger {
+            Trigger::Reset => &mut self.moves_reset,
+            Trigger::Fin => &mut self.moves_fin,
+            Trigger::ConnectTimeout => &mut self.moves_connect_timeout,
+            Trigger::Refused => &mut self.moves_refused,
+            Trigger::Unreachable => &mut self.moves_unreachable,
+            Trigger::ResponseTimeout => &mut self.moves_response_timeout,
+            Trigger::ServerDown => &mut self.moves_server_down,
+        } += 1;
+    }
+
+    /// Counts a replay allowed by `rule`.
+    pub fn replayed(&mut self, rule: Rule) {
+        *match rule {
+            Rule::Idempotent => &mut self.replays_idempotent,
+            Rule::Unacked => &mut self.replays_unacked,
+            Rule::ReplaySafe => &mut self.replays_replay_safe,
+        } += 1;
+    }
+
+    /// Counts a failed request that did not move.
+    pub fn refused(&mut self, why: Refusal) {
+        *match why {
+            Refusal::ResponseStarted => &mut self.move_refused_response_started,
+            Refusal::NotIdempotent => &mut self.move_refused_not_idempotent,
+            Refusal::TooLarge => &mut self.move_refused_too_large,
+            Refusal::NoServer => &mut self.move_refused_no_server,
+        } += 1;
     }
 }
 
@@ -188,6 +300,9 @@ pub struct Splicer {
     pub(crate) due: Vec<u32>,
     /// This splicer's number in the splice notes it writes (never 0).
     pub(crate) number: u16,
+    /// The balancer's [`Balancer::down_mark`] at the last sweep for
+    /// requests whose server went down.
+    pub(crate) down_mark: u64,
 }
 
 /// When a connection that has closed both ways is forgotten (its last
@@ -218,6 +333,7 @@ impl Splicer {
             counters: SpliceCounters::default(),
             due: Vec::new(),
             number: splicer_number(),
+            down_mark: 0,
         }
     }
 
@@ -228,11 +344,12 @@ impl Splicer {
     pub(crate) fn write_note<B: Balancer>(&self, balancer: &mut B, i: ConnIdx) {
         if let Some(c) = self.table.get(i) {
             let joined = c.phase == Phase::Spliced;
-            let note = SpliceNote::new(
+            let note = SpliceNote::with_copy(
                 self.number,
                 &c.translation,
                 joined,
-                joined && c.kept.is_empty(),
+                c.server_fast(),
+                c.copies(),
             );
             balancer.set_splice_note(&c.client, note);
         }
@@ -260,6 +377,45 @@ impl Splicer {
         }
         // A full wheel cannot happen: it has a place per connection.
         c.timer = self.wheel.schedule(at, i).ok();
+    }
+
+    /// Arms joined connection `i`'s timer for what it waits for: the
+    /// server's acknowledgement of bytes it is owed (a retransmission), its
+    /// unanswered request's deadline, or else the idle timeout.
+    pub(crate) fn arm_spliced(&mut self, i: ConnIdx, now: Nanos) {
+        let Some(c) = self.table.get(i) else {
+            return;
+        };
+        let mut at = if c.owes() {
+            now + self.syn_interval()
+        } else {
+            now + self.setup.idle_timeout
+        };
+        if c.request == Request::Open && c.response_deadline != 0 {
+            at = at.min(c.response_deadline);
+        }
+        self.arm(i, at);
+    }
+
+    /// The balancer marked servers down (its down mark changed): every
+    /// connection whose request awaits an answer (or whose server side is
+    /// opening) on a server that is down now fails at once, at its timer.
+    /// A client waiting for its answer sends nothing that would tell.
+    pub(crate) fn sweep_down<B: Balancer>(&mut self, balancer: &B, now: Nanos) {
+        for i in 0..self.table.slots() as ConnIdx {
+            let Some(c) = self.table.get_mut(i) else {
+                continue;
+            };
+            let waiting = match c.phase {
+                Phase::Connecting { .. } => true,
+                Phase::Spliced => c.request != Request::Answered,
+                Phase::Reading => false,
+            };
+            if c.copies() && waiting && balancer.flow_server_down(&c.client) {
+                c.failed = Some(Trigger::ServerDown);
+                self.arm(i, now);
+            }
+        }
     }
 
     /// Ends connection `i`: out of the table, its timer cancelled, counted.

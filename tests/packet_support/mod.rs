@@ -8,9 +8,10 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use farmlb::config::Replay;
 use farmlb::packet::{
-    Balancer, CoreSetup, DropReason, FlowKey, HttpFallback, Io, Nanos, Nat, Offload, PortAddr,
-    PortIdx, PortSetup, Processor, Route, RouteCookie,
+    Balancer, CoreSetup, DropReason, FlowKey, HttpFallback, Io, MovePolicy, Nanos, Nat, Offload,
+    PortAddr, PortIdx, PortSetup, Processor, Route, RouteCookie,
 };
 use farmlb::splice::route::{self, RouteReject};
 use farmlb::wire::tcp::TcpOptions;
@@ -739,6 +740,12 @@ pub struct TestBalancer {
     pub http_units: Vec<((IpAddr, u16), HttpFallback)>,
     /// What the route cookie (`route`) of each request bound with one said.
     pub routes: Vec<Result<RouteCookie, RouteReject>>,
+    /// Which unanswered requests of the splicing units move (none by
+    /// default), and their response timeout (ns, 0: none).
+    pub replay: Replay,
+    pub response_timeout: Nanos,
+    /// Servers marked down (their flows' requests move).
+    pub down: Vec<IpAddr>,
     pub flows: HashMap<FlowKey, Nat>,
     pub next_local_port: u16,
     pub lookups: u64,
@@ -779,6 +786,9 @@ impl TestBalancer {
             alternates: Vec::new(),
             http_units: Vec::new(),
             routes: Vec::new(),
+            replay: Replay::None,
+            response_timeout: 0,
+            down: Vec::new(),
             flows: HashMap::new(),
             next_local_port: FULLNAT_FIRST_PORT,
             lookups: 0,
@@ -898,6 +908,27 @@ impl Balancer for TestBalancer {
             .iter()
             .find(|(u, _)| *u == (key.dst, key.dst_port))
             .map(|&(_, f)| f)
+    }
+
+    fn splice_moves(&self, key: &FlowKey) -> MovePolicy {
+        if !self.splice_unit(key) {
+            return MovePolicy::default();
+        }
+        MovePolicy {
+            replay: self.replay,
+            http: self.splice_http(key).is_some(),
+            response_timeout: self.response_timeout,
+        }
+    }
+
+    fn down_mark(&self) -> u64 {
+        self.down.len() as u64
+    }
+
+    fn flow_server_down(&self, key: &FlowKey) -> bool {
+        self.flows
+            .get(key)
+            .is_some_and(|n| self.down.contains(&n.dst))
     }
 
     fn rebind(

@@ -14,7 +14,10 @@
 //! HTTP settings (`syn_proxy = true` is redundant there, `false` an error);
 //! only it may set `route_cookie` (an RFC 6265 cookie name of 1..=64 bytes;
 //! every server of the unit then has a `number`) and `http_fallback`; a
-//! sub-farm unit cannot be `http`. Calls
+//! sub-farm unit cannot be `http`. Only a spliced unit may set `replay`
+//! (default `idempotent` for `http` units, `none` for SYN-proxy `tcp`
+//! units) and, with a replay other than `none`, `response_timeout`
+//! (100ms..=1h). Calls
 //! `fields` for names and addresses, `servers` to resolve server names and
 //! `ports` for the own addresses.
 
@@ -30,7 +33,7 @@ use super::Validator;
 use crate::config::error::ConfigError;
 use crate::config::model::{FarmUnit, HttpUnit, SubFarmUnit};
 use crate::config::schema::{
-    FarmUnitConfig, ForwardingMode, Protocol, SubFarmUnitConfig, UnitProtocol,
+    FarmUnitConfig, ForwardingMode, Protocol, Replay, SubFarmUnitConfig, UnitProtocol,
 };
 use crate::splice::route;
 
@@ -166,6 +169,7 @@ impl Validator<'_> {
             }
             None
         };
+        let (replay, response_timeout) = self.replay(u, syn_proxy, http_unit, &who)?;
         Ok(FarmUnit {
             name,
             address,
@@ -178,7 +182,63 @@ impl Validator<'_> {
             on_server_down: u.on_server_down,
             syn_proxy,
             http,
+            replay,
+            response_timeout,
         })
+    }
+
+    /// The move settings of the main unit `u` (`who`): `replay` and
+    /// `response_timeout` are for spliced units only, the timeout only with
+    /// a replay other than `none`.
+    fn replay(
+        &self,
+        u: &FarmUnitConfig,
+        syn_proxy: bool,
+        http_unit: bool,
+        who: &str,
+    ) -> Result<(Replay, Option<std::time::Duration>), ConfigError> {
+        let replay = match &u.replay {
+            Some(r) if !syn_proxy => {
+                return Err(self.err(
+                    r.span(),
+                    format!("{who} is not spliced but replay is only for http farm units and syn_proxy = true tcp units"),
+                ));
+            }
+            Some(r) => *r.get_ref(),
+            None if http_unit => Replay::Idempotent,
+            None => Replay::None,
+        };
+        let Some(t) = &u.response_timeout else {
+            return Ok((replay, None));
+        };
+        if replay == Replay::None {
+            return Err(self.err(
+                t.span(),
+                format!("{who} has response_timeout but replay = \"none\": a request that times out could not move"),
+            ));
+        }
+        let d = humantime::parse_duration(t.get_ref().trim()).map_err(|e| {
+            self.err(
+                t.span(),
+                format!(
+                    "{who} response_timeout '{}' is not a duration like \"5s\" or \"500ms\": {e}",
+                    t.get_ref()
+                ),
+            )
+        })?;
+        let range = FarmUnit::MIN_RESPONSE_TIMEOUT..=FarmUnit::MAX_RESPONSE_TIMEOUT;
+        if !range.contains(&d) {
+            return Err(self.err(
+                t.span(),
+                format!(
+                    "{who} response_timeout '{}' is not between {} and {}",
+                    t.get_ref(),
+                    humantime::format_duration(*range.start()),
+                    humantime::format_duration(*range.end())
+                ),
+            ));
+        }
+        Ok((replay, Some(d)))
     }
 
     /// The HTTP settings of the http unit `u` (`who`) with the servers

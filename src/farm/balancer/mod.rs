@@ -64,8 +64,8 @@ use crate::flow::{
     FlowTableConfig, ServerEnd, TableStats, Tuple, UnitEnd,
 };
 use crate::packet::{
-    Balancer, DropReason, FlowAt, FlowKey, HttpFallback, Nanos, Nat, Route, RouteCookie,
-    SpliceEvent, SpliceNote,
+    Balancer, DropReason, FlowAt, FlowKey, HttpFallback, MovePolicy, Nanos, Nat, Route,
+    RouteCookie, SpliceEvent, SpliceNote,
 };
 
 mod choice;
@@ -738,6 +738,18 @@ impl Balancer for FarmBalancer {
 
     fn splice_http(&self, key: &FlowKey) -> Option<HttpFallback> {
         self.http_unit_of(key).map(|(_, h)| h.fallback)
+    }
+
+    fn splice_moves(&self, key: &FlowKey) -> MovePolicy {
+        self.moves_of(key)
+    }
+
+    fn down_mark(&self) -> u64 {
+        self.reader.snapshot().down_mark
+    }
+
+    fn flow_server_down(&self, key: &FlowKey) -> bool {
+        self.server_of_flow_down(key)
     }
 
     fn bind(

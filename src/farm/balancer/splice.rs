@@ -100,6 +100,35 @@ impl FarmBalancer {
         Some((uid, http))
     }
 
+    /// [`Balancer::splice_moves`]: the move settings of the SYN-proxy unit
+    /// `key` goes to.
+    pub(super) fn moves_of(&self, key: &FlowKey) -> MovePolicy {
+        let Some(uid) = self.splice_unit_of(key) else {
+            return MovePolicy::default();
+        };
+        let Some(m) = self.reader.snapshot().farm.unit(uid).main() else {
+            return MovePolicy::default();
+        };
+        MovePolicy {
+            replay: m.replay,
+            http: m.http.is_some(),
+            response_timeout: m
+                .response_timeout
+                .map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64),
+        }
+    }
+
+    /// [`Balancer::flow_server_down`]: the flow of `key` (client → farm
+    /// unit) is on a server that is down or removed.
+    pub(super) fn server_of_flow_down(&self, key: &FlowKey) -> bool {
+        let Some((slot, Dir::Forward)) = self.table.find(key) else {
+            return false;
+        };
+        let id = ServerId(self.table.get(slot).server);
+        let s = self.reader.snapshot().farm.server(id);
+        s.removed || s.state == crate::farm::ServerState::Down
+    }
+
     /// The server of `unit` whose number is `number`.
     fn numbered(&self, unit: UnitId, number: u16) -> Option<ServerId> {
         let farm = &self.reader.snapshot().farm;

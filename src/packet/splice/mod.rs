@@ -21,7 +21,8 @@ use crate::splice::cookie::{
     self, build_synack_options, ClientOptions, CookieReject, CookieTuple, SynCookie,
 };
 use crate::splice::index::Fast;
-use crate::splice::table::{fin, Conn, ConnIdx, Phase, Side};
+use crate::splice::moves::Trigger;
+use crate::splice::table::{fin, Conn, ConnIdx, Phase, Request, Side};
 use crate::splice::translate::{self, Translation};
 use crate::splice::worker::LINGER;
 use crate::splice::{SpliceCounters, SpliceSetup, Splicer};
@@ -38,6 +39,7 @@ use super::{
     SpliceEvent,
 };
 
+mod moving;
 mod reading;
 mod sending;
 mod timers;
@@ -166,6 +168,17 @@ fn translate_fast<F: Frame>(
     true
 }
 
+/// Whether the TCP segment of a frame of the common shape carries payload
+/// (its header is shorter than the segment).
+#[inline(always)]
+fn has_payload<F: Frame>(frame: &F, fast: &super::fast::Fast) -> bool {
+    let at = ethernet::HEADER_LEN + if fast.v6 { 40 } else { 20 };
+    frame
+        .data()
+        .get(at + 12)
+        .is_some_and(|&off| usize::from(off >> 4) * 4 < usize::from(fast.l4_len))
+}
+
 /// Wrapping "a is after b" on 32-bit sequence and timestamp values.
 fn after(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
@@ -279,12 +292,15 @@ impl<F: Frame> Processor<F> {
                             to_client,
                             Fast {
                                 ready: note.ready(to_client),
+                                copy: !to_client && note.copies(),
                                 translation: note.translation()
                             }
                         )),
                         "the splice note differs from the splice table"
                     );
-                    if !note.ready(to_client) {
+                    if !note.ready(to_client)
+                        || (!to_client && note.copies() && has_payload(frame, fast))
+                    {
                         return general(None);
                     }
                     return match translate_fast(s, frame, fast, &note.translation(), to_client) {
@@ -303,7 +319,7 @@ impl<F: Frame> Processor<F> {
             None => return FastSplice::Plain(None),
         };
         let found = Some(Some((i, side)));
-        if !ordinary || !ready.ready {
+        if !ordinary || !ready.ready || (ready.copy && has_payload(frame, fast)) {
             return general(found);
         }
         match translate_fast(s, frame, fast, &ready.translation, side == Side::Server) {
@@ -426,9 +442,11 @@ impl<F: Frame> Processor<F> {
         };
         // Options matter while a connection is being made, and to a joined
         // server side while it still owes acknowledgements of kept bytes.
-        let with_options = conn
-            .and_then(|i| s.table.get(i))
-            .is_none_or(|c| c.phase != Phase::Spliced || (!client && !c.kept.is_empty()));
+        // A connection that keeps copies reads the client's timestamps (a
+        // moved request's segments carry them).
+        let with_options = conn.and_then(|i| s.table.get(i)).is_none_or(|c| {
+            c.phase != Phase::Spliced || (!client && !c.kept.is_empty()) || (client && c.copies())
+        });
         let seg = match Seg::parse(frame.data(), t, with_options) {
             Ok(s) => s,
             Err(e) => return Some(Err(e)),
@@ -517,7 +535,8 @@ impl<F: Frame> Processor<F> {
             self.reset_client(io, &key, seg.ack, now);
             return Err(DropReason::SpliceTableFull);
         }
-        let http = balancer.splice_http(&key).is_some();
+        let moves = balancer.splice_moves(&key);
+        let http = moves.http;
         let nat = if http {
             // No server yet: the request head chooses it. The rewrite stays
             // the identity until then, and only the client's key is indexed.
@@ -568,6 +587,17 @@ impl<F: Frame> Processor<F> {
             route: None,
             timer: None,
             fins: 0,
+            moves,
+            request: Request::Answered,
+            syn_seq: seg.seq.wrapping_sub(1),
+            server_isn: 0,
+            owed_end: seg.seq,
+            server_acked: seg.seq,
+            client_next: seg.ack,
+            client_tsecr: tsecr.unwrap_or(0),
+            response_deadline: 0,
+            moved_at: 0,
+            failed: None,
         };
         let s = self.splicer(now);
         let Ok(i) = s.table.insert(conn) else {
@@ -722,7 +752,7 @@ impl<F: Frame> Processor<F> {
             Phase::Reading => self.reading(io, balancer, frame, seg, i, rx),
             Phase::Connecting { .. } => {
                 if seg.has(flags::RST) {
-                    let (nat, isn) = (c.nat, c.client_isn);
+                    let (nat, isn) = (c.nat, c.syn_seq);
                     self.send_server_rst(io, &nat, isn.wrapping_add(1), now);
                     self.splicer(now).forget(balancer, i);
                     return Some(Ok(Out::Spliced));
@@ -742,6 +772,25 @@ impl<F: Frame> Processor<F> {
                 if seg.has(flags::FIN) {
                     c.fins |= fin::CLIENT;
                 }
+                if c.copies() {
+                    // What a move needs of the client: where its view of
+                    // farmlb's sequence numbers and timestamps stands.
+                    if seg.has(flags::ACK) && after(seg.ack, c.client_next) {
+                        c.client_next = seg.ack;
+                    }
+                    if let Some((_, ecr)) = seg.options.timestamps {
+                        if after(ecr, c.client_tsecr) {
+                            c.client_tsecr = ecr;
+                        }
+                    }
+                    if seg.payload_len() > 0 {
+                        self.copy_request(balancer, frame, seg, i, now);
+                    }
+                }
+                let s = self.splicer(now);
+                let Some(c) = s.table.get_mut(i) else {
+                    return Some(Err(DropReason::NoFlow));
+                };
                 let done = seg.has(flags::RST);
                 let closing = c.fins == fin::BOTH;
                 if let Err(_e) = translate::to_server(&mut frame.data_mut()[seg.at..seg.end], &tr) {
@@ -770,14 +819,14 @@ impl<F: Frame> Processor<F> {
             // Not indexed by a server's key: not a server's segment.
             Phase::Reading => None,
             Phase::Connecting { .. } => {
-                let expected = c.client_isn.wrapping_add(1);
+                let expected = c.syn_seq.wrapping_add(1);
                 if seg.has(flags::RST) && seg.has(flags::ACK) && seg.ack == expected {
                     // The server refused: let the flow table see the RST
                     // (it counts the refusal for the control thread), then
                     // try the next server.
                     let len = frame.data().len().min(usize::from(u16::MAX)) as u16;
                     let _ = balancer.lookup(&seg.key, seg.flags, len, now);
-                    self.connect_failed(io, balancer, i, now);
+                    self.connect_failed(io, balancer, i, Trigger::Refused, now);
                     return Some(Ok(Out::Spliced));
                 }
                 if seg.flags & (flags::SYN | flags::ACK | flags::RST) != flags::SYN | flags::ACK
@@ -807,32 +856,59 @@ impl<F: Frame> Processor<F> {
             }
             Phase::Spliced => {
                 let tr = c.translation;
+                let payload = seg.payload_len() > 0;
+                if c.request != Request::Answered
+                    && (seg.has(flags::RST) || (seg.has(flags::FIN) && !payload))
+                {
+                    // The server reset or closed before answering: the
+                    // request moves, or its client gets a RST (the
+                    // segment goes no further either way).
+                    let trigger = if seg.has(flags::RST) {
+                        Trigger::Reset
+                    } else {
+                        Trigger::Fin
+                    };
+                    self.request_failed(io, balancer, i, trigger, now);
+                    return Some(Ok(Out::Spliced));
+                }
                 if seg.has(flags::FIN) {
                     c.fins |= fin::SERVER;
                 }
                 if let Some((tsval, _)) = seg.options.timestamps {
                     c.server_tsval = tsval;
                 }
-                // The server acknowledged kept bytes: they need not be sent
-                // again.
-                let kept_end = c.kept_seq.wrapping_add(c.kept.len() as u32);
-                let acked = if !c.kept.is_empty() && seg.has(flags::ACK) {
-                    let n = seg.ack.wrapping_sub(c.kept_seq) as usize;
-                    (!after(seg.ack, kept_end) && n > 0).then_some(n)
-                } else {
-                    None
-                };
+                let before = (c.owes(), c.request);
+                if seg.has(flags::ACK) && after(seg.ack, c.server_acked) {
+                    c.server_acked = seg.ack;
+                }
                 let done = seg.has(flags::RST);
                 let closing = c.fins == fin::BOTH;
-                if let Some(n) = acked {
-                    s.table.release(i, n);
+                let (request, kept_seq, kept_len) = (c.request, c.kept_seq, c.kept.len());
+                let acked = c.server_acked.wrapping_sub(kept_seq) as usize;
+                let acked = if after(kept_seq, c.server_acked) {
+                    0
+                } else {
+                    acked
+                };
+                if request != Request::Open && kept_len > 0 && acked > 0 {
+                    // The server acknowledged kept bytes: they need not be
+                    // sent again.
+                    s.table.release(i, acked.min(kept_len));
+                }
+                if request != Request::Answered && payload {
+                    // The response began: the request is answered.
+                    s.table.answered(i);
+                }
+                let changed = s
+                    .table
+                    .get(i)
+                    .is_some_and(|c| (c.owes(), c.request) != before);
+                if changed {
+                    s.table.refresh_fast(i);
                     s.write_note(balancer, i);
-                    if s.table.get(i).is_some_and(|c| c.kept.is_empty()) {
-                        // Everything kept is delivered: the connection
-                        // idles under its idle timer again.
-                        let at = now + s.setup.idle_timeout;
-                        s.arm(i, at);
-                    }
+                    // The connection idles under its idle timer again (or
+                    // waits for its response).
+                    s.arm_spliced(i, now);
                 }
                 if translate::to_client(&mut frame.data_mut()[seg.at..seg.end], &tr).is_err() {
                     return Some(Err(DropReason::BadTcpOption));
@@ -859,7 +935,7 @@ impl<F: Frame> Processor<F> {
             // The flow table sees the RST itself and closes the flow; only
             // the splice state goes here.
             s.end(balancer, i);
-        } else if closing && s.table.get(i).is_some_and(|c| c.kept.is_empty()) {
+        } else if closing && s.table.get(i).is_some_and(|c| !c.owes()) {
             s.arm(i, now + LINGER);
         }
     }
@@ -890,7 +966,10 @@ impl<F: Frame> Processor<F> {
             _ => 0,
         };
         c.translation = Translation {
-            seq_delta: c.our_isn.wrapping_sub(seg.seq),
+            // The server's first byte is the next one the client expects
+            // from farmlb (after farmlb's SYN-ACK, or for a moved request
+            // after the last byte the client had).
+            seq_delta: c.client_next.wrapping_sub(seg.seq.wrapping_add(1)),
             ts_offset,
             timestamps,
             server_send_ws: if scaling { server_ws.unwrap_or(0) } else { 0 },
@@ -904,6 +983,29 @@ impl<F: Frame> Processor<F> {
         };
         c.server_mss = seg.options.mss.unwrap_or(c.server_mss).max(64);
         c.phase = Phase::Spliced;
+        c.server_isn = seg.seq;
+        // Every kept byte is owed to the new server side: the client had
+        // them acknowledged (by farmlb, or by the failed server of a moved
+        // request).
+        c.server_acked = c.syn_seq.wrapping_add(1);
+        c.owed_end = c.kept_end();
+        if c.copies() {
+            c.request = if c.kept.is_empty() {
+                Request::Answered
+            } else {
+                Request::Open
+            };
+            if c.request == Request::Open && c.moves.response_timeout > 0 {
+                c.response_deadline = now + c.moves.response_timeout;
+            }
+        }
+        if c.moved_at != 0 {
+            let took = now.saturating_sub(c.moved_at);
+            c.moved_at = 0;
+            s.counters.moves_completed += 1;
+            s.counters.move_ns_total += took;
+            s.counters.move_ns_max = s.counters.move_ns_max.max(took);
+        }
         s.table.refresh_fast(i);
         let Some(c) = s.table.get_mut(i) else {
             return;
@@ -913,13 +1015,6 @@ impl<F: Frame> Processor<F> {
         c.server_tsval = tsecr.unwrap_or(0);
         s.counters.spliced += 1;
         self.send_kept(io, i, server_isn.wrapping_add(1), tsecr, now);
-        let s = self.splicer(now);
-        let kept = s.table.get(i).is_some_and(|c| !c.kept.is_empty());
-        let at = if kept {
-            now + s.syn_interval()
-        } else {
-            now + s.setup.idle_timeout
-        };
-        s.arm(i, at);
+        self.splicer(now).arm_spliced(i, now);
     }
 }

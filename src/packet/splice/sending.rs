@@ -91,7 +91,7 @@ impl<F: Frame> Processor<F> {
         let seg = TcpSegment {
             src_port: nat.src_port,
             dst_port: nat.dst_port,
-            seq: c.client_isn,
+            seq: c.syn_seq,
             ack: 0,
             flags: fl,
             window,
@@ -150,8 +150,9 @@ impl<F: Frame> Processor<F> {
         self.send_rst(io, unit, client, seq, now);
     }
 
-    /// Gives up connection `i`: its client gets a RST at farmlb's next
-    /// sequence number, and the connection and its flow are forgotten.
+    /// Gives up connection `i`: its client gets a RST at the sequence
+    /// number it expects next, and the connection and its flow are
+    /// forgotten.
     pub(super) fn give_up<I: Io<Frame = F>, B: Balancer>(
         &mut self,
         io: &mut I,
@@ -162,7 +163,7 @@ impl<F: Frame> Processor<F> {
         let Some(c) = self.splice.as_deref().and_then(|s| s.table.get(i)) else {
             return;
         };
-        let (key, seq) = (c.client, c.our_isn.wrapping_add(1));
+        let (key, seq) = (c.client, c.client_next);
         self.reset_client(io, &key, seq, now);
         self.splicer(now).forget(balancer, i);
     }

@@ -5,13 +5,16 @@
 use super::*;
 
 impl<F: Frame> Processor<F> {
-    /// The server side of connection `i` failed (a RST, or no SYN-ACK in
-    /// time): the next server, or a RST to the client after the last.
+    /// The server side of connection `i` failed while it was opening
+    /// (`trigger`: a RST, no SYN-ACK in time, an ICMP unreachable, the
+    /// server marked down): the next server, or a RST to the client after
+    /// the last.
     pub(super) fn connect_failed<I: Io<Frame = F>, B: Balancer>(
         &mut self,
         io: &mut I,
         balancer: &mut B,
         i: ConnIdx,
+        trigger: Trigger,
         now: Nanos,
     ) {
         let s = self.splicer(now);
@@ -22,7 +25,7 @@ impl<F: Frame> Processor<F> {
         let Phase::Connecting { attempt, .. } = c.phase else {
             return;
         };
-        let (client, failed, route) = (c.client, c.nat, c.route);
+        let (client, failed, route, copies) = (c.client, c.nat, c.route, c.copies());
         if attempt < attempts {
             if let Ok(nat) = balancer.rebind(&client, &failed, now, route) {
                 s.table.rebind(i, server_key(&nat), nat);
@@ -34,6 +37,9 @@ impl<F: Frame> Processor<F> {
                     };
                 }
                 s.counters.connect_retries += 1;
+                if copies {
+                    s.counters.moved(trigger);
+                }
                 balancer.splice_event(&client, SpliceEvent::Retried);
                 self.send_server_syn(io, i, now);
                 let at = now + self.splicer(now).syn_interval();
@@ -59,6 +65,11 @@ impl<F: Frame> Processor<F> {
             return;
         };
         s.secrets.rotate(now);
+        let mark = balancer.down_mark();
+        if mark != s.down_mark {
+            s.down_mark = mark;
+            s.sweep_down(balancer, now);
+        }
         let mut due = std::mem::take(&mut s.due);
         s.wheel.expire(now, |token| due.push(token));
         for &i in &due {
@@ -85,6 +96,25 @@ impl<F: Frame> Processor<F> {
             return;
         };
         c.timer = None;
+        if let Some(trigger) = c.failed.take() {
+            match c.phase {
+                Phase::Connecting { .. } => {
+                    return self.connect_failed(io, balancer, i, trigger, now);
+                }
+                Phase::Spliced if c.request != Request::Answered => {
+                    return self.request_failed(io, balancer, i, trigger, now);
+                }
+                // Nothing awaits an answer: nothing to move.
+                _ => {}
+            }
+        }
+        let overdue = c.phase == Phase::Spliced
+            && c.request == Request::Open
+            && c.response_deadline != 0
+            && now >= c.response_deadline;
+        if overdue {
+            return self.request_failed(io, balancer, i, Trigger::ResponseTimeout, now);
+        }
         match c.phase {
             Phase::Reading => {
                 s.counters.http_client_timeouts += 1;
@@ -102,22 +132,24 @@ impl<F: Frame> Processor<F> {
                     self.send_server_syn(io, i, now);
                     self.splicer(now).arm(i, now + interval);
                 } else {
-                    self.connect_failed(io, balancer, i, now);
+                    self.connect_failed(io, balancer, i, Trigger::ConnectTimeout, now);
                 }
             }
             Phase::Spliced => {
-                if c.fins == fin::BOTH && c.kept.is_empty() {
+                if c.fins == fin::BOTH && !c.owes() {
                     s.forget(balancer, i);
-                } else if !c.kept.is_empty() {
+                } else if c.owes() {
                     // The server has not acknowledged the kept bytes: again.
                     s.counters.kept_retransmits += 1;
-                    let delta = c.translation.seq_delta;
                     // The server's next sequence number, in its own space:
                     // what farmlb acknowledged in the joining ACK.
-                    let ack = c.our_isn.wrapping_add(1).wrapping_sub(delta);
+                    let ack = c.server_isn.wrapping_add(1);
                     let tsecr = Some(c.server_tsval);
                     self.send_kept(io, i, ack, tsecr, now);
-                    self.splicer(now).arm(i, now + interval);
+                    self.splicer(now).arm_spliced(i, now);
+                } else if c.request == Request::Open && c.response_deadline != 0 {
+                    // Waiting for the response.
+                    s.arm_spliced(i, now);
                 } else if balancer.peek(&c.client).is_none() {
                     // The flow table forgot the connection's flow (idle for
                     // its timeout; the fast path does not touch the splice
