@@ -871,6 +871,12 @@ impl<F: Frame> Processor<F> {
                     self.request_failed(io, balancer, i, trigger, now);
                     return Some(Ok(Out::Spliced));
                 }
+                if c.copies() && seg.has(flags::RST) {
+                    // A reset after the response began cannot move: the
+                    // client gets it.
+                    s.counters
+                        .refused(crate::splice::moves::Refusal::ResponseStarted);
+                }
                 if seg.has(flags::FIN) {
                     c.fins |= fin::SERVER;
                 }

@@ -57,10 +57,18 @@ impl<F: Frame> Processor<F> {
             Request::Open => {}
         }
         let payload = &frame.data()[seg.payload_at..seg.end];
-        match s.table.receive(i, seg.seq, payload, cap) {
-            Received::Added(n) => s.counters.copied_bytes += n as u64,
-            Received::Early | Received::Duplicate => {}
-            Received::Refused => {
+        let received = s.table.receive(i, seg.seq, payload, cap);
+        if let Received::Added(n) = received {
+            s.counters.copied_bytes += n as u64;
+        }
+        // Cut at the cap, or not taken at all: the copy is not whole.
+        let cut = s
+            .table
+            .get(i)
+            .is_some_and(|c| matches!(received, Received::Added(_)) && after(end, c.kept_end()));
+        match received {
+            Received::Added(_) | Received::Early | Received::Duplicate if !cut => {}
+            _ => {
                 s.counters.copies_over += 1;
                 if let Some(c) = s.table.get_mut(i) {
                     c.request = Request::Over;
