@@ -637,3 +637,43 @@ fn without_replay_nothing_is_copied_and_a_reset_reaches_the_client() {
     let c = m.counters();
     assert_eq!((c.moves_reset, c.copied_bytes), (0, 0));
 }
+
+#[test]
+fn an_idle_keep_alive_connection_closed_by_its_server_is_held_a_moment() {
+    // A request that comes while the FIN is held moves (the server that
+    // closed never sees it).
+    let mut m = fullnat6(Replay::Idempotent);
+    m.first_request(GET, GET.len());
+    m.respond(RESP);
+    let fin = m.server_seg(m.s_seq, m.c_seq, FIN | ACK, b"");
+    assert_eq!(m.h.process(1, fin, m.now), Verdict::Spliced, "held");
+    assert!(m.sent().is_empty(), "the client does not see it yet");
+    m.tick(SEC / 100);
+    assert!(m.poll().is_empty());
+    let (v, sent) = m.request(GET);
+    assert_eq!(v, Verdict::Spliced);
+    m.moves_to_alternate(&sent, GET);
+    m.respond(RESP);
+    let c = m.counters();
+    assert_eq!((c.fins_held, c.moves_fin, c.replays_idempotent), (1, 1, 1));
+
+    // No request within the hold: the client gets the FIN, on its numbers.
+    let mut m = nat4(Replay::Idempotent);
+    m.first_request(GET, GET.len());
+    m.respond(RESP);
+    let fin = m.server_seg(m.s_seq, m.c_seq, FIN | ACK, b"");
+    assert_eq!(m.h.process(1, fin, m.now), Verdict::Spliced);
+    let mut out = Vec::new();
+    for _ in 0..30 {
+        m.tick(SEC / 100);
+        out.extend(m.poll());
+    }
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (p, f) = &out[0];
+    assert_eq!(*p, 0);
+    assert_eq!(f.flags, FIN | ACK);
+    assert_eq!((f.src, f.dst), (VIP_A, CLIENT4));
+    assert_eq!((f.seq, f.ack), (m.c_ack, m.c_seq));
+    let (tsval, _) = f.options.timestamps.unwrap();
+    assert!((tsval.wrapping_sub(m.c_tsecr) as i32) > 0);
+}

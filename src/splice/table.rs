@@ -130,7 +130,19 @@ pub struct Conn {
     /// A failure noticed off the connection's own packets (an ICMP error,
     /// the server marked down), handled at its timer.
     pub failed: Option<Trigger>,
+    /// An HTTP unit's server closed an idle keep-alive connection: its
+    /// FIN's sequence number, held for [`FIN_HOLD`] (until `fin_until`)
+    /// in case the client's next request is already on its way (the
+    /// request then moves instead of meeting a closed connection).
+    pub held_fin: Option<u32>,
+    pub fin_until: Nanos,
 }
+
+/// How long the FIN of a server that closes an idle keep-alive connection
+/// is held back from the client ([`Conn::held_fin`]): a server that died
+/// closes every connection at once, and a client that has just sent its
+/// next request would otherwise read the FIN instead of an answer.
+pub const FIN_HOLD: Nanos = 200_000_000;
 
 impl Conn {
     /// Whether the connection keeps a copy of its unanswered request.
@@ -151,6 +163,19 @@ impl Conn {
     #[inline]
     pub fn server_fast(&self) -> bool {
         self.phase == Phase::Spliced && !self.owes() && self.request == Request::Answered
+    }
+
+    /// Whether a server's FIN on this connection is held back (see
+    /// [`Conn::held_fin`]): an HTTP unit's idle keep-alive connection that
+    /// keeps copies, owes the server nothing and whose client has not
+    /// closed.
+    #[inline]
+    pub fn holds_fin(&self) -> bool {
+        self.copies()
+            && self.moves.http
+            && self.request == Request::Answered
+            && !self.owes()
+            && self.fins & fin::CLIENT == 0
     }
 
     /// The sequence number after the kept bytes.
@@ -553,6 +578,8 @@ mod tests {
             response_deadline: 0,
             moved_at: 0,
             failed: None,
+            held_fin: None,
+            fin_until: 0,
         }
     }
 

@@ -154,6 +154,9 @@ pub struct SpliceCounters {
     pub copied_bytes: u64,
     /// Unanswered requests whose copy went over the caps (not movable).
     pub copies_over: u64,
+    /// Server FINs of idle keep-alive connections held back a moment
+    /// (`fins_held`); requests that came meanwhile are moved (`moves_fin`).
+    pub fins_held: u64,
     /// Live connections and kept bytes now (gauges).
     pub active: u64,
     pub kept_now: u64,
@@ -205,6 +208,7 @@ impl SpliceCounters {
             move_ns_max,
             copied_bytes,
             copies_over,
+            fins_held,
             active,
             kept_now,
         } = *other;
@@ -250,6 +254,7 @@ impl SpliceCounters {
         self.copied_bytes += copied_bytes;
         self.copies_over += copies_over;
         self.move_ns_max = self.move_ns_max.max(move_ns_max);
+        self.fins_held += fins_held;
         self.active += active;
         self.kept_now += kept_now;
     }
@@ -393,6 +398,9 @@ impl Splicer {
         };
         if c.request == Request::Open && c.response_deadline != 0 {
             at = at.min(c.response_deadline);
+        }
+        if c.held_fin.is_some() {
+            at = at.min(c.fin_until);
         }
         self.arm(i, at);
     }

@@ -69,8 +69,9 @@ impl Seg {
         let at = t.l2 + t.l4.offset;
         let end = at + t.l4.len;
         let tcp = TcpPacket::new_checked(data.get(at..end).ok_or(DropReason::Truncated)?)?;
-        // A SYN's options always matter (a server's repeated SYN-ACK).
-        let options = if with_options || tcp.syn() {
+        // A SYN's options always matter (a server's repeated SYN-ACK), a
+        // FIN's timestamp too (a FIN farmlb holds back sends it later).
+        let options = if with_options || tcp.syn() || tcp.fin() {
             TcpOptions::parse(tcp.options()).map_err(|_| DropReason::BadTcpOption)?
         } else {
             TcpOptions::default()
@@ -598,6 +599,8 @@ impl<F: Frame> Processor<F> {
             response_deadline: 0,
             moved_at: 0,
             failed: None,
+            held_fin: None,
+            fin_until: 0,
         };
         let s = self.splicer(now);
         let Ok(i) = s.table.insert(conn) else {
@@ -785,6 +788,16 @@ impl<F: Frame> Processor<F> {
                     }
                     if seg.payload_len() > 0 {
                         self.copy_request(balancer, frame, seg, i, now);
+                        let s = self.splicer(now);
+                        let gone = s.table.get(i).is_some_and(|c| {
+                            c.held_fin.is_some() && c.request != Request::Answered
+                        });
+                        if gone {
+                            // The server closed before this request came:
+                            // it goes to another server from its start.
+                            self.request_failed(io, balancer, i, Trigger::Fin, now);
+                            return Some(Ok(Out::Spliced));
+                        }
                     }
                 }
                 let s = self.splicer(now);
@@ -869,6 +882,18 @@ impl<F: Frame> Processor<F> {
                         Trigger::Fin
                     };
                     self.request_failed(io, balancer, i, trigger, now);
+                    return Some(Ok(Out::Spliced));
+                }
+                if seg.has(flags::FIN) && !payload && !seg.has(flags::RST) && c.holds_fin() {
+                    // An idle keep-alive connection closed by its server:
+                    // held back a moment (see `Conn::held_fin`).
+                    c.held_fin = Some(seg.seq);
+                    c.fin_until = now + crate::splice::table::FIN_HOLD;
+                    if let Some((tsval, _)) = seg.options.timestamps {
+                        c.server_tsval = tsval;
+                    }
+                    s.counters.fins_held += 1;
+                    s.arm_spliced(i, now);
                     return Some(Ok(Out::Spliced));
                 }
                 if c.copies() && seg.has(flags::RST) {

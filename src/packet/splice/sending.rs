@@ -101,6 +101,47 @@ impl<F: Frame> Processor<F> {
         self.send_tcp(io, nat.src, nat.dst, &seg, now);
     }
 
+    /// Sends the client of connection `i` the FIN its server sent, held
+    /// back until now (see `Conn::held_fin`), on the client's numbers.
+    pub(super) fn release_fin<I: Io<Frame = F>>(&mut self, io: &mut I, i: ConnIdx, now: Nanos) {
+        let Some(s) = self.splice.as_deref_mut() else {
+            return;
+        };
+        let Some(c) = s.table.get_mut(i) else {
+            return;
+        };
+        let Some(seq) = c.held_fin.take() else {
+            return;
+        };
+        c.fins |= fin::SERVER;
+        let tr = c.translation;
+        let options = TcpOptions {
+            timestamps: tr
+                .timestamps
+                .then_some((c.server_tsval.wrapping_add(tr.ts_offset), c.client_tsval)),
+            ..TcpOptions::default()
+        };
+        let key = c.client;
+        let fin = TcpSegment {
+            src_port: key.dst_port,
+            dst_port: key.src_port,
+            seq: seq.wrapping_add(tr.seq_delta),
+            ack: c.server_acked,
+            flags: flags::FIN | flags::ACK,
+            window: u16::MAX >> tr.client_recv_ws.min(15),
+            options: &options,
+            payload: &[],
+        };
+        self.send_tcp(io, key.dst, key.src, &fin, now);
+        let s = self.splicer(now);
+        let both = s.table.get(i).is_some_and(|c| c.fins == fin::BOTH);
+        if both {
+            s.arm(i, now + LINGER);
+        } else {
+            s.arm_spliced(i, now);
+        }
+    }
+
     /// Sends a RST to the server side `nat` (the client gave up while it
     /// was opening).
     pub(super) fn send_server_rst<I: Io<Frame = F>>(

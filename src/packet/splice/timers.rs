@@ -108,6 +108,10 @@ impl<F: Frame> Processor<F> {
                 _ => {}
             }
         }
+        if c.held_fin.is_some() && now >= c.fin_until {
+            // No request came: the client gets its server's FIN.
+            return self.release_fin(io, i, now);
+        }
         let overdue = c.phase == Phase::Spliced
             && c.request == Request::Open
             && c.response_deadline != 0
@@ -147,8 +151,10 @@ impl<F: Frame> Processor<F> {
                     let tsecr = Some(c.server_tsval);
                     self.send_kept(io, i, ack, tsecr, now);
                     self.splicer(now).arm_spliced(i, now);
-                } else if c.request == Request::Open && c.response_deadline != 0 {
-                    // Waiting for the response.
+                } else if (c.request == Request::Open && c.response_deadline != 0)
+                    || c.held_fin.is_some()
+                {
+                    // Waiting for the response, or holding a FIN.
                     s.arm_spliced(i, now);
                 } else if balancer.peek(&c.client).is_none() {
                     // The flow table forgot the connection's flow (idle for
