@@ -700,6 +700,23 @@ mod arbitrary {
         assert_eq!(c.kept_bytes, 3, "{c:?}");
     }
 
+    /// The driver reaches a move: the server resets before answering and
+    /// the request goes to the alternate, which joins.
+    #[test]
+    fn the_driver_reaches_a_move() {
+        let mut data = vec![0, 0, 4];
+        data.extend(opt::mss(1460));
+        data.extend([1, ACK | PSH, 0, 3, b'G', b'E', b'T']);
+        data.extend([2, 0, 0, 0x10, 0, SYN | ACK, 0]);
+        data.extend([2, 0, 0, 0x10, 1, RST | ACK, 0]);
+        data.extend([2, 0, 0, 0x20, 0, SYN | ACK, 0]);
+        let c = packet_support::splice_drive(&data).splice_counters();
+        assert_eq!(c.moves_reset, 1, "{c:?}");
+        assert_eq!(c.replays_unacked, 1, "{c:?}");
+        assert_eq!(c.moves_completed, 1, "{c:?}");
+        assert_eq!(c.spliced, 2, "{c:?}");
+    }
+
     /// The driver reaches an HTTP unit's binding: an IPv6 SYN, the bare
     /// ACK, then the request head in two pieces, the second first.
     #[test]

@@ -1345,6 +1345,9 @@ pub fn splice_drive(data: &[u8]) -> Processor<Vec<u8>> {
     h.lb.splice_units = vec![(VIP_A, 80), (VIP6, 80)];
     h.lb.http_units = vec![((VIP6, 80), HttpFallback::Schedule)];
     h.lb.alternates = vec![(VIP_A, SERVER_FULL), (VIP6, SERVER6_FULL)];
+    // Requests move: the copies, the triggers and the moves are driven too.
+    h.lb.replay = Replay::All;
+    h.lb.response_timeout = 1_000_000_000;
     h.core.set_splice(
         farmlb::packet::SpliceSetup {
             secret: Some(b"splice driver secret 0123".to_vec()),
@@ -1466,6 +1469,16 @@ pub fn splice_drive(data: &[u8]) -> Processor<Vec<u8>> {
                 (u16::from(ctl >> 4 & 1), take(n, &mut rest))
             }
             _ => {
+                if ctl & 16 != 0 {
+                    // The first server is marked down, or up again.
+                    let down = if v6 { SERVER6 } else { SERVER_A };
+                    match h.lb.down.iter().position(|&d| d == down) {
+                        Some(i) => {
+                            h.lb.down.remove(i);
+                        }
+                        None => h.lb.down.push(down),
+                    }
+                }
                 now += u64::from(byte(&mut rest)) * 100_000_000;
                 h.core.poll_splice(&mut h.io, &mut h.lb, now);
                 h.poll(now);
