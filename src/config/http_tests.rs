@@ -270,3 +270,78 @@ fn client_timeout_defaults_to_30s_within_1s_and_10min() {
         );
     }
 }
+
+#[test]
+fn replay_defaults_to_idempotent_on_http_units_and_none_on_the_others() {
+    let c = parse(&unit("http", "\"s1\"", "")).unwrap();
+    assert_eq!(c.farm_units[0].replay, Replay::Idempotent);
+    assert_eq!(c.farm_units[0].response_timeout, None);
+    let c = parse(&unit("tcp", "\"s1\"", "syn_proxy = true\n")).unwrap();
+    assert_eq!(c.farm_units[0].replay, Replay::None);
+    let c = parse(&unit("tcp", "\"s1\"", "")).unwrap();
+    assert_eq!(c.farm_units[0].replay, Replay::None);
+    // Set: all three values, and a SYN-proxy tcp unit may move too.
+    for (v, r) in [
+        ("none", Replay::None),
+        ("idempotent", Replay::Idempotent),
+        ("all", Replay::All),
+    ] {
+        let c = parse(&unit("http", "\"s1\"", &format!("replay = \"{v}\"\n"))).unwrap();
+        assert_eq!(c.farm_units[0].replay, r);
+    }
+    let c = parse(&unit(
+        "tcp",
+        "\"s1\"",
+        "syn_proxy = true\nreplay = \"all\"\nresponse_timeout = \"1500ms\"\n",
+    ))
+    .unwrap();
+    assert_eq!(c.farm_units[0].replay, Replay::All);
+    assert_eq!(
+        c.farm_units[0].response_timeout,
+        Some(Duration::from_millis(1500))
+    );
+}
+
+#[test]
+fn replay_and_response_timeout_are_checked_on_their_lines() {
+    for p in ["tcp", "udp"] {
+        rejects(
+            &unit(p, "\"s1\"", "replay = \"all\"\n"),
+            29,
+            "farm unit 'web' is not spliced but replay is only for http farm units",
+        );
+    }
+    rejects(
+        &unit("http", "\"s1\"", "replay = \"sometimes\"\n"),
+        29,
+        "unknown variant",
+    );
+    rejects(
+        &unit(
+            "http",
+            "\"s1\"",
+            "replay = \"none\"\nresponse_timeout = \"2s\"\n",
+        ),
+        30,
+        "farm unit 'web' has response_timeout but replay = \"none\"",
+    );
+    rejects(
+        &unit("tcp", "\"s1\"", "response_timeout = \"2s\"\n"),
+        29,
+        "farm unit 'web' has response_timeout but replay = \"none\"",
+    );
+    for (v, needle) in [
+        (
+            "99ms",
+            "response_timeout '99ms' is not between 100ms and 1h",
+        ),
+        ("2h", "response_timeout '2h' is not between 100ms and 1h"),
+        ("soon", "response_timeout 'soon' is not a duration"),
+    ] {
+        rejects(
+            &unit("http", "\"s1\"", &format!("response_timeout = \"{v}\"\n")),
+            29,
+            needle,
+        );
+    }
+}

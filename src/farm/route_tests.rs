@@ -720,3 +720,47 @@ fn a_handshake_ack_after_binding_follows_the_flow() {
     b.lookup(&reply, SYN | ACK, 60, SEC).unwrap();
     assert_eq!(b.lookup(&k, ACK, 54, SEC).unwrap(), nat);
 }
+
+#[test]
+fn moves_follow_the_units_replay_and_the_servers_marked_down() {
+    use crate::config::Replay;
+    use crate::packet::MovePolicy;
+    let mut p = publisher();
+    let mut b = balancer(&p);
+    let to = |vip: &str| client(7, vip);
+    // HTTP units replay idempotent requests by default; the SYN-proxy unit
+    // keeps no copies; plain addresses have no policy.
+    assert_eq!(
+        b.splice_moves(&to("198.18.0.100")),
+        MovePolicy {
+            replay: Replay::Idempotent,
+            http: true,
+            response_timeout: 0,
+        }
+    );
+    assert!(!b.splice_moves(&to("198.18.0.120")).keeps_copies());
+    assert!(!b.splice_moves(&to("198.18.0.120")).http);
+    assert_eq!(b.splice_moves(&to("198.18.0.99")), MovePolicy::default());
+    // A flow on n3: its server is not down until the control plane says
+    // so, and the down mark changes when it does (and back).
+    let k = client(11, "198.18.0.100");
+    let (server, _) = bind_to(&mut b, &p, &k, "3001");
+    assert_eq!(server, "n3");
+    assert!(!b.flow_server_down(&k));
+    let up_mark = b.down_mark();
+    p.set_state("n3", ServerState::Draining).unwrap();
+    assert!(b.refresh());
+    assert!(
+        !b.flow_server_down(&k),
+        "a draining server keeps its requests"
+    );
+    assert_eq!(b.down_mark(), up_mark, "draining is not down");
+    p.set_state("n3", ServerState::Down).unwrap();
+    assert!(b.refresh());
+    assert!(b.flow_server_down(&k));
+    assert_ne!(b.down_mark(), up_mark);
+    p.set_state("n3", ServerState::Up).unwrap();
+    assert!(b.refresh());
+    assert_eq!(b.down_mark(), up_mark);
+    assert!(!b.flow_server_down(&client(12, "198.18.0.100")), "no flow");
+}
