@@ -467,8 +467,16 @@ impl SpliceTable {
     /// Drops the first `n` kept bytes of connection `i` (the server
     /// acknowledged them).
     pub fn release(&mut self, i: ConnIdx, n: usize) {
+        if self.drop_kept(i, n) {
+            self.refresh_fast(i);
+        }
+    }
+
+    /// [`SpliceTable::release`] without the refresh; true when nothing is
+    /// kept any more.
+    pub fn drop_kept(&mut self, i: ConnIdx, n: usize) -> bool {
         let Some(c) = self.slots.get_mut(i as usize).and_then(Option::as_mut) else {
-            return;
+            return false;
         };
         let n = n.min(c.kept.len());
         c.kept.drain(..n);
@@ -479,13 +487,12 @@ impl SpliceTable {
             c.kept = Vec::new();
         }
         self.kept_total -= n;
-        if drained {
-            self.refresh_fast(i);
-        }
+        drained
     }
 
     /// The server of connection `i` began its response: the copy of the
-    /// request is let go, except bytes still owed to the server.
+    /// request is let go, except bytes still owed to the server. The
+    /// caller refreshes the fast path's share ([`SpliceTable::refresh_fast`]).
     pub fn answered(&mut self, i: ConnIdx) {
         let Some(c) = self.slots.get_mut(i as usize).and_then(Option::as_mut) else {
             return;
@@ -497,9 +504,8 @@ impl SpliceTable {
         } else {
             c.kept_end()
         };
-        let n = upto.wrapping_sub(c.kept_seq) as usize;
-        self.release(i, n.min(self.get(i).map_or(0, |c| c.kept.len())));
-        self.refresh_fast(i);
+        let n = (upto.wrapping_sub(c.kept_seq) as usize).min(c.kept.len());
+        self.drop_kept(i, n);
     }
 
     /// Removes connection `i`, returning it.

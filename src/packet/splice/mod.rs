@@ -924,7 +924,7 @@ impl<F: Frame> Processor<F> {
                 if request != Request::Open && kept_len > 0 && acked > 0 {
                     // The server acknowledged kept bytes: they need not be
                     // sent again.
-                    s.table.release(i, acked.min(kept_len));
+                    s.table.drop_kept(i, acked.min(kept_len));
                 }
                 if request != Request::Answered && payload {
                     // The response began: the request is answered.
