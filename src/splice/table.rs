@@ -185,6 +185,14 @@ impl Conn {
     }
 }
 
+/// What [`SpliceTable::remove`] tells of the connection it removed.
+#[derive(Clone, Copy, Debug)]
+pub struct Removed {
+    pub client: FlowKey,
+    pub phase: Phase,
+    pub timer: Option<TimerId>,
+}
+
 /// The most pieces of early bytes a reading connection keeps.
 pub const MAX_EARLY: usize = 8;
 
@@ -508,17 +516,27 @@ impl SpliceTable {
         self.drop_kept(i, n);
     }
 
-    /// Removes connection `i`, returning it.
-    pub fn remove(&mut self, i: ConnIdx) -> Option<Conn> {
-        let c = self.slots.get_mut(i as usize)?.take()?;
-        self.index.remove(&c.client, i);
-        if c.phase != Phase::Reading {
-            self.index.remove(&c.server, i);
-        }
+    /// Removes connection `i` (dropped in its slot, never moved: a
+    /// connection is a few cache lines), returning what its end needs.
+    pub fn remove(&mut self, i: ConnIdx) -> Option<Removed> {
+        let slot = self.slots.get_mut(i as usize)?;
+        let c = slot.as_ref()?;
+        let gone = Removed {
+            client: c.client,
+            phase: c.phase,
+            timer: c.timer,
+        };
+        let server = c.server;
         let early: usize = c.early.iter().map(|(_, b)| b.len()).sum();
-        self.kept_total -= c.kept.len() + early;
+        let kept = c.kept.len() + early;
+        *slot = None;
+        self.index.remove(&gone.client, i);
+        if gone.phase != Phase::Reading {
+            self.index.remove(&server, i);
+        }
+        self.kept_total -= kept;
         self.free.push(i);
-        Some(c)
+        Some(gone)
     }
 }
 

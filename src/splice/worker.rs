@@ -9,7 +9,7 @@ use super::note::{splicer_number, SpliceNote};
 
 use super::cookie::{self, CookieSecrets};
 use super::moves::{Refusal, Rule, Trigger};
-use super::table::{Conn, ConnIdx, Phase, Request, SpliceTable};
+use super::table::{ConnIdx, Phase, Removed, Request, SpliceTable};
 use super::timer::TimerWheel;
 
 const SEC: Nanos = 1_000_000_000;
@@ -428,7 +428,7 @@ impl Splicer {
 
     /// Ends connection `i`: out of the table, its timer cancelled, counted.
     /// Its flow stays (a RST the flow table saw closes it there).
-    pub(crate) fn end<B: Balancer>(&mut self, balancer: &mut B, i: ConnIdx) -> Option<Conn> {
+    pub(crate) fn end<B: Balancer>(&mut self, balancer: &mut B, i: ConnIdx) -> Option<Removed> {
         let c = self.table.remove(i)?;
         balancer.set_splice_note(&c.client, SpliceNote::default());
         if let Some(t) = c.timer {
