@@ -40,6 +40,10 @@
 //!    client's RST: five in, six out; see [`HttpConns`]), a connection
 //!    every 25 µs of simulated time, the flow table sized for their closed
 //!    flows (400,000, held 10 s).
+//! 4. `moves`: keep-alive request cycles on 1,024 spliced connections of a
+//!    unit that keeps a copy of each unanswered request (`replay = "all"`)
+//!    against one that does not, and requests moved to another server when
+//!    theirs resets before answering ([`KeepAlive`]).
 //!
 //! cargo bench --no-default-features --bench splice -- --warm-up-time 2 --measurement-time 5
 //!
@@ -47,7 +51,7 @@
 //! `FARMLB_BENCH_BATCHES=b` times `b` batches of each case, interleaved so
 //! that the ratios between cases come from the same moments of a noisy
 //! machine, and prints the fastest and median batch and the ratios
-//! (`FARMLB_BENCH_GROUP=syn|established|new_conn` runs one group);
+//! (`FARMLB_BENCH_GROUP=syn|established|new_conn|moves` runs one group);
 //! `FARMLB_BENCH_ITERS=n FARMLB_BENCH_CASE=case` runs one case `n` times (n
 //! packets, or n connections for `new_conn`) in a plain loop for callgrind
 //! (see [`count_mode`]). `FARMLB_BENCH_CONNS=n` sets the large established
@@ -111,6 +115,11 @@ fn server_addr(i: usize) -> Ipv4Addr {
 /// `syn_proxy`) with the same servers, `flows` flows and `splices` splice
 /// states per worker.
 fn config(flows: usize, splices: usize, syn_proxy: bool) -> Config {
+    config_with(flows, splices, syn_proxy, "")
+}
+
+/// [`config`] with `extra` lines in the `proxy` unit (e.g. its `replay`).
+fn config_with(flows: usize, splices: usize, syn_proxy: bool, extra: &str) -> Config {
     let mut t = String::from(
         "[[port]]\nname = \"p0\"\ndevice = \"net_null0\"\naddresses = [\"198.18.0.1/16\"]\ngateways = [\"198.18.0.254\"]\n",
     );
@@ -127,7 +136,7 @@ fn config(flows: usize, splices: usize, syn_proxy: bool) -> Config {
         "[[farm_unit]]\nname = \"nat\"\naddress = \"{NAT_VIP}\"\nport = 80\nprotocol = \"tcp\"\nservers = [{names}]\n"
     );
     t += &format!(
-        "[[farm_unit]]\nname = \"proxy\"\naddress = \"{PROXY_VIP}\"\nport = 80\nprotocol = \"tcp\"\nservers = [{names}]\nsyn_proxy = {syn_proxy}\n"
+        "[[farm_unit]]\nname = \"proxy\"\naddress = \"{PROXY_VIP}\"\nport = 80\nprotocol = \"tcp\"\nservers = [{names}]\nsyn_proxy = {syn_proxy}\n{extra}"
     );
     t += &format!("[flows]\ncapacity = {flows}\n[splice]\ncapacity = {splices}\n");
     Config::parse(Path::new("bench.toml"), &t).expect("bench config")
@@ -1076,6 +1085,179 @@ impl HttpConns {
     }
 }
 
+/// Keep-alive request cycles on spliced connections (the `moves` group):
+/// each of [`KEEP_ALIVE_CONNS`] connections sends a 32-byte request, its
+/// server a 32-byte response, the client an ACK (three bursts of 32, every
+/// sequence number advancing as on the wire). `copy`: the unit replays
+/// requests (`replay = "all"`), so farmlb keeps a copy of each request
+/// until its response begins (the request's segment takes the general
+/// path, the response's first segment lets the copy go); `plain`: it does
+/// not. `moving`: every request's server resets before answering and the
+/// request moves to another server (its SYN, the new server's SYN-ACK, the
+/// replay, the response): one move per connection per round.
+struct KeepAlive {
+    w: Worker,
+    data: Tpl<DATA_LEN>,
+    ack: Tpl<ACK_LEN>,
+    rst: Tpl<ACK_LEN>,
+    synack: Tpl<SYN_LEN>,
+    conns: Vec<Alive>,
+    next: usize,
+    moving: bool,
+}
+
+/// One keep-alive connection: its client, its server now, and both
+/// sides' next sequence numbers (the client's, the server's) and the
+/// client's acknowledgement.
+#[derive(Clone, Copy)]
+struct Alive {
+    client: u32,
+    port: u16,
+    server: u32,
+    c_seq: u32,
+    c_ack: u32,
+    s_seq: u32,
+}
+
+const KEEP_ALIVE_CONNS: usize = 1024;
+
+impl KeepAlive {
+    fn new(copy: bool, moving: bool) -> KeepAlive {
+        let n = KEEP_ALIVE_CONNS;
+        let replay = if copy { "replay = \"all\"\n" } else { "" };
+        let cfg = config_with(4 * n, 2 * n, true, replay);
+        let p = Publisher::new(Farm::from_config(&cfg).unwrap()).unwrap();
+        let mut c = Connector::new(Worker::new(&cfg, &p, 900 * SEC));
+        let cs = clients(n, 5);
+        let mut servers = Vec::with_capacity(n);
+        for chunk in cs.chunks(BURST) {
+            c.round(chunk, T0, Some(&mut servers));
+        }
+        let (d, _) = data_templates();
+        let mut ack_opts = TS_OPTIONS;
+        ack_opts[4..8].copy_from_slice(&(CLIENT_TS + 2).to_be_bytes());
+        let mut synack_opts = SYN_OPTIONS;
+        synack_opts[8..12].copy_from_slice(&SERVER_TS.to_be_bytes());
+        KeepAlive {
+            w: c.w,
+            data: d,
+            ack: Tpl::new(ACK, &ack_opts, 0, 0, 502),
+            rst: Tpl::new(RST | ACK, &ack_opts, 0, 0, 0),
+            synack: Tpl::new(SYN | ACK, &synack_opts, SERVER_ISN, 0, 65160),
+            conns: cs
+                .iter()
+                .zip(&servers)
+                .map(|(&(client, port), &server)| Alive {
+                    client,
+                    port,
+                    server,
+                    c_seq: client_isn(client, port).wrapping_add(1),
+                    c_ack: 2_000_001,
+                    s_seq: SERVER_ISN + 1,
+                })
+                .collect(),
+            next: 0,
+            moving,
+        }
+    }
+
+    /// One round: [`BURST`] connections, a request cycle each; the frames
+    /// it handled.
+    #[inline]
+    fn round(&mut self) -> usize {
+        let at = self.next;
+        self.next = (self.next + BURST) % self.conns.len();
+        let vip = u32::from(PROXY_VIP);
+        let w = &mut self.w;
+        let cs = &mut self.conns[at..at + BURST];
+        // The requests.
+        for (slot, c) in w.burst.iter_mut().zip(cs.iter_mut()) {
+            let mut f = w.nic.take();
+            self.data.write(&mut f, c.client, c.port, vip, 80);
+            set32(&mut f, 38, c.c_seq);
+            set32(&mut f, 42, c.c_ack);
+            c.c_seq = c.c_seq.wrapping_add(PAYLOAD as u32);
+            *slot = Some(f);
+        }
+        w.run(BURST, NOW);
+        let mut frames = 2 * BURST;
+        if self.moving {
+            // The servers reset: each request moves (a SYN to another
+            // server), whose SYN-ACK gets the request replayed.
+            for (slot, c) in w.burst.iter_mut().zip(cs.iter()) {
+                let mut f = w.nic.take();
+                self.rst
+                    .write(&mut f, c.server, SERVER_PORT, c.client, c.port);
+                set32(&mut f, 38, c.s_seq);
+                set32(&mut f, 42, c.c_seq);
+                *slot = Some(f);
+            }
+            w.nic.keep = true;
+            w.run(BURST, NOW);
+            let mut sent = std::mem::take(&mut w.nic.sent);
+            assert_eq!(sent.len(), BURST, "a SYN to another server per reset");
+            for (slot, mut f) in w.burst.iter_mut().zip(sent.drain(..)) {
+                let (client, server) = (get32(&f, 26), get32(&f, 30));
+                let (port, isn) = (get16(&f, 34), get32(&f, 38));
+                let c = cs
+                    .iter_mut()
+                    .find(|c| c.client == client && c.port == port)
+                    .expect("the SYN's connection");
+                c.server = server;
+                c.s_seq = SERVER_ISN + 1;
+                self.synack.write(&mut f, server, SERVER_PORT, client, port);
+                set32(&mut f, 42, isn.wrapping_add(1));
+                *slot = Some(f);
+            }
+            w.nic.sent = sent;
+            w.run(BURST, NOW);
+            assert_eq!(w.nic.sent.len(), BURST, "the request replayed");
+            w.nic.free.append(&mut w.nic.sent);
+            w.nic.keep = false;
+            frames += 2 * BURST;
+        }
+        // The responses, and the clients' ACKs of them.
+        for (slot, c) in w.burst.iter_mut().zip(cs.iter_mut()) {
+            let mut f = w.nic.take();
+            self.data
+                .write(&mut f, c.server, SERVER_PORT, c.client, c.port);
+            set32(&mut f, 38, c.s_seq);
+            set32(&mut f, 42, c.c_seq);
+            c.s_seq = c.s_seq.wrapping_add(PAYLOAD as u32);
+            *slot = Some(f);
+        }
+        w.run(BURST, NOW);
+        for (slot, c) in w.burst.iter_mut().zip(cs.iter_mut()) {
+            let mut f = w.nic.take();
+            c.c_ack = c.c_ack.wrapping_add(PAYLOAD as u32);
+            self.ack.write(&mut f, c.client, c.port, vip, 80);
+            set32(&mut f, 38, c.c_seq);
+            set32(&mut f, 42, c.c_ack);
+            *slot = Some(f);
+        }
+        w.run(BURST, NOW);
+        frames + BURST
+    }
+
+    /// Nothing dropped; with copies, every request was copied and let go
+    /// at its response (or moved).
+    fn check(&self, what: &str) {
+        self.w.check(what);
+        let s = self.w.core.splice_counters();
+        if self.moving {
+            assert!(
+                s.moves_reset > 0 && s.moves_reset == s.moves_completed,
+                "{what}: {s:?}"
+            );
+        }
+        assert_eq!(s.copies_over + s.move_refused_no_server, 0, "{what}: {s:?}");
+        println!(
+            "{what}: {} bytes copied, {} moves ({} completed), {} kept now",
+            s.copied_bytes, s.moves_reset, s.moves_completed, s.kept_now
+        );
+    }
+}
+
 /// The large established case's connections.
 fn conns() -> usize {
     std::env::var("FARMLB_BENCH_CONNS")
@@ -1156,7 +1338,22 @@ fn new_conn(c: &mut Criterion) {
     h.report();
 }
 
-criterion_group!(benches, syn, established, new_conn);
+fn moves(c: &mut Criterion) {
+    let mut g = c.benchmark_group("moves");
+    for (name, copy, moving) in [
+        ("keepalive_copy", true, false),
+        ("keepalive_plain", false, false),
+        ("moves", true, true),
+    ] {
+        let mut k = KeepAlive::new(copy, moving);
+        g.throughput(Throughput::Elements(BURST as u64));
+        g.bench_function(format!("{name}_burst{BURST}"), |b| b.iter(|| k.round()));
+        k.check(name);
+    }
+    g.finish();
+}
+
+criterion_group!(benches, syn, established, new_conn, moves);
 
 /// `FARMLB_BENCH_ITERS=n FARMLB_BENCH_CASE=case`: runs one case in a plain
 /// loop, without criterion, for instruction counts under callgrind that do
@@ -1171,7 +1368,11 @@ criterion_group!(benches, syn, established, new_conn);
 /// 4,000 live connections forgotten by their idle timer, so the timers and
 /// the forgetting are counted); `http_conn` (a whole HTTP connection, all
 /// eleven frames, a connection every millisecond: about 10,000 closed
-/// flows, the sweep's removals counted).
+/// flows, the sweep's removals counted); `keepalive_copy`,
+/// `keepalive_plain` (n requests on 1,024 keep-alive connections: request,
+/// response, ACK; three frames each) and `moves` (n moves: request, the
+/// server's RST, farmlb's SYN to another server, its SYN-ACK, the replay,
+/// the response, the ACK; five frames in each) of the `moves` group.
 fn count_mode(n: usize, case: &str) {
     let bursts = n / BURST;
     match case {
@@ -1193,6 +1394,13 @@ fn count_mode(n: usize, case: &str) {
                 l.round();
             }
             l.check();
+        }
+        "keepalive_copy" | "keepalive_plain" | "moves" => {
+            let mut k = KeepAlive::new(case != "keepalive_plain", case == "moves");
+            for _ in 0..bursts {
+                k.round();
+            }
+            k.check(case);
         }
         "http_conn" => {
             // A connection every millisecond: about 10,000 closed flows.
@@ -1323,6 +1531,39 @@ fn batches(b: usize, group: Option<&str>) {
                 e.check(k.name());
             }
         }
+    }
+    if wants("moves") {
+        let mut copy = KeepAlive::new(true, false);
+        let mut plain = KeepAlive::new(false, false);
+        let mut moving = KeepAlive::new(true, true);
+        const ROUNDS: usize = 64;
+        let run = |k: &mut KeepAlive| (0..ROUNDS).map(|_| k.round()).sum::<usize>();
+        let r = interleaved(
+            b,
+            &mut [&mut || run(&mut copy), &mut || run(&mut plain), &mut || {
+                run(&mut moving)
+            }],
+        );
+        println!(
+            "moves/keepalive_copy: fastest batch {:.1} ns/frame, median {:.1}; keepalive_plain: {:.1}, {:.1}; \
+             the copy costs {:.1} ns per frame (medians, {:.2}x)",
+            r[0].0,
+            r[0].1,
+            r[1].0,
+            r[1].1,
+            r[0].1 - r[1].1,
+            r[0].1 / r[1].1
+        );
+        // A move round is 5 frames per connection, one move each.
+        println!(
+            "moves/moves: fastest batch {:.1} ns/frame, median {:.1}: {:.0}k moves/s per worker (median, with their request, replay and response)",
+            r[2].0,
+            r[2].1,
+            1e6 / (5.0 * r[2].1)
+        );
+        copy.check("keepalive_copy");
+        plain.check("keepalive_plain");
+        moving.check("moves");
     }
     if wants("new_conn") {
         let mut l = NewConns::new(NEW_GAP, NEW_IDLE);

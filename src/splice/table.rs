@@ -193,6 +193,10 @@ pub struct Removed {
     pub timer: Option<TimerId>,
 }
 
+/// The buffer a connection that copies its requests keeps between them
+/// (larger ones are given back).
+pub const KEEP_CAPACITY: usize = 2048;
+
 /// The most pieces of early bytes a reading connection keeps.
 pub const MAX_EARLY: usize = 8;
 
@@ -319,6 +323,21 @@ impl SpliceTable {
         };
         self.index.set_fast(&c.client, fast(joined, c.copies()));
         self.index.set_fast(&c.server, fast(c.server_fast(), false));
+    }
+
+    /// [`SpliceTable::refresh_fast`] of the server side's entry alone:
+    /// after a change of what the server owes or of the request's state,
+    /// which the client side's entry does not depend on.
+    pub fn refresh_server_fast(&mut self, i: ConnIdx) {
+        let Some(c) = self.slots.get(i as usize).and_then(Option::as_ref) else {
+            return;
+        };
+        let fast = Fast {
+            ready: c.server_fast(),
+            copy: false,
+            translation: c.translation,
+        };
+        self.index.set_fast(&c.server, fast);
     }
 
     /// The connection of a client's packet with `key`.
@@ -476,7 +495,7 @@ impl SpliceTable {
     /// acknowledged them).
     pub fn release(&mut self, i: ConnIdx, n: usize) {
         if self.drop_kept(i, n) {
-            self.refresh_fast(i);
+            self.refresh_server_fast(i);
         }
     }
 
@@ -490,8 +509,10 @@ impl SpliceTable {
         c.kept.drain(..n);
         c.kept_seq = c.kept_seq.wrapping_add(n as u32);
         let drained = c.kept.is_empty();
-        if drained {
-            // Give the memory back: a long-lived connection keeps nothing.
+        if drained && !(c.copies() && c.kept.capacity() <= KEEP_CAPACITY) {
+            // Give the memory back: a long-lived connection keeps nothing
+            // (one that copies its requests keeps a small buffer for the
+            // next one).
             c.kept = Vec::new();
         }
         self.kept_total -= n;

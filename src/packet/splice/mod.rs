@@ -930,13 +930,16 @@ impl<F: Frame> Processor<F> {
                     // The response began: the request is answered.
                     s.table.answered(i);
                 }
-                let changed = s
-                    .table
-                    .get(i)
-                    .is_some_and(|c| (c.owes(), c.request) != before);
+                let (changed, rearm) = s.table.get(i).map_or((false, false), |c| {
+                    let changed = (c.owes(), c.request) != before;
+                    let deadline = c.moves.response_timeout > 0 && c.request != before.1;
+                    (changed, c.owes() != before.0 || deadline)
+                });
                 if changed {
-                    s.table.refresh_fast(i);
+                    s.table.refresh_server_fast(i);
                     s.write_note(balancer, i);
+                }
+                if rearm {
                     // The connection idles under its idle timer again (or
                     // waits for its response).
                     s.arm_spliced(i, now);

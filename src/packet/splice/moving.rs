@@ -50,7 +50,7 @@ impl<F: Frame> Processor<F> {
                     }
                 }
                 if c.request != before {
-                    self.request_state_changed(balancer, i, now);
+                    self.request_state_changed(balancer, i, true, now);
                 }
                 return;
             }
@@ -94,18 +94,34 @@ impl<F: Frame> Processor<F> {
             // The server has this long after the request's latest byte.
             c.response_deadline = now + c.moves.response_timeout;
         }
-        if c.request != before || c.request == Request::Open {
-            self.request_state_changed(balancer, i, now);
+        let changed = c.request != before;
+        if changed || c.request == Request::Open {
+            self.request_state_changed(balancer, i, changed, now);
         }
     }
 
-    /// Connection `i`'s request changed state or its deadline moved: its
-    /// server side's fast-path readiness follows, and its timer.
-    fn request_state_changed<B: Balancer>(&mut self, balancer: &mut B, i: ConnIdx, now: Nanos) {
+    /// Connection `i`'s request changed state (`changed`: its server side's
+    /// fast-path readiness follows) or its deadline moved: its timer
+    /// follows when it waits for a deadline or for acknowledgements (else
+    /// the idle timer it has stays).
+    fn request_state_changed<B: Balancer>(
+        &mut self,
+        balancer: &mut B,
+        i: ConnIdx,
+        changed: bool,
+        now: Nanos,
+    ) {
         let s = self.splicer(now);
-        s.table.refresh_fast(i);
-        s.write_note(balancer, i);
-        s.arm_spliced(i, now);
+        if changed {
+            s.table.refresh_server_fast(i);
+            s.write_note(balancer, i);
+        }
+        if s.table
+            .get(i)
+            .is_some_and(|c| c.moves.response_timeout > 0 || c.owes())
+        {
+            s.arm_spliced(i, now);
+        }
     }
 
     /// The server of joined connection `i` failed (`trigger`) while its
