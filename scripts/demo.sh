@@ -15,7 +15,10 @@
 # each session on a primary and a secondary named in the route cookie,
 # farmlb's HTTP unit (config/replication.toml) reads it, and when the
 # primary is killed a new primary (never the secondary) takes the session
-# from the secondary. Everything is torn down on exit.
+# from the secondary. Chapter 3 tells US 7,437,461: a change in flight when
+# its primary dies (config/moves.toml) is moved to a new primary on the same
+# client connection, and the cart holds it once. Everything is torn down on
+# exit.
 #   scripts/demo.sh
 #   FARMLB=path FARM_SERVER=path scripts/demo.sh    use these binaries, no build
 set -euo pipefail
@@ -295,5 +298,82 @@ note "farmlb's SYN to $P was refused, so it chose a new primary: never the secon
 note "$LAST_SERVER took the session from $SEC (the cart intact) and named itself: route=$R2 (primary $((R2 / 1000)), secondary $((R2 % 1000)))"
 client POST http://shop.farm.test/cart/items '{"item": "bread", "quantity": 1}'
 replication
+
+# ---------------------------------------------------------------- chapter 3
+# US 7,437,461: the request in flight when its server dies is moved to
+# another server on the same client connection.
+
+say "chapter 3 (US 7,437,461): a request in flight moves to another server; the client's connection stays"
+start_replica "${P#web}"
+kill "${PID[farmlb]}" 2>/dev/null || true
+wait "${PID[farmlb]}" 2>/dev/null || true
+ip netns exec flb-lb "$FARMLB" --log debug run --config config/moves.toml --run-for 120s \
+  >"$WORK/farmlb-moves.log" 2>&1 &
+PID[farmlb]=$!
+for _ in $(seq 1 100); do
+  in_client curl -sf -m 1 -o /dev/null http://198.18.30.100/health 2>/dev/null && break
+  sleep 0.2
+done
+for i in 1 2 3; do wait_state web$i up 10 >/dev/null; done
+note "farmlb (config/moves.toml): the HTTP unit keeps a copy of each unanswered request; replay = \"all\" (the farm servers apply a replayed write once), response_timeout = \"3s\""
+# One keep-alive connection: a session, a change, then (on go) a change
+# whose server dies while it is in flight, and the cart, all on it.
+cat >"$WORK/inflight.py" <<'PY'
+import http.client, json, os, sys, time
+work = sys.argv[1]
+conn = http.client.HTTPConnection("198.18.30.100", 80, timeout=20, source_address=("198.18.10.2", 0))
+jar = {}
+def ask(method, path, body=None):
+    headers = {"Host": "shop.farm.test", "Accept": "application/json"}
+    if jar:
+        headers["Cookie"] = "; ".join(k + "=" + v for k, v in jar.items())
+    data = None
+    if body is not None:
+        data = json.dumps(body)
+        headers["Content-Type"] = "application/json"
+    t0 = time.time()
+    conn.request(method, path, data, headers)
+    r = conn.getresponse()
+    payload = r.read()
+    for k, v in r.getheaders():
+        if k.lower() == "set-cookie":
+            name, _, rest = v.partition("=")
+            jar[name] = rest.split(";", 1)[0]
+    cart = ""
+    if path == "/cart":
+        cart = "  cart: " + ", ".join("%d %s" % (l["quantity"], l["item"]) for l in json.loads(payload)["items"])
+    print("   client: %-4s %-12s -> %s  %d, %s, %.0f ms, local port %d%s" % (method, path, r.getheader("X-Farm-Server"), r.status, r.getheader("X-Farm-Write") or "read", (time.time() - t0) * 1000, conn.sock.getsockname()[1], cart), flush=True)
+ask("GET", "/")
+ask("POST", "/cart/items", {"item": "apple", "quantity": 2})
+print("route", jar.get("route", "0"), flush=True)
+open(os.path.join(work, "ready"), "w").close()
+while not os.path.exists(os.path.join(work, "go")):
+    time.sleep(0.02)
+ask("POST", "/cart/items", {"item": "coffee", "quantity": 1})
+ask("GET", "/cart")
+PY
+rm -f "$WORK/ready" "$WORK/go"
+timeout -k 2 40 ip netns exec flb-client python3 "$WORK/inflight.py" "$WORK" >"$WORK/inflight.out" 2>&1 &
+CLIENT_PID=$!
+for _ in $(seq 1 100); do [[ -e $WORK/ready ]] && break; sleep 0.05; done
+say "9. one keep-alive connection: a new session and a change"
+grep -v '^route' "$WORK/inflight.out" || true
+R=$(awk '$1=="route"{print $2}' "$WORK/inflight.out")
+P=web$((R / 1000)) SEC=web$((R % 1000))
+note "route=$R: primary $P, secondary $SEC"
+say "10. $P stops answering, the next change is sent on the same connection, then $P is killed (kill -9)"
+kill -STOP "${PID[$P]}"
+touch "$WORK/go"
+sleep 0.7
+note "the change is in flight: $P's kernel took it, $P never answers"
+kill -9 "${PID[$P]}"
+wait "${PID[$P]}" 2>/dev/null || true
+unset "PID[$P]"
+wait "$CLIENT_PID" || true
+tail -n 2 "$WORK/inflight.out"
+note "the same local port: the client's connection never broke and saw no RST; farmlb replayed the change to a new primary (never $SEC), which took the session from $SEC"
+note "the cart holds the change once: the replay carried the version it was based on"
+ADMIN_PATH=/metrics admin | awk '/^farmlb_worker_splice_(moves_|replays_|move_refused|moves_completed)/ && $2 != 0 {sub(/\{.*\}/, "", $1); print "   " $1 " " $2}'
+grep -h 'request moved' "$WORK/farmlb-moves.log" | tail -n 1 | sed 's/^/   farmlb: /' || true
 
 say "done"
