@@ -677,3 +677,85 @@ fn an_idle_keep_alive_connection_closed_by_its_server_is_held_a_moment() {
     let (tsval, _) = f.options.timestamps.unwrap();
     assert!((tsval.wrapping_sub(m.c_tsecr) as i32) > 0);
 }
+
+#[test]
+fn a_first_server_that_does_not_answer_or_refuses_the_syn_passes_the_request_on() {
+    // Silent: the SYNs go unanswered for connect_timeout (3 s, a SYN each
+    // second), then the alternate gets the request (IPv6, FullNAT).
+    let mut m = fullnat6(Replay::Idempotent);
+    let (_, sent) = m.request(GET);
+    let first = m.server;
+    m.syn_to(&sent, first);
+    let mut sent = Vec::new();
+    for _ in 0..35 {
+        m.tick(SEC / 10);
+        sent.extend(m.poll());
+    }
+    let alternate = m.alternate;
+    let syns: Vec<_> = sent.iter().filter(|(_, o)| o.flags == SYN).collect();
+    assert!(
+        syns.iter().any(|(_, o)| o.dst == first),
+        "retransmitted SYNs"
+    );
+    let last = sent.iter().rposition(|(_, o)| o.flags == SYN).unwrap();
+    let syn = m.syn_to(&sent[last..], alternate);
+    assert_eq!(syn, CLIENT_ISN);
+    m.tick(SEC / 1000);
+    assert_eq!(m.join(syn, B_ISN, B_TS), GET);
+    m.respond(RESP);
+    let c = m.counters();
+    assert_eq!((c.moves_connect_timeout, c.connect_retries), (1, 1));
+
+    // Refused: the first server's RST to the SYN (IPv4, NAT).
+    let mut m = nat4(Replay::Idempotent);
+    let (_, sent) = m.request(GET);
+    let first = m.server;
+    let syn = m.syn_to(&sent, first);
+    let rst = tcp_opts_frame(
+        (LB1_MAC, SERVER_MAC),
+        (first, m.sport),
+        m.from,
+        0,
+        syn.wrapping_add(1),
+        RST | ACK,
+        0,
+        &[],
+        b"",
+    );
+    assert_eq!(m.h.process(1, rst, m.now), Verdict::Spliced);
+    let sent = m.sent();
+    m.no_rst_to_client(&sent);
+    let alternate = m.alternate;
+    let syn = m.syn_to(&sent, alternate);
+    m.tick(SEC / 1000);
+    assert_eq!(m.join(syn, B_ISN, B_TS), GET);
+    m.respond(RESP);
+    assert_eq!(m.counters().moves_refused, 1);
+}
+
+#[test]
+fn an_icmpv6_unreachable_moves_the_request_too() {
+    let mut m = fullnat6(Replay::Idempotent);
+    m.first_request(GET, GET.len());
+    let (first, from) = (m.server, m.from);
+    let seg = tcp(from.0, from.1, first, m.sport, ACK, b"");
+    let quoted = ip(from.0, first, TCP, 64, &seg);
+    let quote = &quoted[..40 + 8];
+    let err = frame(
+        LB1_MAC,
+        SERVER_MAC,
+        &ip(
+            ROUTER1_6,
+            LB1_IP6,
+            ICMP6,
+            64,
+            &icmp6(ROUTER1_6, LB1_IP6, 1, 3, 0, quote),
+        ),
+    );
+    assert_eq!(m.h.process(1, err, m.now), Verdict::Spliced);
+    m.tick(SEC / 1000);
+    let sent = m.poll();
+    m.moves_to_alternate(&sent, GET);
+    m.respond(RESP);
+    assert_eq!(m.counters().moves_unreachable, 1);
+}

@@ -29,8 +29,9 @@
 //! - [`route`]: the route cookie that names a session's primary and
 //!   secondary server, read from an HTTP unit's request head;
 //! - [`translate`]: the translation of a segment in either direction;
-//! - moves (US 7,437,461): a new server side to another server, the kept bytes
-//!   replayed, a new delta and timestamp offset.
+//! - [`moves`] (US 7,437,461): which failed request may move to another
+//!   server (the packet path's `moving` makes the copy and the move: a new
+//!   server side, the copy replayed, a new delta and timestamp offset).
 //!
 //! The pure-core rules hold here as everywhere in the core: time comes in as
 //! `now`, frames come from the caller, no clock reads, no syscalls on the packet
