@@ -759,3 +759,16 @@ fn an_icmpv6_unreachable_moves_the_request_too() {
     m.respond(RESP);
     assert_eq!(m.counters().moves_unreachable, 1);
 }
+
+#[test]
+fn a_server_that_said_it_closes_closes_at_once() {
+    let mut m = nat4(Replay::Idempotent);
+    m.first_request(GET, GET.len());
+    m.respond(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok");
+    let fin = m.server_seg(m.s_seq, m.c_seq, FIN | ACK, b"");
+    assert_eq!(m.h.process(1, fin, m.now), Verdict::Forward(0), "not held");
+    let sent = m.sent();
+    assert_eq!(sent[0].1.flags & FIN, FIN);
+    assert_eq!(sent[0].1.seq, m.c_ack);
+    assert_eq!(m.counters().fins_held, 0);
+}

@@ -73,9 +73,62 @@ pub fn read_head(bytes: &[u8]) -> Head<'_> {
     }
 }
 
+/// Whether the response that starts with `bytes` (its first segment)
+/// keeps the connection open after it: its head is complete there and says
+/// so (HTTP/1.1 without `Connection: close`, or HTTP/1.0 with `Connection:
+/// keep-alive`). False when the head says the server closes, or cannot be
+/// read whole from these bytes.
+pub fn keeps_alive(bytes: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    if !matches!(resp.parse(bytes), Ok(httparse::Status::Complete(_))) {
+        return false;
+    }
+    let has = |token: &str| {
+        resp.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|h| h.value.split(|&b| b == b','))
+            .any(|v| v.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    };
+    match resp.version {
+        Some(1) => !has("close"),
+        Some(0) => has("keep-alive") && !has("close"),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn which_responses_keep_the_connection_open() {
+        for (resp, open) in [
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".as_slice(),
+                true,
+            ),
+            (b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\n\r\n", true),
+            (b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", false),
+            (
+                b"HTTP/1.1 200 OK\r\nconnection: Upgrade, Close\r\n\r\n",
+                false,
+            ),
+            (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
+            (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n", true),
+            // Not whole in the first segment, or not HTTP: not known.
+            (b"HTTP/1.1 200 OK\r\nContent-Le", false),
+            (b"\x00\x01binary", false),
+        ] {
+            assert_eq!(
+                keeps_alive(resp),
+                open,
+                "{:?}",
+                String::from_utf8_lossy(resp)
+            );
+        }
+    }
 
     #[test]
     fn a_complete_head_with_its_cookies_and_body() {

@@ -136,6 +136,9 @@ pub struct Conn {
     /// request then moves instead of meeting a closed connection).
     pub held_fin: Option<u32>,
     pub fin_until: Nanos,
+    /// The last response's head said the connection stays open (only
+    /// then is a FIN held: a server that said it closes closes).
+    pub kept_alive: bool,
 }
 
 /// How long the FIN of a server that closes an idle keep-alive connection
@@ -173,6 +176,7 @@ impl Conn {
     pub fn holds_fin(&self) -> bool {
         self.copies()
             && self.moves.http
+            && self.kept_alive
             && self.request == Request::Answered
             && !self.owes()
             && self.fins & fin::CLIENT == 0
@@ -625,6 +629,7 @@ mod tests {
             failed: None,
             held_fin: None,
             fin_until: 0,
+            kept_alive: false,
         }
     }
 

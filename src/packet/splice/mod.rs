@@ -601,6 +601,7 @@ impl<F: Frame> Processor<F> {
             failed: None,
             held_fin: None,
             fin_until: 0,
+            kept_alive: false,
         };
         let s = self.splicer(now);
         let Ok(i) = s.table.insert(conn) else {
@@ -927,7 +928,14 @@ impl<F: Frame> Processor<F> {
                     s.table.drop_kept(i, acked.min(kept_len));
                 }
                 if request != Request::Answered && payload {
-                    // The response began: the request is answered.
+                    // The response began: the request is answered. Its
+                    // head says whether the server will close.
+                    if let Some(c) = s.table.get_mut(i) {
+                        c.kept_alive = c.moves.http
+                            && crate::splice::http::keeps_alive(
+                                &frame.data()[seg.payload_at..seg.end],
+                            );
+                    }
                     s.table.answered(i);
                 }
                 let (changed, rearm) = s.table.get(i).map_or((false, false), |c| {
