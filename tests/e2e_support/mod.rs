@@ -297,7 +297,8 @@ impl Topology {
             &[
                 FARMLB,
                 "--log",
-                "info",
+                // FARMLB_E2E_LOG=debug shows each move (tests/e2e_moves.rs).
+                &std::env::var("FARMLB_E2E_LOG").unwrap_or_else(|_| "info".into()),
                 "run",
                 "--config",
                 config.to_str().expect("utf-8 path"),

@@ -7,7 +7,9 @@ request.
     moves.py HOST PORT SOURCE_ADDR READERS WRITERS SECONDS OUT.json
 
 Stops after SECONDS, or earlier when OUT.json.stop exists; then every
-writer reads its cart back. OUT.json gets:
+writer reads its cart back. Each writer's route cookie (its session's
+primary x 1000 + secondary) is appended to OUT.json.routes once it has one.
+OUT.json gets:
   {"requests": n, "failed": n, "errors": [...], "reconnects": n,
    "latencies_ms": [...],            # every request, in order of completion
    "writes": n, "applied": n, "duplicates": n,
@@ -148,8 +150,12 @@ def writer():
     c = Conn()
     expected = {}
     i = 0
-    # A session first: the catalogue page sets the cookies.
+    # A session first: the catalogue page sets the cookies; its route
+    # cookie (primary x 1000 + secondary) goes to OUT.json.routes.
     timed(c, "GET", "/")
+    with lock:
+        with open(out + ".routes", "a") as f:
+            f.write(c.jar.get("route", "0") + "\n")
     while not stopping():
         item = ITEMS[i % len(ITEMS)]
         i += 1
