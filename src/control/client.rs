@@ -107,11 +107,13 @@ pub fn format_status(s: &StatusReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "config {}  generation {}  uptime {}s  reloads {}",
+        "config {}  generation {}  uptime {}s  reloads {}  epoch {}  checksum {}",
         s.config_file,
         s.generation,
         s.uptime_ms / 1000,
-        s.reloads.ok
+        s.reloads.ok,
+        s.epoch,
+        s.table_checksum
     );
     let mut rows = vec![[
         "SERVER".to_string(),

@@ -240,6 +240,13 @@ pub fn render(status: &StatusReport, live: &LiveStats) -> String {
         status.generation as f64,
     );
     f.add(
+        "farmlb_epoch",
+        "gauge",
+        "The service manager's epoch in force (0 until one was applied).",
+        &[],
+        status.epoch as f64,
+    );
+    f.add(
         "farmlb_uptime_seconds",
         "gauge",
         "Seconds since the control plane started.",

@@ -35,8 +35,8 @@ pub mod table;
 pub use health::{CheckResult, Health, HealthState, Transition};
 pub use metrics::LiveStats;
 pub use table::{
-    Action, ActionError, AdminState, CheckerSpec, Event, ReloadError, ReloadReport, ServerReport,
-    StatusReport, StatusTable, SubFarmUnitReport,
+    Action, ActionError, AdminState, CheckerSpec, EpochError, EpochOutcome, EpochReport, Event,
+    ReloadError, ReloadReport, ServerReport, StatusReport, StatusTable, SubFarmUnitReport,
 };
 
 /// How often the admin thread advances slow-start ramps and looks at the
@@ -76,6 +76,26 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The shared state of a control plane over `config` and `publisher`
+    /// (built from it), with no threads yet.
+    fn new(config: Config, publisher: Publisher, live: Arc<LiveStats>) -> Shared {
+        let epoch_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Shared {
+            table: Mutex::new(StatusTable::new(
+                config,
+                publisher,
+                Duration::ZERO,
+                epoch_unix_ms,
+            )),
+            start: Instant::now(),
+            live,
+            stop: AtomicBool::new(false),
+            checkers: Mutex::new(Vec::new()),
+        }
+    }
+
     fn now(&self) -> Duration {
         self.start.elapsed()
     }
@@ -239,19 +259,8 @@ impl ControlPlane {
                 addr: listen,
                 reason: "not an IP listener".into(),
             })?;
-        let start = Instant::now();
-        let epoch_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let table = StatusTable::new(config.clone(), publisher, Duration::ZERO, epoch_unix_ms);
-        let specs = table.checkers();
-        let shared = Arc::new(Shared {
-            table: Mutex::new(table),
-            start,
-            live,
-            stop: AtomicBool::new(false),
-            checkers: Mutex::new(Vec::new()),
-        });
+        let shared = Arc::new(Shared::new(config.clone(), publisher, live));
+        let specs = shared.table().checkers();
         let mut plane = ControlPlane {
             shared: shared.clone(),
             admin: None,
