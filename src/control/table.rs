@@ -956,9 +956,11 @@ fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
     diff(old.eal != new.eal, "[eal]");
     diff(old.mempool != new.mempool, "[mempool]");
     diff(
-        (old.burst, old.rx_desc, old.tx_desc) != (new.burst, new.rx_desc, new.tx_desc),
+        (old.burst, old.rx_desc, old.tx_desc, old.idle_backoff)
+            != (new.burst, new.rx_desc, new.tx_desc, new.idle_backoff),
         "[dataplane]",
     );
+    diff(old.announce != new.announce, "[announce]");
     diff(old.ports != new.ports, "[[port]]");
     diff(old.flows != new.flows, "[flows]");
     // The splice table and the kept bytes are allocated per worker at
