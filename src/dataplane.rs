@@ -637,6 +637,9 @@ pub fn run(
     run_for: Option<Duration>,
     stats_out: Option<&Path>,
 ) -> Result<(), RunError> {
+    // The signal only asks for a stop; the workers' own flag is set after
+    // the drain time (with `[announce]`), so they keep forwarding while the
+    // router moves the flows away.
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(RunError::Signals)?;
@@ -677,6 +680,8 @@ fn run_with_eal(
     stop: &Arc<AtomicBool>,
     reload: &AtomicBool,
 ) -> Result<(), RunError> {
+    let signalled = stop;
+    let stop = &Arc::new(AtomicBool::new(false));
     let lcores = eal.worker_lcores();
     if lcores.len() != cfg.worker_lcores.len() {
         return Err(RunError::WorkerMismatch {
@@ -791,8 +796,9 @@ fn run_with_eal(
         admin = %control.addr(),
         "farmlb running"
     );
+    control.ports_up();
 
-    while !stop.load(Ordering::Relaxed) {
+    while !signalled.load(Ordering::Relaxed) {
         if run_for.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
@@ -805,6 +811,20 @@ fn run_with_eal(
             }
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Some(drain) = control.drain_time() {
+        // Withdraw first, then keep forwarding while the router's flows
+        // move to the other nodes.
+        let t = Instant::now();
+        let withdrawn =
+            control.withdraw_all(crate::control::announce::BIRDC_TIMEOUT + Duration::from_secs(1));
+        tracing::info!(
+            withdrawn,
+            took = ?t.elapsed(),
+            "addresses withdrawn; forwarding for the drain time of {}",
+            humantime::format_duration(drain)
+        );
+        std::thread::sleep(drain);
     }
     stop.store(true, Ordering::SeqCst);
     let codes = handle.join();

@@ -880,6 +880,7 @@ impl StatusTable {
                         .filter(|&&s| farm.server(s).accepts_new_flows())
                         .map(|&s| farm.server(s).name.clone())
                         .collect(),
+                    announced: None,
                 }),
                 UnitKind::Sub(s) => {
                     let active = u
@@ -895,6 +896,7 @@ impl StatusTable {
                         backups: names(&s.backups),
                         active: active.map(|a| farm.server(a).name.clone()),
                         promoted: active.is_some_and(|a| a != s.server),
+                        announced: None,
                     })
                 }
             }
@@ -913,6 +915,7 @@ impl StatusTable {
             servers,
             farm_units,
             sub_farm_units,
+            announce: None,
         }
     }
 }
@@ -998,6 +1001,9 @@ pub struct StatusReport {
     pub servers: Vec<ServerReport>,
     pub farm_units: Vec<FarmUnitReport>,
     pub sub_farm_units: Vec<SubFarmUnitReport>,
+    /// With `[announce]`: what bird announces and the counters.
+    #[serde(default)]
+    pub announce: Option<super::announce::AnnounceReport>,
 }
 
 impl StatusReport {
@@ -1068,6 +1074,9 @@ pub struct FarmUnitReport {
     /// name, or its servers' states and weights).
     #[serde(default)]
     pub table_checksum: String,
+    /// With `[announce]`: whether the unit's address is announced now.
+    #[serde(default)]
+    pub announced: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -1085,6 +1094,8 @@ pub struct SubFarmUnitReport {
     pub promoted: bool,
     #[serde(default)]
     pub table_checksum: String,
+    #[serde(default)]
+    pub announced: Option<bool>,
 }
 
 #[cfg(test)]
