@@ -157,7 +157,8 @@ up() {
   ip -n "$ROUTER_NS" link set eth0 up
   ip netns exec "$ROUTER_NS" sysctl -qw net.ipv4.ip_forward=1 \
     net.ipv4.fib_multipath_hash_policy=1 net.ipv4.conf.all.rp_filter=0 \
-    net.ipv4.conf.default.rp_filter=0 >/dev/null
+    net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.all.send_redirects=0 \
+    net.ipv4.conf.default.send_redirects=0 >/dev/null
   ip -n "$ROUTER_NS" link add rbr type bridge stp_state 0 forward_delay 0
   ip -n "$ROUTER_NS" addr add 198.19.2.1/24 dev rbr
   ip -n "$ROUTER_NS" link set rbr up
