@@ -125,12 +125,15 @@ struct Nodes {
 impl Nodes {
     fn up() -> Nodes {
         require_tools();
-        for tool in ["bird", "birdc", "ab", "ping"] {
+        for tool in ["bird", "birdc", "ab", "python3"] {
             let found = Command::new("sh")
                 .args(["-c", &format!("command -v {tool}")])
                 .output()
                 .is_ok_and(|o| o.status.success());
-            assert!(found, "e2e_nodes needs '{tool}': run scripts/setup.sh (bird2, apache2-utils, iputils-ping)");
+            assert!(
+                found,
+                "e2e_nodes needs '{tool}': run scripts/setup.sh (bird2, apache2-utils, python3)"
+            );
         }
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("e2e-nodes-{}", std::process::id()));
@@ -641,8 +644,6 @@ fn several_nodes_behind_ecmp_and_a_two_tier_farm() {
             nodes.log("n3")
         );
     }
-    let main_before = new_flows(3, 0);
-    let jar = nodes.path("tier.cookies");
     let ok = wait_until(Duration::from_secs(10), || {
         in_ns(
             CLIENT,
@@ -661,43 +662,84 @@ fn several_nodes_behind_ecmp_and_a_two_tier_farm() {
         .success()
     });
     assert!(ok, "the main node answers:\n{}", nodes.log("n3"));
-    let (head, body) = get(&jar, "http://198.19.100.2/");
-    let server = header(&head, "x-farm-server").expect("X-Farm-Server");
-    let (sub, node, index) = match server.as_str() {
-        "web1" => ("http://198.19.101.11/", 1, 1),
-        "web2" => ("http://198.19.101.12/", 1, 2),
-        "web3" => ("http://198.19.102.13/", 2, 1),
-        other => panic!("unexpected server {other}"),
-    };
-    assert!(
-        body.contains(sub),
-        "{server}'s page links to its sub-farm unit {sub}"
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let main_after_first = new_flows(3, 0);
-    assert!(
-        main_after_first > main_before,
-        "the first request went through the main node"
-    );
-    let sub_before = new_flows(node, index);
-    let (head2, _) = get(&jar, &format!("{sub}cart"));
-    std::thread::sleep(Duration::from_millis(300));
+    // Two clients (two cookie jars): round-robin gives one to each tier.
+    let mut seen = Vec::new();
+    for client in ["alice", "bob"] {
+        let main_before = new_flows(3, 0);
+        let jar = nodes.path(&format!("{client}.cookies"));
+        let (head, body) = get(&jar, "http://198.19.100.2/");
+        let server = header(&head, "x-farm-server").expect("X-Farm-Server");
+        let (sub, node, index) = match server.as_str() {
+            "web1" => ("http://198.19.101.11/", 1, 1),
+            "web2" => ("http://198.19.101.12/", 1, 2),
+            "web3" => ("http://198.19.102.13/", 2, 1),
+            other => panic!("unexpected server {other}"),
+        };
+        assert!(
+            body.contains(sub),
+            "{server}'s page links to its sub-farm unit {sub}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let main_after_first = new_flows(3, 0);
+        assert!(
+            main_after_first > main_before,
+            "the first request went through the main node"
+        );
+        let sub_before = new_flows(node, index);
+        let (head2, _) = get(&jar, &format!("{sub}cart"));
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            header(&head2, "x-farm-server").as_deref(),
+            Some(server.as_str())
+        );
+        assert_eq!(
+            new_flows(3, 0),
+            main_after_first,
+            "the follow-up request did not pass the main node"
+        );
+        assert_eq!(
+            new_flows(node, index),
+            sub_before + 1,
+            "it went straight to node {node}"
+        );
+        println!(
+            "e2e nodes: two-tier, {client}: first request through node 3 to {server} behind node {node}; follow-up {sub}cart straight to node {node}, node 3 untouched"
+        );
+        seen.push(node);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, [1, 2], "both subordinate nodes served a client");
+
+    // A unit that loses its last server is withdrawn, and comes back with it:
+    // web3 drained on node 2 takes tier-b and web3-own (no backup) away.
+    let (code, body) = admin(2, "POST", "/servers/web3/drain", None);
+    assert_eq!(code, 200, "drain web3: {body}");
+    let t = Instant::now();
+    for addr in ["198.19.102.1", "198.19.102.13"] {
+        let gone = until_hops(addr, Duration::from_secs(5), |h| h.is_empty());
+        assert!(gone.is_some(), "{addr} withdrawn: {:?}", next_hops(addr));
+    }
+    let withdrawn = t.elapsed();
+    let st = status(2);
     assert_eq!(
-        header(&head2, "x-farm-server").as_deref(),
-        Some(server.as_str())
+        st["farm_units"][0]["announced"], false,
+        "{}",
+        st["farm_units"][0]
     );
     assert_eq!(
-        new_flows(3, 0),
-        main_after_first,
-        "the follow-up request did not pass the main node"
+        st["announce"]["withdrawals"].as_u64().map(|w| w >= 2),
+        Some(true),
+        "{}",
+        st["announce"]
     );
-    assert_eq!(
-        new_flows(node, index),
-        sub_before + 1,
-        "it went straight to node {node}"
-    );
+    let (code, body) = admin(2, "POST", "/servers/web3/enable", None);
+    assert_eq!(code, 200, "enable web3: {body}");
+    let back = until_hops("198.19.102.1", Duration::from_secs(5), |h| {
+        h == ["198.19.2.12"]
+    });
+    assert!(back.is_some(), "tier-b announced again");
     println!(
-        "e2e nodes: two-tier: first request through node 3 to {server} behind node {node}; follow-up {sub}cart straight to node {node}, node 3 untouched; test took {:.1?}",
-        t_test.elapsed()
+        "e2e nodes: web3 drained on node 2: its units withdrawn from the router within {withdrawn:.0?}; enabled: announced again"
     );
+    println!("e2e nodes: test took {:.1?}", t_test.elapsed());
 }
