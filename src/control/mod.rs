@@ -479,3 +479,100 @@ impl Drop for ControlPlane {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    /// A control plane's shared state over the status table's test farm
+    /// with `[announce]` driving a stand-in for birdc that logs its
+    /// arguments and answers as bird does.
+    fn shared_announcing(dir: &Path, require_epoch: bool) -> Arc<Shared> {
+        let birdc = dir.join("birdc");
+        std::fs::write(
+            &birdc,
+            format!(
+                "#!/bin/sh\necho \"$@\" >> {}\necho 'BIRD 2.0.12 ready.'\necho Reconfigured\n",
+                dir.join("calls").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&birdc, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let text = format!(
+            "{}\n[announce]\ninclude_file = \"{}\"\nbird_socket = \"{}\"\nbirdc = \"{}\"\nrequire_epoch = {require_epoch}\n",
+            table::tests::CONFIG,
+            dir.join("vips.conf").display(),
+            dir.join("bird.ctl").display(),
+            birdc.display()
+        );
+        let cfg = Config::parse(Path::new("t.toml"), &text).unwrap();
+        let publisher = Publisher::new(crate::farm::Farm::from_config(&cfg).unwrap()).unwrap();
+        Arc::new(Shared::new(cfg, publisher, Arc::default()))
+    }
+
+    fn routes(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("vips.conf"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn announcements_follow_ports_epoch_servers_and_the_final_withdrawal() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let sh = shared_announcing(d, true);
+        // Before the ports are up: the file is written empty (a stale one
+        // goes) and bird told.
+        sh.announce_step();
+        assert!(routes(d).is_empty());
+        let calls = std::fs::read_to_string(d.join("calls")).unwrap();
+        assert_eq!(
+            calls.trim(),
+            format!("-s {} configure", d.join("bird.ctl").display())
+        );
+        sh.ports_up.store(true, Ordering::Relaxed);
+        sh.announce_step();
+        assert!(routes(d).is_empty(), "no epoch yet");
+        let now = sh.now();
+        sh.table().apply_epoch(1, &[], now).unwrap();
+        sh.announce_step();
+        assert_eq!(
+            routes(d),
+            [
+                "route 198.18.1.100/32 blackhole;",
+                "route 198.18.1.101/32 blackhole;"
+            ]
+        );
+        let st = sh.status();
+        assert_eq!(st.farm_units[0].announced, Some(true));
+        assert_eq!(st.sub_farm_units[0].announced, Some(true));
+        // Both servers drained: nothing is ready.
+        sh.act("s1", Action::Drain).unwrap();
+        sh.act("s2", Action::Drain).unwrap();
+        sh.announce_step();
+        assert!(routes(d).is_empty());
+        assert_eq!(sh.status().farm_units[0].announced, Some(false));
+        sh.act("s2", Action::Enable).unwrap();
+        sh.announce_step();
+        assert_eq!(routes(d).len(), 2, "s2 serves the unit and s1's backup");
+        // SIGTERM: everything withdrawn.
+        sh.withdraw_all.store(true, Ordering::Relaxed);
+        sh.announce_step();
+        assert!(routes(d).is_empty());
+        let a = sh.status().announce.unwrap();
+        assert!(a.withdrawn_all);
+        assert_eq!(
+            (a.announcements, a.withdrawals, a.birdc_failures),
+            (4, 4, 0)
+        );
+        // Nothing to tell bird when nothing changed.
+        let runs = a.birdc_runs;
+        sh.announce_step();
+        assert_eq!(sh.status().announce.unwrap().birdc_runs, runs);
+    }
+}
