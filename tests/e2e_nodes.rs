@@ -138,7 +138,10 @@ impl Nodes {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("e2e-nodes-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("state")).expect("scratch dir");
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        // bird's control sockets need a short path (108 bytes at most).
+        let _ = std::fs::remove_dir_all(state_dir());
+        std::fs::create_dir_all(state_dir()).expect("state dir");
         let n = Nodes {
             dir,
             children: Vec::new(),
@@ -149,7 +152,7 @@ impl Nodes {
     }
 
     fn state(&self) -> String {
-        self.dir.join("state").to_str().expect("utf-8").to_string()
+        state_dir()
     }
 
     fn path(&self, f: &str) -> String {
@@ -313,7 +316,16 @@ impl Drop for Nodes {
             let _ = child.wait();
         }
         let _ = run_bounded(Command::new(script()).args(["down", &self.state()]), 30);
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(self.state());
+        }
     }
+}
+
+/// The bird configs, sockets and logs and the include files: under /tmp,
+/// kept after a failure for its logs.
+fn state_dir() -> String {
+    format!("/tmp/farmlb-e2e-nodes-{}", std::process::id())
 }
 
 fn script() -> PathBuf {
