@@ -399,6 +399,56 @@ fn until_hops(addr: &str, within: Duration, check: impl Fn(&[String]) -> bool) -
     None
 }
 
+/// The next hop the router picks for each of `n` client flows to `addr`
+/// (`ip route get ... ipproto tcp sport S dport 80`, 5-tuple hashing), in
+/// one `ip -batch` run.
+fn flow_map(dir: &Path, addr: &str, n: u16) -> Vec<String> {
+    let batch = dir.join(format!("flows-{addr}.batch"));
+    let lines: String = (0..n)
+        .map(|i| {
+            format!(
+                "route get {addr} from 198.19.1.2 iif eth0 ipproto tcp sport {} dport 80\n",
+                20_000 + i
+            )
+        })
+        .collect();
+    std::fs::write(&batch, lines).expect("batch file");
+    let out = in_ns(
+        ROUTER,
+        &["ip", "-batch", batch.to_str().expect("utf-8")],
+        20,
+    );
+    assert!(out.status.success(), "ip -batch: {}", text(&out));
+    let hops: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "via")
+        .map(|w| w[1].to_string())
+        .collect();
+    assert_eq!(hops.len(), n as usize, "one next hop per flow");
+    hops
+}
+
+/// Of the flows not on `removed` before, the share (%) whose next hop
+/// changed.
+fn moved_share(before: &[String], after: &[String], removed: &str) -> f64 {
+    let kept: Vec<(&String, &String)> = before
+        .iter()
+        .zip(after)
+        .filter(|(b, _)| b.as_str() != removed)
+        .collect();
+    let moved = kept.iter().filter(|(b, a)| b != a).count();
+    100.0 * moved as f64 / kept.len().max(1) as f64
+}
+
+fn router(args: &[&str]) {
+    let mut all = vec!["ip"];
+    all.extend_from_slice(args);
+    let out = in_ns(ROUTER, &all, 5);
+    assert!(out.status.success(), "{args:?}: {}", text(&out));
+}
+
 fn ab(url: &str, n: u32, c: u32) -> (u64, u64, String) {
     let (n, c) = (n.to_string(), c.to_string());
     let out = in_ns(
@@ -552,7 +602,39 @@ fn several_nodes_behind_ecmp_and_a_two_tier_farm() {
         shares[0], shares[1], shares[2]
     );
 
-    // 3. Graceful stop of node 1 under established connections.
+    // 3. Graceful stop of node 1 under established connections. Which
+    // flows the router moves: the plain multipath route bird installed, and
+    // beside it a resilient next-hop group over the same nodes (a route of
+    // its own, 198.19.200.1) that loses node 1 at the same moment.
+    let flows = 3000;
+    let plain_before = flow_map(&nodes.dir, VIP, flows);
+    for n in 1..=3 {
+        let (id, via) = (format!("1{n}"), format!("198.19.2.1{n}"));
+        router(&["nexthop", "add", "id", &id, "via", &via, "dev", "rbr"]);
+    }
+    let resilient = |group: &str| {
+        [
+            "group",
+            group,
+            "type",
+            "resilient",
+            "buckets",
+            "128",
+            "idle_timer",
+            "0",
+        ]
+        .map(str::to_string)
+    };
+    let mut add = vec![
+        "nexthop".to_string(),
+        "add".into(),
+        "id".into(),
+        "20".into(),
+    ];
+    add.extend(resilient("11/12/13"));
+    router(&add.iter().map(String::as_str).collect::<Vec<_>>());
+    router(&["route", "add", "198.19.200.1/32", "nhid", "20"]);
+    let res_before = flow_map(&nodes.dir, "198.19.200.1", flows);
     nodes.prober("est", "established", VIP, 30, 6);
     std::thread::sleep(Duration::from_secs(1));
     let t_term = Instant::now();
@@ -577,6 +659,28 @@ fn several_nodes_behind_ecmp_and_a_two_tier_farm() {
         withdrawn < DRAIN,
         "withdrawn after {withdrawn:?}, drain time {DRAIN:?}"
     );
+    let mut replace = vec![
+        "nexthop".to_string(),
+        "replace".into(),
+        "id".into(),
+        "20".into(),
+    ];
+    replace.extend(resilient("12/13"));
+    router(&replace.iter().map(String::as_str).collect::<Vec<_>>());
+    let plain_moved = moved_share(
+        &plain_before,
+        &flow_map(&nodes.dir, VIP, flows),
+        "198.19.2.11",
+    );
+    let res_moved = moved_share(
+        &res_before,
+        &flow_map(&nodes.dir, "198.19.200.1", flows),
+        "198.19.2.11",
+    );
+    assert!(
+        res_moved == 0.0,
+        "a resilient group keeps the other nodes' flows: {res_moved}%"
+    );
     // New connections during the drain: all on nodes 2 and 3.
     let (complete, failed, out) = ab(&format!("http://{VIP}/health"), 1000, 8);
     let during_drain = t_term.elapsed();
@@ -590,7 +694,7 @@ fn several_nodes_behind_ecmp_and_a_two_tier_farm() {
     let est = nodes.prober_result("est", Duration::from_secs(20));
     let lost = est.iter().filter(|c| c["ok"] != true).count();
     println!(
-        "e2e nodes: SIGTERM node 1: next hop withdrawn after {withdrawn:.0?} (drain {DRAIN:?}); 1,000 new connections after it, 0 failed (done {during_drain:.1?} after the signal); node 1 stopped after {stopped:.1?}; established connections lost {lost} of {}",
+        "e2e nodes: SIGTERM node 1: next hop withdrawn after {withdrawn:.0?} (drain {DRAIN:?}); 1,000 new connections after it, 0 failed (done {during_drain:.1?} after the signal); node 1 stopped after {stopped:.1?}; established connections lost {lost} of {}; of {flows} client flows, those not on node 1 moved: {plain_moved:.1}% with bird's plain multipath route, {res_moved:.1}% with a resilient next-hop group",
         est.len()
     );
 
