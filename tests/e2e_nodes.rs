@@ -857,5 +857,31 @@ fn several_nodes_behind_ecmp_and_a_two_tier_farm() {
     println!(
         "e2e nodes: web3 drained on node 2: its units withdrawn from the router within {withdrawn:.0?}; enabled: announced again"
     );
+    // A hung node (SIGSTOP): its BFD session times out and the router stops
+    // sending to it; it announces again once it runs (SIGCONT).
+    let pid = nodes
+        .children
+        .iter()
+        .find(|(n, _)| n == "n3")
+        .map(|(_, c)| c.id().to_string())
+        .expect("n3");
+    let signal = |sig: &str| {
+        Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(signal("-STOP"));
+    let hung = until_hops("198.19.100.2", Duration::from_secs(5), |h| h.is_empty());
+    assert!(signal("-CONT"));
+    let hung = hung.expect("the router stops sending to a hung node");
+    let back = until_hops("198.19.100.2", Duration::from_secs(20), |h| {
+        h == ["198.19.2.13"]
+    });
+    assert!(back.is_some(), "announced again after SIGCONT");
+    println!(
+        "e2e nodes: node 3 hung (SIGSTOP): router stopped sending to it after {hung:.0?}; after SIGCONT announced again within {:.1?}",
+        back.unwrap_or_default()
+    );
     println!("e2e nodes: test took {:.1?}", t_test.elapsed());
 }
