@@ -40,13 +40,17 @@ mod tests;
 pub use crate::farm::ServerState;
 pub use error::ConfigError;
 pub use model::{
-    Admin, Announce, CheckKind, Config, ExpectBody, FarmUnit, HealthCheck, HttpCheck, HttpUnit,
-    IdleBackoff, Port, Server, Splice, SubFarmUnit,
+    Admin, CheckKind, Config, ExpectBody, FarmUnit, HealthCheck, HttpCheck, HttpUnit, Port, Server,
+    Splice, SubFarmUnit,
 };
 pub use schema::{
-    AdminConfig, AnnounceConfig, CheckType, DataplaneConfig, EalConfig, ExpectBodyConfig,
-    FarmUnitConfig, FlowsConfig, ForwardingMode, HealthCheckConfig, HttpFallback, MempoolConfig,
-    NeighbourConfig, OnServerDown, PortConfig, Protocol, RawConfig, SchedulerKind, ServerConfig,
-    SpliceConfig, SubFarmUnitConfig, TimeoutsConfig, UnitProtocol,
+    AdminConfig, CheckType, DataplaneConfig, EalConfig, ExpectBodyConfig, FarmUnitConfig,
+    FlowsConfig, ForwardingMode, HealthCheckConfig, HttpFallback, MempoolConfig, NeighbourConfig,
+    OnServerDown, PortConfig, Protocol, RawConfig, SchedulerKind, ServerConfig, SpliceConfig,
+    SubFarmUnitConfig, TimeoutsConfig, UnitProtocol,
 };
 pub use values::{parse_lcores, parse_mac, parse_sha256, Cidr};
+
+// Several nodes: idle backoff and announcements.
+pub use model::{Announce, IdleBackoff};
+pub use schema::AnnounceConfig;
