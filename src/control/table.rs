@@ -1421,6 +1421,11 @@ backups = ["s2"]
         // An epoch without weights only moves the epoch.
         assert_eq!(t.apply_epoch(8, &[], ms(40)), Ok(EpochOutcome::Applied));
         assert_eq!((t.epoch(), published(&t, 0)), (8, (ServerState::Up, 3)));
+        // Nothing expires: a day without a manager keeps the epoch and its
+        // weights.
+        t.tick(Duration::from_secs(86_400));
+        assert_eq!((t.epoch(), published(&t, 0)), (8, (ServerState::Up, 3)));
+        assert_eq!(t.epoch_report().applied_at_unix_ms, Some(1_000_040));
     }
 
     #[test]
