@@ -18,9 +18,10 @@
 #        |  its tap flbup gives the node's kernel that address for BGP)
 #   fn-n1..3   farmlb (started by the caller) and bird2 (AS 65001, started here),
 #              peering with 198.19.2.1 over the tap: BGP hold time 3 s, BFD
-#              (100 ms x 3), so a killed node is noticed in well under a second
+#              (200 ms x 5), so a killed or hung node is noticed within about a
+#              second (100 ms x 3 flapped on this busy 2-CPU machine)
 #        |  veth dn0 (farmlb's server port: 198.19.3.N in farmlb,
-#        |  FullNAT local address 198.19.3.2N)
+#        |  also the FullNAT local address of the shop)
 #   fn-sw      bridge sbr (no address) with the nodes' and the servers' links
 #        |  veth
 #   fn-s1..3   eth0 198.19.3.11-13/24; default via 198.19.3.1 (s1, s2: node 1)
@@ -91,7 +92,7 @@ protocol kernel {
   merge paths yes;
 }
 protocol bfd {
-  interface "rbr" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };
+  interface "rbr" { min rx interval 200 ms; min tx interval 200 ms; multiplier 5; };
 }
 template bgp node {
   local 198.19.2.1 as 65000;
@@ -121,7 +122,7 @@ protocol static vips {
   include "$STATE/vips-n$1.conf";
 }
 protocol bfd {
-  interface "flbup" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };
+  interface "flbup" { min rx interval 200 ms; min tx interval 200 ms; multiplier 5; };
 }
 protocol bgp uplink {
   local 198.19.2.1$1 as 65001;
