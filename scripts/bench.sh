@@ -12,7 +12,10 @@
 # sized for, with the 10 s close timeout; default 400000).
 #
 # Scenarios are NAME:FLOWS with NAME one of established, udp, new, mix,
-# synflood (see src/bin/farmlb-gen.rs), or cookies: the new scenario's SYNs
+# synflood (see src/bin/farmlb-gen.rs), NAME:FLOWS:idle the same with
+# farmlb's idle backoff on ([dataplane] idle_backoff = true; reported as
+# NAME+idle, so "established:1000 established:1000:idle" compares both in
+# one run), or cookies: the new scenario's SYNs
 # sent to a SYN-proxy unit (port 81), which answers each with a SYN-ACK
 # carrying a SYN cookie (the SYN flood a SYN-proxy unit takes; "Mpps" is
 # then SYN-ACKs per second), or http: complete HTTP connections to an HTTP
@@ -129,7 +132,7 @@ pow2_at_least() {
 # run of DURATION (5 s) does not fill below 800k/s.
 HTTP_RATE=${HTTP_RATE:-400000}
 
-write_config() { # FILE FLOWS [SCENARIO]
+write_config() { # FILE FLOWS [SCENARIO [IDLE]]
     local cap want
     want=$(($2 * 2 / WORKERS + 65536))
     if [ "${3:-}" = http ] && [ "$want" -lt $((HTTP_RATE * 10)) ]; then want=$((HTTP_RATE * 10)); fi
@@ -199,6 +202,9 @@ port = 53
 protocol = "udp"
 servers = ["s1"]
 EOF
+    if [ "${4:-}" = idle ]; then
+        printf '\n[dataplane]\nidle_backoff = true\n' >>"$1"
+    fi
 }
 
 gen() { # NAME FLOWS OUTFILE
@@ -257,9 +263,12 @@ kill "$HOLD" 2>/dev/null || true
 i=0
 for sc in $SCENARIOS; do
     name=${sc%%:*}
-    flows=${sc##*:}
+    rest=${sc#*:}
+    flows=${rest%%:*}
+    idle=
+    [ "$rest" != "$flows" ] && idle=${rest#*:}
     i=$((i + 1))
-    write_config "$TMP/lb$i.toml" "$flows" "$name"
+    write_config "$TMP/lb$i.toml" "$flows" "$name" "$idle"
     # LB_WRAP runs farmlb under a profiler, e.g. LB_WRAP="perf record -g -o lb.perf --".
     ${LB_WRAP:-} "$LB" run --config "$TMP/lb$i.toml" --stats-out "$TMP/lb$i.stats.json" --log info \
         >"$TMP/lb$i.log" 2>&1 &
@@ -273,7 +282,9 @@ for sc in $SCENARIOS; do
         cat "$TMP/s$i.json.log" "$TMP/lb$i.log" >&2; exit 1
     fi
     stop "$LBPID"
-    echo "$name $flows $TMP/s$i.json $TMP/lb$i.stats.json" >>"$TMP/runs"
+    label=$name
+    [ "$idle" = idle ] && label=$name+idle
+    echo "$label $flows $TMP/s$i.json $TMP/lb$i.stats.json" >>"$TMP/runs"
 done
 
 python3 - "$TMP" "$OUT" "$WORKERS" "$DURATION" "$HUGE" "$SHARED" "$LB_LCORES" "$GEN_LCORES" <<'PY'

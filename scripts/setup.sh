@@ -10,7 +10,9 @@ need=(dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config
       # end-to-end test and demo (tests/e2e.rs, scripts/e2e.sh)
       apache2-utils iperf3 python3 iputils-ping nginx-light
       # packet loss for the spliced-connection test (tests/e2e_splice.rs)
-      nftables)
+      nftables
+      # several nodes behind a BGP/ECMP router (tests/e2e_nodes.rs, scripts/nodes.sh)
+      bird2)
 if [[ "${1:-}" == "--demo" ]]; then
   need+=(nginx-light)
 fi

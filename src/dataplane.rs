@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, IdleBackoff};
 use crate::control::{ControlError, ControlPlane, LiveStats};
 use crate::dpdk::{
     self, DpdkError, Eal, EalArgs, LcoreId, Mbuf, MbufBurst, Mempool, Port, PortConfig, QueueId,
 };
+use crate::idle::Backoff;
 use crossbeam::queue::ArrayQueue;
 
 use crate::farm::{Farm, FarmBalancer, FarmCounters, FarmError, Publisher};
@@ -100,6 +101,10 @@ pub struct WorkerStats {
     pub busy_ns: u64,
     /// Frames received from other workers' redirect rings.
     pub redirected_in: u64,
+    /// Idle backoff (`[dataplane] idle_backoff`): sleeps taken while the
+    /// queues were empty, and their total time.
+    pub idle_sleeps: u64,
+    pub idle_sleep_ns: u64,
     /// Snapshots adopted after the first.
     pub snapshots_adopted: u64,
     pub core: Counters,
@@ -356,6 +361,8 @@ struct Worker {
     splices: bool,
     balancer: FarmBalancer,
     live: Arc<LiveStats>,
+    /// Sleep when idle instead of spinning.
+    idle: Option<IdleBackoff>,
 }
 
 impl Worker {
@@ -402,6 +409,7 @@ impl Worker {
         // The frames of one rx burst as the core takes them (process_burst).
         let mut frames: [Option<Mbuf>; MAX_BURST] = std::array::from_fn(|_| None);
         let n_ports = ports.len();
+        let mut backoff = self.idle.map(Backoff::new);
 
         {
             let mut io = WorkerIo {
@@ -429,6 +437,8 @@ impl Worker {
                 let tsc = dpdk::tsc_now();
                 let now = to_ns(tsc);
                 let busy_before = io.stats.busy_polls;
+                let other_before =
+                    io.stats.redirected_in + io.stats.from_kernel + io.stats.to_kernel;
                 for &(port, queue) in &self.rx {
                     let n = ports[port as usize].rx_burst(queue, &mut rx, self.burst);
                     io.stats.polls += 1;
@@ -475,8 +485,22 @@ impl Worker {
                     }
                 }
                 io.flush_all();
-                if io.stats.busy_polls != busy_before {
+                let busy = io.stats.busy_polls != busy_before;
+                if busy {
                     io.stats.busy_ns += to_ns(dpdk::tsc_now()).saturating_sub(now);
+                }
+                if let Some(b) = backoff.as_mut() {
+                    let other = io.stats.redirected_in + io.stats.from_kernel + io.stats.to_kernel;
+                    if busy || other != other_before {
+                        b.busy();
+                    } else if let Some(d) = b.idle() {
+                        let before = dpdk::tsc_now();
+                        std::thread::sleep(d);
+                        let slept = to_ns(dpdk::tsc_now()).saturating_sub(to_ns(before));
+                        b.slept(Duration::from_nanos(slept));
+                        io.stats.idle_sleeps = b.sleeps;
+                        io.stats.idle_sleep_ns = b.slept_ns;
+                    }
                 }
                 if tsc.wrapping_sub(next_poll) < u64::MAX / 2 {
                     polls += 1;
@@ -613,6 +637,9 @@ pub fn run(
     run_for: Option<Duration>,
     stats_out: Option<&Path>,
 ) -> Result<(), RunError> {
+    // The signal only asks for a stop; the workers' own flag is set after
+    // the drain time (with `[announce]`), so they keep forwarding while the
+    // router moves the flows away.
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(RunError::Signals)?;
@@ -653,6 +680,8 @@ fn run_with_eal(
     stop: &Arc<AtomicBool>,
     reload: &AtomicBool,
 ) -> Result<(), RunError> {
+    let signalled = stop;
+    let stop = &Arc::new(AtomicBool::new(false));
     let lcores = eal.worker_lcores();
     if lcores.len() != cfg.worker_lcores.len() {
         return Err(RunError::WorkerMismatch {
@@ -728,6 +757,7 @@ fn run_with_eal(
             splices: cfg.farm_units.iter().any(|u| u.syn_proxy),
             balancer: FarmBalancer::new(i, n_workers, publisher.reader(), &cfg.flows),
             live: Arc::clone(&live),
+            idle: cfg.idle_backoff,
         };
         let (pool, ports, stop, slot) = (
             Arc::clone(&pool),
@@ -766,8 +796,9 @@ fn run_with_eal(
         admin = %control.addr(),
         "farmlb running"
     );
+    control.ports_up();
 
-    while !stop.load(Ordering::Relaxed) {
+    while !signalled.load(Ordering::Relaxed) {
         if run_for.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
@@ -780,6 +811,20 @@ fn run_with_eal(
             }
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Some(drain) = control.drain_time() {
+        // Withdraw first, then keep forwarding while the router's flows
+        // move to the other nodes.
+        let t = Instant::now();
+        let withdrawn =
+            control.withdraw_all(crate::control::announce::BIRDC_TIMEOUT + Duration::from_secs(1));
+        tracing::info!(
+            withdrawn,
+            took = ?t.elapsed(),
+            "addresses withdrawn; forwarding for the drain time of {}",
+            humantime::format_duration(drain)
+        );
+        std::thread::sleep(drain);
     }
     stop.store(true, Ordering::SeqCst);
     let codes = handle.join();

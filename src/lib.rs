@@ -1,6 +1,6 @@
 //! farmlb: a DPDK userspace load balancer for server farms.
 //!
-//! The pure core (`wire`, `packet`, `farm`, `flow`, `splice`, `config`) has no DPDK types and
+//! The pure core (`wire`, `packet`, `farm`, `flow`, `splice`, `config`, `idle`) has no DPDK types and
 //! builds with `--no-default-features`; the DPDK shell (`dpdk`, `dataplane`) is
 //! behind the default `dpdk` feature, except `dpdk::hint` (cache prefetching),
 //! which the core uses and which needs no DPDK.
@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod farm;
 pub mod flow;
+pub mod idle;
 pub mod packet;
 pub mod splice;
 pub mod wire;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::model::{Admin, HealthCheck, Splice};
+use super::model::{Admin, Announce, HealthCheck, IdleBackoff, Splice};
 use super::schema::{
     AdminConfig, DataplaneConfig, EalConfig, FlowsConfig, MempoolConfig, TimeoutsConfig,
 };
@@ -21,6 +21,12 @@ use crate::flow::FlowTableConfig;
 
 // ---- The serde defaults, field by field ----
 
+pub(super) fn default_bird_socket() -> Spanned<String> {
+    Spanned::new(0..0, "/run/bird/bird.ctl".to_string())
+}
+pub(super) fn default_birdc() -> Spanned<String> {
+    Spanned::new(0..0, "birdc".to_string())
+}
 pub(super) fn default_lcores() -> Spanned<String> {
     Spanned::new(0..0, "0,1".to_string())
 }
@@ -91,6 +97,9 @@ impl Default for DataplaneConfig {
             burst: default_burst(),
             rx_desc: default_desc(),
             tx_desc: default_desc(),
+            idle_backoff: false,
+            idle_polls: None,
+            idle_sleep_max: None,
         }
     }
 }
@@ -111,6 +120,17 @@ impl Default for AdminConfig {
             token: None,
         }
     }
+}
+
+// ---- Idle backoff and announcements ----
+
+impl IdleBackoff {
+    pub const DEFAULT_POLLS: u32 = 200;
+    pub const DEFAULT_SLEEP_MAX: Duration = Duration::from_micros(500);
+}
+
+impl Announce {
+    pub const DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(2);
 }
 
 // ---- Health checks and the admin API ----

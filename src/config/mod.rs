@@ -50,3 +50,7 @@ pub use schema::{
     SpliceConfig, SubFarmUnitConfig, TimeoutsConfig, UnitProtocol,
 };
 pub use values::{parse_lcores, parse_mac, parse_sha256, Cidr};
+
+// Several nodes: idle backoff and announcements.
+pub use model::{Announce, IdleBackoff};
+pub use schema::AnnounceConfig;

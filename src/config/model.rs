@@ -134,6 +134,40 @@ pub struct Config {
     pub health_checks: Vec<HealthCheck>,
     /// The admin API.
     pub admin: Admin,
+    /// Sleeping when idle (`[dataplane] idle_backoff`); None: workers spin.
+    pub idle_backoff: Option<IdleBackoff>,
+    /// Announcing farm unit addresses through bird2 (`[announce]`).
+    pub announce: Option<Announce>,
+}
+
+/// `[dataplane] idle_backoff`: how a worker with empty queues sleeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdleBackoff {
+    /// Empty loop iterations before the first sleep.
+    pub polls: u32,
+    /// The longest sleep.
+    pub sleep_max: Duration,
+}
+
+impl IdleBackoff {
+    /// The first sleep (doubled while the queues stay empty).
+    pub const SLEEP_MIN: Duration = Duration::from_micros(10);
+    pub const MAX_SLEEP_MAX: Duration = Duration::from_millis(100);
+}
+
+/// `[announce]`: driving bird2 to announce the ready farm unit addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announce {
+    pub include_file: PathBuf,
+    pub include_file6: Option<PathBuf>,
+    pub bird_socket: PathBuf,
+    pub birdc: PathBuf,
+    pub drain_time: Duration,
+    pub require_epoch: bool,
+}
+
+impl Announce {
+    pub const MAX_DRAIN_TIME: Duration = Duration::from_secs(600);
 }
 
 impl Config {

@@ -14,9 +14,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::defaults::{
-    default_admin_listen, default_burst, default_data_room, default_desc, default_file_prefix,
-    default_flow_capacity, default_lcores, default_mbuf_cache, default_mbufs, default_memory_mb,
-    default_mtu, default_true, default_weight,
+    default_admin_listen, default_bird_socket, default_birdc, default_burst, default_data_room,
+    default_desc, default_file_prefix, default_flow_capacity, default_lcores, default_mbuf_cache,
+    default_mbufs, default_memory_mb, default_mtu, default_true, default_weight,
 };
 use crate::farm::ServerState;
 
@@ -70,6 +70,41 @@ pub struct DataplaneConfig {
     /// Tx descriptors per queue.
     #[serde(default = "default_desc")]
     pub tx_desc: u16,
+    /// A worker whose queues stay empty sleeps briefly instead of spinning
+    /// (for machines shared by several nodes and servers; off for a
+    /// dedicated core).
+    #[serde(default)]
+    pub idle_backoff: bool,
+    /// Empty loop iterations before the first sleep (1..=1000000).
+    pub idle_polls: Option<Spanned<u32>>,
+    /// The longest sleep ("500us"; 1us..=100ms): sleeps double from 10us
+    /// up to it while the queues stay empty.
+    pub idle_sleep_max: Option<Spanned<String>>,
+}
+
+/// `[announce]`: the farm unit addresses announced through a BGP daemon
+/// (bird2) while they are ready.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AnnounceConfig {
+    /// The file farmlb writes with one static route per ready IPv4 farm
+    /// unit address; the operator's bird.conf includes it in a `protocol
+    /// static`.
+    pub include_file: Spanned<String>,
+    /// The same for IPv6 addresses (none announced without it).
+    pub include_file6: Option<Spanned<String>>,
+    /// bird's control socket (`birdc -s`).
+    #[serde(default = "default_bird_socket")]
+    pub bird_socket: Spanned<String>,
+    /// The `birdc` program.
+    #[serde(default = "default_birdc")]
+    pub birdc: Spanned<String>,
+    /// How long farmlb keeps forwarding after withdrawing its addresses on
+    /// SIGTERM ("2s").
+    pub drain_time: Option<Spanned<String>>,
+    /// Announce only once a service manager epoch was applied.
+    #[serde(default)]
+    pub require_epoch: bool,
 }
 
 /// A static neighbour: an address whose MAC is known without ARP/ND.
@@ -434,6 +469,8 @@ pub struct RawConfig {
     pub health_checks: Vec<HealthCheckConfig>,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub announce: Option<AnnounceConfig>,
 }
 
 /// The kind of a `[[health_check]]`.

@@ -106,3 +106,86 @@ fn cidr_overlap() {
     assert!(d.contains("2001:2::5".parse().unwrap()));
     assert!(!d.overlaps(&a));
 }
+
+#[test]
+fn idle_backoff_is_off_by_default_and_checked() {
+    assert_eq!(parse(MINIMAL).unwrap().idle_backoff, None);
+    let c = parse(&format!("{MINIMAL}\n[dataplane]\nidle_backoff = true\n")).unwrap();
+    assert_eq!(
+        c.idle_backoff,
+        Some(IdleBackoff {
+            polls: IdleBackoff::DEFAULT_POLLS,
+            sleep_max: IdleBackoff::DEFAULT_SLEEP_MAX
+        })
+    );
+    let c = parse(&format!(
+        "{MINIMAL}\n[dataplane]\nidle_backoff = true\nidle_polls = 50\nidle_sleep_max = \"2ms\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.idle_backoff,
+        Some(IdleBackoff {
+            polls: 50,
+            sleep_max: std::time::Duration::from_millis(2)
+        })
+    );
+    rejects(
+        &format!("{MINIMAL}\n[dataplane]\nidle_backoff = true\nidle_polls = 0\n"),
+        9,
+        "idle_polls 0 is not 1..=1000000",
+    );
+    rejects(
+        &format!("{MINIMAL}\n[dataplane]\nidle_sleep_max = \"1s\"\n"),
+        8,
+        "idle_sleep_max '1s' is not between 1us and 100ms",
+    );
+    rejects(
+        &format!("{MINIMAL}\n[dataplane]\nidle_sleep_max = \"soon\"\n"),
+        8,
+        "is not a duration",
+    );
+}
+
+#[test]
+fn announce_section() {
+    assert_eq!(parse(MINIMAL).unwrap().announce, None);
+    let c = parse(&format!(
+        "{MINIMAL}\n[announce]\ninclude_file = \"/run/farmlb/vips.conf\"\nrequire_epoch = true\n"
+    ))
+    .unwrap();
+    let a = c.announce.unwrap();
+    assert_eq!(
+        a.include_file,
+        std::path::Path::new("/run/farmlb/vips.conf")
+    );
+    assert_eq!(a.bird_socket, std::path::Path::new("/run/bird/bird.ctl"));
+    assert_eq!(a.birdc, std::path::Path::new("birdc"));
+    assert_eq!(a.drain_time, Announce::DEFAULT_DRAIN_TIME);
+    assert!(a.require_epoch);
+    assert_eq!(a.include_file6, None);
+    rejects(
+        &format!("{MINIMAL}\n[announce]\nrequire_epoch = true\n"),
+        7,
+        "missing field `include_file`",
+    );
+    rejects(
+        &format!("{MINIMAL}\n[announce]\ninclude_file = \"/a\"\ndrain_time = \"11m\"\n"),
+        9,
+        "announce drain_time '11m' is not between 0s and 10m",
+    );
+    rejects(
+        &format!("{MINIMAL}\n[announce]\ninclude_file = \"  \"\n"),
+        8,
+        "announce include_file is empty",
+    );
+    rejects(
+        &format!("{MINIMAL}\n[announce]\ninclude_file = \"/a\"\ninclude_file6 = \"/a\"\n"),
+        9,
+        "must differ",
+    );
+    rejects(
+        &format!("{MINIMAL}\n[announce]\ninclude_file = \"/a\"\ncolour = 1\n"),
+        9,
+        "unknown field `colour`",
+    );
+}

@@ -9,6 +9,8 @@
 //! | `POST /servers/{name}/drain`, `/enable`, `/disable` | the server after the action |
 //! | `PUT /servers/{name}/weight` `{"weight": N}` | the server after the change |
 //! | `POST /reload` | what changed, or 400 with `file:line: reason` |
+//! | `GET /epoch` | the service manager's epoch in force, the farm's table checksum |
+//! | `PUT /epoch` `{"epoch": N, "weights": {"<server>": W}}` | applies a newer epoch (200), the current one again changes nothing (200), an older one: 409 |
 //!
 //! With a token configured (mandatory off loopback) every request needs
 //! `Authorization: Bearer <token>`; without it the answer is 401.
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::table::{Action, ActionError, ReloadError};
+use super::table::{Action, ActionError, EpochError, EpochOutcome, ReloadError};
 use super::Shared;
 
 /// The largest request body read.
@@ -90,6 +92,48 @@ struct WeightBody {
     weight: u64,
 }
 
+/// `PUT /epoch`: the manager's epoch and the weights it computed, by
+/// server name (servers not named keep theirs).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EpochBody {
+    epoch: u64,
+    #[serde(default)]
+    weights: std::collections::BTreeMap<String, u64>,
+}
+
+fn epoch(shared: &Shared, body: &[u8]) -> ApiResponse {
+    let body: EpochBody = match serde_json::from_slice(body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                400,
+                format!("bad JSON (want {{\"epoch\": N, \"weights\": {{\"<server>\": W}}}}): {e}"),
+            )
+        }
+    };
+    let weights: Vec<(String, u64)> = body.weights.into_iter().collect();
+    let now = shared.now();
+    let mut t = shared.table();
+    match t.apply_epoch(body.epoch, &weights, now) {
+        Ok(outcome) => {
+            let r = t.epoch_report();
+            json_response(
+                200,
+                &json!({
+                    "epoch": r.epoch,
+                    "table_checksum": r.table_checksum,
+                    "applied": outcome == EpochOutcome::Applied,
+                }),
+            )
+        }
+        Err(e @ EpochError::Stale { current, .. }) => {
+            json_response(409, &json!({ "error": e.to_string(), "epoch": current }))
+        }
+        Err(e) => error(400, e.to_string()),
+    }
+}
+
 /// Answers one admin request.
 pub(crate) fn handle(shared: &Arc<Shared>, req: &ApiRequest<'_>) -> ApiResponse {
     let token = shared.table().config().admin.token.clone();
@@ -106,7 +150,7 @@ pub(crate) fn handle(shared: &Arc<Shared>, req: &ApiRequest<'_>) -> ApiResponse 
                 "GET /status", "GET /metrics", "GET /servers/{name}",
                 "POST /servers/{name}/drain", "POST /servers/{name}/enable",
                 "POST /servers/{name}/disable", "PUT /servers/{name}/weight",
-                "POST /reload"
+                "POST /reload", "GET /epoch", "PUT /epoch"
             ]}),
         ),
         ("GET", ["status"]) => {
@@ -155,6 +199,12 @@ pub(crate) fn handle(shared: &Arc<Shared>, req: &ApiRequest<'_>) -> ApiResponse 
             Err(e @ ReloadError::Structure(_)) => error(409, e.to_string()),
         },
         (_, ["reload"]) => not_allowed("POST"),
+        ("GET", ["epoch"]) => {
+            let r = shared.table().epoch_report();
+            json_response(200, &serde_json::to_value(r).unwrap_or_default())
+        }
+        ("PUT", ["epoch"]) => epoch(shared, req.body),
+        (_, ["epoch"]) => not_allowed("GET, PUT"),
         _ => error(
             404,
             format!("no such endpoint: {} {}", req.method, req.path),
@@ -225,6 +275,126 @@ pub(crate) fn serve(shared: &Arc<Shared>, mut req: tiny_http::Request) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::farm::{Farm, Publisher};
+    use std::path::Path;
+
+    fn shared_with(extra: &str) -> Arc<Shared> {
+        let text = format!("{}{extra}", super::super::table::tests::CONFIG);
+        let cfg = Config::parse(Path::new("t.toml"), &text).unwrap();
+        let publisher = Publisher::new(Farm::from_config(&cfg).unwrap()).unwrap();
+        Arc::new(Shared::new(cfg, publisher, Arc::default()))
+    }
+
+    fn call(
+        sh: &Arc<Shared>,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: &str,
+    ) -> (u16, serde_json::Value) {
+        let r = handle(
+            sh,
+            &ApiRequest {
+                method,
+                path,
+                authorization: auth,
+                body: body.as_bytes(),
+            },
+        );
+        (r.status, serde_json::from_str(&r.body).unwrap())
+    }
+
+    #[test]
+    fn put_epoch_applies_newer_ignores_same_refuses_older() {
+        let sh = shared_with("");
+        let (st, v) = call(&sh, "GET", "/epoch", None, "");
+        assert_eq!(st, 200);
+        assert_eq!(v["epoch"], 0);
+        assert_eq!(v["applied_at_unix_ms"], serde_json::Value::Null);
+        let zero = v["table_checksum"].as_str().unwrap().to_string();
+
+        let body = r#"{"epoch": 3, "weights": {"s1": 5, "s2": 2}}"#;
+        let (st, v) = call(&sh, "PUT", "/epoch", None, body);
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(
+            (v["epoch"].as_u64(), v["applied"].as_bool()),
+            (Some(3), Some(true))
+        );
+        let sum = v["table_checksum"].as_str().unwrap().to_string();
+        assert_ne!(sum, zero);
+        let (_, s1) = call(&sh, "GET", "/servers/s1", None, "");
+        assert_eq!(s1["server"]["weight"], 5);
+        let (_, v) = call(&sh, "GET", "/epoch", None, "");
+        assert_eq!(
+            (v["epoch"].as_u64(), v["table_checksum"].as_str()),
+            (Some(3), Some(sum.as_str()))
+        );
+        assert!(v["applied_at_unix_ms"].as_u64().is_some());
+        let (_, status) = call(&sh, "GET", "/status", None, "");
+        assert_eq!(status["epoch"], 3);
+        assert_eq!(status["table_checksum"].as_str(), Some(sum.as_str()));
+        assert_eq!(
+            status["farm_units"][0]["table_checksum"]
+                .as_str()
+                .map(str::len),
+            Some(16)
+        );
+
+        // Idempotent.
+        let (st, v) = call(&sh, "PUT", "/epoch", None, body);
+        assert_eq!((st, v["applied"].as_bool()), (200, Some(false)));
+        assert_eq!(v["table_checksum"].as_str(), Some(sum.as_str()));
+        // Older: 409 with the current epoch.
+        let (st, v) = call(&sh, "PUT", "/epoch", None, r#"{"epoch": 2, "weights": {}}"#);
+        assert_eq!((st, v["epoch"].as_u64()), (409, Some(3)));
+        // Bad names, weights or JSON: 400, nothing applied.
+        for bad in [
+            r#"{"epoch": 4, "weights": {"s1": 1, "nobody": 1}}"#,
+            r#"{"epoch": 4, "weights": {"s1": 1, "s2": 1000001}}"#,
+            r#"{"epoch": 4, "weights": {"s1": -1}}"#,
+            r#"{"epoch": 4, "weights": {"s1": "1"}}"#,
+            r#"{"epoch": -4}"#,
+            r#"{"weights": {}}"#,
+            r#"{"epoch": 4, "weight": {}}"#,
+            "not json",
+        ] {
+            let (st, v) = call(&sh, "PUT", "/epoch", None, bad);
+            assert_eq!(st, 400, "{bad}: {v}");
+            assert!(v["error"].is_string());
+        }
+        let (_, v) = call(&sh, "GET", "/epoch", None, "");
+        assert_eq!(v["epoch"], 3);
+        let (_, s1) = call(&sh, "GET", "/servers/s1", None, "");
+        assert_eq!(s1["server"]["weight"], 5);
+        let (st, _) = call(&sh, "POST", "/epoch", None, body);
+        assert_eq!(st, 405);
+        // The epoch is in the metrics.
+        let m = handle(
+            &sh,
+            &ApiRequest {
+                method: "GET",
+                path: "/metrics",
+                authorization: None,
+                body: b"",
+            },
+        );
+        assert!(m.body.contains("\nfarmlb_epoch 3\n"), "{}", m.body);
+    }
+
+    #[test]
+    fn epoch_needs_the_token_when_one_is_set() {
+        let sh = shared_with("\n[admin]\ntoken = \"s3cret-token\"\n");
+        let body = r#"{"epoch": 1, "weights": {"s1": 2}}"#;
+        let (st, _) = call(&sh, "PUT", "/epoch", None, body);
+        assert_eq!(st, 401);
+        let (st, _) = call(&sh, "PUT", "/epoch", Some("Bearer wrong"), body);
+        assert_eq!(st, 401);
+        let (_, v) = call(&sh, "GET", "/epoch", Some("Bearer s3cret-token"), "");
+        assert_eq!(v["epoch"], 0);
+        let (st, v) = call(&sh, "PUT", "/epoch", Some("Bearer s3cret-token"), body);
+        assert_eq!((st, v["epoch"].as_u64()), (200, Some(1)));
+    }
 
     #[test]
     fn bearer_token_is_required_when_set() {

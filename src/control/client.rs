@@ -107,12 +107,33 @@ pub fn format_status(s: &StatusReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "config {}  generation {}  uptime {}s  reloads {}",
+        "config {}  generation {}  uptime {}s  reloads {}  epoch {}  checksum {}",
         s.config_file,
         s.generation,
         s.uptime_ms / 1000,
-        s.reloads.ok
+        s.reloads.ok,
+        s.epoch,
+        s.table_checksum
     );
+    if let Some(a) = &s.announce {
+        let list: Vec<String> = a.announced.iter().map(|x| x.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "announced: {}  ({} announcements, {} withdrawals, {} birdc runs, {} failed{})",
+            if list.is_empty() {
+                "none".to_string()
+            } else {
+                list.join(", ")
+            },
+            a.announcements,
+            a.withdrawals,
+            a.birdc_runs,
+            a.birdc_failures,
+            a.last_error
+                .as_ref()
+                .map_or(String::new(), |e| format!("; last error: {e}"))
+        );
+    }
     let mut rows = vec![[
         "SERVER".to_string(),
         "ADDRESS".into(),
@@ -249,6 +270,41 @@ mod tests {
             &[["A".to_string(), "B".into()], ["long".into(), "x".into()]],
         );
         assert_eq!(out, "A     B\nlong  x\n");
+    }
+
+    #[test]
+    fn status_shows_the_epoch_and_the_announcements() {
+        use crate::config::Config;
+        use crate::farm::{Farm, Publisher};
+        let cfg = Config::parse(
+            std::path::Path::new("t.toml"),
+            super::super::table::tests::CONFIG,
+        )
+        .unwrap();
+        let p = Publisher::new(Farm::from_config(&cfg).unwrap()).unwrap();
+        let mut t = super::super::StatusTable::new(cfg, p, Duration::ZERO, 0);
+        t.apply_epoch(4, &[], Duration::ZERO).unwrap();
+        let mut st = t.status(Duration::ZERO);
+        let text = format_status(&st);
+        assert!(
+            text.contains(&format!("epoch 4  checksum {}", st.table_checksum)),
+            "{text}"
+        );
+        assert!(!text.contains("announced:"), "{text}");
+        st.announce = Some(super::super::announce::AnnounceReport {
+            announced: vec!["198.18.1.100".parse().unwrap()],
+            announcements: 1,
+            birdc_runs: 3,
+            birdc_failures: 1,
+            ..Default::default()
+        });
+        let text = format_status(&st);
+        assert!(
+            text.contains(
+                "announced: 198.18.1.100  (1 announcements, 0 withdrawals, 3 birdc runs, 1 failed)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -240,6 +240,13 @@ pub fn render(status: &StatusReport, live: &LiveStats) -> String {
         status.generation as f64,
     );
     f.add(
+        "farmlb_epoch",
+        "gauge",
+        "The service manager's epoch in force (0 until one was applied).",
+        &[],
+        status.epoch as f64,
+    );
+    f.add(
         "farmlb_uptime_seconds",
         "gauge",
         "Seconds since the control plane started.",
@@ -254,6 +261,53 @@ pub fn render(status: &StatusReport, live: &LiveStats) -> String {
             &[("result", result)],
             n as f64,
         );
+    }
+    if let Some(a) = &status.announce {
+        for (name, help, v) in [
+            (
+                "farmlb_announce_announcements_total",
+                "Addresses that went from withdrawn to announced.",
+                a.announcements,
+            ),
+            (
+                "farmlb_announce_withdrawals_total",
+                "Addresses that went from announced to withdrawn.",
+                a.withdrawals,
+            ),
+            (
+                "farmlb_announce_birdc_runs_total",
+                "birdc configure runs.",
+                a.birdc_runs,
+            ),
+            (
+                "farmlb_announce_birdc_failures_total",
+                "birdc runs that failed (or include files not written).",
+                a.birdc_failures,
+            ),
+        ] {
+            f.add(name, "counter", help, &[], v as f64);
+        }
+        f.add(
+            "farmlb_announce_addresses",
+            "gauge",
+            "Farm unit addresses announced now.",
+            &[],
+            a.announced.len() as f64,
+        );
+        for (unit, announced) in status
+            .farm_units
+            .iter()
+            .map(|u| (&u.name, u.announced))
+            .chain(status.sub_farm_units.iter().map(|u| (&u.name, u.announced)))
+        {
+            f.add(
+                "farmlb_unit_announced",
+                "gauge",
+                "1 when the farm unit's address is announced.",
+                &[("unit", unit)],
+                announced.unwrap_or(false) as u8 as f64,
+            );
+        }
     }
     for s in &status.servers {
         let server = s.name.as_str();

@@ -8,6 +8,7 @@
 //!   slow start and reloads into published server states and weights (pure).
 //! - [`metrics`]: Prometheus text and [`LiveStats`], the workers' counters.
 //! - [`admin`]: the admin HTTP API.
+//! - [`announce`]: farm unit addresses announced through bird2 while ready.
 //!
 //! [`ControlPlane::start`] runs one checker thread per checked server (a
 //! slow server delays only its own checks) and one admin thread, which also
@@ -22,10 +23,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::Config;
+use crate::config::{Announce, Config};
 use crate::farm::{Publisher, Snapshot};
+use announce::{AnnounceReport, Announcer};
 
 pub mod admin;
+pub mod announce;
 pub mod client;
 pub mod health;
 pub mod metrics;
@@ -35,8 +38,8 @@ pub mod table;
 pub use health::{CheckResult, Health, HealthState, Transition};
 pub use metrics::LiveStats;
 pub use table::{
-    Action, ActionError, AdminState, CheckerSpec, Event, ReloadError, ReloadReport, ServerReport,
-    StatusReport, StatusTable, SubFarmUnitReport,
+    Action, ActionError, AdminState, CheckerSpec, EpochError, EpochOutcome, EpochReport, Event,
+    ReloadError, ReloadReport, ServerReport, StatusReport, StatusTable, SubFarmUnitReport,
 };
 
 /// How often the admin thread advances slow-start ramps and looks at the
@@ -73,9 +76,79 @@ pub(crate) struct Shared {
     live: Arc<LiveStats>,
     stop: AtomicBool,
     checkers: Mutex<Vec<Checker>>,
+    /// `[announce]` as at start (a change waits for a restart).
+    announce: Option<Announce>,
+    announcer: Mutex<Announcer>,
+    /// The data plane's ports are up and its workers running.
+    ports_up: AtomicBool,
+    /// Withdraw every address (SIGTERM): the node is about to stop.
+    withdraw_all: AtomicBool,
 }
 
 impl Shared {
+    /// The shared state of a control plane over `config` and `publisher`
+    /// (built from it), with no threads yet.
+    fn new(config: Config, publisher: Publisher, live: Arc<LiveStats>) -> Shared {
+        let epoch_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let announce = config.announce.clone();
+        Shared {
+            table: Mutex::new(StatusTable::new(
+                config,
+                publisher,
+                Duration::ZERO,
+                epoch_unix_ms,
+            )),
+            start: Instant::now(),
+            live,
+            stop: AtomicBool::new(false),
+            checkers: Mutex::new(Vec::new()),
+            announce,
+            announcer: Mutex::new(Announcer::new()),
+            ports_up: AtomicBool::new(false),
+            withdraw_all: AtomicBool::new(false),
+        }
+    }
+
+    fn announcer(&self) -> MutexGuard<'_, Announcer> {
+        self.announcer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The addresses to announce now.
+    fn desired_addresses(&self) -> std::collections::BTreeSet<std::net::IpAddr> {
+        let Some(cfg) = &self.announce else {
+            return Default::default();
+        };
+        if self.withdraw_all.load(Ordering::Relaxed) {
+            return Default::default();
+        }
+        let snap = self.table().publisher().snapshot().clone();
+        let ready = announce::ready_units(
+            &snap.farm,
+            self.ports_up.load(Ordering::Relaxed),
+            !cfg.require_epoch || snap.epoch > 0,
+        );
+        announce::addresses(&snap.farm, &ready)
+    }
+
+    /// One round of the announcer: tells bird what changed, if anything.
+    fn announce_step(&self) {
+        let Some(cfg) = &self.announce else { return };
+        let desired = self.desired_addresses();
+        if !self.announcer().due(&desired, self.now()) {
+            return;
+        }
+        // birdc runs without any lock held.
+        let result = announce::apply(cfg, &desired);
+        let now = self.now();
+        let mut a = self.announcer();
+        a.done(&desired, result, now);
+        if desired.is_empty() && self.withdraw_all.load(Ordering::Relaxed) && a.applied(&desired) {
+            a.set_withdrawn_all();
+        }
+    }
+
     fn now(&self) -> Duration {
         self.start.elapsed()
     }
@@ -86,7 +159,18 @@ impl Shared {
 
     fn status(&self) -> StatusReport {
         let now = self.now();
-        self.table().status(now)
+        let mut s = self.table().status(now);
+        if self.announce.is_some() {
+            let a = self.announcer();
+            for u in &mut s.farm_units {
+                u.announced = Some(a.is_announced(u.address));
+            }
+            for u in &mut s.sub_farm_units {
+                u.announced = Some(a.is_announced(u.address));
+            }
+            s.announce = Some(a.report().clone());
+        }
+        s
     }
 
     fn act(&self, name: &str, action: Action) -> Result<(), ActionError> {
@@ -192,6 +276,16 @@ fn run_checker(shared: &Shared, spec: CheckerSpec, stop: mpsc::Receiver<()>) {
     }
 }
 
+/// How often the announcer looks at the farm.
+pub const ANNOUNCE_TICK: Duration = Duration::from_millis(50);
+
+fn run_announcer(shared: Arc<Shared>) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        shared.announce_step();
+        std::thread::sleep(ANNOUNCE_TICK);
+    }
+}
+
 fn run_admin(shared: Arc<Shared>, server: tiny_http::Server) {
     let mut last_tick = shared.now();
     while !shared.stop.load(Ordering::Relaxed) {
@@ -215,6 +309,7 @@ fn run_admin(shared: Arc<Shared>, server: tiny_http::Server) {
 pub struct ControlPlane {
     shared: Arc<Shared>,
     admin: Option<JoinHandle<()>>,
+    announcer: Option<JoinHandle<()>>,
     addr: SocketAddr,
 }
 
@@ -239,22 +334,12 @@ impl ControlPlane {
                 addr: listen,
                 reason: "not an IP listener".into(),
             })?;
-        let start = Instant::now();
-        let epoch_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let table = StatusTable::new(config.clone(), publisher, Duration::ZERO, epoch_unix_ms);
-        let specs = table.checkers();
-        let shared = Arc::new(Shared {
-            table: Mutex::new(table),
-            start,
-            live,
-            stop: AtomicBool::new(false),
-            checkers: Mutex::new(Vec::new()),
-        });
+        let shared = Arc::new(Shared::new(config.clone(), publisher, live));
+        let specs = shared.table().checkers();
         let mut plane = ControlPlane {
             shared: shared.clone(),
             admin: None,
+            announcer: None,
             addr,
         };
         for spec in specs {
@@ -271,8 +356,58 @@ impl ControlPlane {
                     source,
                 })?,
         );
+        if shared.announce.is_some() {
+            let sh = shared.clone();
+            plane.announcer = Some(
+                std::thread::Builder::new()
+                    .name("farmlb-announce".into())
+                    .spawn(move || run_announcer(sh))
+                    .map_err(|source| ControlError::Thread {
+                        what: "announce".into(),
+                        source,
+                    })?,
+            );
+        }
         tracing::info!(%addr, checkers = shared.checkers().len(), "control plane started");
         Ok(plane)
+    }
+
+    /// Tells the announcer that the ports are up and the workers running:
+    /// ready units may be announced from now on.
+    pub fn ports_up(&self) {
+        self.shared.ports_up.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether `[announce]` is configured, and its drain time.
+    pub fn drain_time(&self) -> Option<Duration> {
+        self.shared.announce.as_ref().map(|a| a.drain_time)
+    }
+
+    /// Withdraws every announced address (before a stop) and waits until
+    /// bird took it, at most `wait`. Returns true when it did.
+    pub fn withdraw_all(&self, wait: Duration) -> bool {
+        if self.shared.announce.is_none() {
+            return true;
+        }
+        self.shared.withdraw_all.store(true, Ordering::Relaxed);
+        tracing::info!("withdrawing every announced address");
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if self.shared.announcer().report().withdrawn_all {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        tracing::warn!("addresses not withdrawn within {wait:?}");
+        false
+    }
+
+    /// The announcements' counters (None without `[announce]`).
+    pub fn announce_report(&self) -> Option<AnnounceReport> {
+        self.shared
+            .announce
+            .as_ref()
+            .map(|_| self.shared.announcer().report().clone())
     }
 
     /// The address the admin API listens on (the actual port when the
@@ -316,6 +451,11 @@ impl ControlPlane {
                 tracing::error!("admin thread panicked");
             }
         }
+        if let Some(h) = self.announcer.take() {
+            if h.join().is_err() {
+                tracing::error!("announce thread panicked");
+            }
+        }
         let checkers: Vec<Checker> = std::mem::take(&mut *self.shared.checkers());
         // Dropping the senders wakes every waiting checker at once.
         let handles: Vec<JoinHandle<()>> = checkers.into_iter().map(|c| c.handle).collect();
@@ -337,5 +477,102 @@ impl Drop for ControlPlane {
         if !self.shared.stop.load(Ordering::Relaxed) {
             self.shutdown();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    /// A control plane's shared state over the status table's test farm
+    /// with `[announce]` driving a stand-in for birdc that logs its
+    /// arguments and answers as bird does.
+    fn shared_announcing(dir: &Path, require_epoch: bool) -> Arc<Shared> {
+        let birdc = dir.join("birdc");
+        std::fs::write(
+            &birdc,
+            format!(
+                "#!/bin/sh\necho \"$@\" >> {}\necho 'BIRD 2.0.12 ready.'\necho Reconfigured\n",
+                dir.join("calls").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&birdc, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let text = format!(
+            "{}\n[announce]\ninclude_file = \"{}\"\nbird_socket = \"{}\"\nbirdc = \"{}\"\nrequire_epoch = {require_epoch}\n",
+            table::tests::CONFIG,
+            dir.join("vips.conf").display(),
+            dir.join("bird.ctl").display(),
+            birdc.display()
+        );
+        let cfg = Config::parse(Path::new("t.toml"), &text).unwrap();
+        let publisher = Publisher::new(crate::farm::Farm::from_config(&cfg).unwrap()).unwrap();
+        Arc::new(Shared::new(cfg, publisher, Arc::default()))
+    }
+
+    fn routes(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("vips.conf"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn announcements_follow_ports_epoch_servers_and_the_final_withdrawal() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let sh = shared_announcing(d, true);
+        // Before the ports are up: the file is written empty (a stale one
+        // goes) and bird told.
+        sh.announce_step();
+        assert!(routes(d).is_empty());
+        let calls = std::fs::read_to_string(d.join("calls")).unwrap();
+        assert_eq!(
+            calls.trim(),
+            format!("-s {} configure", d.join("bird.ctl").display())
+        );
+        sh.ports_up.store(true, Ordering::Relaxed);
+        sh.announce_step();
+        assert!(routes(d).is_empty(), "no epoch yet");
+        let now = sh.now();
+        sh.table().apply_epoch(1, &[], now).unwrap();
+        sh.announce_step();
+        assert_eq!(
+            routes(d),
+            [
+                "route 198.18.1.100/32 blackhole;",
+                "route 198.18.1.101/32 blackhole;"
+            ]
+        );
+        let st = sh.status();
+        assert_eq!(st.farm_units[0].announced, Some(true));
+        assert_eq!(st.sub_farm_units[0].announced, Some(true));
+        // Both servers drained: nothing is ready.
+        sh.act("s1", Action::Drain).unwrap();
+        sh.act("s2", Action::Drain).unwrap();
+        sh.announce_step();
+        assert!(routes(d).is_empty());
+        assert_eq!(sh.status().farm_units[0].announced, Some(false));
+        sh.act("s2", Action::Enable).unwrap();
+        sh.announce_step();
+        assert_eq!(routes(d).len(), 2, "s2 serves the unit and s1's backup");
+        // SIGTERM: everything withdrawn.
+        sh.withdraw_all.store(true, Ordering::Relaxed);
+        sh.announce_step();
+        assert!(routes(d).is_empty());
+        let a = sh.status().announce.unwrap();
+        assert!(a.withdrawn_all);
+        assert_eq!(
+            (a.announcements, a.withdrawals, a.birdc_failures),
+            (4, 4, 0)
+        );
+        // Nothing to tell bird when nothing changed.
+        let runs = a.birdc_runs;
+        sh.announce_step();
+        assert_eq!(sh.status().announce.unwrap().birdc_runs, runs);
     }
 }

@@ -144,8 +144,46 @@ pub enum ActionError {
     BadWeight(u64),
 }
 
+/// Why an epoch from the service manager was refused (nothing applied).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EpochError {
+    #[error("epoch {given} is older than the current epoch {current}")]
+    Stale { given: u64, current: u64 },
+    #[error("no server named '{0}'")]
+    UnknownServer(String),
+    #[error("server '{server}': weight {weight} is above the limit {max}", max = StatusTable::MAX_WEIGHT)]
+    BadWeight { server: String, weight: u64 },
+}
+
+/// What [`StatusTable::apply_epoch`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EpochOutcome {
+    /// A newer epoch: its weights and the epoch were published.
+    Applied,
+    /// The current epoch again: nothing changed.
+    Unchanged,
+}
+
+/// `GET /epoch`: the manager's epoch in force.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochReport {
+    /// 0 until a manager pushed one.
+    pub epoch: u64,
+    /// The whole farm's checksum (hex), see [`crate::farm::Snapshot::checksum`].
+    pub table_checksum: String,
+    /// When the epoch was applied (None for epoch 0).
+    pub applied_at_unix_ms: Option<u64>,
+}
+
+/// A checksum as operators and the manager compare it: 16 hex digits.
+pub fn checksum_hex(c: u64) -> String {
+    format!("{c:016x}")
+}
+
 /// The server status table with the publisher it drives.
 pub struct StatusTable {
+    /// When the manager's epoch in force was applied (Unix ms).
+    epoch_applied_unix_ms: Option<u64>,
     publisher: Publisher,
     config: Config,
     entries: Vec<Entry>,
@@ -216,6 +254,7 @@ impl StatusTable {
             })
             .collect();
         let mut t = StatusTable {
+            epoch_applied_unix_ms: None,
             publisher,
             config,
             entries,
@@ -487,6 +526,79 @@ impl StatusTable {
         Ok(())
     }
 
+    /// The manager's epoch in force (0 until one was applied).
+    pub fn epoch(&self) -> u64 {
+        self.publisher.snapshot().epoch
+    }
+
+    /// `GET /epoch`.
+    pub fn epoch_report(&self) -> EpochReport {
+        let snap = self.publisher.snapshot();
+        EpochReport {
+            epoch: snap.epoch,
+            table_checksum: checksum_hex(snap.checksum()),
+            applied_at_unix_ms: self.epoch_applied_unix_ms,
+        }
+    }
+
+    /// Applies epoch `epoch` of the service manager with its `weights` (by
+    /// server name). A newer epoch sets every listed server's weight as an
+    /// operator's `weight` action would (states, drain and slow start still
+    /// apply) and records the epoch; the workers get all of it in one
+    /// snapshot. The current epoch again changes nothing; an older one, an
+    /// unknown server or a weight above [`StatusTable::MAX_WEIGHT`] is
+    /// refused with nothing applied. A reload keeps the epoch and its
+    /// weights, except for servers whose weight the file changed.
+    pub fn apply_epoch(
+        &mut self,
+        epoch: u64,
+        weights: &[(String, u64)],
+        now: Duration,
+    ) -> Result<EpochOutcome, EpochError> {
+        let current = self.epoch();
+        if epoch < current {
+            return Err(EpochError::Stale {
+                given: epoch,
+                current,
+            });
+        }
+        let mut planned = Vec::with_capacity(weights.len());
+        for (name, w) in weights {
+            let i = self
+                .server_index(name)
+                .ok_or_else(|| EpochError::UnknownServer(name.clone()))?;
+            let w = u32::try_from(*w)
+                .ok()
+                .filter(|&w| w <= Self::MAX_WEIGHT)
+                .ok_or_else(|| EpochError::BadWeight {
+                    server: name.clone(),
+                    weight: *w,
+                })?;
+            planned.push((i, w));
+        }
+        if epoch == current {
+            return Ok(EpochOutcome::Unchanged);
+        }
+        self.publisher.hold();
+        for (i, w) in planned {
+            let old = self.entries[i].weight;
+            if old == w {
+                continue;
+            }
+            self.entries[i].weight = w;
+            self.record_only(i, now, format!("epoch {epoch}: weight {old} -> {w}"));
+        }
+        self.publisher.set_epoch(epoch);
+        self.publisher.release();
+        self.epoch_applied_unix_ms = Some(self.unix_ms(now));
+        tracing::info!(
+            epoch,
+            checksum = %checksum_hex(self.publisher.snapshot().checksum()),
+            "service manager epoch applied"
+        );
+        Ok(EpochOutcome::Applied)
+    }
+
     /// Counts a reload that failed validation.
     pub fn reload_failed(&mut self) {
         self.reloads_failed += 1;
@@ -702,7 +814,8 @@ impl StatusTable {
 
     /// The whole table for operators.
     pub fn status(&self, now: Duration) -> StatusReport {
-        let farm = self.publisher.farm();
+        let snap = self.publisher.snapshot();
+        let farm = &snap.farm;
         let servers = self
             .entries
             .iter()
@@ -754,6 +867,7 @@ impl StatusTable {
         for u in &farm.units {
             match &u.kind {
                 UnitKind::Main(m) => farm_units.push(FarmUnitReport {
+                    table_checksum: checksum_hex(snap.unit_checksum(u.id)),
                     name: u.name.clone(),
                     address: u.address,
                     port: u.port,
@@ -766,12 +880,14 @@ impl StatusTable {
                         .filter(|&&s| farm.server(s).accepts_new_flows())
                         .map(|&s| farm.server(s).name.clone())
                         .collect(),
+                    announced: None,
                 }),
                 UnitKind::Sub(s) => {
                     let active = u
                         .failover_order()
                         .find(|&id| farm.server(id).accepts_new_flows());
                     sub_farm_units.push(SubFarmUnitReport {
+                        table_checksum: checksum_hex(snap.unit_checksum(u.id)),
                         name: u.name.clone(),
                         address: u.address,
                         port: u.port,
@@ -780,12 +896,16 @@ impl StatusTable {
                         backups: names(&s.backups),
                         active: active.map(|a| farm.server(a).name.clone()),
                         promoted: active.is_some_and(|a| a != s.server),
+                        announced: None,
                     })
                 }
             }
         }
         StatusReport {
-            generation: self.publisher.snapshot().generation,
+            generation: snap.generation,
+            epoch: snap.epoch,
+            epoch_applied_unix_ms: self.epoch_applied_unix_ms,
+            table_checksum: checksum_hex(snap.checksum()),
             uptime_ms: now.as_millis() as u64,
             config_file: self.config.file.display().to_string(),
             reloads: ReloadCounts {
@@ -795,6 +915,7 @@ impl StatusTable {
             servers,
             farm_units,
             sub_farm_units,
+            announce: None,
         }
     }
 }
@@ -838,9 +959,11 @@ fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
     diff(old.eal != new.eal, "[eal]");
     diff(old.mempool != new.mempool, "[mempool]");
     diff(
-        (old.burst, old.rx_desc, old.tx_desc) != (new.burst, new.rx_desc, new.tx_desc),
+        (old.burst, old.rx_desc, old.tx_desc, old.idle_backoff)
+            != (new.burst, new.rx_desc, new.tx_desc, new.idle_backoff),
         "[dataplane]",
     );
+    diff(old.announce != new.announce, "[announce]");
     diff(old.ports != new.ports, "[[port]]");
     diff(old.flows != new.flows, "[flows]");
     // The splice table and the kept bytes are allocated per worker at
@@ -863,12 +986,24 @@ pub struct ReloadCounts {
 pub struct StatusReport {
     /// Generation of the published farm snapshot.
     pub generation: u64,
+    /// The service manager's epoch in force (0 until one was applied).
+    #[serde(default)]
+    pub epoch: u64,
+    #[serde(default)]
+    pub epoch_applied_unix_ms: Option<u64>,
+    /// The whole farm's checksum (the epoch and every unit's): equal on
+    /// nodes that make the same decisions.
+    #[serde(default)]
+    pub table_checksum: String,
     pub uptime_ms: u64,
     pub config_file: String,
     pub reloads: ReloadCounts,
     pub servers: Vec<ServerReport>,
     pub farm_units: Vec<FarmUnitReport>,
     pub sub_farm_units: Vec<SubFarmUnitReport>,
+    /// With `[announce]`: what bird announces and the counters.
+    #[serde(default)]
+    pub announce: Option<super::announce::AnnounceReport>,
 }
 
 impl StatusReport {
@@ -935,6 +1070,13 @@ pub struct FarmUnitReport {
     pub servers: Vec<String>,
     /// The servers that take new flows now.
     pub available: Vec<String>,
+    /// The checksum of the unit's decisions (its Maglev table by server
+    /// name, or its servers' states and weights).
+    #[serde(default)]
+    pub table_checksum: String,
+    /// With `[announce]`: whether the unit's address is announced now.
+    #[serde(default)]
+    pub announced: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -950,10 +1092,14 @@ pub struct SubFarmUnitReport {
     pub active: Option<String>,
     /// True when `active` is a backup.
     pub promoted: bool,
+    #[serde(default)]
+    pub table_checksum: String,
+    #[serde(default)]
+    pub announced: Option<bool>,
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::path::Path;
 
@@ -1198,6 +1344,135 @@ backups = ["s2"]
                 u64::from(StatusTable::MAX_WEIGHT) + 1
             ))
         );
+    }
+
+    fn weights(w: &[(&str, u64)]) -> Vec<(String, u64)> {
+        w.iter().map(|(n, w)| (n.to_string(), *w)).collect()
+    }
+
+    #[test]
+    fn epochs_apply_once_in_order_and_all_or_nothing() {
+        let mut t = table();
+        let mut other = table();
+        assert_eq!(t.epoch(), 0);
+        assert_eq!(t.epoch_report().applied_at_unix_ms, None);
+        let zero = t.epoch_report().table_checksum;
+        assert_eq!(zero, other.epoch_report().table_checksum);
+        let mut reader = t.publisher().reader();
+        let g = t.publisher().snapshot().generation;
+
+        let w = weights(&[("s1", 3), ("s2", 7)]);
+        assert_eq!(t.apply_epoch(5, &w, ms(10)), Ok(EpochOutcome::Applied));
+        assert_eq!(published(&t, 0), (ServerState::Up, 3));
+        assert_eq!(published(&t, 1), (ServerState::Up, 7));
+        // One snapshot for the workers: weights and epoch together.
+        assert!(reader.refresh());
+        assert_eq!(reader.snapshot().epoch, 5);
+        assert_eq!(
+            reader.snapshot().generation,
+            t.publisher().snapshot().generation
+        );
+        assert!(reader.snapshot().generation > g);
+        let r = t.epoch_report();
+        assert_eq!((r.epoch, r.applied_at_unix_ms), (5, Some(1_000_010)));
+        assert_ne!(r.table_checksum, zero);
+        let st = t.status(ms(10));
+        assert_eq!((st.epoch, &st.table_checksum), (5, &r.table_checksum));
+        assert_eq!(st.farm_units[0].table_checksum.len(), 16);
+        assert_eq!(
+            st.server("s2").unwrap().history.last().unwrap().cause,
+            "epoch 5: weight 1 -> 7"
+        );
+        // Another node given the same epoch agrees.
+        other.apply_epoch(5, &w, ms(99)).unwrap();
+        assert_eq!(other.epoch_report().table_checksum, r.table_checksum);
+
+        // The same epoch again: nothing changes, whatever it carries.
+        let g = t.publisher().snapshot().generation;
+        let other_w = weights(&[("s1", 9)]);
+        assert_eq!(
+            t.apply_epoch(5, &other_w, ms(20)),
+            Ok(EpochOutcome::Unchanged)
+        );
+        assert_eq!(published(&t, 0), (ServerState::Up, 3));
+        assert_eq!(t.publisher().snapshot().generation, g);
+        // An older one is refused.
+        assert_eq!(
+            t.apply_epoch(4, &other_w, ms(20)),
+            Err(EpochError::Stale {
+                given: 4,
+                current: 5
+            })
+        );
+        // A bad name or weight anywhere: nothing applied.
+        assert_eq!(
+            t.apply_epoch(6, &weights(&[("s1", 2), ("nobody", 1)]), ms(30)),
+            Err(EpochError::UnknownServer("nobody".into()))
+        );
+        assert_eq!(
+            t.apply_epoch(6, &weights(&[("s1", 2), ("s2", 1 << 40)]), ms(30)),
+            Err(EpochError::BadWeight {
+                server: "s2".into(),
+                weight: 1 << 40
+            })
+        );
+        assert_eq!((t.epoch(), published(&t, 0)), (5, (ServerState::Up, 3)));
+        assert_eq!(t.publisher().snapshot().generation, g);
+        // An epoch without weights only moves the epoch.
+        assert_eq!(t.apply_epoch(8, &[], ms(40)), Ok(EpochOutcome::Applied));
+        assert_eq!((t.epoch(), published(&t, 0)), (8, (ServerState::Up, 3)));
+        // Nothing expires: a day without a manager keeps the epoch and its
+        // weights.
+        t.tick(Duration::from_secs(86_400));
+        assert_eq!((t.epoch(), published(&t, 0)), (8, (ServerState::Up, 3)));
+        assert_eq!(t.epoch_report().applied_at_unix_ms, Some(1_000_040));
+    }
+
+    #[test]
+    fn epoch_weights_respect_states_drain_and_slow_start() {
+        let mut t = table();
+        t.act("s2", Action::Drain, ms(1)).unwrap();
+        // s1 goes down and comes back: its slow start (1 s) is running.
+        for n in 0..3 {
+            t.observe(0, 0, fail(), ms(2 + n));
+        }
+        t.observe(0, 0, pass(), ms(10));
+        t.observe(0, 0, pass(), ms(20));
+        t.apply_epoch(1, &weights(&[("s1", 100), ("s2", 50)]), ms(20))
+            .unwrap();
+        // Draining stays draining (its weight is kept for later).
+        assert_eq!(published(&t, 1), (ServerState::Draining, 50));
+        assert_eq!(t.status(ms(20)).server("s2").unwrap().effective_weight, 0);
+        // The ramp climbs to the epoch's weight.
+        assert_eq!(published(&t, 0).0, ServerState::Up);
+        assert!(published(&t, 0).1 < 100);
+        t.tick(ms(1100));
+        assert_eq!(published(&t, 0), (ServerState::Up, 100));
+    }
+
+    #[test]
+    fn reload_keeps_the_epoch_and_its_weights_unless_the_file_changed_them() {
+        let mut t = table();
+        t.apply_epoch(3, &weights(&[("s1", 4), ("s2", 6)]), ms(1))
+            .unwrap();
+        // The file changes s1's weight (10 -> 20), not s2's.
+        let new = Config::parse(
+            Path::new("t.toml"),
+            &CONFIG.replace("weight = 10", "weight = 20"),
+        )
+        .unwrap();
+        t.reload(new, ms(2)).unwrap();
+        assert_eq!(t.epoch(), 3);
+        assert_eq!(published(&t, 0), (ServerState::Up, 20));
+        assert_eq!(published(&t, 1), (ServerState::Up, 6));
+        // A structural reload (a server added) keeps them too.
+        let added =
+            format!("{CONFIG}\n[[server]]\nname = \"s3\"\naddress = \"198.18.1.13\"\nport = 80\n");
+        let new = Config::parse(Path::new("t.toml"), &added).unwrap();
+        t.reload(new, ms(3)).unwrap();
+        assert_eq!(t.epoch(), 3);
+        assert_eq!(t.epoch_report().applied_at_unix_ms, Some(1_000_001));
+        assert_eq!(published(&t, 1), (ServerState::Up, 6));
     }
 
     #[test]

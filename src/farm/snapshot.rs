@@ -44,7 +44,13 @@ pub struct Snapshot {
     /// Increases with every [`Publisher::replace`]: workers resize their
     /// per-server and per-unit state when it moved.
     pub structure: u64,
+    /// The service manager's epoch this snapshot was built for (0 until a
+    /// manager pushed one, see [`Publisher::set_epoch`]); nodes with the same
+    /// configuration, server states, weights and epoch build the same tables.
+    pub epoch: u64,
     pub farm: Farm,
+    /// Per unit: the checksum of its scheduling decisions ([`unit_checksum`]).
+    checksums: Vec<u64>,
     /// Per unit: the Maglev table of a `maglev` or `source-hash` main unit
     /// over its servers that accept new flows (`None` when there are none or
     /// the unit schedules otherwise).
@@ -197,6 +203,78 @@ fn table_for(farm: &Farm, unit: UnitId) -> Option<Arc<MaglevTable>> {
     maglev::build(&members, farm.maglev_size).map(Arc::new)
 }
 
+/// A 64-bit hash that is the same in every process and on every node
+/// (FNV-1a over 64-bit words, finished with a multiply-mix): checksums only,
+/// never on the packet path.
+#[derive(Clone, Copy)]
+struct StableHash(u64);
+
+impl StableHash {
+    fn new(domain: &str) -> StableHash {
+        let mut h = StableHash(0xcbf2_9ce4_8422_2325);
+        h.bytes(domain.as_bytes());
+        h
+    }
+
+    fn word(&mut self, w: u64) {
+        self.0 = (self.0 ^ w).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        self.word(b.len() as u64);
+        for chunk in b.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.word(u64::from_le_bytes(w));
+        }
+    }
+
+    fn finish(self) -> u64 {
+        mix(self.0, 0x9e37_79b9_7f4a_7c15) ^ self.0.rotate_left(17)
+    }
+}
+
+/// The checksum of one unit's scheduling decisions, expressed by server
+/// names (never by ids, which depend on a node's reload history): for a
+/// unit with a Maglev table every slot's server in slot order; for the
+/// others (least-conn, round-robin, sub-farm units, a table-less Maglev
+/// unit) its servers in order with whether they take new flows and their
+/// weights. The unit's name is part of it.
+pub fn unit_checksum(farm: &Farm, unit: UnitId, table: Option<&MaglevTable>) -> u64 {
+    let u = farm.unit(unit);
+    let mut h = StableHash::new("farmlb-unit-v1");
+    h.bytes(u.name.as_bytes());
+    h.word(u.removed as u64);
+    match table {
+        Some(t) => {
+            h.word(1);
+            // Each server's name hashed once, then one word per slot.
+            let names: Vec<u64> = farm
+                .servers
+                .iter()
+                .map(|s| {
+                    let mut n = StableHash::new("server");
+                    n.bytes(s.name.as_bytes());
+                    n.finish()
+                })
+                .collect();
+            for s in t.slots() {
+                h.word(names.get(s.0 as usize).copied().unwrap_or(0));
+            }
+        }
+        None => {
+            h.word(2);
+            for id in u.members() {
+                let s = farm.server(id);
+                h.bytes(s.name.as_bytes());
+                h.word(s.accepts_new_flows() as u64);
+                h.word(u64::from(s.weight));
+            }
+        }
+    }
+    h.finish()
+}
+
 impl Snapshot {
     /// Builds generation `generation` of `farm`, reusing `reuse`'s tables for
     /// the units not listed in `rebuild` (all are built when `reuse` is None).
@@ -204,17 +282,25 @@ impl Snapshot {
         farm: Farm,
         generation: u64,
         structure: u64,
+        epoch: u64,
         reuse: Option<&Snapshot>,
         rebuild: &[UnitId],
     ) -> Snapshot {
-        let tables = farm
+        let (tables, checksums): (Vec<_>, Vec<_>) = farm
             .units
             .iter()
             .map(|u| match reuse {
-                Some(old) if !rebuild.contains(&u.id) => old.tables[u.id.0 as usize].clone(),
-                _ => table_for(&farm, u.id),
+                Some(old) if !rebuild.contains(&u.id) => (
+                    old.tables[u.id.0 as usize].clone(),
+                    old.checksums[u.id.0 as usize],
+                ),
+                _ => {
+                    let t = table_for(&farm, u.id);
+                    let c = unit_checksum(&farm, u.id, t.as_deref());
+                    (t, c)
+                }
             })
-            .collect();
+            .unzip();
         let mut by_addr = Vec::new();
         let mut unit_addrs = Vec::new();
         let mut local_addrs = Vec::new();
@@ -270,7 +356,9 @@ impl Snapshot {
             down_mark,
             generation,
             structure,
+            epoch,
             farm,
+            checksums,
             tables,
             by_addr,
             unit_addrs,
@@ -296,6 +384,32 @@ impl Snapshot {
     #[inline]
     pub fn table(&self, unit: UnitId) -> Option<&MaglevTable> {
         self.tables[unit.0 as usize].as_deref()
+    }
+
+    /// The checksum of `unit`'s scheduling decisions ([`unit_checksum`]).
+    pub fn unit_checksum(&self, unit: UnitId) -> u64 {
+        self.checksums[unit.0 as usize]
+    }
+
+    /// The checksum of the whole farm's decisions: the epoch and every unit
+    /// in service (by name order, with its checksum). Equal on nodes with the
+    /// same configuration, server states, weights and epoch.
+    pub fn checksum(&self) -> u64 {
+        let mut units: Vec<(&str, u64)> = self
+            .farm
+            .units
+            .iter()
+            .filter(|u| !u.removed)
+            .map(|u| (u.name.as_str(), self.checksums[u.id.0 as usize]))
+            .collect();
+        units.sort_unstable();
+        let mut h = StableHash::new("farmlb-farm-v1");
+        h.word(self.epoch);
+        for (name, c) in units {
+            h.bytes(name.as_bytes());
+            h.word(c);
+        }
+        h.finish()
     }
 
     /// True when `ip` is a FullNAT local address of some unit.
@@ -502,6 +616,9 @@ impl Change {
 /// The control side: owns the farm model, builds and publishes snapshots.
 pub struct Publisher {
     current: Arc<Snapshot>,
+    /// While true ([`Publisher::hold`]) new snapshots are built but not
+    /// handed to the workers.
+    held: bool,
     shared: Arc<Shared>,
     active: ActiveFlows,
     refusals: Refusals,
@@ -521,8 +638,9 @@ impl Publisher {
         let n = farm.servers.len().max(MAX_SERVERS);
         let active: ActiveFlows = (0..n).map(|_| AtomicU32::new(0)).collect();
         let refusals: Refusals = (0..n).map(|_| AtomicU32::new(0)).collect();
-        let snap = Arc::new(Snapshot::build(farm, 1, 0, None, &[]));
+        let snap = Arc::new(Snapshot::build(farm, 1, 0, 0, None, &[]));
         Ok(Publisher {
+            held: false,
             shared: Arc::new(Shared {
                 generation: AtomicU64::new(1),
                 current: Mutex::new(snap.clone()),
@@ -638,6 +756,7 @@ impl Publisher {
             farm,
             generation,
             self.current.structure,
+            self.current.epoch,
             Some(&self.current),
             &affected,
         ));
@@ -668,9 +787,49 @@ impl Publisher {
 }
 
 impl Publisher {
+    /// Records the service manager's `epoch` in a new snapshot (the farm and
+    /// its tables unchanged). Returns the generation now published.
+    pub fn set_epoch(&mut self, epoch: u64) -> u64 {
+        if epoch == self.current.epoch {
+            return self.current.generation;
+        }
+        let generation = self.current.generation + 1;
+        let snap = Arc::new(Snapshot::build(
+            self.current.farm.clone(),
+            generation,
+            self.current.structure,
+            epoch,
+            Some(&self.current),
+            &[],
+        ));
+        self.publish(snap);
+        generation
+    }
+
+    /// Holds back publication: the changes that follow build snapshots the
+    /// control side sees ([`Publisher::snapshot`]) but the workers do not,
+    /// until [`Publisher::release`] hands them the last one. Several changes
+    /// then reach the workers as one (an epoch's weights).
+    pub fn hold(&mut self) {
+        self.held = true;
+    }
+
+    /// Ends a [`Publisher::hold`], publishing the newest snapshot if the
+    /// workers do not have it yet.
+    pub fn release(&mut self) {
+        self.held = false;
+        if self.shared.generation.load(Ordering::Acquire) != self.current.generation {
+            let snap = self.current.clone();
+            self.publish(snap);
+        }
+    }
+
     fn publish(&mut self, snap: Arc<Snapshot>) {
         let generation = snap.generation;
         self.current = snap.clone();
+        if self.held {
+            return;
+        }
         {
             let mut slot = self
                 .shared
@@ -812,7 +971,14 @@ impl Publisher {
         };
         let generation = self.current.generation + 1;
         let structure = self.current.structure + 1;
-        let snap = Arc::new(Snapshot::build(farm, generation, structure, None, &[]));
+        let snap = Arc::new(Snapshot::build(
+            farm,
+            generation,
+            structure,
+            self.current.epoch,
+            None,
+            &[],
+        ));
         report.generation = generation;
         self.publish(snap);
         tracing::info!(

@@ -1157,3 +1157,80 @@ fn rebind_moves_a_spliced_flow_to_another_server_and_units_count_splices() {
     );
     assert!(unit("rr").splice.is_none(), "plain units report none");
 }
+
+#[test]
+fn table_checksums_agree_between_independent_builds() {
+    // Two nodes: the same file parsed and published separately.
+    let a = publisher();
+    let b = publisher();
+    let (sa, sb) = (a.snapshot(), b.snapshot());
+    assert_eq!(sa.checksum(), sb.checksum());
+    for u in &sa.farm.units {
+        assert_eq!(sa.unit_checksum(u.id), sb.unit_checksum(u.id), "{}", u.name);
+    }
+    // Units differ from one another (their names and servers).
+    let maglev = sa.farm.unit_id("maglev").unwrap();
+    let rr = sa.farm.unit_id("rr").unwrap();
+    assert_ne!(sa.unit_checksum(maglev), sa.unit_checksum(rr));
+}
+
+#[test]
+fn table_checksum_follows_weights_states_and_epoch() {
+    let mut a = publisher();
+    let mut b = publisher();
+    let maglev = a.farm().unit_id("maglev").unwrap();
+    let before = a.snapshot().unit_checksum(maglev);
+    let whole = a.snapshot().checksum();
+
+    a.set_weight("s2", 5).unwrap();
+    let after = a.snapshot().unit_checksum(maglev);
+    assert_ne!(before, after, "a weight change changes the table checksum");
+    assert_ne!(whole, a.snapshot().checksum());
+    // The same change on the other node: the same checksum again.
+    b.set_weight("s2", 5).unwrap();
+    assert_eq!(after, b.snapshot().unit_checksum(maglev));
+    assert_eq!(a.snapshot().checksum(), b.snapshot().checksum());
+
+    // A state change moves it too (the least-conn unit, which has no table,
+    // included); setting it back restores it.
+    let lc = a.farm().unit_id("lc").unwrap();
+    let lc_before = a.snapshot().unit_checksum(lc);
+    a.set_state("s1", ServerState::Down).unwrap();
+    assert_ne!(a.snapshot().unit_checksum(lc), lc_before);
+    assert_ne!(a.snapshot().unit_checksum(maglev), after);
+    a.set_state("s1", ServerState::Up).unwrap();
+    assert_eq!(a.snapshot().unit_checksum(lc), lc_before);
+    assert_eq!(a.snapshot().checksum(), b.snapshot().checksum());
+
+    // The epoch is part of the whole farm's checksum, not of a unit's.
+    let g = a.snapshot().generation;
+    assert_eq!(a.set_epoch(7), g + 1);
+    assert_eq!(a.snapshot().epoch, 7);
+    assert_eq!(a.snapshot().unit_checksum(maglev), after);
+    assert_ne!(a.snapshot().checksum(), b.snapshot().checksum());
+    b.set_epoch(7);
+    assert_eq!(a.snapshot().checksum(), b.snapshot().checksum());
+    // The same epoch again publishes nothing.
+    assert_eq!(a.set_epoch(7), g + 1);
+}
+
+#[test]
+fn held_changes_reach_the_workers_as_one_snapshot() {
+    let mut p = publisher();
+    let mut r = p.reader();
+    p.hold();
+    p.set_weight("s1", 4).unwrap();
+    p.set_weight("s2", 4).unwrap();
+    p.set_epoch(3);
+    assert!(!r.refresh(), "nothing reaches the workers while held");
+    assert_eq!(p.snapshot().epoch, 3);
+    p.release();
+    assert!(r.refresh());
+    let s = r.snapshot();
+    assert_eq!(s.epoch, 3);
+    assert_eq!(s.generation, p.snapshot().generation);
+    assert_eq!(s.farm.server(s.farm.server_id("s2").unwrap()).weight, 4);
+    // A reload keeps the epoch.
+    p.replace(Farm::from_config(&config()).unwrap()).unwrap();
+    assert_eq!(p.snapshot().epoch, 3);
+}

@@ -18,7 +18,8 @@
 //! - `splice`: `[splice]` capacity, connect timeout, retries and attempts,
 //!   window scale, kept bytes, the SYN cookie's secret file and period (the
 //!   one rule that reads another file: the secret, at load);
-//! - `admin`: `[admin]` listen address and token.
+//! - `admin`: `[admin]` listen address and token;
+//! - `nodes`: `[dataplane]` idle backoff and `[announce]` (several nodes).
 //!
 //! Within a family the entries go in file order and the rules of an entry in
 //! a fixed order; the first broken rule is the error, so a broken config
@@ -32,6 +33,7 @@ mod dpdk;
 mod fields;
 mod flows;
 mod health;
+mod nodes;
 mod ports;
 mod servers;
 mod splice;
@@ -82,6 +84,12 @@ impl Validator<'_> {
         let flows = self.flows(&raw.flows)?;
         let splice = self.splice(&raw.splice)?;
         let admin = self.admin(&raw.admin)?;
+        let idle_backoff = self.idle_backoff(&raw.dataplane)?;
+        let announce = raw
+            .announce
+            .as_ref()
+            .map(|a| self.announce(a))
+            .transpose()?;
 
         Ok(Config {
             file: self.file.to_path_buf(),
@@ -99,6 +107,8 @@ impl Validator<'_> {
             splice,
             health_checks,
             admin,
+            idle_backoff,
+            announce,
         })
     }
 }
