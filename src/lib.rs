@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod farm;
 pub mod flow;
+pub mod manager;
 pub mod packet;
 pub mod splice;
 pub mod wire;
