@@ -187,7 +187,7 @@ fn push_all(shared: &Shared, epoch: u64, weights: &BTreeMap<String, u32>) {
     });
     let mut st = shared.state();
     for (i, r) in results.into_iter().enumerate() {
-        st.record_push(i, r, now_ms());
+        st.record_push(i, epoch, r, now_ms());
     }
 }
 

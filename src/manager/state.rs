@@ -144,11 +144,10 @@ impl ManagerState {
             .collect()
     }
 
-    /// Records node `i`'s answer to a push of the current epoch. A node that
+    /// Records node `i`'s answer to a push of epoch `epoch`. A node that
     /// has a newer epoch than the manager (the manager restarted) lifts the
     /// manager's epoch to it, so the next epoch is newer than every node's.
-    pub fn record_push(&mut self, i: usize, r: PushResult, now_ms: u64) {
-        let epoch = self.epoch;
+    pub fn record_push(&mut self, i: usize, epoch: u64, r: PushResult, now_ms: u64) {
         let Some(n) = self.nodes.get_mut(i) else {
             return;
         };
@@ -363,6 +362,7 @@ mod tests {
         assert_eq!(s.behind(), vec![0, 1]);
         s.record_push(
             0,
+            1,
             PushResult::Applied {
                 epoch: 1,
                 table_checksum: "c1".into(),
@@ -370,6 +370,7 @@ mod tests {
             5,
         );
         s.record_push(
+            1,
             1,
             PushResult::Unreachable {
                 reason: "refused".into(),
@@ -379,7 +380,7 @@ mod tests {
         assert_eq!(s.behind(), vec![1]);
         assert_eq!((s.nodes[0].pushes_ok, s.nodes[1].pushes_failed), (1, 1));
         // a node that has a newer epoch (the manager restarted) lifts ours
-        s.record_push(1, PushResult::Newer { epoch: 40 }, 6);
+        s.record_push(1, 1, PushResult::Newer { epoch: 40 }, 6);
         assert_eq!(s.epoch, 40);
         assert_eq!(s.nodes[1].pushes_ok, 1);
         assert_eq!(s.next_epoch(&[], 7), 41);
