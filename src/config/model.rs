@@ -121,6 +121,8 @@ pub struct Config {
     pub health_checks: Vec<HealthCheck>,
     /// The admin API.
     pub admin: Admin,
+    /// The service manager of `scheduler = "manager"` units.
+    pub manager: Option<ManagerLink>,
 }
 
 impl Config {
@@ -316,4 +318,15 @@ impl std::fmt::Debug for Splice {
 pub struct Admin {
     pub listen: std::net::SocketAddr,
     pub token: Option<String>,
+}
+
+/// The resolved `[manager]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagerLink {
+    /// The manager's decision address (UDP).
+    pub decisions: std::net::SocketAddr,
+    /// How long a held first packet waits for the answer.
+    pub deadline: Duration,
+    /// Most first packets held per worker.
+    pub held_per_worker: u32,
 }

@@ -19,6 +19,8 @@
 //!   window scale, kept bytes, the SYN cookie's secret file and period (the
 //!   one rule that reads another file: the secret, at load);
 //! - `admin`: `[admin]` listen address and token.
+//! - `manager`: `[manager]`, the service manager of `scheduler = "manager"`
+//!   units.
 //!
 //! Within a family the entries go in file order and the rules of an entry in
 //! a fixed order; the first broken rule is the error, so a broken config
@@ -32,6 +34,7 @@ mod dpdk;
 mod fields;
 mod flows;
 mod health;
+mod manager;
 mod ports;
 mod servers;
 mod splice;
@@ -82,6 +85,7 @@ impl Validator<'_> {
         let flows = self.flows(&raw.flows)?;
         let splice = self.splice(&raw.splice)?;
         let admin = self.admin(&raw.admin)?;
+        let manager = self.manager(raw.manager.as_ref(), &raw.farm_units)?;
 
         Ok(Config {
             file: self.file.to_path_buf(),
@@ -99,6 +103,7 @@ impl Validator<'_> {
             splice,
             health_checks,
             admin,
+            manager,
         })
     }
 }
