@@ -17,6 +17,7 @@ use crate::dpdk::{
 };
 use crossbeam::queue::ArrayQueue;
 
+use crate::farm::balancer::{poll_asks, Asker, HeldFrames};
 use crate::farm::{Farm, FarmBalancer, FarmCounters, FarmError, Publisher};
 use crate::packet::{
     CoreSetup, Counters, DropReason, Frame, Io, PortAddr, PortIdx, PortSetup, Processor,
@@ -70,6 +71,11 @@ pub enum RunError {
     Signals(std::io::Error),
     #[error("worker {0} failed")]
     Worker(usize),
+    #[error("cannot start the link to the service manager at {addr}: {source}")]
+    ManagerLink {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Counters of one worker, kept by the worker itself (no sharing on the
@@ -231,6 +237,8 @@ struct WorkerIo<'a> {
     tap_tx: Vec<MbufBurst<TX_BUFFER>>,
     exceptions: &'a RedirectRing,
     stats: &'a mut WorkerStats,
+    /// First packets held while the service manager is asked.
+    held: HeldFrames<Mbuf>,
 }
 
 impl WorkerIo<'_> {
@@ -337,6 +345,14 @@ impl Io for WorkerIo<'_> {
             None => Err(frame),
         }
     }
+
+    fn hold(&mut self, id: u64, port: PortIdx, frame: Mbuf) -> Result<(), Mbuf> {
+        self.held.hold(id, port, frame)
+    }
+
+    fn unhold(&mut self, id: u64) -> Option<(PortIdx, Mbuf)> {
+        self.held.unhold(id)
+    }
 }
 
 /// Everything one worker needs; moved onto its lcore.
@@ -356,6 +372,8 @@ struct Worker {
     splices: bool,
     balancer: FarmBalancer,
     live: Arc<LiveStats>,
+    /// The held-packet bound when the worker asks the service manager.
+    held: usize,
 }
 
 impl Worker {
@@ -415,7 +433,9 @@ impl Worker {
                 tap_tx: (0..n_ports).map(|_| MbufBurst::new()).collect(),
                 exceptions,
                 stats: &mut stats,
+                held: HeldFrames::new(self.held),
             };
+            let asks = self.held > 0;
             if self.announce {
                 for p in 0..n_ports {
                     core.port_up(&mut io, p as PortIdx, 0);
@@ -455,6 +475,9 @@ impl Worker {
                         io.stats.redirected_in += 1;
                         core.process_redirected(&mut io, &mut balancer, port, m, now);
                     }
+                }
+                if asks {
+                    poll_asks(&mut core, &mut io, &mut balancer, now, self.burst);
                 }
                 if tap_owner && has_taps {
                     // The exception path: other workers' frames for the
@@ -497,6 +520,7 @@ impl Worker {
                 }
             }
             io.flush_all();
+            io.held.drain().for_each(drop);
         }
         stats.core = core.counters().clone();
         stats.farm = balancer.counters();
@@ -708,6 +732,21 @@ fn run_with_eal(
 
     let slots: Vec<Arc<Mutex<Option<WorkerStats>>>> =
         (0..n_workers).map(|_| Arc::new(Mutex::new(None))).collect();
+    // `scheduler = "manager"`: the link to the service manager, and each
+    // worker's ends of it.
+    let (_manager_link, mut ask_links) = match &cfg.manager {
+        Some(m) => {
+            let (link, ends) =
+                crate::manager::link::start(m.decisions, n_workers, m.held_per_worker as usize)
+                    .map_err(|source| RunError::ManagerLink {
+                        addr: m.decisions,
+                        source,
+                    })?;
+            tracing::info!(manager = %m.decisions, deadline = ?m.deadline, "manager decisions");
+            (Some(link), ends.into_iter().map(Some).collect())
+        }
+        None => (None, Vec::new()),
+    };
     let mut jobs: Vec<(LcoreId, Box<dyn FnOnce() -> i32 + Send>)> = Vec::new();
     for (i, &lcore) in lcores.iter().enumerate() {
         let rx = ports
@@ -728,7 +767,16 @@ fn run_with_eal(
             splices: cfg.farm_units.iter().any(|u| u.syn_proxy),
             balancer: FarmBalancer::new(i, n_workers, publisher.reader(), &cfg.flows),
             live: Arc::clone(&live),
+            held: 0,
         };
+        let mut worker = worker;
+        if let (Some(m), Some(end)) = (&cfg.manager, ask_links.get_mut(i).and_then(Option::take)) {
+            let deadline = m.deadline.as_nanos().min(u64::MAX as u128) as u64;
+            worker
+                .balancer
+                .set_asker(Asker::new(i, end, deadline, m.held_per_worker));
+            worker.held = m.held_per_worker as usize;
+        }
         let (pool, ports, stop, slot) = (
             Arc::clone(&pool),
             Arc::clone(&ports),

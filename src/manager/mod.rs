@@ -10,6 +10,7 @@
 //! - [`push`]: `PUT /epoch` / `GET /epoch` on the nodes.
 //! - [`state`]: epoch, weights, node results, counters; `/status`, `/metrics`.
 //! - [`decide`]: the UDP decision protocol (codec, the manager's choice).
+//! - [`link`]: the node's side of it (threads between workers and the manager).
 //!
 //! [`run`] is the process: an admin thread, a decision thread (when
 //! `[decisions]` is configured) and the epoch loop on the calling thread. The
@@ -26,6 +27,7 @@ pub mod agent;
 pub mod config;
 pub mod decide;
 pub mod feedback;
+pub mod link;
 pub mod push;
 pub mod state;
 pub mod weights;
