@@ -306,6 +306,8 @@ fn manager_feedback_and_decisions_end_to_end() {
     nc += &format!(
         "[[farm_unit]]\nname = \"shop\"\naddress = \"{VIP}\"\nport = 80\nprotocol = \"tcp\"\n\
          servers = [\"web1\", \"web2\", \"web3\"]\nscheduler = \"manager\"\n\
+         [[farm_unit]]\nname = \"table\"\naddress = \"{VIP}\"\nport = 81\nprotocol = \"tcp\"\n\
+         servers = [\"web1\", \"web2\", \"web3\"]\nscheduler = \"maglev\"\n\
          [manager]\ndecisions = \"127.0.0.1:9291\"\ndeadline = \"50ms\"\nheld_per_worker = 64\n"
     );
     std::fs::write(fm.path("node.toml"), nc).expect("node config");
@@ -340,7 +342,9 @@ fn manager_feedback_and_decisions_end_to_end() {
     let s1 = share(&d0, &d1);
     let decided: u64 = d1.iter().zip(&d0).map(|(a, b)| a - b).sum();
     // the node publishes its counters every ~100 ms
-    wait_until(Duration::from_secs(3), || node_counter("asked") - asked0 >= 300);
+    wait_until(Duration::from_secs(3), || {
+        node_counter("asked") - asked0 >= 300
+    });
     let (asked, answered) = (node_counter("asked") - asked0, node_counter("answered"));
     eprintln!("balanced: manager decided {decided}, node asked {asked} answered {answered}; shares {s1:.2?}");
     assert!(decided >= 300, "{decided}");
@@ -421,11 +425,25 @@ fn manager_feedback_and_decisions_end_to_end() {
     eprintln!("agent up 50%: shares {:.2?}", share(&d3, &d4));
     assert!(d4[1] > d3[1], "web2 back up got nothing");
 
-    // 4. The manager gone: the node decides alone, every connection works.
+    // 4. Connection setup decided by the manager (port 80) and by the
+    // node's table (port 81, scheduler maglev), interleaved in one run.
+    let script = format!("{ROOT}/tests/data/fm_connect.py");
+    let out = in_ns(CLIENT, &["python3", &script, VIP, "80", "81", "200"], 60);
+    let lat: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    eprintln!(
+        "connection setup (connect() time, 200 each, interleaved): manager {} / table {}",
+        lat["80"], lat["81"]
+    );
+    assert_eq!(lat["80"]["n"], 200, "{}", text(&out));
+    assert_eq!(lat["81"]["n"], 200, "{}", text(&out));
+
+    // 5. The manager gone: the node decides alone, every connection works.
     let timed0 = node_counter("timed_out");
     fm.kill("manager");
     let (done, failed) = connections(100);
-    wait_until(Duration::from_secs(3), || node_counter("timed_out") - timed0 >= 100);
+    wait_until(Duration::from_secs(3), || {
+        node_counter("timed_out") - timed0 >= 100
+    });
     let timed = node_counter("timed_out") - timed0;
     eprintln!("manager gone: {done} done, {failed} failed, {timed} decided by the table after the deadline");
     assert_eq!((done, failed), (100, 0));
