@@ -177,6 +177,7 @@ pub fn query(addr: SocketAddr, timeout: Duration) -> Result<AgentReport, AgentEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
     use std::io::Write;
     use std::net::TcpListener;
 
@@ -270,6 +271,40 @@ mod tests {
                 let _ = parse_line(&[a, b]);
                 let _ = parse_line(&[b'9', a, b]);
             }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_parse_or_fail_without_panic(b in proptest::collection::vec(proptest::num::u8::ANY, 0..700)) {
+            if let Ok(r) = parse_line(&b) {
+                proptest::prop_assert!(b.len() <= MAX_LINE + 2);
+                proptest::prop_assert!(r.percent.is_none_or(|p| p <= 100));
+            }
+        }
+
+        #[test]
+        fn lines_of_known_words_parse(
+            words in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("up".to_string()),
+                    proptest::strategy::Just("DRAIN".to_string()),
+                    proptest::strategy::Just("maint".to_string()),
+                    proptest::strategy::Just("failed".to_string()),
+                    proptest::strategy::Just("ready".to_string()),
+                    (0u32..=100).prop_map(|p| format!("{p}%")),
+                    (0u32..100_000).prop_map(|n| format!("maxconn:{n}")),
+                ],
+                1..8,
+            ),
+            sep in proptest::prop_oneof![
+                proptest::strategy::Just(" "),
+                proptest::strategy::Just(","),
+                proptest::strategy::Just("\t"),
+            ],
+        ) {
+            let line = format!("{}\n", words.join(sep));
+            proptest::prop_assert!(parse_line(line.as_bytes()).is_ok(), "{:?}", line);
         }
     }
 

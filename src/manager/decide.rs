@@ -441,6 +441,47 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_datagram_decodes_or_fails_without_panic(b in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = Request::decode(&b);
+            let _ = Answer::decode(&b);
+        }
+
+        #[test]
+        fn requests_round_trip(
+            id in proptest::num::u64::ANY,
+            proto in proptest::num::u8::ANY,
+            c in proptest::num::u32::ANY,
+            u in proptest::num::u32::ANY,
+            ports in (proptest::num::u16::ANY, proptest::num::u16::ANY),
+            unit in "[a-z0-9._-]{1,64}",
+        ) {
+            let r = Request {
+                id,
+                protocol: proto,
+                client: SocketAddr::new(IpAddr::V4(Ipv4Addr::from(c)), ports.0),
+                unit_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::from(u)), ports.1),
+                unit,
+            };
+            let mut out = [0u8; REQUEST_HEAD + MAX_NAME];
+            let n = r.encode(&mut out).expect("fits");
+            proptest::prop_assert_eq!(Request::decode(&out[..n]), Ok(r));
+        }
+
+        #[test]
+        fn shares_follow_weights(w in proptest::collection::vec(0u32..50, 1..10)) {
+            let mut d = Decider::default();
+            let total: u32 = w.iter().sum();
+            let mut count = vec![0u32; w.len()];
+            for _ in 0..total {
+                count[d.choose("u", &w).expect("a weight")] += 1;
+            }
+            // a full round of smooth weighted round robin gives each its weight
+            proptest::prop_assert_eq!(count, w);
+        }
+    }
+
     #[test]
     fn weighted_choice_follows_weights() {
         let mut d = Decider::default();

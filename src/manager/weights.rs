@@ -292,6 +292,30 @@ mod tests {
         assert_eq!(next(u32::MAX, 10, &load(0.0), &T).0, 10);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn bounds_hold_for_any_input(
+            prev in 0u32..2000,
+            cap in 1u32..1000,
+            u in proptest::option::of(-2.0f64..5.0),
+            p in proptest::option::of(0u32..300),
+            damping in 0.01f64..1.0,
+            max_change in 1u32..100,
+            floor in 1u32..50,
+        ) {
+            let t = Tuning { damping, max_change, floor };
+            let f = Feedback { state: None, utilisation: u, percent: p };
+            let (w, o) = next(prev, cap, &Report::Good(f), &t);
+            proptest::prop_assert_eq!(o, Outcome::Computed);
+            // between the floor and the capacity (floor capped by the capacity)
+            proptest::prop_assert!(w >= floor.min(cap) && w <= cap.max(floor.min(cap)));
+            // a bounded step, unless the previous weight was outside the range
+            if prev >= floor.min(cap) && prev <= cap {
+                proptest::prop_assert!(w.abs_diff(prev) <= max_change);
+            }
+        }
+    }
+
     #[test]
     fn steady_overload_reaches_the_target_in_few_epochs() {
         let f = Feedback {
