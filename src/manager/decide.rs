@@ -33,7 +33,8 @@
 //!  25  S  server name (UTF-8)
 //! ```
 //!
-//! A datagram that is short, long, of another magic, version or kind, or with
+//! A datagram that is short, long, of another magic, version or kind, with
+//! a reserved byte (or the padding after an IPv4 address) not 0, or with
 //! lengths that do not add up is dropped (counted); no answer is sent. The
 //! node matches answers by request id and ignores unknown or late ones.
 
@@ -147,6 +148,9 @@ impl Request {
         if &b[0..4] != MAGIC || b[4] != VERSION || b[5] != KIND_REQUEST {
             return Err(CodecError::Header);
         }
+        if b[6] != 0 || b[7] != 0 || b[19] != 0 {
+            return Err(CodecError::Field);
+        }
         let len = usize::from(b[18]);
         if len == 0 || REQUEST_HEAD + len != b.len() {
             return Err(CodecError::Length);
@@ -199,6 +203,9 @@ impl Answer {
         }
         if &b[0..4] != MAGIC || b[4] != VERSION || b[5] != KIND_ANSWER {
             return Err(CodecError::Header);
+        }
+        if b[7] != 0 {
+            return Err(CodecError::Field);
         }
         let len = usize::from(b[24]);
         if ANSWER_HEAD + len != b.len() {
@@ -408,6 +415,11 @@ mod tests {
         let mut b = good.clone();
         b[17] = 5;
         assert_eq!(Request::decode(&b), Err(CodecError::Field));
+        for at in [6, 7, 19] {
+            let mut b = good.clone();
+            b[at] = 1; // reserved bytes are 0
+            assert_eq!(Request::decode(&b), Err(CodecError::Field), "{at}");
+        }
         let mut b = good.clone();
         b[30] = 1; // junk after an IPv4 address
         assert_eq!(Request::decode(&b), Err(CodecError::Field));
