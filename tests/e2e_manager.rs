@@ -195,10 +195,27 @@ fn node_counter(name: &str) -> u64 {
 /// `n` new connections from the client to the VIP (ab, no keep-alive);
 /// returns (completed, failed).
 fn connections(n: u32) -> (u64, u64) {
-    let url = format!("http://{VIP}/health");
+    let (done, failed, _) = connections_to(80, n, 4);
+    (done, failed)
+}
+
+/// `n` new connections to the VIP's `port`, `c` at a time; returns
+/// (completed, failed, connections per second).
+fn connections_to(port: u16, n: u32, c: u32) -> (u64, u64, f64) {
+    let url = format!("http://{VIP}:{port}/health");
     let out = in_ns(
         CLIENT,
-        &["ab", "-q", "-n", &n.to_string(), "-c", "4", "-s", "5", &url],
+        &[
+            "ab",
+            "-q",
+            "-n",
+            &n.to_string(),
+            "-c",
+            &c.to_string(),
+            "-s",
+            "5",
+            &url,
+        ],
         60,
     );
     let t = String::from_utf8_lossy(&out.stdout).to_string();
@@ -210,7 +227,13 @@ fn connections(n: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     assert!(out.status.success(), "ab: {}", text(&out));
-    (field("Complete requests:"), field("Failed requests:"))
+    let rate = t
+        .lines()
+        .find(|l| l.starts_with("Requests per second:"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (field("Complete requests:"), field("Failed requests:"), rate)
 }
 
 fn share(before: &[u64], after: &[u64]) -> Vec<f64> {
@@ -436,6 +459,18 @@ fn manager_feedback_and_decisions_end_to_end() {
     );
     assert_eq!(lat["80"]["n"], 200, "{}", text(&out));
     assert_eq!(lat["81"]["n"], 200, "{}", text(&out));
+    // New connections per second, 8 at a time: decided by the manager, by the table.
+    let (m_done, m_failed, m_rate) = connections_to(80, 1000, 8);
+    let (t_done, t_failed, t_rate) = connections_to(81, 1000, 8);
+    eprintln!("connections/s (ab -n 1000 -c 8): manager {m_rate:.0} ({m_failed} failed) / table {t_rate:.0} ({t_failed} failed)");
+    assert_eq!((m_done, m_failed, t_done, t_failed), (1000, 0, 1000, 0));
+    // This branch's node has no PUT /epoch (the node side of the issue):
+    // the manager counts its pushes as failed and goes on deciding.
+    let st = manager_status();
+    assert!(
+        st["nodes"][0]["pushes_failed"].as_u64().unwrap_or(0) > 0,
+        "{st}"
+    );
 
     // 5. The manager gone: the node decides alone, every connection works.
     let timed0 = node_counter("timed_out");

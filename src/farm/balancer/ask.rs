@@ -104,6 +104,10 @@ impl Asker {
         }
     }
 
+    pub(super) fn forget_taken(&mut self) {
+        self.taken = None;
+    }
+
     /// Sends a request for the new flow `key` of `unit`; `None`: not sent
     /// (bound or queue full, counted), the table decides now.
     fn ask(

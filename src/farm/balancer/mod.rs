@@ -602,6 +602,10 @@ impl FarmBalancer {
         };
         let unit = snap.farm.unit(uid);
         let mut choice = choice;
+        if let Some(a) = self.asker.as_mut() {
+            // A request id is taken by the lookup that sent it, never later.
+            a.forget_taken();
+        }
         if self.asker.is_some()
             && matches!(
                 choice,
