@@ -539,3 +539,43 @@ fn the_binary_checks_its_config_and_serves_status() {
     assert_eq!(v["servers"][0]["weight"], 10);
     assert!(node.epoch() >= 3);
 }
+
+/// Every file in tests/data/broken-manager/ is rejected on the line and with
+/// the reason its first line gives (`# expect: LINE: TEXT`), by the library
+/// and by `farmlb manager --check`.
+#[test]
+fn broken_manager_configs_name_line_and_reason() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/broken-manager");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("broken-manager dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5);
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read");
+        let rest = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{}: no '# expect: LINE: TEXT'", f.display()));
+        let (line, needle) = rest.split_once(": ").expect("LINE: TEXT");
+        let line: usize = line.parse().expect("line number");
+        let e = ManagerConfig::load(&f).expect_err(&f.display().to_string());
+        assert_eq!(e.line, line, "{}: {e}", f.display());
+        assert!(
+            e.message.contains(needle),
+            "{}: '{e}' lacks '{needle}'",
+            f.display()
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_farmlb"))
+            .args(["manager", "--check", "--config"])
+            .arg(&f)
+            .output()
+            .expect("run farmlb");
+        assert_eq!(out.status.code(), Some(1), "{}", f.display());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{}: {err}", f.display());
+    }
+}
