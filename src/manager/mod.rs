@@ -139,29 +139,48 @@ fn serve_admin(shared: &Shared, mut req: tiny_http::Request) {
     let _ = req.respond(r);
 }
 
-/// One epoch: asks every server's sources (in parallel, each bounded by the
-/// feedback timeout), computes the weights, pushes the epoch to every node
-/// (in parallel, each bounded by the push timeout). Returns the epoch.
+/// The most feedback reads or pushes in flight at once.
+pub const MAX_PARALLEL: usize = 32;
+
+/// `f` of every item, at most [`MAX_PARALLEL`] threads at a time, in order;
+/// `failed()` for an item whose thread panicked.
+fn parallel<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> R + Sync,
+    failed: impl Fn() -> R,
+) -> Vec<R> {
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in items.chunks(MAX_PARALLEL) {
+        std::thread::scope(|s| {
+            let hs: Vec<_> = chunk.iter().map(|x| s.spawn(|| f(x))).collect();
+            out.extend(
+                hs.into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| failed())),
+            );
+        });
+    }
+    out
+}
+
+/// One epoch: asks every server's sources (in parallel, [`MAX_PARALLEL`] at
+/// a time, each bounded by the feedback timeout), computes the weights,
+/// pushes the epoch to every node (the same way, each bounded by the push
+/// timeout). Returns the epoch.
 pub fn epoch(shared: &Shared) -> u64 {
     let c = &shared.config;
-    let reports: Vec<_> = std::thread::scope(|s| {
-        let hs: Vec<_> = c
-            .servers
-            .iter()
-            .map(|srv| s.spawn(move || feedback::gather(srv, c.feedback_timeout)))
-            .collect();
-        hs.into_iter()
-            .map(|h| {
-                h.join().unwrap_or((
-                    weights::Report::Missing,
-                    feedback::Seen {
-                        error: Some("feedback thread failed".into()),
-                        ..Default::default()
-                    },
-                ))
-            })
-            .collect()
-    });
+    let reports = parallel(
+        &c.servers,
+        |srv| feedback::gather(srv, c.feedback_timeout),
+        || {
+            (
+                weights::Report::Missing,
+                feedback::Seen {
+                    error: Some("feedback thread failed".into()),
+                    ..Default::default()
+                },
+            )
+        },
+    );
     let (epoch, weights) = {
         let mut st = shared.state();
         let e = st.next_epoch(&reports, now_ms());
@@ -173,20 +192,13 @@ pub fn epoch(shared: &Shared) -> u64 {
 
 fn push_all(shared: &Shared, epoch: u64, weights: &BTreeMap<String, u32>) {
     let c = &shared.config;
-    let results: Vec<_> = std::thread::scope(|s| {
-        let hs: Vec<_> = c
-            .nodes
-            .iter()
-            .map(|n| s.spawn(move || push::push(n, epoch, weights, c.push_timeout)))
-            .collect();
-        hs.into_iter()
-            .map(|h| {
-                h.join().unwrap_or(push::PushResult::Unreachable {
-                    reason: "push thread failed".into(),
-                })
-            })
-            .collect()
-    });
+    let results = parallel(
+        &c.nodes,
+        |n| push::push(n, epoch, weights, c.push_timeout),
+        || push::PushResult::Unreachable {
+            reason: "push thread failed".into(),
+        },
+    );
     let mut st = shared.state();
     for (i, r) in results.into_iter().enumerate() {
         st.record_push(i, epoch, r, now_ms());
@@ -197,14 +209,11 @@ fn push_all(shared: &Shared, epoch: u64, weights: &BTreeMap<String, u32>) {
 /// than any a node already has (a restarted manager does not go backwards).
 pub fn learn_epochs(shared: &Shared) {
     let c = &shared.config;
-    let epochs: Vec<Option<u64>> = std::thread::scope(|s| {
-        let hs: Vec<_> = c
-            .nodes
-            .iter()
-            .map(|n| s.spawn(move || push::node_epoch(n, c.push_timeout).ok()))
-            .collect();
-        hs.into_iter().map(|h| h.join().ok().flatten()).collect()
-    });
+    let epochs = parallel(
+        &c.nodes,
+        |n| push::node_epoch(n, c.push_timeout).ok(),
+        || None,
+    );
     let mut st = shared.state();
     for (i, e) in epochs.into_iter().enumerate() {
         if let Some(e) = e {
