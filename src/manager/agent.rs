@@ -23,7 +23,7 @@
 //! ASCII, or has a word not in the table is bad: the manager keeps the
 //! server's weight and counts the report as bad.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -141,9 +141,23 @@ pub fn parse_line(line: &[u8]) -> Result<AgentReport, AgentError> {
 /// of the stream) within `timeout` overall, and parses it. Never reads more
 /// than [`MAX_LINE`] + 2 bytes.
 pub fn query(addr: SocketAddr, timeout: Duration) -> Result<AgentReport, AgentError> {
+    query_with(addr, None, timeout)
+}
+
+/// [`query`], first writing `send` to the agent (HAProxy's `agent-send`).
+pub fn query_with(
+    addr: SocketAddr,
+    send: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<AgentReport, AgentError> {
     let start = Instant::now();
     let mut s = TcpStream::connect_timeout(&addr, timeout)
         .map_err(|e| AgentError::NoLine(e.to_string()))?;
+    if let Some(b) = send {
+        let _ = s.set_write_timeout(Some(timeout));
+        s.write_all(b)
+            .map_err(|e| AgentError::NoLine(e.to_string()))?;
+    }
     let mut buf = Vec::with_capacity(64);
     let mut chunk = [0u8; 128];
     loop {
@@ -178,7 +192,6 @@ pub fn query(addr: SocketAddr, timeout: Duration) -> Result<AgentReport, AgentEr
 mod tests {
     use super::*;
     use proptest::strategy::Strategy;
-    use std::io::Write;
     use std::net::TcpListener;
 
     fn ok(line: &str) -> AgentReport {
@@ -320,6 +333,22 @@ mod tests {
             }
         });
         addr
+    }
+
+    #[test]
+    fn query_sends_first_when_asked() {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = l.accept() {
+                let mut b = [0u8; 6];
+                if s.read_exact(&mut b).is_ok() && &b == b"state\n" {
+                    let _ = s.write_all(b"maint\n");
+                }
+            }
+        });
+        let r = query_with(addr, Some(b"state\n"), Duration::from_millis(500)).expect("line");
+        assert_eq!(r.state, Some(AgentState::Maint));
     }
 
     #[test]

@@ -27,6 +27,7 @@
 //! load = "198.18.20.11:8080"  # a farm server's GET /load
 //! unit = "shop"             # the report's farm unit (default: all summed)
 //! agent = "198.18.20.11:9777" # an agent-check agent
+//! agent_send = "state\n"    # optional: sent to the agent before reading
 //!
 //! [[unit]]                  # optional: a scheduler = "manager" unit's servers
 //! name = "shop"
@@ -113,6 +114,8 @@ struct RawServer {
     unit: Option<String>,
     #[serde(default)]
     agent: Option<Spanned<String>>,
+    #[serde(default)]
+    agent_send: Option<Spanned<String>>,
 }
 
 /// The validated manager config.
@@ -156,6 +159,9 @@ pub struct FarmServer {
     pub unit: Option<String>,
     /// An agent-check agent.
     pub agent: Option<SocketAddr>,
+    /// What to send the agent after connecting (HAProxy's `agent-send`),
+    /// e.g. `"state\n"`; none: just read.
+    pub agent_send: Option<String>,
 }
 
 pub const DEFAULT_EPOCH_INTERVAL: Duration = Duration::from_secs(2);
@@ -324,12 +330,18 @@ impl ManagerConfig {
             }
             let load = s.load.as_ref().map(|l| c.addr(l, "load")).transpose()?;
             let agent = s.agent.as_ref().map(|a| c.addr(a, "agent")).transpose()?;
+            if let Some(send) = &s.agent_send {
+                if agent.is_none() || send.get_ref().is_empty() || send.get_ref().len() > 256 {
+                    return Err(c.err(send.span(), "agent_send needs an agent and 1 to 256 bytes"));
+                }
+            }
             servers.push(FarmServer {
                 name: s.name.get_ref().clone(),
                 capacity: cap as u32,
                 load,
                 unit: s.unit.clone(),
                 agent,
+                agent_send: s.agent_send.as_ref().map(|a| a.get_ref().clone()),
             });
         }
         if servers.is_empty() {

@@ -224,7 +224,12 @@ pub fn gather(server: &FarmServer, timeout: Duration) -> (Report, Seen) {
         })
     });
     let agent = server.agent.map(|addr| {
-        agent::query(addr, timeout).map_err(|e| match e {
+        agent::query_with(
+            addr,
+            server.agent_send.as_deref().map(str::as_bytes),
+            timeout,
+        )
+        .map_err(|e| match e {
             agent::AgentError::NoLine(m) => SourceError::Missing(m),
             other => SourceError::Bad(other.to_string()),
         })
