@@ -40,13 +40,16 @@ mod tests;
 pub use crate::farm::ServerState;
 pub use error::ConfigError;
 pub use model::{
-    Admin, CheckKind, Config, ExpectBody, FarmUnit, HealthCheck, HttpCheck, HttpUnit, ManagerLink,
-    Port, Server, Splice, SubFarmUnit,
+    Admin, CheckKind, Config, ExpectBody, FarmUnit, HealthCheck, HttpCheck, HttpUnit, Port, Server,
+    Splice, SubFarmUnit,
 };
 pub use schema::{
     AdminConfig, CheckType, DataplaneConfig, EalConfig, ExpectBodyConfig, FarmUnitConfig,
-    FlowsConfig, ForwardingMode, HealthCheckConfig, HttpFallback, ManagerLinkConfig, MempoolConfig,
-    NeighbourConfig, OnServerDown, PortConfig, Protocol, RawConfig, SchedulerKind, ServerConfig,
-    SpliceConfig, SubFarmUnitConfig, TimeoutsConfig, UnitProtocol,
+    FlowsConfig, ForwardingMode, HealthCheckConfig, HttpFallback, MempoolConfig, NeighbourConfig,
+    OnServerDown, PortConfig, Protocol, RawConfig, SchedulerKind, ServerConfig, SpliceConfig,
+    SubFarmUnitConfig, TimeoutsConfig, UnitProtocol,
 };
 pub use values::{parse_lcores, parse_mac, parse_sha256, Cidr};
+// The service manager's link (`[manager]`), kept apart from the lists above.
+pub use model::ManagerLink;
+pub use schema::ManagerLinkConfig;
