@@ -10,7 +10,9 @@ mod packet_support;
 use std::net::IpAddr;
 use std::path::Path;
 
-use crossbeam::channel::{bounded, Receiver, Sender};
+use std::sync::Arc;
+
+use crossbeam::queue::ArrayQueue;
 use farmlb::config::Config;
 use farmlb::farm::balancer::{poll_asks, AskAnswer, AskLink, AskRequest, Asker, HeldFrames};
 use farmlb::farm::{Farm, FarmBalancer, Publisher};
@@ -84,8 +86,8 @@ struct Node {
     core: Processor<Vec<u8>>,
     lb: FarmBalancer,
     io: HoldingIo,
-    requests: Receiver<AskRequest>,
-    answers: Sender<AskAnswer>,
+    requests: Arc<ArrayQueue<AskRequest>>,
+    answers: Arc<ArrayQueue<AskAnswer>>,
     now: Nanos,
 }
 
@@ -101,13 +103,13 @@ impl Node {
             .push((IpAddr::from([198, 18, 2, 12]), SERVER2_MAC));
         let core = Processor::new(setup);
         let mut lb = FarmBalancer::new(0, 1, publisher.reader(), &cfg.flows);
-        let (rq_tx, rq_rx) = bounded(queue);
-        let (an_tx, an_rx) = bounded(16);
+        let requests = Arc::new(ArrayQueue::new(queue));
+        let answers = Arc::new(ArrayQueue::new(16));
         lb.set_asker(Asker::new(
             0,
             AskLink {
-                requests: rq_tx,
-                answers: an_rx,
+                requests: Arc::clone(&requests),
+                answers: Arc::clone(&answers),
             },
             link.deadline.as_nanos() as Nanos,
             link.held_per_worker,
@@ -120,8 +122,8 @@ impl Node {
                 tx: Vec::new(),
                 held: HeldFrames::new(link.held_per_worker as usize),
             },
-            requests: rq_rx,
-            answers: an_tx,
+            requests,
+            answers,
             now: 1000 * MS,
         }
     }
@@ -173,7 +175,7 @@ fn the_manager_decides_and_the_node_forwards_alone_afterwards() {
     let mut n = Node::new(64);
     assert_eq!(n.send(1000, SYN), Verdict::Held);
     assert!(n.sent_to().is_empty(), "held, not sent");
-    let req = n.requests.try_recv().expect("a request");
+    let req = n.requests.pop().expect("a request");
     assert_eq!(req.unit, "shop");
     assert_eq!(
         (req.key.src, req.key.src_port, req.key.dst_port),
@@ -183,7 +185,7 @@ fn the_manager_decides_and_the_node_forwards_alone_afterwards() {
 
     n.now += MS;
     n.answers
-        .send(AskAnswer {
+        .push(AskAnswer {
             id: req.id,
             server: Some("b".into()),
         })
@@ -198,7 +200,7 @@ fn the_manager_decides_and_the_node_forwards_alone_afterwards() {
     // the flow's later packets: no request, straight to b
     assert_eq!(n.send(1000, ACK), Verdict::Forward(1));
     assert_eq!(n.sent_to(), vec![B]);
-    assert!(n.requests.try_recv().is_err());
+    assert!(n.requests.pop().is_none());
     let c = n.lb.ask_counters();
     assert_eq!((c.asked, c.answered, c.held), (1, 1, 0));
 }
@@ -208,7 +210,7 @@ fn without_an_answer_the_table_decides() {
     let mut n = Node::new(64);
     // deadline
     assert_eq!(n.send(2000, SYN), Verdict::Held);
-    let r1 = n.requests.try_recv().expect("request");
+    let r1 = n.requests.pop().expect("request");
     n.now += 19 * MS;
     assert_eq!(n.poll(), 0);
     n.now += 2 * MS;
@@ -217,7 +219,7 @@ fn without_an_answer_the_table_decides() {
     assert!(n.server_of(2000).is_some());
     // its answer comes late: counted, nothing else
     n.answers
-        .send(AskAnswer {
+        .push(AskAnswer {
             id: r1.id,
             server: Some("a".into()),
         })
@@ -225,9 +227,9 @@ fn without_an_answer_the_table_decides() {
     assert_eq!(n.poll(), 0);
     // an answer that names no server of the unit: the table
     assert_eq!(n.send(2001, SYN), Verdict::Held);
-    let r2 = n.requests.try_recv().expect("request");
+    let r2 = n.requests.pop().expect("request");
     n.answers
-        .send(AskAnswer {
+        .push(AskAnswer {
             id: r2.id,
             server: Some("zz".into()),
         })
@@ -236,9 +238,9 @@ fn without_an_answer_the_table_decides() {
     assert_eq!(n.sent_to().len(), 1);
     // the manager had none: the table
     assert_eq!(n.send(2002, SYN), Verdict::Held);
-    let r3 = n.requests.try_recv().expect("request");
+    let r3 = n.requests.pop().expect("request");
     n.answers
-        .send(AskAnswer {
+        .push(AskAnswer {
             id: r3.id,
             server: None,
         })

@@ -1,12 +1,15 @@
 //! The node's link to the service manager for `scheduler = "manager"` units:
-//! two threads and one UDP socket between the workers' bounded queues and
-//! the manager's decision address ([`super::decide`] describes the
-//! datagrams).
+//! two threads and one UDP socket between the workers' bounded lock-free
+//! queues and the manager's decision address ([`super::decide`] describes
+//! the datagrams).
 //!
-//! - the sender takes requests from the shared bounded queue (the workers
-//!   `try_send`, never block) and sends one datagram each;
-//! - the receiver reads answers and puts each on the bounded queue of the
-//!   worker named in the request id's top 16 bits (full: dropped; the
+//! - the sender pops requests from the queue all workers share (they push
+//!   and go on: no lock, no wake-up call) and sends one datagram each. It
+//!   polls: every [`POLL_BUSY`] while requests came in the last
+//!   [`BUSY_FOR`], every [`POLL_IDLE`] after that (so the first connection
+//!   after a quiet spell may wait up to [`POLL_IDLE`] more);
+//! - the receiver reads answers and pushes each on the queue of the worker
+//!   named in the request id's top 16 bits (full: dropped, counted; the
 //!   worker's deadline decides).
 //!
 //! Nothing here is on the packet path.
@@ -15,12 +18,19 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam::queue::ArrayQueue;
 
 use super::decide::{Answer, Request, Verdict, ANSWER_HEAD, MAX_NAME, REQUEST_HEAD};
 use crate::farm::balancer::{AskAnswer, AskLink, AskRequest};
+
+/// The sender's poll interval while requests flow.
+pub const POLL_BUSY: Duration = Duration::from_micros(20);
+/// How long after the last request the sender keeps polling fast.
+pub const BUSY_FOR: Duration = Duration::from_millis(200);
+/// The sender's poll interval when quiet.
+pub const POLL_IDLE: Duration = Duration::from_millis(1);
 
 /// The link's own counters (the workers count their side).
 #[derive(Debug, Default)]
@@ -73,19 +83,17 @@ pub fn start(
     let sock = UdpSocket::bind(bind)?;
     sock.set_read_timeout(Some(Duration::from_millis(50)))?;
     let rsock = sock.try_clone()?;
-    let (rq_tx, rq_rx): (Sender<AskRequest>, Receiver<AskRequest>) =
-        bounded((workers * held).max(1));
-    let mut answer_tx = Vec::new();
+    let requests = Arc::new(ArrayQueue::new((workers * held).max(1)));
+    let mut answer_queues = Vec::new();
     let mut links = Vec::new();
     for _ in 0..workers {
-        let (tx, rx) = bounded(held.max(1));
-        answer_tx.push(tx);
+        let q = Arc::new(ArrayQueue::new(held.max(1)));
+        answer_queues.push(Arc::clone(&q));
         links.push(AskLink {
-            requests: rq_tx.clone(),
-            answers: rx,
+            requests: Arc::clone(&requests),
+            answers: q,
         });
     }
-    drop(rq_tx);
     let stop = Arc::new(AtomicBool::new(false));
     let counters = Arc::new(LinkCounters::default());
     let mut threads = Vec::new();
@@ -96,12 +104,14 @@ pub fn start(
                 .name("manager-ask".into())
                 .spawn(move || {
                     let mut out = [0u8; REQUEST_HEAD + MAX_NAME];
+                    let mut last = Instant::now();
                     while !stop.load(Ordering::Relaxed) {
-                        let r = match rq_rx.recv_timeout(Duration::from_millis(50)) {
-                            Ok(r) => r,
-                            Err(RecvTimeoutError::Timeout) => continue,
-                            Err(RecvTimeoutError::Disconnected) => break,
+                        let Some(r) = requests.pop() else {
+                            let idle = last.elapsed() > BUSY_FOR;
+                            std::thread::sleep(if idle { POLL_IDLE } else { POLL_BUSY });
+                            continue;
                         };
+                        last = Instant::now();
                         let Some(n) = to_request(&r).encode(&mut out) else {
                             c.send_errors.fetch_add(1, Ordering::Relaxed);
                             continue;
@@ -139,9 +149,9 @@ pub fn start(
                             Verdict::Server(s) => Some(s),
                             Verdict::NoServer | Verdict::UnknownUnit => None,
                         };
-                        let ok = answer_tx
+                        let ok = answer_queues
                             .get(worker)
-                            .is_some_and(|tx| tx.try_send(AskAnswer { id: a.id, server }).is_ok());
+                            .is_some_and(|q| q.push(AskAnswer { id: a.id, server }).is_ok());
                         if !ok {
                             c.answers_dropped.fetch_add(1, Ordering::Relaxed);
                         }
@@ -181,7 +191,7 @@ mod tests {
         let id = (1u64 << 48) | 7;
         links[1]
             .requests
-            .try_send(AskRequest {
+            .push(AskRequest {
                 id,
                 unit: "shop".into(),
                 key,
@@ -203,10 +213,14 @@ mod tests {
         .encode(&mut out);
         manager.send_to(b"junk", node).expect("send");
         manager.send_to(&out[..m], node).expect("send");
-        let a = links[1]
-            .answers
-            .recv_timeout(Duration::from_secs(2))
-            .expect("answer");
+        let start = Instant::now();
+        let a = loop {
+            if let Some(a) = links[1].answers.pop() {
+                break a;
+            }
+            assert!(start.elapsed() < Duration::from_secs(2), "no answer");
+            std::thread::sleep(Duration::from_millis(1));
+        };
         assert_eq!(
             a,
             AskAnswer {
@@ -214,7 +228,7 @@ mod tests {
                 server: Some("b".into())
             }
         );
-        assert!(links[0].answers.try_recv().is_err());
+        assert!(links[0].answers.pop().is_none());
         assert_eq!(link.counters.bad_answers.load(Ordering::Relaxed), 1);
         assert_eq!(link.counters.sent.load(Ordering::Relaxed), 1);
     }

@@ -1,11 +1,11 @@
 //! Asking the service manager for a new flow's server (`scheduler =
 //! "manager"`, US 6,970,913 claim 1), the worker's side.
 //!
-//! The worker never blocks and does no socket I/O: the first packet of a new
-//! flow of a manager unit makes [`Asker::ask`] put a request on a bounded
-//! queue to the node's manager link thread (`crate::manager::link`) and the
-//! packet is held ([`crate::packet::Io::hold`]); the answer comes back on a
-//! bounded queue. Each loop the worker calls [`poll_asks`], which takes the
+//! The worker never blocks, locks or does socket I/O: the first packet of a
+//! new flow of a manager unit makes [`Asker::ask`] push a request on a
+//! bounded lock-free queue to the node's manager link thread (`crate::manager::link`) and the
+//! packet is held ([`crate::packet::Io::hold`]); the answer comes back on
+//! the worker's own bounded lock-free queue. Each loop the worker calls [`poll_asks`], which takes the
 //! answers and the requests past their deadline and processes each held
 //! packet again with the manager's server or, without an answer, with the
 //! unit's own table. The flow is then in the worker's table like any other:
@@ -16,8 +16,9 @@
 //! (`queue_full`). Every request ends by its answer or its deadline.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
-use crossbeam::channel::{Receiver, Sender, TrySendError};
+use crossbeam::queue::ArrayQueue;
 use serde::Serialize;
 
 use super::FarmBalancer;
@@ -41,10 +42,14 @@ pub struct AskAnswer {
     pub server: Option<String>,
 }
 
-/// The worker's ends of the link.
+/// The worker's ends of the link: lock-free bounded queues (a push or pop
+/// is a few atomic operations: no lock, no wake-up call, no syscall on the
+/// worker; the link's thread polls).
 pub struct AskLink {
-    pub requests: Sender<AskRequest>,
-    pub answers: Receiver<AskAnswer>,
+    /// Shared by all workers of the node.
+    pub requests: Arc<ArrayQueue<AskRequest>>,
+    /// This worker's own.
+    pub answers: Arc<ArrayQueue<AskAnswer>>,
 }
 
 /// The worker's counters of manager decisions.
@@ -127,12 +132,9 @@ impl Asker {
             unit: unit.to_string(),
             key: *key,
         };
-        match self.link.requests.try_send(req) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.counters.queue_full += 1;
-                return None;
-            }
+        if self.link.requests.push(req).is_err() {
+            self.counters.queue_full += 1;
+            return None;
         }
         const LOW: u64 = 0xffff_ffff_ffff;
         self.next_id = (self.next_id & !LOW) | (self.next_id.wrapping_add(1) & LOW);
@@ -147,7 +149,7 @@ impl Asker {
     /// The next request that is over: answered (with the answer) or past
     /// its deadline (`None` answer). Answers for nothing pending are late.
     fn next_over(&mut self, now: Nanos) -> Option<(u64, UnitId, Option<Option<String>>)> {
-        while let Ok(a) = self.link.answers.try_recv() {
+        while let Some(a) = self.link.answers.pop() {
             match self.pending.iter().position(|p| p.0 == a.id) {
                 Some(i) => {
                     let (id, _, uid) = self.pending.remove(i)?;
