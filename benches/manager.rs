@@ -3,7 +3,8 @@
 //! manager's state (decode, lock, choose, count, encode), and a request
 //! over UDP on loopback to the manager's decision thread and back (one
 //! outstanding at a time: the latency a held first packet waits, plus the
-//! node's link threads in a real run).
+//! node's link threads in a real run), and the node's real link (threads,
+//! lock-free queues) to the manager with 64 requests in flight.
 //!
 //! cargo bench --no-default-features --bench manager -- --warm-up-time 1 --measurement-time 3
 
@@ -95,7 +96,53 @@ fn bench(c: &mut Criterion) {
             black_box(Answer::decode(&back[..k]).expect("decodes"))
         })
     });
+
+    // The node's real link (its two threads, the lock-free queues) to the
+    // manager's decision thread, 64 requests in flight from one worker: the
+    // decisions per second one node gets end to end.
+    let (link, ends) = farmlb::manager::link::start(addr, 1, 64).expect("link");
+    let end = &ends[0];
+    const WINDOW: u64 = 64;
+    g.throughput(Throughput::Elements(WINDOW));
+    g.bench_function("node link + manager over UDP, 64 in flight", |b| {
+        b.iter(|| {
+            for _ in 0..WINDOW {
+                id += 1;
+                let r = request(id);
+                let key = farmlb::packet::FlowKey {
+                    proto: 6,
+                    src: r.client.ip(),
+                    src_port: r.client.port(),
+                    dst: r.unit_addr.ip(),
+                    dst_port: r.unit_addr.port(),
+                };
+                let req = farmlb::farm::balancer::AskRequest {
+                    id: id & 0xffff_ffff_ffff,
+                    unit: r.unit,
+                    key,
+                };
+                if end.requests.push(req).is_err() {
+                    panic!("request queue full");
+                }
+            }
+            let mut got = 0;
+            let start = std::time::Instant::now();
+            while got < WINDOW {
+                match end.answers.pop() {
+                    Some(a) => {
+                        black_box(a);
+                        got += 1;
+                    }
+                    None => {
+                        assert!(start.elapsed() < Duration::from_secs(5), "answers lost");
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+        })
+    });
     g.finish();
+    drop(link);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = t.join();
 }
