@@ -286,3 +286,54 @@ pub fn run(config: ManagerConfig, run_for: Option<Duration>) -> Result<(), Manag
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn admin_routes_and_token() {
+        let c = ManagerConfig::parse(
+            Path::new("m.toml"),
+            "[admin]\nlisten = \"198.18.0.10:9290\"\ntoken = \"t0ken-for-tests\"\n[[server]]\nname = \"a\"\ncapacity = 7\n",
+        )
+        .expect("config");
+        let sh = Shared::new(c);
+        assert_eq!(handle(&sh, "GET", "/status", None).status, 401);
+        assert_eq!(
+            handle(&sh, "GET", "/status", Some("Bearer t0ken-for-test")).status,
+            401
+        );
+        assert_eq!(
+            handle(&sh, "GET", "/status", Some("Basic t0ken-for-tests")).status,
+            401
+        );
+        let ok = handle(&sh, "GET", "/status/", Some("Bearer t0ken-for-tests"));
+        assert_eq!(ok.status, 200);
+        let v: serde_json::Value = serde_json::from_str(&ok.body).expect("json");
+        assert_eq!(v["servers"][0]["weight"], 7);
+        assert_eq!(v["epoch"], 0);
+        let m = handle(&sh, "GET", "/metrics", Some("Bearer t0ken-for-tests"));
+        assert!(m.content_type.starts_with("text/plain"));
+        assert!(m.body.contains("farmlb_manager_weight{server=\"a\"} 7\n"));
+        assert_eq!(
+            handle(&sh, "DELETE", "/metrics", Some("Bearer t0ken-for-tests")).status,
+            405
+        );
+    }
+
+    #[test]
+    fn parallel_keeps_order_and_bounds() {
+        let items: Vec<u32> = (0..100).collect();
+        let out = parallel(&items, |x| x * 2, || 0);
+        assert_eq!(out, items.iter().map(|x| x * 2).collect::<Vec<_>>());
+        let out = parallel(
+            &items,
+            |x| if *x == 50 { panic!("boom") } else { *x },
+            || 999,
+        );
+        assert_eq!(out[50], 999);
+        assert_eq!(out[51], 51);
+    }
+}
