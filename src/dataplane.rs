@@ -755,7 +755,7 @@ fn run_with_eal(
             .filter(|(_, p)| (i as u16) < p.rx_queues())
             .map(|(pi, _)| (pi as PortIdx, QueueId(i as u16)))
             .collect();
-        let worker = Worker {
+        let mut worker = Worker {
             index: i,
             lcore,
             burst: cfg.burst as usize,
@@ -769,7 +769,6 @@ fn run_with_eal(
             live: Arc::clone(&live),
             held: 0,
         };
-        let mut worker = worker;
         if let (Some(m), Some(end)) = (&cfg.manager, ask_links.get_mut(i).and_then(Option::take)) {
             let deadline = m.deadline.as_nanos().min(u64::MAX as u128) as u64;
             worker
