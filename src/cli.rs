@@ -1,4 +1,4 @@
-//! Command line: `farmlb run`, `farmlb check-config`, `farmlb --version`.
+//! Command line: `farmlb run`, `farmlb check-config`, `farmlb manager`, `farmlb --version`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,6 +56,19 @@ pub enum Command {
     Reload {
         #[command(flatten)]
         admin: AdminArgs,
+    },
+    /// Run the service manager: collect load feedback, compute weights and
+    /// push an epoch to every node each interval (US 6,970,913).
+    Manager {
+        /// Manager configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only check the configuration and exit (0: valid, 1: invalid).
+        #[arg(long)]
+        check: bool,
+        /// Stop cleanly after this long (e.g. `30s`).
+        #[arg(long, value_parser = parse_duration)]
+        run_for: Option<Duration>,
     },
 }
 
@@ -125,5 +138,23 @@ mod tests {
             Cli::try_parse_from(["farmlb", "run", "--config", "a.toml", "--run-for", "soon"])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn manager_arguments() {
+        let cli =
+            Cli::try_parse_from(["farmlb", "manager", "-c", "m.toml", "--run-for", "3s"]).unwrap();
+        match cli.command {
+            Command::Manager {
+                config,
+                check,
+                run_for,
+            } => {
+                assert_eq!(config, PathBuf::from("m.toml"));
+                assert!(!check);
+                assert_eq!(run_for, Some(Duration::from_secs(3)));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
     }
 }

@@ -18,6 +18,7 @@ use crate::dpdk::{
 use crate::idle::Backoff;
 use crossbeam::queue::ArrayQueue;
 
+use crate::farm::balancer::{poll_asks, Asker, HeldFrames};
 use crate::farm::{Farm, FarmBalancer, FarmCounters, FarmError, Publisher};
 use crate::packet::{
     CoreSetup, Counters, DropReason, Frame, Io, PortAddr, PortIdx, PortSetup, Processor,
@@ -71,6 +72,11 @@ pub enum RunError {
     Signals(std::io::Error),
     #[error("worker {0} failed")]
     Worker(usize),
+    #[error("cannot start the link to the service manager at {addr}: {source}")]
+    ManagerLink {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Counters of one worker, kept by the worker itself (no sharing on the
@@ -236,6 +242,8 @@ struct WorkerIo<'a> {
     tap_tx: Vec<MbufBurst<TX_BUFFER>>,
     exceptions: &'a RedirectRing,
     stats: &'a mut WorkerStats,
+    /// First packets held while the service manager is asked.
+    held: HeldFrames<Mbuf>,
 }
 
 impl WorkerIo<'_> {
@@ -342,6 +350,14 @@ impl Io for WorkerIo<'_> {
             None => Err(frame),
         }
     }
+
+    fn hold(&mut self, id: u64, port: PortIdx, frame: Mbuf) -> Result<(), Mbuf> {
+        self.held.hold(id, port, frame)
+    }
+
+    fn unhold(&mut self, id: u64) -> Option<(PortIdx, Mbuf)> {
+        self.held.unhold(id)
+    }
 }
 
 /// Everything one worker needs; moved onto its lcore.
@@ -363,6 +379,8 @@ struct Worker {
     live: Arc<LiveStats>,
     /// Sleep when idle instead of spinning.
     idle: Option<IdleBackoff>,
+    /// The held-packet bound when the worker asks the service manager.
+    held: usize,
 }
 
 impl Worker {
@@ -423,7 +441,9 @@ impl Worker {
                 tap_tx: (0..n_ports).map(|_| MbufBurst::new()).collect(),
                 exceptions,
                 stats: &mut stats,
+                held: HeldFrames::new(self.held),
             };
+            let asks = self.held > 0;
             if self.announce {
                 for p in 0..n_ports {
                     core.port_up(&mut io, p as PortIdx, 0);
@@ -466,6 +486,9 @@ impl Worker {
                         core.process_redirected(&mut io, &mut balancer, port, m, now);
                     }
                 }
+                if asks {
+                    poll_asks(&mut core, &mut io, &mut balancer, now, self.burst);
+                }
                 if tap_owner && has_taps {
                     // The exception path: other workers' frames for the
                     // kernel, and what the kernel sends out of each port.
@@ -491,7 +514,10 @@ impl Worker {
                 }
                 if let Some(b) = backoff.as_mut() {
                     let other = io.stats.redirected_in + io.stats.from_kernel + io.stats.to_kernel;
-                    if busy || other != other_before {
+                    // A worker holding first packets for the service
+                    // manager's answers stays awake for them.
+                    let holding = asks && !io.held.is_empty();
+                    if busy || other != other_before || holding {
                         b.busy();
                     } else if let Some(d) = b.idle() {
                         let before = dpdk::tsc_now();
@@ -521,6 +547,7 @@ impl Worker {
                 }
             }
             io.flush_all();
+            io.held.drain().for_each(drop);
         }
         stats.core = core.counters().clone();
         stats.farm = balancer.counters();
@@ -737,6 +764,21 @@ fn run_with_eal(
 
     let slots: Vec<Arc<Mutex<Option<WorkerStats>>>> =
         (0..n_workers).map(|_| Arc::new(Mutex::new(None))).collect();
+    // `scheduler = "manager"`: the link to the service manager, and each
+    // worker's ends of it.
+    let (_manager_link, mut ask_links) = match &cfg.manager {
+        Some(m) => {
+            let (link, ends) =
+                crate::manager::link::start(m.decisions, n_workers, m.held_per_worker as usize)
+                    .map_err(|source| RunError::ManagerLink {
+                        addr: m.decisions,
+                        source,
+                    })?;
+            tracing::info!(manager = %m.decisions, deadline = ?m.deadline, "manager decisions");
+            (Some(link), ends.into_iter().map(Some).collect())
+        }
+        None => (None, Vec::new()),
+    };
     let mut jobs: Vec<(LcoreId, Box<dyn FnOnce() -> i32 + Send>)> = Vec::new();
     for (i, &lcore) in lcores.iter().enumerate() {
         let rx = ports
@@ -745,7 +787,7 @@ fn run_with_eal(
             .filter(|(_, p)| (i as u16) < p.rx_queues())
             .map(|(pi, _)| (pi as PortIdx, QueueId(i as u16)))
             .collect();
-        let worker = Worker {
+        let mut worker = Worker {
             index: i,
             lcore,
             burst: cfg.burst as usize,
@@ -758,7 +800,15 @@ fn run_with_eal(
             balancer: FarmBalancer::new(i, n_workers, publisher.reader(), &cfg.flows),
             live: Arc::clone(&live),
             idle: cfg.idle_backoff,
+            held: 0,
         };
+        if let (Some(m), Some(end)) = (&cfg.manager, ask_links.get_mut(i).and_then(Option::take)) {
+            let deadline = m.deadline.as_nanos().min(u64::MAX as u128) as u64;
+            worker
+                .balancer
+                .set_asker(Asker::new(i, end, deadline, m.held_per_worker));
+            worker.held = m.held_per_worker as usize;
+        }
         let (pool, ports, stop, slot) = (
             Arc::clone(&pool),
             Arc::clone(&ports),

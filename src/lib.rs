@@ -11,6 +11,7 @@ pub mod control;
 pub mod farm;
 pub mod flow;
 pub mod idle;
+pub mod manager;
 pub mod packet;
 pub mod splice;
 pub mod wire;

@@ -57,6 +57,11 @@ fn main() -> ExitCode {
                 .map(|s| farmlb::control::client::format_status(&s))
         }),
         Command::Reload { admin } => admin_call(&admin, |c| c.call("POST", "/reload", None)),
+        Command::Manager {
+            config,
+            check,
+            run_for,
+        } => manager(&config, check, run_for),
         Command::Run {
             config,
             run_for,
@@ -97,6 +102,34 @@ fn run(
 ) -> ExitCode {
     eprintln!("error: this farmlb was built without the `dpdk` feature; `run` needs it");
     ExitCode::FAILURE
+}
+
+/// `farmlb manager`: checks the config, then runs until stopped.
+fn manager(file: &std::path::Path, check: bool, run_for: Option<std::time::Duration>) -> ExitCode {
+    let cfg = match farmlb::manager::ManagerConfig::load(file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if check {
+        println!(
+            "{}: ok ({} nodes, {} servers, {} units)",
+            file.display(),
+            cfg.nodes.len(),
+            cfg.servers.len(),
+            cfg.units.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    match farmlb::manager::run(cfg, run_for) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Runs one admin API interaction and prints its answer (or the error).

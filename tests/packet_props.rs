@@ -176,6 +176,7 @@ fn run_frames(frames: &[(u16, Vec<u8>, u64)]) -> Result<(), TestCaseError> {
         let v = h.process(*port, f.clone(), now);
         let new = &h.io.events[before..];
         match v {
+            Verdict::Held => prop_assert!(false, "held without a manager"),
             Verdict::Drop(_) | Verdict::Learned | Verdict::Spliced => {
                 prop_assert!(
                     new.iter().any(|e| matches!(e, Event::Freed(_))),

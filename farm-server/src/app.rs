@@ -58,6 +58,8 @@ pub struct AppConfig {
     pub cookie_domain: Option<String>,
     /// Most sessions kept in the local cache.
     pub cache_capacity: usize,
+    /// The farm units served and the capacity, for `GET /load`.
+    pub load: crate::load::LoadSettings,
 }
 
 /// Why a configuration value was refused.
@@ -115,6 +117,7 @@ impl AppConfig {
             sub_farm_url: url,
             cookie_domain: cookie_domain.map(str::to_string),
             cache_capacity,
+            load: crate::load::LoadSettings::default(),
         })
     }
 }
@@ -130,6 +133,8 @@ pub struct Shared {
     /// Replication to peers, when this server has a number.
     pub replication: Option<Arc<Replicator>>,
     pub counters: Counters,
+    /// Requests per farm unit, for `GET /load`.
+    pub load: crate::load::LoadMeter,
     name_header: HeaderValue,
     instance_header: HeaderValue,
 }
@@ -172,6 +177,7 @@ impl Shared {
             .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
         Arc::new(Shared {
             cache: DataCache::new(config.cache_capacity),
+            load: crate::load::LoadMeter::new(&config.load),
             config,
             instance,
             store,
@@ -891,6 +897,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/login", post(login))
         .route("/health", get(health))
         .route("/stats", get(stats))
+        .route("/load", get(load_report))
         .route("/replication/{*rest}", any(replication_endpoint))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -921,6 +928,15 @@ async fn server_headers(
         .requests_in_flight
         .fetch_add(1, Ordering::Relaxed);
     let _in_flight = InFlight(&shared.counters.requests_in_flight);
+    let _unit_load = if crate::load::is_own_traffic(request.uri().path()) {
+        None
+    } else {
+        let host = request
+            .headers()
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok());
+        shared.load.start(shared.load.unit_of(host))
+    };
     // Per-request log lines only when debug logging is on (no cost otherwise).
     let log = tracing::enabled!(tracing::Level::DEBUG).then(|| {
         let started = std::time::Instant::now();
@@ -1009,6 +1025,11 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     axum::Json(shared.stats()).into_response()
+}
+
+/// `GET /load`: this server's load per farm unit (see [`crate::load`]).
+async fn load_report(State(shared): State<Arc<Shared>>) -> Response {
+    axum::Json(shared.load.report(&shared.config.name)).into_response()
 }
 
 /// One cart line in the JSON view.

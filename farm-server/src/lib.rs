@@ -12,12 +12,15 @@
 //!   session, the route cookie, versions, signed replication, repair and
 //!   takeover (US 7,702,791).
 //! - [`cache`]: the local data cache.
+//! - [`load`]: the load report per farm unit (`GET /load`) for farmlb's
+//!   service manager (US 6,970,913).
 //! - [`server`]: running it on a socket.
 
 pub mod app;
 pub mod cache;
 pub mod catalogue;
 pub mod ids;
+pub mod load;
 pub mod replication;
 pub mod server;
 pub mod state;

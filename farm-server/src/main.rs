@@ -72,6 +72,15 @@ struct Cli {
     /// Milliseconds to wait for a peer's answer.
     #[arg(long, default_value_t = 1000)]
     peer_timeout_ms: u64,
+    /// A farm unit this server serves, for `GET /load`: NAME, or NAME=HOST to
+    /// count requests whose Host header is HOST (repeat; the first takes the
+    /// rest). Default: one unit named `default`.
+    #[arg(long = "unit", value_name = "NAME[=HOST]")]
+    units: Vec<String>,
+    /// Requests per second this server is meant to take (`GET /load`'s
+    /// capacity; farmlb's manager reads rate / capacity as its utilisation).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    capacity: u32,
 }
 
 /// The replication settings from the command line, if `--number` is given.
@@ -122,7 +131,7 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    let config = match AppConfig::new(
+    let mut config = match AppConfig::new(
         &cli.name,
         &cli.sub_farm_url,
         cli.cookie_domain.as_deref(),
@@ -134,6 +143,30 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut units = Vec::new();
+    for u in &cli.units {
+        match farm_server::load::UnitSpec::parse(u) {
+            Ok(spec)
+                if units
+                    .iter()
+                    .all(|x: &farm_server::load::UnitSpec| x.name != spec.name) =>
+            {
+                units.push(spec)
+            }
+            Ok(spec) => {
+                eprintln!("farm-server: --unit {} given twice", spec.name);
+                return ExitCode::from(2);
+            }
+            Err(e) => {
+                eprintln!("farm-server: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if !units.is_empty() {
+        config.load.units = units;
+    }
+    config.load.capacity = cli.capacity;
     let replication = match replication_config(&cli) {
         Ok(r) => r,
         Err(e) => {

@@ -54,3 +54,6 @@ pub use values::{parse_lcores, parse_mac, parse_sha256, Cidr};
 // Several nodes: idle backoff and announcements.
 pub use model::{Announce, IdleBackoff};
 pub use schema::AnnounceConfig;
+// The service manager's link (`[manager]`), kept apart from the lists above.
+pub use model::ManagerLink;
+pub use schema::ManagerLinkConfig;

@@ -138,6 +138,8 @@ pub struct Config {
     pub idle_backoff: Option<IdleBackoff>,
     /// Announcing farm unit addresses through bird2 (`[announce]`).
     pub announce: Option<Announce>,
+    /// The service manager of `scheduler = "manager"` units.
+    pub manager: Option<ManagerLink>,
 }
 
 /// `[dataplane] idle_backoff`: how a worker with empty queues sleeps.
@@ -363,4 +365,15 @@ impl std::fmt::Debug for Splice {
 pub struct Admin {
     pub listen: std::net::SocketAddr,
     pub token: Option<String>,
+}
+
+/// The resolved `[manager]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagerLink {
+    /// The manager's decision address (UDP).
+    pub decisions: std::net::SocketAddr,
+    /// How long a held first packet waits for the answer.
+    pub deadline: Duration,
+    /// Most first packets held per worker.
+    pub held_per_worker: u32,
 }

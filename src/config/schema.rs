@@ -262,6 +262,10 @@ pub enum SchedulerKind {
     LeastConn,
     RoundRobin,
     SourceHash,
+    /// The service manager (`[manager] decisions`) is asked for each new
+    /// connection's server; with no answer within `[manager] deadline` the
+    /// unit's Maglev table decides (US 6,970,913, claim 1).
+    Manager,
 }
 
 /// NAT: servers route replies through farmlb. FullNAT: the client's source
@@ -471,6 +475,26 @@ pub struct RawConfig {
     pub admin: AdminConfig,
     #[serde(default)]
     pub announce: Option<AnnounceConfig>,
+    /// The service manager that decides `scheduler = "manager"` units.
+    #[serde(default)]
+    pub manager: Option<ManagerLinkConfig>,
+}
+
+/// `[manager]`: where `scheduler = "manager"` units send their connection
+/// requests (UDP, README "The service manager").
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ManagerLinkConfig {
+    /// The manager's `[decisions] listen` address:port.
+    pub decisions: Spanned<String>,
+    /// How long a new connection's first packet waits for the answer
+    /// (default 20ms); then the unit's own table decides.
+    #[serde(default)]
+    pub deadline: Option<Spanned<String>>,
+    /// Most first packets a worker holds at once (default 256); beyond,
+    /// the unit's own table decides at once.
+    #[serde(default)]
+    pub held_per_worker: Option<Spanned<i64>>,
 }
 
 /// The kind of a `[[health_check]]`.

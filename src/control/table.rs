@@ -972,6 +972,9 @@ fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
     // `[flows]`, the whole section waits for a restart.
     diff(old.splice != new.splice, "[splice]");
     diff(old.admin.listen != new.admin.listen, "[admin] listen");
+    // The link to the service manager and the held-packet tables are the
+    // workers' from start.
+    diff(old.manager != new.manager, "[manager]");
     out
 }
 
@@ -1629,6 +1632,15 @@ backups = ["s2"]
         .unwrap();
         let (report, _) = t.reload(new, ms(2)).unwrap();
         assert_eq!(report.needs_restart, vec!["[flows]".to_string()]);
+        let new = Config::parse(
+            Path::new("t.toml"),
+            &format!(
+                "[flows]\ncapacity = 1000\n[manager]\ndecisions = \"198.18.0.2:9291\"\n{CONFIG}"
+            ),
+        )
+        .unwrap();
+        let (report, _) = t.reload(new, ms(3)).unwrap();
+        assert_eq!(report.needs_restart, vec!["[manager]".to_string()]);
     }
 
     #[test]

@@ -188,6 +188,8 @@ pub struct WorkerCounters {
     pub server_removed: u64,
     /// Connections a server refused (a RST answering the forwarded SYN).
     pub refused: u64,
+    /// New flows of `scheduler = "manager"` units: asked, answered, timed out...
+    pub manager: super::balancer::AskCounters,
 }
 
 /// Counters of one worker's balancer, or the sum over workers

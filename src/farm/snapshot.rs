@@ -184,7 +184,7 @@ fn table_for(farm: &Farm, unit: UnitId) -> Option<Arc<MaglevTable>> {
     let m = u.main()?;
     if !matches!(
         m.scheduler,
-        SchedulerKind::Maglev | SchedulerKind::SourceHash
+        SchedulerKind::Maglev | SchedulerKind::SourceHash | SchedulerKind::Manager
     ) {
         return None;
     }

@@ -116,6 +116,16 @@ pub trait Io {
     ) -> Result<(), Self::Frame> {
         Err(frame)
     }
+    /// Keep `frame`, received on `port`, the first packet of a new flow
+    /// whose server the service manager is asked for (request `id`), until
+    /// [`Io::unhold`]. Returns the frame back when it cannot be kept.
+    fn hold(&mut self, _id: u64, _port: PortIdx, frame: Self::Frame) -> Result<(), Self::Frame> {
+        Err(frame)
+    }
+    /// The frame held for request `id`, and the port it came in on.
+    fn unhold(&mut self, _id: u64) -> Option<(PortIdx, Self::Frame)> {
+        None
+    }
 }
 
 /// One LB-owned address on a port, with its connected prefix.
@@ -337,6 +347,13 @@ pub trait Balancer {
     /// After `lookup` failed with [`DropReason::ServerDownReset`]: the
     /// rewrite the packet would have had, so the core can reset both sides.
     fn take_reset(&mut self) -> Option<Nat> {
+        None
+    }
+    /// After `lookup` failed with [`DropReason::NoServer`]: the id of the
+    /// request that asks the service manager for the new flow's server
+    /// (`scheduler = "manager"`), when one was sent; the frame is then held
+    /// ([`Io::hold`]) instead of dropped.
+    fn take_ask(&mut self) -> Option<u64> {
         None
     }
 

@@ -72,6 +72,9 @@ pub enum Verdict {
     /// are kept until the server side is up, or it answered the server
     /// side's handshake.
     Spliced,
+    /// Held while the service manager is asked for the new flow's server
+    /// (`scheduler = "manager"`); processed again with its answer.
+    Held,
     Drop(DropReason),
 }
 
@@ -104,6 +107,9 @@ pub(super) enum Out {
     Redirect(usize),
     /// Taken by a spliced connection: free it.
     Spliced,
+    /// The first packet of a new flow whose server the manager is asked for
+    /// (request id): hold it.
+    Held(u64),
     /// Send an ICMP error about this frame back to its sender, then drop it.
     IcmpError {
         kind: IcmpError,
@@ -393,6 +399,17 @@ impl<F: Frame> Processor<F> {
                 io.free(frame);
                 Verdict::Spliced
             }
+            Ok(Out::Held(id)) => match io.hold(id, port, frame) {
+                Ok(()) => Verdict::Held,
+                Err(frame) => {
+                    // The balancer bounds what it asks for by the held
+                    // table's size, so this does not happen; were it to,
+                    // the client's retransmission comes back.
+                    self.counters.drop(DropReason::NoServer);
+                    io.free(frame);
+                    Verdict::Drop(DropReason::NoServer)
+                }
+            },
             Ok(Out::Exception) => {
                 self.counters.to_exception += 1;
                 io.exception(port, frame);

@@ -174,6 +174,10 @@ impl<F: Frame> Processor<F> {
             DropReason::NoFarmUnit | DropReason::NoFlow if self.is_port_addr(key.dst) => {
                 Ok(Out::Exception)
             }
+            DropReason::NoServer => match balancer.take_ask() {
+                Some(id) => Ok(Out::Held(id)),
+                None => Err(DropReason::NoServer),
+            },
             DropReason::ServerDownReset => match balancer.take_reset() {
                 Some(nat) if key.proto == protocol::TCP => Ok(Out::Reset { nat, l2 }),
                 _ => Err(DropReason::ServerDownReset),

@@ -19,7 +19,9 @@
 //!   window scale, kept bytes, the SYN cookie's secret file and period (the
 //!   one rule that reads another file: the secret, at load);
 //! - `admin`: `[admin]` listen address and token;
-//! - `nodes`: `[dataplane]` idle backoff and `[announce]` (several nodes).
+//! - `nodes`: `[dataplane]` idle backoff and `[announce]` (several nodes);
+//! - `manager`: `[manager]`, the service manager of `scheduler = "manager"`
+//!   units.
 //!
 //! Within a family the entries go in file order and the rules of an entry in
 //! a fixed order; the first broken rule is the error, so a broken config
@@ -34,6 +36,7 @@ mod fields;
 mod flows;
 mod health;
 mod nodes;
+mod manager;
 mod ports;
 mod servers;
 mod splice;
@@ -90,6 +93,7 @@ impl Validator<'_> {
             .as_ref()
             .map(|a| self.announce(a))
             .transpose()?;
+        let manager = self.manager(raw.manager.as_ref(), &raw.farm_units)?;
 
         Ok(Config {
             file: self.file.to_path_buf(),
@@ -109,6 +113,7 @@ impl Validator<'_> {
             admin,
             idle_backoff,
             announce,
+            manager,
         })
     }
 }

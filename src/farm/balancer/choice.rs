@@ -17,7 +17,8 @@ pub(super) fn failover(snap: &Snapshot, unit: &Unit) -> Option<ServerId> {
 #[inline]
 fn scheduler_hash(kind: SchedulerKind, t: &Tuple) -> Option<u64> {
     match kind {
-        SchedulerKind::Maglev => Some(t.hash(SCHED_SEED)),
+        // A manager unit's own decision (no answer in time) is its table's.
+        SchedulerKind::Maglev | SchedulerKind::Manager => Some(t.hash(SCHED_SEED)),
         SchedulerKind::SourceHash => {
             let only_addr = Tuple {
                 src_port: 0,
@@ -42,7 +43,7 @@ pub(super) fn schedule(
     t: &Tuple,
 ) -> Option<ServerId> {
     match m.scheduler {
-        SchedulerKind::Maglev | SchedulerKind::SourceHash => {
+        SchedulerKind::Maglev | SchedulerKind::SourceHash | SchedulerKind::Manager => {
             Some(snap.table(unit)?.lookup(scheduler_hash(m.scheduler, t)?))
         }
         SchedulerKind::LeastConn => {

@@ -68,8 +68,11 @@ use crate::packet::{
     RouteCookie, SpliceEvent, SpliceNote,
 };
 
+mod ask;
 mod choice;
 mod splice;
+
+pub use ask::{poll_asks, AskAnswer, AskCounters, AskLink, AskRequest, Asker, HeldFrames};
 
 use choice::{failover, pick, schedule, Choice};
 
@@ -130,6 +133,9 @@ pub struct FarmBalancer {
     /// address and port it was asked for, the snapshot generation, the
     /// answer (a connection's events come in a row, all for one unit).
     event_unit: Option<(IpAddr, u16, u64, Option<UnitId>)>,
+    /// Asking the service manager (`scheduler = "manager"` units), when the
+    /// node has a `[manager]`.
+    asker: Option<Box<ask::Asker>>,
 }
 
 fn endpoints(snap: &Snapshot) -> Endpoints {
@@ -314,6 +320,7 @@ impl FarmBalancer {
             pending_reset: None,
             refused: 0,
             event_unit: None,
+            asker: None,
             table,
             reader,
         }
@@ -431,6 +438,7 @@ impl FarmBalancer {
                 no_local_port: self.ports.exhausted,
                 server_removed: self.server_removed,
                 refused: self.refused,
+                manager: self.ask_counters(),
             }],
             units: snap
                 .farm
@@ -593,6 +601,32 @@ impl FarmBalancer {
             _ => return Err(DropReason::UnknownProtocol),
         };
         let unit = snap.farm.unit(uid);
+        let mut choice = choice;
+        if let Some(a) = self.asker.as_mut() {
+            // A request id is taken by the lookup that sent it, never later.
+            a.forget_taken();
+        }
+        if self.asker.is_some()
+            && matches!(
+                choice,
+                Choice::Scheduled {
+                    failed: None,
+                    secondary: None
+                }
+            )
+            && unit
+                .main()
+                .is_some_and(|m| m.scheduler == SchedulerKind::Manager)
+        {
+            match self.manager_choice(uid, key, now) {
+                Ok(Some(id)) => choice = Choice::Server(id),
+                Ok(None) => {}
+                // Asked: the packet is held (`take_ask`) until the answer.
+                Err(()) => return Err(DropReason::NoServer),
+            }
+        }
+        let snap: &Snapshot = self.reader.snapshot();
+        let unit = snap.farm.unit(uid);
         let active = self.reader.active();
         let server = match choice {
             Choice::Server(id) => id,
@@ -711,6 +745,10 @@ impl Balancer for FarmBalancer {
     ) -> Result<Nat, DropReason> {
         debug_assert_eq!(hint, self.table.hash(key));
         self.lookup_hashed(key, hint, tcp_flags, len, now)
+    }
+
+    fn take_ask(&mut self) -> Option<u64> {
+        self.take_ask_id()
     }
 
     fn peek(&self, key: &FlowKey) -> Option<Nat> {
