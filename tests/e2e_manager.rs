@@ -467,7 +467,10 @@ fn manager_feedback_and_decisions_end_to_end() {
     // The manager's epochs reach the node (PUT /epoch): the node has the
     // manager's epoch, or the one before it (pushed a moment ago).
     let st = manager_status();
-    assert!(st["nodes"][0]["pushes_ok"].as_u64().unwrap_or(0) > 0, "{st}");
+    assert!(
+        st["nodes"][0]["pushes_ok"].as_u64().unwrap_or(0) > 0,
+        "{st}"
+    );
     let out = in_ns(
         LB,
         &["curl", "-sS", "-m", "2", "http://127.0.0.1:9190/epoch"],

@@ -95,22 +95,27 @@ fn run_clients(
     serde_json::from_str(&text).expect("summary JSON")
 }
 
+/// What farmlb made of a case that failed: its splice counters and the
+/// moves it logged (with FARMLB_E2E_LOG=debug).
+fn diagnose(topo: &Topology, label: &str) {
+    let m = metrics();
+    let mut counters: Vec<_> = m
+        .iter()
+        .filter(|(k, v)| k.starts_with("farmlb_worker_splice_") && **v > 0.0)
+        .collect();
+    counters.sort_by(|a, b| a.0.cmp(b.0));
+    eprintln!("e2e-moves: {label}: farmlb's splice counters: {counters:?}");
+    for l in topo.log("farmlb").lines().filter(|l| l.contains("moved")) {
+        eprintln!("e2e-moves: farmlb: {l}");
+    }
+}
+
 /// No failed request, every write exactly once; returns (requests, p50 ms,
 /// max ms).
 fn check(topo: &Topology, label: &str, s: &serde_json::Value) -> (u64, f64, f64) {
     let failed = s["failed"].as_u64().unwrap();
     if failed > 0 {
-        // What farmlb made of it: its splice counters and the moves it logged.
-        let m = metrics();
-        let mut counters: Vec<_> = m
-            .iter()
-            .filter(|(k, v)| k.starts_with("farmlb_worker_splice_") && **v > 0.0)
-            .collect();
-        counters.sort_by(|a, b| a.0.cmp(b.0));
-        eprintln!("e2e-moves: {label}: farmlb's splice counters: {counters:?}");
-        for l in topo.log("farmlb").lines().filter(|l| l.contains("moved")) {
-            eprintln!("e2e-moves: farmlb: {l}");
-        }
+        diagnose(topo, label);
     }
     assert_eq!(failed, 0, "{label}: failed requests: {}", s["errors"]);
     assert_eq!(s["carts_ok"], true, "{label}: carts: {}", s["carts"]);
@@ -221,6 +226,9 @@ fn requests_move_when_their_server_dies_or_goes_silent_and_clients_see_nothing()
     let silent = by(&after_cut, "response_timeout") + by(&after_cut, "server_down")
         - by(&before, "response_timeout")
         - by(&before, "server_down");
+    if silent == 0 {
+        diagnose(&topo, "link cut");
+    }
     assert!(
         silent > 0,
         "the silent server's requests moved: {after_cut:?}"

@@ -654,6 +654,15 @@ fn an_idle_keep_alive_connection_closed_by_its_server_is_held_a_moment() {
     assert_eq!(v, Verdict::Spliced);
     m.moves_to_alternate(&sent, GET);
     m.respond(RESP);
+    // The connection goes on with the new server: the old FIN is forgotten.
+    for _ in 0..3 {
+        m.tick(SEC / 10);
+        let (v, sent) = m.request(GET);
+        assert_eq!(v, Verdict::Forward(1), "{sent:?}");
+        assert_eq!(sent[0].1.dst, SERVER6);
+        m.respond(RESP);
+        assert!(m.poll().is_empty(), "no stale FIN for the client");
+    }
     let c = m.counters();
     assert_eq!((c.fins_held, c.moves_fin, c.replays_idempotent), (1, 1, 1));
 

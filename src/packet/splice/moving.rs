@@ -58,6 +58,7 @@ impl<F: Frame> Processor<F> {
         }
         let payload = &frame.data()[seg.payload_at..seg.end];
         let received = s.table.receive(i, seg.seq, payload, cap);
+        let added = matches!(received, Received::Added(_));
         if let Received::Added(n) = received {
             s.counters.copied_bytes += n as u64;
         }
@@ -90,12 +91,14 @@ impl<F: Frame> Processor<F> {
         let Some(c) = s.table.get_mut(i) else {
             return;
         };
-        if c.request == Request::Open && c.moves.response_timeout > 0 {
-            // The server has this long after the request's latest byte.
+        let timed = c.request == Request::Open && c.moves.response_timeout > 0;
+        if timed && added {
+            // The server has this long after the request's latest byte (a
+            // retransmission of bytes it has is no new byte).
             c.response_deadline = now + c.moves.response_timeout;
         }
         let changed = c.request != before;
-        if changed || c.request == Request::Open {
+        if changed || (timed && added) {
             self.request_state_changed(balancer, i, changed, now);
         }
     }
@@ -181,6 +184,8 @@ impl<F: Frame> Processor<F> {
         };
         c.syn_seq = c.kept_seq.wrapping_sub(1);
         c.response_deadline = 0;
+        // The old server side's FIN, if one was held, is no news now.
+        c.held_fin = None;
         if c.moved_at == 0 {
             c.moved_at = now.max(1);
         }
