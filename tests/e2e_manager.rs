@@ -1,3 +1,4 @@
+#![cfg(feature = "dpdk")]
 //! End to end (root, namespaces of its own: `fm-*`, 198.18.110-130.0/24):
 //! the service manager with one real farmlb node whose farm unit has
 //! `scheduler = "manager"`, three farm servers reporting their load
