@@ -76,26 +76,38 @@ pub fn read_head(bytes: &[u8]) -> Head<'_> {
 /// Whether the response that starts with `bytes` (its first segment)
 /// keeps the connection open after it: its head is complete there and says
 /// so (HTTP/1.1 without `Connection: close`, or HTTP/1.0 with `Connection:
-/// keep-alive`). False when the head says the server closes, or cannot be
-/// read whole from these bytes.
+/// keep-alive`). False when the head says the server closes, or is not
+/// whole in these bytes. A scan of the head's lines, not a parse: it runs
+/// for every answered request of a unit that moves requests.
 pub fn keeps_alive(bytes: &[u8]) -> bool {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    if !matches!(resp.parse(bytes), Ok(httparse::Status::Complete(_))) {
+    let v11 = bytes.starts_with(b"HTTP/1.1 ");
+    if !v11 && !bytes.starts_with(b"HTTP/1.0 ") {
         return false;
     }
-    let has = |token: &str| {
-        resp.headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-            .flat_map(|h| h.value.split(|&b| b == b','))
-            .any(|v| v.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    };
-    match resp.version {
-        Some(1) => !has("close"),
-        Some(0) => has("keep-alive") && !has("close"),
-        _ => false,
+    let (mut close, mut keep) = (false, false);
+    let mut lines = bytes.split(|&b| b == b'\n').skip(1);
+    loop {
+        let Some(line) = lines.next() else {
+            // The head does not end in these bytes.
+            return false;
+        };
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        if !line[..colon].eq_ignore_ascii_case(b"connection") {
+            continue;
+        }
+        for token in line[colon + 1..].split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            close |= token.eq_ignore_ascii_case(b"close");
+            keep |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
     }
+    !close && (v11 || keep)
 }
 
 #[cfg(test)]
