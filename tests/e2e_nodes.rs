@@ -6,22 +6,38 @@
 //!
 //! Three nodes run `config/nodes.toml` (with their own addresses) and bird2
 //! on their exception-path taps; the router runs bird2 with `merge paths` and
-//! 5-tuple multipath hashing, BFD towards every node.
+//! 5-tuple multipath hashing, BFD towards every node. The service manager
+//! (`farmlb manager --config config/manager/nodes.toml`) runs in the router's
+//! namespace: it reaches the nodes' admin APIs on their uplink addresses
+//! (198.19.2.11-13:9190, with the token; the kernel holds them on the tap, so
+//! the requests pass farmlb's exception path like bird's BGP sessions) and
+//! the farm servers' load reports (`GET /load`; the servers run with
+//! `--unit shop --capacity 50`) over the router's leg on their switch.
 //!
 //! 1. No node announces the shop before the service manager's first epoch
-//!    (`require_epoch`); the epoch goes to every node (`PUT /epoch`) and all
-//!    show the same epoch and table checksums; the router then has three
-//!    next hops.
+//!    (`require_epoch`; the manager is started only after the BGP sessions
+//!    are up and nothing is announced); the admin APIs answer from the
+//!    router only with the token; then the manager's epochs reach all three
+//!    nodes, which show the same epoch and table checksums (read from the
+//!    router in one run) and the manager's weights; the router then has
+//!    three next hops.
 //! 2. 10,000 connections (ab) to the shop: none fails (so every answer came
 //!    from the shop's address: the client's TCP accepts nothing else), and
 //!    each node takes a share (printed).
+//!
+//!    Load feedback: web1 is loaded far above its `--capacity` (ab on its
+//!    own loopback); within [`OVERLOAD_EPOCHS`] of the manager's epochs its
+//!    weight falls to [`LOW`] or below on every node (`GET /status`), the
+//!    three still at one epoch and checksum; the epochs and the time are
+//!    printed.
 //! 3. SIGTERM to node 1: the router drops its next hop within the drain time;
 //!    new connections meanwhile all succeed on the others; the established
 //!    connections lost are printed (no flow sync between nodes yet).
 //! 4. kill -9 of node 2: the time until the router stops sending to it (BFD)
 //!    and the new connections that failed or waited in that window.
-//! 5. The two-tier farm: node 3 restarted with `config/two-tier.toml` (its
-//!    farm unit's servers are the farm units of nodes 1 and 2, restarted with
+//! 5. The manager stopped (the two-tier configs are other farms). The
+//!    two-tier farm: node 3 restarted with `config/two-tier.toml` (its farm
+//!    unit's servers are the farm units of nodes 1 and 2, restarted with
 //!    `config/two-tier-a.toml` and `config/two-tier-b.toml`): a client's first
 //!    request reaches a subordinate node's server through node 3; its
 //!    follow-up request to that server's sub-farm unit goes straight to the
