@@ -66,8 +66,8 @@ const MANAGER: &str = "http://127.0.0.1:9290";
 /// Epochs the manager may take to bring an overloaded server's weight from
 /// its capacity (100) to [`LOW`] or below: with `damping = 0.5`,
 /// `max_change = 30` it needs 3 once the load report shows the overload
-/// (100 → 70 → 40 → 21), plus the report's 2 s rate window filling at 500 ms
-/// epochs.
+/// (100 → 70 → 40 → 21), plus the epochs before the report's 2 s rate window
+/// shows the load.
 const OVERLOAD_EPOCHS: u64 = 10;
 const LOW: u64 = 25;
 
@@ -828,8 +828,9 @@ fn several_nodes_behind_ecmp_and_a_two_tier_farm() {
         "the others keep their weights: {others:?}"
     );
     println!(
-        "e2e nodes: web1 overloaded (utilisation {} in the manager): its weight fell to {} or less on all three nodes after {epochs} epochs ({took:.1?}), all at epoch {fell_epoch} with table checksum {fell_sum}; web2, web3 {others:?}",
-        web1["feedback"]["utilisation"], LOW
+        "e2e nodes: web1 overloaded (utilisation {:.1} in the manager's load report): its weight fell from 100 to {} (at most {LOW}) on all three nodes after {epochs} epochs of 500 ms ({took:.1?}), all three at epoch {fell_epoch} with table checksum {fell_sum}; web2, web3 {others:?} on node 2",
+        web1["feedback"]["utilisation"].as_f64().unwrap_or(f64::NAN),
+        node_weight(&status(1), "web1").map_or("?".to_string(), |w| w.to_string()),
     );
 
     // 3. Graceful stop of node 1 under established connections. Which
