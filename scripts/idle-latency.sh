@@ -41,12 +41,16 @@ echo "$base" | sed 's/^idle_backoff = true/idle_backoff = false/' >"$TMP/spin.to
 echo "$base" >"$TMP/idle500.toml"
 echo "$base" | sed 's/^idle_backoff = true/idle_backoff = true\nidle_sleep_max = "50us"/' >"$TMP/idle50.toml"
 
+# config/nodes.toml's admin API: node 1's uplink address, with its token.
+ADMIN=http://198.19.2.11:9190
+AUTH="Authorization: Bearer fn-nodes-admin-token"
+
 run() { # NAME
   ip netns exec fn-n1 "$LB" --log warn run --config "$TMP/$1.toml" --run-for 120s >"$TMP/$1.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   for _ in $(seq 1 100); do
-    ip netns exec fn-n1 curl -sf -m 1 -o /dev/null -X PUT -d '{"epoch": 1}' http://127.0.0.1:9190/epoch && break
+    ip netns exec fn-n1 curl -sf -m 1 -o /dev/null -H "$AUTH" -X PUT -d '{"epoch": 1}' "$ADMIN/epoch" && break
     sleep 0.1
   done
   for _ in $(seq 1 100); do
@@ -58,7 +62,7 @@ run() { # NAME
   for _ in $(seq 1 30); do
     ip netns exec fn-client curl -s -m 5 -o /dev/null -w "%{time_connect} %{time_total}\n" http://198.19.100.1/health
   done | awk '{c+=$1; t+=$2; if ($2>m) m=$2} END {printf "curl x30 (new connection each): connect %.3f ms, total %.3f ms mean, max %.3f ms\n", c/NR*1000, t/NR*1000, m*1000}'
-  ip netns exec fn-n1 curl -s http://127.0.0.1:9190/metrics | grep -E '^farmlb_worker_idle_sleep' | tr '\n' ' '
+  ip netns exec fn-n1 curl -s -H "$AUTH" "$ADMIN/metrics" | grep -E '^farmlb_worker_idle_sleep' | tr '\n' ' '
   echo
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true

@@ -22,7 +22,11 @@
 #              second (100 ms x 3 flapped on this busy 2-CPU machine)
 #        |  veth dn0 (farmlb's server port: 198.19.3.N in farmlb,
 #        |  also the FullNAT local address of the shop)
-#   fn-sw      bridge sbr (no address) with the nodes' and the servers' links
+#   fn-sw      bridge sbr (no address) with the nodes' and the servers' links,
+#        |     and the router's leg sw0 198.19.3.250/24: the operations path on
+#        |     which `farmlb manager` (run in fn-router) reads the servers'
+#        |     GET /load; it reaches the nodes' admin APIs on their uplink
+#        |     addresses (198.19.2.1N:9190, through farmlb's exception path)
 #        |  veth
 #   fn-s1..3   eth0 198.19.3.11-13/24; default via 198.19.3.1 (s1, s2: node 1)
 #              or 198.19.3.2 (s3: node 2), for the two-tier farm's NAT units
@@ -183,6 +187,15 @@ up() {
     no_offload "$ns" dn0
     no_offload "$SW_NS" "n$n-s"
   done
+
+  # The router's leg on the servers' switch: the service manager in
+  # fn-router reads the farm servers' load reports from 198.19.3.250.
+  ip link add sw0 netns "$ROUTER_NS" type veth peer name r-s netns "$SW_NS"
+  ip -n "$SW_NS" link set r-s master sbr up
+  ip -n "$ROUTER_NS" addr add 198.19.3.250/24 dev sw0
+  ip -n "$ROUTER_NS" link set sw0 up
+  no_offload "$ROUTER_NS" sw0
+  no_offload "$SW_NS" r-s
 
   # Servers.
   for i in 0 1 2; do

@@ -6,22 +6,38 @@
 //!
 //! Three nodes run `config/nodes.toml` (with their own addresses) and bird2
 //! on their exception-path taps; the router runs bird2 with `merge paths` and
-//! 5-tuple multipath hashing, BFD towards every node.
+//! 5-tuple multipath hashing, BFD towards every node. The service manager
+//! (`farmlb manager --config config/manager/nodes.toml`) runs in the router's
+//! namespace: it reaches the nodes' admin APIs on their uplink addresses
+//! (198.19.2.11-13:9190, with the token; the kernel holds them on the tap, so
+//! the requests pass farmlb's exception path like bird's BGP sessions) and
+//! the farm servers' load reports (`GET /load`; the servers run with
+//! `--unit shop --capacity 50`) over the router's leg on their switch.
 //!
 //! 1. No node announces the shop before the service manager's first epoch
-//!    (`require_epoch`); the epoch goes to every node (`PUT /epoch`) and all
-//!    show the same epoch and table checksums; the router then has three
-//!    next hops.
+//!    (`require_epoch`; the manager is started only after the BGP sessions
+//!    are up and nothing is announced); the admin APIs answer from the
+//!    router only with the token; then the manager's epochs reach all three
+//!    nodes, which show the same epoch and table checksums (read from the
+//!    router in one run) and the manager's weights; the router then has
+//!    three next hops.
 //! 2. 10,000 connections (ab) to the shop: none fails (so every answer came
 //!    from the shop's address: the client's TCP accepts nothing else), and
 //!    each node takes a share (printed).
+//!
+//!    Load feedback: web1 is loaded far above its `--capacity` (ab on its
+//!    own loopback); within [`OVERLOAD_EPOCHS`] of the manager's epochs its
+//!    weight falls to [`LOW`] or below on every node (`GET /status`), the
+//!    three still at one epoch and checksum; the epochs and the time are
+//!    printed.
 //! 3. SIGTERM to node 1: the router drops its next hop within the drain time;
 //!    new connections meanwhile all succeed on the others; the established
 //!    connections lost are printed (no flow sync between nodes yet).
 //! 4. kill -9 of node 2: the time until the router stops sending to it (BFD)
 //!    and the new connections that failed or waited in that window.
-//! 5. The two-tier farm: node 3 restarted with `config/two-tier.toml` (its
-//!    farm unit's servers are the farm units of nodes 1 and 2, restarted with
+//! 5. The manager stopped (the two-tier configs are other farms). The
+//!    two-tier farm: node 3 restarted with `config/two-tier.toml` (its farm
+//!    unit's servers are the farm units of nodes 1 and 2, restarted with
 //!    `config/two-tier-a.toml` and `config/two-tier-b.toml`): a client's first
 //!    request reaches a subordinate node's server through node 3; its
 //!    follow-up request to that server's sub-farm unit goes straight to the
@@ -31,6 +47,7 @@ mod e2e_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2e_support::{farm_server_binary, in_ns, require_tools, run_bounded, text, wait_until};
@@ -41,6 +58,21 @@ const CLIENT: &str = "fn-client";
 const ROUTER: &str = "fn-router";
 const VIP: &str = "198.19.100.1";
 const DRAIN: Duration = Duration::from_secs(2);
+/// The admin token of config/nodes.toml and config/manager/nodes.toml (the
+/// two-tier configs have none; a node without a token ignores it).
+const TOKEN: &str = "fn-nodes-admin-token";
+/// The manager's admin API, in the router namespace.
+const MANAGER: &str = "http://127.0.0.1:9290";
+/// Epochs the manager may take to bring an overloaded server's weight from
+/// its capacity (100) to [`LOW`] or below: with `damping = 0.5`,
+/// `max_change = 30` it needs 3 once the load report shows the overload
+/// (100 → 70 → 40 → 21), plus the epochs before the report's 2 s rate window
+/// shows the load.
+const OVERLOAD_EPOCHS: u64 = 10;
+const LOW: u64 = 25;
+
+/// Each node's admin API address (`[admin] listen` of the config it runs).
+static ADMIN: Mutex<[String; 3]> = Mutex::new([String::new(), String::new(), String::new()]);
 
 /// The connection prober, run in the client namespace with python3:
 /// `established ADDR N SECS`: N keep-alive connections, a request on each
@@ -222,12 +254,16 @@ impl Nodes {
                 sub,
                 "--db",
                 &db,
+                "--unit",
+                "shop",
+                "--capacity",
+                "50",
             ],
         );
         let ok = wait_until(Duration::from_secs(15), || {
             in_ns(
                 &ns,
-                &["curl", "-sf", "-m", "1", "http://127.0.0.1:8080/health"],
+                &["curl", "-sf", "-m", "1", "http://127.0.0.1:8080/load"],
                 3,
             )
             .status
@@ -245,6 +281,7 @@ impl Nodes {
         let text = text.replace("/run/farmlb-nodes", &self.state());
         let text = if config == "nodes.toml" {
             text.replace("198.19.2.11/24", &format!("198.19.2.1{n}/24"))
+                .replace("198.19.2.11:9190", &format!("198.19.2.1{n}:9190"))
                 .replace("198.19.3.1/24", &format!("198.19.3.{n}/24"))
                 .replace("\"198.19.3.1\"", &format!("\"198.19.3.{n}\""))
                 .replace("farmlb-n1", &format!("farmlb-n{n}"))
@@ -254,6 +291,9 @@ impl Nodes {
             text
         };
         let file = self.path(&format!("n{n}-{tag}.toml"));
+        let table: toml::Table = text.parse().expect("config TOML");
+        let listen = table["admin"]["listen"].as_str().expect("[admin] listen");
+        ADMIN.lock().unwrap_or_else(|e| e.into_inner())[n as usize - 1] = listen.to_string();
         std::fs::write(&file, text).expect("config");
         let name = format!("n{n}");
         let stats = self.path(&format!("n{n}-{tag}-stats.json"));
@@ -332,9 +372,12 @@ fn script() -> PathBuf {
     Path::new(ROOT).join("scripts/nodes.sh")
 }
 
-/// An admin API call to node `n` (on its namespace's loopback).
+/// An admin API call to node `n` from its own namespace, on the address its
+/// config listens on, with the token.
 fn admin(n: u32, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let url = format!("http://127.0.0.1:9190{path}");
+    let listen = ADMIN.lock().unwrap_or_else(|e| e.into_inner())[n as usize - 1].clone();
+    let url = format!("http://{listen}{path}");
+    let auth = format!("Authorization: Bearer {TOKEN}");
     let ns = format!("fn-n{n}");
     let mut args = vec![
         "curl",
@@ -343,6 +386,8 @@ fn admin(n: u32, method: &str, path: &str, body: Option<&str>) -> (u16, String) 
         "3",
         "-X",
         method,
+        "-H",
+        &auth,
         "-w",
         "\n%{http_code}",
     ];
@@ -354,6 +399,75 @@ fn admin(n: u32, method: &str, path: &str, body: Option<&str>) -> (u16, String) 
     let all = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = all.rsplit_once('\n').unwrap_or(("", &all));
     (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// `path` of the three nodes' admin APIs as the manager reaches them: from
+/// the router namespace, on the uplink addresses (through farmlb's exception
+/// path), with the token; one curl run, so the three answers are close in
+/// time. Per node (1..=3) the status code (0: unreachable) and the JSON.
+fn from_router(path: &str) -> Vec<(u16, serde_json::Value)> {
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let urls: Vec<String> = (1..=3)
+        .map(|n| format!("http://198.19.2.1{n}:9190{path}"))
+        .collect();
+    let mut args = vec![
+        "curl",
+        "-sS",
+        "-m",
+        "2",
+        "-H",
+        &auth,
+        "-w",
+        "\n@@%{http_code}@@\n",
+    ];
+    args.extend(urls.iter().map(String::as_str));
+    let out = in_ns(ROUTER, &args, 10);
+    let all = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut got = Vec::new();
+    let mut rest = all.as_str();
+    while let Some((body, after)) = rest.split_once("\n@@") {
+        let (code, after) = after.split_once("@@\n").unwrap_or((after, ""));
+        got.push((
+            code.parse().unwrap_or(0),
+            serde_json::from_str(body.trim()).unwrap_or(serde_json::Value::Null),
+        ));
+        rest = after;
+    }
+    got
+}
+
+/// The epoch and checksums (the farm's, the shop unit's) when all three
+/// nodes' `/status` answers show the same ones.
+fn agreed(sts: &[(u16, serde_json::Value)]) -> Option<(u64, String, String)> {
+    let key = |v: &serde_json::Value| {
+        Some((
+            v["epoch"].as_u64()?,
+            v["table_checksum"].as_str()?.to_string(),
+            v["farm_units"][0]["table_checksum"].as_str()?.to_string(),
+        ))
+    };
+    let first = key(&sts.first()?.1)?;
+    (sts.len() == 3
+        && sts
+            .iter()
+            .all(|(c, v)| *c == 200 && key(v).as_ref() == Some(&first)))
+    .then_some(first)
+}
+
+/// A server's weight in a node's `/status`.
+fn node_weight(st: &serde_json::Value, server: &str) -> Option<u64> {
+    st["servers"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == server)?["weight"]
+        .as_u64()
+}
+
+/// The manager's `GET /status` (Null when it does not answer).
+fn manager_status() -> serde_json::Value {
+    let url = format!("{MANAGER}/status");
+    let out = in_ns(ROUTER, &["curl", "-sS", "-m", "2", &url], 4);
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
 }
 
 fn status(n: u32) -> serde_json::Value {
@@ -528,30 +642,85 @@ fn several_nodes_behind_ecmp_and_a_two_tier_farm() {
         st["farm_units"][0]
     );
 
-    let epoch = r#"{"epoch": 1, "weights": {"web1": 1, "web2": 1, "web3": 2}}"#;
-    let mut sums = Vec::new();
-    for n in 1..=3 {
-        let (code, body) = admin(n, "PUT", "/epoch", Some(epoch));
-        assert_eq!(code, 200, "node {n} PUT /epoch: {body}");
-        let st = status(n);
-        assert_eq!(st["epoch"], 1, "node {n}");
-        sums.push((
-            st["table_checksum"].as_str().unwrap_or("").to_string(),
-            st["farm_units"][0]["table_checksum"]
-                .as_str()
-                .unwrap_or("")
-                .to_string(),
-        ));
+    for n in 2..=3 {
+        assert_eq!(status(n)["epoch"], 0, "node {n}");
     }
+    // The nodes' admin APIs answer the manager's side (the router) on their
+    // uplink addresses, through farmlb's exception path, only with the token.
+    let sts = from_router("/status");
     assert!(
-        sums.iter().all(|s| s == &sums[0] && !s.0.is_empty()),
-        "checksums differ: {sums:?}"
+        sts.len() == 3 && sts.iter().all(|(c, v)| *c == 200 && v["epoch"] == 0),
+        "admin APIs from the router: {sts:?}"
     );
+    let out = in_ns(
+        ROUTER,
+        &[
+            "curl",
+            "-s",
+            "-m",
+            "2",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://198.19.2.11:9190/status",
+        ],
+        4,
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "401", "no token");
+
+    // The service manager (config/manager/nodes.toml) in the router's
+    // namespace: it reads the servers' load reports over the router's leg
+    // on their switch and pushes its epochs to the three nodes.
+    let mcfg = Path::new(ROOT).join("config/manager/nodes.toml");
+    let t_manager = Instant::now();
+    nodes.spawn(
+        "manager",
+        ROUTER,
+        &[
+            FARMLB,
+            "--log",
+            "info",
+            "manager",
+            "--config",
+            mcfg.to_str().expect("utf-8"),
+            "--run-for",
+            "240s",
+        ],
+    );
+    let mut agreement = None;
+    wait_until(Duration::from_secs(10), || {
+        agreement = agreed(&from_router("/status")).filter(|a| a.0 >= 1);
+        agreement.is_some()
+    });
+    let (epoch, sum, unit_sum) = agreement.unwrap_or_else(|| {
+        panic!(
+            "the nodes do not agree on a manager epoch: {:?}\n{}",
+            from_router("/epoch"),
+            nodes.log("manager")
+        )
+    });
+    let first_epoch = t_manager.elapsed();
     let t = until_hops(VIP, Duration::from_secs(10), |h| h.len() == 3);
     assert!(t.is_some(), "three next hops: {:?}", next_hops(VIP));
+    let announced = t_manager.elapsed();
+    let mst = manager_status();
+    assert!(
+        mst["nodes"]
+            .as_array()
+            .is_some_and(|a| a.len() == 3 && a.iter().all(|n| n["pushes_ok"].as_u64() > Some(0))),
+        "manager: {mst}"
+    );
+    let st = status(1);
+    for server in ["web1", "web2", "web3"] {
+        assert_eq!(
+            node_weight(&st, server),
+            Some(100),
+            "{server}: the manager's weight (idle capacity)"
+        );
+    }
     println!(
-        "e2e nodes: epoch 1 on all three nodes, table checksum {} (shop unit {}); announced, 3 next hops",
-        sums[0].0, sums[0].1
+        "e2e nodes: the manager's epoch {epoch} on all three nodes {first_epoch:.1?} after it started, table checksum {sum} (shop unit {unit_sum}); announced, 3 next hops after {announced:.1?}"
     );
 
     // 2. 10,000 connections over the three nodes.
@@ -600,6 +769,69 @@ fn several_nodes_behind_ecmp_and_a_two_tier_farm() {
     println!(
         "e2e nodes: 10,000 connections in {took:.2?}, 0 failed, node shares {:.1}% / {:.1}% / {:.1}% ({got:?} new flows)",
         shares[0], shares[1], shares[2]
+    );
+
+    // Load feedback: web1 reports overload (requests to a missing page from
+    // its own namespace, far above its --capacity of 50 per second); its
+    // weight falls on every node within the configured epochs, and the nodes
+    // keep agreeing on the epoch and the checksums.
+    let e0 = manager_status()["epoch"].as_u64().unwrap_or(0);
+    nodes.spawn(
+        "load-web1",
+        "fn-s1",
+        &[
+            "ab",
+            "-q",
+            "-t",
+            "15",
+            "-n",
+            "1000000",
+            "-c",
+            "1",
+            "http://127.0.0.1:8080/busy",
+        ],
+    );
+    let t_load = Instant::now();
+    let (mut fell, mut fell_to) = (None, None);
+    wait_until(Duration::from_secs(12), || {
+        let sts = from_router("/status");
+        fell = agreed(&sts).filter(|_| {
+            sts.iter()
+                .all(|(_, v)| node_weight(v, "web1").is_some_and(|w| w <= LOW))
+        });
+        fell_to = sts.first().and_then(|(_, v)| node_weight(v, "web1"));
+        fell.is_some()
+    });
+    let took = t_load.elapsed();
+    let mst = manager_status();
+    let (fell_epoch, fell_sum, _) = fell.unwrap_or_else(|| {
+        panic!(
+            "web1's weight did not fall to {LOW} on every node: {:?}\nmanager: {mst}",
+            from_router("/status")
+                .iter()
+                .map(|(_, v)| (v["epoch"].clone(), node_weight(v, "web1")))
+                .collect::<Vec<_>>()
+        )
+    });
+    nodes.stop("load-web1", "KILL", Duration::from_secs(5));
+    let epochs = fell_epoch - e0;
+    let web1 = &mst["servers"][0];
+    assert!(
+        epochs <= OVERLOAD_EPOCHS,
+        "{epochs} epochs (at most {OVERLOAD_EPOCHS})"
+    );
+    let others: Vec<Option<u64>> = ["web2", "web3"]
+        .iter()
+        .map(|s| node_weight(&status(2), s))
+        .collect();
+    assert!(
+        others.iter().all(|w| w.is_some_and(|w| w > LOW)),
+        "the others keep their weights: {others:?}"
+    );
+    println!(
+        "e2e nodes: web1 overloaded (utilisation {:.1} in the manager's load report): its weight fell from 100 to {} (at most {LOW}) on all three nodes after {epochs} epochs of 500 ms ({took:.1?}), all three at epoch {fell_epoch} with table checksum {fell_sum}; web2, web3 {others:?} on node 2",
+        web1["feedback"]["utilisation"].as_f64().unwrap_or(f64::NAN),
+        fell_to.unwrap_or(0),
     );
 
     // 3. Graceful stop of node 1 under established connections. Which
@@ -735,7 +967,13 @@ fn several_nodes_behind_ecmp_and_a_two_tier_farm() {
         attempts.len()
     );
 
-    // 5. The two-tier farm.
+    // 5. The two-tier farm (without the manager: its configs are other
+    // farms).
+    assert!(
+        nodes.stop("manager", "TERM", Duration::from_secs(5)),
+        "the manager stops:\n{}",
+        nodes.log("manager")
+    );
     assert!(
         nodes.stop("n3", "TERM", Duration::from_secs(10)),
         "node 3 stops:\n{}",

@@ -481,17 +481,28 @@ fn the_binary_checks_its_config_and_serves_status() {
         "{err}"
     );
 
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/manager/example.toml");
-    let out = Command::new(bin)
-        .args(["manager", "--check", "--config"])
-        .arg(&example)
-        .output()
-        .expect("run farmlb");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Every shipped manager config (example.toml, nodes.toml) is valid.
+    let shipped_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/manager");
+    let mut shipped: Vec<_> = std::fs::read_dir(&shipped_dir)
+        .expect("config/manager")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    shipped.sort();
+    assert!(shipped.len() >= 2, "{shipped:?}");
+    for file in &shipped {
+        let out = Command::new(bin)
+            .args(["manager", "--check", "--config"])
+            .arg(file)
+            .output()
+            .expect("run farmlb");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     let node = FakeNode::start("127.0.0.1:0", None, &["a"]);
     let admin = TcpListener::bind("127.0.0.1:0")
