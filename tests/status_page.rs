@@ -1,7 +1,8 @@
 #![cfg(feature = "dpdk")]
 //! The status page in a real browser: headless Chromium, driven through
 //! chromedriver's WebDriver API, opens `GET /` of the real `farmlb run` on a
-//! net_pcap virtual device (no namespaces), with a token configured.
+//! net_pcap virtual device (no namespaces) that replays SYNs to a farm unit
+//! without end, with a token configured.
 //!
 //! Checks: without the token the page shows a form and no status, a wrong
 //! token is refused, the right one shows every server with its state; a
@@ -53,7 +54,7 @@ cache = 64
 
 [[port]]
 name = "p0"
-device = "net_pcap0,rx_pcap={rx},tx_pcap={tx}"
+device = "net_pcap0,rx_pcap={rx},infinite_rx=1"
 mac = "02:00:00:00:00:01"
 addresses = ["198.18.0.1/24"]
 neighbours = [
@@ -104,11 +105,12 @@ backups = ["web3"]
 "#,
         prefix = file_prefix("page"),
         rx = scratch.path("in.pcap").display(),
-        tx = scratch.path("out.pcap").display(),
     )
 }
 
-/// Some connections to the farm unit, so the servers have traffic.
+/// Some connections to the farm unit, so the servers have traffic: the
+/// port replays them without end (`infinite_rx`) and drops what farmlb
+/// sends, so the worker is busy for the test's few seconds.
 fn frames() -> Vec<Vec<u8>> {
     let client = Ipv4Addr::new(198, 18, 0, 50);
     let vip = Ipv4Addr::new(198, 18, 0, 100);
@@ -354,7 +356,7 @@ fn start_browser(scratch: &Scratch) -> (Owned, Browser) {
         "goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1300,1000", "--no-first-run",
+                     "--window-size=1300,1160", "--no-first-run",
                      format!("--user-data-dir={}", scratch.path("chromium").display())]
         },
         "goog:loggingPrefs": { "browser": "ALL" }
@@ -517,11 +519,20 @@ fn status_page_in_headless_chromium() {
     assert_eq!(rows[2][1], "up", "{rows}");
 
     // A few more refreshes for the chart, then the picture.
+    // The chart: one line per server, web3 (weight 2) with traffic.
     browser.wait_for(
         "the traffic chart",
         Duration::from_secs(5),
         "return document.querySelectorAll('#chart svg polyline').length === 3",
     );
+    let legend = browser.eval("return document.getElementById('chart').textContent");
+    let legend = legend.as_str().unwrap();
+    for s in SERVERS {
+        assert!(legend.contains(&format!("{s} ")), "{legend}");
+    }
+    assert!(!legend.contains("web3 0/s"), "{legend}");
+    // Some seconds of traffic in the picture.
+    std::thread::sleep(Duration::from_secs(4));
     let png = browser.call("GET", "/screenshot", None);
     let png = decode_base64(png.as_str().expect("screenshot"));
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
