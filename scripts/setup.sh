@@ -16,7 +16,8 @@ need=(dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config
       # the status page in a headless browser (tests/status_page.rs)
       chromium chromium-driver fonts-liberation)
 if [[ "${1:-}" == "--demo" ]]; then
-  need+=(nginx-light)
+  # socat: the demo's note on forwarding a host port to the status page
+  need+=(nginx-light socat)
 fi
 
 missing=()
