@@ -64,6 +64,11 @@ neighbours = [
   {{ address = "198.18.0.13", mac = "02:00:00:00:00:13" }},
 ]
 
+[[health_check]]
+name = "always"
+type = "none"
+interval = "200ms"
+
 [[server]]
 name = "web1"
 address = "198.18.0.11"
@@ -73,6 +78,7 @@ port = 8080
 name = "web2"
 address = "198.18.0.12"
 port = 8080
+check = "always"
 
 [[server]]
 name = "web3"
@@ -86,6 +92,14 @@ address = "198.18.0.100"
 port = 80
 protocol = "tcp"
 servers = ["web1", "web2", "web3"]
+
+[[farm_unit]]
+name = "shop-synproxy"
+address = "198.18.0.100"
+port = 81
+protocol = "tcp"
+servers = ["web2", "web3"]
+syn_proxy = true
 
 [[sub_farm_unit]]
 name = "shop-web1"
@@ -114,8 +128,10 @@ backups = ["web3"]
 fn frames() -> Vec<Vec<u8>> {
     let client = Ipv4Addr::new(198, 18, 0, 50);
     let vip = Ipv4Addr::new(198, 18, 0, 100);
-    (0..60u16)
+    (0..80u16)
         .map(|i| {
+            // The last 20 to the SYN-proxy unit, which answers them itself.
+            let port = if i < 60 { 80 } else { 81 };
             ethernet(
                 LB_MAC,
                 CLIENT_MAC,
@@ -125,7 +141,7 @@ fn frames() -> Vec<Vec<u8>> {
                     vip,
                     6,
                     64,
-                    &tcp4(client, vip, 40000 + i, 80, 1000, 0, 0x02, &[]),
+                    &tcp4(client, vip, 40000 + i, port, 1000, 0, 0x02, &[]),
                 ),
             )
         })
@@ -356,7 +372,7 @@ fn start_browser(scratch: &Scratch) -> (Owned, Browser) {
         "goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1300,1160", "--no-first-run",
+                     "--window-size=1300,1320", "--no-first-run",
                      format!("--user-data-dir={}", scratch.path("chromium").display())]
         },
         "goog:loggingPrefs": { "browser": "ALL" }
@@ -478,12 +494,24 @@ fn status_page_in_headless_chromium() {
             ["shop-web2", "web2", "false"]
         ])
     );
-    // The workers' counters arrive (the pcap's SYNs reached the servers).
-    browser.wait_for(
-        "the data-plane counters",
+    // The workers' counters arrive (the pcap's SYNs reached the servers),
+    // with the SYN-proxy unit's cookies and the moves.
+    let groups = browser.wait_for(
+        "the data-plane and splice counters",
         Duration::from_secs(5),
-        "return document.querySelector('#counters [data-group=\"data plane\"]') !== null",
+        "const g = Array.from(document.querySelectorAll('#counters table')).map(t => t.dataset.group); \
+         return g.includes('spliced connections') ? g : null",
     );
+    assert_eq!(
+        groups,
+        json!(["node", "data plane", "spliced connections", "moves"])
+    );
+    // web2's health: its check profile (type none: always up).
+    let web2 = browser.eval(
+        "return Array.from(document.querySelectorAll('#servers tr[data-server=\"web2\"] td')).map(c => c.innerText)",
+    );
+    assert_eq!(web2[7], "up 0/3 · always", "{web2}");
+    assert_eq!(web2[8], "type none: always up", "{web2}");
 
     // web1 disabled through the API: down, its backup promoted, within
     // two refreshes of the page.
