@@ -583,6 +583,19 @@ fn status_page_in_headless_chromium() {
         std::fs::write(&path, &png).unwrap();
     }
 
+    // web1 back: up, its unit on it again, the return in the timeline.
+    api.call("POST", "/servers/web1/enable", None)
+        .expect("enable web1");
+    browser.wait_for(
+        "web1's return",
+        Duration::from_secs(5),
+        "const s = document.querySelector('#servers tr[data-server=\"web1\"]'); \
+         const u = document.querySelector('#sub-farm-units tr[data-unit=\"shop-web1\"]'); \
+         const t = document.getElementById('timeline').innerText; \
+         return s.dataset.state === 'up' && u.dataset.active === 'web1' && u.dataset.promoted === 'false' \
+           && t.includes('web1: down → up') && t.includes('shop-web1: back on web1')",
+    );
+
     // chromedriver hands out each console entry once: these are the ones
     // since the token was accepted.
     let errors = browser.console_errors();
