@@ -27,7 +27,8 @@
 # "new flows/s" the SYNs that reached the server per second, "%limit" the
 # frames farmlb forwarded against the limit, "data loss" the share of
 # connections refused or lost. Prints a table and writes
-# bench-results.json (or --out); "ns/frame" is the worker's own cost per
+# bench-results.json (or --out) and beside it bench-results.svg, the table
+# as a chart (scripts/bench-chart.py); "ns/frame" is the worker's own cost per
 # frame while it had frames (busy_ns / rx) and "busy" the share of its time
 # it had any, so a worker waiting on a slow generator is told apart from a
 # worker that is the bottleneck. Needs root only to reserve hugepages; without
@@ -47,7 +48,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --scenarios) SCENARIOS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    -h | --help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -389,3 +390,5 @@ for r in rows:
           f"started {h['started']}, completed {h['completed']} (+{h['completed_late']} after), refused {h['refused']}, lost {h['lost']}")
 print(f"\nwritten: {out}")
 PY
+# The table as a picture beside the JSON.
+python3 "$ROOT/scripts/bench-chart.py" "$OUT" "${OUT%.json}.svg"

@@ -164,6 +164,8 @@ in_client curl -sf -m 2 -o /dev/null http://198.18.30.100/health ||
   { echo "farmlb does not answer; its log:"; cat "$WORK/farmlb.log"; exit 1; }
 for i in 1 2 3; do wait_state web$i up 5 >/dev/null; done
 note "farmlb health-checks every server: GET /health, expects \"farm-server ok\", every 500 ms (+ up to 100 ms jitter), down after 3 failures, up after 2 passes"
+note "the status page while the demo runs: ip netns exec flb-lb curl -s http://127.0.0.1:9190/ (HTML); in a browser: ip netns exec flb-lb chromium --no-sandbox http://127.0.0.1:9190/,"
+note "  or forward a host port to it: socat TCP-LISTEN:9190,bind=127.0.0.1,fork,reuseaddr SYSTEM:'exec ip netns exec flb-lb socat STDIO TCP\:127.0.0.1\:9190' and open http://127.0.0.1:9190/"
 status_table
 
 say "1. the client opens the shop: the main farm unit schedules it to a server"

@@ -12,9 +12,12 @@ need=(dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config
       # packet loss for the spliced-connection test (tests/e2e_splice.rs)
       nftables
       # several nodes behind a BGP/ECMP router (tests/e2e_nodes.rs, scripts/nodes.sh)
-      bird2)
+      bird2
+      # the status page in a headless browser (tests/status_page.rs)
+      chromium chromium-driver fonts-liberation)
 if [[ "${1:-}" == "--demo" ]]; then
-  need+=(nginx-light)
+  # socat: the demo's note on forwarding a host port to the status page
+  need+=(nginx-light socat)
 fi
 
 missing=()

@@ -3,6 +3,8 @@
 //!
 //! | request | answer |
 //! |---|---|
+//! | `GET /` | the status page: HTML that polls `GET /status` every second (served without the token; it holds no status) |
+//! | `GET /api` | the list of endpoints (JSON) |
 //! | `GET /status` | the server status table, farm units, promotions (JSON) |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /servers/{name}` | one server (JSON) |
@@ -134,8 +136,64 @@ fn epoch(shared: &Shared, body: &[u8]) -> ApiResponse {
     }
 }
 
+/// The status page (`GET /`): one file, no external assets.
+pub const PAGE: &str = include_str!("page.html");
+
+/// The page's one inline script, as the browser hashes it for the
+/// Content-Security-Policy.
+fn page_script() -> &'static str {
+    let start = PAGE.find("<script>").map_or(0, |i| i + "<script>".len());
+    let end = PAGE[start..].find("</script>").map_or(start, |i| start + i);
+    &PAGE[start..end]
+}
+
+/// Standard base64 with padding (RFC 4648), for the CSP script hash.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The page with a policy that runs its own script and nothing else: no
+/// other script, no external asset, fetches to this origin only.
+fn page() -> ApiResponse {
+    use sha2::{Digest, Sha256};
+    let hash = base64(&Sha256::digest(page_script().as_bytes()));
+    ApiResponse {
+        status: 200,
+        content_type: "text/html; charset=utf-8",
+        body: PAGE.to_string(),
+        header: Some((
+            "Content-Security-Policy",
+            format!(
+                "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; \
+                 connect-src 'self'; img-src data:; form-action 'none'; frame-ancestors 'none'; \
+                 base-uri 'none'"
+            ),
+        )),
+    }
+}
+
 /// Answers one admin request.
 pub(crate) fn handle(shared: &Arc<Shared>, req: &ApiRequest<'_>) -> ApiResponse {
+    // The page holds no status: it asks for the token itself and sends it
+    // with its fetches of `/status`, which need it like every request.
+    if req.method == "GET" && req.path.trim_matches('/').is_empty() {
+        return page();
+    }
     let token = shared.table().config().admin.token.clone();
     if !authorized(token.as_deref(), req.authorization) {
         let mut r = error(401, "missing or wrong 'Authorization: Bearer <token>'");
@@ -144,10 +202,11 @@ pub(crate) fn handle(shared: &Arc<Shared>, req: &ApiRequest<'_>) -> ApiResponse 
     }
     let parts: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     match (req.method, parts.as_slice()) {
-        ("GET", [""]) => json_response(
+        (_, [""]) => not_allowed("GET"),
+        ("GET", ["api"]) => json_response(
             200,
             &json!({ "endpoints": [
-                "GET /status", "GET /metrics", "GET /servers/{name}",
+                "GET /", "GET /api", "GET /status", "GET /metrics", "GET /servers/{name}",
                 "POST /servers/{name}/drain", "POST /servers/{name}/enable",
                 "POST /servers/{name}/disable", "PUT /servers/{name}/weight",
                 "POST /reload", "GET /epoch", "PUT /epoch"
@@ -276,6 +335,7 @@ pub(crate) fn serve(shared: &Arc<Shared>, mut req: tiny_http::Request) {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::control::LiveStats;
     use crate::farm::{Farm, Publisher};
     use std::path::Path;
 
@@ -283,7 +343,7 @@ mod tests {
         let text = format!("{}{extra}", super::super::table::tests::CONFIG);
         let cfg = Config::parse(Path::new("t.toml"), &text).unwrap();
         let publisher = Publisher::new(Farm::from_config(&cfg).unwrap()).unwrap();
-        Arc::new(Shared::new(cfg, publisher, Arc::default()))
+        Arc::new(Shared::new(cfg, publisher, Arc::new(LiveStats::new(1))))
     }
 
     fn call(
@@ -394,6 +454,127 @@ mod tests {
         assert_eq!(v["epoch"], 0);
         let (st, v) = call(&sh, "PUT", "/epoch", Some("Bearer s3cret-token"), body);
         assert_eq!((st, v["epoch"].as_u64()), (200, Some(1)));
+    }
+
+    fn get(sh: &Arc<Shared>, path: &str, auth: Option<&str>) -> ApiResponse {
+        handle(
+            sh,
+            &ApiRequest {
+                method: "GET",
+                path,
+                authorization: auth,
+                body: b"",
+            },
+        )
+    }
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (raw, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(raw.as_bytes()), enc, "{raw}");
+        }
+        assert_eq!(base64(&[0xfb, 0xff, 0xbf]), "+/+/");
+    }
+
+    #[test]
+    fn root_serves_the_page_with_a_policy_for_its_own_script() {
+        let sh = shared_with("");
+        let r = get(&sh, "/", None);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.content_type, "text/html; charset=utf-8");
+        assert!(r.body.starts_with("<!DOCTYPE html>"));
+        assert_eq!(get(&sh, "", None), r);
+        let (name, csp) = r.header.clone().unwrap();
+        assert_eq!(name, "Content-Security-Policy");
+        assert!(
+            csp.starts_with("default-src 'none'; script-src 'sha256-"),
+            "{csp}"
+        );
+        assert!(csp.contains("connect-src 'self'"), "{csp}");
+        // The hash is the script's (what the browser computes), 32 bytes.
+        use sha2::{Digest, Sha256};
+        let want = base64(&Sha256::digest(page_script().as_bytes()));
+        assert_eq!(want.len(), 44);
+        assert!(csp.contains(&format!("'sha256-{want}'")));
+        assert!(page_script().contains("fetch(\"status\""));
+        assert!(page_script().trim_start().starts_with("\"use strict\""));
+        // Self-contained: one script, no external script, style, image or font.
+        assert_eq!(PAGE.matches("<script").count(), 1);
+        for external in ["src=", "href=", "@import", "url(", "https://"] {
+            assert!(!PAGE.contains(external), "the page refers to '{external}'");
+        }
+        // It fetches what it shows.
+        for id in [
+            "id=\"servers\"",
+            "id=\"farm-units\"",
+            "id=\"sub-farm-units\"",
+            "id=\"chart\"",
+            "id=\"timeline\"",
+            "id=\"counters\"",
+            "id=\"login\"",
+        ] {
+            assert!(PAGE.contains(id), "{id}");
+        }
+        assert!(PAGE.contains("Authorization = \"Bearer \" + token"));
+        // Only GET; the endpoint list moved to /api.
+        let (st, _) = call(&sh, "POST", "/", None, "");
+        assert_eq!(st, 405);
+        let (st, v) = call(&sh, "GET", "/api", None, "");
+        assert_eq!(st, 200);
+        assert!(v["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "GET /"));
+    }
+
+    #[test]
+    fn with_a_token_the_page_is_served_but_no_status_without_it() {
+        let sh = shared_with("\n[admin]\ntoken = \"s3cret-token\"\n");
+        let page = get(&sh, "/", None);
+        assert_eq!(page.status, 200);
+        // The page carries no status: no server, no unit, no token.
+        for secret in ["s1", "s2", "s3cret-token", "198.18."] {
+            assert!(!page.body.contains(secret), "the page shows '{secret}'");
+        }
+        for path in ["/status", "/metrics", "/api", "/servers/s1", "/epoch"] {
+            assert_eq!(get(&sh, path, None).status, 401, "{path}");
+            assert_eq!(get(&sh, path, Some("Bearer nope")).status, 401, "{path}");
+        }
+        let st = get(&sh, "/status", Some("Bearer s3cret-token"));
+        assert_eq!(st.status, 200);
+        let v: serde_json::Value = serde_json::from_str(&st.body).unwrap();
+        assert_eq!(v["servers"][0]["name"], "s1");
+        // No worker counters in a control plane without a data plane.
+        assert!(v.get("traffic").is_none());
+        let (st, _) = call(&sh, "POST", "/", None, "");
+        assert_eq!(st, 401);
+    }
+
+    #[test]
+    fn status_carries_the_workers_traffic_once_published() {
+        let sh = shared_with("");
+        sh.live_for_tests().publish(
+            0,
+            json!({"rx": 5, "tx": 4, "farm": {"servers": [{"name": "s1", "packets_in": 3, "packets_out": 2}]},
+                   "splice": {"spliced": 1}}),
+        );
+        let (_, v) = call(&sh, "GET", "/status", None, "");
+        assert_eq!(v["traffic"]["workers"], 1);
+        assert_eq!(v["traffic"]["servers"][0]["name"], "s1");
+        assert_eq!(v["traffic"]["servers"][0]["packets_in"], 3);
+        assert_eq!(v["traffic"]["splice"]["spliced"], 1);
+        // The status still parses as the CLI reads it.
+        let r: crate::control::StatusReport = serde_json::from_value(v).unwrap();
+        assert_eq!(r.traffic.unwrap().rx, 5);
     }
 
     #[test]

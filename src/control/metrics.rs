@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::table::StatusReport;
@@ -227,6 +228,118 @@ fn walk(
             }
         }
     }
+}
+
+/// Traffic of one server or farm unit, summed over workers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficCounts {
+    pub name: String,
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub new_flows: u64,
+    /// A SYN-proxy or HTTP unit's spliced-connection counters (route
+    /// cookies, new primaries...), summed; empty for servers and plain units.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub splice: BTreeMap<String, u64>,
+}
+
+/// `GET /status`'s `traffic`: the counters the workers published last,
+/// summed over workers. Counters only grow (until a restart), so a reader
+/// that polls gets rates by differences.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficReport {
+    /// Workers that published counters.
+    pub workers: usize,
+    /// Frames received and sent by the workers.
+    pub rx: u64,
+    pub tx: u64,
+    /// Flows in the workers' tables now.
+    pub flows: u64,
+    pub servers: Vec<TrafficCounts>,
+    pub farm_units: Vec<TrafficCounts>,
+    /// Spliced connections: the workers' splice counters (`spliced`,
+    /// `active`, `moves_*`, `replays_*`...) summed; `move_ns_max` is the
+    /// largest.
+    pub splice: BTreeMap<String, u64>,
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v.get(k).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// Adds the numeric fields of `v` (an object) to `into`; `*_max` fields
+/// keep the largest.
+fn add_numbers(into: &mut BTreeMap<String, u64>, v: &Value) {
+    let Some(map) = v.as_object() else { return };
+    for (k, x) in map {
+        if let Some(n) = x.as_u64() {
+            let e = into.entry(k.clone()).or_insert(0);
+            *e = if k.ends_with("_max") {
+                (*e).max(n)
+            } else {
+                e.saturating_add(n)
+            };
+        }
+    }
+}
+
+/// Adds a worker's per-name traffic list (`farm.servers` or `farm.units`).
+fn add_named(into: &mut Vec<TrafficCounts>, list: Option<&Value>) {
+    for item in list.and_then(Value::as_array).into_iter().flatten() {
+        let Some(name) = item.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let i = match into.iter().position(|t| t.name == name) {
+            Some(i) => i,
+            None => {
+                into.push(TrafficCounts {
+                    name: name.to_string(),
+                    ..TrafficCounts::default()
+                });
+                into.len() - 1
+            }
+        };
+        let t = &mut into[i];
+        t.packets_in += u(item, "packets_in");
+        t.bytes_in += u(item, "bytes_in");
+        t.packets_out += u(item, "packets_out");
+        t.bytes_out += u(item, "bytes_out");
+        t.new_flows += u(item, "new_flows");
+        if let Some(sp) = item.get("splice") {
+            add_numbers(&mut t.splice, sp);
+        }
+    }
+}
+
+/// The workers' latest counters summed; `None` while no worker has
+/// published any (the control plane alone, as in tests and `farmlb check`).
+pub fn traffic(live: &LiveStats) -> Option<TrafficReport> {
+    let mut r = TrafficReport::default();
+    for w in 0..live.workers() {
+        let Some((_, v)) = live.latest(w) else {
+            continue;
+        };
+        r.workers += 1;
+        r.rx += u(&v, "rx");
+        r.tx += u(&v, "tx");
+        let farm = v.get("farm");
+        for fw in farm
+            .and_then(|f| f.get("workers"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            r.flows += u(fw, "flows");
+        }
+        add_named(&mut r.servers, farm.and_then(|f| f.get("servers")));
+        add_named(&mut r.farm_units, farm.and_then(|f| f.get("units")));
+        if let Some(sp) = v.get("splice") {
+            add_numbers(&mut r.splice, sp);
+        }
+    }
+    (r.workers > 0).then_some(r)
 }
 
 /// The Prometheus text of the status table and the workers' counters.
@@ -469,6 +582,54 @@ mod tests {
         assert_eq!(live.latest(1).unwrap().1, json!({"a": 2}));
         assert!(live.latest(0).is_none());
         assert!(live.latest(5).is_none());
+    }
+
+    #[test]
+    fn traffic_sums_workers_by_name() {
+        let live = LiveStats::new(3);
+        assert_eq!(traffic(&live), None);
+        let worker = |n: u64| {
+            json!({
+                "rx": 10 * n, "tx": 9 * n,
+                "farm": {
+                    "workers": [{"worker": n, "flows": n}],
+                    "servers": [
+                        {"name": "s1", "state": "up", "weight": 1, "packets_in": n, "bytes_in": 60 * n,
+                         "packets_out": 2 * n, "bytes_out": 100 * n, "active_flows": 1, "new_flows": n},
+                        {"name": "s2", "packets_in": 1}
+                    ],
+                    "units": [{"name": "web", "packets_in": n, "splice": {"new_primaries": n, "active": 1}}]
+                },
+                "splice": {"spliced": n, "moves_fin": 1, "move_ns_max": 100 * n, "note": "x"}
+            })
+        };
+        live.publish(0, worker(1));
+        live.publish(2, worker(2));
+        let t = traffic(&live).unwrap();
+        assert_eq!((t.workers, t.rx, t.tx, t.flows), (2, 30, 27, 3));
+        assert_eq!(t.servers.len(), 2);
+        let s1 = &t.servers[0];
+        assert_eq!(
+            (
+                s1.name.as_str(),
+                s1.packets_in,
+                s1.bytes_in,
+                s1.packets_out,
+                s1.bytes_out,
+                s1.new_flows
+            ),
+            ("s1", 3, 180, 6, 300, 3)
+        );
+        assert_eq!(t.servers[1].packets_in, 2);
+        assert_eq!(t.farm_units[0].splice["new_primaries"], 3);
+        assert_eq!(t.splice["spliced"], 3);
+        assert_eq!(t.splice["moves_fin"], 2);
+        // A maximum stays a maximum; non-numbers are left out.
+        assert_eq!(t.splice["move_ns_max"], 200);
+        assert!(!t.splice.contains_key("note"));
+        // Serialised without empty splice maps.
+        let v = serde_json::to_value(&t).unwrap();
+        assert!(v["servers"][0].get("splice").is_none());
     }
 
     #[test]

@@ -111,6 +111,11 @@ impl Shared {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn live_for_tests(&self) -> &LiveStats {
+        &self.live
+    }
+
     fn announcer(&self) -> MutexGuard<'_, Announcer> {
         self.announcer.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -170,6 +175,7 @@ impl Shared {
             }
             s.announce = Some(a.report().clone());
         }
+        s.traffic = metrics::traffic(&self.live);
         s
     }
 

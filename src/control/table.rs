@@ -916,6 +916,7 @@ impl StatusTable {
             farm_units,
             sub_farm_units,
             announce: None,
+            traffic: None,
         }
     }
 }
@@ -1007,6 +1008,10 @@ pub struct StatusReport {
     /// With `[announce]`: what bird announces and the counters.
     #[serde(default)]
     pub announce: Option<super::announce::AnnounceReport>,
+    /// The workers' counters summed (a running farmlb's data plane; absent
+    /// until a worker published its counters): what the status page charts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<super::metrics::TrafficReport>,
 }
 
 impl StatusReport {
