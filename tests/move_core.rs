@@ -781,3 +781,25 @@ fn a_server_that_said_it_closes_closes_at_once() {
     assert_eq!(sent[0].1.seq, m.c_ack);
     assert_eq!(m.counters().fins_held, 0);
 }
+
+#[test]
+fn a_moved_request_carries_its_own_route_cookie() {
+    // The connection is bound by a first request without a cookie (a new
+    // session); the request that moves names its session's servers: the
+    // new server is chosen by that cookie (never its secondary).
+    let mut m = nat4(Replay::Idempotent);
+    m.first_request(GET, GET.len());
+    m.respond(RESP);
+    let get = b"GET /cart HTTP/1.1\r\nHost: shop\r\nCookie: route=2001\r\n\r\n";
+    let (v, _) = m.request(get);
+    assert_eq!(v, Verdict::Forward(1));
+    let rst = m.server_seg(m.s_seq, m.c_seq, RST | ACK, b"");
+    assert_eq!(m.h.process(1, rst, m.now), Verdict::Spliced);
+    let sent = m.sent();
+    m.moves_to_alternate(&sent, get);
+    assert_eq!(
+        m.h.lb.rebinds,
+        [farmlb::packet::RouteCookie::new(2, 1)],
+        "the moved request's cookie"
+    );
+}

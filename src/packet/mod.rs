@@ -384,6 +384,15 @@ pub trait Balancer {
         None
     }
 
+    /// The route cookie among `cookies` (a request head's `Cookie` header
+    /// values) of the HTTP unit a client's packet with `key` goes to, when
+    /// it is valid and names servers of the unit; `None` otherwise. A moved
+    /// request's own cookie, for [`Balancer::rebind`] (the connection was
+    /// bound by its first request's).
+    fn route_cookie_of(&self, _key: &FlowKey, _cookies: &[&[u8]]) -> Option<RouteCookie> {
+        None
+    }
+
     /// The move settings of the SYN-proxy unit a client's packet with `key`
     /// goes to (which unanswered requests move to another server when
     /// theirs fails); the default moves nothing.

@@ -746,6 +746,8 @@ pub struct TestBalancer {
     pub response_timeout: Nanos,
     /// Servers marked down (their flows' requests move).
     pub down: Vec<IpAddr>,
+    /// The route cookie each rebind was given.
+    pub rebinds: Vec<Option<RouteCookie>>,
     pub flows: HashMap<FlowKey, Nat>,
     pub next_local_port: u16,
     pub lookups: u64,
@@ -789,6 +791,7 @@ impl TestBalancer {
             replay: Replay::None,
             response_timeout: 0,
             down: Vec::new(),
+            rebinds: Vec::new(),
             flows: HashMap::new(),
             next_local_port: FULLNAT_FIRST_PORT,
             lookups: 0,
@@ -921,6 +924,10 @@ impl Balancer for TestBalancer {
         }
     }
 
+    fn route_cookie_of(&self, _key: &FlowKey, cookies: &[&[u8]]) -> Option<RouteCookie> {
+        route::read(cookies, b"route").ok()
+    }
+
     fn down_mark(&self) -> u64 {
         self.down.len() as u64
     }
@@ -936,8 +943,9 @@ impl Balancer for TestBalancer {
         key: &FlowKey,
         failed: &Nat,
         _now: Nanos,
-        _route: Option<RouteCookie>,
+        route: Option<RouteCookie>,
     ) -> Result<Nat, DropReason> {
+        self.rebinds.push(route);
         self.forget(key);
         let alt = self
             .alternates

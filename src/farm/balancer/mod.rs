@@ -778,6 +778,11 @@ impl Balancer for FarmBalancer {
         self.http_unit_of(key).map(|(_, h)| h.fallback)
     }
 
+    fn route_cookie_of(&self, key: &FlowKey, cookies: &[&[u8]]) -> Option<RouteCookie> {
+        let (_, named) = self.cookie_route(key, cookies)?;
+        named.ok().map(|(c, _, _)| c)
+    }
+
     fn splice_moves(&self, key: &FlowKey) -> MovePolicy {
         self.moves_of(key)
     }

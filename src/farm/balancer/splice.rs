@@ -155,7 +155,7 @@ impl FarmBalancer {
     /// The unit a request with `cookies` to `key` goes to and what its route
     /// cookie names there; `None` when the unit is not an HTTP unit with a
     /// route cookie.
-    fn cookie_route(
+    pub(super) fn cookie_route(
         &self,
         key: &FlowKey,
         cookies: &[&[u8]],

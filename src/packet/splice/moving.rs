@@ -154,7 +154,18 @@ impl<F: Frame> Processor<F> {
                 acked_whole: !after(c.kept_end(), c.server_acked),
             },
         );
-        let (client, old, route) = (c.client, c.nat, c.route);
+        let client = c.client;
+        // The request's own route cookie: a keep-alive connection was bound
+        // by its first request, which may have had none (a new session).
+        let route = if c.moves.http {
+            let head = crate::splice::http::read_head(&c.kept);
+            balancer
+                .route_cookie_of(&client, head.cookies())
+                .or(c.route)
+        } else {
+            c.route
+        };
+        let old = c.nat;
         let (acked, end) = (c.server_acked, c.kept_end());
         if !matches!(trigger, Trigger::Reset) {
             // The failed server forgets the connection (at the byte it
@@ -183,6 +194,7 @@ impl<F: Frame> Processor<F> {
             syns: 1,
         };
         c.syn_seq = c.kept_seq.wrapping_sub(1);
+        c.route = route;
         c.response_deadline = 0;
         // The old server side's FIN, if one was held, is no news now.
         c.held_fin = None;
