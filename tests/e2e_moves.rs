@@ -189,6 +189,21 @@ fn requests_move_when_their_server_dies_or_goes_silent_and_clients_see_nothing()
         total(&after_kill) > before,
         "requests in flight moved: {after_kill:?}"
     );
+    // The sessions whose primary died have a new primary, never their
+    // secondary (the moved request's route cookie chose it).
+    for cart in s["carts"].as_array().unwrap() {
+        let num = |k: &str| {
+            cart[k]
+                .as_str()
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0)
+        };
+        let (start, end) = (num("route_start"), num("route_end"));
+        if format!("web{}", start / 1000) == killed {
+            assert_ne!(end / 1000, start / 1000, "a new primary: {cart}");
+            assert_ne!(end / 1000, start % 1000, "never the secondary: {cart}");
+        }
+    }
     eprintln!(
         "e2e-moves: kill -9: moves {after_kill:?}; a moved request took at most {:.1} ms \
          more than the median",

@@ -13,7 +13,8 @@ OUT.json gets:
   {"requests": n, "failed": n, "errors": [...], "reconnects": n,
    "latencies_ms": [...],            # every request, in order of completion
    "writes": n, "applied": n, "duplicates": n,
-   "carts_ok": bool, "carts": [{"expected": {...}, "got": {...}}]}
+   "carts_ok": bool, "carts": [{"expected": {...}, "got": {...},
+                                "route_start": "P*1000+S", "route_end": ...}]}
 
 A failed request is one that got no complete response (the connection was
 reset or closed before the answer, or timed out) or a status other than
@@ -153,9 +154,10 @@ def writer():
     # A session first: the catalogue page sets the cookies; its route
     # cookie (primary x 1000 + secondary) goes to OUT.json.routes.
     timed(c, "GET", "/")
+    route_start = c.jar.get("route", "0")
     with lock:
         with open(out + ".routes", "a") as f:
-            f.write(c.jar.get("route", "0") + "\n")
+            f.write(route_start + "\n")
     while not stopping():
         item = ITEMS[i % len(ITEMS)]
         i += 1
@@ -179,7 +181,8 @@ def writer():
             cart[line["item"]] = line["quantity"]
     c.close()
     with lock:
-        stats["carts"].append({"expected": expected, "got": cart})
+        stats["carts"].append({"expected": expected, "got": cart, "route_start": route_start,
+                               "route_end": c.jar.get("route", "0")})
 
 
 threads = [threading.Thread(target=reader) for _ in range(readers)]
