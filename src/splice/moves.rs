@@ -25,8 +25,6 @@
 
 pub use crate::config::Replay;
 
-use super::http;
-
 /// A unit's move settings, as the packet path keeps them per connection
 /// (taken when the connection is made: a reload applies to new ones).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -206,12 +204,6 @@ pub fn request_line(copy: &[u8]) -> String {
     String::from_utf8_lossy(&copy[..end]).into_owned()
 }
 
-/// Whether `copy` starts an HTTP/1.x request (a sanity check of the copy
-/// in tests and the log).
-pub fn starts_request(copy: &[u8]) -> bool {
-    !matches!(http::read_head(copy), http::Head::NotHttp)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,7 +304,5 @@ mod tests {
             "POST /cart/add HTTP/1.1"
         );
         assert_eq!(request_line(&[b'A'; 100]).len(), 64);
-        assert!(starts_request(b"GET / HTTP/1.1\r\n"));
-        assert!(!starts_request(b"\x16\x03\x01"));
     }
 }

@@ -319,14 +319,13 @@ impl SpliceTable {
         let Some(c) = self.slots.get(i as usize).and_then(Option::as_ref) else {
             return;
         };
-        let joined = c.phase == Phase::Spliced;
-        let fast = |ready, copy| Fast {
-            ready,
-            copy,
+        let fast = Fast {
+            ready: c.phase == Phase::Spliced,
+            copy: c.copies(),
             translation: c.translation,
         };
-        self.index.set_fast(&c.client, fast(joined, c.copies()));
-        self.index.set_fast(&c.server, fast(c.server_fast(), false));
+        self.index.set_fast(&c.client, fast);
+        self.refresh_server_fast(i);
     }
 
     /// [`SpliceTable::refresh_fast`] of the server side's entry alone:

@@ -212,7 +212,8 @@ impl<F: Frame> Processor<F> {
         if after(newest, c.synack_tsval) {
             c.synack_tsval = newest;
         }
-        let line = moves::request_line(&c.kept);
+        // The request line only for a log line that is written.
+        let line = tracing::enabled!(tracing::Level::DEBUG).then(|| moves::request_line(&c.kept));
         s.counters.moved(trigger);
         s.counters.replayed(rule);
         s.write_note(balancer, i);
@@ -223,7 +224,7 @@ impl<F: Frame> Processor<F> {
             to = %format_args!("{}:{}", nat.dst, nat.dst_port),
             trigger = trigger.as_str(),
             rule = rule.as_str(),
-            request = %line,
+            request = %line.unwrap_or_default(),
             "request moved to another server"
         );
         self.send_server_syn(io, i, now);
