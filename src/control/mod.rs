@@ -6,6 +6,7 @@
 //!   `none` checks (I/O).
 //! - [`table`]: the server status table; turns health, operator actions,
 //!   slow start and reloads into published server states and weights (pure).
+//! - [`report`]: what `GET /status` answers (the table's report types).
 //! - [`metrics`]: Prometheus text and [`LiveStats`], the workers' counters.
 //! - [`admin`]: the admin HTTP API.
 //! - [`announce`]: farm unit addresses announced through bird2 while ready.
@@ -33,6 +34,7 @@ pub mod client;
 pub mod health;
 pub mod metrics;
 pub mod probe;
+pub mod report;
 pub mod table;
 
 pub use health::{CheckResult, Health, HealthState, Transition};
