@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ForwardingMode, HttpUnit, OnServerDown, Protocol, SchedulerKind};
 
+mod addr_map;
 pub mod balancer;
+mod checksum;
 mod counters;
 pub mod maglev;
 pub mod snapshot;

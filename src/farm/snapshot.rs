@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use super::addr_map::AddrMap;
+use super::checksum::{unit_checksum, StableHash};
 use super::maglev::{self, MaglevTable, Member};
 use super::{Farm, FarmError, MainUnit, ServerId, ServerState, SubUnit, UnitId, UnitKind};
 use crate::config::SchedulerKind;
@@ -91,91 +93,6 @@ fn filter_bit(a: IpAddr) -> usize {
     (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize
 }
 
-/// A small fixed map from (address, protocol, port) to a `u16`, built once
-/// per snapshot: open addressing with linear probing at load at most 1/2
-/// over plain integer keys, so that a lookup on the packet path costs one
-/// multiply and usually one compare (a general hash map hashes the `IpAddr`
-/// enum field by field).
-#[derive(Debug, Default)]
-struct AddrMap {
-    /// (address bits, tag, value); tag 0: empty. The tag holds the family,
-    /// protocol and port and a used bit, so an IPv4 address never equals
-    /// the IPv6 address with the same bits.
-    slots: Vec<(u128, u32, u16)>,
-    len: usize,
-}
-
-impl AddrMap {
-    #[inline]
-    fn key(ip: IpAddr, proto: u8, port: u16) -> (u128, u32) {
-        let (bits, v6) = match ip {
-            IpAddr::V4(a) => (u128::from(u32::from(a)), 0),
-            IpAddr::V6(a) => (u128::from(a), 1),
-        };
-        (
-            bits,
-            1 << 31 | v6 << 24 | u32::from(proto) << 16 | u32::from(port),
-        )
-    }
-
-    #[inline]
-    fn home(&self, bits: u128, tag: u32) -> usize {
-        let x = (bits as u64) ^ ((bits >> 64) as u64).rotate_left(29) ^ u64::from(tag) << 13;
-        mix(x, 0x9e37_79b9_7f4a_7c15) as usize & (self.slots.len() - 1)
-    }
-
-    fn build(entries: impl IntoIterator<Item = (IpAddr, u8, u16, u16)>) -> AddrMap {
-        let entries: Vec<_> = entries.into_iter().collect();
-        let size = (entries.len() * 2).next_power_of_two().max(4);
-        let mut m = AddrMap {
-            slots: vec![(0, 0, 0); size],
-            len: 0,
-        };
-        for (ip, proto, port, v) in entries {
-            let (bits, tag) = Self::key(ip, proto, port);
-            let mut i = m.home(bits, tag);
-            loop {
-                let e = &mut m.slots[i];
-                if e.1 == 0 {
-                    *e = (bits, tag, v);
-                    m.len += 1;
-                    break;
-                }
-                if e.0 == bits && e.1 == tag {
-                    // The last entry of a key wins (as with a map's
-                    // insert); the configuration keeps keys unique.
-                    e.2 = v;
-                    break;
-                }
-                i = (i + 1) & (size - 1);
-            }
-        }
-        m
-    }
-
-    #[inline]
-    fn get(&self, ip: IpAddr, proto: u8, port: u16) -> Option<u16> {
-        let (bits, tag) = Self::key(ip, proto, port);
-        let mask = self.slots.len() - 1;
-        let mut i = self.home(bits, tag);
-        loop {
-            let e = &self.slots[i];
-            if e.1 == tag && e.0 == bits {
-                return Some(e.2);
-            }
-            if e.1 == 0 {
-                return None;
-            }
-            i = (i + 1) & mask;
-        }
-    }
-
-    #[inline]
-    fn contains(&self, ip: IpAddr) -> bool {
-        self.len != 0 && self.get(ip, 0, 0).is_some()
-    }
-}
-
 fn table_for(farm: &Farm, unit: UnitId) -> Option<Arc<MaglevTable>> {
     let u = farm.unit(unit);
     if u.removed {
@@ -201,78 +118,6 @@ fn table_for(farm: &Farm, unit: UnitId) -> Option<Arc<MaglevTable>> {
         })
         .collect();
     maglev::build(&members, farm.maglev_size).map(Arc::new)
-}
-
-/// A 64-bit hash that is the same in every process and on every node
-/// (FNV-1a over 64-bit words, finished with a multiply-mix): checksums only,
-/// never on the packet path.
-#[derive(Clone, Copy)]
-struct StableHash(u64);
-
-impl StableHash {
-    fn new(domain: &str) -> StableHash {
-        let mut h = StableHash(0xcbf2_9ce4_8422_2325);
-        h.bytes(domain.as_bytes());
-        h
-    }
-
-    fn word(&mut self, w: u64) {
-        self.0 = (self.0 ^ w).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-
-    fn bytes(&mut self, b: &[u8]) {
-        self.word(b.len() as u64);
-        for chunk in b.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.word(u64::from_le_bytes(w));
-        }
-    }
-
-    fn finish(self) -> u64 {
-        mix(self.0, 0x9e37_79b9_7f4a_7c15) ^ self.0.rotate_left(17)
-    }
-}
-
-/// The checksum of one unit's scheduling decisions, expressed by server
-/// names (never by ids, which depend on a node's reload history): for a
-/// unit with a Maglev table every slot's server in slot order; for the
-/// others (least-conn, round-robin, sub-farm units, a table-less Maglev
-/// unit) its servers in order with whether they take new flows and their
-/// weights. The unit's name is part of it.
-pub fn unit_checksum(farm: &Farm, unit: UnitId, table: Option<&MaglevTable>) -> u64 {
-    let u = farm.unit(unit);
-    let mut h = StableHash::new("farmlb-unit-v1");
-    h.bytes(u.name.as_bytes());
-    h.word(u.removed as u64);
-    match table {
-        Some(t) => {
-            h.word(1);
-            // Each server's name hashed once, then one word per slot.
-            let names: Vec<u64> = farm
-                .servers
-                .iter()
-                .map(|s| {
-                    let mut n = StableHash::new("server");
-                    n.bytes(s.name.as_bytes());
-                    n.finish()
-                })
-                .collect();
-            for s in t.slots() {
-                h.word(names.get(s.0 as usize).copied().unwrap_or(0));
-            }
-        }
-        None => {
-            h.word(2);
-            for id in u.members() {
-                let s = farm.server(id);
-                h.bytes(s.name.as_bytes());
-                h.word(s.accepts_new_flows() as u64);
-                h.word(u64::from(s.weight));
-            }
-        }
-    }
-    h.finish()
 }
 
 impl Snapshot {
