@@ -14,6 +14,7 @@ pub mod idle;
 pub mod manager;
 pub mod packet;
 pub mod splice;
+pub mod sync;
 pub mod wire;
 
 #[cfg(feature = "dpdk")]

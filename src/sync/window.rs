@@ -1,0 +1,218 @@
+//! The sending side of flow sync towards one peer: records wait in a
+//! bounded queue, leave in batches of at most [`MAX_RECORDS`] under
+//! increasing sequence numbers, stay in flight until the peer acknowledges
+//! their batch, and are sent again after `rto` without an acknowledgement.
+//! Memory is bounded: beyond `max_pending` records (queued and in flight)
+//! new records are dropped and counted, never queued. Pure: time comes in
+//! as `now`, batches go out as values.
+
+use std::collections::VecDeque;
+
+use super::record::{Batch, Record, MAX_RECORDS};
+use crate::packet::Nanos;
+
+/// What the window did, for `/status` and `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WindowCounters {
+    pub records_sent: u64,
+    pub records_acked: u64,
+    pub records_retransmitted: u64,
+    pub records_dropped: u64,
+    pub batches_sent: u64,
+    pub acks_unknown: u64,
+    /// Records queued or in flight now (a gauge).
+    pub pending: u64,
+}
+
+/// One peer's sending window.
+pub struct Window {
+    node: u16,
+    next_seq: u64,
+    queue: VecDeque<Record>,
+    /// Batches sent and not acknowledged: (seq, records, last sent).
+    in_flight: VecDeque<(u64, Vec<Record>, Nanos)>,
+    max_pending: usize,
+    max_in_flight: usize,
+    rto: Nanos,
+    counters: WindowCounters,
+}
+
+impl Window {
+    /// A window of node `node` holding at most `max_pending` records, with
+    /// at most `max_in_flight` unacknowledged batches, resending after
+    /// `rto`.
+    pub fn new(node: u16, max_pending: usize, max_in_flight: usize, rto: Nanos) -> Window {
+        Window {
+            node,
+            next_seq: 1,
+            queue: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            max_pending,
+            max_in_flight: max_in_flight.max(1),
+            rto,
+            counters: WindowCounters::default(),
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.queue.len()
+            + self
+                .in_flight
+                .iter()
+                .map(|(_, r, _)| r.len())
+                .sum::<usize>()
+    }
+
+    /// Queues `r`; false (dropped, counted) when the window is full.
+    pub fn push(&mut self, r: Record) -> bool {
+        if self.pending() >= self.max_pending {
+            self.counters.records_dropped += 1;
+            return false;
+        }
+        self.queue.push_back(r);
+        true
+    }
+
+    /// The batches to send at `now`: those in flight for `rto` again, then
+    /// new ones from the queue while fewer than `max_in_flight` are in
+    /// flight.
+    pub fn poll(&mut self, now: Nanos) -> Vec<Batch> {
+        let mut out = Vec::new();
+        for (seq, records, sent) in self.in_flight.iter_mut() {
+            if now.saturating_sub(*sent) >= self.rto {
+                *sent = now;
+                self.counters.records_retransmitted += records.len() as u64;
+                self.counters.batches_sent += 1;
+                out.push(Batch::Records {
+                    node: self.node,
+                    seq: *seq,
+                    records: records.clone(),
+                });
+            }
+        }
+        while self.in_flight.len() < self.max_in_flight && !self.queue.is_empty() {
+            let n = self.queue.len().min(MAX_RECORDS);
+            let records: Vec<Record> = self.queue.drain(..n).collect();
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.counters.records_sent += records.len() as u64;
+            self.counters.batches_sent += 1;
+            out.push(Batch::Records {
+                node: self.node,
+                seq,
+                records: records.clone(),
+            });
+            self.in_flight.push_back((seq, records, now));
+        }
+        out
+    }
+
+    /// The peer acknowledged batch `seq`.
+    pub fn ack(&mut self, seq: u64) {
+        match self.in_flight.iter().position(|(s, _, _)| *s == seq) {
+            Some(i) => {
+                if let Some((_, records, _)) = self.in_flight.remove(i) {
+                    self.counters.records_acked += records.len() as u64;
+                }
+            }
+            None => self.counters.acks_unknown += 1,
+        }
+    }
+
+    pub fn counters(&self) -> WindowCounters {
+        WindowCounters {
+            pending: self.pending() as u64,
+            ..self.counters
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::packet::{FlowKey, Nat};
+    use crate::sync::record::What;
+
+    const MS: Nanos = 1_000_000;
+
+    fn r(i: u16) -> Record {
+        let a = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10));
+        let b = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 100));
+        Record {
+            what: What::Created,
+            key: FlowKey {
+                proto: 6,
+                src: a,
+                src_port: i,
+                dst: b,
+                dst_port: 80,
+            },
+            nat: Nat {
+                src: a,
+                src_port: i,
+                dst: b,
+                dst_port: 8080,
+            },
+            state: 3,
+            splice: None,
+        }
+    }
+
+    fn seqs(b: &[Batch]) -> Vec<(u64, usize)> {
+        b.iter()
+            .map(|b| match b {
+                Batch::Records { seq, records, .. } => (*seq, records.len()),
+                Batch::Ack { seq, .. } => (*seq, 0),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_leave_in_order_and_go_when_acknowledged() {
+        let mut w = Window::new(1, 1000, 4, 100 * MS);
+        for i in 0..(MAX_RECORDS as u16 + 3) {
+            assert!(w.push(r(i)));
+        }
+        let sent = w.poll(0);
+        assert_eq!(seqs(&sent), [(1, MAX_RECORDS), (2, 3)]);
+        assert!(w.poll(50 * MS).is_empty(), "nothing due yet");
+        w.ack(2);
+        w.ack(7);
+        let c = w.counters();
+        assert_eq!(
+            (c.records_acked, c.acks_unknown, c.pending),
+            (3, 1, MAX_RECORDS as u64)
+        );
+        // Batch 1 is resent after the RTO, under its own number.
+        assert_eq!(seqs(&w.poll(100 * MS)), [(1, MAX_RECORDS)]);
+        w.ack(1);
+        assert_eq!(w.counters().pending, 0);
+        assert_eq!(w.counters().records_retransmitted, MAX_RECORDS as u64);
+    }
+
+    #[test]
+    fn memory_is_bounded_and_the_flight_too() {
+        let mut w = Window::new(1, 10, 1, 100 * MS);
+        for i in 0..15 {
+            w.push(r(i));
+        }
+        assert_eq!(w.counters().records_dropped, 5);
+        assert_eq!(w.counters().pending, 10);
+        assert_eq!(seqs(&w.poll(0)), [(1, 10)]);
+        assert!(!w.push(r(20)), "in flight counts against the bound");
+        assert_eq!(w.counters().records_dropped, 6);
+        w.ack(1);
+        assert!(w.push(r(21)));
+        assert!(w.push(r(22)));
+        let mut one = Window::new(1, 10, 1, 100 * MS);
+        one.push(r(1));
+        assert_eq!(seqs(&one.poll(0)), [(1, 1)]);
+        one.push(r(2));
+        assert!(one.poll(1).is_empty(), "one batch in flight at most");
+        one.ack(1);
+        assert_eq!(seqs(&one.poll(2)), [(2, 1)]);
+        assert_eq!(seqs(&w.poll(3)), [(2, 2)]);
+    }
+}
