@@ -77,6 +77,8 @@ pub enum RunError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot start the flow sync thread: {0}")]
+    SyncThread(std::io::Error),
 }
 
 /// Counters of one worker, kept by the worker itself (no sharing on the
@@ -381,6 +383,9 @@ struct Worker {
     idle: Option<IdleBackoff>,
     /// The held-packet bound when the worker asks the service manager.
     held: usize,
+    /// Flow sync's address and queues (`[sync]`): every worker takes the
+    /// datagrams it receives, worker 0 sends.
+    sync: Option<crate::packet::SyncPort>,
 }
 
 impl Worker {
@@ -408,6 +413,10 @@ impl Worker {
             core.configure_splice(self.splice);
         }
         let mut balancer = self.balancer;
+        let syncs = self.sync.is_some();
+        if let Some(s) = self.sync {
+            core.set_sync(s);
+        }
         let inbox = &rings[self.index];
         let mut polls: u32 = 0;
         let hz = dpdk::tsc_hz().max(1);
@@ -488,6 +497,9 @@ impl Worker {
                 }
                 if asks {
                     poll_asks(&mut core, &mut io, &mut balancer, now, self.burst);
+                }
+                if syncs && tap_owner {
+                    core.poll_sync(&mut io, now);
                 }
                 if tap_owner && has_taps {
                     // The exception path: other workers' frames for the
@@ -779,6 +791,12 @@ fn run_with_eal(
         }
         None => (None, Vec::new()),
     };
+    // Flow sync: what the workers, the sync thread and the control thread
+    // share.
+    let sync = cfg
+        .sync
+        .as_ref()
+        .map(|s| Arc::new(crate::sync::Shared::new(s, n_workers)));
     let mut jobs: Vec<(LcoreId, Box<dyn FnOnce() -> i32 + Send>)> = Vec::new();
     for (i, &lcore) in lcores.iter().enumerate() {
         let rx = ports
@@ -801,7 +819,17 @@ fn run_with_eal(
             live: Arc::clone(&live),
             idle: cfg.idle_backoff,
             held: 0,
+            sync: None,
         };
+        if let (Some(s), Some(shared)) = (&cfg.sync, &sync) {
+            worker.balancer.set_sync(Arc::clone(shared));
+            worker.sync = Some(crate::packet::SyncPort {
+                port: s.port as PortIdx,
+                address: s.address,
+                udp_port: s.udp_port,
+                shared: Arc::clone(shared),
+            });
+        }
         if let (Some(m), Some(end)) = (&cfg.manager, ask_links.get_mut(i).and_then(Option::take)) {
             let deadline = m.deadline.as_nanos().min(u64::MAX as u128) as u64;
             worker
@@ -830,7 +858,30 @@ fn run_with_eal(
     }
     // The workers hold their snapshot readers; the control plane takes the
     // publisher (health checks, admin API, reload).
+    let sync_thread = match (&cfg.sync, &sync) {
+        (Some(s), Some(shared)) => {
+            tracing::info!(
+                node = s.node,
+                address = %s.address,
+                peers = s.peers.len(),
+                "flow sync"
+            );
+            Some(
+                crate::sync::node::spawn(
+                    s.clone(),
+                    Arc::clone(shared),
+                    cfg.flows.timeouts.established,
+                    Arc::clone(stop),
+                )
+                .map_err(RunError::SyncThread)?,
+            )
+        }
+        _ => None,
+    };
     let control = ControlPlane::start(cfg, publisher, Arc::clone(&live))?;
+    if let Some(shared) = &sync {
+        control.set_sync(Arc::clone(shared));
+    }
     let started = Instant::now();
     let handle = match dpdk::launch_workers(jobs) {
         Ok(h) => h,
@@ -878,6 +929,9 @@ fn run_with_eal(
     }
     stop.store(true, Ordering::SeqCst);
     let codes = handle.join();
+    if let Some(t) = sync_thread {
+        let _ = t.join();
+    }
     control.stop();
     let uptime = started.elapsed();
     tracing::info!(uptime = ?uptime, "workers stopped");

@@ -57,3 +57,6 @@ pub use schema::AnnounceConfig;
 // The service manager's link (`[manager]`), kept apart from the lists above.
 pub use model::ManagerLink;
 pub use schema::ManagerLinkConfig;
+// Flow sync (`[sync]`).
+pub use model::{Sync, SyncPeer};
+pub use schema::{SyncConfig, SyncPeerConfig};

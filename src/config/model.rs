@@ -81,6 +81,8 @@ pub struct FarmUnit {
     /// Spliced units with replay: no response byte within this long moves
     /// the request.
     pub response_timeout: Option<Duration>,
+    /// With `[sync]`: its established flows are synced to the peers.
+    pub sync: bool,
 }
 
 impl FarmUnit {
@@ -140,6 +142,48 @@ pub struct Config {
     pub announce: Option<Announce>,
     /// The service manager of `scheduler = "manager"` units.
     pub manager: Option<ManagerLink>,
+    /// Flow sync with the other nodes (`[sync]`).
+    pub sync: Option<Sync>,
+}
+
+/// `[sync]`: flow sync with the other nodes of the farm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sync {
+    pub node: u16,
+    /// Index into [`Config::ports`].
+    pub port: usize,
+    pub address: IpAddr,
+    pub udp_port: u16,
+    pub key: Vec<u8>,
+    pub dead_after: Duration,
+    pub bulk_timeout: Duration,
+    pub capacity: usize,
+    pub peers: Vec<SyncPeer>,
+}
+
+impl Sync {
+    pub const DEFAULT_UDP_PORT: u16 = 7946;
+    pub const DEFAULT_DEAD_AFTER: Duration = Duration::from_secs(1);
+    pub const DEFAULT_BULK_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_CAPACITY: usize = 1 << 21;
+    pub const MIN_KEY: usize = 16;
+
+    /// Every peer's takeover addresses of `family` (IPv4 when `v4`).
+    pub fn takeover_addrs(&self, v4: bool) -> Vec<IpAddr> {
+        self.peers
+            .iter()
+            .flat_map(|p| p.takeover.iter().copied())
+            .filter(|a| a.is_ipv4() == v4)
+            .collect()
+    }
+}
+
+/// `[[sync.peer]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncPeer {
+    pub name: String,
+    pub address: IpAddr,
+    pub takeover: Vec<IpAddr>,
 }
 
 /// `[dataplane] idle_backoff`: how a worker with empty queues sleeps.

@@ -392,6 +392,9 @@ pub struct FarmUnitConfig {
     /// Spliced units with replay: a request whose server sends no byte of
     /// its response within this long moves (default: no timeout).
     pub response_timeout: Option<Spanned<String>>,
+    /// With `[sync]`: whether the unit's established flows are synced to
+    /// the peers (default true).
+    pub sync: Option<bool>,
 }
 
 /// `[[sub_farm_unit]]`: an address that belongs to one server, with backups.
@@ -478,6 +481,49 @@ pub struct RawConfig {
     /// The service manager that decides `scheduler = "manager"` units.
     #[serde(default)]
     pub manager: Option<ManagerLinkConfig>,
+    /// Flow sync with the other nodes of the farm.
+    #[serde(default)]
+    pub sync: Option<SyncConfig>,
+}
+
+/// `[sync]`: flow sync with the other farmlb nodes of the farm (README
+/// "Flow sync").
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// This node's number, unique in the farm (1..=65535).
+    pub node: Spanned<u32>,
+    /// The data port the sync traffic uses.
+    pub port: Spanned<String>,
+    /// This node's sync address, owned by farmlb on that port.
+    pub address: Spanned<String>,
+    /// The UDP port of sync batches (default 7946).
+    pub udp_port: Option<Spanned<u16>>,
+    /// The key shared by the nodes (at least 16 bytes).
+    pub key: Spanned<String>,
+    /// A peer silent this long is dead ("1s"; 100ms..=1m).
+    pub dead_after: Option<Spanned<String>>,
+    /// How long a starting node waits for its peers' bulk copies before it
+    /// announces its addresses ("5s"; 0s..=10m).
+    pub bulk_timeout: Option<Spanned<String>>,
+    /// The most synced flows kept (default 2097152).
+    pub capacity: Option<Spanned<u32>>,
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<SyncPeerConfig>,
+}
+
+/// `[[sync.peer]]`: another node of the farm.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncPeerConfig {
+    pub name: Spanned<String>,
+    /// The peer's sync address.
+    pub address: Spanned<String>,
+    /// The peer's addresses on this node's segments (its FullNAT local
+    /// addresses, the servers' gateway) that this node claims while the
+    /// peer is dead.
+    #[serde(default)]
+    pub takeover: Vec<Spanned<String>>,
 }
 
 /// `[manager]`: where `scheduler = "manager"` units send their connection

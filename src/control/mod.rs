@@ -85,6 +85,9 @@ pub(crate) struct Shared {
     ports_up: AtomicBool,
     /// Withdraw every address (SIGTERM): the node is about to stop.
     withdraw_all: AtomicBool,
+    /// Flow sync (`[sync]`), once the data plane made it: its report, and
+    /// whether the bulk copies are in (nothing is announced before).
+    sync: std::sync::OnceLock<Arc<crate::sync::Shared>>,
 }
 
 impl Shared {
@@ -110,6 +113,7 @@ impl Shared {
             announcer: Mutex::new(Announcer::new()),
             ports_up: AtomicBool::new(false),
             withdraw_all: AtomicBool::new(false),
+            sync: std::sync::OnceLock::new(),
         }
     }
 
@@ -131,9 +135,15 @@ impl Shared {
             return Default::default();
         }
         let snap = self.table().publisher().snapshot().clone();
+        // A starting node with flow sync announces once its peers' bulk
+        // copies are in.
+        let synced = self
+            .sync
+            .get()
+            .is_none_or(|s| s.ready.load(Ordering::Relaxed));
         let ready = announce::ready_units(
             &snap.farm,
-            self.ports_up.load(Ordering::Relaxed),
+            self.ports_up.load(Ordering::Relaxed) && synced,
             !cfg.require_epoch || snap.epoch > 0,
         );
         announce::addresses(&snap.farm, &ready)
@@ -178,6 +188,7 @@ impl Shared {
             s.announce = Some(a.report().clone());
         }
         s.traffic = metrics::traffic(&self.live);
+        s.sync = self.sync.get().map(|x| x.report());
         s
     }
 
@@ -384,6 +395,12 @@ impl ControlPlane {
     /// ready units may be announced from now on.
     pub fn ports_up(&self) {
         self.shared.ports_up.store(true, Ordering::Relaxed);
+    }
+
+    /// Flow sync runs: `/status` and `/metrics` show it, and nothing is
+    /// announced before its bulk copies are in.
+    pub fn set_sync(&self, sync: Arc<crate::sync::Shared>) {
+        let _ = self.shared.sync.set(sync);
     }
 
     /// Whether `[announce]` is configured, and its drain time.

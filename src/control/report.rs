@@ -44,6 +44,9 @@ pub struct StatusReport {
     /// until a worker published its counters): what the status page charts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<super::metrics::TrafficReport>,
+    /// With `[sync]`: flow sync's counters, lag, bulk copy and peers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<crate::sync::SyncReport>,
 }
 
 impl StatusReport {

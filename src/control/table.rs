@@ -921,6 +921,7 @@ impl StatusTable {
             sub_farm_units,
             announce: None,
             traffic: None,
+            sync: None,
         }
     }
 }

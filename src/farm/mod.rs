@@ -114,6 +114,12 @@ pub struct MainUnit {
     /// Which unanswered requests move to another server when theirs fails
     /// before answering (spliced units; `Replay::None` for the others).
     pub replay: crate::config::Replay,
+    /// Its established flows are synced to the other nodes (`[sync]`).
+    pub sync: bool,
+    /// FullNAT: the peers' local addresses (their `takeover` addresses of
+    /// this unit's family). Flows synced from a peer keep its local
+    /// address; new flows never get one.
+    pub peer_locals: Vec<IpAddr>,
     /// A request whose server sends no response byte within this long
     /// moves.
     pub response_timeout: Option<std::time::Duration>,
@@ -251,6 +257,13 @@ impl Farm {
                     http: u.http.clone(),
                     replay: u.replay,
                     response_timeout: u.response_timeout,
+                    sync: cfg.sync.is_some() && u.sync,
+                    peer_locals: match (&cfg.sync, u.mode) {
+                        (Some(s), crate::config::ForwardingMode::FullNat) => {
+                            s.takeover_addrs(u.address.is_ipv4())
+                        }
+                        _ => Vec::new(),
+                    },
                 }),
                 removed: false,
             });

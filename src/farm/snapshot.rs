@@ -181,7 +181,12 @@ impl Snapshot {
             unit_addrs.push((u.address, 0, 0, 0));
             if let Some(m) = u.main() {
                 if m.mode == crate::config::ForwardingMode::FullNat {
-                    local_addrs.extend(m.local_addresses.iter().map(|&a| (a, 0, 0, 0)));
+                    local_addrs.extend(
+                        m.local_addresses
+                            .iter()
+                            .chain(&m.peer_locals)
+                            .map(|&a| (a, 0, 0, 0)),
+                    );
                 }
             }
         }

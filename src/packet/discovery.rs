@@ -230,14 +230,35 @@ impl<F: Frame> Processor<F> {
         let Some(ps) = self.ports.get(port as usize) else {
             return;
         };
+        let addrs: Vec<IpAddr> = ps
+            .v4
+            .iter()
+            .map(|&(a, _)| IpAddr::V4(a))
+            .chain(ps.v6.iter().map(|&(a, _)| IpAddr::V6(a)))
+            .collect();
+        for a in addrs {
+            self.announce_addr(io, port, a);
+        }
+    }
+
+    /// Announces `addr` on `port` as this LB's (a gratuitous ARP, or an
+    /// unsolicited neighbour advertisement).
+    pub(super) fn announce_addr<I: Io<Frame = F>>(
+        &mut self,
+        io: &mut I,
+        port: PortIdx,
+        addr: IpAddr,
+    ) {
+        let Some(ps) = self.ports.get(port as usize) else {
+            return;
+        };
         let my_mac = ps.setup.mac;
-        let (v4, v6) = (ps.v4.clone(), ps.v6.clone());
-        for (a, _) in v4 {
-            let Some(mut f) = io.alloc() else {
-                self.counters.drop(DropReason::NoBuffer);
-                return;
-            };
-            if build_arp(
+        let Some(mut f) = io.alloc() else {
+            self.counters.drop(DropReason::NoBuffer);
+            return;
+        };
+        let built = match addr {
+            IpAddr::V4(a) => build_arp(
                 &mut f,
                 arp::op::REQUEST,
                 &my_mac,
@@ -245,27 +266,19 @@ impl<F: Frame> Processor<F> {
                 &ethernet::BROADCAST,
                 &[0; 6],
                 a,
-            ) {
-                self.counters.gratuitous_arps += 1;
-                io.transmit(port, f);
-            } else {
-                io.free(f);
+            ),
+            IpAddr::V6(a) => {
+                let mac = icmpv6::multicast_mac(&ALL_NODES);
+                build_ndisc(&mut f, &my_mac, &mac, a, ALL_NODES, |b| {
+                    icmpv6::emit_advert(b, 0x20, &a, &my_mac)
+                })
             }
-        }
-        for (a, _) in v6 {
-            let Some(mut f) = io.alloc() else {
-                self.counters.drop(DropReason::NoBuffer);
-                return;
-            };
-            let mac = icmpv6::multicast_mac(&ALL_NODES);
-            if build_ndisc(&mut f, &my_mac, &mac, a, ALL_NODES, |b| {
-                icmpv6::emit_advert(b, 0x20, &a, &my_mac)
-            }) {
-                self.counters.gratuitous_arps += 1;
-                io.transmit(port, f);
-            } else {
-                io.free(f);
-            }
+        };
+        if built {
+            self.counters.gratuitous_arps += 1;
+            io.transmit(port, f);
+        } else {
+            io.free(f);
         }
     }
 }

@@ -240,6 +240,10 @@ impl<F: Frame> Processor<F> {
         rx: Rx,
     ) -> Verdict {
         let (key, now) = (&fast.key, rx.now);
+        if self.sync.is_some() && key.proto == protocol::UDP && self.is_sync_addr(key.dst) {
+            // Flow sync's datagrams are for the sync thread.
+            return self.general(io, balancer, frame, rx);
+        }
         if fast.ttl <= 1 || (!rx.redirected && balancer.foreign_owner(key).is_some()) {
             return self.transport_general(io, balancer, frame, hint, None, rx);
         }

@@ -13,6 +13,7 @@ use crate::wire::ipv4::{self, Ipv4Repr};
 use crate::wire::ipv6::{self, Ipv6Repr};
 use crate::wire::protocol;
 use crate::wire::tcp::{self, TcpOptions, TcpPacket};
+use crate::wire::udp;
 
 use super::Frame;
 
@@ -225,6 +226,28 @@ pub(super) fn build_tcp<F: Frame>(f: &mut F, to: &Addressing, seg: &TcpSegment) 
     t.set_flags(seg.flags);
     t.set_window_len(seg.window);
     t.fill_checksum(&to.src, &to.dst);
+    true
+}
+
+/// Makes `f` a UDP datagram carrying `payload` (checksum filled).
+pub(super) fn build_udp<F: Frame>(
+    f: &mut F,
+    to: &Addressing,
+    src_port: u16,
+    dst_port: u16,
+    payload: &[u8],
+) -> bool {
+    let len = udp::HEADER_LEN + payload.len();
+    let Ok(plen) = u16::try_from(payload.len()) else {
+        return false;
+    };
+    let Some(buf) = ip_frame(f, to, protocol::UDP, OWN_TTL, len) else {
+        return false;
+    };
+    udp::emit_header(buf, src_port, dst_port, plen);
+    buf[udp::HEADER_LEN..].copy_from_slice(payload);
+    let mut u = udp::UdpPacket::new_unchecked(&mut buf[..]);
+    u.fill_checksum(&to.src, &to.dst);
     true
 }
 

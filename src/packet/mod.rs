@@ -18,6 +18,7 @@ mod processor;
 pub mod rewrite;
 mod route;
 mod splice;
+mod sync;
 mod transport;
 
 pub use crate::config::HttpFallback;
@@ -27,6 +28,7 @@ pub use crate::splice::route::RouteCookie;
 pub use crate::splice::{SpliceCounters, SpliceSetup};
 pub use counters::{Counters, DropCounters};
 pub use processor::{Processor, Verdict};
+pub use sync::SyncPort;
 
 /// Index of a port in the configuration (the order of `[[port]]` tables).
 pub type PortIdx = u16;
@@ -212,10 +214,13 @@ pub enum DropReason {
     BadSynCookie,
     /// The splice table was full: the client's handshake ACK got a RST.
     SpliceTableFull,
+    /// A flow sync datagram that the sync thread's queue had no room for
+    /// (the peer sends it again).
+    SyncQueueFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 24] = [
+    pub const ALL: [DropReason; 25] = [
         DropReason::Truncated,
         DropReason::BadHeaderLength,
         DropReason::BadTotalLength,
@@ -240,6 +245,7 @@ impl DropReason {
         DropReason::BadTcpOption,
         DropReason::BadSynCookie,
         DropReason::SpliceTableFull,
+        DropReason::SyncQueueFull,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -269,6 +275,7 @@ impl DropReason {
             DropReason::BadTcpOption => "bad_tcp_option",
             DropReason::BadSynCookie => "bad_syn_cookie",
             DropReason::SpliceTableFull => "splice_table_full",
+            DropReason::SyncQueueFull => "sync_queue_full",
         }
     }
 }
@@ -450,6 +457,32 @@ pub trait Balancer {
     /// Forgets the flow of a spliced connection that ended (given up,
     /// reset, or freed by the splice table).
     fn forget(&mut self, _key: &FlowKey) {}
+
+    /// Flow sync is on (`[sync]`): packets without a flow or a spliced
+    /// connection are looked up in the synced flows.
+    fn syncing(&self) -> bool {
+        false
+    }
+
+    /// Flow sync: the spliced connection of `key` (client → farm unit)
+    /// joined its server with `translation`; the peers learn it.
+    fn sync_spliced(
+        &mut self,
+        _key: &FlowKey,
+        _translation: &crate::splice::translate::Translation,
+    ) {
+    }
+
+    /// Flow sync: the synced spliced connection a packet with `key` (either
+    /// side) belongs to, its flow installed in this worker's table: the
+    /// client's key, the rewrite towards the server and the translation.
+    fn adopt_spliced(
+        &mut self,
+        _key: &FlowKey,
+        _now: Nanos,
+    ) -> Option<(FlowKey, Nat, crate::splice::translate::Translation)> {
+        None
+    }
 
     /// Counts what happened to a spliced connection whose client side is
     /// `key` (client → farm unit), for the unit's counters.

@@ -154,6 +154,8 @@ pub struct Processor<F> {
     pub(super) splice: Option<Box<Splicer>>,
     /// The `[splice]` setup the splicer is made with.
     pub(super) splice_setup: Option<SpliceSetup>,
+    /// Flow sync's address and queues (`[sync]`).
+    pub(super) sync: Option<super::SyncPort>,
 }
 
 impl<F: Frame> Processor<F> {
@@ -203,6 +205,7 @@ impl<F: Frame> Processor<F> {
             tasks: Vec::new(),
             splice: None,
             splice_setup: None,
+            sync: None,
         }
     }
 
@@ -513,6 +516,9 @@ impl<F: Frame> Processor<F> {
         }
         let l4_len = total - hl;
         match proto {
+            protocol::UDP if self.sync.is_some() && self.is_sync_addr(dst) => {
+                self.sync_datagram(frame, l2 + hl, l4_len, src)
+            }
             protocol::TCP | protocol::UDP => {
                 let l3 = L3 {
                     l2,
@@ -576,6 +582,12 @@ impl<F: Frame> Processor<F> {
             ident: f.ident,
         });
         match upper.protocol {
+            protocol::UDP if self.sync.is_some() && self.is_sync_addr(IpAddr::V6(dst)) => {
+                if first_fragment.is_some() || l2 + l4_at > end {
+                    return Err(DropReason::Fragment);
+                }
+                self.sync_datagram(frame, l2 + l4_at, end - l2 - l4_at, IpAddr::V6(src))
+            }
             protocol::TCP | protocol::UDP => {
                 if l2 + l4_at > end {
                     return Err(DropReason::BadHeaderLength);

@@ -179,7 +179,7 @@ impl<F: Frame> Processor<F> {
             .ports
             .get(port as usize)
             .is_some_and(|p| p.setup.addrs.iter().any(|x| x.addr == a));
-        on_port || self.is_farm_addr(a)
+        on_port || self.is_farm_addr(a) || (self.sync.is_some() && self.sync_answers_for(port, a))
     }
 
     /// The port and next hop for `dst`: a connected prefix first, then the

@@ -16,12 +16,17 @@
 //!
 //! ```text
 //! batch:  "FLSY" version(1) kind(1) node(2) seq(8) count(2) records... tag(16)
-//! kind:   1 records, 2 acknowledgement (count 0, no records: seq acknowledged)
-//! record: what(1) flags(1) proto(1) state(1)
+//! kind:   1 records, 2 acknowledgement (count 0, no records: seq acknowledged),
+//!         3 hello (seq: the sender's boot id, count: hello flags, no records),
+//!         4 bulk done (seq: the boot id of the node whose bulk copy is done)
+//! record: what(1) flags(1) proto(1) state(1) at(8)
 //!         client addr(16) client port(2) unit addr(16) unit port(2)
 //!         nat src(16) nat src port(2) nat dst(16) nat dst port(2)
 //!         [spliced: seq_delta(4) ts_offset(4) ws(4)]
-//! flags:  1 IPv4 (addresses are IPv4-mapped), 2 spliced, 4 timestamps
+//! flags:  1 IPv4 (addresses are IPv4-mapped), 2 spliced, 4 timestamps,
+//!         8 part of a bulk copy
+//! at:     when the record was made (ns since the Unix epoch), for the lag
+//! hello flags: 1 send me a bulk copy
 //! ```
 
 use std::net::{IpAddr, Ipv6Addr};
@@ -51,6 +56,11 @@ pub struct Record {
     pub state: u8,
     /// A spliced connection's translation.
     pub splice: Option<Translation>,
+    /// When the record was made, in ns since the Unix epoch (the sync lag
+    /// is measured from it).
+    pub at: u64,
+    /// Part of a bulk copy (old news: no lag is measured).
+    pub bulk: bool,
 }
 
 /// A batch: one node's records under a sequence number, or the
@@ -65,6 +75,19 @@ pub enum Batch {
     Ack {
         node: u16,
         seq: u64,
+    },
+    /// A node is alive (sent every few hundred milliseconds); `boot` is
+    /// chosen at its start, `want_bulk` asks the peer for a bulk copy.
+    Hello {
+        node: u16,
+        boot: u64,
+        want_bulk: bool,
+    },
+    /// Every record of the bulk copy asked for by the node with `boot` was
+    /// acknowledged.
+    BulkDone {
+        node: u16,
+        boot: u64,
     },
 }
 
@@ -87,7 +110,7 @@ const MAGIC: &[u8; 4] = b"FLSY";
 const VERSION: u8 = 1;
 const HEADER: usize = 4 + 1 + 1 + 2 + 8 + 2;
 const TAG: usize = 16;
-const RECORD: usize = 4 + 18 * 4;
+const RECORD: usize = 4 + 8 + 18 * 4;
 const SPLICED: usize = 12;
 
 /// The most records a batch carries (so that it fits a 1,500-byte frame
@@ -98,6 +121,7 @@ mod flag {
     pub const V4: u8 = 1;
     pub const SPLICED: u8 = 2;
     pub const TIMESTAMPS: u8 = 4;
+    pub const BULK: u8 = 8;
 }
 
 fn put_addr(out: &mut Vec<u8>, a: IpAddr) {
@@ -154,9 +178,19 @@ impl Batch {
     /// The batch's bytes, tagged with `key`. At most [`MAX_RECORDS`]
     /// records are written (the caller splits larger sets).
     pub fn encode(&self, key: &[u8]) -> Vec<u8> {
+        let mut count = 0u16;
         let (kind, node, seq, records): (u8, u16, u64, &[Record]) = match self {
             Batch::Records { node, seq, records } => (1, *node, *seq, records),
             Batch::Ack { node, seq } => (2, *node, *seq, &[]),
+            Batch::Hello {
+                node,
+                boot,
+                want_bulk,
+            } => {
+                count = u16::from(*want_bulk);
+                (3, *node, *boot, &[])
+            }
+            Batch::BulkDone { node, boot } => (4, *node, *boot, &[]),
         };
         let records = &records[..records.len().min(MAX_RECORDS)];
         let mut out = Vec::with_capacity(HEADER + records.len() * (RECORD + SPLICED) + TAG);
@@ -165,7 +199,7 @@ impl Batch {
         out.push(kind);
         out.extend_from_slice(&node.to_be_bytes());
         out.extend_from_slice(&seq.to_be_bytes());
-        out.extend_from_slice(&(records.len() as u16).to_be_bytes());
+        out.extend_from_slice(&(records.len() as u16 | count).to_be_bytes());
         for r in records {
             let mut f = 0;
             if matches!(r.key.src, IpAddr::V4(_)) {
@@ -177,6 +211,9 @@ impl Batch {
                     f |= flag::TIMESTAMPS;
                 }
             }
+            if r.bulk {
+                f |= flag::BULK;
+            }
             out.push(match r.what {
                 What::Created => 1,
                 What::StateChanged => 2,
@@ -185,6 +222,7 @@ impl Batch {
             out.push(f);
             out.push(r.key.proto);
             out.push(r.state);
+            out.extend_from_slice(&r.at.to_be_bytes());
             for (a, p) in [
                 (r.key.src, r.key.src_port),
                 (r.key.dst, r.key.dst_port),
@@ -234,6 +272,12 @@ impl Batch {
         let count = usize::from(u16::from_be_bytes([body[16], body[17]]));
         match kind {
             2 if count == 0 && body.len() == HEADER => Ok(Batch::Ack { node, seq }),
+            3 if count <= 1 && body.len() == HEADER => Ok(Batch::Hello {
+                node,
+                boot: seq,
+                want_bulk: count == 1,
+            }),
+            4 if count == 0 && body.len() == HEADER => Ok(Batch::BulkDone { node, boot: seq }),
             1 if count <= MAX_RECORDS => {
                 let mut records = Vec::with_capacity(count);
                 let mut at = HEADER;
@@ -263,13 +307,14 @@ fn decode_record(b: &[u8]) -> Result<(Record, usize), DecodeError> {
         _ => return Err(DecodeError::Malformed),
     };
     let f = b[1];
-    if f & !(flag::V4 | flag::SPLICED | flag::TIMESTAMPS) != 0 {
+    if f & !(flag::V4 | flag::SPLICED | flag::TIMESTAMPS | flag::BULK) != 0 {
         return Err(DecodeError::Malformed);
     }
     let v4 = f & flag::V4 != 0;
     let (proto, state) = (b[2], b[3]);
+    let made = u64::from_be_bytes(b[4..12].try_into().map_err(|_| DecodeError::Truncated)?);
     let end = |i: usize| -> Result<(IpAddr, u16), DecodeError> {
-        let at = 4 + 18 * i;
+        let at = 12 + 18 * i;
         let a = get_addr(&b[at..at + 16], v4)?;
         Ok((a, u16::from_be_bytes([b[at + 16], b[at + 17]])))
     };
@@ -316,6 +361,8 @@ fn decode_record(b: &[u8]) -> Result<(Record, usize), DecodeError> {
         },
         state,
         splice,
+        at: made,
+        bulk: f & flag::BULK != 0,
     };
     Ok((record, used))
 }
@@ -375,6 +422,8 @@ mod tests {
                 client_send_ws: 9,
                 server_recv_ws: 9,
             }),
+            at: 1_780_000_000_123_456_789,
+            bulk: spliced && six,
         }
     }
 
@@ -394,8 +443,22 @@ mod tests {
         let bytes = b.encode(KEY);
         assert!(bytes.len() <= 1500 - 28);
         assert_eq!(Batch::decode(&bytes, KEY), Ok(b));
-        let ack = Batch::Ack { node: 2, seq: 9 };
-        assert_eq!(Batch::decode(&ack.encode(KEY), KEY), Ok(ack));
+        for b in [
+            Batch::Ack { node: 2, seq: 9 },
+            Batch::Hello {
+                node: 4,
+                boot: 0x1234_5678_9abc,
+                want_bulk: true,
+            },
+            Batch::Hello {
+                node: 4,
+                boot: 7,
+                want_bulk: false,
+            },
+            Batch::BulkDone { node: 1, boot: 99 },
+        ] {
+            assert_eq!(Batch::decode(&b.encode(KEY), KEY), Ok(b));
+        }
     }
 
     #[test]

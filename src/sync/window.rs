@@ -12,7 +12,7 @@ use super::record::{Batch, Record, MAX_RECORDS};
 use crate::packet::Nanos;
 
 /// What the window did, for `/status` and `/metrics`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WindowCounters {
     pub records_sent: u64,
     pub records_acked: u64,
@@ -31,6 +31,8 @@ pub struct Window {
     queue: VecDeque<Record>,
     /// Batches sent and not acknowledged: (seq, records, last sent).
     in_flight: VecDeque<(u64, Vec<Record>, Nanos)>,
+    /// Records in `in_flight`.
+    flying: usize,
     max_pending: usize,
     max_in_flight: usize,
     rto: Nanos,
@@ -47,6 +49,7 @@ impl Window {
             next_seq: 1,
             queue: VecDeque::new(),
             in_flight: VecDeque::new(),
+            flying: 0,
             max_pending,
             max_in_flight: max_in_flight.max(1),
             rto,
@@ -54,13 +57,17 @@ impl Window {
         }
     }
 
-    fn pending(&self) -> usize {
-        self.queue.len()
-            + self
-                .in_flight
-                .iter()
-                .map(|(_, r, _)| r.len())
-                .sum::<usize>()
+    /// Records queued or in flight.
+    pub fn pending(&self) -> usize {
+        self.queue.len() + self.flying
+    }
+
+    /// Forgets everything queued and in flight (the peer died: it takes a
+    /// bulk copy when it comes back).
+    pub fn clear(&mut self) {
+        self.queue.clear();
+        self.in_flight.clear();
+        self.flying = 0;
     }
 
     /// Queues `r`; false (dropped, counted) when the window is full.
@@ -102,6 +109,7 @@ impl Window {
                 seq,
                 records: records.clone(),
             });
+            self.flying += records.len();
             self.in_flight.push_back((seq, records, now));
         }
         out
@@ -112,6 +120,7 @@ impl Window {
         match self.in_flight.iter().position(|(s, _, _)| *s == seq) {
             Some(i) => {
                 if let Some((_, records, _)) = self.in_flight.remove(i) {
+                    self.flying -= records.len();
                     self.counters.records_acked += records.len() as u64;
                 }
             }
@@ -157,6 +166,8 @@ mod tests {
             },
             state: 3,
             splice: None,
+            at: 0,
+            bulk: false,
         }
     }
 
@@ -164,7 +175,7 @@ mod tests {
         b.iter()
             .map(|b| match b {
                 Batch::Records { seq, records, .. } => (*seq, records.len()),
-                Batch::Ack { seq, .. } => (*seq, 0),
+                _ => (0, 0),
             })
             .collect()
     }

@@ -21,7 +21,8 @@
 //! - `admin`: `[admin]` listen address and token;
 //! - `nodes`: `[dataplane]` idle backoff and `[announce]` (several nodes);
 //! - `manager`: `[manager]`, the service manager of `scheduler = "manager"`
-//!   units.
+//!   units;
+//! - `sync`: `[sync]`, flow sync with the other nodes.
 //!
 //! Within a family the entries go in file order and the rules of an entry in
 //! a fixed order; the first broken rule is the error, so a broken config
@@ -40,6 +41,7 @@ mod nodes;
 mod ports;
 mod servers;
 mod splice;
+mod sync;
 mod units;
 
 use std::ops::Range;
@@ -94,6 +96,11 @@ impl Validator<'_> {
             .map(|a| self.announce(a))
             .transpose()?;
         let manager = self.manager(raw.manager.as_ref(), &raw.farm_units)?;
+        let sync = raw
+            .sync
+            .as_ref()
+            .map(|s| self.sync(s, &ports))
+            .transpose()?;
 
         Ok(Config {
             file: self.file.to_path_buf(),
@@ -114,6 +121,7 @@ impl Validator<'_> {
             idle_backoff,
             announce,
             manager,
+            sync,
         })
     }
 }

@@ -18,7 +18,7 @@ use crate::config::schema::{AnnounceConfig, DataplaneConfig};
 
 impl Validator<'_> {
     /// `v` as a duration within `min..=max`.
-    fn bounded_duration(
+    pub(super) fn bounded_duration(
         &self,
         v: &Spanned<String>,
         what: &str,

@@ -184,6 +184,7 @@ impl Validator<'_> {
             http,
             replay,
             response_timeout,
+            sync: u.sync.unwrap_or(true),
         })
     }
 

@@ -71,6 +71,7 @@ use crate::packet::{
 mod ask;
 mod choice;
 mod splice;
+mod sync;
 
 pub use ask::{poll_asks, AskAnswer, AskCounters, AskLink, AskRequest, Asker, HeldFrames};
 
@@ -136,6 +137,11 @@ pub struct FarmBalancer {
     /// Asking the service manager (`scheduler = "manager"` units), when the
     /// node has a `[manager]`.
     asker: Option<Box<ask::Asker>>,
+    /// Flow sync (`[sync]`): the records of this worker's flows go to the
+    /// sync thread, packets without a flow look in its store.
+    sync: Option<std::sync::Arc<crate::sync::Shared>>,
+    /// Flows the expiry sweep just removed, for their sync records.
+    ended: Vec<Flow>,
 }
 
 fn endpoints(snap: &Snapshot) -> Endpoints {
@@ -147,9 +153,16 @@ fn endpoints(snap: &Snapshot) -> Endpoints {
             .map(|u| UnitEnd {
                 addr: addr_bytes(u.address),
                 port: u.port,
+                // Its own local addresses, then the peers' (synced flows).
                 locals: u
                     .main()
-                    .map(|m| m.local_addresses.iter().map(|&a| addr_bytes(a)).collect())
+                    .map(|m| {
+                        m.local_addresses
+                            .iter()
+                            .chain(&m.peer_locals)
+                            .map(|&a| addr_bytes(a))
+                            .collect()
+                    })
                     .unwrap_or_default(),
             })
             .collect(),
@@ -321,6 +334,8 @@ impl FarmBalancer {
             refused: 0,
             event_unit: None,
             asker: None,
+            sync: None,
+            ended: Vec::new(),
             table,
             reader,
         }
@@ -395,8 +410,25 @@ impl FarmBalancer {
     pub fn expire_budget(&mut self, now: Nanos, budget: u32) -> usize {
         let counters = &mut self.counters;
         let active = self.reader.active();
-        self.table
-            .expire(now, budget, |f| flow_gone(counters, active, f))
+        let (syncing, ended) = (self.sync.is_some(), &mut self.ended);
+        let n = self.table.expire(now, budget, |f| {
+            flow_gone(counters, active, f);
+            if syncing {
+                ended.push(*f);
+            }
+        });
+        let mut ended = std::mem::take(&mut self.ended);
+        for f in ended.drain(..) {
+            sync::ended(
+                &self.sync,
+                self.worker,
+                self.reader.snapshot(),
+                self.table.endpoints(),
+                &f,
+            );
+        }
+        self.ended = ended;
+        n
     }
 
     /// Flows in this worker's table.
@@ -484,7 +516,7 @@ impl FarmBalancer {
         if s.removed {
             // A reload removed the server: the flow goes with it.
             let f = self.table.remove(slot);
-            flow_gone(&mut self.counters, self.reader.active(), &f);
+            self.gone(&f);
             self.server_removed += 1;
             return Err(DropReason::NoServer);
         }
@@ -513,7 +545,7 @@ impl FarmBalancer {
                     OnServerDown::Reset => {
                         let nat = nat_for(self.table.endpoints(), &f, dir);
                         let gone = self.table.remove(slot);
-                        flow_gone(&mut self.counters, self.reader.active(), &gone);
+                        self.gone(&gone);
                         self.pending_reset = Some(nat);
                         return Err(DropReason::ServerDownReset);
                     }
@@ -546,6 +578,7 @@ impl FarmBalancer {
                 self.counters.units[f.unit as usize].active_flows += 1;
                 self.table.rebind(slot, to.0, local, lport);
                 flow_added(&mut self.counters, active, self.table.get(slot), false);
+                self.sync_rebound(slot);
             }
         }
         Ok(self.touch(slot, dir, tflags, len, now))
@@ -556,8 +589,14 @@ impl FarmBalancer {
     #[inline(always)]
     fn touch(&mut self, slot: u32, dir: Dir, tflags: u8, len: u16, now: Nanos) -> Nat {
         let f = self.table.get_mut(slot);
+        let before = f.state();
         f.on_packet(dir, tflags);
         f.seen_at(now);
+        // Flow sync hears of state changes (and of a NAT flow still
+        // waiting for a SYN-ACK that another node forwarded).
+        if (f.state() != before || before == FlowState::SynSent) && self.sync.is_some() {
+            self.sync_changed(slot, before, dir, tflags);
+        }
         let f = self.table.get(slot);
         self.counters.units[f.unit as usize].count(dir, len);
         self.counters.servers[f.server as usize].count(dir, len);
@@ -586,13 +625,24 @@ impl FarmBalancer {
         choice: Choice,
     ) -> Result<Nat, DropReason> {
         let t = &Tuple::from_key(key);
+        // Flow sync: a packet that opens nothing may be of a flow another
+        // node synced.
+        if self.sync.is_some() && !(key.proto == 6 && is_syn(tflags)) {
+            if let Some(nat) = self.adopt(key, tflags, len, now) {
+                return Ok(nat);
+            }
+        }
         let snap: &Snapshot = self.reader.snapshot();
         let Some(uid) = snap.unit_for(key.dst, key.proto, key.dst_port) else {
-            return Err(if snap.is_local_addr(key.dst) {
-                DropReason::NoFlow
-            } else {
-                DropReason::NoFarmUnit
-            });
+            if snap.is_local_addr(key.dst) {
+                return Err(DropReason::NoFlow);
+            }
+            if self.sync.is_some() {
+                if let Some(nat) = self.stateless_reply(key) {
+                    return Ok(nat);
+                }
+            }
+            return Err(DropReason::NoFarmUnit);
         };
         let udp = match key.proto {
             6 if is_syn(tflags) => false,
@@ -671,6 +721,7 @@ impl FarmBalancer {
                         self.table.stats.expired += 1;
                     }
                     flow_gone(&mut self.counters, active, &old);
+                    sync::ended(&self.sync, self.worker, snap, self.table.endpoints(), &old);
                 }
             }
         }
@@ -693,6 +744,7 @@ impl FarmBalancer {
             .map_err(|_| DropReason::FlowTableFull)?;
         if let Some(e) = evicted {
             flow_gone(&mut self.counters, active, &e);
+            sync::ended(&self.sync, self.worker, snap, self.table.endpoints(), &e);
         }
         flow_added(&mut self.counters, active, &flow, true);
         self.counters.units[flow.unit as usize].count(Dir::Forward, len);
@@ -817,6 +869,22 @@ impl Balancer for FarmBalancer {
 
     fn forget(&mut self, key: &FlowKey) {
         self.forget_flow(key)
+    }
+
+    fn syncing(&self) -> bool {
+        self.sync.is_some()
+    }
+
+    fn sync_spliced(&mut self, key: &FlowKey, t: &crate::splice::translate::Translation) {
+        self.sync_spliced_flow(key, t)
+    }
+
+    fn adopt_spliced(
+        &mut self,
+        key: &FlowKey,
+        now: Nanos,
+    ) -> Option<(FlowKey, Nat, crate::splice::translate::Translation)> {
+        self.adopt_spliced_flow(key, now)
     }
 
     fn splice_event(&mut self, key: &FlowKey, event: SpliceEvent) {
@@ -974,7 +1042,7 @@ impl FarmBalancer {
         if expired {
             self.table.stats.expired += 1;
         }
-        flow_gone(&mut self.counters, self.reader.active(), &f);
+        self.gone(&f);
         self.create(key, tcp_flags, len, now)
     }
 }

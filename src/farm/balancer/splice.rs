@@ -241,7 +241,7 @@ impl FarmBalancer {
     ) -> Result<Nat, DropReason> {
         if let Some((slot, Dir::Forward)) = self.table.find(key) {
             let f = self.table.remove(slot);
-            flow_gone(&mut self.counters, self.reader.active(), &f);
+            self.gone(&f);
             self.reader.count_refusal(ServerId(f.server));
             self.refused += 1;
         }
@@ -309,7 +309,7 @@ impl FarmBalancer {
     pub(super) fn forget_flow(&mut self, key: &FlowKey) {
         if let Some((slot, Dir::Forward)) = self.table.find(key) {
             let f = self.table.remove(slot);
-            flow_gone(&mut self.counters, self.reader.active(), &f);
+            self.gone(&f);
         }
     }
 }

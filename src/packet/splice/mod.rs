@@ -40,6 +40,7 @@ use super::{
     SpliceEvent,
 };
 
+mod adopt;
 mod moving;
 mod reading;
 mod segments;
@@ -441,7 +442,13 @@ impl<F: Frame> Processor<F> {
         let conn = if client {
             found.and_then(|(i, side)| (side == Side::Client).then_some(i))
         } else {
-            Some(found.and_then(|(i, side)| (side == Side::Server).then_some(i))?)
+            let conn = found.and_then(|(i, side)| (side == Side::Server).then_some(i));
+            // Flow sync: a server's segment of no connection here may be
+            // of one synced from another node (a plain flow's goes on).
+            if conn.is_none() && (!balancer.syncing() || balancer.peek(key).is_some()) {
+                return None;
+            }
+            conn
         };
         // Options matter while a connection is being made, and to a joined
         // server side while it still owes acknowledgements of kept bytes.
@@ -453,6 +460,12 @@ impl<F: Frame> Processor<F> {
         let seg = match Seg::parse(frame.data(), t, with_options) {
             Ok(s) => s,
             Err(e) => return Some(Err(e)),
+        };
+        let conn = match conn {
+            None if !seg.has(flags::SYN) && balancer.syncing() => {
+                self.adopt_synced(balancer, key, now)
+            }
+            c => c,
         };
         if client {
             // A client's SYN on a connection it already has is a new

@@ -151,6 +151,12 @@ impl<F: Frame> Processor<F> {
                 let client = c.client;
                 self.joined(io, i, seg, now);
                 self.splicer(now).write_note(balancer, i);
+                if balancer.syncing() {
+                    if let Some(c) = self.splicer(now).table.get(i) {
+                        let (key, t) = (c.client, c.translation);
+                        balancer.sync_spliced(&key, &t);
+                    }
+                }
                 balancer.splice_event(&client, SpliceEvent::Joined);
                 Some(Ok(Out::Spliced))
             }
