@@ -607,3 +607,206 @@ pub fn spawn(
             }
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::config::SyncPeer;
+    use crate::packet::{FlowKey, Nat};
+    use crate::sync::record::What;
+
+    const MS: Nanos = 1_000_000;
+
+    fn addr(n: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, n))
+    }
+
+    fn takeover(n: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 1, n))
+    }
+
+    fn cfg(me: u8, all: &[u8]) -> Sync {
+        Sync {
+            node: u16::from(me),
+            port: 0,
+            address: addr(me),
+            udp_port: 7946,
+            key: b"a shared key of the farm".to_vec(),
+            dead_after: Duration::from_millis(300),
+            bulk_timeout: Duration::from_secs(5),
+            capacity: 100_000,
+            peers: all
+                .iter()
+                .filter(|&&n| n != me)
+                .map(|&n| SyncPeer {
+                    name: format!("n{n}"),
+                    address: addr(n),
+                    takeover: vec![takeover(n)],
+                })
+                .collect(),
+        }
+    }
+
+    fn record(port: u16) -> Record {
+        Record {
+            what: What::Created,
+            key: FlowKey {
+                proto: 6,
+                src: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10)),
+                src_port: port,
+                dst: IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1)),
+                dst_port: 80,
+            },
+            nat: Nat {
+                src: takeover(1),
+                src_port: port,
+                dst: IpAddr::V4(Ipv4Addr::new(198, 18, 2, 11)),
+                dst_port: 8080,
+            },
+            state: 3,
+            splice: None,
+            at: wall_ns(),
+            bulk: false,
+        }
+    }
+
+    /// Nodes joined by a lossless network the test steps; `up[i]` false
+    /// silences node i (it neither steps nor receives).
+    struct Farm {
+        nodes: Vec<(u8, Node)>,
+        up: Vec<bool>,
+        now: Nanos,
+    }
+
+    impl Farm {
+        fn new(ids: &[u8]) -> Farm {
+            let nodes = ids.iter().map(|&n| (n, Farm::node(n, ids, 0))).collect();
+            Farm {
+                nodes,
+                up: vec![true; ids.len()],
+                now: 0,
+            }
+        }
+
+        fn node(n: u8, ids: &[u8], now: Nanos) -> Node {
+            let c = cfg(n, ids);
+            let shared = Arc::new(Shared::new(&c, 1));
+            Node::new(c, shared, Duration::from_secs(900), now)
+        }
+
+        fn shared(&self, i: usize) -> &Shared {
+            &self.nodes[i].1.shared
+        }
+
+        /// `ms` milliseconds in steps of one.
+        fn run(&mut self, ms: u64) {
+            for _ in 0..ms {
+                self.now += MS;
+                for i in 0..self.nodes.len() {
+                    if !self.up[i] {
+                        continue;
+                    }
+                    self.nodes[i].1.step(self.now);
+                    let from = addr(self.nodes[i].0);
+                    while let Some(out) = self.nodes[i].1.shared.outbound.pop() {
+                        let Outgoing::Datagram { dst, payload } = out else {
+                            continue;
+                        };
+                        if let Some(j) = self.nodes.iter().position(|(n, _)| addr(*n) == dst) {
+                            if self.up[j] {
+                                let _ = self.nodes[j].1.shared.inbound.push((from, payload));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn records_reach_every_peer_and_are_acknowledged() {
+        let mut f = Farm::new(&[1, 2, 3]);
+        f.run(10);
+        for p in 0..50 {
+            f.shared(0).push(0, record(1000 + p));
+        }
+        f.run(200);
+        for i in [1, 2] {
+            let e = f.shared(i).store.find(&record(1010).key).expect("synced");
+            assert_eq!(e.origin, 1);
+        }
+        let r = f.shared(0).report();
+        assert_eq!(
+            (r.records_sent, r.records_acked, r.records_pending),
+            (100, 100, 0)
+        );
+        assert!(r.lag_p99_us < 1_000_000, "lag {} us", r.lag_p99_us);
+        assert_eq!(f.shared(1).report().records_received, 50);
+    }
+
+    #[test]
+    fn a_joining_node_takes_a_bulk_copy_before_it_is_ready() {
+        let mut f = Farm::new(&[1, 2, 3]);
+        f.up[2] = false;
+        f.run(10);
+        for p in 0..3000 {
+            f.shared(0).push(0, record(p));
+        }
+        f.run(100);
+        assert_eq!(f.shared(1).store.len(), 3000);
+        // Node 3 starts: both peers send their copies.
+        f.nodes[2].1 = Farm::node(3, &[1, 2, 3], f.now);
+        f.up[2] = true;
+        assert!(!f.shared(2).ready.load(Ordering::Relaxed));
+        f.run(400);
+        let r = f.shared(2).report();
+        assert!(r.ready && f.shared(2).ready.load(Ordering::Relaxed));
+        assert_eq!(f.shared(2).store.len(), 3000);
+        assert!(r.bulk_flows >= 3000, "{} bulk records", r.bulk_flows);
+        assert!(r.bulk_ms < 400);
+    }
+
+    #[test]
+    fn the_lowest_live_node_claims_a_dead_peers_addresses_until_it_returns() {
+        let mut f = Farm::new(&[1, 2, 3]);
+        f.run(50);
+        assert!(!f.shared(1).takeover.claims(takeover(1)));
+        f.up[0] = false;
+        f.run(400);
+        assert!(f.shared(1).takeover.claims(takeover(1)), "node 2 claims");
+        assert!(!f.shared(2).takeover.claims(takeover(1)), "node 3 does not");
+        let r = f.shared(1).report();
+        assert!(r
+            .peers
+            .iter()
+            .any(|p| p.name == "n1" && !p.alive && p.taken_over));
+        f.up[0] = true;
+        f.run(200);
+        assert!(!f.shared(1).takeover.claims(takeover(1)), "released");
+    }
+
+    #[test]
+    fn batches_with_another_key_or_from_strangers_are_refused() {
+        let mut f = Farm::new(&[1, 2]);
+        let forged = Batch::Records {
+            node: 1,
+            seq: 1,
+            records: vec![record(1)],
+        }
+        .encode(b"not the farm's key at all");
+        let _ = f.shared(1).inbound.push((addr(1), forged));
+        let real = Batch::Records {
+            node: 9,
+            seq: 1,
+            records: vec![record(2)],
+        }
+        .encode(b"a shared key of the farm");
+        let _ = f.shared(1).inbound.push((addr(9), real));
+        f.run(150);
+        let r = f.shared(1).report();
+        assert_eq!((r.bad_tag, r.unknown_peer), (1, 1));
+        assert!(f.shared(1).store.is_empty());
+    }
+}
