@@ -317,4 +317,6 @@ impl Farm {
 #[cfg(test)]
 mod route_tests;
 #[cfg(test)]
+mod sync_tests;
+#[cfg(test)]
 mod tests;
