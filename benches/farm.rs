@@ -429,7 +429,8 @@ fn maglev_build(c: &mut Criterion) {
 /// in a plain loop, without criterion, for instruction counts under
 /// callgrind that do not depend on the machine's load (run at two values of
 /// n and divide the difference). Cases: `maglev` (one build per
-/// iteration), `lookup_1k`, `lookup_burst_1k`, `whole_1k`, `new_flow`,
+/// iteration), `lookup_1k`, `lookup_burst_1k`, `whole_1k`, `whole_1k_sync`
+/// (the same with flow sync on), `new_flow`,
 /// `new_flow_burst` (one packet per iteration; the bursts are 32 packets,
 /// n is rounded down to whole bursts). The 1k cases use a 1024-flow table
 /// (in cache: the instructions, not the misses).
@@ -468,9 +469,12 @@ fn count_mode(n: usize, case: &str) {
                 }
             }
         }
-        "whole_1k" => {
+        "whole_1k" | "whole_1k_sync" => {
             let ks = keys(1 << 10, 0);
             let mut w = Worker::new(established(&p, &ks), clients(&reordered(&ks)), ACK);
+            if case == "whole_1k_sync" {
+                w = synced(w);
+            }
             for _ in 0..n / BURST {
                 w.burst(1_000_000_000);
             }
@@ -511,28 +515,65 @@ fn whole_path_batches(b: usize) {
     let p = Publisher::new(Farm::from_config(&config(10)).unwrap()).unwrap();
     for n in [1usize << 20, 1 << 10] {
         let ks = keys(n, 0);
-        let mut w = Worker::new(established(&p, &ks), clients(&reordered(&ks)), ACK);
+        let order = reordered(&ks);
+        // Without and with flow sync, batches interleaved: the same load
+        // on the machine for both.
+        let mut ws = [
+            Worker::new(established(&p, &ks), clients(&order), ACK),
+            synced(Worker::new(established(&p, &ks), clients(&order), ACK)),
+        ];
         // One pass over the flows first, as a warm-up.
-        for _ in 0..n.div_ceil(BURST) {
-            w.burst(1_000_000_000);
+        for w in ws.iter_mut() {
+            for _ in 0..n.div_ceil(BURST) {
+                w.burst(1_000_000_000);
+            }
         }
-        let mut per_frame: Vec<f64> = (0..b)
-            .map(|_| {
+        let mut per_frame = [Vec::with_capacity(b), Vec::with_capacity(b)];
+        for _ in 0..b {
+            for (w, out) in ws.iter_mut().zip(per_frame.iter_mut()) {
                 let t = std::time::Instant::now();
                 for _ in 0..FRAMES / BURST {
                     w.burst(1_000_000_000);
                 }
-                t.elapsed().as_nanos() as f64 / FRAMES as f64
-            })
-            .collect();
-        assert_eq!(w.nic.dropped, 0, "whole_path: frames dropped");
-        per_frame.sort_by(f64::total_cmp);
-        println!(
-            "whole_path/{n}_flows_random_burst{BURST}: fastest batch {:.2} ns/frame, median {:.2} ns/frame ({b} batches of {FRAMES})",
-            per_frame[0],
-            per_frame[b / 2],
-        );
+                out.push(t.elapsed().as_nanos() as f64 / FRAMES as f64);
+            }
+        }
+        for (w, (name, mut v)) in ws.iter().zip(["", "_sync"].into_iter().zip(per_frame)) {
+            assert_eq!(w.nic.dropped, 0, "whole_path: frames dropped");
+            v.sort_by(f64::total_cmp);
+            println!(
+                "whole_path/{n}_flows_random_burst{BURST}{name}: fastest batch {:.2} ns/frame, median {:.2} ns/frame ({b} batches of {FRAMES})",
+                v[0],
+                v[b / 2],
+            );
+        }
     }
+}
+
+/// `w` with flow sync on, as a node with `[sync]` runs (its records and
+/// datagrams go nowhere here: the established flows' packets are what is
+/// measured).
+fn synced(mut w: Worker) -> Worker {
+    let cfg = farmlb::config::Sync {
+        node: 1,
+        port: 0,
+        address: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 250)),
+        udp_port: 7946,
+        key: b"the farm's shared sync key".to_vec(),
+        dead_after: std::time::Duration::from_secs(1),
+        bulk_timeout: std::time::Duration::from_secs(5),
+        capacity: 1 << 21,
+        peers: Vec::new(),
+    };
+    let shared = std::sync::Arc::new(farmlb::sync::Shared::new(&cfg, 1));
+    w.b.set_sync(std::sync::Arc::clone(&shared));
+    w.core.set_sync(farmlb::packet::SyncPort {
+        port: 0,
+        address: cfg.address,
+        udp_port: cfg.udp_port,
+        shared,
+    });
+    w
 }
 
 /// `FARMLB_BENCH_MEMORY=1`: what a random cache line costs on this machine,
