@@ -533,6 +533,108 @@ pub fn render(status: &StatusReport, live: &LiveStats) -> String {
     f.render()
 }
 
+/// Flow sync's counters (`[sync]`).
+fn sync_metrics(s: &crate::sync::SyncReport, f: &mut Families) {
+    for (name, help, v) in [
+        (
+            "farmlb_sync_records_sent_total",
+            "Sync records sent to peers (first transmissions, per peer).",
+            s.records_sent,
+        ),
+        (
+            "farmlb_sync_records_acked_total",
+            "Sync records peers acknowledged.",
+            s.records_acked,
+        ),
+        (
+            "farmlb_sync_records_retransmitted_total",
+            "Sync records sent again for want of an acknowledgement.",
+            s.records_retransmitted,
+        ),
+        (
+            "farmlb_sync_records_dropped_total",
+            "Sync records not sent: a peer's window or a worker's queue was full.",
+            s.records_dropped,
+        ),
+        (
+            "farmlb_sync_records_received_total",
+            "Sync records received from peers.",
+            s.records_received,
+        ),
+        (
+            "farmlb_sync_adopted_total",
+            "Synced flows the workers took over.",
+            s.adopted,
+        ),
+        (
+            "farmlb_sync_stateless_replies_total",
+            "NAT replies forwarded without a flow (another node saw the handshake).",
+            s.stateless_replies,
+        ),
+        (
+            "farmlb_sync_store_full_total",
+            "Synced flows refused: the store was full.",
+            s.store_full,
+        ),
+        (
+            "farmlb_sync_bad_tag_total",
+            "Sync datagrams whose tag did not verify.",
+            s.bad_tag,
+        ),
+        (
+            "farmlb_sync_malformed_total",
+            "Sync datagrams that were not a batch.",
+            s.malformed,
+        ),
+        (
+            "farmlb_sync_unknown_peer_total",
+            "Sync datagrams from an address that is no peer.",
+            s.unknown_peer,
+        ),
+        (
+            "farmlb_sync_bulk_copies_sent_total",
+            "Bulk copies sent to joining peers.",
+            s.bulk_copies_sent,
+        ),
+    ] {
+        f.add(name, "counter", help, &[], v as f64);
+    }
+    for (name, help, v) in [
+        ("farmlb_sync_records_pending", "Sync records queued or in flight.", s.records_pending as f64),
+        ("farmlb_sync_store_flows", "Synced flows in the store.", s.store_flows as f64),
+        ("farmlb_sync_lag_p50_seconds", "Sync lag (made on the sending worker, applied here), median of the last 10,000 records.", s.lag_p50_us as f64 / 1e6),
+        ("farmlb_sync_lag_p99_seconds", "Sync lag, 99th percentile of the last 10,000 records.", s.lag_p99_us as f64 / 1e6),
+        ("farmlb_sync_ready", "1 once the bulk copies taken at start are in.", f64::from(u8::from(s.ready))),
+        ("farmlb_sync_bulk_flows", "Flows in the bulk copies taken at start.", s.bulk_flows as f64),
+        ("farmlb_sync_bulk_seconds", "How long taking the bulk copies at start took.", s.bulk_ms as f64 / 1e3),
+    ] {
+        f.add(name, "gauge", help, &[], v);
+    }
+    for p in &s.peers {
+        f.add(
+            "farmlb_sync_peer_alive",
+            "gauge",
+            "1 while the peer is heard from.",
+            &[("peer", &p.name)],
+            f64::from(u8::from(p.alive)),
+        );
+        f.add(
+            "farmlb_sync_peer_taken_over",
+            "gauge",
+            "1 while this node answers for the dead peer's addresses.",
+            &[("peer", &p.name)],
+            f64::from(u8::from(p.taken_over)),
+        );
+        f.add(
+            "farmlb_sync_peer_records_pending",
+            "gauge",
+            "Sync records queued or in flight towards the peer.",
+            &[("peer", &p.name)],
+            p.window.pending as f64,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -646,107 +748,5 @@ mod tests {
         assert_eq!(number(f64::INFINITY), "+Inf");
         assert_eq!(sanitize("rx-bytes.1"), "rx_bytes_1");
         assert_eq!(sanitize("1st"), "_1st");
-    }
-}
-
-/// Flow sync's counters (`[sync]`).
-fn sync_metrics(s: &crate::sync::SyncReport, f: &mut Families) {
-    for (name, help, v) in [
-        (
-            "farmlb_sync_records_sent_total",
-            "Sync records sent to peers (first transmissions, per peer).",
-            s.records_sent,
-        ),
-        (
-            "farmlb_sync_records_acked_total",
-            "Sync records peers acknowledged.",
-            s.records_acked,
-        ),
-        (
-            "farmlb_sync_records_retransmitted_total",
-            "Sync records sent again for want of an acknowledgement.",
-            s.records_retransmitted,
-        ),
-        (
-            "farmlb_sync_records_dropped_total",
-            "Sync records not sent: a peer's window or a worker's queue was full.",
-            s.records_dropped,
-        ),
-        (
-            "farmlb_sync_records_received_total",
-            "Sync records received from peers.",
-            s.records_received,
-        ),
-        (
-            "farmlb_sync_adopted_total",
-            "Synced flows the workers took over.",
-            s.adopted,
-        ),
-        (
-            "farmlb_sync_stateless_replies_total",
-            "NAT replies forwarded without a flow (another node saw the handshake).",
-            s.stateless_replies,
-        ),
-        (
-            "farmlb_sync_store_full_total",
-            "Synced flows refused: the store was full.",
-            s.store_full,
-        ),
-        (
-            "farmlb_sync_bad_tag_total",
-            "Sync datagrams whose tag did not verify.",
-            s.bad_tag,
-        ),
-        (
-            "farmlb_sync_malformed_total",
-            "Sync datagrams that were not a batch.",
-            s.malformed,
-        ),
-        (
-            "farmlb_sync_unknown_peer_total",
-            "Sync datagrams from an address that is no peer.",
-            s.unknown_peer,
-        ),
-        (
-            "farmlb_sync_bulk_copies_sent_total",
-            "Bulk copies sent to joining peers.",
-            s.bulk_copies_sent,
-        ),
-    ] {
-        f.add(name, "counter", help, &[], v as f64);
-    }
-    for (name, help, v) in [
-        ("farmlb_sync_records_pending", "Sync records queued or in flight.", s.records_pending as f64),
-        ("farmlb_sync_store_flows", "Synced flows in the store.", s.store_flows as f64),
-        ("farmlb_sync_lag_p50_seconds", "Sync lag (made on the sending worker, applied here), median of the last 10,000 records.", s.lag_p50_us as f64 / 1e6),
-        ("farmlb_sync_lag_p99_seconds", "Sync lag, 99th percentile of the last 10,000 records.", s.lag_p99_us as f64 / 1e6),
-        ("farmlb_sync_ready", "1 once the bulk copies taken at start are in.", f64::from(u8::from(s.ready))),
-        ("farmlb_sync_bulk_flows", "Flows in the bulk copies taken at start.", s.bulk_flows as f64),
-        ("farmlb_sync_bulk_seconds", "How long taking the bulk copies at start took.", s.bulk_ms as f64 / 1e3),
-    ] {
-        f.add(name, "gauge", help, &[], v);
-    }
-    for p in &s.peers {
-        f.add(
-            "farmlb_sync_peer_alive",
-            "gauge",
-            "1 while the peer is heard from.",
-            &[("peer", &p.name)],
-            f64::from(u8::from(p.alive)),
-        );
-        f.add(
-            "farmlb_sync_peer_taken_over",
-            "gauge",
-            "1 while this node answers for the dead peer's addresses.",
-            &[("peer", &p.name)],
-            f64::from(u8::from(p.taken_over)),
-        );
-        f.add(
-            "farmlb_sync_peer_records_pending",
-            "gauge",
-            "Sync records queued or in flight towards the peer.",
-            &[("peer", &p.name)],
-            p.window.pending as f64,
-        );
     }
 }
