@@ -127,3 +127,181 @@ impl<F: Frame> Processor<F> {
         let _ = self.send_via(io, port, next_hop, dst, f, now);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::config::{Sync, SyncPeer};
+    use crate::packet::{Balancer, CoreSetup, FlowKey, Nat, Offload, PortAddr, PortSetup};
+    use crate::wire::arp::{self, ArpPacket, ArpRepr};
+    use crate::wire::ethernet::{self, EthernetFrame};
+    use crate::wire::ipv4::Ipv4Packet;
+
+    const LB_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+    const LB: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
+    const SYNC: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 21);
+    const PEER_SYNC: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 22);
+    const PEER_LOCAL: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
+
+    struct Nothing;
+
+    impl Balancer for Nothing {
+        fn lookup(&mut self, _: &FlowKey, _: u8, _: u16, _: Nanos) -> Result<Nat, DropReason> {
+            Err(DropReason::NoFarmUnit)
+        }
+        fn peek(&self, _: &FlowKey) -> Option<Nat> {
+            None
+        }
+    }
+
+    #[derive(Default)]
+    struct Log {
+        sent: Vec<Vec<u8>>,
+        freed: usize,
+    }
+
+    impl Io for Log {
+        type Frame = Vec<u8>;
+        fn alloc(&mut self) -> Option<Vec<u8>> {
+            Some(Vec::new())
+        }
+        fn transmit(&mut self, _: PortIdx, frame: Vec<u8>) {
+            self.sent.push(frame);
+        }
+        fn exception(&mut self, _: PortIdx, _: Vec<u8>) {}
+        fn free(&mut self, _: Vec<u8>) {
+            self.freed += 1;
+        }
+    }
+
+    fn core() -> (Processor<Vec<u8>>, Arc<Shared>) {
+        let mut core = Processor::new(CoreSetup {
+            ports: vec![PortSetup {
+                mac: LB_MAC,
+                addrs: vec![PortAddr {
+                    addr: IpAddr::V4(LB),
+                    prefix_len: 24,
+                }],
+                gateways: vec![],
+                static_neighbours: vec![(IpAddr::V4(PEER_SYNC), PEER_MAC)],
+                offload: Offload::default(),
+                mtu: 1500,
+            }],
+            farm_addrs: vec![],
+        });
+        let cfg = Sync {
+            node: 1,
+            port: 0,
+            address: IpAddr::V4(SYNC),
+            udp_port: 7946,
+            key: b"the farm's shared sync key".to_vec(),
+            dead_after: std::time::Duration::from_secs(1),
+            bulk_timeout: std::time::Duration::from_secs(5),
+            capacity: 16,
+            peers: vec![SyncPeer {
+                name: "n2".into(),
+                address: IpAddr::V4(PEER_SYNC),
+                takeover: vec![IpAddr::V4(PEER_LOCAL)],
+            }],
+        };
+        let shared = Arc::new(Shared::new(&cfg, 1));
+        core.set_sync(SyncPort {
+            port: 0,
+            address: cfg.address,
+            udp_port: cfg.udp_port,
+            shared: Arc::clone(&shared),
+        });
+        (core, shared)
+    }
+
+    fn arp_request(target: Ipv4Addr) -> Vec<u8> {
+        let mut f = Vec::new();
+        assert!(super::super::frames::build_arp(
+            &mut f,
+            arp::op::REQUEST,
+            &PEER_MAC,
+            Ipv4Addr::new(198, 18, 2, 11),
+            &ethernet::BROADCAST,
+            &[0; 6],
+            target,
+        ));
+        f
+    }
+
+    fn answered(core: &mut Processor<Vec<u8>>, target: Ipv4Addr) -> bool {
+        let mut io = Log::default();
+        core.process(&mut io, &mut Nothing, 0, arp_request(target), 0);
+        io.sent.iter().any(|f| {
+            let a = ArpPacket::new_checked(&f[ethernet::HEADER_LEN..]).unwrap();
+            let r = ArpRepr::parse(&a);
+            r.operation == arp::op::REPLY && r.sender_ip == target
+        })
+    }
+
+    #[test]
+    fn datagrams_to_the_sync_address_go_to_the_sync_thread_and_back_out_through_the_port() {
+        let (mut core, shared) = core();
+        // Out: worker 0 builds, routes and sends what the thread queued.
+        shared
+            .outbound
+            .push(Outgoing::Datagram {
+                dst: IpAddr::V4(PEER_SYNC),
+                payload: b"FLSY batch bytes".to_vec(),
+            })
+            .unwrap();
+        let mut io = Log::default();
+        core.poll_sync(&mut io, 0);
+        assert_eq!(io.sent.len(), 1);
+        let f = io.sent.pop().unwrap();
+        let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+        assert_eq!((eth.dst_addr(), eth.src_addr()), (PEER_MAC, LB_MAC));
+        let ip = Ipv4Packet::new_checked(&f[ethernet::HEADER_LEN..]).unwrap();
+        assert_eq!((ip.src_addr(), ip.dst_addr()), (SYNC, PEER_SYNC));
+        let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!((udp.src_port(), udp.dst_port()), (7946, 7946));
+        assert!(udp.verify_checksum(&IpAddr::V4(SYNC), &IpAddr::V4(PEER_SYNC)));
+        assert_eq!(udp.payload(), b"FLSY batch bytes");
+        // In: the same datagram addressed to us reaches the thread's queue.
+        let mut back = f.clone();
+        back[..6].copy_from_slice(&LB_MAC);
+        back[6..12].copy_from_slice(&PEER_MAC);
+        back[ethernet::HEADER_LEN + 12..ethernet::HEADER_LEN + 16]
+            .copy_from_slice(&PEER_SYNC.octets());
+        back[ethernet::HEADER_LEN + 16..ethernet::HEADER_LEN + 20].copy_from_slice(&SYNC.octets());
+        let mut ip = Ipv4Packet::new_unchecked(&mut back[ethernet::HEADER_LEN..]);
+        ip.fill_checksum();
+        let mut io = Log::default();
+        core.process(&mut io, &mut Nothing, 0, back, 0);
+        let (src, payload) = shared.inbound.pop().expect("queued");
+        assert_eq!(src, IpAddr::V4(PEER_SYNC));
+        assert_eq!(payload, b"FLSY batch bytes");
+        assert_eq!((io.sent.len(), io.freed), (0, 1));
+    }
+
+    #[test]
+    fn the_sync_address_is_answered_and_a_peers_address_only_while_claimed() {
+        let (mut core, shared) = core();
+        assert!(answered(&mut core, SYNC));
+        assert!(!answered(&mut core, PEER_LOCAL));
+        shared.takeover.set(IpAddr::V4(PEER_LOCAL), true);
+        assert!(answered(&mut core, PEER_LOCAL));
+        // The claim is announced with a gratuitous ARP.
+        shared
+            .outbound
+            .push(Outgoing::Announce(IpAddr::V4(PEER_LOCAL)))
+            .unwrap();
+        let mut io = Log::default();
+        core.poll_sync(&mut io, 0);
+        let a = ArpPacket::new_checked(&io.sent[0][ethernet::HEADER_LEN..]).unwrap();
+        let r = ArpRepr::parse(&a);
+        assert_eq!(
+            (r.sender_ip, r.target_ip, r.sender_hw),
+            (PEER_LOCAL, PEER_LOCAL, LB_MAC)
+        );
+        shared.takeover.set(IpAddr::V4(PEER_LOCAL), false);
+        assert!(!answered(&mut core, PEER_LOCAL));
+    }
+}

@@ -84,7 +84,7 @@ impl Takeover {
             .any(|(x, c)| *x == a && c.load(Ordering::Relaxed))
     }
 
-    fn set(&self, a: IpAddr, on: bool) -> bool {
+    pub(crate) fn set(&self, a: IpAddr, on: bool) -> bool {
         let mut changed = false;
         for (x, c) in self.addrs.iter().zip(&self.claimed) {
             if *x == a {
