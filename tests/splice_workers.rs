@@ -9,6 +9,7 @@ mod packet_support;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use farmlb::config::Config;
 use farmlb::farm::{Farm, FarmBalancer, Publisher};
@@ -82,6 +83,8 @@ struct Node {
     publisher: Publisher,
     workers: Vec<Worker>,
     now: Nanos,
+    /// Flow sync, when the config has `[sync]`.
+    sync: Option<Arc<farmlb::sync::Shared>>,
 }
 
 impl Node {
@@ -111,11 +114,26 @@ impl Node {
                 }
             })
             .collect();
-        Node {
+        let mut n = Node {
             publisher,
             workers,
             now: 10 * SEC,
+            sync: None,
+        };
+        if let Some(s) = &cfg.sync {
+            let shared = Arc::new(farmlb::sync::Shared::new(s, 2));
+            for w in &mut n.workers {
+                w.lb.set_sync(Arc::clone(&shared));
+                w.core.set_sync(farmlb::packet::SyncPort {
+                    port: s.port as PortIdx,
+                    address: s.address,
+                    udp_port: s.udp_port,
+                    shared: Arc::clone(&shared),
+                });
+            }
+            n.sync = Some(shared);
         }
+        n
     }
 
     /// Delivers `f` on `port` to worker `w` and follows hand-overs; returns
@@ -159,6 +177,12 @@ const RST: u8 = 0x04;
 /// frames arrive on worker `cport % 2` (client side) and the other worker
 /// (server side), whoever owns the connection. Returns the owner.
 fn one_connection(n: &mut Node, cport: u16) -> usize {
+    connection(n, cport).0
+}
+
+/// [`one_connection`], returning the owner, farmlb's ISN towards the client
+/// and its first TSval.
+fn connection(n: &mut Node, cport: u16) -> (usize, u32, u32) {
     let arrive_client = usize::from(cport % 2);
     let arrive_server = 1 - arrive_client;
     let isn = 0x7000_0000u32.wrapping_add(u32::from(cport) << 8);
@@ -252,7 +276,7 @@ fn one_connection(n: &mut Node, cport: u16) -> usize {
     assert_eq!((r.src, r.dst, r.dport), (VIP, CLIENT4, cport));
     assert_eq!(r.seq, our_isn.wrapping_add(1), "translated by the owner");
     assert_eq!(r.payload, b"200 OK");
-    owner
+    (owner, our_isn, our_ts)
 }
 
 #[test]
@@ -310,6 +334,92 @@ fn spliced_connections_survive_a_reload() {
     assert_eq!(
         n.workers[owner].core.splice_counters().to_server,
         sent_before + 1
+    );
+}
+
+// ------------------------------------------------------------------ flow sync
+
+/// [`FARM`] as node `n` of two with flow sync.
+fn synced(n: u8) -> String {
+    let peer = 3 - n;
+    FARM.to_string()
+        + &format!(
+            "[sync]\nnode = {n}\nport = \"servers\"\naddress = \"198.18.2.2{n}\"\nkey = \"the farm's shared sync key\"\n[[sync.peer]]\nname = \"n{peer}\"\naddress = \"198.18.2.2{peer}\"\n"
+        )
+}
+
+#[test]
+fn a_spliced_connection_goes_on_at_another_node_as_it_would_have_at_its_own() {
+    let (mut a, mut b) = (Node::new(&synced(1)), Node::new(&synced(2)));
+    let cport = 42_000;
+    let (_, our_isn, our_ts) = connection(&mut a, cport);
+    // What node 1's workers recorded reaches node 2's store (the sync
+    // thread and the wire's part): the connection with its translation.
+    let (sa, sb) = (a.sync.clone().unwrap(), b.sync.clone().unwrap());
+    let mut spliced = 0;
+    for q in &sa.records {
+        while let Some(r) = q.pop() {
+            spliced += usize::from(r.splice.is_some());
+            sb.store.apply(1, &r, 0);
+        }
+    }
+    assert_eq!(spliced, 1, "one record with the translation");
+    // The client's next request and the server's answer, sent to both
+    // nodes: node 2 forwards exactly what node 1 does.
+    let isn = 0x7000_0000u32.wrapping_add(u32::from(cport) << 8);
+    let client = tcp_opts_frame(
+        (LB0_MAC, CLIENT_MAC),
+        (CLIENT4, cport),
+        (VIP, 80),
+        isn.wrapping_add(1 + REQ.len() as u32),
+        our_isn.wrapping_add(1 + 6),
+        ACK | PSH,
+        501,
+        &opt::ts(102, our_ts.wrapping_add(5)),
+        b"GET /next HTTP/1.1\r\n\r\n",
+    );
+    let mut outs = Vec::new();
+    for n in [&mut a, &mut b] {
+        let (_, v) = n.deliver(usize::from(cport % 2), 0, client.clone());
+        assert_eq!(v, Verdict::Forward(1));
+        let sent = n.sent();
+        assert_eq!(sent.len(), 1);
+        outs.push(sent[0].2.clone());
+    }
+    assert_eq!(outs[0], outs[1], "the same segment to the server");
+    let server = outs[0].dst;
+    let server_mac = if server == SERVER_A {
+        SERVER_MAC
+    } else {
+        SERVER2_MAC
+    };
+    let answer = tcp_opts_frame(
+        (LB1_MAC, server_mac),
+        (server, 8080),
+        (CLIENT4, cport),
+        5_007,
+        outs[0].seq.wrapping_add(outs[0].payload.len() as u32),
+        ACK | PSH,
+        100,
+        &opt::ts(9010, 102),
+        b"HTTP/1.1 200 OK\r\n\r\n",
+    );
+    let mut back = Vec::new();
+    for n in [&mut a, &mut b] {
+        let (_, v) = n.deliver(1 - usize::from(cport % 2), 1, answer.clone());
+        assert_eq!(v, Verdict::Forward(0));
+        back.push(n.sent()[0].2.clone());
+    }
+    assert_eq!(back[0], back[1], "the same segment to the client");
+    assert_eq!(
+        back[1].seq,
+        our_isn.wrapping_add(1 + 6),
+        "in the client's space"
+    );
+    assert_eq!(
+        sb.adopted.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "adopted once, then its own"
     );
 }
 

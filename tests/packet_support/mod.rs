@@ -1226,7 +1226,7 @@ pub fn tcp_opts_frame(
 }
 
 /// A frame's TCP segment, read by offset.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Out {
     pub dst_mac: [u8; 6],
     pub src: IpAddr,
