@@ -134,6 +134,41 @@ pub fn format_status(s: &StatusReport) -> String {
                 .map_or(String::new(), |e| format!("; last error: {e}"))
         );
     }
+    if let Some(y) = &s.sync {
+        let peers: Vec<String> = y
+            .peers
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {}{}",
+                    p.name,
+                    if p.alive { "alive" } else { "dead" },
+                    if p.taken_over { " (taken over)" } else { "" }
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "sync: node {}  {}  {} flows  sent {} acked {} retransmitted {} pending {} dropped {}  received {}  adopted {}  lag p50 {} us p99 {} us  peers: {}",
+            y.node,
+            if y.ready { "ready" } else { "taking bulk copies" },
+            y.store_flows,
+            y.records_sent,
+            y.records_acked,
+            y.records_retransmitted,
+            y.records_pending,
+            y.records_dropped,
+            y.records_received,
+            y.adopted,
+            y.lag_p50_us,
+            y.lag_p99_us,
+            if peers.is_empty() {
+                "none".to_string()
+            } else {
+                peers.join(", ")
+            }
+        );
+    }
     let mut rows = vec![[
         "SERVER".to_string(),
         "ADDRESS".into(),
@@ -305,6 +340,39 @@ mod tests {
             ),
             "{text}"
         );
+        assert!(!text.contains("sync:"), "{text}");
+        st.sync = Some(crate::sync::SyncReport {
+            node: 2,
+            ready: true,
+            store_flows: 7,
+            records_sent: 10,
+            records_acked: 9,
+            adopted: 3,
+            lag_p50_us: 400,
+            lag_p99_us: 900,
+            peers: vec![crate::sync::node::PeerReport {
+                name: "n1".into(),
+                alive: false,
+                taken_over: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let text = format_status(&st);
+        assert!(
+            text.contains("sync: node 2  ready  7 flows  sent 10 acked 9 retransmitted 0 pending 0 dropped 0  received 0  adopted 3  lag p50 400 us p99 900 us  peers: n1 dead (taken over)"),
+            "{text}"
+        );
+        let metrics =
+            super::super::metrics::render(&st, &crate::control::metrics::LiveStats::new(1));
+        for line in [
+            "farmlb_sync_records_sent_total 10",
+            "farmlb_sync_adopted_total 3",
+            "farmlb_sync_lag_p99_seconds 0.0009",
+            "farmlb_sync_peer_taken_over{peer=\"n1\"} 1",
+        ] {
+            assert!(metrics.contains(line), "{line} in\n{metrics}");
+        }
     }
 
     #[test]
