@@ -254,3 +254,26 @@ fn without_a_synced_flow_a_packet_is_still_no_flow() {
     carry(&a, &b, 1);
     assert_eq!(b.balancer.lookup(&k, ACK, 54, SEC), Err(DropReason::NoFlow));
 }
+
+#[test]
+fn a_restarted_node_never_gives_a_new_flow_the_local_port_of_a_synced_one() {
+    let mut a = node(1);
+    let k = tcp("198.18.50.5", 5000, "198.18.100.2");
+    let old = connect(&mut a.balancer, &k, SEC);
+    // Node 1 restarts: an empty table, the bulk copy in its store.
+    let mut again = node(1);
+    carry(&a, &again, 1);
+    // Its first new flow, to the same server, would take the same port.
+    let probe = &mut node(1).balancer;
+    let first = (0..64)
+        .map(|p| tcp("198.18.50.6", 6000 + p, "198.18.100.2"))
+        .find(|k| probe.lookup(k, SYN, 60, SEC).unwrap().dst == old.dst)
+        .expect("a client the server gets");
+    let nat = again.balancer.lookup(&first, SYN, 60, SEC).unwrap();
+    assert_eq!(nat.dst, old.dst);
+    assert_eq!(nat.src, old.src);
+    assert_ne!(
+        nat.src_port, old.src_port,
+        "the synced flow's port is taken"
+    );
+}

@@ -184,9 +184,12 @@ fn is_syn(f: u8) -> bool {
 }
 
 /// A FullNAT local address (index) and port of this worker's range whose
-/// server→local tuple is free.
+/// server→local tuple is free (in the table, and with flow sync among the
+/// synced flows: a flow this node's earlier life opened may live on at a
+/// peer).
 fn alloc_local(
     table: &FlowTable,
+    sync: Option<&crate::sync::Shared>,
     ports: &mut LocalPorts,
     m: &MainUnit,
     server: ServerEnd,
@@ -210,7 +213,19 @@ fn alloc_local(
             proto: t.proto,
             v6: t.v6,
         };
-        if table.local_reply_of(&rev).is_none() {
+        if table.local_reply_of(&rev).is_none()
+            && sync.is_none_or(|s| {
+                s.store
+                    .find(&FlowKey {
+                        proto: t.proto,
+                        src: addr_ip(&rev.src, t.v6),
+                        src_port: rev.src_port,
+                        dst: addr_ip(&rev.dst, t.v6),
+                        dst_port: rev.dst_port,
+                    })
+                    .is_none()
+            })
+        {
             return Some((li as u8, port));
         }
     }
@@ -570,8 +585,16 @@ impl FarmBalancer {
                     } else {
                         end.port
                     };
-                    (local, lport) = alloc_local(&self.table, &mut self.ports, m, end, sport, &t)
-                        .ok_or(DropReason::FlowTableFull)?;
+                    (local, lport) = alloc_local(
+                        &self.table,
+                        self.sync.as_deref(),
+                        &mut self.ports,
+                        m,
+                        end,
+                        sport,
+                        &t,
+                    )
+                    .ok_or(DropReason::FlowTableFull)?;
                 }
                 let active = self.reader.active();
                 flow_gone(&mut self.counters, active, &f);
@@ -695,9 +718,16 @@ impl FarmBalancer {
         match unit.main() {
             Some(m) if m.mode == ForwardingMode::FullNat => {
                 fl |= flags::FULLNAT;
-                (local, local_port) =
-                    alloc_local(&self.table, &mut self.ports, m, end, server_port, t)
-                        .ok_or(DropReason::FlowTableFull)?;
+                (local, local_port) = alloc_local(
+                    &self.table,
+                    self.sync.as_deref(),
+                    &mut self.ports,
+                    m,
+                    end,
+                    server_port,
+                    t,
+                )
+                .ok_or(DropReason::FlowTableFull)?;
             }
             _ => {
                 // NAT: the server's reply must identify one flow. Two flows
