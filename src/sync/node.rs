@@ -473,6 +473,13 @@ impl Node {
                 p.bulk_for = None;
             } else if !p.alive && alive {
                 tracing::info!(peer = %p.name, "sync peer alive");
+                if p.bulk_for.is_none() {
+                    // Back after a silence (not a restart, which asks for
+                    // its copy itself): it missed what changed meanwhile.
+                    for r in self.shared.store.records() {
+                        p.window.push(r);
+                    }
+                }
             }
             p.alive = alive;
         }
@@ -782,9 +789,13 @@ mod tests {
             .peers
             .iter()
             .any(|p| p.name == "n1" && !p.alive && p.taken_over));
+        // What changed while node 1 was silent reaches it when it is back.
+        f.shared(1).push(0, record(7));
+        f.run(10);
         f.up[0] = true;
         f.run(200);
         assert!(!f.shared(1).takeover.claims(takeover(1)), "released");
+        assert!(f.shared(0).store.find(&record(7).key).is_some());
     }
 
     #[test]
