@@ -49,7 +49,8 @@ pub const IN_FLIGHT: usize = 256;
 pub const WORKER_QUEUE: usize = 1 << 16;
 /// Datagrams waiting for the sync thread, and for worker 0.
 pub const DATAGRAMS: usize = 1 << 14;
-/// A long-lived flow's owner sends it again this often.
+/// A long-lived flow's owner sends it again this often (about: see
+/// [`Node::step`]).
 pub const REFRESH: Duration = Duration::from_secs(60);
 
 /// What worker 0 sends for the sync thread.
@@ -369,9 +370,12 @@ impl Node {
         self.liveness(now);
         self.readiness(now);
         if now >= self.next_refresh {
-            self.next_refresh = now + REFRESH.as_nanos() as Nanos;
+            // Every second a sixtieth of the store at most, so that flows
+            // made together are not all sent again together.
+            self.next_refresh = now + 1_000_000_000;
             let before = now.saturating_sub(REFRESH.as_nanos() as Nanos);
-            for r in shared.store.refresh(node, before, now) {
+            let max = shared.store.len() / 60 + 100;
+            for r in shared.store.refresh(node, before, now, max) {
                 for p in self.peers.iter_mut().filter(|p| p.alive) {
                     p.window.push(r);
                 }

@@ -159,13 +159,17 @@ impl Store {
             .collect()
     }
 
-    /// Node `node`'s own flows last applied before `before`, marked
-    /// applied at `now`: the owner sends them again so that its peers keep
-    /// them (a long-lived flow changes state only twice).
-    pub fn refresh(&self, node: u16, before: Nanos, now: Nanos) -> Vec<Record> {
+    /// Up to `max` of node `node`'s own flows last applied before
+    /// `before`, marked applied at `now`: the owner sends them again so
+    /// that its peers keep them (a long-lived flow changes state only
+    /// twice).
+    pub fn refresh(&self, node: u16, before: Nanos, now: Nanos, max: usize) -> Vec<Record> {
         let mut g = self.write();
         let mut out = Vec::new();
         for e in g.flows.values_mut() {
+            if out.len() >= max {
+                break;
+            }
             if e.origin == node && e.updated < before {
                 e.updated = now;
                 out.push(Record {
@@ -267,7 +271,7 @@ mod tests {
         assert_eq!(s.apply(1, &rec(What::Created, 3, 11), 30), Applied::Full);
         assert_eq!(s.len(), 2);
         // Node 1's flow is sent again; node 2's is not node 1's to send.
-        let again = s.refresh(1, 15, 40);
+        let again = s.refresh(1, 15, 40, 10);
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].key.src_port, 1);
         assert_eq!(s.expire(25), 1, "node 2's flow was last heard at 20");
