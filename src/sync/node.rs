@@ -244,6 +244,7 @@ pub struct Node {
     started: Nanos,
     next_hello: Nanos,
     next_refresh: Nanos,
+    next_expire: Nanos,
     next_claim: Nanos,
     next_publish: Nanos,
     expire_age: Nanos,
@@ -287,6 +288,7 @@ impl Node {
             started: now,
             next_hello: now,
             next_refresh: now + REFRESH.as_nanos() as Nanos,
+            next_expire: now + REFRESH.as_nanos() as Nanos,
             next_claim: now,
             next_publish: now,
             expire_age: (expire_age.as_nanos() as Nanos).max(REFRESH.as_nanos() as Nanos * 3),
@@ -380,6 +382,9 @@ impl Node {
                     p.window.push(r);
                 }
             }
+        }
+        if now >= self.next_expire {
+            self.next_expire = now + 10_000_000_000;
             shared.store.expire(now.saturating_sub(self.expire_age));
         }
         self.publish(now);
