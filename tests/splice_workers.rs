@@ -423,6 +423,59 @@ fn a_spliced_connection_goes_on_at_another_node_as_it_would_have_at_its_own() {
     );
 }
 
+#[test]
+fn a_spliced_connection_is_adopted_from_its_servers_segment_too() {
+    let (mut a, mut b) = (Node::new(&synced(1)), Node::new(&synced(2)));
+    let cport = 42_002;
+    let (_, our_isn, our_ts) = connection(&mut a, cport);
+    let (sa, sb) = (a.sync.clone().unwrap(), b.sync.clone().unwrap());
+    for q in &sa.records {
+        while let Some(r) = q.pop() {
+            sb.store.apply(1, &r, 0);
+        }
+    }
+    let isn = 0x7000_0000u32.wrapping_add(u32::from(cport) << 8);
+    let client = tcp_opts_frame(
+        (LB0_MAC, CLIENT_MAC),
+        (CLIENT4, cport),
+        (VIP, 80),
+        isn.wrapping_add(1 + REQ.len() as u32),
+        our_isn.wrapping_add(1 + 6),
+        ACK | PSH,
+        501,
+        &opt::ts(102, our_ts.wrapping_add(5)),
+        b"GET /next HTTP/1.1\r\n\r\n",
+    );
+    // The client stays on node 1; the server's answer comes to node 2
+    // (it took node 1's address over), which never saw the connection.
+    let (_, v) = a.deliver(usize::from(cport % 2), 0, client);
+    assert_eq!(v, Verdict::Forward(1));
+    let to_server = a.sent()[0].2.clone();
+    let server_mac = if to_server.dst == SERVER_A {
+        SERVER_MAC
+    } else {
+        SERVER2_MAC
+    };
+    let answer = tcp_opts_frame(
+        (LB1_MAC, server_mac),
+        (to_server.dst, 8080),
+        (CLIENT4, cport),
+        5_007,
+        to_server.seq.wrapping_add(to_server.payload.len() as u32),
+        ACK | PSH,
+        100,
+        &opt::ts(9010, 102),
+        b"HTTP/1.1 200 OK\r\n\r\n",
+    );
+    let mut back = Vec::new();
+    for n in [&mut a, &mut b] {
+        let (_, v) = n.deliver(1 - usize::from(cport % 2), 1, answer.clone());
+        assert_eq!(v, Verdict::Forward(0));
+        back.push(n.sent()[0].2.clone());
+    }
+    assert_eq!(back[0], back[1], "the same segment to the client");
+}
+
 // ------------------------------------------------------------------ HTTP units
 
 /// Four numbered servers behind an HTTP unit with a route cookie (NAT), and

@@ -426,15 +426,12 @@ impl Node {
                         self.lags.push_back(wall.saturating_sub(r.at));
                     }
                 }
-                if self.bulk_started.is_some() && records.iter().any(|r| r.bulk) {
-                    self.report.bulk_flows += records.iter().filter(|r| r.bulk).count() as u64;
-                }
                 let addr = p.address;
                 self.send(addr, &Batch::Ack { node: me, seq });
             }
             Batch::Ack { node, seq } => {
                 p.node = Some(node);
-                p.window.ack(seq);
+                p.window.ack(seq, now);
             }
             Batch::Hello {
                 node,
@@ -533,6 +530,7 @@ impl Node {
         if all_in || elapsed >= self.cfg.bulk_timeout.as_nanos() as Nanos {
             self.bulk_started = None;
             self.report.bulk_ms = elapsed / 1_000_000;
+            self.report.bulk_flows = self.shared.store.len() as u64;
             self.report.ready = true;
             self.shared.ready.store(true, Ordering::Relaxed);
             tracing::info!(

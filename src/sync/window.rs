@@ -29,20 +29,41 @@ pub struct Window {
     node: u16,
     next_seq: u64,
     queue: VecDeque<Record>,
-    /// Batches sent and not acknowledged: (seq, records, last sent).
-    in_flight: VecDeque<(u64, Vec<Record>, Nanos)>,
+    /// Batches sent and not acknowledged.
+    in_flight: VecDeque<Flying>,
     /// Records in `in_flight`.
     flying: usize,
     max_pending: usize,
     max_in_flight: usize,
+    /// The shortest retransmission timeout, and the current one (twice
+    /// the smoothed round trip, at least the shortest, at most
+    /// [`MAX_RTO`]).
+    min_rto: Nanos,
     rto: Nanos,
+    /// Smoothed round trip of batches acknowledged at their first
+    /// sending (0: none yet).
+    srtt: Nanos,
     counters: WindowCounters,
 }
+
+/// One batch in flight.
+struct Flying {
+    seq: u64,
+    records: Vec<Record>,
+    /// When it was last sent, and how often it was sent again (each
+    /// retransmission doubles its timeout).
+    sent: Nanos,
+    resent: u32,
+}
+
+/// The longest retransmission timeout of a batch sent for the first time.
+pub const MAX_RTO: Nanos = 2_000_000_000;
 
 impl Window {
     /// A window of node `node` holding at most `max_pending` records, with
     /// at most `max_in_flight` unacknowledged batches, resending after
-    /// `rto`.
+    /// twice the round trip and at least `rto` (doubled at each resending
+    /// of a batch: a slow peer is not flooded).
     pub fn new(node: u16, max_pending: usize, max_in_flight: usize, rto: Nanos) -> Window {
         Window {
             node,
@@ -52,7 +73,9 @@ impl Window {
             flying: 0,
             max_pending,
             max_in_flight: max_in_flight.max(1),
+            min_rto: rto,
             rto,
+            srtt: 0,
             counters: WindowCounters::default(),
         }
     }
@@ -85,15 +108,16 @@ impl Window {
     /// flight.
     pub fn poll(&mut self, now: Nanos) -> Vec<Batch> {
         let mut out = Vec::new();
-        for (seq, records, sent) in self.in_flight.iter_mut() {
-            if now.saturating_sub(*sent) >= self.rto {
-                *sent = now;
-                self.counters.records_retransmitted += records.len() as u64;
+        for f in self.in_flight.iter_mut() {
+            if now.saturating_sub(f.sent) >= self.rto << f.resent.min(5) {
+                f.sent = now;
+                f.resent += 1;
+                self.counters.records_retransmitted += f.records.len() as u64;
                 self.counters.batches_sent += 1;
                 out.push(Batch::Records {
                     node: self.node,
-                    seq: *seq,
-                    records: records.clone(),
+                    seq: f.seq,
+                    records: f.records.clone(),
                 });
             }
         }
@@ -110,22 +134,42 @@ impl Window {
                 records: records.clone(),
             });
             self.flying += records.len();
-            self.in_flight.push_back((seq, records, now));
+            self.in_flight.push_back(Flying {
+                seq,
+                records,
+                sent: now,
+                resent: 0,
+            });
         }
         out
     }
 
-    /// The peer acknowledged batch `seq`.
-    pub fn ack(&mut self, seq: u64) {
-        match self.in_flight.iter().position(|(s, _, _)| *s == seq) {
+    /// The peer acknowledged batch `seq` at `now`. A batch acknowledged at
+    /// its first sending measures the round trip (Karn's rule).
+    pub fn ack(&mut self, seq: u64, now: Nanos) {
+        match self.in_flight.iter().position(|f| f.seq == seq) {
             Some(i) => {
-                if let Some((_, records, _)) = self.in_flight.remove(i) {
-                    self.flying -= records.len();
-                    self.counters.records_acked += records.len() as u64;
+                if let Some(f) = self.in_flight.remove(i) {
+                    self.flying -= f.records.len();
+                    self.counters.records_acked += f.records.len() as u64;
+                    if f.resent == 0 {
+                        let sample = now.saturating_sub(f.sent);
+                        self.srtt = if self.srtt == 0 {
+                            sample
+                        } else {
+                            (7 * self.srtt + sample) / 8
+                        };
+                        self.rto = (2 * self.srtt).clamp(self.min_rto, MAX_RTO);
+                    }
                 }
             }
             None => self.counters.acks_unknown += 1,
         }
+    }
+
+    /// The current retransmission timeout.
+    pub fn rto(&self) -> Nanos {
+        self.rto
     }
 
     pub fn counters(&self) -> WindowCounters {
@@ -189,8 +233,8 @@ mod tests {
         let sent = w.poll(0);
         assert_eq!(seqs(&sent), [(1, MAX_RECORDS), (2, 3)]);
         assert!(w.poll(50 * MS).is_empty(), "nothing due yet");
-        w.ack(2);
-        w.ack(7);
+        w.ack(2, 0);
+        w.ack(7, 0);
         let c = w.counters();
         assert_eq!(
             (c.records_acked, c.acks_unknown, c.pending),
@@ -198,9 +242,41 @@ mod tests {
         );
         // Batch 1 is resent after the RTO, under its own number.
         assert_eq!(seqs(&w.poll(100 * MS)), [(1, MAX_RECORDS)]);
-        w.ack(1);
+        w.ack(1, 0);
         assert_eq!(w.counters().pending, 0);
         assert_eq!(w.counters().records_retransmitted, MAX_RECORDS as u64);
+    }
+
+    #[test]
+    fn the_timeout_follows_the_round_trip_and_backs_off() {
+        let mut w = Window::new(1, 1000, 8, 50 * MS);
+        w.push(r(1));
+        w.poll(0);
+        // A slow peer (a debug build taking a bulk copy): 400 ms round trips.
+        w.ack(1, 400 * MS);
+        assert_eq!(w.rto(), 800 * MS);
+        w.push(r(2));
+        w.poll(1000 * MS);
+        assert!(
+            w.poll(1700 * MS).is_empty(),
+            "not before twice the round trip"
+        );
+        assert_eq!(seqs(&w.poll(1800 * MS)), [(2, 1)]);
+        assert!(
+            w.poll(3000 * MS).is_empty(),
+            "the second try waits twice as long"
+        );
+        assert_eq!(seqs(&w.poll(3400 * MS)), [(2, 1)]);
+        // A resent batch's acknowledgement measures nothing.
+        w.ack(2, 3401 * MS);
+        assert_eq!(w.rto(), 800 * MS);
+        // Fast again: the timeout comes down, never below the shortest.
+        for i in 3..40u16 {
+            w.push(r(i));
+            w.poll(10_000 * MS);
+            w.ack(u64::from(i), 10_001 * MS);
+        }
+        assert_eq!(w.rto(), 50 * MS);
     }
 
     #[test]
@@ -214,7 +290,7 @@ mod tests {
         assert_eq!(seqs(&w.poll(0)), [(1, 10)]);
         assert!(!w.push(r(20)), "in flight counts against the bound");
         assert_eq!(w.counters().records_dropped, 6);
-        w.ack(1);
+        w.ack(1, 0);
         assert!(w.push(r(21)));
         assert!(w.push(r(22)));
         let mut one = Window::new(1, 10, 1, 100 * MS);
@@ -222,7 +298,7 @@ mod tests {
         assert_eq!(seqs(&one.poll(0)), [(1, 1)]);
         one.push(r(2));
         assert!(one.poll(1).is_empty(), "one batch in flight at most");
-        one.ack(1);
+        one.ack(1, 0);
         assert_eq!(seqs(&one.poll(2)), [(2, 1)]);
         assert_eq!(seqs(&w.poll(3)), [(2, 2)]);
     }

@@ -14,7 +14,7 @@
 //! synced flow found there is installed in this worker's table (the owner:
 //! the packet was redirected to it) with this node as its origin, and every
 //! peer told. A NAT reply that has neither a flow nor a synced one, from a
-//! server of exactly one NAT unit with a fixed port, is the reply to a
+//! server of exactly one NAT unit with a fixed port (not spliced), is the reply to a
 //! connection whose handshake another node saw: it leaves from the unit's
 //! address without a flow (`stateless_replies`).
 
@@ -276,8 +276,9 @@ impl FarmBalancer {
             if u.removed || u.port == 0 || u.protocol.number() != key.proto {
                 continue;
             }
+            // A spliced connection's segments never go on untranslated.
             if u.main()
-                .is_some_and(|m| m.mode == ForwardingMode::FullNat || !m.sync)
+                .is_some_and(|m| m.mode == ForwardingMode::FullNat || !m.sync || m.syn_proxy)
             {
                 continue;
             }

@@ -263,8 +263,12 @@ impl<F: Frame> Processor<F> {
             MaySplice::No | MaySplice::Unasked => return FastSplice::Plain(None),
         };
         let general = |found| FastSplice::General(SpliceSeen { client, found });
+        // Flow sync: a server's segment of no flow here may be of a spliced
+        // connection synced from another node, which the general path
+        // adopts.
+        let syncing = balancer.syncing();
         let Some(s) = self.splice.as_deref_mut() else {
-            return if client {
+            return if client || syncing {
                 general(None)
             } else {
                 FastSplice::Plain(None)
@@ -319,7 +323,7 @@ impl<F: Frame> Processor<F> {
         }
         let (i, side, ready) = match s.table.find_fast(key) {
             Some(found) => found,
-            None if client => return general(Some(None)),
+            None if client || syncing => return general(Some(None)),
             None => return FastSplice::Plain(None),
         };
         let found = Some(Some((i, side)));
