@@ -45,6 +45,8 @@ pub const HELLO: Duration = Duration::from_millis(100);
 pub const RTO: Nanos = 50_000_000;
 /// Batches in flight towards one peer.
 pub const IN_FLIGHT: usize = 256;
+/// Records of a bulk copy queued or in flight towards a peer at a time.
+pub const BULK_WINDOW: usize = 2 * IN_FLIGHT * super::record::MAX_RECORDS;
 /// Records a worker's queue to the sync thread holds.
 pub const WORKER_QUEUE: usize = 1 << 16;
 /// Datagrams waiting for the sync thread, and for worker 0.
@@ -233,6 +235,15 @@ struct Peer {
     bulk_served: Option<u64>,
     /// It sent this node's bulk copy.
     bulk_done: bool,
+    /// Its hellos say it has its own copy.
+    ready: bool,
+    /// Its boot id when it went silent (a peer heard again in the same
+    /// life missed what changed meanwhile).
+    silent_boot: Option<u64>,
+    /// A bulk copy being sent (the store as it was when asked), and how
+    /// far it went into the window.
+    bulk: Vec<Record>,
+    bulk_at: usize,
 }
 
 /// The sync thread's state; [`Node::step`] is one turn of its loop.
@@ -251,6 +262,9 @@ pub struct Node {
     lags: VecDeque<u64>,
     report: SyncReport,
     bulk_started: Option<Nanos>,
+    /// The ready peer a joining node takes its bulk copy from (every
+    /// node's store holds the whole farm's flows: one copy is enough).
+    bulk_from: Option<usize>,
 }
 
 impl Node {
@@ -273,6 +287,10 @@ impl Node {
                 bulk_for: None,
                 bulk_served: None,
                 bulk_done: false,
+                ready: false,
+                silent_boot: None,
+                bulk: Vec::new(),
+                bulk_at: 0,
             })
             .collect();
         let report = SyncReport {
@@ -295,6 +313,7 @@ impl Node {
             lags: VecDeque::new(),
             report,
             bulk_started: Some(now),
+            bulk_from: None,
         }
     }
 
@@ -328,22 +347,49 @@ impl Node {
         while let Some((src, bytes)) = shared.inbound.pop() {
             self.receive(src, &bytes, now);
         }
+        if self.bulk_started.is_some()
+            && self
+                .bulk_from
+                .is_none_or(|i| !self.peers[i].alive || !self.peers[i].ready)
+        {
+            // The ready peer alive with the lowest address (again, when the
+            // one asked died).
+            self.bulk_from = self
+                .peers
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.alive && p.ready)
+                .min_by_key(|(_, p)| p.address)
+                .map(|(i, _)| i);
+        }
         if now >= self.next_hello {
             self.next_hello = now + HELLO.as_nanos() as Nanos;
-            for p in &self.peers {
-                let want_bulk = self.bulk_started.is_some() && !p.bulk_done;
+            let ready = self.bulk_started.is_none();
+            for (i, p) in self.peers.iter().enumerate() {
+                let want_bulk = !ready && self.bulk_from == Some(i) && !p.bulk_done;
                 self.send(
                     p.address,
                     &Batch::Hello {
                         node,
                         boot: self.boot,
                         want_bulk,
+                        ready,
                     },
                 );
             }
         }
         let key = self.cfg.key.clone();
         for p in self.peers.iter_mut() {
+            // A bulk copy goes into the window a little at a time: the
+            // window stays small and the turn short (hellos keep going).
+            while p.bulk_at < p.bulk.len() && p.window.pending() < BULK_WINDOW {
+                p.window.push(p.bulk[p.bulk_at]);
+                p.bulk_at += 1;
+            }
+            if !p.bulk.is_empty() && p.bulk_at == p.bulk.len() {
+                p.bulk = Vec::new();
+                p.bulk_at = 0;
+            }
             for b in p.window.poll(now) {
                 let payload = b.encode(&key);
                 if shared
@@ -358,7 +404,7 @@ impl Node {
                 }
             }
             if let Some(boot) = p.bulk_for {
-                if p.window.pending() == 0 {
+                if p.bulk.is_empty() && p.window.pending() == 0 {
                     p.bulk_for = None;
                     p.bulk_served = Some(boot);
                     let b = Batch::BulkDone { node, boot }.encode(&key);
@@ -437,8 +483,10 @@ impl Node {
                 node,
                 boot,
                 want_bulk,
+                ready,
             } => {
                 p.node = Some(node);
+                p.ready = ready;
                 if p.boot != Some(boot) {
                     // Started (again): what was queued for its last life
                     // is of no use; it asks for a bulk copy.
@@ -446,6 +494,8 @@ impl Node {
                     p.window.clear();
                     p.bulk_for = None;
                     p.bulk_served = None;
+                    p.bulk = Vec::new();
+                    p.bulk_at = 0;
                 }
                 if want_bulk {
                     if p.bulk_served == Some(boot) {
@@ -454,9 +504,8 @@ impl Node {
                     } else if p.bulk_for != Some(boot) {
                         p.bulk_for = Some(boot);
                         self.report.bulk_copies_sent += 1;
-                        for r in self.shared.store.records() {
-                            p.window.push(r);
-                        }
+                        p.bulk = self.shared.store.records();
+                        p.bulk_at = 0;
                     }
                 }
             }
@@ -477,14 +526,17 @@ impl Node {
                 tracing::warn!(peer = %p.name, "sync peer silent: dead");
                 p.window.clear();
                 p.bulk_for = None;
+                p.bulk = Vec::new();
+                p.bulk_at = 0;
+                p.silent_boot = p.boot;
             } else if !p.alive && alive {
                 tracing::info!(peer = %p.name, "sync peer alive");
-                if p.bulk_for.is_none() {
-                    // Back after a silence (not a restart, which asks for
-                    // its copy itself): it missed what changed meanwhile.
-                    for r in self.shared.store.records() {
-                        p.window.push(r);
-                    }
+                if p.silent_boot.is_some() && p.silent_boot == p.boot && p.bulk_for.is_none() {
+                    // Back after a silence in the same life (a restart
+                    // asks for its copy itself): it missed what changed
+                    // meanwhile.
+                    p.bulk = self.shared.store.records();
+                    p.bulk_at = 0;
                 }
             }
             p.alive = alive;
@@ -523,10 +575,11 @@ impl Node {
         };
         let elapsed = now.saturating_sub(t0);
         let dead_after = self.cfg.dead_after.as_nanos() as Nanos;
-        let all_in = self
-            .peers
-            .iter()
-            .all(|p| p.bulk_done || (p.heard.is_none() && elapsed >= dead_after));
+        // The copy of the ready peer asked is in; or, once peers had
+        // `dead_after` to say hello, none is ready (the farm's first start,
+        // or every other node starting too): there is nothing to copy.
+        let all_in = self.bulk_from.is_some_and(|i| self.peers[i].bulk_done)
+            || (elapsed >= dead_after && !self.peers.iter().any(|p| p.alive && p.ready));
         if all_in || elapsed >= self.cfg.bulk_timeout.as_nanos() as Nanos {
             self.bulk_started = None;
             self.report.bulk_ms = elapsed / 1_000_000;
@@ -780,6 +833,9 @@ mod tests {
         assert_eq!(f.shared(2).store.len(), 3000);
         assert!(r.bulk_flows >= 3000, "{} bulk records", r.bulk_flows);
         assert!(r.bulk_ms < 400);
+        // One ready peer sent it: every store holds the whole farm.
+        let copies = f.shared(0).report().bulk_copies_sent + f.shared(1).report().bulk_copies_sent;
+        assert_eq!(copies, 1);
     }
 
     #[test]

@@ -26,7 +26,7 @@
 //! flags:  1 IPv4 (addresses are IPv4-mapped), 2 spliced, 4 timestamps,
 //!         8 part of a bulk copy
 //! at:     when the record was made (ns since the Unix epoch), for the lag
-//! hello flags: 1 send me a bulk copy
+//! hello flags: 1 send me a bulk copy, 2 the sender is ready (has its copy)
 //! ```
 
 use std::net::{IpAddr, Ipv6Addr};
@@ -76,12 +76,14 @@ pub enum Batch {
         node: u16,
         seq: u64,
     },
-    /// A node is alive (sent every few hundred milliseconds); `boot` is
-    /// chosen at its start, `want_bulk` asks the peer for a bulk copy.
+    /// A node is alive (sent every 100 ms); `boot` is chosen at its
+    /// start, `want_bulk` asks the peer for a bulk copy, `ready` says the
+    /// sender has its own (a joining node copies from a ready peer).
     Hello {
         node: u16,
         boot: u64,
         want_bulk: bool,
+        ready: bool,
     },
     /// Every record of the bulk copy asked for by the node with `boot` was
     /// acknowledged.
@@ -186,8 +188,9 @@ impl Batch {
                 node,
                 boot,
                 want_bulk,
+                ready,
             } => {
-                count = u16::from(*want_bulk);
+                count = u16::from(*want_bulk) | u16::from(*ready) << 1;
                 (3, *node, *boot, &[])
             }
             Batch::BulkDone { node, boot } => (4, *node, *boot, &[]),
@@ -272,10 +275,11 @@ impl Batch {
         let count = usize::from(u16::from_be_bytes([body[16], body[17]]));
         match kind {
             2 if count == 0 && body.len() == HEADER => Ok(Batch::Ack { node, seq }),
-            3 if count <= 1 && body.len() == HEADER => Ok(Batch::Hello {
+            3 if count <= 3 && body.len() == HEADER => Ok(Batch::Hello {
                 node,
                 boot: seq,
-                want_bulk: count == 1,
+                want_bulk: count & 1 != 0,
+                ready: count & 2 != 0,
             }),
             4 if count == 0 && body.len() == HEADER => Ok(Batch::BulkDone { node, boot: seq }),
             1 if count <= MAX_RECORDS => {
@@ -449,11 +453,13 @@ mod tests {
                 node: 4,
                 boot: 0x1234_5678_9abc,
                 want_bulk: true,
+                ready: false,
             },
             Batch::Hello {
                 node: 4,
                 boot: 7,
                 want_bulk: false,
+                ready: true,
             },
             Batch::BulkDone { node: 1, boot: 99 },
         ] {
