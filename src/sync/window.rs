@@ -57,7 +57,10 @@ struct Flying {
 }
 
 /// The longest retransmission timeout of a batch sent for the first time.
-pub const MAX_RTO: Nanos = 2_000_000_000;
+pub const MAX_RTO: Nanos = 1_000_000_000;
+/// The longest a batch waits before it is sent again, however often it
+/// was (a record's lag stays bounded while the peer is alive).
+pub const MAX_BACKOFF: Nanos = 1_000_000_000;
 
 impl Window {
     /// A window of node `node` holding at most `max_pending` records, with
@@ -109,7 +112,8 @@ impl Window {
     pub fn poll(&mut self, now: Nanos) -> Vec<Batch> {
         let mut out = Vec::new();
         for f in self.in_flight.iter_mut() {
-            if now.saturating_sub(f.sent) >= self.rto << f.resent.min(5) {
+            let timeout = (self.rto << f.resent.min(5)).min(MAX_BACKOFF);
+            if now.saturating_sub(f.sent) >= timeout {
                 f.sent = now;
                 f.resent += 1;
                 self.counters.records_retransmitted += f.records.len() as u64;
