@@ -266,13 +266,11 @@ mod tests {
             "not before twice the round trip"
         );
         assert_eq!(seqs(&w.poll(1800 * MS)), [(2, 1)]);
-        assert!(
-            w.poll(3000 * MS).is_empty(),
-            "the second try waits twice as long"
-        );
-        assert_eq!(seqs(&w.poll(3400 * MS)), [(2, 1)]);
+        // The second try waits twice as long, but never over a second.
+        assert!(w.poll(2700 * MS).is_empty());
+        assert_eq!(seqs(&w.poll(2800 * MS)), [(2, 1)]);
         // A resent batch's acknowledgement measures nothing.
-        w.ack(2, 3401 * MS);
+        w.ack(2, 2801 * MS);
         assert_eq!(w.rto(), 800 * MS);
         // Fast again: the timeout comes down, never below the shortest.
         for i in 3..40u16 {
