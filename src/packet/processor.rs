@@ -156,6 +156,8 @@ pub struct Processor<F> {
     pub(super) splice_setup: Option<SpliceSetup>,
     /// Flow sync's address and queues (`[sync]`).
     pub(super) sync: Option<super::SyncPort>,
+    /// When flow sync next announces this node's addresses.
+    pub(super) sync_announce_at: Nanos,
 }
 
 impl<F: Frame> Processor<F> {
@@ -206,6 +208,7 @@ impl<F: Frame> Processor<F> {
             splice: None,
             splice_setup: None,
             sync: None,
+            sync_announce_at: 0,
         }
     }
 

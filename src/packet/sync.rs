@@ -29,6 +29,8 @@ pub struct SyncPort {
 
 /// At most this many datagrams worker 0 sends per call.
 const SEND_BUDGET: usize = 256;
+/// How often worker 0 announces the node's own addresses on the sync port.
+const ANNOUNCE_EVERY: Nanos = 1_000_000_000;
 
 impl<F: Frame> Processor<F> {
     /// Makes this worker take and send flow sync datagrams.
@@ -84,6 +86,15 @@ impl<F: Frame> Processor<F> {
         let Some(s) = self.sync.clone() else {
             return;
         };
+        if now >= self.sync_announce_at {
+            // This node's addresses on the sync port, and the sync
+            // address, every second: a peer that took them over while it
+            // wrongly thought this node dead lets them go when it hears
+            // it again, and the servers come back here at once.
+            self.sync_announce_at = now + ANNOUNCE_EVERY;
+            self.port_up(io, s.port, now);
+            self.announce_addr(io, s.port, s.address);
+        }
         for _ in 0..SEND_BUDGET {
             let Some(out) = s.shared.outbound.pop() else {
                 break;
@@ -214,7 +225,30 @@ mod tests {
             udp_port: cfg.udp_port,
             shared: Arc::clone(&shared),
         });
+        // The first turn announces the node's own addresses.
+        core.poll_sync(&mut Log::default(), 0);
         (core, shared)
+    }
+
+    fn announced(io: &Log) -> Vec<Ipv4Addr> {
+        io.sent
+            .iter()
+            .filter_map(|f| {
+                let a = ArpPacket::new_checked(&f[ethernet::HEADER_LEN..]).ok()?;
+                let r = ArpRepr::parse(&a);
+                (r.sender_ip == r.target_ip).then_some(r.sender_ip)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_node_announces_its_own_addresses_every_second() {
+        let (mut core, _) = core();
+        let mut io = Log::default();
+        core.poll_sync(&mut io, 500_000_000);
+        assert!(io.sent.is_empty());
+        core.poll_sync(&mut io, 1_000_000_000);
+        assert_eq!(announced(&io), [LB, SYNC]);
     }
 
     fn arp_request(target: Ipv4Addr) -> Vec<u8> {
@@ -253,7 +287,7 @@ mod tests {
             })
             .unwrap();
         let mut io = Log::default();
-        core.poll_sync(&mut io, 0);
+        core.poll_sync(&mut io, 1);
         assert_eq!(io.sent.len(), 1);
         let f = io.sent.pop().unwrap();
         let eth = EthernetFrame::new_checked(&f[..]).unwrap();
@@ -294,7 +328,7 @@ mod tests {
             .push(Outgoing::Announce(IpAddr::V4(PEER_LOCAL)))
             .unwrap();
         let mut io = Log::default();
-        core.poll_sync(&mut io, 0);
+        core.poll_sync(&mut io, 1);
         let a = ArpPacket::new_checked(&io.sent[0][ethernet::HEADER_LEN..]).unwrap();
         let r = ArpRepr::parse(&a);
         assert_eq!(

@@ -423,7 +423,10 @@ impl Node {
             self.next_refresh = now + 1_000_000_000;
             let before = now.saturating_sub(REFRESH.as_nanos() as Nanos);
             let max = shared.store.len() / 60 + 100;
+            let wall = wall_ns();
             for r in shared.store.refresh(node, before, now, max) {
+                // Sent again now: the lag is measured from now.
+                let r = Record { at: wall, ..r };
                 for p in self.peers.iter_mut().filter(|p| p.alive) {
                     p.window.push(r);
                 }
