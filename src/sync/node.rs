@@ -53,7 +53,7 @@ pub const WORKER_QUEUE: usize = 1 << 16;
 pub const DATAGRAMS: usize = 1 << 14;
 /// A long-lived flow's owner sends it again this often (about: see
 /// [`Node::step`]).
-pub const REFRESH: Duration = Duration::from_secs(60);
+pub const REFRESH: Duration = Duration::from_secs(300);
 
 /// What worker 0 sends for the sync thread.
 #[derive(Debug)]
@@ -419,7 +419,8 @@ impl Node {
         self.readiness(now);
         if now >= self.next_refresh {
             // Every second a sixtieth of the store at most, so that flows
-            // made together are not all sent again together.
+            // made together are not all sent again together (a refresh
+            // period's worth takes at most a minute).
             self.next_refresh = now + 1_000_000_000;
             let before = now.saturating_sub(REFRESH.as_nanos() as Nanos);
             let max = shared.store.len() / 60 + 100;
