@@ -265,6 +265,8 @@ pub struct Node {
     /// The ready peer a joining node takes its bulk copy from (every
     /// node's store holds the whole farm's flows: one copy is enough).
     bulk_from: Option<usize>,
+    /// No peer was heard lately (see `liveness`).
+    deaf: bool,
 }
 
 impl Node {
@@ -314,6 +316,7 @@ impl Node {
             report,
             bulk_started: Some(now),
             bulk_from: None,
+            deaf: false,
         }
     }
 
@@ -524,6 +527,27 @@ impl Node {
 
     fn liveness(&mut self, now: Nanos) {
         let dead_after = self.cfg.dead_after.as_nanos() as Nanos;
+        // A node that hears none of its several peers suspects itself (a
+        // stall of its own receive path under load) before it declares
+        // them all dead: it judges again once the silence lasted three
+        // times `dead_after`.
+        let heard_last = self.peers.iter().filter_map(|p| p.heard).max();
+        let deaf = self.peers.len() > 1
+            && heard_last.is_some_and(|h| {
+                let quiet = now.saturating_sub(h);
+                quiet >= dead_after && quiet < 3 * dead_after
+            });
+        if deaf {
+            if !self.deaf {
+                tracing::warn!(
+                    "sync: no peer heard for a while; not judging them before {:?}",
+                    3 * self.cfg.dead_after
+                );
+            }
+            self.deaf = true;
+            return;
+        }
+        self.deaf = false;
         for p in self.peers.iter_mut() {
             let alive = p.heard.is_some_and(|h| now.saturating_sub(h) < dead_after);
             if p.alive && !alive {
@@ -549,6 +573,9 @@ impl Node {
         // the dead peers' addresses; a peer never heard counts as dead
         // only once this node has been up for `dead_after`.
         let settled = now.saturating_sub(self.started) >= dead_after;
+        // A node still taking its bulk copy claims nothing: it is not
+        // announced, and under its start's load its view is the least sure.
+        let ready = self.bulk_started.is_none();
         let me = self.cfg.address;
         let claimant = self
             .peers
@@ -560,7 +587,7 @@ impl Node {
             self.next_claim = now + 1_000_000_000;
         }
         for p in &self.peers {
-            let claim = claimant && !p.alive && (settled || p.heard.is_some());
+            let claim = ready && claimant && !p.alive && (settled || p.heard.is_some());
             for &a in &p.takeover {
                 if self.shared.takeover.set(a, claim) {
                     tracing::info!(peer = %p.name, address = %a, claimed = claim, "sync takeover");
@@ -748,6 +775,8 @@ mod tests {
     struct Farm {
         nodes: Vec<(u8, Node)>,
         up: Vec<bool>,
+        /// Steps but receives nothing (its receive path stalls).
+        deaf: Vec<bool>,
         now: Nanos,
     }
 
@@ -757,6 +786,7 @@ mod tests {
             Farm {
                 nodes,
                 up: vec![true; ids.len()],
+                deaf: vec![false; ids.len()],
                 now: 0,
             }
         }
@@ -786,7 +816,7 @@ mod tests {
                             continue;
                         };
                         if let Some(j) = self.nodes.iter().position(|(n, _)| addr(*n) == dst) {
-                            if self.up[j] {
+                            if self.up[j] && !self.deaf[j] {
                                 let _ = self.nodes[j].1.shared.inbound.push((from, payload));
                             }
                         }
@@ -863,6 +893,41 @@ mod tests {
         f.run(200);
         assert!(!f.shared(1).takeover.claims(takeover(1)), "released");
         assert!(f.shared(0).store.find(&record(7).key).is_some());
+    }
+
+    #[test]
+    fn a_node_that_hears_nobody_suspects_itself_before_its_peers() {
+        let mut f = Farm::new(&[1, 2, 3]);
+        f.run(400);
+        assert!(f.shared(0).ready.load(Ordering::Relaxed));
+        // Node 1's receive path stalls for twice `dead_after`: the others
+        // are not declared dead, their addresses not claimed.
+        f.deaf[0] = true;
+        f.run(600);
+        let r = f.shared(0).report();
+        assert!(r.peers.iter().all(|p| p.alive && !p.taken_over), "{r:?}");
+        f.deaf[0] = false;
+        f.run(50);
+        // Deaf for three times `dead_after`: then the silence is believed.
+        f.deaf[0] = true;
+        f.run(1000);
+        let r = f.shared(0).report();
+        assert!(r.peers.iter().all(|p| !p.alive), "{r:?}");
+    }
+
+    #[test]
+    fn a_joining_node_claims_nothing_before_it_is_ready() {
+        let mut f = Farm::new(&[1, 2, 3]);
+        f.up[1] = false;
+        f.up[2] = false;
+        // Node 1 alone: ready after `dead_after` (nobody to copy from),
+        // only then does it claim the silent peers' addresses.
+        f.run(250);
+        assert!(!f.shared(0).ready.load(Ordering::Relaxed));
+        assert!(!f.shared(0).takeover.claims(takeover(2)));
+        f.run(100);
+        assert!(f.shared(0).ready.load(Ordering::Relaxed));
+        assert!(f.shared(0).takeover.claims(takeover(2)));
     }
 
     #[test]
