@@ -23,7 +23,7 @@ with --status, replaced whole by a rename): per target `want`, `connecting`,
 `reasons` (broken per reason), `requests` (complete answers), `lat_max_ms`,
 `slow` (answers after more than 1 s), `breaks` (the first 20: time, reason,
 source address and port), and `since_mark` (`broken`, `connect_failed`,
-`requests`, `lat_max_ms` since the last mark); and overall `mark` (the number
+`requests`, `lat_max_ms`, `breaks` since the last mark); and overall `mark` (the number
 of marks), `opened` (every connection was tried and none is still
 connecting), `loop_lag_max_ms` (the event loop's worst lateness since the
 last status: above a second or so the client itself is overloaded and its
@@ -65,18 +65,26 @@ class Target:
         self.lat_max = 0.0
         self.slow = 0
         self.breaks = []
+        self.mark_breaks = []
         self.mark = (0, 0, 0)  # broken, connect_failed, requests at the mark
         self.mark_lat_max = 0.0
 
     def set_mark(self):
         self.mark = (self.broken, self.connect_failed, self.requests)
         self.mark_lat_max = 0.0
+        self.mark_breaks = []
 
     def record_break(self, reason, src, sport):
         self.broken += 1
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        self.note(reason, src, sport)
+
+    def note(self, reason, src, sport):
+        b = {"t": round(time.time(), 3), "reason": reason, "src": src, "sport": sport}
         if len(self.breaks) < MAX_BREAKS:
-            self.breaks.append({"t": round(time.time(), 3), "reason": reason, "src": src, "sport": sport})
+            self.breaks.append(b)
+        if len(self.mark_breaks) < MAX_BREAKS:
+            self.mark_breaks.append(b)
 
     def status(self):
         b, f, r = self.mark
@@ -99,6 +107,7 @@ class Target:
                 "connect_failed": self.connect_failed - f,
                 "requests": self.requests - r,
                 "lat_max_ms": round(self.mark_lat_max * 1000, 1),
+                "breaks": self.mark_breaks,
             },
         }
 
@@ -253,8 +262,7 @@ class Run:
             sock.close()
             t.connecting -= 1
             t.connect_failed += 1
-            if len(t.breaks) < MAX_BREAKS:
-                t.breaks.append({"t": round(time.time(), 3), "reason": f"connect: {e!r}"[:80], "src": src, "sport": 0})
+            t.note(f"connect: {e!r}"[:80], src, 0)
             return
         t.connecting -= 1
         t.established += 1
