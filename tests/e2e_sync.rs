@@ -361,8 +361,9 @@ impl Farm {
             let failed = since["connect_failed"].as_u64().unwrap_or(0);
             let requests = since["requests"].as_u64().unwrap_or(0);
             let lat = since["lat_max_ms"].as_f64().unwrap_or(0.0);
+            let late = since["late"].as_u64().unwrap_or(0);
             line += &format!(
-                " {name} {broken} broken ({} open, {requests} answers, max {lat:.0} ms);",
+                " {name} {broken} broken ({late} of them answered late; {} open, {requests} answers, max {lat:.0} ms);",
                 t["open"]
             );
             if synced && !self.nosync && (broken > 0 || failed > 0) {
@@ -920,8 +921,8 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
     for (name, _, _) in UNITS {
         let t = target(&st, name);
         totals.push(format!(
-            "{name}: {} of {} broken ({}), {} answers, max latency {} ms, {} slower than 1 s",
-            t["broken"], t["established"], t["reasons"], t["requests"], t["lat_max_ms"], t["slow"]
+            "{name}: {} of {} broken ({}; {} answered late, at most {} ms), {} answers, max latency {} ms, {} slower than 1 s",
+            t["broken"], t["established"], t["reasons"], t["late"], t["late_lat_max_ms"], t["requests"], t["lat_max_ms"], t["slow"]
         ));
     }
     println!("e2e sync: over the whole run: {}", totals.join("; "));

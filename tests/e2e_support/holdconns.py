@@ -21,9 +21,11 @@ Every second it prints one JSON line (and writes the same object to FILE
 with --status, replaced whole by a rename): per target `want`, `connecting`,
 `established` (ever), `open` (now, not broken), `connect_failed`, `broken`,
 `reasons` (broken per reason), `requests` (complete answers), `lat_max_ms`,
-`slow` (answers after more than 1 s), `breaks` (the first 20: time, reason,
+`slow` (answers after more than 1 s), `late` and `late_lat_max_ms` (broken
+by the timeout, but the answer came within 30 s after all: a slow recovery,
+not a lost connection; still counted broken), `breaks` (the first 20: time, reason,
 source address and port), and `since_mark` (`broken`, `connect_failed`,
-`requests`, `lat_max_ms`, `breaks` since the last mark); and overall `mark` (the number
+`requests`, `lat_max_ms`, `late`, `breaks` since the last mark); and overall `mark` (the number
 of marks), `opened` (every connection was tried and none is still
 connecting), `loop_lag_max_ms` (the event loop's worst lateness since the
 last status: above a second or so the client itself is overloaded and its
@@ -47,6 +49,8 @@ import time
 
 IP_BIND_ADDRESS_NO_PORT = 24  # linux/in.h; not in Python's socket module
 MAX_BREAKS = 20
+# How long a timed-out connection is kept to see whether its answer comes.
+LATE_WAIT = 30.0
 
 
 class Target:
@@ -64,13 +68,15 @@ class Target:
         self.requests = 0
         self.lat_max = 0.0
         self.slow = 0
+        self.late = 0
+        self.late_lat_max = 0.0
         self.breaks = []
         self.mark_breaks = []
-        self.mark = (0, 0, 0)  # broken, connect_failed, requests at the mark
+        self.mark = (0, 0, 0, 0)  # broken, connect_failed, requests, late at the mark
         self.mark_lat_max = 0.0
 
     def set_mark(self):
-        self.mark = (self.broken, self.connect_failed, self.requests)
+        self.mark = (self.broken, self.connect_failed, self.requests, self.late)
         self.mark_lat_max = 0.0
         self.mark_breaks = []
 
@@ -87,7 +93,7 @@ class Target:
             self.mark_breaks.append(b)
 
     def status(self):
-        b, f, r = self.mark
+        b, f, r, l = self.mark
         return {
             "name": self.name,
             "target": f"{self.addr}:{self.port}",
@@ -101,11 +107,14 @@ class Target:
             "requests": self.requests,
             "lat_max_ms": round(self.lat_max * 1000, 1),
             "slow": self.slow,
+            "late": self.late,
+            "late_lat_max_ms": round(self.late_lat_max * 1000, 1),
             "breaks": self.breaks,
             "since_mark": {
                 "broken": self.broken - b,
                 "connect_failed": self.connect_failed - f,
                 "requests": self.requests - r,
+                "late": self.late - l,
                 "lat_max_ms": round(self.mark_lat_max * 1000, 1),
                 "breaks": self.mark_breaks,
             },
@@ -144,6 +153,9 @@ class Conn(asyncio.Protocol):
         self.transport.write(self.run.request)
 
     def data_received(self, data):
+        if self.state == "late":
+            self.late_data(data)
+            return
         if self.state != "waiting":
             self.fail("unexpected")
             return
@@ -185,11 +197,36 @@ class Conn(asyncio.Protocol):
         pause = self.run.interval * (0.9 + 0.2 * random.random())
         self.handle = self.run.loop.call_at(max(now, self.sent_at + pause), self.send)
 
+    def late_data(self, data):
+        """An answer still coming after its request timed out: counted as
+        `late` once whole (the connection stays broken), then closed."""
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        length = 0
+        for line in bytes(self.buf[:end]).split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length":
+                length = int(v) if v.strip().isdigit() else 0
+        if len(self.buf) >= end + 4 + length:
+            self.t.late += 1
+            self.t.late_lat_max = max(self.t.late_lat_max, self.run.loop.time() - self.sent_at)
+            self.give_up()
+
+    def give_up(self):
+        self.state = "broken"
+        if self.transport is not None:
+            self.transport.abort()
+
     def eof_received(self):
         self.fail("eof")
         return False
 
     def connection_lost(self, exc):
+        if self.state == "late":
+            self.state = "broken"
+            return
         if self.state in ("broken", "closed"):
             return
         if self.run.stopping:
@@ -198,6 +235,9 @@ class Conn(asyncio.Protocol):
         self.fail("reset" if exc is not None else "eof")
 
     def fail(self, reason):
+        if self.state == "late":
+            self.give_up()
+            return
         if self.state in ("broken", "closed"):
             return
         if self.run.stopping:
@@ -212,10 +252,18 @@ class Conn(asyncio.Protocol):
         if was_open:
             self.t.open -= 1
         self.t.record_break(reason, self.src, self.sport)
+        if reason == "timeout" and was_open:
+            # Broken, but kept open a while to learn whether the answer
+            # was only slow (`late`) or never came.
+            self.state = "late"
+            return
         if self.transport is not None:
             self.transport.abort()
 
     def close(self):
+        if self.state == "late":
+            self.give_up()
+            return
         if self.state in ("broken", "closed"):
             return
         self.state = "closed"
@@ -316,6 +364,8 @@ class Run:
             for c in self.conns:
                 if c.state == "waiting" and now - c.sent_at > self.timeout:
                     c.fail("timeout")
+                elif c.state == "late" and now - c.sent_at > LATE_WAIT:
+                    c.give_up()
 
     def status(self, final=False):
         ru = resource.getrusage(resource.RUSAGE_SELF)
