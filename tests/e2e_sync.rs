@@ -38,7 +38,7 @@
 //! section and `sync = false` lines stripped (a farmlb without flow sync):
 //! then nothing about broken connections is asserted, only printed.
 //! `FARMLB_SYNC_E2E_CONNS` (default 10,000), `FARMLB_SYNC_E2E_NOSYNC_CONNS`
-//! (500) and `FARMLB_SYNC_E2E_INTERVAL` (seconds, default 1) size the load;
+//! (500) and `FARMLB_SYNC_E2E_INTERVAL` (seconds, default 2) size the load;
 //! `FARMLB_SYNC_E2E_TIMEOUT` (seconds, default 5) is holdconns' answer
 //! timeout.
 
@@ -610,7 +610,11 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
     let nosync = std::env::var("FARMLB_SYNC_E2E_NOSYNC").is_ok_and(|v| v == "1");
     let conns: u32 = env_or("FARMLB_SYNC_E2E_CONNS", 10_000);
     let nosync_conns: u32 = env_or("FARMLB_SYNC_E2E_NOSYNC_CONNS", 500);
-    let interval: f64 = env_or("FARMLB_SYNC_E2E_INTERVAL", 1.0);
+    // Every 2 s: at 1 s (10,500 requests a second) the client, three debug
+    // farm servers and the debug nodes need more than this 2-CPU machine
+    // has; answers took seconds and connections timed out with no node
+    // changing.
+    let interval: f64 = env_or("FARMLB_SYNC_E2E_INTERVAL", 2.0);
     let timeout: f64 = env_or("FARMLB_SYNC_E2E_TIMEOUT", 5.0);
     let mut farm = Farm::up(nosync, interval, timeout);
     if nosync {
@@ -710,12 +714,15 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
         st["loop_lag_max_ms"]
     );
     if !nosync {
+        // Recorded, not asserted at once: the phases after it still tell.
         for (name, _, _) in UNITS {
             let t = target(&st, name);
-            assert!(
-                t["broken"] == 0 && t["connect_failed"] == 0 && t["open"] == t["want"],
-                "precondition: every connection to {name} established and none broken: {t}"
-            );
+            if !(t["broken"] == 0 && t["connect_failed"] == 0 && t["open"] == t["want"]) {
+                farm.failures.push(format!(
+                    "precondition: not every connection to {name} established, or some broken before any node changed: {} of {} open, {} broken ({} answered late), {} failed connects; first breaks {}",
+                    t["open"], t["want"], t["broken"], t["late"], t["connect_failed"], t["breaks"]
+                ));
+            }
         }
     }
     // Sync records per second with the connections steady.
@@ -930,6 +937,20 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
     for (label, seen) in &farm.phases {
         let b: Vec<String> = seen.iter().map(|t| t.1.to_string()).collect();
         println!("  {label}: {}", b.join(" / "));
+    }
+    // A node whose worker panicked (at any time, the end included).
+    std::thread::sleep(Duration::from_secs(2));
+    for n in 1..=4u32 {
+        for k in 1..=farm.starts[n as usize - 1] {
+            let log = farm.log(&format!("n{n}-{k}"));
+            let mut lines = log.lines();
+            while let Some(l) = lines.next() {
+                if l.contains("panicked at") {
+                    let why = lines.next().unwrap_or("");
+                    farm.failures.push(format!("node {n} (start {k}): {l} {why}"));
+                }
+            }
+        }
     }
     println!("e2e sync: test took {:.1?}", t_test.elapsed());
     if !farm.failures.is_empty() {

@@ -49,7 +49,8 @@ import time
 
 IP_BIND_ADDRESS_NO_PORT = 24  # linux/in.h; not in Python's socket module
 MAX_BREAKS = 20
-# How long a timed-out connection is kept to see whether its answer comes.
+# How long a timed-out connection is watched for its answer (then it is left
+# open and silent until the end).
 LATE_WAIT = 30.0
 
 
@@ -215,9 +216,10 @@ class Conn(asyncio.Protocol):
             self.give_up()
 
     def give_up(self):
+        # Left open and silent rather than reset: a reset would make the
+        # balancer end the flow (and its sync records) in the middle of a
+        # later phase.
         self.state = "broken"
-        if self.transport is not None:
-            self.transport.abort()
 
     def eof_received(self):
         self.fail("eof")
