@@ -379,7 +379,56 @@ impl Farm {
             st["loop_lag_max_ms"].as_f64().unwrap_or(0.0)
         );
         println!("{line}");
+        let mark = st["mark"].as_u64().unwrap_or(0);
+        for (name, vip, _) in UNITS {
+            let hops = self.broken_hops(mark, name, vip);
+            if hops.iter().sum::<u32>() > 0 {
+                println!(
+                    "e2e sync:   {label}: {name}'s broken connections by the node the router sends them to now (n1..n4): {hops:?}"
+                );
+            }
+        }
         self.phases.push((label.to_string(), seen));
+    }
+
+    /// Of the connections to `name` that broke since mark `mark` (at most
+    /// 500 of them), how many the router now sends to each node (1..4).
+    fn broken_hops(&self, mark: u64, name: &str, vip: &str) -> [u32; 4] {
+        let text = std::fs::read_to_string(self.path("breaks.jsonl")).unwrap_or_default();
+        let lines: String = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|b| b["mark"].as_u64() == Some(mark) && b["target"] == name)
+            .take(500)
+            .map(|b| {
+                format!(
+                    "route get {vip} from {} iif eth0 ipproto tcp sport {} dport 80\n",
+                    b["src"].as_str().unwrap_or("198.19.1.2"),
+                    b["sport"]
+                )
+            })
+            .collect();
+        let mut count = [0u32; 4];
+        if lines.is_empty() {
+            return count;
+        }
+        let batch = self.dir.join(format!("broken-{name}-{mark}.batch"));
+        std::fs::write(&batch, lines).expect("batch file");
+        let out = in_ns(ROUTER, &["ip", "-batch", batch.to_str().expect("utf-8")], 20);
+        for w in String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+        {
+            if w[0] == "via" {
+                if let Some(k) = w[1].strip_prefix("198.19.2.1").and_then(|d| d.parse::<usize>().ok()) {
+                    if (1..=4).contains(&k) {
+                        count[k - 1] += 1;
+                    }
+                }
+            }
+        }
+        count
     }
 
     fn broken_in(&self, label: &str, name: &str) -> u64 {
@@ -670,6 +719,7 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
         args.extend(["--source".into(), src]);
     }
     let status_file = farm.path("holdconns.json");
+    let breaks_file = farm.path("breaks.jsonl");
     args.extend(
         [
             "--interval",
@@ -684,6 +734,8 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
             "/health",
             "--status",
             &status_file,
+            "--breaks-file",
+            &breaks_file,
         ]
         .map(String::from),
     );

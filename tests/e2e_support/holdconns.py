@@ -31,6 +31,10 @@ connecting), `loop_lag_max_ms` (the event loop's worst lateness since the
 last status: above a second or so the client itself is overloaded and its
 timeouts mean nothing) and `cpu_s`.
 
+With --breaks-file FILE it also writes one JSON line per broken connection
+(time, target name, address and port, reason, source address and port, the
+mark it happened after).
+
 SIGUSR1 sets a mark (and writes the status at once); SIGTERM, SIGINT or the
 --seconds limit ends it: it writes a last status with `"final": true`,
 closes every connection and exits 0.
@@ -49,6 +53,10 @@ import time
 
 IP_BIND_ADDRESS_NO_PORT = 24  # linux/in.h; not in Python's socket module
 MAX_BREAKS = 20
+# --breaks-file: one JSON line per broken connection (line-buffered).
+BREAKS_FILE = None
+# The current mark, for the breaks file.
+MARK = [0]
 # How long a timed-out connection is watched for its answer (then it is left
 # open and silent until the end).
 LATE_WAIT = 30.0
@@ -82,6 +90,10 @@ class Target:
         self.mark_breaks = []
 
     def record_break(self, reason, src, sport):
+        if BREAKS_FILE is not None:
+            BREAKS_FILE.write(json.dumps({"t": round(time.time(), 3), "target": self.name, "addr": self.addr,
+                                          "port": self.port, "reason": reason, "src": src, "sport": sport,
+                                          "mark": MARK[0]}) + "\n")
         self.broken += 1
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
         self.note(reason, src, sport)
@@ -391,6 +403,7 @@ class Run:
 
     def on_mark(self):
         self.marks += 1
+        MARK[0] = self.marks
         for t in self.targets:
             t.set_mark()
         self.status()
@@ -445,7 +458,11 @@ def main():
     p.add_argument("--seconds", type=float, default=600.0)
     p.add_argument("--max", type=int, default=20000, help="connections in all, at most")
     p.add_argument("--status", default=None)
+    p.add_argument("--breaks-file", default=None, help="one JSON line per broken connection")
     args = p.parse_args()
+    global BREAKS_FILE
+    if args.breaks_file:
+        BREAKS_FILE = open(args.breaks_file, "a", buffering=1)
     total = min(sum(Target(s).want for s in args.target), args.max)
     raise_nofile(total + 256)
     gc.set_threshold(100000, 50, 50)
