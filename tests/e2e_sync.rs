@@ -439,6 +439,49 @@ impl Farm {
             .map_or(0, |t| t.1)
     }
 
+    /// The nodes (1..4) in bird's route for the first unit address now.
+    fn hops_now(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = next_hops(UNITS[0].1)
+            .iter()
+            .filter_map(|h| h.strip_prefix("198.19.2.1")?.parse().ok())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// After node `node` starts (`add`) or dies: waits until every unit
+    /// address has the next hops it had with `node` added or removed; the
+    /// time it took, or None (a failure is recorded and the run goes on with
+    /// whatever the router has).
+    fn change_hops(&mut self, node: u32, add: bool, within: Duration, why: &str) -> Option<Duration> {
+        let mut want = self.hops_now();
+        want.retain(|&n| n != node);
+        if add {
+            want.push(node);
+            want.sort_unstable();
+        }
+        let hops: Vec<String> = want.iter().map(|n| format!("198.19.2.1{n}")).collect();
+        let t = Instant::now();
+        let ok = wait_until(within, || {
+            UNITS.iter().all(|(_, vip, _)| {
+                let mut h = next_hops(vip);
+                h.sort();
+                h == hops
+            })
+        });
+        if ok {
+            return Some(t.elapsed());
+        }
+        let log = self.node_log(node);
+        self.failures.push(format!(
+            "{why}: not within {within:?}: next hops {:?}, want nodes {want:?}; node {node}'s log ends:\n{}",
+            UNITS.iter().map(|(_, v, _)| next_hops(v)).collect::<Vec<_>>(),
+            self.log_tail(&log, 8)
+        ));
+        println!("e2e sync: {why}: not within {within:?}");
+        None
+    }
+
     /// Waits until every unit address has `n` next hops on the router
     /// (bird's multipath route); the time it took.
     fn until_all_hops(&self, want: &[u32], within: Duration, why: &str) -> Duration {
@@ -790,8 +833,8 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
     farm.mark();
     let k = Instant::now();
     farm.crash("n3");
-    let gone = farm.until_all_hops(&[1, 2], Duration::from_secs(10), "node 3's next hop goes");
-    println!("e2e sync: kill -9 node 3: the router stopped sending to it after {:.0?}", gone);
+    let gone = farm.change_hops(3, false, Duration::from_secs(10), "node 3's next hop goes");
+    println!("e2e sync: kill -9 node 3: the router stopped sending to it after {gone:.0?}");
     farm.end_phase("kill -9 node 3 (plain ECMP)", k);
     let bites = farm.broken_in("kill -9 node 3 (plain ECMP)", "nosync");
     if !nosync && bites == 0 {
@@ -803,7 +846,7 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
     // 2. node 3 restarted: a bulk copy before it announces.
     farm.mark();
     let t_start = farm.start_node(3);
-    let back = farm.until_all_hops(&[1, 2, 3], Duration::from_secs(30), "node 3 announces again");
+    let back = farm.change_hops(3, true, Duration::from_secs(40), "node 3 announces again");
     let announced = t_start.elapsed();
     let bulk3 = sync_status(3);
     println!(
@@ -834,7 +877,7 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
     farm.mark();
     let k = Instant::now();
     farm.crash("n2");
-    let gone = farm.until_all_hops(&[1, 3], Duration::from_secs(10), "node 2's next hop goes");
+    let gone = farm.change_hops(2, false, Duration::from_secs(10), "node 2's next hop goes");
     resilient_group("replace", &[1, 3]);
     println!(
         "e2e sync: kill -9 node 2 (resilient group): bird dropped it after {gone:.0?}, the group replaced without it; shares {:?}",
@@ -844,7 +887,7 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
 
     farm.mark();
     let t_start = farm.start_node(2);
-    farm.until_all_hops(&[1, 2, 3], Duration::from_secs(30), "node 2 announces again");
+    farm.change_hops(2, true, Duration::from_secs(40), "node 2 announces again");
     let announced = t_start.elapsed();
     resilient_group("replace", &[1, 2, 3]);
     let ev = Instant::now();
@@ -867,7 +910,7 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
 
     farm.mark();
     let t_start = farm.start_node(4);
-    farm.until_all_hops(&[1, 2, 3, 4], Duration::from_secs(30), "node 4 announces");
+    farm.change_hops(4, true, Duration::from_secs(40), "node 4 announces");
     let announced = t_start.elapsed();
     let ev = Instant::now();
     let bulk4 = sync_status(4);
@@ -885,7 +928,7 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
     farm.crash("n1");
     if std::env::var("FARMLB_SYNC_E2E_SPLIT").is_ok_and(|v| v == "1") {
         // Diagnosis: the kill and the drain in phases of their own.
-        farm.until_all_hops(&[2, 3, 4], Duration::from_secs(10), "node 1's next hop goes");
+        farm.change_hops(1, false, Duration::from_secs(10), "node 1's next hop goes");
         farm.end_phase("kill -9 node 1 alone", k);
         farm.mark();
     }
@@ -898,7 +941,7 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
         }
     }
     let drain_took = k.elapsed();
-    let gone = farm.until_all_hops(&[2, 3, 4], Duration::from_secs(10), "node 1's next hop goes");
+    let gone = farm.change_hops(1, false, Duration::from_secs(10), "node 1's next hop goes");
     println!(
         "e2e sync: kill -9 node 1 and web3 drained on nodes 2-4 ({drained:?}) within {drain_took:.1?}; the router stopped sending to node 1 after {gone:.0?}"
     );
