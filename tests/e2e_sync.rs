@@ -31,6 +31,7 @@
 //! 6. a SYN flood at the three synced units: the sync records sent per
 //!    second during it are at most 1.5 times those before it (plus 100/s
 //!    when the rate before is small): half-open flows are never synced.
+//!
 //! Then the figures: records sent per second per node, sync lag p50/p99,
 //! the bulk copies of the restarted and added nodes.
 //!
@@ -76,6 +77,10 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// What one holdconns target saw in a phase: its name, broken connections,
+/// failed connects, answers, the longest answer (ms).
+type Seen = (String, u64, u64, u64, f64);
+
 /// The topology, the processes started in it (killed by PID on drop), the
 /// scratch directory and what the phases saw.
 struct Farm {
@@ -89,9 +94,8 @@ struct Farm {
     timeout: f64,
     /// Configs written per node (a restart writes a new one).
     starts: [u32; 4],
-    /// Per phase: its label and per target (name, broken, connect failures,
-    /// requests, max latency ms).
-    phases: Vec<(String, Vec<(String, u64, u64, u64, f64)>)>,
+    /// Per phase: its label and what each target saw.
+    phases: Vec<(String, Vec<Seen>)>,
     /// What went wrong, asserted at the end (so every phase is seen).
     failures: Vec<String>,
 }
@@ -104,7 +108,10 @@ impl Farm {
                 .args(["-c", &format!("command -v {tool}")])
                 .output()
                 .is_ok_and(|o| o.status.success());
-            assert!(found, "e2e_sync needs '{tool}': run scripts/setup.sh (bird2, python3)");
+            assert!(
+                found,
+                "e2e_sync needs '{tool}': run scripts/setup.sh (bird2, python3)"
+            );
         }
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("e2e-sync-{}", std::process::id()));
@@ -309,7 +316,16 @@ impl Farm {
             &name,
             &log,
             &format!("fn-n{n}"),
-            &[FARMLB, "--log", "info", "run", "--config", &file, "--run-for", "900s"],
+            &[
+                FARMLB,
+                "--log",
+                "info",
+                "run",
+                "--config",
+                &file,
+                "--run-for",
+                "900s",
+            ],
         );
         let ok = wait_until(Duration::from_secs(30), || {
             admin(n, "GET", "/status", None).0 == 200
@@ -337,7 +353,11 @@ impl Farm {
         let ok = wait_until(Duration::from_secs(3), || {
             self.holdconns_status()["mark"].as_u64().unwrap_or(0) > m
         });
-        assert!(ok, "holdconns took no mark:\n{}", self.log_tail("holdconns", 3));
+        assert!(
+            ok,
+            "holdconns took no mark:\n{}",
+            self.log_tail("holdconns", 3)
+        );
     }
 
     /// Ends a phase begun with [`Farm::mark`]: waits until `last_event` is
@@ -414,14 +434,21 @@ impl Farm {
         }
         let batch = self.dir.join(format!("broken-{name}-{mark}.batch"));
         std::fs::write(&batch, lines).expect("batch file");
-        let out = in_ns(ROUTER, &["ip", "-batch", batch.to_str().expect("utf-8")], 20);
+        let out = in_ns(
+            ROUTER,
+            &["ip", "-batch", batch.to_str().expect("utf-8")],
+            20,
+        );
         for w in String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
             .collect::<Vec<_>>()
             .windows(2)
         {
             if w[0] == "via" {
-                if let Some(k) = w[1].strip_prefix("198.19.2.1").and_then(|d| d.parse::<usize>().ok()) {
+                if let Some(k) = w[1]
+                    .strip_prefix("198.19.2.1")
+                    .and_then(|d| d.parse::<usize>().ok())
+                {
                     if (1..=4).contains(&k) {
                         count[k - 1] += 1;
                     }
@@ -453,7 +480,13 @@ impl Farm {
     /// address has the next hops it had with `node` added or removed; the
     /// time it took, or None (a failure is recorded and the run goes on with
     /// whatever the router has).
-    fn change_hops(&mut self, node: u32, add: bool, within: Duration, why: &str) -> Option<Duration> {
+    fn change_hops(
+        &mut self,
+        node: u32,
+        add: bool,
+        within: Duration,
+        why: &str,
+    ) -> Option<Duration> {
         let mut want = self.hops_now();
         want.retain(|&n| n != node);
         if add {
@@ -497,7 +530,10 @@ impl Farm {
         assert!(
             ok,
             "{why}: next hops {:?}, want {want:?}\nbird: {}",
-            UNITS.iter().map(|(_, v, _)| next_hops(v)).collect::<Vec<_>>(),
+            UNITS
+                .iter()
+                .map(|(_, v, _)| next_hops(v))
+                .collect::<Vec<_>>(),
             text(&run_bounded(
                 Command::new("birdc").args([
                     "-s",
@@ -557,7 +593,16 @@ fn admin(n: u32, method: &str, path: &str, body: Option<&str>) -> (u16, String) 
     let auth = format!("Authorization: Bearer {TOKEN}");
     let ns = format!("fn-n{n}");
     let mut args = vec![
-        "curl", "-sS", "-m", "3", "-X", method, "-H", &auth, "-w", "\n%{http_code}",
+        "curl",
+        "-sS",
+        "-m",
+        "3",
+        "-X",
+        method,
+        "-H",
+        &auth,
+        "-w",
+        "\n%{http_code}",
     ];
     if let Some(b) = body {
         args.extend(["-H", "Content-Type: application/json", "--data-binary", b]);
@@ -611,8 +656,18 @@ fn resilient_group(op: &str, nodes: &[u32]) {
     let group: Vec<String> = nodes.iter().map(|n| format!("1{n}")).collect();
     let group = group.join("/");
     router(&[
-        "nexthop", op, "id", "20", "group", &group, "type", "resilient", "buckets", "128",
-        "idle_timer", "0",
+        "nexthop",
+        op,
+        "id",
+        "20",
+        "group",
+        &group,
+        "type",
+        "resilient",
+        "buckets",
+        "128",
+        "idle_timer",
+        "0",
     ]);
 }
 
@@ -630,7 +685,11 @@ fn shares(dir: &Path, addr: &str, n: u16) -> [f64; 4] {
         })
         .collect();
     std::fs::write(&batch, lines).expect("batch file");
-    let out = in_ns(ROUTER, &["ip", "-batch", batch.to_str().expect("utf-8")], 20);
+    let out = in_ns(
+        ROUTER,
+        &["ip", "-batch", batch.to_str().expect("utf-8")],
+        20,
+    );
     let mut count = [0u32; 4];
     for w in String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -638,7 +697,10 @@ fn shares(dir: &Path, addr: &str, n: u16) -> [f64; 4] {
         .windows(2)
     {
         if w[0] == "via" {
-            if let Some(k) = w[1].strip_prefix("198.19.2.1").and_then(|d| d.parse::<usize>().ok()) {
+            if let Some(k) = w[1]
+                .strip_prefix("198.19.2.1")
+                .and_then(|d| d.parse::<usize>().ok())
+            {
                 if (1..=4).contains(&k) {
                     count[k - 1] += 1;
                 }
@@ -727,9 +789,13 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
     for (name, vip, _) in UNITS {
         let url = format!("http://{vip}/health");
         let ok = wait_until(Duration::from_secs(10), || {
-            in_ns(CLIENT, &["curl", "-sf", "-m", "1", "-o", "/dev/null", &url], 3)
-                .status
-                .success()
+            in_ns(
+                CLIENT,
+                &["curl", "-sf", "-m", "1", "-o", "/dev/null", &url],
+                3,
+            )
+            .status
+            .success()
         });
         if !ok {
             let msg = format!("unit {name} ({vip}) does not answer");
@@ -789,7 +855,11 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
     let opened = wait_until(Duration::from_secs(60), || {
         farm.holdconns_status()["opened"] == true
     });
-    assert!(opened, "holdconns did not open its connections:\n{}", farm.log_tail("holdconns", 2));
+    assert!(
+        opened,
+        "holdconns did not open its connections:\n{}",
+        farm.log_tail("holdconns", 2)
+    );
     let took = t_open.elapsed();
     // A few request rounds on all of them.
     std::thread::sleep(Duration::from_secs_f64(3.0 * interval + 1.5));
@@ -799,7 +869,12 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
         let t = target(&st, name);
         pre.push(format!(
             "{name}: {} established, {} open, {} broken, {} failed connects, {} answers, max {} ms",
-            t["established"], t["open"], t["broken"], t["connect_failed"], t["requests"], t["lat_max_ms"]
+            t["established"],
+            t["open"],
+            t["broken"],
+            t["connect_failed"],
+            t["requests"],
+            t["lat_max_ms"]
         ));
     }
     println!(
@@ -864,7 +939,15 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
     farm.mark();
     resilient_group("add", &[1, 2, 3]);
     for (_, vip, _) in UNITS {
-        router(&["route", "add", &format!("{vip}/32"), "nhid", "20", "metric", "10"]);
+        router(&[
+            "route",
+            "add",
+            &format!("{vip}/32"),
+            "nhid",
+            "20",
+            "metric",
+            "10",
+        ]);
     }
     let sw = Instant::now();
     println!(
@@ -903,7 +986,15 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
     // 4. Back to bird's plain ECMP route, then node 4 added.
     farm.mark();
     for (_, vip, _) in UNITS {
-        router(&["route", "del", &format!("{vip}/32"), "nhid", "20", "metric", "10"]);
+        router(&[
+            "route",
+            "del",
+            &format!("{vip}/32"),
+            "nhid",
+            "20",
+            "metric",
+            "10",
+        ]);
     }
     let ev = Instant::now();
     farm.end_phase("router back to plain ECMP", ev);
@@ -937,7 +1028,8 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
         let (code, body) = admin(n, "POST", "/servers/web3/drain", None);
         drained.push(code);
         if code != 200 {
-            farm.failures.push(format!("drain web3 on node {n}: {code} {body}"));
+            farm.failures
+                .push(format!("drain web3 on node {n}: {code} {body}"));
         }
     }
     let drain_took = k.elapsed();
@@ -980,7 +1072,11 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
     for (name, _, _) in &UNITS[..3] {
         let n = format!("flood-{name}");
         let st = farm.wait(&n, Duration::from_secs(FLOOD_SECS + 20));
-        assert!(st.is_some_and(|s| s.success()), "synflood: {}", farm.log(&n));
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "synflood: {}",
+            farm.log(&n)
+        );
         let v: serde_json::Value =
             serde_json::from_str(farm.log(&n).trim()).unwrap_or(serde_json::Value::Null);
         flood_sent += v["sent"].as_u64().unwrap_or(0);
@@ -1042,7 +1138,8 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
             while let Some(l) = lines.next() {
                 if l.contains("panicked at") {
                     let why = lines.next().unwrap_or("");
-                    farm.failures.push(format!("node {n} (start {k}): {l} {why}"));
+                    farm.failures
+                        .push(format!("node {n} (start {k}): {l} {why}"));
                 }
             }
         }
@@ -1050,7 +1147,13 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
     println!("e2e sync: test took {:.1?}", t_test.elapsed());
     if !farm.failures.is_empty() {
         let logs: Vec<String> = (1..=4)
-            .map(|n| format!("--- {}:\n{}", farm.node_log(n), farm.log_tail(&farm.node_log(n), 15)))
+            .map(|n| {
+                format!(
+                    "--- {}:\n{}",
+                    farm.node_log(n),
+                    farm.log_tail(&farm.node_log(n), 15)
+                )
+            })
             .collect();
         panic!(
             "flow sync broke connections:\n{}\n{}",
