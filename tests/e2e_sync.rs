@@ -70,6 +70,17 @@ const FLOOD_ADDR: &str = "198.19.1.200";
 const FLOOD_RATE: u32 = 1000;
 const FLOOD_SECS: u64 = 5;
 
+/// The machine's load average (1, 5, 15 min): the figures depend on it
+/// (the nodes, servers and client share 2 CPUs with whatever else runs).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -771,6 +782,10 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
     let interval: f64 = env_or("FARMLB_SYNC_E2E_INTERVAL", 2.0);
     let timeout: f64 = env_or("FARMLB_SYNC_E2E_TIMEOUT", 5.0);
     let mut farm = Farm::up(nosync, interval, timeout);
+    println!(
+        "e2e sync: {conns} + {nosync_conns} connections, a request every {interval} s, answer timeout {timeout} s; load average {}",
+        loadavg()
+    );
     if nosync {
         println!("e2e sync: FARMLB_SYNC_E2E_NOSYNC=1: farmlb without flow sync; broken connections are printed, not asserted");
     }
@@ -1144,7 +1159,11 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
             }
         }
     }
-    println!("e2e sync: test took {:.1?}", t_test.elapsed());
+    println!(
+        "e2e sync: test took {:.1?}; load average {}",
+        t_test.elapsed(),
+        loadavg()
+    );
     if !farm.failures.is_empty() {
         let logs: Vec<String> = (1..=4)
             .map(|n| {
