@@ -1144,6 +1144,28 @@ fn no_established_connection_breaks_when_nodes_die_restart_or_join() {
         let b: Vec<String> = seen.iter().map(|t| t.1.to_string()).collect();
         println!("  {label}: {}", b.join(" / "));
     }
+    // Liveness as the nodes saw it: a peer declared dead and its addresses
+    // claimed while it ran explains breaks far from the node that changed.
+    for n in 1..=4u32 {
+        for k in 1..=farm.starts[n as usize - 1] {
+            let log = farm.log(&format!("n{n}-{k}"));
+            let events: Vec<String> = log
+                .lines()
+                .filter(|l| l.contains("sync peer silent") || l.contains("sync takeover"))
+                .map(|l| {
+                    let time = l.get(11..23).unwrap_or("");
+                    let what = l.rsplit_once("sync::node: ").map_or(l, |(_, w)| w);
+                    format!("{time} {what}")
+                })
+                .collect();
+            if !events.is_empty() {
+                println!(
+                    "e2e sync: node {n} (start {k}) liveness: {}",
+                    events.join("; ")
+                );
+            }
+        }
+    }
     // A node whose worker panicked (at any time, the end included).
     std::thread::sleep(Duration::from_secs(2));
     for n in 1..=4u32 {
