@@ -5,11 +5,19 @@
 #
 #   scripts/nodes.sh up [STATE_DIR]    (re)creates it; on failure it tears down
 #   scripts/nodes.sh down [STATE_DIR]  deletes everything `up` made (idempotent)
+#   FN_NODES=4 scripts/nodes.sh up     also a fourth node, fn-n4 (uplink
+#                                      198.19.2.14, server link 198.19.3.4),
+#                                      with its bird2 and the router's BGP peer
+#                                      for it, but no farmlb (the flow-sync test,
+#                                      tests/e2e_sync.rs, starts one there when
+#                                      it adds the node); and 16 more client
+#                                      addresses, 198.19.1.16-31
 #
 # STATE_DIR (default /run/farmlb-nodes) holds the bird configs, sockets, pid
 # files, logs and the include files farmlb writes (vips-n1.conf ...).
 #
-#   fn-client  eth0 198.19.1.2/24 (and .3), default via 198.19.1.1
+#   fn-client  eth0 198.19.1.2/24 (and .3; with FN_NODES=4 also .16-.31),
+#              default via 198.19.1.1
 #        |  veth
 #   fn-router  eth0 198.19.1.1/24; bridge rbr 198.19.2.1/24 with n1-r n2-r n3-r;
 #              bird2 (AS 65000) peers with every node, `merge paths yes`,
@@ -41,7 +49,15 @@ STATE=${2:-/run/farmlb-nodes}
 CLIENT_NS=fn-client
 ROUTER_NS=fn-router
 SW_NS=fn-sw
-NODES=(fn-n1 fn-n2 fn-n3)
+FN_NODES=${FN_NODES:-3}
+case "$FN_NODES" in
+3) NODES=(fn-n1 fn-n2 fn-n3) ;;
+4) NODES=(fn-n1 fn-n2 fn-n3 fn-n4) ;;
+*)
+  echo "nodes: FN_NODES is 3 (the default) or 4" >&2
+  exit 2
+  ;;
+esac
 SERVERS=(fn-s1 fn-s2 fn-s3)
 
 all_ns() { echo "$CLIENT_NS" "${SERVERS[@]}" "${NODES[@]}" "$SW_NS" "$ROUTER_NS"; }
@@ -61,6 +77,8 @@ quiet_ns() {
 
 down() {
   local ns pid f
+  # fn-n4 goes too when it exists, whatever FN_NODES says now.
+  local -a NODES=(fn-n1 fn-n2 fn-n3 fn-n4)
   # The birds started here, by their pid files.
   for f in "$STATE"/bird-*.pid; do
     [ -f "$f" ] || continue
@@ -109,7 +127,7 @@ template bgp node {
 }
 EOF
   local n
-  for n in 1 2 3; do
+  for n in $(seq 1 "${#NODES[@]}"); do
     echo "protocol bgp n$n from node { neighbor 198.19.2.1$n as 65001; }"
   done
 }
@@ -156,6 +174,14 @@ up() {
   ip link add eth0 netns "$CLIENT_NS" type veth peer name eth0 netns "$ROUTER_NS"
   ip -n "$CLIENT_NS" addr add 198.19.1.2/24 dev eth0
   ip -n "$CLIENT_NS" addr add 198.19.1.3/24 dev eth0
+  if [ "${#NODES[@]}" -eq 4 ]; then
+    # More source addresses for the flow-sync test's 10,000 connections
+    # (secondary addresses of the connected /24: the router's route back
+    # is the same).
+    for i in $(seq 16 31); do
+      ip -n "$CLIENT_NS" addr add "198.19.1.$i/24" dev eth0
+    done
+  fi
   ip -n "$CLIENT_NS" link set eth0 up
   ip -n "$CLIENT_NS" route add default via 198.19.1.1
   ip -n "$ROUTER_NS" addr add 198.19.1.1/24 dev eth0
@@ -171,7 +197,7 @@ up() {
   ip -n "$SW_NS" link set sbr up
 
   # Nodes: uplink to the router's bridge, server link to the switch.
-  for i in 0 1 2; do
+  for i in $(seq 0 $((${#NODES[@]} - 1))); do
     n=$((i + 1))
     ns=${NODES[$i]}
     ip netns exec "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 \
@@ -219,7 +245,7 @@ up() {
   router_bird >"$STATE/bird-router.conf"
   ip netns exec "$ROUTER_NS" bird -c "$STATE/bird-router.conf" -s "$STATE/bird-router.ctl" \
     -P "$STATE/bird-router.pid"
-  for n in 1 2 3; do
+  for n in $(seq 1 "${#NODES[@]}"); do
     echo "# empty until farmlb announces" >"$STATE/vips-n$n.conf"
     node_bird "$n" >"$STATE/bird-n$n.conf"
     ip netns exec "fn-n$n" bird -c "$STATE/bird-n$n.conf" -s "$STATE/bird-n$n.ctl" \
