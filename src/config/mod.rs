@@ -35,6 +35,8 @@ mod http_tests;
 #[cfg(test)]
 mod splice_tests;
 #[cfg(test)]
+mod sync_tests;
+#[cfg(test)]
 mod tests;
 
 pub use crate::farm::ServerState;
