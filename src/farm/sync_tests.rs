@@ -129,19 +129,9 @@ fn tcp(src: &str, sport: u16, dst: &str) -> FlowKey {
     }
 }
 
-fn reply(nat: &Nat) -> FlowKey {
-    FlowKey {
-        proto: 6,
-        src: nat.dst,
-        src_port: nat.dst_port,
-        dst: nat.src,
-        dst_port: nat.src_port,
-    }
-}
-
 fn connect(b: &mut FarmBalancer, k: &FlowKey, now: Nanos) -> Nat {
     let nat = b.lookup(k, SYN, 60, now).unwrap();
-    b.lookup(&reply(&nat), SYN | ACK, 60, now).unwrap();
+    b.lookup(&nat.reply_key(6), SYN | ACK, 60, now).unwrap();
     b.lookup(k, ACK, 54, now).unwrap();
     nat
 }
@@ -159,7 +149,9 @@ fn only_established_flows_make_records_and_a_syn_flood_none() {
     );
     let k = tcp("198.18.50.2", 1000, "198.18.100.2");
     let nat = a.balancer.lookup(&k, SYN, 60, SEC).unwrap();
-    a.balancer.lookup(&reply(&nat), SYN | ACK, 60, SEC).unwrap();
+    a.balancer
+        .lookup(&nat.reply_key(6), SYN | ACK, 60, SEC)
+        .unwrap();
     assert!(a.shared.records[0].is_empty());
     a.balancer.lookup(&k, ACK, 54, SEC).unwrap();
     let r = a.shared.records[0].pop().expect("established");
@@ -188,7 +180,10 @@ fn a_fullnat_flow_goes_on_at_a_peer_in_both_directions() {
     assert_eq!(b.balancer.flow_state(&k), Some(FlowState::Established));
     // Node 1 died and node 2 claimed its local address: the server's
     // reply to it finds the flow.
-    let back = b.balancer.lookup(&reply(&nat), ACK, 100, 2 * SEC).unwrap();
+    let back = b
+        .balancer
+        .lookup(&nat.reply_key(6), ACK, 100, 2 * SEC)
+        .unwrap();
     assert_eq!((back.dst, back.dst_port), (k.src, k.src_port));
     assert_eq!((back.src, back.src_port), (k.dst, k.dst_port));
     assert_eq!(
@@ -212,7 +207,7 @@ fn a_fullnat_flow_goes_on_at_a_peer_in_both_directions() {
     // Its end at node 2 removes it everywhere.
     b.balancer.lookup(&k, FIN | ACK, 54, 3 * SEC).unwrap();
     b.balancer
-        .lookup(&reply(&nat), FIN | ACK, 54, 3 * SEC)
+        .lookup(&nat.reply_key(6), FIN | ACK, 54, 3 * SEC)
         .unwrap();
     carry(&b, &c, 2);
     assert!(c.shared.store.find(&k).is_none());
@@ -225,7 +220,10 @@ fn a_nat_flow_is_adopted_and_its_handshake_reply_passes_without_a_flow() {
     // Node 1 sees the client's SYN and ACK; the server's SYN-ACK goes
     // through node 2 (the servers' gateway), which never saw the SYN.
     let nat = a.balancer.lookup(&k, SYN, 60, SEC).unwrap();
-    let synack = b.balancer.lookup(&reply(&nat), SYN | ACK, 60, SEC).unwrap();
+    let synack = b
+        .balancer
+        .lookup(&nat.reply_key(6), SYN | ACK, 60, SEC)
+        .unwrap();
     assert_eq!((synack.src, synack.src_port), (k.dst, k.dst_port));
     assert_eq!((synack.dst, synack.dst_port), (k.src, k.src_port));
     assert_eq!(

@@ -71,6 +71,18 @@ impl Tuple {
         }
     }
 
+    /// The tuple as a [`FlowKey`] again (the inverse of [`Tuple::from_key`]).
+    #[inline]
+    pub fn key(&self) -> FlowKey {
+        FlowKey {
+            proto: self.proto,
+            src: addr_ip(&self.src, self.v6),
+            src_port: self.src_port,
+            dst: addr_ip(&self.dst, self.v6),
+            dst_port: self.dst_port,
+        }
+    }
+
     /// The tuple's hash under `seed` (not cryptographic; the seed is random
     /// per table so that clients cannot aim at one probe chain).
     #[inline]

@@ -300,6 +300,21 @@ pub struct Nat {
     pub dst_port: u16,
 }
 
+impl Nat {
+    /// The key of the packets that answer a `proto` packet rewritten as
+    /// this: from its destination back to its source (a server's replies).
+    #[inline]
+    pub fn reply_key(&self, proto: u8) -> FlowKey {
+        FlowKey {
+            proto,
+            src: self.dst,
+            src_port: self.dst_port,
+            dst: self.src,
+            dst_port: self.src_port,
+        }
+    }
+}
+
 /// The load-balancing decision for packets that are not addressed to the LB's
 /// own port addresses: implemented by the farm/flow layer, per worker.
 pub trait Balancer {

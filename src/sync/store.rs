@@ -60,13 +60,7 @@ pub struct Store {
 /// The key of the server's packets of the flow `r` describes: from the
 /// server to the client (NAT) or to the local address (FullNAT).
 pub fn server_key(r: &Record) -> FlowKey {
-    FlowKey {
-        proto: r.key.proto,
-        src: r.nat.dst,
-        src_port: r.nat.dst_port,
-        dst: r.nat.src,
-        dst_port: r.nat.src_port,
-    }
+    r.nat.reply_key(r.key.proto)
 }
 
 impl Store {

@@ -70,20 +70,19 @@ use crate::packet::{
 
 mod ask;
 mod choice;
+mod ends;
 mod splice;
 mod sync;
 
 pub use ask::{poll_asks, AskAnswer, AskCounters, AskLink, AskRequest, Asker, HeldFrames};
 
 use choice::{failover, pick, schedule, Choice};
+use ends::{alloc_local, endpoints, nat_for, nat_reverse, LocalPorts};
 
 /// Slots (flow entries of 32 bytes: 8 KiB) [`FarmBalancer::expire`] sweeps
 /// per call. The worker calls it once per loop: at 10 Mpps in bursts of 32
 /// a table of 1M flows (3M slots) is swept every 40 ms.
 pub const EXPIRE_BUDGET: u32 = 256;
-
-/// How many local ports FullNAT tries for one new flow.
-const LOCAL_PORT_TRIES: u32 = 64;
 
 /// Fixed hash seed of the schedulers: the same on every worker and node.
 const SCHED_SEED: u64 = 0x4d61_676c_6576_2121;
@@ -94,15 +93,6 @@ struct Sched {
     rr: Vec<Vec<i64>>,
     /// Least-conn: where the tie-breaking scan starts.
     rotate: usize,
-}
-
-/// FullNAT local port allocation of this worker.
-struct LocalPorts {
-    lo: u16,
-    hi: u16,
-    next: u16,
-    next_local: usize,
-    exhausted: u64,
 }
 
 struct Counters {
@@ -144,137 +134,9 @@ pub struct FarmBalancer {
     ended: Vec<Flow>,
 }
 
-fn endpoints(snap: &Snapshot) -> Endpoints {
-    Endpoints {
-        units: snap
-            .farm
-            .units
-            .iter()
-            .map(|u| UnitEnd {
-                addr: addr_bytes(u.address),
-                port: u.port,
-                // Its own local addresses, then the peers' (synced flows).
-                locals: u
-                    .main()
-                    .map(|m| {
-                        m.local_addresses
-                            .iter()
-                            .chain(&m.peer_locals)
-                            .map(|&a| addr_bytes(a))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            })
-            .collect(),
-        servers: snap
-            .farm
-            .servers
-            .iter()
-            .map(|s| ServerEnd {
-                addr: addr_bytes(s.address),
-                port: s.port,
-            })
-            .collect(),
-    }
-}
-
 #[inline]
 fn is_syn(f: u8) -> bool {
     f & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST) == tcp_flags::SYN
-}
-
-/// A FullNAT local address (index) and port of this worker's range whose
-/// server→local tuple is free (in the table, and with flow sync among the
-/// synced flows: a flow this node's earlier life opened may live on at a
-/// peer).
-fn alloc_local(
-    table: &FlowTable,
-    sync: Option<&crate::sync::Shared>,
-    ports: &mut LocalPorts,
-    m: &MainUnit,
-    server: ServerEnd,
-    server_port: u16,
-    t: &Tuple,
-) -> Option<(u8, u16)> {
-    let n = m.local_addresses.len();
-    if n == 0 {
-        return None;
-    }
-    for _ in 0..LOCAL_PORT_TRIES {
-        let port = ports.next;
-        ports.next = if port >= ports.hi { ports.lo } else { port + 1 };
-        let li = ports.next_local % n;
-        ports.next_local = ports.next_local.wrapping_add(1);
-        let rev = Tuple {
-            src: server.addr,
-            src_port: server_port,
-            dst: addr_bytes(m.local_addresses[li]),
-            dst_port: port,
-            proto: t.proto,
-            v6: t.v6,
-        };
-        if table.local_reply_of(&rev).is_none()
-            && sync.is_none_or(|s| {
-                s.store
-                    .find(&FlowKey {
-                        proto: t.proto,
-                        src: addr_ip(&rev.src, t.v6),
-                        src_port: rev.src_port,
-                        dst: addr_ip(&rev.dst, t.v6),
-                        dst_port: rev.dst_port,
-                    })
-                    .is_none()
-            })
-        {
-            return Some((li as u8, port));
-        }
-    }
-    ports.exhausted += 1;
-    None
-}
-
-/// The server→client tuple of a NAT flow with client→unit tuple `t` on
-/// server `end`, reached on `server_port`.
-#[inline]
-fn nat_reverse(end: &ServerEnd, server_port: u16, t: &Tuple) -> Tuple {
-    Tuple {
-        src: end.addr,
-        src_port: server_port,
-        dst: t.src,
-        dst_port: t.src_port,
-        proto: t.proto,
-        v6: t.v6,
-    }
-}
-
-/// The addresses a packet of `f` in `dir` leaves with.
-#[inline(always)]
-fn nat_for(ends: &Endpoints, f: &Flow, dir: Dir) -> Nat {
-    let v6 = f.is_v6();
-    match dir {
-        Dir::Forward => {
-            let (src, src_port) = if f.is_fullnat() {
-                (
-                    ends.units[f.unit as usize].locals[f.local as usize],
-                    f.local_port,
-                )
-            } else {
-                (f.client, f.client_port)
-            };
-            Nat {
-                src: addr_ip(&src, v6),
-                src_port,
-                dst: addr_ip(&ends.servers[f.server as usize].addr, v6),
-                dst_port: ends.server_port(f),
-            }
-        }
-        Dir::Reverse => Nat {
-            src: addr_ip(&ends.units[f.unit as usize].addr, v6),
-            src_port: f.unit_port,
-            dst: addr_ip(&f.client, v6),
-            dst_port: f.client_port,
-        },
-    }
 }
 
 /// Bookkeeping for a flow that left the table.
@@ -617,7 +479,7 @@ impl FarmBalancer {
         f.seen_at(now);
         // Flow sync hears of state changes (and of a NAT flow still
         // waiting for a SYN-ACK that another node forwarded).
-        if (f.state() != before || before == FlowState::SynSent) && self.sync.is_some() {
+        if self.sync.is_some() && (f.state() != before || before == FlowState::SynSent) {
             self.sync_changed(slot, before, dir, tflags);
         }
         let f = self.table.get(slot);

@@ -25,18 +25,6 @@ use super::*;
 use crate::splice::translate::Translation;
 use crate::sync::{wall_ns, Record, Shared, What};
 
-/// The client's key of a flow (client → farm unit).
-fn forward_key(ends: &Endpoints, f: &Flow) -> FlowKey {
-    let t = ends.forward(f);
-    FlowKey {
-        proto: t.proto,
-        src: addr_ip(&t.src, t.v6),
-        src_port: t.src_port,
-        dst: addr_ip(&t.dst, t.v6),
-        dst_port: t.dst_port,
-    }
-}
-
 /// The record of `f` in `what`, when its unit syncs.
 fn record_of(
     snap: &Snapshot,
@@ -51,7 +39,7 @@ fn record_of(
     }
     Some(Record {
         what,
-        key: forward_key(ends, f),
+        key: ends.forward(f).key(),
         nat: nat_for(ends, f, Dir::Forward),
         state: f.state() as u8,
         splice,

@@ -191,13 +191,7 @@ fn after(a: u32, b: u32) -> bool {
 /// The reply key of a flow whose client side is rewritten with `nat`: the
 /// server's packets come from `nat.dst` to `nat.src`.
 fn server_key(nat: &Nat) -> FlowKey {
-    FlowKey {
-        proto: crate::wire::protocol::TCP,
-        src: nat.dst,
-        src_port: nat.dst_port,
-        dst: nat.src,
-        dst_port: nat.src_port,
-    }
+    nat.reply_key(crate::wire::protocol::TCP)
 }
 
 /// The MSS farmlb advertises to a client on a port with MTU `mtu`.
@@ -265,10 +259,9 @@ impl<F: Frame> Processor<F> {
         let general = |found| FastSplice::General(SpliceSeen { client, found });
         // Flow sync: a server's segment of no flow here may be of a spliced
         // connection synced from another node, which the general path
-        // adopts.
-        let syncing = balancer.syncing();
+        // adopts (asked only of such a segment).
         let Some(s) = self.splice.as_deref_mut() else {
-            return if client || syncing {
+            return if client || balancer.syncing() {
                 general(None)
             } else {
                 FastSplice::Plain(None)
@@ -323,7 +316,7 @@ impl<F: Frame> Processor<F> {
         }
         let (i, side, ready) = match s.table.find_fast(key) {
             Some(found) => found,
-            None if client || syncing => return general(Some(None)),
+            None if client || balancer.syncing() => return general(Some(None)),
             None => return FastSplice::Plain(None),
         };
         let found = Some(Some((i, side)));
