@@ -19,10 +19,12 @@
 mod e2e_support;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use e2e_support::{farm_server_binary, in_ns, run_bounded, text, wait_until, FARMLB, ROOT};
+use e2e_support::{
+    farm_server_binary, in_ns, run_bounded, spawn_logged, text, wait_until, FARMLB, ROOT,
+};
 use serde_json::Value;
 
 const CLIENT: &str = "fm-client";
@@ -112,16 +114,7 @@ impl Fm {
     }
 
     fn spawn(&mut self, name: &str, ns: &str, args: &[&str]) {
-        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).expect("log");
-        let err = log.try_clone().expect("log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let child = spawn_logged(name, ns, args, &self.dir.join(format!("{name}.log")));
         self.children.push((name.to_string(), child));
     }
 

@@ -46,11 +46,13 @@
 mod e2e_support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use e2e_support::{farm_server_binary, in_ns, require_tools, run_bounded, text, wait_until};
+use e2e_support::{
+    farm_server_binary, in_ns, require_tools, run_bounded, spawn_logged, text, wait_until,
+};
 
 const FARMLB: &str = env!("CARGO_BIN_EXE_farmlb");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -192,16 +194,7 @@ impl Nodes {
     }
 
     fn spawn(&mut self, name: &str, ns: &str, args: &[&str]) {
-        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).expect("log");
-        let err = log.try_clone().expect("log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let child = spawn_logged(name, ns, args, &self.dir.join(format!("{name}.log")));
         self.children.push((name.to_string(), child));
     }
 

@@ -62,10 +62,12 @@
 mod e2e_support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use e2e_support::{farm_server_binary, in_ns, require_tools, run_bounded, text, wait_until};
+use e2e_support::{
+    farm_server_binary, in_ns, require_tools, run_bounded, spawn_logged, text, wait_until,
+};
 
 const FARMLB: &str = env!("CARGO_BIN_EXE_farmlb");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -176,16 +178,7 @@ impl Farm {
 
     /// Starts `args` in `ns` as `name`, output to `<dir>/<log>.log`.
     fn spawn(&mut self, name: &str, log: &str, ns: &str, args: &[&str]) -> u32 {
-        let out = std::fs::File::create(self.dir.join(format!("{log}.log"))).expect("log");
-        let err = out.try_clone().expect("log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let child = spawn_logged(name, ns, args, &self.dir.join(format!("{log}.log")));
         let pid = child.id();
         self.children.push((name.to_string(), child));
         pid

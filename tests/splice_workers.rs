@@ -348,14 +348,10 @@ fn synced(n: u8) -> String {
         )
 }
 
-#[test]
-fn a_spliced_connection_goes_on_at_another_node_as_it_would_have_at_its_own() {
-    let (mut a, mut b) = (Node::new(&synced(1)), Node::new(&synced(2)));
-    let cport = 42_000;
-    let (_, our_isn, our_ts) = connection(&mut a, cport);
-    // What node 1's workers recorded reaches node 2's store (the sync
-    // thread and the wire's part): the connection with its translation.
-    let (sa, sb) = (a.sync.clone().unwrap(), b.sync.clone().unwrap());
+/// What node `a`'s workers recorded, applied to node `b`'s store (the sync
+/// thread's and the wire's part); how many records carried a translation.
+fn carry(a: &Node, b: &Node) -> usize {
+    let (sa, sb) = (a.sync.as_ref().unwrap(), b.sync.as_ref().unwrap());
     let mut spliced = 0;
     for q in &sa.records {
         while let Some(r) = q.pop() {
@@ -363,11 +359,14 @@ fn a_spliced_connection_goes_on_at_another_node_as_it_would_have_at_its_own() {
             sb.store.apply(1, &r, 0);
         }
     }
-    assert_eq!(spliced, 1, "one record with the translation");
-    // The client's next request and the server's answer, sent to both
-    // nodes: node 2 forwards exactly what node 1 does.
+    spliced
+}
+
+/// The client's next request on the connection from `cport` that
+/// [`connection`] made (farmlb's ISN `our_isn`, first TSval `our_ts`).
+fn next_request(cport: u16, our_isn: u32, our_ts: u32) -> Vec<u8> {
     let isn = 0x7000_0000u32.wrapping_add(u32::from(cport) << 8);
-    let client = tcp_opts_frame(
+    tcp_opts_frame(
         (LB0_MAC, CLIENT_MAC),
         (CLIENT4, cport),
         (VIP, 80),
@@ -377,7 +376,40 @@ fn a_spliced_connection_goes_on_at_another_node_as_it_would_have_at_its_own() {
         501,
         &opt::ts(102, our_ts.wrapping_add(5)),
         b"GET /next HTTP/1.1\r\n\r\n",
-    );
+    )
+}
+
+/// The server's answer to `to_server`, the request as farmlb sent it on.
+fn answer_to(to_server: &Out, cport: u16) -> Vec<u8> {
+    let server_mac = if to_server.dst == SERVER_A {
+        SERVER_MAC
+    } else {
+        SERVER2_MAC
+    };
+    tcp_opts_frame(
+        (LB1_MAC, server_mac),
+        (to_server.dst, 8080),
+        (CLIENT4, cport),
+        5_007,
+        to_server.seq.wrapping_add(to_server.payload.len() as u32),
+        ACK | PSH,
+        100,
+        &opt::ts(9010, 102),
+        b"HTTP/1.1 200 OK\r\n\r\n",
+    )
+}
+
+#[test]
+fn a_spliced_connection_goes_on_at_another_node_as_it_would_have_at_its_own() {
+    let (mut a, mut b) = (Node::new(&synced(1)), Node::new(&synced(2)));
+    let cport = 42_000;
+    let (_, our_isn, our_ts) = connection(&mut a, cport);
+    // What node 1's workers recorded reaches node 2's store: the
+    // connection with its translation.
+    assert_eq!(carry(&a, &b), 1, "one record with the translation");
+    // The client's next request and the server's answer, sent to both
+    // nodes: node 2 forwards exactly what node 1 does.
+    let client = next_request(cport, our_isn, our_ts);
     let mut outs = Vec::new();
     for n in [&mut a, &mut b] {
         let (_, v) = n.deliver(usize::from(cport % 2), 0, client.clone());
@@ -387,23 +419,7 @@ fn a_spliced_connection_goes_on_at_another_node_as_it_would_have_at_its_own() {
         outs.push(sent[0].2.clone());
     }
     assert_eq!(outs[0], outs[1], "the same segment to the server");
-    let server = outs[0].dst;
-    let server_mac = if server == SERVER_A {
-        SERVER_MAC
-    } else {
-        SERVER2_MAC
-    };
-    let answer = tcp_opts_frame(
-        (LB1_MAC, server_mac),
-        (server, 8080),
-        (CLIENT4, cport),
-        5_007,
-        outs[0].seq.wrapping_add(outs[0].payload.len() as u32),
-        ACK | PSH,
-        100,
-        &opt::ts(9010, 102),
-        b"HTTP/1.1 200 OK\r\n\r\n",
-    );
+    let answer = answer_to(&outs[0], cport);
     let mut back = Vec::new();
     for n in [&mut a, &mut b] {
         let (_, v) = n.deliver(1 - usize::from(cport % 2), 1, answer.clone());
@@ -416,6 +432,7 @@ fn a_spliced_connection_goes_on_at_another_node_as_it_would_have_at_its_own() {
         our_isn.wrapping_add(1 + 6),
         "in the client's space"
     );
+    let sb = b.sync.as_ref().unwrap();
     assert_eq!(
         sb.adopted.load(std::sync::atomic::Ordering::Relaxed),
         1,
@@ -428,45 +445,17 @@ fn a_spliced_connection_is_adopted_from_its_servers_segment_too() {
     let (mut a, mut b) = (Node::new(&synced(1)), Node::new(&synced(2)));
     let cport = 42_002;
     let (_, our_isn, our_ts) = connection(&mut a, cport);
-    let (sa, sb) = (a.sync.clone().unwrap(), b.sync.clone().unwrap());
-    for q in &sa.records {
-        while let Some(r) = q.pop() {
-            sb.store.apply(1, &r, 0);
-        }
-    }
-    let isn = 0x7000_0000u32.wrapping_add(u32::from(cport) << 8);
-    let client = tcp_opts_frame(
-        (LB0_MAC, CLIENT_MAC),
-        (CLIENT4, cport),
-        (VIP, 80),
-        isn.wrapping_add(1 + REQ.len() as u32),
-        our_isn.wrapping_add(1 + 6),
-        ACK | PSH,
-        501,
-        &opt::ts(102, our_ts.wrapping_add(5)),
-        b"GET /next HTTP/1.1\r\n\r\n",
-    );
+    carry(&a, &b);
     // The client stays on node 1; the server's answer comes to node 2
     // (it took node 1's address over), which never saw the connection.
-    let (_, v) = a.deliver(usize::from(cport % 2), 0, client);
+    let (_, v) = a.deliver(
+        usize::from(cport % 2),
+        0,
+        next_request(cport, our_isn, our_ts),
+    );
     assert_eq!(v, Verdict::Forward(1));
     let to_server = a.sent()[0].2.clone();
-    let server_mac = if to_server.dst == SERVER_A {
-        SERVER_MAC
-    } else {
-        SERVER2_MAC
-    };
-    let answer = tcp_opts_frame(
-        (LB1_MAC, server_mac),
-        (to_server.dst, 8080),
-        (CLIENT4, cport),
-        5_007,
-        to_server.seq.wrapping_add(to_server.payload.len() as u32),
-        ACK | PSH,
-        100,
-        &opt::ts(9010, 102),
-        b"HTTP/1.1 200 OK\r\n\r\n",
-    );
+    let answer = answer_to(&to_server, cport);
     let mut back = Vec::new();
     for n in [&mut a, &mut b] {
         let (_, v) = n.deliver(1 - usize::from(cport % 2), 1, answer.clone());

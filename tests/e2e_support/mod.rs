@@ -79,16 +79,7 @@ impl Topology {
     /// Starts `args` in namespace `ns`, output to `<dir>/<name>.log`.
     /// `ip netns exec` execs the command, so the PID is the command's.
     pub fn spawn(&mut self, name: &str, ns: &str, args: &[&str]) -> u32 {
-        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).expect("log file");
-        let err = log.try_clone().expect("log file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let child = spawn_logged(name, ns, args, &self.dir.join(format!("{name}.log")));
         let pid = child.id();
         self.children.push((name.to_string(), child));
         pid
@@ -341,6 +332,21 @@ impl Drop for Topology {
         }
         let _ = run_bounded(Command::new(netns_script()).arg("down"), 30);
     }
+}
+
+/// Starts `args` in namespace `ns` (`name` for the error), its output to
+/// `log`. `ip netns exec` execs the command, so the PID is the command's.
+pub fn spawn_logged(name: &str, ns: &str, args: &[&str], log: &Path) -> Child {
+    let out = std::fs::File::create(log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"))
 }
 
 pub fn server(name: &str) -> (&'static str, &'static str, &'static str, u32) {
